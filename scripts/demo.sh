@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Start the demo: the local Slurm dev cluster, the database, and the portal on
+# http://127.0.0.1:8080 (SQLite). Stop with Ctrl-C; `hpcportal dev-cluster down` stops Slurm.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+need_root
+system_packages
+python_env
+cd "$REPO"
+"$VENV/bin/hpcportal" dev-cluster up
+export HPCPORTAL_DATABASE_URL="${HPCPORTAL_DATABASE_URL:-sqlite:///$REPO/hpcportal.db}"
+"$VENV/bin/hpcportal" db upgrade
+log "portal on http://127.0.0.1:8080 (API docs at /api/v1/docs); log in as a demo user above"
+exec "$VENV/bin/hpcportal" serve --host 127.0.0.1 --port 8080

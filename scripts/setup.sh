@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Shared set-up for the demo and the test suite: system packages, services, venv.
+# Sourced by scripts/demo.sh and scripts/test.sh; safe to run again (idempotent).
+# It starts PostgreSQL only when none answers, and never stops a service.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${HPCPORTAL_VENV:-$REPO/.venv}"
+PY="${PYTHON:-python3}"
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "Run this as root: it installs packages, creates the demo Unix users and runs Slurm." >&2
+    exit 1
+  fi
+}
+
+# install_missing PKG... : apt-get install only the packages not yet installed.
+install_missing() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+system_packages() {
+  # Slurm, munge and MariaDB for the dev cluster; sudo and runuser for the privileged
+  # boundary; python venv tooling; wrk for the benchmarks.
+  install_missing slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo \
+    python3-venv python3-dev gcc libpam0g wrk procps
+}
+
+postgres_up() {
+  install_missing postgresql postgresql-client
+  if pg_isready -q -h 127.0.0.1 -p 5432; then
+    return
+  fi
+  log "starting PostgreSQL (none was answering)"
+  local version
+  version="$(ls /etc/postgresql | sort -V | tail -n1)"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && return; sleep 1; done
+  echo "PostgreSQL did not start" >&2
+  exit 1
+}
+
+# A PostgreSQL role for the test suite that works with any pg_hba method: tests
+# connect as it over TCP with a password, creating and dropping their own databases.
+postgres_test_role() {
+  local pw="hpcportal-test"
+  runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d postgres <<SQL >/dev/null
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hpcportal_test') THEN
+    CREATE ROLE hpcportal_test LOGIN CREATEDB PASSWORD '$pw';
+  END IF;
+END \$\$;
+SQL
+  export HPCPORTAL_TEST_POSTGRES_URL="postgresql+psycopg://hpcportal_test:$pw@127.0.0.1:5432/postgres"
+}
+
+python_env() {
+  local extra="${1:-}"
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtualenv $VENV"
+    "$PY" -m venv "$VENV"
+  fi
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  log "installing hpcportal${extra:+[$extra]} into $VENV"
+  "$VENV/bin/python" -m pip install -q -e "$REPO${extra:+[$extra]}"
+}

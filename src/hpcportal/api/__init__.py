@@ -1,0 +1,1 @@
+"""Thin HTTP routers: parse input, call a service, return its model."""

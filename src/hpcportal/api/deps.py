@@ -1,0 +1,146 @@
+"""Shared FastAPI dependencies, in ``Annotated`` style.
+
+Routers declare what they need (``settings: SettingsDep``, ``user: CurrentUser``) and
+never reach into ``app.state`` themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any, cast
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from hpcportal.config import Settings
+from hpcportal.db.session import Database
+from hpcportal.errors import Forbidden, InvalidInput, NotAuthenticated
+from hpcportal.services import auth
+from hpcportal.services.identity import Principal
+from hpcportal.services.snapshot import SnapshotService
+from hpcportal.slurm.adapter import SlurmAdapter
+
+#: Where the OpenAPI "Authorize" button posts the login form (router prefix + path).
+TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 (a URL, not a secret)
+
+
+async def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was built with (tests build apps with their own)."""
+    return cast(Settings, request.app.state.settings)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def get_database(request: Request) -> Database:
+    """The process's database handle, for code that manages its own sessions."""
+    return cast(Database, request.app.state.db)
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+def get_db(database: DatabaseDep) -> Iterator[Session]:
+    """One session per request, committed (or rolled back) before the answer is sent."""
+    with database.session() as session:
+        yield session
+
+
+# scope="function": the commit happens before the response, so a failed commit is an
+# error the client sees rather than a silent loss after a 200.
+DbDep = Annotated[Session, Depends(get_db, scope="function")]
+
+_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+def get_revocations(request: Request) -> auth.RevocationList:
+    return cast(auth.RevocationList, request.app.state.revocations)
+
+
+async def get_token_claims(
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    bearer: Annotated[str | None, Depends(_bearer)],
+) -> auth.TokenClaims:
+    """The verified, unrevoked token from ``Authorization: Bearer`` or the session cookie.
+
+    A cookie is sent by the browser on its own, so cookie-authenticated unsafe
+    requests must also pass the CSRF check; a bearer header cannot be forged that way.
+    """
+    via_cookie = not bearer
+    token = bearer or request.cookies.get(settings.cookie_name)
+    if not token:
+        raise NotAuthenticated()
+    claims = auth.decode_token(settings, token)
+    revocations = get_revocations(request)
+    if revocations.needs_sync():
+        await run_in_threadpool(_sync_revocations, revocations, database)
+    if claims.jti in revocations:
+        raise NotAuthenticated(auth.SESSION_ENDED)
+    if via_cookie:
+        auth.check_csrf(
+            request.method,
+            request.cookies.get(auth.CSRF_COOKIE),
+            request.headers.get(auth.CSRF_HEADER),
+        )
+    return claims
+
+
+def _sync_revocations(revocations: auth.RevocationList, database: Database) -> None:
+    with database.session() as session:
+        revocations.sync(session)
+
+
+TokenClaimsDep = Annotated[auth.TokenClaims, Depends(get_token_claims)]
+
+
+async def get_current_principal(claims: TokenClaimsDep, settings: SettingsDep) -> Principal:
+    """The logged-in Unix user, with the role their groups give them right now."""
+    return auth.resolve_principal(settings, claims)
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_principal)]
+
+
+async def get_admin_principal(user: CurrentUser) -> Principal:
+    """Like ``CurrentUser``, but only for members of the admin group."""
+    if not user.is_admin:
+        raise Forbidden("This needs the administrator role.")
+    return user
+
+
+AdminUser = Annotated[Principal, Depends(get_admin_principal)]
+
+
+async def get_snapshot(request: Request) -> SnapshotService:
+    return cast(SnapshotService, request.app.state.snapshot)
+
+
+SnapshotDep = Annotated[SnapshotService, Depends(get_snapshot)]
+
+
+async def get_adapter(request: Request) -> SlurmAdapter:
+    return cast(SlurmAdapter, request.app.state.adapter)
+
+
+AdapterDep = Annotated[SlurmAdapter, Depends(get_adapter)]
+
+
+def strict_query(*allowed: str) -> Any:
+    """A dependency that answers 422 for query parameters the endpoint does not know.
+
+    FastAPI ignores unknown parameters; a misspelt filter (``?stat=running``) would
+    then silently return everything, which is worse than an error.
+    """
+    known = frozenset(allowed)
+
+    async def check(request: Request) -> None:
+        for name in request.query_params:
+            if name not in known:
+                hint = f" Known: {', '.join(sorted(known))}." if known else ""
+                raise InvalidInput(f"Unknown query parameter {name!r}.{hint}")
+
+    return Depends(check)

@@ -1,0 +1,67 @@
+"""Liveness, readiness and Prometheus metrics (no login needed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from hpcportal.api.deps import DatabaseDep, SnapshotDep
+from hpcportal.services.cluster import SnapshotMeta
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    database: str
+    slurm: str
+    snapshot: SnapshotMeta
+    problems: list[str]
+
+
+@router.get("/health", response_model=Health)
+def health() -> Health:
+    """The process is alive and answering."""
+    return Health(status="ok")
+
+
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+def ready(database: DatabaseDep, snapshot: SnapshotDep) -> JSONResponse:
+    """Ready to serve: the database answers, Slurm answered the last refresh, data is fresh."""
+    problems: list[str] = []
+    try:
+        with database.session() as session:
+            session.execute(text("SELECT 1"))
+        db_state = "ok"
+    except Exception as exc:  # report any database failure, whatever the driver raises
+        db_state = "unreachable"
+        problems.append(f"database: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    state = snapshot.health()
+    slurm_state = "ok" if state.last_error is None and state.taken_at else "unreachable"
+    if state.last_error:
+        problems.append(f"slurm: {state.last_error}")
+    if state.taken_at is None:
+        problems.append("snapshot: the cluster has not been read yet")
+    elif state.stale:
+        problems.append(f"snapshot: stale, {state.age_seconds:.0f} s old")
+    body = Readiness(
+        ready=not problems,
+        database=db_state,
+        slurm=slurm_state,
+        snapshot=SnapshotMeta.of(state),
+        problems=problems,
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=False)
+def metrics() -> Response:
+    """Prometheus text format: refreshes, their duration, Slurm calls, snapshot age."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,71 @@
+"""FastAPI application factory.
+
+One process holds one ``Settings``, one database handle, one Slurm adapter and one
+shared snapshot; routers reach them through the dependencies in ``api.deps``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from hpcportal import __version__
+from hpcportal.api import auth, cluster, health, jobs
+from hpcportal.config import Settings, get_settings
+from hpcportal.db.session import Database
+from hpcportal.errors import install_error_handlers
+from hpcportal.services.auth import RevocationList
+from hpcportal.services.snapshot import SnapshotService
+from hpcportal.slurm.adapter import SlurmAdapter
+from hpcportal.slurm.executor import SlurmExecutor
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    executor: SlurmExecutor | None = None,
+    start_refresher: bool = True,
+) -> FastAPI:
+    """Build the app. Tests pass their own settings, or an executor to count calls."""
+    settings = settings or get_settings()
+    executor = executor or SlurmExecutor.from_settings(settings)
+    adapter = SlurmAdapter(executor, cache_seconds=settings.accounting_cache_seconds)
+    snapshot = SnapshotService(adapter, settings)
+    database = Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if start_refresher:
+            await snapshot.start()
+        try:
+            yield
+        finally:
+            await snapshot.stop()
+            database.dispose()
+
+    app = FastAPI(
+        title="hpcportal",
+        version=__version__,
+        description="Web portal for Slurm clusters: read API over one shared snapshot.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.executor = executor
+    app.state.adapter = adapter
+    app.state.snapshot = snapshot
+    app.state.db = database
+    app.state.revocations = RevocationList(settings.revocation_sync_seconds)
+
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(auth.router, prefix=API_PREFIX)
+    app.include_router(cluster.router, prefix=API_PREFIX)
+    app.include_router(jobs.router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,76 @@
+"""The ``hpcportal`` command: serve the portal, run the dev cluster, migrate the database."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from hpcportal import __version__
+from hpcportal.cli.devcluster import app as devcluster_app
+from hpcportal.config import Settings, get_settings
+
+app = typer.Typer(help="hpcportal: a web portal for Slurm clusters.", no_args_is_help=True)
+app.add_typer(devcluster_app, name="dev-cluster")
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def resolve_settings() -> Settings:
+    """The configured settings, pointed at the dev cluster when it is up and no Slurm is set."""
+    settings = get_settings()
+    if settings.slurm_conf is None:
+        from hpcportal.devcluster import DevCluster
+
+        cluster = DevCluster(settings.devcluster_dir)
+        if cluster.is_up():
+            typer.echo(f"Using the dev cluster's SLURM_CONF: {cluster.slurm_conf}", err=True)
+            settings = settings.model_copy(update={"slurm_conf": cluster.slurm_conf})
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Migrate the database if needed and serve the portal (one process, one refresher)."""
+    import uvicorn
+
+    from hpcportal.app import create_app
+    from hpcportal.db.migrate import upgrade
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = resolve_settings()
+    upgrade(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=log_level,
+        proxy_headers=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration to the configured database."""
+    from hpcportal.db.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings)
+    typer.echo(f"Database at the newest revision: {settings.database_url.split('@')[-1]}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,281 @@
+"""``DevCluster``: bring a real Slurm cluster up on this host, report on it, take it down.
+
+Each step checks before it acts (pid files, config text, sacctmgr state, user
+database), so ``up`` on a running cluster only reads, and ``down`` only stops daemons
+whose pid files under our directory point at live processes of the expected program.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+from hpcportal.devcluster import daemons
+from hpcportal.devcluster.accounts import ensure_accounting
+from hpcportal.devcluster.commands import run, tails, wait_until
+from hpcportal.devcluster.database import (
+    db_password,
+    drop_database,
+    ensure_database,
+    ensure_mariadb,
+)
+from hpcportal.devcluster.errors import DaemonStartError, DevClusterError
+from hpcportal.devcluster.files import ensure_dir, touch, write_if_changed
+from hpcportal.devcluster.munge import munge_works, prepare_munge
+from hpcportal.devcluster.nodes import NodeState, query_nodes, wait_for_ready_nodes
+from hpcportal.devcluster.packages import ensure_packages
+from hpcportal.devcluster.paths import Layout, default_dir, materialize_root, resolve_root
+from hpcportal.devcluster.processes import Daemon, check_ports_free, start_all, stop_all
+from hpcportal.devcluster.status import build_status, daemon_component, mariadb_component
+from hpcportal.devcluster.templates import (
+    ALL_NODES,
+    GPU_NODE,
+    NodeSpec,
+    cluster_nodes,
+    gpu_device_count,
+    render_gres_conf,
+    render_slurm_conf,
+    render_slurmdbd_conf,
+)
+from hpcportal.devcluster.users import ensure_demo_users
+
+log = logging.getLogger(__name__)
+
+SERVICE_TIMEOUT = 60.0
+NODE_TIMEOUT = 120.0
+
+
+def short_hostname() -> str:
+    """``hostname -s``: the name slurmctld and every slurmd of this host use."""
+    return socket.gethostname().split(".")[0]
+
+
+def require_root(action: str) -> None:
+    if os.geteuid() != 0:
+        raise DevClusterError(
+            f"dev-cluster {action} must run as root: it manages users and system daemons"
+        )
+
+
+def describe(name: str, states: dict[str, NodeState]) -> str:
+    """``node=state (reason)`` for error messages."""
+    node = states.get(name)
+    if node is None:
+        return f"{name}=unknown to slurmctld"
+    reason = f" ({node.reason})" if node.reason else ""
+    return f"{name}={node.state}{node.flags}{reason}"
+
+
+class DevCluster:
+    """One dev cluster, identified by its directory (default ``./.devcluster``)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.requested = Path(os.path.abspath(path)) if path is not None else default_dir()
+        self.root = resolve_root(self.requested)
+        self.layout = Layout(self.root)
+        self.hostname = short_hostname()
+
+    # ----------------------------------------------------------------- facts
+    @property
+    def slurm_conf(self) -> Path:
+        """The real (symlink-free) slurm.conf path to put into ``SLURM_CONF``."""
+        return self.layout.slurm_conf
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The current environment plus ``SLURM_CONF``, for any Slurm command."""
+        return {**os.environ, "SLURM_CONF": str(self.slurm_conf)}
+
+    @property
+    def include_gpu(self) -> bool:
+        """False once ``up`` found that the fake GPU node cannot register here."""
+        return not self.layout.gpu_disabled_marker.exists()
+
+    @property
+    def nodes(self) -> tuple[NodeSpec, ...]:
+        return cluster_nodes(self.include_gpu)
+
+    def _slurm_daemon_env(self) -> dict[str, str]:
+        return {"SLURM_CONF": str(self.slurm_conf)}
+
+    def _slurmds(self, nodes: tuple[NodeSpec, ...]) -> list[Daemon]:
+        return [daemons.slurmd(self.layout, self._slurm_daemon_env(), n) for n in nodes]
+
+    def _slurmctld(self) -> Daemon:
+        return daemons.slurmctld(self.layout, self._slurm_daemon_env())
+
+    def _slurmdbd(self) -> Daemon:
+        return daemons.slurmdbd(self.layout, self._slurm_daemon_env())
+
+    def _daemons(self) -> list[Daemon]:
+        """Ours, in start order."""
+        return [
+            daemons.munged(self.layout),
+            self._slurmdbd(),
+            self._slurmctld(),
+            *self._slurmds(self.nodes),
+        ]
+
+    # ---------------------------------------------------------------- status
+    def status(self) -> dict[str, Any]:
+        """Components, nodes, users and ``SLURM_CONF``; ``ok`` if all is up and idle."""
+        components = [daemon_component(d) for d in self._daemons()]
+        components.append(mariadb_component(daemons.mariadb(self.layout)))
+        controller_up = any(c["name"] == "slurmctld" and c["running"] for c in components)
+        nodes: list[NodeState] = (query_nodes(self.env) or []) if controller_up else []
+        notes = []
+        if not self.include_gpu:
+            reason = self.layout.gpu_disabled_marker.read_text().strip()
+            notes.append(f"{GPU_NODE} and the gpu partition are left out: {reason}")
+        return build_status(
+            requested=self.requested,
+            root=self.root,
+            slurm_conf=self.slurm_conf,
+            components=components,
+            nodes=nodes,
+            expected_nodes=[n.name for n in self.nodes],
+            notes=notes,
+        )
+
+    def is_up(self) -> bool:
+        return bool(self.status()["ok"])
+
+    # -------------------------------------------------------------------- up
+    def up(self) -> dict[str, Any]:
+        """Install, configure and start whatever is missing; return the status when idle."""
+        require_root("up")
+        check_ports_free(self._daemons())
+        ensure_packages()
+        ensure_demo_users()
+        materialize_root(self.requested, self.root)
+        self._make_directories()
+        self._start_munge()
+        ensure_mariadb(self.layout)
+        self._start_slurm()
+        return self.status()
+
+    def _make_directories(self) -> None:
+        """Every directory 0755 so jobs running as the demo users can read configs."""
+        layout = self.layout
+        for directory in (layout.etc, layout.run, layout.log, layout.state, layout.dev):
+            ensure_dir(directory)
+        for node in ALL_NODES:
+            ensure_dir(layout.slurmd_spool(node.name))
+        for index in range(gpu_device_count(ALL_NODES)):
+            touch(layout.fake_gpu(index))
+
+    def _start_munge(self) -> None:
+        prepare_munge(self.layout)
+        munged = daemons.munged(self.layout)
+        munged.start()
+        if not wait_until(lambda: munge_works(self.layout.munge_socket), SERVICE_TIMEOUT):
+            raise DevClusterError("munged runs but does not answer", munged.log_tail())
+
+    def _write_configs(self) -> tuple[bool, bool]:
+        """Render all configs; return (slurmdbd.conf changed, slurm.conf/gres.conf changed)."""
+        layout, nodes = self.layout, self.nodes
+        dbd_changed = write_if_changed(
+            layout.slurmdbd_conf, render_slurmdbd_conf(layout, db_password(layout)), mode=0o600
+        )
+        slurm_changed = write_if_changed(
+            layout.slurm_conf, render_slurm_conf(layout, self.hostname, nodes)
+        )
+        gres_changed = write_if_changed(layout.gres_conf, render_gres_conf(layout, nodes))
+        return dbd_changed, slurm_changed or gres_changed
+
+    def _start_slurm(self) -> None:
+        """Configs, then slurmdbd, accounting, slurmctld and the slurmds, then idle nodes."""
+        dbd_changed, slurm_changed = self._write_configs()
+        if slurm_changed:
+            # Nodes cannot be added or removed by reconfigure in 22.05; restart instead.
+            stop_all([*self._slurmds(ALL_NODES), self._slurmctld()])
+        if dbd_changed:
+            stop_all([self._slurmdbd()])
+        self._start_slurmdbd()
+        accounting_changed = ensure_accounting(self.env)
+        self._start_slurmctld(reconfigure=accounting_changed)
+        if not self._start_slurmds() or not self._wait_for_nodes():
+            # The GPU node was just left out: render without it and restart.
+            self._start_slurm()
+
+    def _start_slurmds(self) -> bool:
+        """Start every node's slurmd; False if only the GPU node's failed (it is then dropped)."""
+        try:
+            start_all(self._slurmds(self.nodes))
+        except DaemonStartError as error:
+            if not self.include_gpu or error.names != [f"slurmd-{GPU_NODE}"]:
+                raise
+            last_log_line = (error.details.strip().splitlines() or [error.message])[-1]
+            self._disable_gpu(f"its slurmd did not start: {last_log_line}")
+            return False
+        return True
+
+    def _start_slurmdbd(self) -> None:
+        slurmdbd = self._slurmdbd()
+        if not slurmdbd.is_running():
+            ensure_database(db_password(self.layout))
+            slurmdbd.start()
+        if not wait_until(lambda: daemons.slurmdbd_answers(self.env), SERVICE_TIMEOUT):
+            raise DevClusterError("slurmdbd does not answer sacctmgr", slurmdbd.log_tail())
+
+    def _start_slurmctld(self, *, reconfigure: bool) -> None:
+        """Start slurmctld; if it already ran, make it re-read the changed associations."""
+        slurmctld = self._slurmctld()
+        was_running = slurmctld.is_running()
+        slurmctld.start()
+        if not wait_until(lambda: daemons.slurmctld_answers(self.env), SERVICE_TIMEOUT):
+            raise DevClusterError("slurmctld does not answer `scontrol ping`", slurmctld.log_tail())
+        if was_running and reconfigure:
+            run(["scontrol", "reconfigure"], env=self.env)
+
+    def _wait_for_nodes(self) -> bool:
+        """Wait for idle nodes; False if only the GPU node did not register (it is dropped)."""
+        expected = [n.name for n in self.nodes]
+        ready, states = wait_for_ready_nodes(self.env, expected, NODE_TIMEOUT)
+        if ready:
+            return True
+        by_name = {n.name: n for n in states}
+        pending = [name for name in expected if name not in by_name or not by_name[name].ready]
+        if self.include_gpu and pending == [GPU_NODE]:
+            self._disable_gpu(f"it did not register ({describe(GPU_NODE, by_name)})")
+            return False
+        described = ", ".join(describe(name, by_name) for name in pending)
+        logs = [self.layout.slurmctld_log, *(self.layout.slurmd_log(n) for n in pending)]
+        raise DevClusterError(
+            f"nodes not idle after {NODE_TIMEOUT:.0f} s: {described}", tails(logs, 15)
+        )
+
+    def _disable_gpu(self, reason: str) -> None:
+        """Remember why the GPU node is left out; the next config render omits it."""
+        log.warning("%s is left out with the gpu partition: %s", GPU_NODE, reason)
+        self.layout.gpu_disabled_marker.write_text(reason + "\n")
+        stop_all(self._slurmds(ALL_NODES))
+
+    # ------------------------------------------------------------------ down
+    def down(self, *, purge: bool = False) -> list[str]:
+        """Stop what ``up`` started, newest first; with ``purge`` also forget all state.
+
+        Returns the names of the daemons that were stopped.
+        """
+        require_root("down")
+        stopped = stop_all(self._slurmds(ALL_NODES))
+        stopped += stop_all([self._slurmctld()])
+        stopped += stop_all([self._slurmdbd()])
+        stopped += stop_all([daemons.munged(self.layout)])
+        if purge:
+            drop_database()
+        stopped += stop_all([daemons.mariadb(self.layout)])
+        if purge:
+            self._remove_directory()
+        return stopped
+
+    def _remove_directory(self) -> None:
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        if self.requested.is_symlink():
+            self.requested.unlink()
+        log.info("removed %s", self.root)

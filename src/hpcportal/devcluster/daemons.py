@@ -1,0 +1,106 @@
+"""The cluster's daemons as ``Daemon`` values, and the probes that say they answer.
+
+A live pid is not enough: slurmdbd is only useful once sacctmgr gets answers, and
+slurmctld once ``scontrol ping`` says UP. The probes here are what ``up`` waits for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hpcportal.devcluster.commands import succeeds, try_run
+from hpcportal.devcluster.munge import munge_argv
+from hpcportal.devcluster.paths import Layout
+from hpcportal.devcluster.processes import Daemon
+from hpcportal.devcluster.templates import SLURMCTLD_PORT, SLURMDBD_PORT, NodeSpec
+
+MARIADB_BINARY = "/usr/sbin/mariadbd"
+
+
+def munged(layout: Layout) -> Daemon:
+    return Daemon(
+        name="munged",
+        argv=munge_argv(layout),
+        pid_file=layout.munge_pid,
+        program="munged",
+        log_files=(layout.munge_log,),
+        output_file=layout.daemon_output("munged"),
+        match_args=(f"--socket={layout.munge_socket}",),
+    )
+
+
+def slurmdbd(layout: Layout, env: Mapping[str, str]) -> Daemon:
+    return Daemon(
+        name="slurmdbd",
+        argv=("slurmdbd",),
+        pid_file=layout.slurmdbd_pid,
+        program="slurmdbd",
+        log_files=(layout.slurmdbd_log,),
+        output_file=layout.daemon_output("slurmdbd"),
+        env=env,
+        ports=(SLURMDBD_PORT,),
+    )
+
+
+def slurmctld(layout: Layout, env: Mapping[str, str]) -> Daemon:
+    return Daemon(
+        name="slurmctld",
+        argv=("slurmctld",),
+        pid_file=layout.slurmctld_pid,
+        program="slurmctld",
+        log_files=(layout.slurmctld_log,),
+        output_file=layout.daemon_output("slurmctld"),
+        env=env,
+        ports=(SLURMCTLD_PORT,),
+    )
+
+
+def slurmd(layout: Layout, env: Mapping[str, str], node: NodeSpec) -> Daemon:
+    return Daemon(
+        name=f"slurmd-{node.name}",
+        argv=("slurmd", "-N", node.name),
+        pid_file=layout.slurmd_pid(node.name),
+        program="slurmd",
+        log_files=(layout.slurmd_log(node.name),),
+        output_file=layout.daemon_output(f"slurmd-{node.name}"),
+        match_args=("-N", node.name),
+        env=env,
+        ports=(node.port,),
+    )
+
+
+def mariadb(layout: Layout) -> Daemon:
+    """MariaDB as started by us; only used when no server was reachable before ``up``."""
+    return Daemon(
+        name="mariadb",
+        argv=(
+            "start-stop-daemon",
+            "--start",
+            "--oknodo",
+            "--background",
+            "--make-pidfile",
+            "--pidfile",
+            str(layout.mariadb_pid),
+            "--output",
+            str(layout.mariadb_log),
+            "--exec",
+            MARIADB_BINARY,
+            "--",
+            "--user=mysql",
+        ),
+        pid_file=layout.mariadb_pid,
+        program="mariadbd",
+        log_files=(layout.mariadb_log,),
+        output_file=layout.daemon_output("mariadb"),
+    )
+
+
+def slurmdbd_answers(env: Mapping[str, str]) -> bool:
+    """True once slurmdbd serves sacctmgr (through our munge socket)."""
+    return succeeds(["sacctmgr", "-n", "-P", "show", "cluster"], env=env)
+
+
+def slurmctld_answers(env: Mapping[str, str]) -> bool:
+    """True once ``scontrol ping`` reports the controller UP."""
+    result = try_run(["scontrol", "ping"], env=env)
+    return result is not None and result.returncode == 0 and " is UP" in result.stdout

@@ -1,0 +1,113 @@
+"""Typed errors and the one place they become HTTP answers.
+
+Services and the Slurm boundary raise these; routers never build error responses
+themselves. Anything else that escapes is logged and answered with a plain 500
+message, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class PortalError(Exception):
+    """Base of every error a person may see; ``status`` is the HTTP code it maps to."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class InvalidInput(PortalError):
+    status, code = 422, "invalid_input"
+
+
+class NotFound(PortalError):
+    status, code = 404, "not_found"
+
+
+class NotAuthenticated(PortalError):
+    status, code = 401, "not_authenticated"
+
+    def __init__(self, message: str = "Log in first.") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(PortalError):
+    status, code = 403, "forbidden"
+
+
+class RateLimited(PortalError):
+    status, code = 429, "rate_limited"
+
+
+class SlurmError(PortalError):
+    """Something went wrong talking to Slurm; subclasses say what."""
+
+    status, code = 502, "slurm_error"
+
+
+class SlurmTimeout(SlurmError):
+    status, code = 503, "slurm_timeout"
+
+
+class SlurmUnreachable(SlurmError):
+    status, code = 503, "slurm_unreachable"
+
+
+class SlurmPermissionDenied(SlurmError):
+    status, code = 403, "slurm_permission_denied"
+
+
+class SlurmNotFound(SlurmError):
+    status, code = 404, "not_found"
+
+
+class SlurmInvalidRequest(SlurmError):
+    status, code = 400, "slurm_invalid_request"
+
+
+def _body(code: str, message: str) -> dict[str, object]:
+    return {"detail": message, "code": code}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error type to its HTTP answer, in one place."""
+
+    @app.exception_handler(PortalError)
+    async def portal_error(_: Request, exc: PortalError) -> JSONResponse:
+        return JSONResponse(_body(exc.code, exc.message), exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body"))
+            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", ""))
+        message = "; ".join(parts) or "Invalid request."
+        return JSONResponse(_body("invalid_input", message), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            _body("http_error", str(exc.detail)), exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            _body("internal_error", "Internal error; the administrators can find it in the log."),
+            500,
+        )

@@ -1,0 +1,1 @@
+"""Use cases: what the portal does, independent of HTTP."""

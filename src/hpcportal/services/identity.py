@@ -1,0 +1,40 @@
+"""Who a Unix user is to the portal: name, ids, groups and role."""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import pwd
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["user", "admin"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated Unix user. The role is derived from group membership."""
+
+    username: str
+    uid: int
+    gid: int
+    groups: tuple[str, ...]
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def lookup_principal(username: str, admin_group: str) -> Principal | None:
+    """Read the user from the system's user database (NSS); ``None`` if unknown."""
+    try:
+        pw = pwd.getpwnam(username)
+    except KeyError:
+        return None
+    names = {g.gr_name for g in grp.getgrall() if username in g.gr_mem}
+    with contextlib.suppress(KeyError):
+        names.add(grp.getgrgid(pw.pw_gid).gr_name)
+    groups = tuple(sorted(names))
+    role: Role = "admin" if admin_group in names else "user"
+    return Principal(username=pw.pw_name, uid=pw.pw_uid, gid=pw.pw_gid, groups=groups, role=role)

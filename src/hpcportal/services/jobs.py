@@ -1,0 +1,295 @@
+"""Listing and finding jobs in the snapshot, with what each user may see.
+
+Everyone sees every job's public fields, as ``squeue`` shows them; only the owner
+and admins see a job's private part (paths, command, comment) and its script.
+Jobs slurmctld has already forgotten (after ``MinJobAge``) are looked up in
+accounting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from hpcportal.errors import InvalidInput, NotFound
+from hpcportal.services.cluster import SnapshotMeta
+from hpcportal.services.identity import Principal
+from hpcportal.services.snapshot import ClusterSnapshot
+from hpcportal.slurm.adapter import SlurmAdapter
+from hpcportal.slurm.models import AccountingRecord, Job
+from hpcportal.slurm.states import JOB_STATES, JobStatus
+
+SortKey = Literal[
+    "id", "-id", "submit_time", "-submit_time", "start_time", "-start_time", "priority",
+    "-priority", "name", "-name", "user", "-user", "state", "-state", "partition", "-partition",
+]  # fmt: skip
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SORTS: dict[str, Callable[[Job], Any]] = {
+    "id": lambda j: (j.array.job_id if j.array else j.job_id, _task_order(j)),
+    "submit_time": lambda j: j.submit_time or _EPOCH,
+    "start_time": lambda j: j.start_time or _EPOCH,
+    "priority": lambda j: j.priority or 0,
+    "name": lambda j: j.name.lower(),
+    "user": lambda j: j.user,
+    "state": lambda j: j.state,
+    "partition": lambda j: j.partition,
+}
+_JOB_ID = re.compile(r"^\d+(_(\d+|\[[0-9,%\-:]+\]))?$")
+
+
+def _task_order(job: Job) -> int:
+    if job.array is None or job.array.task_id is None:
+        return -1
+    return job.array.task_id
+
+
+class JobListItem(Job):
+    """A job as listed; in collapsed listings an array is one row with task counts."""
+
+    array_summary: dict[str, int] | None = Field(
+        default=None, description="Tasks of the array by status (collapsed listings only)."
+    )
+
+
+class JobPage(BaseModel):
+    items: list[JobListItem]
+    total: int
+    page: int
+    limit: int
+    snapshot: SnapshotMeta
+
+
+class JobDetail(BaseModel):
+    job: Job | None = None
+    accounting: AccountingRecord | None = None
+    script: str | None = None
+    source: Literal["snapshot", "accounting"]
+    snapshot: SnapshotMeta
+
+
+class JobQuery(BaseModel):
+    user: list[str] = []
+    state: list[str] = []
+    partition: list[str] = []
+    account: list[str] = []
+    name: str | None = None
+    sort: SortKey = "id"
+    page: int = Field(default=1, ge=1)
+    limit: int = Field(default=100, ge=1, le=1000)
+    arrays: Literal["expanded", "collapsed"] = "expanded"
+
+
+def parse_states(values: Iterable[str]) -> frozenset[JobStatus | str]:
+    """Accept portal statuses (``running``) and Slurm states (``PENDING``); else 422."""
+    wanted: set[JobStatus | str] = set()
+    for value in values:
+        if value in JobStatus.__members__.values():
+            wanted.add(JobStatus(value))
+        elif value.upper() in JOB_STATES:
+            wanted.add(value.upper())
+        else:
+            allowed = ", ".join(s.value for s in JobStatus)
+            raise InvalidInput(
+                f"Unknown job state {value!r}. Use one of: {allowed}, or a Slurm state name."
+            )
+    return frozenset(wanted)
+
+
+def can_see_private(job: Job | AccountingRecord, who: Principal) -> bool:
+    return who.is_admin or job.user == who.username
+
+
+def visible(job: Job, who: Principal) -> Job:
+    """The job as ``who`` may see it: without its private part unless theirs."""
+    if job.private is None or can_see_private(job, who):
+        return job
+    return job.model_copy(update={"private": None})
+
+
+def _sorted(snap: ClusterSnapshot, sort: str) -> list[Job]:
+    key, reverse = sort.lstrip("-"), sort.startswith("-")
+    result: list[Job] = snap.memo(
+        f"sorted:{sort}", lambda: sorted(snap.jobs, key=_SORTS[key], reverse=reverse)
+    )
+    return result
+
+
+def _matches(q: JobQuery, states: frozenset[JobStatus | str]) -> Callable[[Job], bool]:
+    users, parts, accounts = set(q.user), set(q.partition), set(q.account)
+    name = q.name.lower() if q.name else None
+
+    def match(j: Job) -> bool:
+        return (
+            (not users or j.user in users)
+            and (not states or j.status in states or j.state in states)
+            and (not parts or j.partition in parts)
+            and (not accounts or j.account in accounts)
+            and (name is None or name in j.name.lower())
+        )
+
+    return match
+
+
+def list_jobs(snap: ClusterSnapshot, q: JobQuery, who: Principal, meta: SnapshotMeta) -> JobPage:
+    states = parse_states(q.state)
+    jobs = _sorted(snap, q.sort)
+    if q.user or states or q.partition or q.account or q.name:
+        jobs = [j for j in jobs if _matches(q, states)(j)]
+    rows: list[JobListItem]
+    if q.arrays == "collapsed":
+        rows = _collapse(jobs)
+    else:
+        rows = [JobListItem.model_construct(**dict(j)) for j in _page(jobs, q)]
+        return JobPage(
+            items=_hide(rows, who), total=len(jobs), page=q.page, limit=q.limit, snapshot=meta
+        )
+    return JobPage(
+        items=_hide(_page(rows, q), who), total=len(rows), page=q.page, limit=q.limit, snapshot=meta
+    )
+
+
+def _page(items: list[Any], q: JobQuery) -> list[Any]:
+    start = (q.page - 1) * q.limit
+    return items[start : start + q.limit]
+
+
+def _hide(rows: list[JobListItem], who: Principal) -> list[JobListItem]:
+    return [
+        r
+        if r.private is None or can_see_private(r, who)
+        else r.model_copy(update={"private": None})
+        for r in rows
+    ]
+
+
+def _collapse(jobs: list[Job]) -> list[JobListItem]:
+    """One row per array (its first record in the current order), with task counts."""
+    counts: dict[int, Counter[str]] = {}
+    for j in jobs:
+        if j.array is not None:
+            c = counts.setdefault(j.array.job_id, Counter())
+            if j.array.task_id is None and j.array.pending_tasks:
+                c[j.status.value] += count_indices(j.array.pending_tasks)
+            else:
+                c[j.status.value] += 1
+    rows: list[JobListItem] = []
+    seen: set[int] = set()
+    for j in jobs:
+        if j.array is None:
+            rows.append(JobListItem.model_construct(**dict(j)))
+        elif j.array.job_id not in seen:
+            seen.add(j.array.job_id)
+            fields = dict(j) | {"id": str(j.array.job_id)}
+            rows.append(
+                JobListItem.model_construct(**fields, array_summary=dict(counts[j.array.job_id]))
+            )
+    return rows
+
+
+def count_indices(spec: str) -> int:
+    """How many tasks an array spec names: ``"0-5%2"`` -> 6, ``"1,3,5-9:2"`` -> 5."""
+    total = 0
+    for part in spec.split("%", 1)[0].split(","):
+        rng, _, step = part.partition(":")
+        lo, _, hi = rng.partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+            total += len(range(first, last + 1, int(step or 1)))
+        except ValueError:
+            continue
+    return total
+
+
+def validate_job_id(job_id: str) -> str:
+    if not _JOB_ID.fullmatch(job_id):
+        raise InvalidInput(f"{job_id!r} is not a job id (like 123 or 123_4).")
+    return job_id
+
+
+def find_job(
+    snap: ClusterSnapshot,
+    adapter: SlurmAdapter,
+    job_id: str,
+    who: Principal,
+    meta: SnapshotMeta,
+    *,
+    with_script: bool = False,
+) -> JobDetail:
+    """A job from the snapshot, else from accounting; 404 if Slurm knows neither."""
+    validate_job_id(job_id)
+    job = snap.jobs_by_id.get(job_id)
+    if job is not None:
+        script = None
+        if with_script and can_see_private(job, who):
+            script = adapter.job_script(job.job_id, as_user=who.username)
+        return JobDetail(job=visible(job, who), script=script, source="snapshot", snapshot=meta)
+    now = datetime.now(UTC)
+    records = adapter.accounting(now - timedelta(days=365), now, job_ids=[job_id])
+    record = next((r for r in records if r.id == job_id or str(r.job_id) == job_id), None)
+    if record is None:
+        raise NotFound(f"No job {job_id} in the queue or in accounting.")
+    if not can_see_private(record, who):
+        record = record.model_copy(update={"work_dir": None})
+    return JobDetail(accounting=record, source="accounting", snapshot=meta)
+
+
+class AccountingPage(BaseModel):
+    items: list[AccountingRecord]
+    total: int
+    page: int
+    limit: int
+    start: datetime
+    end: datetime
+
+
+class AccountingQuery(BaseModel):
+    start: datetime
+    end: datetime
+    user: list[str] = []
+    account: list[str] = []
+    partition: list[str] = []
+    state: list[str] = []
+    page: int = Field(default=1, ge=1)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+MAX_ACCOUNTING_DAYS = 366
+
+
+def list_accounting(adapter: SlurmAdapter, q: AccountingQuery, who: Principal) -> AccountingPage:
+    """Jobs from accounting over a range; Slurm state names go to sacct, statuses filter here."""
+    if q.start >= q.end:
+        raise InvalidInput("start must be before end.")
+    if q.end - q.start > timedelta(days=MAX_ACCOUNTING_DAYS):
+        raise InvalidInput(f"The range may span at most {MAX_ACCOUNTING_DAYS} days.")
+    wanted = parse_states(q.state)
+    slurm_states = sorted(s for s in wanted if not isinstance(s, JobStatus))
+    statuses = {s for s in wanted if isinstance(s, JobStatus)}
+    records = adapter.accounting(
+        q.start.astimezone(UTC).replace(tzinfo=None),
+        q.end.astimezone(UTC).replace(tzinfo=None),
+        users=q.user,
+        accounts=q.account,
+        partitions=q.partition,
+        states=slurm_states if not statuses else (),
+    )
+    if wanted:
+        records = [r for r in records if r.status in statuses or r.state in wanted]
+    records = [
+        r if can_see_private(r, who) else r.model_copy(update={"work_dir": None}) for r in records
+    ]
+    first = (q.page - 1) * q.limit
+    return AccountingPage(
+        items=records[first : first + q.limit],
+        total=len(records),
+        page=q.page,
+        limit=q.limit,
+        start=q.start,
+        end=q.end,
+    )

@@ -1,0 +1,210 @@
+"""One shared, cached view of the cluster, refreshed in the background.
+
+Every read of jobs, nodes and partitions is served from the latest
+:class:`ClusterSnapshot`. One refresher per process runs ``squeue``, ``sinfo`` and
+``scontrol show partition`` once per interval, however many people are reading, so
+Slurm's load does not grow with users. When Slurm fails, readers keep the last
+snapshot and are told its age and that it is stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from hpcportal.config import Settings
+from hpcportal.errors import PortalError, SlurmUnreachable
+from hpcportal.slurm.adapter import SlurmAdapter
+from hpcportal.slurm.models import Job, Node, Partition
+
+log = logging.getLogger(__name__)
+
+REFRESHES = Counter("hpcportal_snapshot_refreshes", "Snapshot refreshes", ["outcome"])
+REFRESH_SECONDS = Histogram(
+    "hpcportal_snapshot_refresh_seconds",
+    "Time to refresh the snapshot (Slurm commands plus parsing)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+SNAPSHOT_AGE = Gauge("hpcportal_snapshot_age_seconds", "Age of the served snapshot")
+SNAPSHOT_JOBS = Gauge("hpcportal_snapshot_jobs", "Jobs in the served snapshot")
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    """An immutable picture of the cluster at one moment, with lookup indexes."""
+
+    taken_at: datetime
+    monotonic: float
+    generation: int
+    duration: float
+    jobs: tuple[Job, ...]
+    nodes: tuple[Node, ...]
+    partitions: tuple[Partition, ...]
+    jobs_by_id: dict[str, Job] = field(default_factory=dict)
+    nodes_by_name: dict[str, Node] = field(default_factory=dict)
+    derived: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        generation: int,
+        duration: float,
+        jobs: list[Job],
+        nodes: list[Node],
+        partitions: list[Partition],
+    ) -> ClusterSnapshot:
+        jobs_by_id: dict[str, Job] = {}
+        for job in jobs:
+            jobs_by_id[job.id] = job
+            jobs_by_id.setdefault(str(job.job_id), job)
+        return cls(
+            taken_at=datetime.now(UTC),
+            monotonic=time.monotonic(),
+            generation=generation,
+            duration=duration,
+            jobs=tuple(jobs),
+            nodes=tuple(nodes),
+            partitions=tuple(partitions),
+            jobs_by_id=jobs_by_id,
+            nodes_by_name={n.name: n for n in nodes},
+        )
+
+    def age(self) -> float:
+        return time.monotonic() - self.monotonic
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Compute a derived view (a sort order, a summary) once per snapshot."""
+        try:
+            return self.derived[key]
+        except KeyError:
+            value = self.derived[key] = compute()
+            return value
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotHealth:
+    """What ``/ready`` and every read report about freshness."""
+
+    taken_at: datetime | None
+    age_seconds: float | None
+    stale: bool
+    last_error: str | None
+    generation: int
+
+
+class SnapshotService:
+    """Owns the refresher task and the current snapshot of one portal process."""
+
+    def __init__(self, adapter: SlurmAdapter, settings: Settings) -> None:
+        self.adapter = adapter
+        self.interval = settings.refresh_interval
+        self.stale_after = settings.stale_after
+        self.first_wait = min(settings.slurm_timeout, 30.0)
+        self._current: ClusterSnapshot | None = None
+        self._generation = 0
+        self._last_error: str | None = None
+        self._last_failed = False
+        self._task: asyncio.Task[None] | None = None
+        self._first = asyncio.Event()
+        self._refresh_lock = asyncio.Lock()
+        # Three threads: the three Slurm commands of one refresh run side by side.
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="snapshot")
+        SNAPSHOT_AGE.set_function(self._age_for_metrics)
+
+    # --- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="snapshot-refresher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await self.refresh()
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    # --- refreshing ---------------------------------------------------------------
+
+    async def refresh(self) -> ClusterSnapshot | None:
+        """Read the cluster once and publish a new snapshot; keep the old one on failure."""
+        async with self._refresh_lock:
+            loop = asyncio.get_running_loop()
+            started = time.perf_counter()
+            try:
+                jobs, nodes, partitions = await asyncio.gather(
+                    loop.run_in_executor(self._pool, self.adapter.jobs),
+                    loop.run_in_executor(self._pool, self.adapter.nodes),
+                    loop.run_in_executor(self._pool, self.adapter.partitions),
+                )
+            except PortalError as exc:
+                self._fail(exc.message)
+                return self._current
+            except Exception as exc:  # a parser bug must not stop the refresher
+                log.exception("snapshot refresh failed")
+                self._fail(f"unexpected error while reading Slurm: {exc}")
+                return self._current
+            duration = time.perf_counter() - started
+            self._generation += 1
+            self._current = ClusterSnapshot.build(
+                self._generation, duration, jobs, nodes, partitions
+            )
+            self._last_failed = False
+            self._last_error = None
+            self._first.set()
+            REFRESHES.labels("ok").inc()
+            REFRESH_SECONDS.observe(duration)
+            SNAPSHOT_JOBS.set(len(jobs))
+            return self._current
+
+    def _fail(self, message: str) -> None:
+        log.warning("snapshot refresh failed: %s", message)
+        self._last_failed = True
+        self._last_error = message
+        REFRESHES.labels("error").inc()
+        if self._current is None:
+            # Nobody waits forever for a first snapshot that cannot come.
+            self._first.set()
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def current(self) -> ClusterSnapshot:
+        """The latest snapshot; waits briefly for the first one after start-up."""
+        if self._current is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first.wait(), timeout=self.first_wait)
+        if self._current is None:
+            reason = self._last_error or "the first read of the cluster has not finished"
+            raise SlurmUnreachable(f"No cluster data yet: {reason}")
+        return self._current
+
+    def health(self) -> SnapshotHealth:
+        snap = self._current
+        age = snap.age() if snap else None
+        stale = snap is None or self._last_failed or (age is not None and age > self.stale_after)
+        return SnapshotHealth(
+            taken_at=snap.taken_at if snap else None,
+            age_seconds=round(age, 3) if age is not None else None,
+            stale=stale,
+            last_error=self._last_error,
+            generation=self._generation,
+        )
+
+    def _age_for_metrics(self) -> float:
+        return self._current.age() if self._current else float("nan")

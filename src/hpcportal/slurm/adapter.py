@@ -1,0 +1,147 @@
+"""The documented Slurm adapter: every question the portal asks Slurm, as typed answers.
+
+Like ``ood_core``'s Slurm adapter, it has one private executor and knows which
+command answers which question. The three snapshot reads (``jobs``, ``nodes``,
+``partitions``) always run fresh: the snapshot service calls them once per refresh.
+Accounting reads (``sacct``, ``sacctmgr``, ``sshare``) are asked per request, so
+identical questions within ``cache_seconds`` share one answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+import msgspec
+
+from hpcportal.errors import SlurmError
+from hpcportal.slurm import parse
+from hpcportal.slurm.executor import SlurmExecutor
+from hpcportal.slurm.models import (
+    QOS,
+    AccountingRecord,
+    Association,
+    FairshareEntry,
+    Job,
+    Node,
+    Partition,
+)
+
+T = TypeVar("T")
+
+_SACCT_TIME = "%Y-%m-%dT%H:%M:%S"
+
+
+class TTLCache:
+    """A small thread-safe cache of recent answers, bounded in size."""
+
+    def __init__(self, seconds: float, max_entries: int = 256) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._data: OrderedDict[tuple[object, ...], tuple[float, object]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: tuple[object, ...], compute: Callable[[], T]) -> T:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None and now - hit[0] < self.seconds:
+                return hit[1]  # type: ignore[return-value]
+        value = compute()
+        with self._lock:
+            self._data[key] = (time.monotonic(), value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+        return value
+
+
+class SlurmAdapter:
+    """Typed reads of the cluster. Thread-safe; blocking (call from a worker thread)."""
+
+    def __init__(self, executor: SlurmExecutor, *, cache_seconds: float = 15.0) -> None:
+        self.executor = executor
+        self.cache = TTLCache(cache_seconds)
+
+    # --- snapshot reads: one command each ---------------------------------------
+
+    def _read(self, command: str, args: list[str], parser: Callable[[bytes], T]) -> T:
+        """Run one command and parse it; output we cannot read is Slurm's error, not ours."""
+        raw = self.executor.run(command, args).stdout
+        try:
+            return parser(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, KeyError) as exc:
+            raise SlurmError(f"Could not read the output of {command}: {exc}") from exc
+
+    def jobs(self) -> list[Job]:
+        """Every job slurmctld knows, all partitions (``squeue --json --all``)."""
+        return self._read("squeue", ["--json", "--all"], parse.parse_squeue)
+
+    def nodes(self) -> list[Node]:
+        return self._read("sinfo", ["--json", "--all"], parse.parse_sinfo)
+
+    def partitions(self) -> list[Partition]:
+        """``scontrol`` has no JSON in Slurm 22.05; its one-line records are parsed by key."""
+        args = ["--all", "--oneliner", "show", "partition"]
+        return self._read("scontrol", args, parse.parse_partitions)
+
+    # --- per-request reads, cached briefly ------------------------------------------
+
+    def accounting(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        users: Sequence[str] = (),
+        accounts: Sequence[str] = (),
+        partitions: Sequence[str] = (),
+        states: Sequence[str] = (),
+        job_ids: Sequence[str] = (),
+    ) -> list[AccountingRecord]:
+        """Finished and running jobs from the accounting database (``sacct --json``)."""
+        args = ["--json", "-X", "-S", start.strftime(_SACCT_TIME), "-E", end.strftime(_SACCT_TIME)]
+        args += ["--user", ",".join(users)] if users else ["--allusers"]
+        if accounts:
+            args += ["--accounts", ",".join(accounts)]
+        if partitions:
+            args += ["--partition", ",".join(partitions)]
+        if states:
+            args += ["--state", ",".join(states)]
+        if job_ids:
+            args += ["--jobs", ",".join(job_ids)]
+        key = ("sacct", *args)
+        return self.cache.get_or_compute(key, lambda: self._read("sacct", args, parse.parse_sacct))
+
+    def qos(self) -> list[QOS]:
+        fields = "name,priority,maxwall,maxtrespu,maxjobspu,maxsubmitpu,grptres,preempt,flags"
+        args = ["--parsable2", "show", "qos", f"format={fields}"]
+        return self.cache.get_or_compute(
+            ("qos",), lambda: self._read("sacctmgr", args, parse.parse_qos)
+        )
+
+    def associations(self) -> list[Association]:
+        fields = (
+            "cluster,account,user,parentname,share,qos,defaultqos,"
+            "maxjobs,maxsubmit,grptres,maxtres,maxwall"
+        )
+        args = ["--parsable2", "show", "associations", f"format={fields}"]
+        return self.cache.get_or_compute(
+            ("assoc",), lambda: self._read("sacctmgr", args, parse.parse_associations)
+        )
+
+    def fairshare(self) -> list[FairshareEntry]:
+        args = ["--all", "--long", "--parsable2"]
+        return self.cache.get_or_compute(
+            ("sshare",), lambda: self._read("sshare", args, parse.parse_sshare)
+        )
+
+    def job_script(self, job_id: int, *, as_user: str) -> str:
+        """The batch script Slurm stored, read as ``as_user`` so Slurm decides who may."""
+        out = self.executor.run(
+            "scontrol", ["write", "batch_script", str(job_id), "-"], as_user=as_user
+        )
+        return out.stdout.decode("utf-8", "replace")

@@ -1,0 +1,45 @@
+"""Integration tests run against the live dev cluster, which the session brings up.
+
+Nothing is skipped: if the cluster cannot come up the first test errors with the
+reason and the log tail, because a silently skipped integration suite proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcportal.devcluster import DevCluster
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test below this folder ``integration`` (the hook sees all items)."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def devcluster_dir() -> Path:
+    """``$HPCPORTAL_DEVCLUSTER_DIR`` or the repository's ``.devcluster``."""
+    return Path(os.environ.get("HPCPORTAL_DEVCLUSTER_DIR", REPO_ROOT / ".devcluster"))
+
+
+@pytest.fixture(scope="session")
+def devcluster(devcluster_dir: Path) -> dict[str, Any]:
+    """Bring the dev cluster up (quick if it already is) and return its status."""
+    status = DevCluster(devcluster_dir).up()
+    assert status["ok"], f"dev cluster is not healthy: {status['notes']}"
+    return status
+
+
+@pytest.fixture(scope="session")
+def slurm_env(devcluster: dict[str, Any]) -> dict[str, str]:
+    """An environment for Slurm commands that talks to the dev cluster."""
+    return {**os.environ, "SLURM_CONF": devcluster["slurm_conf"]}

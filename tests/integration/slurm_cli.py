@@ -1,0 +1,54 @@
+"""Direct Slurm commands for tests, to compare the portal with Slurm itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+
+def env_for(slurm_conf: str) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SLURM_CONF": slurm_conf, "TZ": "UTC"}
+
+
+def run(slurm_conf: str, argv: list[str], *, user: str | None = None) -> str:
+    if user is not None:
+        argv = ["runuser", "-u", user, "--", *argv]
+    proc = subprocess.run(
+        argv,
+        env=env_for(slurm_conf),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd="/tmp",
+    )
+    assert proc.returncode == 0, f"{argv} failed: {proc.stderr}"
+    return proc.stdout
+
+
+def json_of(slurm_conf: str, argv: list[str]) -> dict[str, Any]:
+    return dict(json.loads(run(slurm_conf, argv)))
+
+
+def sbatch(slurm_conf: str, user: str, *args: str) -> int:
+    """Submit as ``user`` from their home and return the job id."""
+    out = run(
+        slurm_conf,
+        [
+            "sbatch",
+            "--parsable",
+            f"--chdir=/home/{user}",
+            "-o",
+            f"/home/{user}/slurm-%j.out",
+            *args,
+        ],
+        user=user,
+    )
+    return int(out.strip().split(";")[0])
+
+
+def scancel(slurm_conf: str, *job_ids: int) -> None:
+    if job_ids:
+        run(slurm_conf, ["scancel", *map(str, job_ids)])

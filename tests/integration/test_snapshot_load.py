@@ -1,0 +1,70 @@
+"""Slurm load does not grow with readers: calls are counted at the executor."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+
+COMMANDS_PER_REFRESH = 3  # squeue, sinfo, scontrol show partition
+
+
+@pytest.fixture(scope="module")
+def portal(
+    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPortal]:
+    settings = portal_settings(
+        tmp_path_factory.mktemp("load"), devcluster["slurm_conf"], refresh_interval=0.5
+    )
+    with run_portal(settings) as running:
+        yield running
+
+
+async def _readers(url: str, headers: dict[str, str], count: int, seconds: float) -> int:
+    """``count`` clients each reading /jobs in a loop for ``seconds``; returns answers."""
+    answered = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(headers=headers, timeout=30, limits=limits) as client:
+
+        async def one() -> None:
+            nonlocal answered
+            while time.monotonic() < deadline:
+                r = await client.get(f"{url}/api/v1/jobs", params={"limit": 10})
+                assert r.status_code == 200, r.text
+                answered += 1
+
+        await asyncio.gather(*(one() for _ in range(count)))
+    return answered
+
+
+def _measure(portal: RunningPortal, readers: int, seconds: float) -> tuple[int, int, int]:
+    """Run readers over whole refresh cycles; return (slurm calls, refreshes, answers)."""
+    headers = portal.login("alice", "alice-demo")
+    snapshot, executor = portal.app.state.snapshot, portal.app.state.executor
+    start_gen = portal.wait_for_generation(snapshot.health().generation)
+    calls_before = sum(executor.calls[c] for c in ("squeue", "sinfo", "scontrol"))
+    answers = asyncio.run(_readers(portal.url, headers, readers, seconds))
+    end_gen = portal.wait_for_generation(snapshot.health().generation)
+    calls_after = sum(executor.calls[c] for c in ("squeue", "sinfo", "scontrol"))
+    return calls_after - calls_before, end_gen - start_gen, answers
+
+
+def test_slurm_calls_do_not_depend_on_readers(portal: RunningPortal) -> None:
+    calls_1, refreshes_1, answers_1 = _measure(portal, readers=1, seconds=3)
+    calls_200, refreshes_200, answers_200 = _measure(portal, readers=200, seconds=3)
+    print(
+        f"\n1 reader: {answers_1} answers, {refreshes_1} refreshes, {calls_1} Slurm calls;"
+        f" 200 readers: {answers_200} answers, {refreshes_200} refreshes, {calls_200} Slurm calls"
+    )
+    assert answers_200 > answers_1 >= 1
+    assert calls_1 == COMMANDS_PER_REFRESH * refreshes_1
+    assert calls_200 == COMMANDS_PER_REFRESH * refreshes_200
+    # The same number of refreshes per second whatever the readers (interval 0.5 s).
+    assert refreshes_1 >= 4 and refreshes_200 >= 4
