@@ -83,21 +83,35 @@ def test_nodes_agree_with_sinfo(portal: RunningPortal, conf: str, alice: dict[st
     assert ours["snapshot"]["stale"] is False
 
 
+def all_jobs(portal: RunningPortal, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """Every job the API lists, page by page, from one snapshot."""
+    items: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        body = get(portal, "/api/v1/jobs", headers, limit=1000, page=page).json()
+        items += body["items"]
+        if len(items) >= body["total"] or not body["items"]:
+            return items
+        page += 1
+
+
 def test_jobs_agree_with_squeue(
     portal: RunningPortal, conf: str, alice: dict[str, str], held_jobs: dict[str, int]
 ) -> None:
-    for _ in range(5):  # running jobs may finish between the two reads; retry then
+    for _ in range(5):  # jobs may change between the two reads; retry then
         fresh(portal)
-        ours = get(portal, "/api/v1/jobs", alice, limit=1000).json()
+        generation = portal.app.state.snapshot.health().generation
+        ours = all_jobs(portal, alice)
         theirs = slurm_cli.json_of(conf, ["squeue", "--json", "--all"])["jobs"]
         their_states = {j["job_id"]: j["job_state"] for j in theirs}
-        our_states = {j["job_id"]: j["state"] for j in ours["items"]}
-        if our_states == their_states:
+        our_states = {j["job_id"]: j["state"] for j in ours}
+        same_snapshot = portal.app.state.snapshot.health().generation == generation
+        if our_states == their_states and same_snapshot:
             break
     assert our_states == their_states
-    assert ours["total"] == len(theirs)
+    assert len(ours) == len(theirs)
     names = {j["job_id"]: j["name"] for j in theirs}
-    assert all(names[j["job_id"]] == j["name"] for j in ours["items"])
+    assert all(names[j["job_id"]] == j["name"] for j in ours)
     assert our_states[held_jobs["alice"]] == "PENDING"
 
 
@@ -114,7 +128,8 @@ def test_filters_and_collapsed_arrays(
     rows = {r["id"]: r for r in arrays["items"]}
     row = rows[str(held_jobs["bob"])]
     assert f"{held_jobs['bob']}_1" not in rows
-    assert row["array_summary"] == {"queued_held": 3}
+    assert row["array"]["job_id"] == held_jobs["bob"]
+    assert arrays["array_summaries"][row["id"]] == {"queued_held": 3}
 
 
 def test_private_fields_and_script_only_for_owner_and_admin(

@@ -136,3 +136,17 @@ def test_newer_slurm_number_objects_and_state_lists_decode() -> None:
 def test_malformed_output_is_rejected_not_guessed() -> None:
     with pytest.raises(msgspec.ValidationError):
         parse.parse_squeue(b'{"jobs": [{"job_id": "not-a-number"}]}')
+
+
+def test_job_parser_reuses_unchanged_jobs_and_rebuilds_changed_ones() -> None:
+    raw = recorded("squeue.json")
+    parser = parse.JobParser()
+    first = {j.job_id: j for j in parser.parse(raw)}
+    assert parser.built == len(first) and parser.reused == 0
+    changed = raw.replace(b'"name": "train"', b'"name": "train-2"')
+    assert changed != raw
+    second = {j.job_id: j for j in parser.parse(changed)}
+    assert parser.built == 1 and parser.reused == len(first) - 1
+    assert second[6].name == "train-2" and second[6] is not first[6]
+    assert all(second[k] is first[k] for k in first if k != 6)
+    assert second == {j.job_id: j for j in parse.parse_squeue(changed)}

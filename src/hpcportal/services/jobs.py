@@ -49,19 +49,15 @@ def _task_order(job: Job) -> int:
     return job.array.task_id
 
 
-class JobListItem(Job):
-    """A job as listed; in collapsed listings an array is one row with task counts."""
-
-    array_summary: dict[str, int] | None = Field(
-        default=None, description="Tasks of the array by status (collapsed listings only)."
-    )
-
-
 class JobPage(BaseModel):
-    items: list[JobListItem]
+    items: list[Job]
     total: int
     page: int
     limit: int
+    array_summaries: dict[str, dict[str, int]] | None = Field(
+        default=None,
+        description="In collapsed listings: for each array row's id, its tasks by status.",
+    )
     snapshot: SnapshotMeta
 
 
@@ -105,11 +101,22 @@ def can_see_private(job: Job | AccountingRecord, who: Principal) -> bool:
     return who.is_admin or job.user == who.username
 
 
-def visible(job: Job, who: Principal) -> Job:
-    """The job as ``who`` may see it: without its private part unless theirs."""
+def visible(job: Job, who: Principal, snap: ClusterSnapshot | None = None) -> Job:
+    """The job as ``who`` may see it: without its private part unless theirs.
+
+    With a snapshot, the public copy is made once per job and snapshot, so listing
+    other people's jobs costs a lookup rather than a copy per request.
+    """
     if job.private is None or can_see_private(job, who):
         return job
-    return job.model_copy(update={"private": None})
+    if snap is None:
+        return job.model_copy(update={"private": None})
+    public: dict[int, Job] = snap.memo("public_copies", dict)
+    key = id(job)
+    copy = public.get(key)
+    if copy is None:
+        copy = public[key] = job.model_copy(update={"private": None})
+    return copy
 
 
 def _sorted(snap: ClusterSnapshot, sort: str) -> list[Job]:
@@ -140,35 +147,26 @@ def list_jobs(snap: ClusterSnapshot, q: JobQuery, who: Principal, meta: Snapshot
     states = parse_states(q.state)
     jobs = _sorted(snap, q.sort)
     if q.user or states or q.partition or q.account or q.name:
-        jobs = [j for j in jobs if _matches(q, states)(j)]
-    rows: list[JobListItem]
+        match = _matches(q, states)
+        jobs = [j for j in jobs if match(j)]
+    summaries: dict[str, dict[str, int]] | None = None
     if q.arrays == "collapsed":
-        rows = _collapse(jobs)
-    else:
-        rows = [JobListItem.model_construct(**dict(j)) for j in _page(jobs, q)]
-        return JobPage(
-            items=_hide(rows, who), total=len(jobs), page=q.page, limit=q.limit, snapshot=meta
-        )
+        jobs, summaries = _collapse(jobs)
+    start = (q.page - 1) * q.limit
+    rows = [visible(j, who, snap) for j in jobs[start : start + q.limit]]
+    if summaries is not None:
+        summaries = {r.id: summaries[r.id] for r in rows if r.id in summaries}
     return JobPage(
-        items=_hide(_page(rows, q), who), total=len(rows), page=q.page, limit=q.limit, snapshot=meta
+        items=rows,
+        total=len(jobs),
+        page=q.page,
+        limit=q.limit,
+        array_summaries=summaries,
+        snapshot=meta,
     )
 
 
-def _page(items: list[Any], q: JobQuery) -> list[Any]:
-    start = (q.page - 1) * q.limit
-    return items[start : start + q.limit]
-
-
-def _hide(rows: list[JobListItem], who: Principal) -> list[JobListItem]:
-    return [
-        r
-        if r.private is None or can_see_private(r, who)
-        else r.model_copy(update={"private": None})
-        for r in rows
-    ]
-
-
-def _collapse(jobs: list[Job]) -> list[JobListItem]:
+def _collapse(jobs: list[Job]) -> tuple[list[Job], dict[str, dict[str, int]]]:
     """One row per array (its first record in the current order), with task counts."""
     counts: dict[int, Counter[str]] = {}
     for j in jobs:
@@ -178,18 +176,15 @@ def _collapse(jobs: list[Job]) -> list[JobListItem]:
                 c[j.status.value] += count_indices(j.array.pending_tasks)
             else:
                 c[j.status.value] += 1
-    rows: list[JobListItem] = []
+    rows: list[Job] = []
     seen: set[int] = set()
     for j in jobs:
         if j.array is None:
-            rows.append(JobListItem.model_construct(**dict(j)))
+            rows.append(j)
         elif j.array.job_id not in seen:
             seen.add(j.array.job_id)
-            fields = dict(j) | {"id": str(j.array.job_id)}
-            rows.append(
-                JobListItem.model_construct(**fields, array_summary=dict(counts[j.array.job_id]))
-            )
-    return rows
+            rows.append(j.model_copy(update={"id": str(j.array.job_id)}))
+    return rows, {str(parent): dict(c) for parent, c in counts.items()}
 
 
 def count_indices(spec: str) -> int:
@@ -228,7 +223,9 @@ def find_job(
         script = None
         if with_script and can_see_private(job, who):
             script = adapter.job_script(job.job_id, as_user=who.username)
-        return JobDetail(job=visible(job, who), script=script, source="snapshot", snapshot=meta)
+        return JobDetail(
+            job=visible(job, who, snap), script=script, source="snapshot", snapshot=meta
+        )
     now = datetime.now(UTC)
     records = adapter.accounting(now - timedelta(days=365), now, job_ids=[job_id])
     record = next((r for r in records if r.id == job_id or str(r.job_id) == job_id), None)

@@ -66,6 +66,8 @@ class SlurmAdapter:
     def __init__(self, executor: SlurmExecutor, *, cache_seconds: float = 15.0) -> None:
         self.executor = executor
         self.cache = TTLCache(cache_seconds)
+        self._job_parser = parse.JobParser()
+        self._job_parser_lock = threading.Lock()
 
     # --- snapshot reads: one command each ---------------------------------------
 
@@ -78,8 +80,12 @@ class SlurmAdapter:
             raise SlurmError(f"Could not read the output of {command}: {exc}") from exc
 
     def jobs(self) -> list[Job]:
-        """Every job slurmctld knows, all partitions (``squeue --json --all``)."""
-        return self._read("squeue", ["--json", "--all"], parse.parse_squeue)
+        """Every job slurmctld knows, all partitions (``squeue --json --all``).
+
+        Unchanged jobs keep their model from the previous call (see ``JobParser``).
+        """
+        with self._job_parser_lock:
+            return self._read("squeue", ["--json", "--all"], self._job_parser.parse)
 
     def nodes(self) -> list[Node]:
         return self._read("sinfo", ["--json", "--all"], parse.parse_sinfo)
