@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from hpcportal.errors import NotFound
 from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.identity import lookup_principal
 from hpcportal.services.jobs import find_job
@@ -156,11 +158,17 @@ def test_finished_job_comes_from_accounting(
     portal: RunningPortal, conf: str, alice: dict[str, str]
 ) -> None:
     job_id = slurm_cli.sbatch(conf, "alice", "--wait", "-J", "acct-check", "--wrap", "echo done")
-    today = datetime.now(UTC).date()
-    body = get(
-        portal, "/api/v1/accounting/jobs", alice, start=str(today - timedelta(days=1)), user="alice"
-    ).json()
-    record = next(r for r in body["items"] if r["job_id"] == job_id)
+    start = str(datetime.now(UTC).date() - timedelta(days=1))
+    deadline = time.monotonic() + 30
+    while True:  # slurmctld hands finished jobs to slurmdbd asynchronously
+        body = get(portal, "/api/v1/accounting/jobs", alice, start=start, user="alice").json()
+        found = [r for r in body["items"] if r["job_id"] == job_id]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert found, f"job {job_id} not in accounting: {body}"
+    record = found[0]
+    assert body["items"][0]["job_id"] == job_id  # newest first
     assert record["status"] == "completed" and record["name"] == "acct-check"
     assert record["work_dir"] == "/home/alice"
 
@@ -176,7 +184,19 @@ def test_job_forgotten_by_slurmctld_is_found_in_accounting(
     assert alice is not None and bob is not None
     meta = SnapshotMeta(taken_at=None, age_seconds=0, stale=False)
     adapter = portal.app.state.adapter
-    found = find_job(empty, adapter, str(job_id), alice, meta)
+    deadline = time.monotonic() + 30
+    while True:
+        # slurmdbd records a job asynchronously; until the end record arrives sacct may
+        # show a provisional record ("allocation") or none at all.
+        adapter.cache.clear()
+        try:
+            found = find_job(empty, adapter, str(job_id), alice, meta)
+            if found.accounting is not None and found.accounting.name == "forgotten":
+                break
+        except NotFound:
+            pass
+        assert time.monotonic() < deadline, f"job {job_id} never reached accounting"
+        time.sleep(1)
     assert found.source == "accounting" and found.accounting is not None
     assert found.accounting.name == "forgotten" and found.accounting.work_dir == "/home/alice"
     assert find_job(empty, adapter, str(job_id), bob, meta).accounting.work_dir is None  # type: ignore[union-attr]

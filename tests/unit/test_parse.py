@@ -150,3 +150,15 @@ def test_job_parser_reuses_unchanged_jobs_and_rebuilds_changed_ones() -> None:
     assert second[6].name == "train-2" and second[6] is not first[6]
     assert all(second[k] is first[k] for k in first if k != 6)
     assert second == {j.job_id: j for j in parse.parse_squeue(changed)}
+
+
+def test_nulls_where_slurm_usually_prints_strings_are_tolerated() -> None:
+    raw = (
+        b'{"jobs": [{"job_id": 9, "name": "x", "user": "alice", "qos": null, "partition": null,'
+        b' "state": {"current": "COMPLETED", "reason": null}, "working_directory": null}]}'
+    )
+    (record,) = parse.parse_sacct(raw)
+    assert record.qos is None and record.partition is None and record.work_dir is None
+    assert record.status is JobStatus.COMPLETED
+    (node,) = parse.parse_sinfo(b'{"nodes": [{"name": "n1", "state": "idle", "partitions": null}]}')
+    assert node.partitions == [] and node.status is NodeStatus.IDLE

@@ -228,7 +228,9 @@ def find_job(
         )
     now = datetime.now(UTC)
     records = adapter.accounting(now - timedelta(days=365), now, job_ids=[job_id])
-    record = next((r for r in records if r.id == job_id or str(r.job_id) == job_id), None)
+    # Job ids can repeat over a cluster's life (a reset counter); take the newest.
+    matches = [r for r in records if r.id == job_id or str(r.job_id) == job_id]
+    record = max(matches, key=lambda r: r.submit_time or _EPOCH, default=None)
     if record is None:
         raise NotFound(f"No job {job_id} in the queue or in accounting.")
     if not can_see_private(record, who):
@@ -260,7 +262,10 @@ MAX_ACCOUNTING_DAYS = 366
 
 
 def list_accounting(adapter: SlurmAdapter, q: AccountingQuery, who: Principal) -> AccountingPage:
-    """Jobs from accounting over a range; Slurm state names go to sacct, statuses filter here."""
+    """Jobs from accounting over a range, newest first.
+
+    Slurm state names go to sacct; portal statuses are filtered here.
+    """
     if q.start >= q.end:
         raise InvalidInput("start must be before end.")
     if q.end - q.start > timedelta(days=MAX_ACCOUNTING_DAYS):
@@ -278,6 +283,7 @@ def list_accounting(adapter: SlurmAdapter, q: AccountingQuery, who: Principal) -
     )
     if wanted:
         records = [r for r in records if r.status in statuses or r.state in wanted]
+    records = sorted(records, key=lambda r: (r.submit_time or _EPOCH, r.job_id), reverse=True)
     records = [
         r if can_see_private(r, who) else r.model_copy(update={"work_dir": None}) for r in records
     ]

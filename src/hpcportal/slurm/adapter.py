@@ -45,6 +45,10 @@ class TTLCache:
         self._data: OrderedDict[tuple[object, ...], tuple[float, object]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
     def get_or_compute(self, key: tuple[object, ...], compute: Callable[[], T]) -> T:
         now = time.monotonic()
         with self._lock:

@@ -54,7 +54,15 @@ def text(value: str | None) -> str | None:
 def first_state(value: wire.State) -> str:
     if isinstance(value, list):
         return value[0] if value else ""
-    return value
+    return value or ""
+
+
+def _s(value: str | None) -> str:
+    return value or ""
+
+
+def _opt(value: str | None) -> str | None:
+    return value or None
 
 
 def parse_tres(value: str | None) -> dict[str, str]:
@@ -236,17 +244,17 @@ def job_from_wire(j: wire.WireJob) -> Job:
         id=display_id,
         job_id=j.job_id,
         array=array,
-        name=j.name,
+        name=_s(j.name),
         user=j.user_name or str(j.user_id),
-        group=j.group_name or None,
-        account=j.account or None,
-        partition=j.partition,
-        qos=j.qos or None,
+        group=_opt(j.group_name),
+        account=_opt(j.account),
+        partition=_s(j.partition),
+        qos=_opt(j.qos),
         state=state,
         status=job_status(state, reason),
         reason=reason,
         priority=num(j.priority),
-        nodes=j.nodes or None,
+        nodes=_opt(j.nodes),
         node_count=num(j.node_count) or 0,
         cpus=cpus,
         tasks=num(j.tasks) or 0,
@@ -262,14 +270,14 @@ def job_from_wire(j: wire.WireJob) -> Job:
         dependency=text(j.dependency),
         exit_code=(raw_exit >> 8) & 0xFF if raw_exit is not None else None,
         signal=(raw_exit & 0x7F) or None if raw_exit is not None else None,
-        batch_host=j.batch_host or None,
+        batch_host=_opt(j.batch_host),
         private=JobPrivate(
-            work_dir=j.current_working_directory or None,
-            stdout=j.standard_output or None,
-            stderr=j.standard_error or None,
-            stdin=j.standard_input or None,
-            command=j.command or None,
-            comment=j.comment or None,
+            work_dir=_opt(j.current_working_directory),
+            stdout=_opt(j.standard_output),
+            stderr=_opt(j.standard_error),
+            stdin=_opt(j.standard_input),
+            command=_opt(j.command),
+            comment=_opt(j.comment),
         ),
     )
 
@@ -310,16 +318,16 @@ def parse_sinfo(raw: bytes) -> list[Node]:
 
 def node_from_wire(n: wire.WireNode) -> Node:
     state = first_state(n.state)
-    flags = list(n.state_flags) + (n.state[1:] if isinstance(n.state, list) else [])
+    flags = list(n.state_flags or ()) + (n.state[1:] if isinstance(n.state, list) else [])
     load = num(n.cpu_load)
     features = n.features if isinstance(n.features, list) else split_list(n.features)
     return Node(
         name=n.name,
-        hostname=n.hostname or None,
+        hostname=_opt(n.hostname),
         state=state.lower(),
         flags=flags,
         status=node_status(state, flags),
-        partitions=list(n.partitions),
+        partitions=list(n.partitions or ()),
         cpus_total=num(n.cpus) or 0,
         cpus_allocated=num(n.alloc_cpus) or 0,
         cpus_idle=num(n.idle_cpus) or 0,
@@ -329,17 +337,17 @@ def node_from_wire(n: wire.WireNode) -> Node:
         memory_free_mb=num(n.free_memory),
         gpus_total=gpus_in_gres(n.gres),
         gpus_allocated=gpus_in_gres(n.gres_used),
-        gres=n.gres or None,
-        gres_used=n.gres_used or None,
+        gres=_opt(n.gres),
+        gres_used=_opt(n.gres_used),
         features=features,
-        reason=n.reason or None,
+        reason=_opt(n.reason),
         reason_set_by=n.reason_set_by_user or None,
         reason_time=timestamp(n.reason_changed_at),
         boot_time=timestamp(n.boot_time),
         last_busy=timestamp(n.last_busy),
-        slurmd_version=n.slurmd_version or None,
-        architecture=n.architecture or None,
-        operating_system=n.operating_system or None,
+        slurmd_version=_opt(n.slurmd_version),
+        architecture=_opt(n.architecture),
+        operating_system=_opt(n.operating_system),
     )
 
 
@@ -474,12 +482,12 @@ def record_from_wire(j: wire.WireAcctJob) -> AccountingRecord:
         id=display_id,
         job_id=j.job_id,
         array=array,
-        name=j.name,
-        user=j.user,
-        group=j.group or None,
-        account=j.account or None,
-        partition=j.partition or None,
-        qos=j.qos or None,
+        name=_s(j.name),
+        user=_s(j.user),
+        group=_opt(j.group),
+        account=_opt(j.account),
+        partition=_opt(j.partition),
+        qos=_opt(j.qos),
         state=state,
         status=job_status(state, reason),
         reason=reason,
@@ -496,12 +504,12 @@ def record_from_wire(j: wire.WireAcctJob) -> AccountingRecord:
         end_time=timestamp(t.end),
         elapsed_seconds=num(t.elapsed) or 0,
         cpu_time_seconds=cpu_time,
-        work_dir=j.working_directory or None,
+        work_dir=_opt(j.working_directory),
     )
 
 
 def _tres(j: wire.WireAcctJob) -> list[wire.Tres]:
-    return list(j.tres.allocated) if j.tres else []
+    return list(j.tres.allocated or ()) if j.tres else []
 
 
 def _acct_array_of(j: wire.WireAcctJob) -> tuple[JobArray | None, str]:

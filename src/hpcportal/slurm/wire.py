@@ -22,47 +22,48 @@ class NoVal(msgspec.Struct, frozen=True):
 
 Num = int | NoVal | None
 FNum = float | NoVal | None
-State = str | list[str]
+State = str | list[str] | None
+Str = str | None
 
 
 class WireJob(msgspec.Struct, frozen=True):
     job_id: int
-    name: str = ""
-    user_name: str = ""
+    name: Str = None
+    user_name: Str = None
     user_id: int | None = None
-    group_name: str = ""
-    account: str = ""
-    partition: str = ""
-    qos: str = ""
-    job_state: State = ""
-    state_reason: str = ""
+    group_name: Str = None
+    account: Str = None
+    partition: Str = None
+    qos: Str = None
+    job_state: State = None
+    state_reason: Str = None
     priority: Num = None
     array_job_id: Num = 0
     array_task_id: Num = None
-    array_task_string: str = ""
+    array_task_string: Str = None
     array_max_tasks: Num = 0
-    nodes: str = ""
+    nodes: Str = None
     node_count: Num = 0
     cpus: Num = 0
     tasks: Num = 0
     memory_per_node: Num = None
     memory_per_cpu: Num = None
-    tres_req_str: str = ""
-    tres_alloc_str: str = ""
+    tres_req_str: Str = None
+    tres_alloc_str: Str = None
     time_limit: Num = None
     submit_time: Num = 0
     eligible_time: Num = 0
     start_time: Num = 0
     end_time: Num = 0
-    dependency: str = ""
+    dependency: Str = None
     exit_code: Num = None
-    batch_host: str = ""
-    command: str = ""
-    comment: str = ""
-    current_working_directory: str = ""
-    standard_output: str = ""
-    standard_error: str = ""
-    standard_input: str = ""
+    batch_host: Str = None
+    command: Str = None
+    comment: Str = None
+    current_working_directory: Str = None
+    standard_output: Str = None
+    standard_error: Str = None
+    standard_input: Str = None
 
 
 class SqueueOutput(msgspec.Struct, frozen=True):
@@ -71,10 +72,10 @@ class SqueueOutput(msgspec.Struct, frozen=True):
 
 class WireNode(msgspec.Struct, frozen=True):
     name: str
-    hostname: str = ""
-    state: State = ""
-    state_flags: list[str] = []
-    partitions: list[str] = []
+    hostname: Str = None
+    state: State = None
+    state_flags: list[str] | None = None
+    partitions: list[str] | None = None
     cpus: Num = 0
     alloc_cpus: Num = 0
     idle_cpus: Num = 0
@@ -82,17 +83,17 @@ class WireNode(msgspec.Struct, frozen=True):
     real_memory: Num = 0
     alloc_memory: Num = 0
     free_memory: Num = None
-    gres: str = ""
-    gres_used: str = ""
-    features: str | list[str] = ""
-    reason: str = ""
+    gres: Str = None
+    gres_used: Str = None
+    features: str | list[str] | None = None
+    reason: Str = None
     reason_set_by_user: str | None = None
     reason_changed_at: Num = 0
     boot_time: Num = 0
     last_busy: Num = 0
-    slurmd_version: str = ""
-    architecture: str = ""
-    operating_system: str = ""
+    slurmd_version: Str = None
+    architecture: Str = None
+    operating_system: Str = None
 
 
 class SinfoOutput(msgspec.Struct, frozen=True):
@@ -100,7 +101,7 @@ class SinfoOutput(msgspec.Struct, frozen=True):
 
 
 class ExitCode(msgspec.Struct, frozen=True):
-    status: str | list[str] = ""
+    status: str | list[str] | None = None
     return_code: Num = None
 
 
@@ -111,8 +112,8 @@ class AcctArray(msgspec.Struct, frozen=True):
 
 
 class AcctState(msgspec.Struct, frozen=True):
-    current: State = ""
-    reason: str = ""
+    current: State = None
+    reason: Str = None
 
 
 class CpuTime(msgspec.Struct, frozen=True):
@@ -143,20 +144,20 @@ class Tres(msgspec.Struct, frozen=True):
 
 
 class AcctTres(msgspec.Struct, frozen=True):
-    allocated: list[Tres] = []
-    requested: list[Tres] = []
+    allocated: list[Tres] | None = None
+    requested: list[Tres] | None = None
 
 
 class WireAcctJob(msgspec.Struct, frozen=True):
     job_id: int
-    name: str = ""
-    user: str = ""
-    group: str = ""
-    account: str = ""
-    partition: str = ""
-    qos: str = ""
-    cluster: str = ""
-    nodes: str = ""
+    name: Str = None
+    user: Str = None
+    group: Str = None
+    account: Str = None
+    partition: Str = None
+    qos: Str = None
+    cluster: Str = None
+    nodes: Str = None
     allocation_nodes: Num = 0
     priority: Num = None
     array: AcctArray | None = None
@@ -166,7 +167,7 @@ class WireAcctJob(msgspec.Struct, frozen=True):
     time: AcctTime | None = None
     required: AcctRequired | None = None
     tres: AcctTres | None = None
-    working_directory: str = ""
+    working_directory: Str = None
 
 
 class SacctOutput(msgspec.Struct, frozen=True):
