@@ -169,3 +169,17 @@ def test_parse_sinfo_merges_partitions_and_flags() -> None:
     assert by_name["gpu001"].as_dict()["state"] == "down*"
     assert by_name["gpu001"].reason == "Not responding"
     assert by_name["viz-node001"].ready
+
+
+def test_slots_give_each_checkout_its_own_ports_and_database() -> None:
+    from hpcportal.devcluster.templates import MAX_SLOTS, Slot
+
+    first, second = Slot(0), Slot(1)
+    text = render_slurm_conf(LAYOUT, "testhost", cluster_nodes(True, second), second)
+    assert f"SlurmctldPort={second.slurmctld_port}" in text
+    assert f"Port={second.first_node_port} " in text
+    assert second.db_name != first.db_name and second.db_user != first.db_user
+    assert f"StorageLoc={second.db_name}" in render_slurmdbd_conf(LAYOUT, "pw", second)
+    used = [port for i in range(MAX_SLOTS) for port in Slot(i).ports()]
+    assert len(used) == len(set(used)), "two slots share a port"
+    assert (first.slurmctld_port, first.first_node_port) == (16817, 17001)

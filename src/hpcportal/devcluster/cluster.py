@@ -29,12 +29,21 @@ from hpcportal.devcluster.munge import munge_works, prepare_munge
 from hpcportal.devcluster.nodes import NodeState, query_nodes, wait_for_ready_nodes
 from hpcportal.devcluster.packages import ensure_packages
 from hpcportal.devcluster.paths import Layout, default_dir, materialize_root, resolve_root
-from hpcportal.devcluster.processes import Daemon, check_ports_free, start_all, stop_all
+from hpcportal.devcluster.processes import (
+    Daemon,
+    check_ports_free,
+    port_in_use,
+    start_all,
+    stop_all,
+)
 from hpcportal.devcluster.status import build_status, daemon_component, mariadb_component
 from hpcportal.devcluster.templates import (
-    ALL_NODES,
     GPU_NODE,
+    MAX_SLOTS,
+    SLOT_STRIDE,
     NodeSpec,
+    Slot,
+    all_nodes,
     cluster_nodes,
     gpu_device_count,
     render_gres_conf,
@@ -61,6 +70,26 @@ def require_root(action: str) -> None:
         )
 
 
+def read_slot(layout: Layout) -> Slot:
+    """The slot recorded by an earlier ``up``; slot 0 for a directory without one."""
+    try:
+        return Slot(int(layout.slot_file.read_text().strip()))
+    except (FileNotFoundError, ValueError):
+        return Slot(0)
+
+
+def configured_slot(layout: Layout) -> Slot | None:
+    """The slot an existing slurm.conf was rendered for, from its SlurmctldPort."""
+    try:
+        text = layout.slurm_conf.read_text()
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("SlurmctldPort="):
+            return Slot((int(line.split("=", 1)[1]) - Slot(0).slurmctld_port) // SLOT_STRIDE)
+    return None
+
+
 def describe(name: str, states: dict[str, NodeState]) -> str:
     """``node=state (reason)`` for error messages."""
     node = states.get(name)
@@ -78,6 +107,7 @@ class DevCluster:
         self.root = resolve_root(self.requested)
         self.layout = Layout(self.root)
         self.hostname = short_hostname()
+        self.slot = read_slot(self.layout)
 
     # ----------------------------------------------------------------- facts
     @property
@@ -97,7 +127,11 @@ class DevCluster:
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
-        return cluster_nodes(self.include_gpu)
+        return cluster_nodes(self.include_gpu, self.slot)
+
+    @property
+    def all_nodes(self) -> tuple[NodeSpec, ...]:
+        return all_nodes(self.slot)
 
     def _slurm_daemon_env(self) -> dict[str, str]:
         return {"SLURM_CONF": str(self.slurm_conf)}
@@ -106,10 +140,10 @@ class DevCluster:
         return [daemons.slurmd(self.layout, self._slurm_daemon_env(), n) for n in nodes]
 
     def _slurmctld(self) -> Daemon:
-        return daemons.slurmctld(self.layout, self._slurm_daemon_env())
+        return daemons.slurmctld(self.layout, self._slurm_daemon_env(), self.slot)
 
     def _slurmdbd(self) -> Daemon:
-        return daemons.slurmdbd(self.layout, self._slurm_daemon_env())
+        return daemons.slurmdbd(self.layout, self._slurm_daemon_env(), self.slot)
 
     def _daemons(self) -> list[Daemon]:
         """Ours, in start order."""
@@ -148,24 +182,42 @@ class DevCluster:
     def up(self) -> dict[str, Any]:
         """Install, configure and start whatever is missing; return the status when idle."""
         require_root("up")
-        check_ports_free(self._daemons())
         ensure_packages()
         ensure_demo_users()
         materialize_root(self.requested, self.root)
         self._make_directories()
+        self._claim_slot()
+        check_ports_free(self._daemons())
         self._start_munge()
         ensure_mariadb(self.layout)
         self._start_slurm()
         return self.status()
+
+    def _claim_slot(self) -> None:
+        """Keep this directory's slot; a new directory takes the first slot whose ports are free."""
+        if self.layout.slot_file.exists():
+            return
+        configured = configured_slot(self.layout)
+        if configured is not None:  # configured before slots were recorded: keep its ports
+            self.slot = configured
+            self.layout.slot_file.write_text(f"{configured.index}\n")
+            return
+        for index in range(MAX_SLOTS):
+            if not any(port_in_use(port) for port in Slot(index).ports()):
+                self.slot = Slot(index)
+                self.layout.slot_file.write_text(f"{index}\n")
+                log.info("using port slot %d (slurmctld port %d)", index, self.slot.slurmctld_port)
+                return
+        raise DevClusterError(f"no free port slot among {MAX_SLOTS}: stop another dev cluster")
 
     def _make_directories(self) -> None:
         """Every directory 0755 so jobs running as the demo users can read configs."""
         layout = self.layout
         for directory in (layout.etc, layout.run, layout.log, layout.state, layout.dev):
             ensure_dir(directory)
-        for node in ALL_NODES:
+        for node in self.all_nodes:
             ensure_dir(layout.slurmd_spool(node.name))
-        for index in range(gpu_device_count(ALL_NODES)):
+        for index in range(gpu_device_count(self.all_nodes)):
             touch(layout.fake_gpu(index))
 
     def _start_munge(self) -> None:
@@ -179,10 +231,12 @@ class DevCluster:
         """Render all configs; return (slurmdbd.conf changed, slurm.conf/gres.conf changed)."""
         layout, nodes = self.layout, self.nodes
         dbd_changed = write_if_changed(
-            layout.slurmdbd_conf, render_slurmdbd_conf(layout, db_password(layout)), mode=0o600
+            layout.slurmdbd_conf,
+            render_slurmdbd_conf(layout, db_password(layout), self.slot),
+            mode=0o600,
         )
         slurm_changed = write_if_changed(
-            layout.slurm_conf, render_slurm_conf(layout, self.hostname, nodes)
+            layout.slurm_conf, render_slurm_conf(layout, self.hostname, nodes, self.slot)
         )
         gres_changed = write_if_changed(layout.gres_conf, render_gres_conf(layout, nodes))
         return dbd_changed, slurm_changed or gres_changed
@@ -192,7 +246,7 @@ class DevCluster:
         dbd_changed, slurm_changed = self._write_configs()
         if slurm_changed:
             # Nodes cannot be added or removed by reconfigure in 22.05; restart instead.
-            stop_all([*self._slurmds(ALL_NODES), self._slurmctld()])
+            stop_all([*self._slurmds(self.all_nodes), self._slurmctld()])
         if dbd_changed:
             stop_all([self._slurmdbd()])
         self._start_slurmdbd()
@@ -217,7 +271,7 @@ class DevCluster:
     def _start_slurmdbd(self) -> None:
         slurmdbd = self._slurmdbd()
         if not slurmdbd.is_running():
-            ensure_database(db_password(self.layout))
+            ensure_database(db_password(self.layout), self.slot)
             slurmdbd.start()
         if not wait_until(lambda: daemons.slurmdbd_answers(self.env), SERVICE_TIMEOUT):
             raise DevClusterError("slurmdbd does not answer sacctmgr", slurmdbd.log_tail())
@@ -253,7 +307,7 @@ class DevCluster:
         """Remember why the GPU node is left out; the next config render omits it."""
         log.warning("%s is left out with the gpu partition: %s", GPU_NODE, reason)
         self.layout.gpu_disabled_marker.write_text(reason + "\n")
-        stop_all(self._slurmds(ALL_NODES))
+        stop_all(self._slurmds(self.all_nodes))
 
     # ------------------------------------------------------------------ down
     def down(self, *, purge: bool = False) -> list[str]:
@@ -262,12 +316,12 @@ class DevCluster:
         Returns the names of the daemons that were stopped.
         """
         require_root("down")
-        stopped = stop_all(self._slurmds(ALL_NODES))
+        stopped = stop_all(self._slurmds(self.all_nodes))
         stopped += stop_all([self._slurmctld()])
         stopped += stop_all([self._slurmdbd()])
         stopped += stop_all([daemons.munged(self.layout)])
         if purge:
-            drop_database()
+            drop_database(self.slot)
         stopped += stop_all([daemons.mariadb(self.layout)])
         if purge:
             self._remove_directory()

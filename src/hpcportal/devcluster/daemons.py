@@ -12,7 +12,7 @@ from hpcportal.devcluster.commands import succeeds, try_run
 from hpcportal.devcluster.munge import munge_argv
 from hpcportal.devcluster.paths import Layout
 from hpcportal.devcluster.processes import Daemon
-from hpcportal.devcluster.templates import SLURMCTLD_PORT, SLURMDBD_PORT, NodeSpec
+from hpcportal.devcluster.templates import NodeSpec, Slot
 
 MARIADB_BINARY = "/usr/sbin/mariadbd"
 
@@ -29,7 +29,7 @@ def munged(layout: Layout) -> Daemon:
     )
 
 
-def slurmdbd(layout: Layout, env: Mapping[str, str]) -> Daemon:
+def slurmdbd(layout: Layout, env: Mapping[str, str], slot: Slot) -> Daemon:
     return Daemon(
         name="slurmdbd",
         argv=("slurmdbd",),
@@ -38,11 +38,11 @@ def slurmdbd(layout: Layout, env: Mapping[str, str]) -> Daemon:
         log_files=(layout.slurmdbd_log,),
         output_file=layout.daemon_output("slurmdbd"),
         env=env,
-        ports=(SLURMDBD_PORT,),
+        ports=(slot.slurmdbd_port,),
     )
 
 
-def slurmctld(layout: Layout, env: Mapping[str, str]) -> Daemon:
+def slurmctld(layout: Layout, env: Mapping[str, str], slot: Slot) -> Daemon:
     return Daemon(
         name="slurmctld",
         argv=("slurmctld",),
@@ -51,7 +51,7 @@ def slurmctld(layout: Layout, env: Mapping[str, str]) -> Daemon:
         log_files=(layout.slurmctld_log,),
         output_file=layout.daemon_output("slurmctld"),
         env=env,
-        ports=(SLURMCTLD_PORT,),
+        ports=(slot.slurmctld_port,),
     )
 
 

@@ -16,7 +16,7 @@ from hpcportal.devcluster.commands import run, succeeds, wait_until
 from hpcportal.devcluster.daemons import mariadb
 from hpcportal.devcluster.errors import DevClusterError
 from hpcportal.devcluster.paths import Layout
-from hpcportal.devcluster.templates import DB_NAME, DB_USER
+from hpcportal.devcluster.templates import Slot
 
 log = logging.getLogger(__name__)
 
@@ -72,28 +72,28 @@ def db_password(layout: Layout) -> str:
     return password
 
 
-def ensure_database(password: str) -> None:
+def ensure_database(password: str, slot: Slot) -> None:
     """Create the accounting database and its user, and (re)set the user's password.
 
     Every statement is idempotent; the password is reset because the file in ``etc/``
     is the truth (it may have been regenerated after ``down --purge``).
     """
-    account = f"'{DB_USER}'@'localhost'"
+    account = f"'{slot.db_user}'@'localhost'"
     sql = "\n".join(
         [
-            f"CREATE DATABASE IF NOT EXISTS `{DB_NAME}`;",
+            f"CREATE DATABASE IF NOT EXISTS `{slot.db_name}`;",
             f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '{password}';",
             f"ALTER USER {account} IDENTIFIED BY '{password}';",
-            f"GRANT ALL ON `{DB_NAME}`.* TO {account};",
+            f"GRANT ALL ON `{slot.db_name}`.* TO {account};",
         ]
     )
     run(["mysql", "-uroot"], input_text=sql, timeout=30)
 
 
-def drop_database() -> None:
+def drop_database(slot: Slot) -> None:
     """Forget all accounting data; used by ``down --purge`` so the next ``up`` starts clean."""
     if not mariadb_reachable():
         return
-    sql = f"DROP DATABASE IF EXISTS `{DB_NAME}`;"
+    sql = f"DROP DATABASE IF EXISTS `{slot.db_name}`;"
     run(["mysql", "-uroot"], input_text=sql, timeout=30)
-    log.info("dropped database %s", DB_NAME)
+    log.info("dropped database %s", slot.db_name)

@@ -166,6 +166,11 @@ class Layout:
         return self.etc / "db-password"
 
     @property
+    def slot_file(self) -> Path:
+        """Which port slot this cluster uses (see ``templates.Slot``)."""
+        return self.etc / "slot"
+
+    @property
     def gpu_disabled_marker(self) -> Path:
         """Holds the reason the fake GPU node was left out; absent when it is in."""
         return self.etc / "gpu-disabled"
