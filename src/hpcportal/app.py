@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from hpcportal import __version__
-from hpcportal.api import auth, cluster, health, jobs
+from hpcportal.api import apptainer, auth, cluster, health, jobs, templates, tokens
 from hpcportal.config import Settings, get_settings
 from hpcportal.db.session import Database
 from hpcportal.errors import install_error_handlers
@@ -68,4 +68,7 @@ def create_app(
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(cluster.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(templates.router, prefix=API_PREFIX)
+    app.include_router(apptainer.router, prefix=API_PREFIX)
+    app.include_router(tokens.router, prefix=API_PREFIX)
     return app

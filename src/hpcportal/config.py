@@ -58,6 +58,41 @@ class Settings(BaseSettings):
         description="How long an identical sacct/sshare/sacctmgr answer is reused.",
     )
 
+    # Acting as the user (hpcportal.runas)
+    runas_method: Literal["auto", "runuser", "sudo"] = Field(
+        default="auto",
+        description="How to become a user: runuser (portal runs as root), sudo (service "
+        "account with the documented sudoers rule), auto = runuser as root, else sudo.",
+    )
+    runas_helper: Path = Field(
+        default=Path("/usr/local/libexec/hpcportal-runas"),
+        description="The installed helper that sudo runs as the user (hpcportal runas install).",
+    )
+
+    # Job submission
+    upload_root: str = Field(
+        default="{home}/hpcportal/uploads",
+        description="Where uploaded input files go, per user; {home} and {user} are replaced.",
+    )
+    submission_root: str = Field(
+        default="{home}/hpcportal/jobs",
+        description="Where per-submission files (the script run inside Apptainer) go.",
+    )
+    upload_max_bytes: int = Field(default=1024**3, gt=0, description="Largest uploaded file.")
+    upload_max_files: int = Field(default=20, gt=0, description="Files per upload request.")
+    output_chunk_bytes: int = Field(
+        default=256 * 1024, gt=0, description="Most bytes of job output returned per request."
+    )
+    apptainer_image_dirs: list[Path] = Field(
+        default_factory=list, description="Directories scanned for .sif images."
+    )
+    apptainer_command: str = Field(
+        default="apptainer", description="The apptainer program jobs run (name or path)."
+    )
+    apptainer_binds: list[str] = Field(
+        default_factory=list, description="--bind values added to every Apptainer job."
+    )
+
     # Identity
     pam_service: str = Field(
         default="hpcportal", description="PAM service used to check passwords."

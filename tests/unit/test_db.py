@@ -38,10 +38,10 @@ def test_fresh_database_has_no_revision(db_settings: Settings) -> None:
 
 
 def test_upgrade_reaches_head_with_all_tables(database: Database) -> None:
-    assert head_revision() == "0001"
+    assert head_revision() is not None
     assert current_revision(database.engine) == head_revision()
     tables = set(inspect(database.engine).get_table_names())
-    assert {"revoked_tokens", "login_failures", "alembic_version"} <= tables
+    assert {*Base.metadata.tables, "alembic_version"} <= tables
 
 
 def test_migrations_match_the_models(database: Database) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hpcportal.db.base import Base, UtcDateTime
@@ -47,3 +47,66 @@ class LoginFailure(Base):
     username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
     address: Mapped[str] = mapped_column(String(ADDRESS_MAX_LENGTH))
     failed_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class Submission(Base):
+    """One job submission, keyed by the client's ``Idempotency-Key`` when it sent one.
+
+    The row is written *before* sbatch runs (state ``submitting``) and completed with
+    the job id after, so a retried request finds either the finished submission or
+    an interrupted one to reconcile against Slurm (the job carries the key in its
+    comment) instead of submitting a second job.
+    """
+
+    __tablename__ = "submissions"
+    __table_args__ = (
+        Index(
+            "uq_submissions_username_idempotency_key", "username", "idempotency_key", unique=True
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # submitting | submitted | failed
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    template_id: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditEntry(Base):
+    """Who did what to which target, with what result, when and from where."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_username_at", "username", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str | None] = mapped_column(String(512))
+    result: Mapped[str] = mapped_column(String(16))  # ok | refused | error
+    detail: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(String(ADDRESS_MAX_LENGTH))
+
+
+class ApiToken(Base):
+    """A personal, scoped, revocable API token for scripts and the CLI.
+
+    Only a SHA-256 of the token is stored; the token itself is shown once.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(255))  # space-separated, e.g. "jobs:read jobs:write"
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,36 @@
+"""The audit log: every action done through the portal, who did it and how it went."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from hpcportal.db.models import AuditEntry
+
+Result = Literal["ok", "refused", "error"]
+
+
+def record(
+    session: Session,
+    *,
+    username: str,
+    action: str,
+    target: str | None,
+    result: Result,
+    detail: str | None = None,
+    address: str | None = None,
+) -> AuditEntry:
+    """Add one entry to the session; the caller's transaction commits it."""
+    entry = AuditEntry(
+        at=datetime.now(UTC),
+        username=username,
+        action=action,
+        target=target[:512] if target else None,
+        result=result,
+        detail=detail[:4000] if detail else None,
+        address=address,
+    )
+    session.add(entry)
+    return entry
