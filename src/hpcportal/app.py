@@ -12,7 +12,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from hpcportal import __version__
-from hpcportal.api import apptainer, auth, cluster, health, jobs, templates, tokens
+from hpcportal.api import (
+    apptainer,
+    audit,
+    auth,
+    cluster,
+    health,
+    job_actions,
+    jobs,
+    templates,
+    tokens,
+    uploads,
+)
 from hpcportal.config import Settings, get_settings
 from hpcportal.db.session import Database
 from hpcportal.errors import install_error_handlers
@@ -61,13 +72,17 @@ def create_app(
     app.state.adapter = adapter
     app.state.snapshot = snapshot
     app.state.db = database
+    app.state.apptainer = apptainer.create_catalog(settings)
     app.state.revocations = RevocationList(settings.revocation_sync_seconds)
 
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(cluster.router, prefix=API_PREFIX)
+    app.include_router(job_actions.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(uploads.router, prefix=API_PREFIX)
+    app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(templates.router, prefix=API_PREFIX)
     app.include_router(apptainer.router, prefix=API_PREFIX)
     app.include_router(tokens.router, prefix=API_PREFIX)

@@ -133,6 +133,13 @@ class Settings(BaseSettings):
         le=600,
         description="How long a user's groups (hence the admin role) are reused; 0 = not at all.",
     )
+    api_token_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long a checked API token is reused without a query (revocations "
+        "in this process apply at once, in other replicas within this time); 0 = not at all.",
+    )
 
     # Serving
     host: str = "127.0.0.1"

@@ -48,6 +48,24 @@ class Forbidden(PortalError):
     status, code = 403, "forbidden"
 
 
+class Conflict(PortalError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(PortalError):
+    status, code = 413, "payload_too_large"
+
+
+class InsufficientStorage(PortalError):
+    status, code = 507, "insufficient_storage"
+
+
+class RunAsUnavailable(PortalError):
+    """The privileged boundary is not set up (no sudoers rule, no helper)."""
+
+    status, code = 503, "runas_unavailable"
+
+
 class RateLimited(PortalError):
     status, code = 429, "rate_limited"
 

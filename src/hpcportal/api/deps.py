@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
 from hpcportal.errors import Forbidden, InvalidInput, NotAuthenticated
-from hpcportal.services import auth
+from hpcportal.services import api_tokens, auth
 from hpcportal.services.identity import Principal
 from hpcportal.services.snapshot import SnapshotService
 from hpcportal.slurm.adapter import SlurmAdapter
@@ -59,11 +59,46 @@ def get_revocations(request: Request) -> auth.RevocationList:
     return cast(auth.RevocationList, request.app.state.revocations)
 
 
-async def get_token_claims(
+async def get_api_token_cache(request: Request, settings: SettingsDep) -> api_tokens.ApiTokenCache:
+    """The process's cache of checked API tokens (one per app, made on first use)."""
+    state = request.app.state
+    cache = getattr(state, "api_token_cache", None)
+    if cache is None:
+        cache = api_tokens.ApiTokenCache(settings.api_token_cache_seconds)
+        state.api_token_cache = cache
+    return cast(api_tokens.ApiTokenCache, cache)
+
+
+ApiTokenCacheDep = Annotated[api_tokens.ApiTokenCache, Depends(get_api_token_cache)]
+
+
+async def get_authentication(
     request: Request,
     settings: SettingsDep,
     database: DatabaseDep,
+    cache: ApiTokenCacheDep,
     bearer: Annotated[str | None, Depends(_bearer)],
+) -> api_tokens.Authentication:
+    """Who is asking and how: a login session (JWT, bearer or cookie) or an API token.
+
+    ``Authorization: Bearer hpcp_...`` is an API token: checked by its hash (a recent
+    valid answer comes from memory, with no query), then its scopes against the
+    request's method (``read`` for GET/HEAD/OPTIONS, ``write`` for the rest). Anything
+    else goes through the login session path unchanged.
+    """
+    if bearer and api_tokens.looks_like_api_token(bearer):
+        token = cache.lookup(bearer)
+        if token is None:
+            token = await run_in_threadpool(api_tokens.authenticate, database, cache, bearer)
+        authentication = api_tokens.Authentication.for_api_token(token)
+        api_tokens.check_scope(authentication, request.method)
+        return authentication
+    claims = await _session_claims(request, settings, database, bearer)
+    return api_tokens.Authentication.for_session(claims)
+
+
+async def _session_claims(
+    request: Request, settings: Settings, database: Database, bearer: str | None
 ) -> auth.TokenClaims:
     """The verified, unrevoked token from ``Authorization: Bearer`` or the session cookie.
 
@@ -94,15 +129,35 @@ def _sync_revocations(revocations: auth.RevocationList, database: Database) -> N
         revocations.sync(session)
 
 
+AuthenticationDep = Annotated[api_tokens.Authentication, Depends(get_authentication)]
+
+
+async def get_token_claims(authentication: AuthenticationDep) -> auth.TokenClaims:
+    """The login session's verified claims; an API token gets 403 (it has no session)."""
+    return api_tokens.require_session(authentication)
+
+
 TokenClaimsDep = Annotated[auth.TokenClaims, Depends(get_token_claims)]
 
 
-async def get_current_principal(claims: TokenClaimsDep, settings: SettingsDep) -> Principal:
-    """The logged-in Unix user, with the role their groups give them right now."""
-    return auth.resolve_principal(settings, claims)
+async def get_current_principal(
+    authentication: AuthenticationDep, settings: SettingsDep
+) -> Principal:
+    """The authenticated Unix user, with the role their groups give them right now."""
+    if authentication.claims is not None:
+        return auth.resolve_principal(settings, authentication.claims)
+    return api_tokens.resolve_principal(settings, authentication.username)
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_principal)]
+
+
+async def get_session_principal(_: TokenClaimsDep, user: CurrentUser) -> Principal:
+    """Like ``CurrentUser``, but only through a login session: API tokens get 403."""
+    return user
+
+
+SessionUser = Annotated[Principal, Depends(get_session_principal)]
 
 
 async def get_admin_principal(user: CurrentUser) -> Principal:
@@ -144,3 +199,47 @@ def strict_query(*allowed: str) -> Any:
                 raise InvalidInput(f"Unknown query parameter {name!r}.{hint}")
 
     return Depends(check)
+
+
+# Appended after the other dependencies (rather than importing at the top) so that
+# parallel edits to this file's header never conflict.
+from hpcportal.services.apptainer import ApptainerCatalog  # noqa: E402
+
+
+async def get_apptainer(request: Request) -> ApptainerCatalog:
+    """The process's Apptainer image catalog (``app.state.apptainer``)."""
+    return cast(ApptainerCatalog, request.app.state.apptainer)
+
+
+ApptainerDep = Annotated[ApptainerCatalog, Depends(get_apptainer)]
+
+
+# Job submission and the run-as boundary (appended; see the note above).
+from hpcportal.runas import RunAs  # noqa: E402
+from hpcportal.services.submit import SubmitContext  # noqa: E402
+
+
+async def get_runas(request: Request) -> RunAs:
+    return cast(RunAs, request.app.state.executor.runas)
+
+
+RunAsDep = Annotated[RunAs, Depends(get_runas)]
+
+
+async def get_submit_context(
+    request: Request, settings: SettingsDep, database: DatabaseDep, apptainer: ApptainerDep
+) -> SubmitContext:
+    executor = request.app.state.executor
+    return SubmitContext(settings, executor, executor.runas, database, apptainer)
+
+
+SubmitContextDep = Annotated[SubmitContext, Depends(get_submit_context)]
+
+
+async def get_client_address(request: Request) -> str:
+    """The peer address. Behind a reverse proxy, run uvicorn with ``--proxy-headers``
+    and ``--forwarded-allow-ips`` so this is the real client and not the proxy."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(get_client_address)]

@@ -10,11 +10,13 @@ import typer
 from hpcportal import __version__
 from hpcportal.cli.devcluster import app as devcluster_app
 from hpcportal.cli.jobs import app as jobs_app
+from hpcportal.cli.runas import app as runas_app
 from hpcportal.config import Settings, get_settings
 
 app = typer.Typer(help="hpcportal: a web portal for Slurm clusters.", no_args_is_help=True)
 app.add_typer(devcluster_app, name="dev-cluster")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(runas_app, name="runas")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

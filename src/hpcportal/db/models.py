@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hpcportal.db.base import Base, UtcDateTime
@@ -110,3 +120,61 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# --- Job templates (services/templates.py) -------------------------------------------
+
+
+class JobTemplate(Base):
+    """A parameterised job script: ``site`` ones for everyone (admins edit them),
+    ``personal`` ones for their owner only.
+
+    ``options`` and ``parameters`` are JSON because their shape belongs to the service
+    (``JobRequest`` fields, ``TemplateParameter``) and changes with it; no query looks
+    inside them. ``slug`` names the seeded site templates so seeding is idempotent.
+    """
+
+    __tablename__ = "job_templates"
+    __table_args__ = (
+        CheckConstraint(
+            "(scope = 'site' AND owner IS NULL) OR (scope = 'personal' AND owner IS NOT NULL)",
+            name="scope_owner",
+        ),
+        Index("ix_job_templates_scope_owner", "scope", "owner"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str | None] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(String(16))  # site | personal
+    owner: Mapped[str | None] = mapped_column(String(USERNAME_MAX_LENGTH))
+    script: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parameters: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    use_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str | None] = mapped_column(String(USERNAME_MAX_LENGTH))
+
+
+class JobTemplateVersion(Base):
+    """A template as it was before an update: one row per replaced version.
+
+    Rows go with their template (``ON DELETE CASCADE``); the unique pair
+    (template, version) also serves the history lookup.
+    """
+
+    __tablename__ = "job_template_versions"
+    __table_args__ = (UniqueConstraint("template_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("job_templates.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    script: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parameters: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    edited_by: Mapped[str | None] = mapped_column(String(USERNAME_MAX_LENGTH))
+    edited_at: Mapped[datetime] = mapped_column(UtcDateTime)

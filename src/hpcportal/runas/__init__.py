@@ -1,5 +1,11 @@
 """The privileged boundary: the one way the portal acts as a Unix user."""
 
-from hpcportal.runas.boundary import RunAsRefused, check_target_user, wrap_argv
+from hpcportal.runas.boundary import (
+    Completed,
+    RunAs,
+    RunAsRefused,
+    RunAsTimeout,
+    check_target_user,
+)
 
-__all__ = ["RunAsRefused", "check_target_user", "wrap_argv"]
+__all__ = ["Completed", "RunAs", "RunAsRefused", "RunAsTimeout", "check_target_user"]

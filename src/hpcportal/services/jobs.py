@@ -143,6 +143,10 @@ def _matches(q: JobQuery, states: frozenset[JobStatus | str]) -> Callable[[Job],
     return match
 
 
+def _public_record(record: AccountingRecord) -> AccountingRecord:
+    return record.model_copy(update={"work_dir": None, "comment": None})
+
+
 def list_jobs(snap: ClusterSnapshot, q: JobQuery, who: Principal, meta: SnapshotMeta) -> JobPage:
     states = parse_states(q.state)
     jobs = _sorted(snap, q.sort)
@@ -234,7 +238,7 @@ def find_job(
     if record is None:
         raise NotFound(f"No job {job_id} in the queue or in accounting.")
     if not can_see_private(record, who):
-        record = record.model_copy(update={"work_dir": None})
+        record = _public_record(record)
     return JobDetail(accounting=record, source="accounting", snapshot=meta)
 
 
@@ -285,7 +289,8 @@ def list_accounting(adapter: SlurmAdapter, q: AccountingQuery, who: Principal) -
         records = [r for r in records if r.status in statuses or r.state in wanted]
     records = sorted(records, key=lambda r: (r.submit_time or _EPOCH, r.job_id), reverse=True)
     records = [
-        r if can_see_private(r, who) else r.model_copy(update={"work_dir": None}) for r in records
+        r if can_see_private(r, who) else r.model_copy(update={"work_dir": None, "comment": None})
+        for r in records
     ]
     first = (q.page - 1) * q.limit
     return AccountingPage(

@@ -32,7 +32,7 @@ MAX_SCRIPT_BYTES = 1024 * 1024
 class JobRequest(BaseModel):
     """A job to submit: a script plus optional form fields (sbatch options)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
     script: str = Field(description="The batch script; may carry its own #SBATCH lines.")
     name: str | None = Field(default=None, description="--job-name")

@@ -9,6 +9,7 @@ here, so callers never parse stderr. Every call is counted by command, both for
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -24,6 +25,7 @@ from prometheus_client import Histogram
 
 from hpcportal.config import Settings
 from hpcportal.errors import (
+    Forbidden,
     SlurmError,
     SlurmInvalidRequest,
     SlurmNotFound,
@@ -31,7 +33,7 @@ from hpcportal.errors import (
     SlurmTimeout,
     SlurmUnreachable,
 )
-from hpcportal.runas import RunAsRefused, wrap_argv
+from hpcportal.runas import RunAs, RunAsTimeout
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +80,12 @@ class SlurmExecutor:
         slurm_conf: Path | None = None,
         bin_dir: Path | None = None,
         timeout: float = 30.0,
-        min_uid: int = 1000,
+        runas: RunAs | None = None,
     ) -> None:
         self.slurm_conf = slurm_conf
         self.bin_dir = bin_dir
         self.timeout = timeout
-        self.min_uid = min_uid
+        self.runas = runas or RunAs(slurm_conf=slurm_conf)
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -93,7 +95,12 @@ class SlurmExecutor:
             slurm_conf=settings.slurm_conf,
             bin_dir=settings.slurm_bin_dir,
             timeout=settings.slurm_timeout,
-            min_uid=settings.min_uid,
+            runas=RunAs(
+                method=settings.runas_method,
+                helper=settings.runas_helper,
+                min_uid=settings.min_uid,
+                slurm_conf=settings.slurm_conf,
+            ),
         )
 
     def environment(self) -> dict[str, str]:
@@ -116,21 +123,37 @@ class SlurmExecutor:
         as_user: str | None = None,
         timeout: float | None = None,
         stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
     ) -> CommandResult:
-        """Run one Slurm command and return its output, or raise a typed ``SlurmError``."""
+        """Run one Slurm command and return its output, or raise a typed ``SlurmError``.
+
+        With ``as_user`` the command runs as that user through the run-as boundary,
+        with ``env`` as the only variables beyond the helper's clean set.
+        """
         if command not in ALLOWED_COMMANDS:
             raise ValueError(f"{command!r} is not a Slurm command the portal runs")
-        binary = str(self.bin_dir / command) if self.bin_dir else command
-        argv = [binary, *args]
-        if as_user is not None:
-            try:
-                argv = wrap_argv(as_user, argv, min_uid=self.min_uid)
-            except RunAsRefused as exc:
-                raise SlurmPermissionDenied(f"Cannot act as that user: {exc}.") from exc
         with self._lock:
             self.calls[command] += 1
         limit = timeout or self.timeout
         started = time.perf_counter()
+        if as_user is not None:
+            done = self._run_as(as_user, command, args, stdin, env or {}, limit)
+            returncode, stdout, stderr, argv = done
+        else:
+            argv = (str(self.bin_dir / command) if self.bin_dir else command, *args)
+            returncode, stdout, stderr = self._run_here(command, list(argv), stdin, limit)
+        seconds = time.perf_counter() - started
+        SLURM_SECONDS.labels(command).observe(seconds)
+        result = CommandResult(tuple(argv), returncode, stdout, stderr, seconds)
+        if returncode != 0:
+            SLURM_CALLS.labels(command, "error").inc()
+            raise classify_failure(command, stderr)
+        SLURM_CALLS.labels(command, "ok").inc()
+        return result
+
+    def _run_here(
+        self, command: str, argv: list[str], stdin: bytes | None, limit: float
+    ) -> tuple[int, bytes, str]:
         try:
             proc = subprocess.run(
                 argv,
@@ -146,15 +169,28 @@ class SlurmExecutor:
         except FileNotFoundError as exc:
             SLURM_CALLS.labels(command, "missing").inc()
             raise SlurmUnreachable(f"The Slurm command {command!r} is not installed here.") from exc
-        seconds = time.perf_counter() - started
-        SLURM_SECONDS.labels(command).observe(seconds)
-        stderr = proc.stderr.decode("utf-8", "replace").strip()
-        result = CommandResult(tuple(argv), proc.returncode, proc.stdout, stderr, seconds)
-        if proc.returncode != 0:
-            SLURM_CALLS.labels(command, "error").inc()
-            raise classify_failure(command, stderr)
-        SLURM_CALLS.labels(command, "ok").inc()
-        return result
+        return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace").strip()
+
+    def _run_as(
+        self,
+        user: str,
+        command: str,
+        args: Sequence[str],
+        stdin: bytes | None,
+        env: dict[str, str],
+        limit: float,
+    ) -> tuple[int, bytes, str, tuple[str, ...]]:
+        argv = (command, *args)
+        request = {"op": "slurm", "argv": list(argv), "env": env}
+        try:
+            done = self.runas.run(user, request, payload=stdin or b"", timeout=limit)
+        except RunAsTimeout as exc:
+            SLURM_CALLS.labels(command, "timeout").inc()
+            raise SlurmTimeout(f"Slurm did not answer within {limit:g} s ({command}).") from exc
+        if done.returncode == 126 and done.stdout.startswith(b"{"):
+            refusal = json.loads(done.stdout.partition(b"\n")[0])
+            raise Forbidden(f"Refused by the run-as boundary: {refusal.get('message')}.")
+        return done.returncode, done.stdout, done.stderr, argv
 
 
 def classify_failure(command: str, stderr: str) -> SlurmError:

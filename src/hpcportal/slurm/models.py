@@ -192,3 +192,4 @@ class AccountingRecord(_Model):
     elapsed_seconds: int = 0
     cpu_time_seconds: float | None = None
     work_dir: str | None = None
+    comment: str | None = None

@@ -505,6 +505,7 @@ def record_from_wire(j: wire.WireAcctJob) -> AccountingRecord:
         elapsed_seconds=num(t.elapsed) or 0,
         cpu_time_seconds=cpu_time,
         work_dir=_opt(j.working_directory),
+        comment=_opt(j.comment.job) if j.comment else None,
     )
 
 

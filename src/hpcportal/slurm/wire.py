@@ -148,6 +148,10 @@ class AcctTres(msgspec.Struct, frozen=True):
     requested: list[Tres] | None = None
 
 
+class AcctComment(msgspec.Struct, frozen=True):
+    job: Str = None
+
+
 class WireAcctJob(msgspec.Struct, frozen=True):
     job_id: int
     name: Str = None
@@ -168,6 +172,7 @@ class WireAcctJob(msgspec.Struct, frozen=True):
     required: AcctRequired | None = None
     tres: AcctTres | None = None
     working_directory: Str = None
+    comment: AcctComment | None = None
 
 
 class SacctOutput(msgspec.Struct, frozen=True):

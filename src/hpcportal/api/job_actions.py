@@ -1,0 +1,255 @@
+"""Acting on jobs: submit, cancel/hold/release/requeue/signal, output, efficiency.
+
+Everything here runs as the logged-in user through the run-as boundary, and every
+action is written to the audit log with its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from hpcportal.api.deps import (
+    AdapterDep,
+    ClientAddress,
+    CurrentUser,
+    DbDep,
+    RunAsDep,
+    SettingsDep,
+    SnapshotDep,
+    SubmitContextDep,
+    strict_query,
+)
+from hpcportal.errors import PortalError
+from hpcportal.services import audit
+from hpcportal.services import jobs as job_service
+from hpcportal.services.cluster import SnapshotMeta
+from hpcportal.services.efficiency import Efficiency, efficiency
+from hpcportal.services.identity import Principal
+from hpcportal.services.job_control import ControlResult, control
+from hpcportal.services.job_output import OutputChunk, Stream, read_chunk
+from hpcportal.services.submit import submit_job
+from hpcportal.services.submit_models import JobRequest, SubmitPreview, SubmitResult
+
+router = APIRouter(tags=["jobs"])
+
+
+def _audit(
+    db: Session,
+    who: Principal,
+    action: str,
+    target: str | None,
+    address: str,
+    error: Exception | None,
+) -> None:
+    """One audit entry: ok, refused (a 4xx the person can act on) or error."""
+    result: audit.Result = "ok"
+    detail = None
+    if error is not None:
+        refused = isinstance(error, PortalError) and error.status < 500
+        result = "refused" if refused else "error"
+        detail = getattr(error, "message", str(error))
+    audit.record(
+        db,
+        username=who.username,
+        action=action,
+        target=target,
+        result=result,
+        detail=detail,
+        address=address,
+    )
+
+
+@router.post(
+    "/jobs",
+    response_model=SubmitResult | SubmitPreview,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[strict_query("dry_run")],
+    responses={200: {"description": "A dry run's preview, or a replayed submission"}},
+)
+async def submit(
+    request_body: Annotated[JobRequest, Body()],
+    who: CurrentUser,
+    ctx: SubmitContextDep,
+    db: DbDep,
+    address: ClientAddress,
+    response: Response,
+    dry_run: bool = False,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> SubmitResult | SubmitPreview:
+    """Submit a job as you: a script plus optional form fields (sbatch options).
+
+    ``dry_run=true`` returns the exact script and argv and ``sbatch --test-only``'s
+    verdict without submitting. Send an ``Idempotency-Key`` header to make retries safe:
+    the same key returns the first job instead of submitting a second.
+    """
+    try:
+        result = await run_in_threadpool(
+            submit_job, ctx, request_body, who, idempotency_key=idempotency_key, dry_run=dry_run
+        )
+    except Exception as exc:
+        if not dry_run:
+            _audit(db, who, "job.submit", None, address, exc)
+            db.commit()
+        raise
+    if isinstance(result, SubmitPreview):
+        response.status_code = status.HTTP_200_OK
+        return result
+    if result.replayed:
+        response.status_code = status.HTTP_200_OK
+    else:
+        _audit(db, who, "job.submit", f"job:{result.job_id}", address, None)
+    return result
+
+
+class SignalBody(BaseModel):
+    signal: str
+
+
+async def _control(
+    who: Principal,
+    db: Session,
+    address: str,
+    adapter: AdapterDep,
+    job_id: str,
+    action: Literal["cancel", "hold", "release", "requeue", "signal"],
+    signal: str | None = None,
+) -> ControlResult:
+    try:
+        result = await run_in_threadpool(control, adapter.executor, who, job_id, action, signal)
+    except Exception as exc:
+        _audit(db, who, f"job.{action}", f"job:{job_id}", address, exc)
+        db.commit()
+        raise
+    _audit(db, who, f"job.{action}", f"job:{job_id}", address, None)
+    return result
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=ControlResult)
+async def cancel(
+    job_id: str, who: CurrentUser, db: DbDep, address: ClientAddress, adapter: AdapterDep
+) -> ControlResult:
+    """Cancel a job or array task, as you (Slurm decides whether you may)."""
+    return await _control(who, db, address, adapter, job_id, "cancel")
+
+
+@router.post("/jobs/{job_id}/hold", response_model=ControlResult)
+async def hold(
+    job_id: str, who: CurrentUser, db: DbDep, address: ClientAddress, adapter: AdapterDep
+) -> ControlResult:
+    return await _control(who, db, address, adapter, job_id, "hold")
+
+
+@router.post("/jobs/{job_id}/release", response_model=ControlResult)
+async def release(
+    job_id: str, who: CurrentUser, db: DbDep, address: ClientAddress, adapter: AdapterDep
+) -> ControlResult:
+    return await _control(who, db, address, adapter, job_id, "release")
+
+
+@router.post("/jobs/{job_id}/requeue", response_model=ControlResult)
+async def requeue(
+    job_id: str, who: CurrentUser, db: DbDep, address: ClientAddress, adapter: AdapterDep
+) -> ControlResult:
+    return await _control(who, db, address, adapter, job_id, "requeue")
+
+
+@router.post("/jobs/{job_id}/signal", response_model=ControlResult)
+async def send_signal(
+    job_id: str,
+    body: SignalBody,
+    who: CurrentUser,
+    db: DbDep,
+    address: ClientAddress,
+    adapter: AdapterDep,
+) -> ControlResult:
+    return await _control(who, db, address, adapter, job_id, "signal", body.signal)
+
+
+async def _detail(
+    job_id: str, who: Principal, snapshot: SnapshotDep, adapter: AdapterDep
+) -> job_service.JobDetail:
+    job_service.validate_job_id(job_id)
+    snap = await snapshot.current()
+    meta = SnapshotMeta.of(snapshot.health())
+    return await run_in_threadpool(job_service.find_job, snap, adapter, job_id, who, meta)
+
+
+@router.get(
+    "/jobs/{job_id}/output",
+    response_model=OutputChunk,
+    dependencies=[strict_query("stream", "offset", "limit")],
+)
+async def output(
+    job_id: str,
+    who: CurrentUser,
+    snapshot: SnapshotDep,
+    adapter: AdapterDep,
+    runas: RunAsDep,
+    settings: SettingsDep,
+    stream: Stream = "stdout",
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> OutputChunk:
+    """A chunk of the job's stdout or stderr, read as you."""
+    detail = await _detail(job_id, who, snapshot, adapter)
+    size = min(limit or settings.output_chunk_bytes, settings.output_chunk_bytes)
+    return await run_in_threadpool(read_chunk, runas, who, detail, stream, offset, size)
+
+
+@router.get(
+    "/jobs/{job_id}/output/stream",
+    response_class=StreamingResponse,
+    dependencies=[strict_query("stream", "offset")],
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def follow_output(
+    job_id: str,
+    request: Request,
+    who: CurrentUser,
+    snapshot: SnapshotDep,
+    adapter: AdapterDep,
+    runas: RunAsDep,
+    settings: SettingsDep,
+    stream: Stream = "stdout",
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StreamingResponse:
+    """Follow a job's output live (Server-Sent Events) until it has finished.
+
+    Each ``output`` event carries an ``OutputChunk`` as JSON; an ``end`` event closes
+    the stream once the job has finished and everything was sent.
+    """
+    first = await _detail(job_id, who, snapshot, adapter)
+    await run_in_threadpool(read_chunk, runas, who, first, stream, offset, 1)  # may refuse
+
+    async def events() -> AsyncIterator[bytes]:
+        position = offset
+        while not await request.is_disconnected():
+            detail = await _detail(job_id, who, snapshot, adapter)
+            chunk = await run_in_threadpool(
+                read_chunk, runas, who, detail, stream, position, settings.output_chunk_bytes
+            )
+            if chunk.data:
+                position = chunk.next_offset
+                yield f"event: output\ndata: {chunk.model_dump_json()}\n\n".encode()
+            if chunk.finished and chunk.eof:
+                yield f"event: end\ndata: {json.dumps({'next_offset': position})}\n\n".encode()
+                return
+            if chunk.eof:
+                await asyncio.sleep(1.0)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@router.get("/jobs/{job_id}/efficiency", response_model=Efficiency)
+async def job_efficiency(job_id: str, _: CurrentUser, adapter: AdapterDep) -> Efficiency:
+    """CPU and memory used against requested, for a finished job (from ``sacct``)."""
+    return await run_in_threadpool(efficiency, adapter.executor, job_id)

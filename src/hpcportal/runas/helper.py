@@ -1,0 +1,283 @@
+"""hpcportal-runas: the one program the portal runs as another Unix user.
+
+It is started *as the target user* (``sudo -n -u USER hpcportal-runas`` for a portal
+running as its service account, ``runuser -u USER -- ...`` for one running as root),
+so it never holds more rights than that user: the kernel and Slurm decide what it
+may do. It performs one operation from a fixed list and exits.
+
+Protocol: one JSON line on stdin (the request), optionally followed by raw bytes
+(the payload: a batch script, an uploaded file). Operations:
+
+- ``slurm``: run an allow-listed Slurm command with the given argv, a clean
+  environment and the payload as stdin; its stdout, stderr and exit code are the
+  command's own.
+- ``write-file``: write the payload to a file atomically (temporary name, fsync,
+  then link or rename), never silently replacing an existing file; prints a JSON
+  result.
+- ``mkdir``: create a directory (and parents); prints a JSON result.
+- ``read-file``: print a JSON line describing a byte range, then those bytes.
+- ``stat``: print a JSON description of a path.
+
+Standard library only, and short: it is installed root-owned by
+``hpcportal runas install`` and named in the sudoers rule.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import pwd
+import re
+import stat
+import subprocess
+import sys
+from typing import Any
+
+MIN_UID = 1000  # replaced by `hpcportal runas install --min-uid`
+TRUSTED_PATH = "/usr/local/bin:/usr/bin:/bin"
+SLURM_COMMANDS = frozenset({"sbatch", "scancel", "scontrol", "squeue", "sacct"})
+SCONTROL_VERBS = frozenset({"hold", "release", "requeue", "write", "show"})
+DISABLED_SHELLS = frozenset({"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"})
+NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+FORBIDDEN_ENV = ("LD_", "SLURM_CONF", "PATH", "BASH_ENV", "ENV", "PYTHON", "HPCPORTAL_RUNAS")
+CHUNK = 1024 * 1024
+MAX_READ = 16 * 1024 * 1024
+
+
+class Refused(Exception):
+    """The request is not one this helper performs; exit 126 with a message."""
+
+
+def fail(message: str, code: int = 1, error: str = "error") -> None:
+    sys.stdout.write(json.dumps({"ok": False, "error": error, "message": message}) + "\n")
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def check_identity() -> pwd.struct_passwd:
+    """Refuse to act as root, a system account or a disabled one."""
+    user = pwd.getpwuid(os.getuid())
+    if user.pw_uid == 0 or user.pw_uid < MIN_UID:
+        raise Refused(f"refusing to run as system account {user.pw_name}")
+    if not NAME.fullmatch(user.pw_name) or user.pw_shell in DISABLED_SHELLS:
+        raise Refused(f"refusing to run as {user.pw_name}")
+    return user
+
+
+def read_request() -> dict[str, Any]:
+    """Read the request line byte by byte, so none of the payload that follows is
+    buffered here: ``slurm`` hands file descriptor 0 itself to the child."""
+    line = bytearray()
+    while len(line) < 1024 * 1024:
+        byte = os.read(0, 1)
+        if not byte or byte == b"\n":
+            break
+        line += byte
+    request = json.loads(line)
+    if not isinstance(request, dict) or request.get("v") != 1:
+        raise Refused("malformed request")
+    return request
+
+
+def absolute(path: Any) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        raise Refused("paths must be absolute")
+    return path
+
+
+def child_env(user: pwd.struct_passwd, request: dict[str, Any]) -> dict[str, str]:
+    """A fresh environment: nothing inherited but what is named here."""
+    env = {
+        "PATH": TRUSTED_PATH,
+        "HOME": user.pw_dir,
+        "USER": user.pw_name,
+        "LOGNAME": user.pw_name,
+        "SHELL": user.pw_shell,
+        "LANG": "C.UTF-8",
+        "TZ": "UTC",
+    }
+    conf = request.get("slurm_conf")
+    if conf:
+        env["SLURM_CONF"] = absolute(conf)
+    for name, value in (request.get("env") or {}).items():
+        if not ENV_NAME.fullmatch(name) or name.startswith(FORBIDDEN_ENV):
+            raise Refused(f"environment variable {name} is not allowed")
+        if not isinstance(value, str) or "\0" in value:
+            raise Refused(f"environment variable {name} has a bad value")
+        env[name] = value
+    return env
+
+
+def check_slurm_argv(argv: Any) -> list[str]:
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise Refused("argv must be a list of strings")
+    if argv[0] not in SLURM_COMMANDS:
+        raise Refused(f"{argv[0]!r} is not a command this helper runs")
+    if argv[0] == "scontrol" and (len(argv) < 2 or argv[1] not in SCONTROL_VERBS):
+        raise Refused("that scontrol command is not allowed")
+    if any("\0" in a for a in argv):
+        raise Refused("argv contains a NUL byte")
+    return argv
+
+
+def op_slurm(user: pwd.struct_passwd, request: dict[str, Any]) -> int:
+    argv = check_slurm_argv(request.get("argv"))
+    env = child_env(user, request)
+    proc = subprocess.run(argv, stdin=0, env=env, check=False)
+    return proc.returncode
+
+
+def _copy_payload(fd: int, size: int) -> str:
+    """Copy exactly ``size`` payload bytes into ``fd``; return their SHA-256."""
+    digest = hashlib.sha256()
+    remaining = size
+    source = sys.stdin.buffer
+    while remaining > 0:
+        chunk = source.read(min(CHUNK, remaining))
+        if not chunk:
+            raise Refused(f"the payload ended {remaining} bytes early")
+        os.write(fd, chunk)
+        digest.update(chunk)
+        remaining -= len(chunk)
+    return digest.hexdigest()
+
+
+def op_write_file(request: dict[str, Any]) -> None:
+    """Write atomically: a hidden temporary file in the same directory, then link it.
+
+    ``os.link`` fails if the name exists, so an existing file is never replaced unless
+    ``replace`` is asked; a crash leaves at most the hidden temporary file.
+    """
+    path = absolute(request.get("path"))
+    size = int(request.get("size", -1))
+    mode = int(request.get("mode", 0o600)) & 0o777
+    if size < 0:
+        raise Refused("size is required")
+    directory, name = os.path.split(path)
+    if not name or name in (".", ".."):
+        raise Refused("bad file name")
+    if request.get("parents"):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    temp = os.path.join(directory, f".{name}.{os.getpid()}.part")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        digest = _copy_payload(fd, size)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        if request.get("replace"):
+            os.replace(temp, path)
+        else:
+            os.link(temp, path)
+            os.unlink(temp)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.lexists(temp):
+            os.unlink(temp)
+        raise
+    print(json.dumps({"ok": True, "path": path, "size": size, "sha256": digest}))
+
+
+def op_mkdir(request: dict[str, Any]) -> None:
+    path = absolute(request.get("path"))
+    mode = int(request.get("mode", 0o700)) & 0o777
+    if request.get("parents"):
+        os.makedirs(path, mode=mode, exist_ok=True)
+    else:
+        os.mkdir(path, mode)
+    print(json.dumps({"ok": True, "path": path}))
+
+
+def op_read_file(request: dict[str, Any]) -> None:
+    path = absolute(request.get("path"))
+    offset = max(0, int(request.get("offset", 0)))
+    length = min(MAX_READ, max(0, int(request.get("length", CHUNK))))
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Refused("not a regular file")
+        data = os.pread(fd, length, offset) if offset < info.st_size else b""
+    finally:
+        os.close(fd)
+    header = {"ok": True, "path": path, "size": info.st_size, "offset": offset, "length": len(data)}
+    out = sys.stdout.buffer
+    out.write(json.dumps(header).encode() + b"\n")
+    out.write(data)
+    out.flush()
+
+
+def op_stat(request: dict[str, Any]) -> None:
+    path = absolute(request.get("path"))
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        print(json.dumps({"ok": True, "exists": False, "path": path}))
+        return
+    kind = (
+        "file"
+        if stat.S_ISREG(info.st_mode)
+        else "directory"
+        if stat.S_ISDIR(info.st_mode)
+        else "symlink"
+        if stat.S_ISLNK(info.st_mode)
+        else "other"
+    )
+    result = {
+        "ok": True,
+        "exists": True,
+        "path": path,
+        "type": kind,
+        "size": info.st_size,
+        "mtime": info.st_mtime,
+        "mode": stat.S_IMODE(info.st_mode),
+        "uid": info.st_uid,
+        "readable": os.access(path, os.R_OK),
+    }
+    print(json.dumps(result))
+
+
+ERRNO_NAMES = {
+    errno.EACCES: "permission",
+    errno.EPERM: "permission",
+    errno.ENOENT: "not_found",
+    errno.EEXIST: "exists",
+    errno.ENOSPC: "no_space",
+    errno.EDQUOT: "quota",
+    errno.ELOOP: "symlink",
+    errno.ENOTDIR: "not_found",
+    errno.EISDIR: "is_directory",
+}
+
+
+def main() -> None:
+    try:
+        user = check_identity()
+        os.chdir(user.pw_dir if os.path.isdir(user.pw_dir) else "/")
+        request = read_request()
+        op = request.get("op")
+        if op == "slurm":
+            sys.exit(op_slurm(user, request))
+        handlers = {
+            "write-file": op_write_file,
+            "mkdir": op_mkdir,
+            "read-file": op_read_file,
+            "stat": op_stat,
+        }
+        if op not in handlers:
+            raise Refused(f"unknown operation {op!r}")
+        handlers[op](request)
+    except Refused as exc:
+        fail(str(exc), 126, "refused")
+    except OSError as exc:
+        fail(exc.strerror or str(exc), 1, ERRNO_NAMES.get(exc.errno or 0, "os_error"))
+    except (ValueError, TypeError) as exc:
+        fail(f"malformed request: {exc}", 126, "refused")
+
+
+if __name__ == "__main__":
+    main()
