@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from hpcportal import __version__
 from hpcportal.api import (
@@ -29,6 +30,7 @@ from hpcportal.db.session import Database
 from hpcportal.errors import install_error_handlers
 from hpcportal.services.auth import RevocationList
 from hpcportal.services.snapshot import SnapshotService
+from hpcportal.services.templates import seed_site_templates
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
 
@@ -50,6 +52,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(seed_site_templates, database)
         if start_refresher:
             await snapshot.start()
         try:

@@ -547,6 +547,7 @@ def test_list_and_revoke_through_the_api(
     )
     assert client.get(URL, headers=_session(db_settings)).json() == []
     assert client.delete(f"{URL}/abc", headers=_session(db_settings)).status_code == 422
+    assert client.delete(f"{URL}/99999999999", headers=_session(db_settings)).status_code == 422
 
 
 def test_a_cached_token_read_costs_no_query(client: TestClient, database: Database) -> None:

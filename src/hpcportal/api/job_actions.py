@@ -28,14 +28,20 @@ from hpcportal.api.deps import (
     SubmitContextDep,
     strict_query,
 )
-from hpcportal.errors import PortalError
+from hpcportal.errors import NotFound, PortalError
 from hpcportal.services import audit
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.efficiency import Efficiency, efficiency
 from hpcportal.services.identity import Principal
 from hpcportal.services.job_control import ControlResult, control
-from hpcportal.services.job_output import OutputChunk, Stream, read_chunk
+from hpcportal.services.job_output import (
+    OutputChunk,
+    Stream,
+    check_may_read,
+    job_finished,
+    read_chunk,
+)
 from hpcportal.services.submit import submit_job
 from hpcportal.services.submit_models import JobRequest, SubmitPreview, SubmitResult
 
@@ -227,16 +233,22 @@ async def follow_output(
     Each ``output`` event carries an ``OutputChunk`` as JSON; an ``end`` event closes
     the stream once the job has finished and everything was sent.
     """
-    first = await _detail(job_id, who, snapshot, adapter)
-    await run_in_threadpool(read_chunk, runas, who, first, stream, offset, 1)  # may refuse
+    check_may_read(await _detail(job_id, who, snapshot, adapter), who)  # 403 before streaming
 
     async def events() -> AsyncIterator[bytes]:
         position = offset
         while not await request.is_disconnected():
             detail = await _detail(job_id, who, snapshot, adapter)
-            chunk = await run_in_threadpool(
-                read_chunk, runas, who, detail, stream, position, settings.output_chunk_bytes
-            )
+            try:
+                chunk = await run_in_threadpool(
+                    read_chunk, runas, who, detail, stream, position, settings.output_chunk_bytes
+                )
+            except NotFound:
+                if job_finished(detail):
+                    yield b"event: end\ndata: {}\n\n"
+                    return
+                await asyncio.sleep(1.0)  # not started yet: no output file so far
+                continue
             if chunk.data:
                 position = chunk.next_offset
                 yield f"event: output\ndata: {chunk.model_dump_json()}\n\n".encode()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, status
+from fastapi import APIRouter, Header, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from hpcportal.api.deps import ClientAddress, CurrentUser, DbDep, SubmitContextDep, strict_query
@@ -24,6 +24,9 @@ from hpcportal.services.templates import (
 )
 
 router = APIRouter(prefix="/templates", tags=["templates"])
+
+#: Ids are 32-bit in the database; a larger number is a 422 here, not a database error.
+TemplateId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.get("", response_model=TemplateList, dependencies=[strict_query("category", "scope")])
@@ -54,13 +57,13 @@ def create_template(
 
 
 @router.get("/{template_id}", response_model=TemplateOut, dependencies=[strict_query()])
-def get_template(template_id: int, who: CurrentUser, db: DbDep) -> TemplateOut:
+def get_template(template_id: TemplateId, who: CurrentUser, db: DbDep) -> TemplateOut:
     return service.get_template(db, template_id, who)
 
 
 @router.put("/{template_id}", response_model=TemplateOut, dependencies=[strict_query()])
 def update_template(
-    template_id: int, body: TemplateIn, who: CurrentUser, db: DbDep, address: ClientAddress
+    template_id: TemplateId, body: TemplateIn, who: CurrentUser, db: DbDep, address: ClientAddress
 ) -> TemplateOut:
     """Replace a template; the previous version stays in its history."""
     return service.update_template(db, template_id, body, who, address=address)
@@ -69,7 +72,9 @@ def update_template(
 @router.delete(
     "/{template_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[strict_query()]
 )
-def delete_template(template_id: int, who: CurrentUser, db: DbDep, address: ClientAddress) -> None:
+def delete_template(
+    template_id: TemplateId, who: CurrentUser, db: DbDep, address: ClientAddress
+) -> None:
     service.delete_template(db, template_id, who, address=address)
 
 
@@ -78,13 +83,17 @@ def delete_template(template_id: int, who: CurrentUser, db: DbDep, address: Clie
     response_model=list[TemplateVersionOut],
     dependencies=[strict_query()],
 )
-def template_history(template_id: int, who: CurrentUser, db: DbDep) -> list[TemplateVersionOut]:
+def template_history(
+    template_id: TemplateId, who: CurrentUser, db: DbDep
+) -> list[TemplateVersionOut]:
     """Every version of the template, the current one first."""
     return service.history(db, template_id, who)
 
 
 @router.post("/{template_id}/render", response_model=JobRequest, dependencies=[strict_query()])
-def render_template(template_id: int, body: RenderIn, who: CurrentUser, db: DbDep) -> JobRequest:
+def render_template(
+    template_id: TemplateId, body: RenderIn, who: CurrentUser, db: DbDep
+) -> JobRequest:
     """The job request these parameter values give; nothing is submitted."""
     return service.render(db, template_id, who, body)
 
@@ -92,20 +101,24 @@ def render_template(template_id: int, body: RenderIn, who: CurrentUser, db: DbDe
 @router.post(
     "/{template_id}/submit",
     response_model=SubmitResult | SubmitPreview,
+    status_code=status.HTTP_201_CREATED,
     dependencies=[strict_query("dry_run")],
+    responses={200: {"description": "A dry run's preview, or a replayed submission"}},
 )
 async def submit_template(
-    template_id: int,
+    template_id: TemplateId,
     body: RenderIn,
     who: CurrentUser,
     db: DbDep,
     ctx: SubmitContextDep,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    address: ClientAddress,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     dry_run: bool = False,
 ) -> SubmitResult | SubmitPreview:
-    """Render and submit as you. ``dry_run=true`` previews with ``sbatch --test-only``;
-    a repeated ``Idempotency-Key`` returns the first submission's job."""
-    return await run_in_threadpool(
+    """Render and submit as you, like ``POST /jobs``: ``dry_run=true`` previews with
+    ``sbatch --test-only``; a repeated ``Idempotency-Key`` returns the first job."""
+    result = await run_in_threadpool(
         service.submit,
         db,
         ctx,
@@ -114,4 +127,8 @@ async def submit_template(
         body,
         idempotency_key=idempotency_key,
         dry_run=dry_run,
+        address=address,
     )
+    if isinstance(result, SubmitPreview) or result.replayed:
+        response.status_code = status.HTTP_200_OK
+    return result

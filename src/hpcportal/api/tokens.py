@@ -6,7 +6,9 @@ revoking works with either, for one's own tokens, and for anyone's as an admin.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response, status
 
 from hpcportal.api.auth import client_address
 from hpcportal.api.deps import ApiTokenCacheDep, CurrentUser, DbDep, SessionUser, strict_query
@@ -39,7 +41,11 @@ def list_api_tokens(user: SessionUser, db: DbDep) -> list[ApiTokenInfo]:
 
 @router.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[strict_query()])
 def revoke_api_token(
-    token_id: int, user: CurrentUser, db: DbDep, cache: ApiTokenCacheDep, request: Request
+    token_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    user: CurrentUser,
+    db: DbDep,
+    cache: ApiTokenCacheDep,
+    request: Request,
 ) -> None:
     """Revoke a token (yours; admins: anyone's). It is refused from the next request on."""
     api_tokens.revoke_token(db, cache, user, token_id, address=client_address(request))

@@ -52,7 +52,8 @@ TokenOption = Annotated[
     typer.Option(
         "--token",
         envvar="HPCPORTAL_TOKEN",
-        help="A personal API token (hpcp_...), made in the portal.",
+        help="A personal API token (hpcp_...), made in the portal. Prefer the "
+        "environment variable: other users can see command lines.",
         show_default=False,
         rich_help_panel="Portal",
     ),

@@ -16,6 +16,7 @@ Two ways to become the user, same helper code:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -218,10 +219,8 @@ def _exchange(
     except BrokenPipeError:
         pass  # the helper refused early; its answer says why
     finally:
-        try:
+        with contextlib.suppress(BrokenPipeError):
             stdin.close()
-        except BrokenPipeError:
-            pass
     return proc.communicate(timeout=timeout)
 
 

@@ -14,12 +14,15 @@ from pydantic import BaseModel
 from hpcportal.errors import InvalidInput
 from hpcportal.services.identity import Principal
 from hpcportal.services.jobs import validate_job_id
-from hpcportal.slurm.executor import SlurmExecutor
+from hpcportal.slurm.executor import SlurmExecutor, classify_failure
 
 Action = Literal["cancel", "hold", "release", "requeue", "signal"]
 SIGNALS = frozenset(
     {"HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "TERM", "STOP", "CONT", "ALRM", "CHLD"}
 )
+
+
+PAST_TENSE = {"cancel": "cancelled", "hold": "held", "release": "released", "requeue": "requeued"}
 
 
 class ControlResult(BaseModel):
@@ -31,10 +34,11 @@ class ControlResult(BaseModel):
 
 
 def _command(action: Action, job_id: str, signal: str | None) -> tuple[str, list[str]]:
+    # --verbose: without it scancel says nothing, and exits 0, for an unknown job id.
     if action == "cancel":
-        return "scancel", [job_id]
+        return "scancel", ["--verbose", job_id]
     if action == "signal":
-        return "scancel", [f"--signal={signal}", "--full", job_id]
+        return "scancel", ["--verbose", f"--signal={signal}", "--full", job_id]
     return "scontrol", [action, job_id]
 
 
@@ -48,11 +52,12 @@ def control(
         if signal not in SIGNALS:
             raise InvalidInput(f"Unknown signal; use one of {', '.join(sorted(SIGNALS))}.")
     command, args = _command(action, job_id, signal)
-    executor.run(command, args, as_user=who.username)
-    done = {"cancel": "cancelled", "hold": "held", "release": "released", "requeue": "requeued"}
-    message = (
-        f"Sent SIG{signal} to job {job_id}."
-        if action == "signal"
-        else (f"Job {job_id} {done[action]}.")
-    )
+    done = executor.run(command, args, as_user=who.username)
+    if "error:" in done.stderr.lower():
+        # scancel reports some refusals (an unknown job id) with exit code 0.
+        raise classify_failure(command, done.stderr)
+    if action == "signal":
+        message = f"Sent SIG{signal} to job {job_id}."
+    else:
+        message = f"Job {job_id} {PAST_TENSE[action]}."
     return ControlResult(job_id=job_id, action=action, signal=signal, message=message)

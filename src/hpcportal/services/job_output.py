@@ -50,13 +50,23 @@ def expand(pattern: str, fields: dict[str, str]) -> str:
     return _PATTERN.sub(sub, pattern)
 
 
+NOT_YOURS = "Only the job's owner (and admins) can read its output."
+
+
+def check_may_read(detail: JobDetail, who: Principal) -> None:
+    """Output belongs to the job's owner; admins may try (the file system decides)."""
+    owner = detail.job.user if detail.job else detail.accounting.user if detail.accounting else None
+    if not (who.is_admin or owner == who.username):
+        raise Forbidden(NOT_YOURS)
+
+
 def output_path(detail: JobDetail, stream: Stream) -> str:
     """Where Slurm writes the job's stdout or stderr."""
     job, record = detail.job, detail.accounting
     if job is not None:
         private = job.private
         if private is None:
-            raise Forbidden("Only the job's owner (and admins) can read its output.")
+            raise Forbidden(NOT_YOURS)
         work_dir = private.work_dir or "/"
         chosen = private.stderr if stream == "stderr" and private.stderr else private.stdout
         array = job.array
@@ -75,7 +85,7 @@ def output_path(detail: JobDetail, stream: Stream) -> str:
         is_array = array is not None
     elif record is not None:
         if record.work_dir is None:
-            raise Forbidden("Only the job's owner (and admins) can read its output.")
+            raise NotFound("Where the job writes its output is not known yet; try again shortly.")
         work_dir, chosen = record.work_dir, None
         array = record.array
         is_array = array is not None
@@ -93,6 +103,12 @@ def output_path(detail: JobDetail, stream: Stream) -> str:
     return path if path.startswith("/") else f"{work_dir.rstrip('/')}/{path}"
 
 
+def job_finished(detail: JobDetail) -> bool:
+    if detail.job is not None:
+        return detail.job.status in FINISHED
+    return detail.accounting is not None and detail.accounting.status in FINISHED
+
+
 def read_chunk(
     runas: RunAs,
     who: Principal,
@@ -102,11 +118,11 @@ def read_chunk(
     limit: int,
 ) -> OutputChunk:
     """``limit`` bytes of output from ``offset``, read as ``who``."""
+    check_may_read(detail, who)
     path = output_path(detail, stream)
     info, data = runas.read_file(who.username, path, offset=offset, length=limit)
     size = int(info["size"])
     next_offset = offset + len(data)
-    status = detail.job.status if detail.job else detail.accounting.status  # type: ignore[union-attr]
     return OutputChunk(
         job_id=detail.job.id if detail.job else detail.accounting.id,  # type: ignore[union-attr]
         stream=stream,
@@ -116,5 +132,5 @@ def read_chunk(
         size=size,
         data=data.decode("utf-8", "replace"),
         eof=next_offset >= size,
-        finished=status in FINISHED,
+        finished=job_finished(detail),
     )

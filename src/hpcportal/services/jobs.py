@@ -220,9 +220,10 @@ def find_job(
     *,
     with_script: bool = False,
 ) -> JobDetail:
-    """A job from the snapshot, else from accounting; 404 if Slurm knows neither."""
+    """A job from the snapshot, else from slurmctld, else from accounting; or 404."""
     validate_job_id(job_id)
-    job = snap.jobs_by_id.get(job_id)
+    # Newer than the snapshot (just submitted)? Ask slurmctld for that one job.
+    job = snap.jobs_by_id.get(job_id) or adapter.job(job_id)
     if job is not None:
         script = None
         if with_script and can_see_private(job, who):
@@ -230,6 +231,13 @@ def find_job(
         return JobDetail(
             job=visible(job, who, snap), script=script, source="snapshot", snapshot=meta
         )
+    return find_in_accounting(adapter, job_id, who, meta)
+
+
+def find_in_accounting(
+    adapter: SlurmAdapter, job_id: str, who: Principal, meta: SnapshotMeta
+) -> JobDetail:
+    """A job slurmctld has forgotten (after ``MinJobAge``), from ``sacct``."""
     now = datetime.now(UTC)
     records = adapter.accounting(now - timedelta(days=365), now, job_ids=[job_id])
     # Job ids can repeat over a cluster's life (a reset counter); take the newest.

@@ -369,6 +369,9 @@ def _unsafe_outputs(source: str) -> Iterator[tuple[int, str]]:
     if not lines:
         return
     contexts = _ShellScanner(skeleton).contexts()
+    if len(contexts) != len(lines):  # the scanner lost count: refuse rather than guess
+        yield lines[0], "a place this check cannot follow"
+        return
     for index, context in enumerate(contexts):
         if context is not None:
             yield lines[index], context
@@ -400,17 +403,20 @@ class _ShellScanner:
         ch = text[i]
         self.i += 1
         if ch == "\\":
-            self.i += 1
+            self._escaped()
         elif ch in "'\"`":
             self._quoted(ch)
         elif ch == "#" and (i == 0 or text[i - 1] in self._COMMENT_AFTER):
             self._comment()
-        elif text.startswith("<<", i) and not text.startswith("<<<", i):
+        elif text.startswith("<<<", i):
+            self.i += 2  # a here-string: an ordinary word follows
+        elif text.startswith("<<", i):
             self._heredoc_start()
         elif ch == "\n" and self.heredocs:
             self._heredoc_bodies()
         elif ch == _VALUE:
-            self.found.append(None)
+            # After "$" the quoted word would become $'...' (escapes interpreted) or $name.
+            self.found.append("a $ expansion" if i > 0 and text[i - 1] == "$" else None)
 
     def _quoted(self, quote: str) -> None:
         names = {"'": "single quotes", '"': "double quotes", "`": "backticks"}
@@ -418,11 +424,18 @@ class _ShellScanner:
             ch = self.text[self.i]
             self.i += 1
             if ch == "\\" and quote != "'":
-                self.i += 1
+                self._escaped()
             elif ch == quote:
                 return
             elif ch == _VALUE:
                 self.found.append(names[quote])
+
+    def _escaped(self) -> None:
+        """Skip the character a backslash makes literal; a value there would lose its
+        opening quote (``\\'$(id)'``), so it is refused."""
+        if self.text.startswith(_VALUE, self.i):
+            self.found.append("a backslash escape")
+        self.i += 1
 
     def _comment(self) -> None:
         while self.i < len(self.text) and self.text[self.i] != "\n":

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from hpcportal.db.models import JobTemplate, JobTemplateVersion
 from hpcportal.db.session import Database
-from hpcportal.errors import Forbidden, InvalidInput, NotFound
+from hpcportal.errors import Forbidden, InvalidInput, NotFound, PortalError
 from hpcportal.services import audit
 from hpcportal.services.identity import Principal
 from hpcportal.services.submit import SubmitContext, submit_job
@@ -50,7 +50,9 @@ class TemplateIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     category: str = Field(min_length=1, max_length=64, description="python, gpu, mpi...")
-    scope: Scope = "personal"
+    scope: Scope | None = Field(
+        default=None, description="personal (the default) or site; an update cannot change it"
+    )
     script: str = Field(min_length=1, max_length=MAX_SCRIPT_BYTES, description="Jinja2")
     options: dict[str, Any] = Field(
         default_factory=dict, description="Default JobRequest fields (all but script)"
@@ -203,7 +205,8 @@ def create_template(
 ) -> TemplateOut:
     """A new template, owned by the caller unless it is a site one (admins only)."""
     now = now or datetime.now(UTC)
-    if body.scope == "site" and not who.is_admin:
+    scope = body.scope or "personal"
+    if scope == "site" and not who.is_admin:
         raise Forbidden("Only administrators can create site templates.")
     options, parameters = _checked(body)
     row = JobTemplate(
@@ -211,8 +214,8 @@ def create_template(
         name=body.name,
         description=body.description,
         category=body.category,
-        scope=body.scope,
-        owner=None if body.scope == "site" else who.username,
+        scope=scope,
+        owner=None if scope == "site" else who.username,
         script=body.script,
         options=options,
         parameters=parameters,
@@ -241,7 +244,7 @@ def update_template(
     now = now or datetime.now(UTC)
     row = _load(session, template_id, who, lock=True)
     _may_change(row, who)
-    if body.scope != row.scope:
+    if body.scope not in (None, row.scope):
         raise InvalidInput("A template's scope cannot change; create a new template instead.")
     options, parameters = _checked(body)
     session.add(
@@ -322,26 +325,60 @@ def submit(
     *,
     idempotency_key: str | None = None,
     dry_run: bool = False,
+    address: str | None = None,
 ) -> SubmitResult | SubmitPreview:
     """Render and submit (or preview) as ``who``; a real, new submission counts a use.
 
-    Blocking: call it in a worker thread.
+    Audited like ``POST /jobs`` (``job.submit``, whatever the outcome). Blocking:
+    call it in a worker thread.
     """
     request = render(session, template_id, who, body)
     # End the read before sbatch runs: it may take seconds, and SQLite cannot turn a
     # read begun before other writers committed into a write.
     session.commit()
-    result = submit_job(
-        ctx,
-        request,
-        who,
-        idempotency_key=idempotency_key,
-        dry_run=dry_run,
-        template_id=template_id,
-    )
+    try:
+        result = submit_job(
+            ctx,
+            request,
+            who,
+            idempotency_key=idempotency_key,
+            dry_run=dry_run,
+            template_id=template_id,
+        )
+    except Exception as exc:
+        if not dry_run:
+            _audit_submit(session, who, template_id, None, address, exc)
+            session.commit()  # the caller's rollback must not lose the refusal
+        raise
     if isinstance(result, SubmitResult) and not result.replayed:
+        _audit_submit(session, who, template_id, result.job_id, address, None)
         _count_use_quietly(ctx.database, template_id)
     return result
+
+
+def _audit_submit(
+    session: Session,
+    who: Principal,
+    template_id: int,
+    job_id: int | None,
+    address: str | None,
+    error: Exception | None,
+) -> None:
+    result: audit.Result = "ok"
+    detail = f"from template:{template_id}"
+    if error is not None:
+        refused = isinstance(error, PortalError) and error.status < 500
+        result = "refused" if refused else "error"
+        detail += f": {getattr(error, 'message', error)}"
+    audit.record(
+        session,
+        username=who.username,
+        action="job.submit",
+        target=f"job:{job_id}" if job_id is not None else None,
+        result=result,
+        detail=detail,
+        address=address,
+    )
 
 
 def _count_use_quietly(database: Database, template_id: int) -> None:
@@ -363,30 +400,25 @@ def seed_site_templates(
     """Create each seed whose slug no template has; returns the slugs created.
 
     Each seed is its own transaction: replicas starting together may race, and the
-    unique slug makes the loser's insert fail harmlessly. A database not migrated yet
-    (the tables missing) is left alone with a warning.
+    unique slug makes the loser's insert fail harmlessly. A database that is down or
+    not migrated is logged and left alone: the portal still serves, and ``/ready``
+    reports the database.
     """
-    if not inspect(database.engine).has_table(JobTemplate.__tablename__):
-        log.warning("job_templates table missing (run `hpcportal db upgrade`): not seeding")
+    try:
+        if not inspect(database.engine).has_table(JobTemplate.__tablename__):
+            log.warning("job_templates table missing (run `hpcportal db upgrade`): not seeding")
+            return []
+        return [seed.slug for seed in seeds if _seed_one(database, seed)]
+    except SQLAlchemyError:
+        log.exception("could not seed the site templates; they are added at the next start")
         return []
-    created = []
-    for seed in seeds:
-        try:
-            with database.session() as session:
-                if _seed_one(session, seed):
-                    created.append(seed.slug)
-        except IntegrityError:
-            log.info("site template %s was seeded by another replica", seed.slug)
-    return created
 
 
 #: Who the audit log and ``updated_by`` name for seeded templates: the portal itself.
 _SEEDER = Principal(username="hpcportal", uid=0, gid=0, groups=(), role="admin")
 
 
-def _seed_one(session: Session, seed: SeedTemplate) -> bool:
-    if session.scalar(select(JobTemplate.id).where(JobTemplate.slug == seed.slug)) is not None:
-        return False
+def _seed_one(database: Database, seed: SeedTemplate) -> bool:
     body = TemplateIn(
         name=seed.name,
         description=seed.description,
@@ -396,5 +428,13 @@ def _seed_one(session: Session, seed: SeedTemplate) -> bool:
         options=seed.options,
         parameters=list(seed.parameters),
     )
-    create_template(session, body, _SEEDER, slug=seed.slug)
+    try:
+        with database.session() as session:
+            exists = select(JobTemplate.id).where(JobTemplate.slug == seed.slug)
+            if session.scalar(exists) is not None:
+                return False
+            create_template(session, body, _SEEDER, slug=seed.slug)
+    except IntegrityError:
+        log.info("site template %s was seeded by another replica", seed.slug)
+        return False
     return True

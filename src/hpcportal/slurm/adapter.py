@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import msgspec
 
-from hpcportal.errors import SlurmError
+from hpcportal.errors import SlurmError, SlurmNotFound
 from hpcportal.slurm import parse
 from hpcportal.slurm.executor import SlurmExecutor
 from hpcportal.slurm.models import (
@@ -98,6 +98,16 @@ class SlurmAdapter:
         """``scontrol`` has no JSON in Slurm 22.05; its one-line records are parsed by key."""
         args = ["--all", "--oneliner", "show", "partition"]
         return self._read("scontrol", args, parse.parse_partitions)
+
+    def job(self, job_id: str) -> Job | None:
+        """One job straight from slurmctld: for a job submitted since the last snapshot."""
+        try:
+            jobs = parse.parse_squeue(
+                self.executor.run("squeue", ["--json", "--all", "--jobs", job_id]).stdout
+            )
+        except SlurmNotFound:
+            return None
+        return next((j for j in jobs if j.id == job_id or str(j.job_id) == job_id), None)
 
     # --- per-request reads, cached briefly ------------------------------------------
 

@@ -1,0 +1,131 @@
+"""A portal running exactly as in production: as the unprivileged service account.
+
+The account ``hpcportal`` is created, the run-as helper and the sudoers rule are
+installed with ``hpcportal runas install``, and the portal runs as that account in
+its own process, so every action for a user crosses the real sudo boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from hpcportal.runas.install import ensure_service_account, install
+from tests.integration.portal_server import free_port
+
+SERVICE_ACCOUNT = "hpcportal"
+HELPER = Path("/usr/local/libexec/hpcportal-runas")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_as_service(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a command as the service account, with no help from the portal."""
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        ["runuser", "-u", SERVICE_ACCOUNT, "--", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd="/tmp",
+        **kwargs,
+    )
+
+
+def install_boundary() -> None:
+    ensure_service_account(SERVICE_ACCOUNT)
+    install(SERVICE_ACCOUNT, HELPER, min_uid=1000)
+    probe = run_as_service([sys.executable, "-c", "print('ok')"])
+    if probe.returncode != 0:
+        raise AssertionError(
+            f"The service account cannot run {sys.executable}: {probe.stderr.strip()}. "
+            "Create the virtualenv with the system interpreter (scripts/setup.sh does)."
+        )
+
+
+@dataclass
+class ServicePortal:
+    url: str
+    secret: str
+    workdir: Path
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60.0, **kwargs)  # type: ignore[arg-type]
+
+    def login(self, username: str) -> dict[str, str]:
+        with self.client() as c:
+            r = c.post(
+                "/api/v1/auth/token", data={"username": username, "password": f"{username}-demo"}
+            )
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@contextmanager
+def service_portal(
+    slurm_conf: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[ServicePortal]:
+    """Start ``hpcportal serve`` as the service account; stop it afterwards."""
+    install_boundary()
+    os.chown(workdir, *_ids(SERVICE_ACCOUNT))
+    port = free_port()
+    secret = f"service-portal-secret-{os.getpid()}-{time.time_ns()}"
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "HPCPORTAL_SLURM_CONF": slurm_conf,
+        "HPCPORTAL_DATABASE_URL": f"sqlite:///{workdir / 'portal.db'}",
+        "HPCPORTAL_JWT_SECRET": secret,
+        "HPCPORTAL_RUNAS_METHOD": "sudo",
+        "HPCPORTAL_RUNAS_HELPER": str(HELPER),
+        "HPCPORTAL_REFRESH_INTERVAL": "1",
+        **(extra_env or {}),
+    }
+    log = (workdir / "portal.log").open("w")
+    proc = subprocess.Popen(
+        ["runuser", "-u", SERVICE_ACCOUNT, "--", sys.executable, "-m", "hpcportal.cli.main",
+         "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, workdir)
+        yield ServicePortal(url=url, secret=secret, workdir=workdir)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _ids(name: str) -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], workdir: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the portal exited: {(workdir / 'portal.log').read_text()}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the portal did not become ready: {(workdir / 'portal.log').read_text()}")
