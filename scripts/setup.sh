@@ -6,7 +6,9 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${HPCPORTAL_VENV:-$REPO/.venv}"
-PY="${PYTHON:-python3}"
+# The system interpreter: the portal's service account (tests run it as one) must be
+# able to execute it, which a per-user build such as pyenv under /root is not.
+PY="${PYTHON:-/usr/bin/python3}"
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
@@ -34,7 +36,7 @@ system_packages() {
   # Slurm, munge and MariaDB for the dev cluster; sudo and runuser for the privileged
   # boundary; python venv tooling; wrk for the benchmarks.
   install_missing slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo \
-    python3-venv python3-dev gcc libpam0g wrk procps
+    python3 python3-venv python3-dev gcc libpam0g wrk procps
 }
 
 postgres_up() {
@@ -67,6 +69,10 @@ SQL
 
 python_env() {
   local extra="${1:-}"
+  if [ -f "$VENV/pyvenv.cfg" ] && ! grep -q "^home = $(dirname "$(readlink -f "$PY")")\$" "$VENV/pyvenv.cfg"; then
+    log "recreating $VENV with $PY"
+    rm -rf "$VENV"
+  fi
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating virtualenv $VENV"
     "$PY" -m venv "$VENV"
