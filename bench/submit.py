@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hpcportal.devcluster import DevCluster  # noqa: E402
-from tests.integration.service_portal import service_portal  # noqa: E402
+from tests.integration.service_portal import HELPER, service_portal  # noqa: E402
 
 SCRIPT = "#!/bin/bash\ntrue\n"
 NAME = "bench-submit"
@@ -42,12 +42,24 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def bare_sbatch(conf: Path) -> float:
-    env = {"PATH": "/usr/bin:/bin", "SLURM_CONF": str(conf)}
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SLURM_CONF": str(conf)}
     started = time.perf_counter()
     subprocess.run(
         ["runuser", "-u", "alice", "--", "sbatch", "--parsable", "--hold", "-J", NAME,
          "--chdir=/home/alice", "-o", "/dev/null"],
         input=SCRIPT, text=True, env=env, capture_output=True, check=True, timeout=60, cwd="/tmp",
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def helper_call() -> float:
+    """One bare call through the boundary: the service account runs the helper as alice."""
+    started = time.perf_counter()
+    subprocess.run(
+        ["runuser", "-u", "hpcportal", "--", "sudo", "-n", "-u", "alice", str(HELPER)],
+        input='{"v": 1, "op": "stat", "path": "/home/alice"}\n', text=True,
+        capture_output=True, check=True, timeout=60, cwd="/tmp",
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )  # fmt: skip
     return time.perf_counter() - started
 
@@ -75,6 +87,7 @@ def main() -> None:
     workdir.chmod(0o755)
     bare: list[float] = []
     ours: list[float] = []
+    helper: list[float] = []
     try:
         with service_portal(str(conf), workdir) as portal, portal.client() as client:
             headers = portal.login("alice")
@@ -83,6 +96,7 @@ def main() -> None:
             for _ in range(args.jobs):
                 bare.append(bare_sbatch(conf))
                 ours.append(portal_submit(client, headers))
+                helper.append(helper_call())
     finally:
         env = {"PATH": os.environ["PATH"], "SLURM_CONF": str(conf)}
         subprocess.run(["scancel", "-n", NAME], env=env, check=False)
@@ -92,6 +106,8 @@ def main() -> None:
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {args.jobs} submissions each")
     print(f"bare sbatch as alice:  p50 {b50:.1f} ms, p95 {b95:.1f} ms")
     print(f"portal POST /jobs:     p50 {p50:.1f} ms, p95 {p95:.1f} ms (as hpcportal via sudo)")
+    h50, h95 = percentile(helper, 0.5) * 1000, percentile(helper, 0.95) * 1000
+    print(f"one run-as call (runuser+sudo+helper stat): p50 {h50:.1f} ms, p95 {h95:.1f} ms")
     print(
         f"difference p95: {p95 - b95:+.1f} ms (target <= +150 ms); "
         f"ratio p50 {p50 / b50:.2f}, mean {statistics.mean(ours) / statistics.mean(bare):.2f}"

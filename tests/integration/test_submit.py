@@ -6,6 +6,8 @@ import json
 import os
 import pwd
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -362,3 +364,78 @@ def test_output_follow_and_privacy(
         assert c.get(f"/api/v1/jobs/{job_id}/output", headers=bob).status_code == 403
         eff = c.get(f"/api/v1/jobs/{job_id}/efficiency", headers=alice)
     assert eff.status_code == 200 and eff.json()["elapsed_seconds"] >= 2
+
+
+def test_hostile_template_parameters_change_nothing(
+    portal: ServicePortal, conf: str, alice: dict[str, str]
+) -> None:
+    """A template value travels shell-quoted: Slurm stores exactly the rendered script."""
+    with portal.client() as c:
+        listing = c.get("/api/v1/templates", headers=alice, params={"scope": "site"}).json()
+        template = next(t for t in listing["items"] if t["slug"] == "python-script")
+        for payload in PAYLOADS[:4]:
+            code = f"print({payload!r})"
+            params = {"parameters": {"code": code, "time": "5"}}
+            rendered = c.post(
+                f"/api/v1/templates/{template['id']}/render", headers=alice, json=params
+            )
+            assert rendered.status_code == 200, rendered.text
+            r = c.post(f"/api/v1/templates/{template['id']}/submit", headers=alice, json=params)
+            assert r.status_code == 201, r.text
+            job_id = r.json()["job_id"]
+            stored = slurm_cli.run(conf, ["scontrol", "write", "batch_script", str(job_id), "-"])
+            assert stored == rendered.json()["script"] == r.json()["script"]
+            wait_finished(portal, alice, job_id)
+            with portal.client() as c2:
+                out = c2.get(f"/api/v1/jobs/{job_id}/output", headers=alice).json()
+            assert out["data"] == payload + "\n"
+        newline = c.post(
+            f"/api/v1/templates/{template['id']}/submit",
+            headers=alice,
+            json={"parameters": {"code": "x\n#SBATCH --uid=0"}},
+        )
+    assert newline.status_code == 422
+    assert not Path("/tmp/hpcportal-pwned").exists()
+
+
+def test_cli_submits_and_follows_output_with_an_api_token(
+    portal: ServicePortal, alice: dict[str, str], tmp_path: Path
+) -> None:
+    """`hpcportal jobs` against the real portal, authenticated by a personal API token."""
+    with portal.client() as c:
+        created = c.post(
+            "/api/v1/auth/api-tokens",
+            headers=alice,
+            json={"name": "cli", "scopes": ["read", "write"]},
+        )
+    assert created.status_code == 201, created.text
+    env = {**os.environ, "HPCPORTAL_URL": portal.url, "HPCPORTAL_TOKEN": created.json()["token"]}
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\necho from-cli $GREETING\n")
+    cli = [sys.executable, "-m", "hpcportal.cli.main", "jobs"]
+    submitted = subprocess.run(
+        [*cli, "submit", str(script), "--name", "cli-job", "--env", "GREETING=hi"],
+        env=env, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.split()[-1]
+    assert submitted.stdout.startswith("Submitted batch job")
+    followed = subprocess.run(
+        [*cli, "output", job_id, "--follow"], env=env, capture_output=True, text=True,
+        check=False, timeout=120,
+    )  # fmt: skip
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout == "from-cli hi\n"
+    listed = subprocess.run(
+        [*cli, "list", "--json"], env=env, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert listed.returncode == 0 and job_id in listed.stdout
+    missing = subprocess.run(
+        [*cli, "cancel", "99999999"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "Error:" in missing.stderr

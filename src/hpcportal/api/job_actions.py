@@ -39,7 +39,6 @@ from hpcportal.services.job_output import (
     OutputChunk,
     Stream,
     check_may_read,
-    job_finished,
     read_chunk,
 )
 from hpcportal.services.submit import submit_job
@@ -243,12 +242,9 @@ async def follow_output(
                 chunk = await run_in_threadpool(
                     read_chunk, runas, who, detail, stream, position, settings.output_chunk_bytes
                 )
-            except NotFound:
-                if job_finished(detail):
-                    yield b"event: end\ndata: {}\n\n"
-                    return
-                await asyncio.sleep(1.0)  # not started yet: no output file so far
-                continue
+            except NotFound:  # finished without an output file
+                yield b"event: end\ndata: {}\n\n"
+                return
             if chunk.data:
                 position = chunk.next_offset
                 yield f"event: output\ndata: {chunk.model_dump_json()}\n\n".encode()

@@ -120,7 +120,12 @@ def read_chunk(
     """``limit`` bytes of output from ``offset``, read as ``who``."""
     check_may_read(detail, who)
     path = output_path(detail, stream)
-    info, data = runas.read_file(who.username, path, offset=offset, length=limit)
+    try:
+        info, data = runas.read_file(who.username, path, offset=offset, length=limit)
+    except NotFound:
+        if job_finished(detail):
+            raise
+        info, data = {"size": 0}, b""  # not started yet: no output so far
     size = int(info["size"])
     next_offset = offset + len(data)
     return OutputChunk(
