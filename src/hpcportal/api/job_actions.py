@@ -138,35 +138,6 @@ async def _control(
     return result
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=ControlResult)
-async def cancel(
-    job_id: str, who: CurrentUser, db: DbDep, address: ClientAddress, adapter: AdapterDep
-) -> ControlResult:
-    """Cancel a job or array task, as you (Slurm decides whether you may)."""
-    return await _control(who, db, address, adapter, job_id, "cancel")
-
-
-@router.post("/jobs/{job_id}/hold", response_model=ControlResult)
-async def hold(
-    job_id: str, who: CurrentUser, db: DbDep, address: ClientAddress, adapter: AdapterDep
-) -> ControlResult:
-    return await _control(who, db, address, adapter, job_id, "hold")
-
-
-@router.post("/jobs/{job_id}/release", response_model=ControlResult)
-async def release(
-    job_id: str, who: CurrentUser, db: DbDep, address: ClientAddress, adapter: AdapterDep
-) -> ControlResult:
-    return await _control(who, db, address, adapter, job_id, "release")
-
-
-@router.post("/jobs/{job_id}/requeue", response_model=ControlResult)
-async def requeue(
-    job_id: str, who: CurrentUser, db: DbDep, address: ClientAddress, adapter: AdapterDep
-) -> ControlResult:
-    return await _control(who, db, address, adapter, job_id, "requeue")
-
-
 @router.post("/jobs/{job_id}/signal", response_model=ControlResult)
 async def send_signal(
     job_id: str,
@@ -177,6 +148,23 @@ async def send_signal(
     adapter: AdapterDep,
 ) -> ControlResult:
     return await _control(who, db, address, adapter, job_id, "signal", body.signal)
+
+
+@router.post("/jobs/{job_id}/{action}", response_model=ControlResult)
+async def act(
+    job_id: str,
+    action: Literal["cancel", "hold", "release", "requeue"],
+    who: CurrentUser,
+    db: DbDep,
+    address: ClientAddress,
+    adapter: AdapterDep,
+) -> ControlResult:
+    """Cancel, hold, release or requeue a job or array task, as you.
+
+    Slurm decides whether you may (your own jobs; any job for Slurm operators and
+    administrators); its refusal is a 403 with its reason.
+    """
+    return await _control(who, db, address, adapter, job_id, action)
 
 
 async def _detail(
