@@ -34,9 +34,10 @@ install_missing() {
 
 system_packages() {
   # Slurm, munge and MariaDB for the dev cluster; sudo and runuser for the privileged
-  # boundary; python venv tooling; wrk for the benchmarks.
+  # boundary; python venv tooling; wrk for the benchmarks; Debian's Chromium (driven by
+  # Playwright, which downloads no browser) and a CJK font for the browser tests.
   install_missing slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo \
-    python3 python3-venv python3-dev gcc libpam0g wrk procps
+    python3 python3-venv python3-dev gcc libpam0g wrk procps chromium fonts-noto-cjk
 }
 
 postgres_up() {

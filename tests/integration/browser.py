@@ -1,0 +1,79 @@
+"""Debian's Chromium driven by Playwright for the browser tests (no browser download).
+
+Chromium starts headless with the flags that keep it off the network
+(background networking, component updates, sync), so a test only talks to the
+portal on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+ARTIFACTS = Path(os.environ.get("HPCPORTAL_TEST_ARTIFACTS", "test-artifacts")).resolve()
+FLAGS = [
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-quic",
+    "--disable-gpu",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--metrics-recording-only",
+    "--password-store=basic",
+]
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        raise AssertionError("Debian's chromium is missing: scripts/test.sh installs it")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def login(page: Page, base_url: str, username: str, password: str) -> None:
+    """Log in through the login page, as a person would."""
+    page.goto(f"{base_url}/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def axe_violations(page: Page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[Any]:
+    """Run axe-core in the page; violations at the given impact levels."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document)")
+    return [v for v in result["violations"] if v.get("impact") in impacts]
+
+
+def describe(violations: list[Any]) -> str:
+    return json.dumps(
+        [{"id": v["id"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:3]}
+         for v in violations],
+        indent=1,
+    )  # fmt: skip
+
+
+def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
