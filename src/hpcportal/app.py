@@ -11,18 +11,25 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.staticfiles import StaticFiles
 
 from hpcportal import __version__
 from hpcportal.api import (
+    alerts,
     apptainer,
     audit,
     auth,
     cluster,
+    dashboards,
+    files,
     health,
     job_actions,
     jobs,
+    live,
+    notifications,
     templates,
     tokens,
+    tus,
     uploads,
 )
 from hpcportal.config import Settings, get_settings
@@ -33,6 +40,7 @@ from hpcportal.services.snapshot import SnapshotService
 from hpcportal.services.templates import seed_site_templates
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
+from hpcportal.web import pages
 
 API_PREFIX = "/api/v1"
 
@@ -53,11 +61,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(seed_site_templates, database)
+        await hub.start()  # before the refresher, so it hears the first refresh
         if start_refresher:
             await snapshot.start()
         try:
             yield
         finally:
+            await hub.stop()
             await snapshot.stop()
             database.dispose()
 
@@ -77,6 +87,9 @@ def create_app(
     app.state.db = database
     app.state.apptainer = apptainer.create_catalog(settings)
     app.state.revocations = RevocationList(settings.revocation_sync_seconds)
+    app.state.live = hub = live.create_hub(
+        settings, snapshot, database, adapter, executor.runas, app.state.revocations
+    )
 
     install_error_handlers(app)
     app.include_router(health.router)
@@ -89,4 +102,14 @@ def create_app(
     app.include_router(templates.router, prefix=API_PREFIX)
     app.include_router(apptainer.router, prefix=API_PREFIX)
     app.include_router(tokens.router, prefix=API_PREFIX)
+    app.include_router(files.router, prefix=API_PREFIX)
+    app.include_router(tus.router, prefix=API_PREFIX)
+    app.include_router(alerts.router, prefix=API_PREFIX)
+    app.include_router(live.router, prefix=API_PREFIX)
+    app.include_router(notifications.router, prefix=API_PREFIX)
+    app.include_router(dashboards.router, prefix=API_PREFIX)
+    # The browser UI: pages at "/", their assets at "/static" (hpcportal.web).
+    app.add_exception_handler(pages.PageException, pages.handle_page_exception)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    app.include_router(pages.router)
     return app

@@ -13,13 +13,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+
+class FileRoot(BaseModel):
+    """A file area shown to users: ``{user}`` and ``{home}`` in ``path`` are theirs."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    path: str = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -93,6 +100,95 @@ class Settings(BaseSettings):
         default_factory=list, description="--bind values added to every Apptainer job."
     )
 
+    # Files and storage (services/files.py, services/tus.py, services/disk_alerts.py)
+    file_roots: list[FileRoot] = Field(
+        default_factory=lambda: [
+            FileRoot(name="home", path="{home}"),
+            FileRoot(name="scratch", path="/scratch/{user}"),
+        ],
+        description="File areas shown in the file manager; {user} and {home} are the "
+        "user's. A root whose path does not exist for a user is not listed.",
+    )
+    file_umask: int = Field(
+        default=0o022,
+        ge=0,
+        le=0o777,
+        description="umask for files and folders the portal creates for users "
+        "(uploads, edits, new folders), as a login shell's would be.",
+    )
+    file_list_max_limit: int = Field(
+        default=1000, gt=0, le=10_000, description="Most directory entries per listing page."
+    )
+    file_preview_max_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Most bytes of a text or CSV preview."
+    )
+    file_preview_max_rows: int = Field(
+        default=500, gt=0, description="Most rows of a CSV/TSV preview."
+    )
+    file_edit_max_bytes: int = Field(
+        default=2 * 1024 * 1024, gt=0, description="Largest text file edited with PUT."
+    )
+    file_search_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Longest a file search runs."
+    )
+    file_search_max_results: int = Field(
+        default=1000, gt=0, description="Most matches a file search returns."
+    )
+    file_search_content_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        gt=0,
+        description="Files larger than this are not searched for content.",
+    )
+    file_usage_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Longest a folder-size computation runs."
+    )
+    file_copy_timeout: float = Field(
+        default=3600.0, gt=0, description="Longest a copy (or other long file operation) runs."
+    )
+    tus_max_bytes: int = Field(
+        default=100 * 1024**3, gt=0, description="Largest file uploaded with tus (Upload-Length)."
+    )
+    tus_user_max_bytes: int = Field(
+        default=200 * 1024**3,
+        gt=0,
+        description="Most bytes a user may have in unfinished tus uploads at once.",
+    )
+    tus_user_max_uploads: int = Field(
+        default=20, gt=0, description="Most unfinished tus uploads per user."
+    )
+    tus_expire_seconds: int = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="An unfinished tus upload untouched this long is removed (its "
+        "hidden partial file too) when its owner next creates an upload.",
+    )
+    disk_alert_paths: list[str] = Field(
+        default_factory=list,
+        description="Shared data storage to watch (os.statvfs by the portal), e.g. ['/data'].",
+    )
+    disk_scratch_probe: list[str] = Field(
+        default_factory=list,
+        description="Command (argv) printing `df -P`-style output for one node's scratch; "
+        "{node} is replaced, e.g. ['ssh', '{node}', 'df', '-P', '-B1', '/scratch']. "
+        "Empty: node scratch is not watched.",
+    )
+    disk_scratch_nodes: list[str] = Field(
+        default_factory=list,
+        description="Nodes whose scratch is probed; empty means every node in the snapshot.",
+    )
+    disk_alert_interval: float = Field(
+        default=300.0, gt=0, description="Seconds between two disk usage checks."
+    )
+    disk_alert_warning_percent: float = Field(
+        default=75.0, gt=0, le=100, description="Default warning threshold (percent used)."
+    )
+    disk_alert_critical_percent: float = Field(
+        default=90.0, gt=0, le=100, description="Default critical threshold (percent used)."
+    )
+    disk_probe_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds before a scratch probe is killed."
+    )
+
     # Identity
     pam_service: str = Field(
         default="hpcportal", description="PAM service used to check passwords."
@@ -139,6 +235,27 @@ class Settings(BaseSettings):
         le=300,
         description="How long a checked API token is reused without a query (revocations "
         "in this process apply at once, in other replicas within this time); 0 = not at all.",
+    )
+
+    # Live updates over the WebSocket, and job notifications
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) besides the portal's own that may open "
+        "the live WebSocket /api/v1/ws; any other Origin is refused.",
+    )
+    live_queue_messages: int = Field(
+        default=64,
+        gt=0,
+        le=10_000,
+        description="Messages a live WebSocket may fall behind before it is dropped (close "
+        "code 1013), so that a slow client never slows the others.",
+    )
+    notify_time_left_minutes: int = Field(
+        default=10,
+        ge=1,
+        le=7 * 24 * 60,
+        description="Notify a job's owner once when their running job has less than this "
+        "many minutes left before its time limit.",
     )
 
     # Serving

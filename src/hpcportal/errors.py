@@ -33,6 +33,12 @@ class InvalidInput(PortalError):
     status, code = 422, "invalid_input"
 
 
+class BadRequest(PortalError):
+    """A request a protocol says to answer with 400 (tus: bad metadata, unknown checksum)."""
+
+    status, code = 400, "bad_request"
+
+
 class NotFound(PortalError):
     status, code = 404, "not_found"
 
@@ -58,6 +64,38 @@ class PayloadTooLarge(PortalError):
 
 class InsufficientStorage(PortalError):
     status, code = 507, "insufficient_storage"
+
+
+class IsDirectory(Conflict):
+    """A file operation met a folder (a download of a folder becomes a zip)."""
+
+    code = "is_directory"
+
+
+class PreconditionFailed(PortalError):
+    """An ``If-Match`` that no longer holds: someone changed the file meanwhile."""
+
+    status, code = 412, "precondition_failed"
+
+
+class PreconditionRequired(PortalError):
+    """Replacing an existing file needs ``If-Match`` with the ETag that was read."""
+
+    status, code = 428, "precondition_required"
+
+
+class RangeNotSatisfiable(PortalError):
+    status, code = 416, "range_not_satisfiable"
+
+
+class UnsupportedMediaType(PortalError):
+    status, code = 415, "unsupported_media_type"
+
+
+class ChecksumMismatch(PortalError):
+    """tus checksum extension: the chunk's ``Upload-Checksum`` did not match (460)."""
+
+    status, code = 460, "checksum_mismatch"
 
 
 class RunAsUnavailable(PortalError):

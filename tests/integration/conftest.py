@@ -43,3 +43,20 @@ def devcluster(devcluster_dir: Path) -> dict[str, Any]:
 def slurm_env(devcluster: dict[str, Any]) -> dict[str, str]:
     """An environment for Slurm commands that talks to the dev cluster."""
     return {**os.environ, "SLURM_CONF": devcluster["slurm_conf"]}
+
+
+# Demo users logged in to the module's ``portal`` fixture (each test module defines
+# its own portal: in-process, or run as the service account).
+@pytest.fixture(scope="module")
+def alice(portal: Any) -> dict[str, str]:
+    return dict(portal.login("alice"))
+
+
+@pytest.fixture(scope="module")
+def bob(portal: Any) -> dict[str, str]:
+    return dict(portal.login("bob"))
+
+
+@pytest.fixture(scope="module")
+def carol(portal: Any) -> dict[str, str]:
+    return dict(portal.login("carol"))

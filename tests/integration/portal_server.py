@@ -49,8 +49,9 @@ class RunningPortal:
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
 
-    def login(self, username: str, password: str) -> dict[str, str]:
+    def login(self, username: str, password: str | None = None) -> dict[str, str]:
         """Log in through the API (real PAM) and return bearer headers."""
+        password = password or f"{username}-demo"
         with self.client() as c:
             r = c.post("/api/v1/auth/token", data={"username": username, "password": password})
         assert r.status_code == 200, r.text

@@ -31,21 +31,6 @@ def client(portal: RunningPortal) -> Iterator[httpx.Client]:
         yield c
 
 
-@pytest.fixture(scope="module")
-def alice(portal: RunningPortal) -> dict[str, str]:
-    return portal.login("alice", "alice-demo")
-
-
-@pytest.fixture(scope="module")
-def bob(portal: RunningPortal) -> dict[str, str]:
-    return portal.login("bob", "bob-demo")
-
-
-@pytest.fixture(scope="module")
-def carol(portal: RunningPortal) -> dict[str, str]:
-    return portal.login("carol", "carol-demo")
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -34,21 +34,6 @@ def conf(devcluster: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def alice(portal: RunningPortal) -> dict[str, str]:
-    return portal.login("alice", "alice-demo")
-
-
-@pytest.fixture(scope="module")
-def bob(portal: RunningPortal) -> dict[str, str]:
-    return portal.login("bob", "bob-demo")
-
-
-@pytest.fixture(scope="module")
-def carol(portal: RunningPortal) -> dict[str, str]:
-    return portal.login("carol", "carol-demo")
-
-
-@pytest.fixture(scope="module")
 def held_jobs(conf: str) -> Iterator[dict[str, int]]:
     """Jobs that stay put while we compare: held, so nothing changes under us."""
     jobs = {

@@ -67,21 +67,6 @@ def conf(devcluster: dict[str, Any]) -> str:
     return str(devcluster["slurm_conf"])
 
 
-@pytest.fixture(scope="module")
-def alice(portal: ServicePortal) -> dict[str, str]:
-    return portal.login("alice")
-
-
-@pytest.fixture(scope="module")
-def bob(portal: ServicePortal) -> dict[str, str]:
-    return portal.login("bob")
-
-
-@pytest.fixture(scope="module")
-def carol(portal: ServicePortal) -> dict[str, str]:
-    return portal.login("carol")
-
-
 def submit(
     portal: ServicePortal, headers: dict[str, str], body: dict[str, Any], **kw: Any
 ) -> httpx.Response:

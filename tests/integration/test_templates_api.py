@@ -24,21 +24,6 @@ def portal(
         yield running
 
 
-@pytest.fixture(scope="module")
-def alice(portal: RunningPortal) -> dict[str, str]:
-    return portal.login("alice", "alice-demo")
-
-
-@pytest.fixture(scope="module")
-def bob(portal: RunningPortal) -> dict[str, str]:
-    return portal.login("bob", "bob-demo")
-
-
-@pytest.fixture(scope="module")
-def carol(portal: RunningPortal) -> dict[str, str]:
-    return portal.login("carol", "carol-demo")
-
-
 def call(
     portal: RunningPortal, method: str, path: str, headers: dict[str, str], **kwargs: Any
 ) -> httpx.Response:

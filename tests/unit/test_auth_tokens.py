@@ -28,7 +28,7 @@ def _payload(**overrides: object) -> dict[str, object]:
     claims: dict[str, object] = {
         "sub": "alice",
         "iat": now,
-        "exp": now + timedelta(minutes=5),
+        "exp": now + timedelta(days=1),  # built at collection; the suite may run long
         "jti": "abc",
         "role": "user",
     }

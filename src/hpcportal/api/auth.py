@@ -99,4 +99,5 @@ def log_out(
     """Revoke this token everywhere (all replicas) and drop the browser's cookies."""
     auth.revoke_token(db, claims)
     request.app.state.revocations.add(claims.jti, claims.expires_at)
+    request.app.state.live.session_ended(claims.jti)  # close this session's live sockets
     _clear_session_cookies(response, settings)

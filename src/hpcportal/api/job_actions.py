@@ -28,7 +28,7 @@ from hpcportal.api.deps import (
     SubmitContextDep,
     strict_query,
 )
-from hpcportal.errors import NotFound, PortalError
+from hpcportal.errors import NotFound
 from hpcportal.services import audit
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
@@ -55,21 +55,8 @@ def _audit(
     address: str,
     error: Exception | None,
 ) -> None:
-    """One audit entry: ok, refused (a 4xx the person can act on) or error."""
-    result: audit.Result = "ok"
-    detail = None
-    if error is not None:
-        refused = isinstance(error, PortalError) and error.status < 500
-        result = "refused" if refused else "error"
-        detail = getattr(error, "message", str(error))
-    audit.record(
-        db,
-        username=who.username,
-        action=action,
-        target=target,
-        result=result,
-        detail=detail,
-        address=address,
+    audit.record_outcome(
+        db, username=who.username, action=action, target=target, address=address, error=error
     )
 
 

@@ -178,3 +178,144 @@ class JobTemplateVersion(Base):
     parameters: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     edited_by: Mapped[str | None] = mapped_column(String(USERNAME_MAX_LENGTH))
     edited_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- Personal dashboards (services/dashboards.py) ------------------------------------
+
+
+class DashboardLayout(Base):
+    """One user's home dashboard: the widgets they placed, with position and size.
+
+    One row per user (the primary key). ``widgets`` is JSON because its shape belongs
+    to the service (``services.dashboards.Widget``) and no query looks inside it. No
+    row means the site's default preset.
+    """
+
+    __tablename__ = "dashboard_layouts"
+
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), primary_key=True)
+    widgets: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- Job notifications (services/notifications.py) -----------------------------------
+# Imported here rather than at the top so parallel appends to this file never conflict.
+from sqlalchemy import Boolean  # noqa: E402
+
+
+class Notification(Base):
+    """A job event (started, completed, failed, ...) for the job's owner.
+
+    The unique key (username, job_id, event) is what makes each event happen once:
+    every replica, and a portal restarted between two refreshes, inserts *if absent*,
+    and only the one whose insert succeeded pushes it to the owner's sockets.
+    ``params`` carries the values of ``title``/``body`` so a front end can translate.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("username", "job_id", "event", name="uq_notifications_username_job_event"),
+        Index("ix_notifications_username_created_at", "username", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    job_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class JobSeen(Base):
+    """The status each job had when the portal last looked, shared by all replicas.
+
+    It is what survives a restart: a job that finished while no portal was running
+    still produces its event on the first refresh after start. Only rows that changed
+    are written, in one batch per refresh; rows of finished jobs go some time after
+    the job has left the queue.
+    """
+
+    __tablename__ = "job_seen"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    status: Mapped[str] = mapped_column(String(16))
+    #: The "nearing its time limit" notification was made (once per job).
+    warned: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+# --- Files: resumable uploads and disk alerts (services/tus.py, disk_alerts.py) ------
+# Imported here rather than at the top so parallel appends to this file never conflict.
+from sqlalchemy import BigInteger, Float  # noqa: E402
+
+
+class TusUpload(Base):
+    """A resumable (tus) upload in progress, shared by every replica.
+
+    The bytes live in a hidden ``.NAME.ID.part`` file in the destination folder,
+    written as the user; ``received`` is what the portal has recorded (the partial
+    file is cut back to it if an interrupted request left more). ``lock_token`` is
+    set while one request appends, so two requests never write at once. A completed
+    upload keeps its row (``completed_at``) until it expires, so a client resuming
+    after a lost answer learns that it is done; a terminated one loses its row.
+    """
+
+    __tablename__ = "tus_uploads"
+    __table_args__ = (Index("ix_tus_uploads_username_expires_at", "username", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    root_name: Mapped[str] = mapped_column(String(64))
+    root_path: Mapped[str] = mapped_column(Text)
+    folder: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(Text)
+    length: Mapped[int] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(BigInteger)
+    upload_metadata: Mapped[str | None] = mapped_column(Text)
+    lock_token: Mapped[str | None] = mapped_column(String(32))
+    locked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class DiskAlertThreshold(Base):
+    """Warning and critical levels (percent used): ``*`` is the default, other rows
+    override it for one target (``path:/data``, ``node:node001``)."""
+
+    __tablename__ = "disk_alert_thresholds"
+
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    warning_percent: Mapped[float] = mapped_column(Float)
+    critical_percent: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str | None] = mapped_column(String(USERNAME_MAX_LENGTH))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DiskAlert(Base):
+    """The last usage seen for one watched target and the alert it raised, if any.
+
+    One row per target (the primary key), so replicas update rather than duplicate.
+    ``active_since`` is set while the level is warning or critical and cleared when
+    usage drops; ``notified_rank`` (1 warning, 2 critical) records what admins were
+    told during this episode, so an alert is not repeated while it stays active.
+    """
+
+    __tablename__ = "disk_alerts"
+
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # shared | scratch
+    level: Mapped[str] = mapped_column(String(16))  # info | warning | critical | unknown
+    percent: Mapped[float | None] = mapped_column(Float)
+    total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    used_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    active_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    notified_rank: Mapped[int] = mapped_column(Integer, default=0)

@@ -16,6 +16,7 @@ Two ways to become the user, same helper code:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -24,24 +25,50 @@ import pwd
 import re
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import anyio
 from prometheus_client import Histogram
 
 from hpcportal.errors import (
+    ChecksumMismatch,
     Conflict,
     Forbidden,
     InsufficientStorage,
+    InvalidInput,
+    IsDirectory,
     NotFound,
+    PayloadTooLarge,
     PortalError,
+    PreconditionFailed,
+    PreconditionRequired,
     RunAsUnavailable,
 )
 
-HELPER_SOURCE = Path(__file__).resolve().parent / "helper.py"
+_HERE = Path(__file__).resolve().parent
+EMBED_START, EMBED_END = "# >>> helper_files\n", "# <<< helper_files\n"
+
+
+def helper_source() -> str:
+    """The helper as one self-contained program: ``helper.py`` with ``helper_files.py``
+    pasted between its markers (the import there is only for tests and mypy).
+
+    Both the runuser path (the source travels in argv, which Linux caps at 128 KiB
+    per argument) and ``hpcportal runas install`` use this text.
+    """
+    main = (_HERE / "helper.py").read_text()
+    files = (_HERE / "helper_files.py").read_text()
+    files = files.replace("from __future__ import annotations\n", "", 1)
+    head, rest = main.split(EMBED_START, 1)
+    _, tail = rest.split(EMBED_END, 1)
+    return f"{head}{EMBED_START}{files}{EMBED_END}{tail}"
+
+
 #: The interpreter for the helper under runuser: a system one, because the portal's own
 #: may live where the target user cannot read it (a virtualenv under /root).
 SYSTEM_PYTHON = next(
@@ -82,7 +109,7 @@ def check_target_user(username: str, min_uid: int) -> pwd.struct_passwd:
 
 @functools.cache
 def _helper_code() -> str:
-    return HELPER_SOURCE.read_text()
+    return helper_source()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +223,174 @@ class RunAs:
     ) -> tuple[dict[str, Any], bytes]:
         """Read ``length`` bytes at ``offset`` as the user: (description, data)."""
         request = {"op": "read-file", "path": path, "offset": offset, "length": length}
-        done = self.run(username, request)
+        return self.read(username, request)
+
+    def read(
+        self, username: str, request: dict[str, Any], *, timeout: float = 60.0
+    ) -> tuple[dict[str, Any], bytes]:
+        """An operation answering a JSON line then bytes, all in memory (small reads)."""
+        done = self.run(username, request, timeout=timeout)
         first, _, data = done.stdout.partition(b"\n")
-        answer = json.loads(first) if first else {"ok": False, "message": done.stderr}
-        if not answer.get("ok"):
-            raise helper_error(answer, path)
+        try:
+            answer = json.loads(first) if first else {"ok": False, "message": done.stderr}
+        except ValueError as exc:
+            raise PortalError(f"The run-as helper gave no answer: {done.stderr[:300]}") from exc
+        if not isinstance(answer, dict) or not answer.get("ok"):
+            raise helper_error(answer if isinstance(answer, dict) else {}, request.get("path"))
         return answer, data
+
+    async def open_stream(self, username: str, request: dict[str, Any]) -> HelperStream:
+        """Start the helper as ``username`` for a streamed exchange (asyncio, constant
+        memory): large payloads written in chunks, large answers read in chunks."""
+        try:
+            argv = self.command(username)
+        except RunAsRefused as exc:
+            raise Forbidden(f"The portal does not act as that user: {exc}.") from exc
+        header = dict(request, v=1)
+        if self.slurm_conf is not None:
+            header.setdefault("slurm_conf", str(self.slurm_conf))
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by HelperStream.aclose)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+                limit=STREAM_LINE_LIMIT,
+            )
+        except BaseException:
+            stderr.close()
+            raise
+        stream = HelperStream(proc, stderr, str(request.get("op")), request.get("path"))
+        await stream.write(json.dumps(header).encode() + b"\n")
+        return stream
+
+
+STREAM_LINE_LIMIT = 1024 * 1024
+STREAM_CHUNK = 256 * 1024
+
+
+class HelperStream:
+    """One helper process whose stdin and stdout the caller streams.
+
+    ``write`` feeds the payload (waiting while the pipe is full, so memory stays
+    flat); ``answer`` reads the helper's JSON line (the header of a streamed answer,
+    or the result after the payload), turning errors into typed ones; ``chunks`` and
+    ``lines`` read what follows. ``aclose`` ends the helper if it still runs (SIGTERM,
+    which sudo relays, then SIGKILL) and is safe to call more than once.
+    """
+
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        stderr: IO[bytes],
+        op: str,
+        path: object,
+    ) -> None:
+        self.proc = proc
+        self.op = op
+        self.path = path
+        self._stderr = stderr
+        self._started = time.perf_counter()
+        self._closed = False
+        self.input_open = True
+
+    async def write(self, data: bytes) -> bool:
+        """Send payload bytes; False once the helper stopped reading (its answer says why)."""
+        stdin = self.proc.stdin
+        if not self.input_open or stdin is None:
+            return False
+        try:
+            stdin.write(data)
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            self.input_open = False
+            return False
+        return True
+
+    async def end_input(self) -> None:
+        stdin = self.proc.stdin
+        if self.input_open and stdin is not None:
+            self.input_open = False
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                stdin.close()
+                await stdin.wait_closed()
+
+    def _error_text(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read(4000).decode("utf-8", "replace").strip()
+
+    async def answer(self, timeout: float = 120.0) -> dict[str, Any]:
+        """The helper's next JSON line; a failure becomes its typed error."""
+        stdout = self.proc.stdout
+        assert stdout is not None
+        line = await asyncio.wait_for(stdout.readline(), timeout)
+        if not line:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+            text = self._error_text()
+            if text.startswith("sudo:"):
+                raise RunAsUnavailable(
+                    f"The portal cannot act as users: {text} "
+                    "(is the sudoers rule from `hpcportal runas install` in place?)"
+                )
+            raise PortalError(f"The run-as helper gave no answer: {text[:300]}")
+        try:
+            result = json.loads(line)
+        except ValueError as exc:
+            raise PortalError("The run-as helper gave a malformed answer.") from exc
+        if not isinstance(result, dict):
+            raise PortalError("The run-as helper gave a malformed answer.")
+        if result.get("ok") is False:
+            raise helper_error(result, self.path)
+        return result
+
+    async def chunks(self, size: int = STREAM_CHUNK) -> AsyncIterator[bytes]:
+        """The raw bytes after the header until the helper ends; a helper that fails
+        mid-stream raises (so the server aborts the response rather than end it
+        cleanly). The helper is closed whatever happens."""
+        stdout = self.proc.stdout
+        assert stdout is not None
+        try:
+            while data := await stdout.read(size):
+                yield data
+            await self._check_exit()
+        finally:
+            await self.aclose()
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """The JSON lines after the header until the helper ends (then closed)."""
+        stdout = self.proc.stdout
+        assert stdout is not None
+        try:
+            while line := await stdout.readline():
+                yield line
+            await self._check_exit()
+        finally:
+            await self.aclose()
+
+    async def _check_exit(self) -> None:
+        code = await self.proc.wait()
+        if code != 0:
+            raise PortalError(f"The run-as helper stopped mid-stream: {self._error_text()[:300]}")
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        proc = self.proc
+        with anyio.CancelScope(shield=True):
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 3)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+            self._stderr.close()
+        RUNAS_SECONDS.labels(self.op).observe(time.perf_counter() - self._started)
 
 
 def _exchange(
@@ -230,10 +419,14 @@ def _chunks(stream: IO[bytes]) -> Iterable[bytes]:
 
 
 def helper_error(answer: dict[str, Any], path: object) -> PortalError:
-    """The helper's error as the typed error a person can act on."""
+    """The helper's error as the typed error a person can act on.
+
+    ``permission`` is the kernel's own EACCES/EPERM for the user, so the 403 it
+    becomes is the system's answer, not a rule of the portal.
+    """
     kind = answer.get("error")
     message = str(answer.get("message") or "failed")
-    where = f" ({path})" if isinstance(path, str) else ""
+    where = f" ({path})" if isinstance(path, str) and path else ""
     if kind == "permission":
         return Forbidden(f"The system refused: permission denied{where}.")
     if kind == "not_found":
@@ -244,4 +437,28 @@ def helper_error(answer: dict[str, Any], path: object) -> PortalError:
         return InsufficientStorage(f"No space left for you there{where}: {message}.")
     if kind == "refused":
         return Forbidden(f"Refused by the run-as boundary: {message}.")
+    if kind == "outside":
+        return Forbidden(f"Refused: {message}.")
+    if kind == "is_directory":
+        return IsDirectory(f"That is a folder, not a file{where}.")
+    if kind == "not_regular":
+        return Conflict(f"{message[:1].upper()}{message[1:]}.")
+    if kind == "not_empty":
+        return Conflict(f"The folder is not empty{where}.")
+    if kind == "cross_device":
+        return Conflict(f"That crosses file systems{where}: {message}.")
+    if kind == "read_only":
+        return Forbidden(f"The system refused: read-only file system{where}.")
+    if kind == "precondition":
+        return PreconditionFailed(f"{message[:1].upper()}{message[1:]}.")
+    if kind == "precondition_required":
+        return PreconditionRequired(f"{message[:1].upper()}{message[1:]}.")
+    if kind == "checksum":
+        return ChecksumMismatch(f"{message[:1].upper()}{message[1:]}.")
+    if kind == "conflict":
+        return Conflict(f"{message[:1].upper()}{message[1:]}.")
+    if kind == "too_large":
+        return PayloadTooLarge(f"{message[:1].upper()}{message[1:]}.")
+    if kind in ("invalid", "name_too_long", "symlink"):
+        return InvalidInput(f"The system refused{where}: {message}.")
     return PortalError(f"Acting as the user failed{where}: {message}.")

@@ -18,8 +18,17 @@ Protocol: one JSON line on stdin (the request), optionally followed by raw bytes
 - ``read-file``: print a JSON line describing a byte range, then those bytes.
 - ``stat``: print a JSON description of a path.
 
-Standard library only, and short: it is installed root-owned by
-``hpcportal runas install`` and named in the sudoers rule.
+File operations for the file manager (``helper_files.py``) name a root and a path
+inside it (``{"root": "/home/alice", "path": "data/x.csv"}``) and never follow a
+link out of the root: ``list``, ``read`` (a range, streamed), ``write`` (atomic
+replace with an etag check, or create), ``mkdir``, ``rename``/``move``, ``copy``,
+``chmod``, ``delete`` (to the trash, or for good), ``trash``, ``restore``, ``zip``
+(streamed), ``search`` (JSON lines), ``usage``, ``roots`` and ``upload`` (the steps
+of a resumable upload). ``mkdir``, ``stat`` and ``write-file`` with a ``root`` are
+the root-relative ``mkdir``, ``list`` and ``write``.
+
+Standard library only: it is installed root-owned by ``hpcportal runas install``
+and named in the sudoers rule.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import re
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 MIN_UID = 1000  # replaced by `hpcportal runas install --min-uid`
@@ -46,14 +56,25 @@ FORBIDDEN_ENV = ("LD_", "SLURM_CONF", "PATH", "BASH_ENV", "ENV", "PYTHON", "HPCP
 CHUNK = 1024 * 1024
 MAX_READ = 16 * 1024 * 1024
 
+# The file operations live in helper_files.py (standard library only). The portal
+# pastes that module's source over the import between these two markers when it
+# builds the helper (boundary.helper_source), so the program run as the user is one
+# self-contained file; the import serves tests and type checking.
+# >>> helper_files
+from hpcportal.runas.helper_files import FILE_OPERATIONS, Refused, Stream  # noqa: E402
 
-class Refused(Exception):
-    """The request is not one this helper performs; exit 126 with a message."""
+# <<< helper_files
 
 
 def fail(message: str, code: int = 1, error: str = "error") -> None:
-    sys.stdout.write(json.dumps({"ok": False, "error": error, "message": message}) + "\n")
-    sys.stdout.flush()
+    """Answer with an error line and exit; mid-stream, on stderr (stdout is data)."""
+    line = json.dumps({"ok": False, "error": error, "message": message}) + "\n"
+    if Stream.started:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    else:
+        sys.stdout.write(line)
+        sys.stdout.flush()
     sys.exit(code)
 
 
@@ -251,7 +272,16 @@ ERRNO_NAMES = {
     errno.ELOOP: "symlink",
     errno.ENOTDIR: "not_found",
     errno.EISDIR: "is_directory",
+    errno.ENOTEMPTY: "not_empty",
+    errno.EXDEV: "cross_device",
+    errno.EROFS: "read_only",
+    errno.ENAMETOOLONG: "name_too_long",
+    errno.EINVAL: "invalid",
+    errno.EBUSY: "busy",
 }
+
+#: Operations that exist with an absolute ``path`` and, given a ``root``, root-relative.
+ROOT_RELATIVE = {"mkdir": "mkdir", "stat": "list", "write-file": "write"}
 
 
 def main() -> None:
@@ -262,20 +292,32 @@ def main() -> None:
         op = request.get("op")
         if op == "slurm":
             sys.exit(op_slurm(user, request))
-        handlers = {
+        if "umask" in request:
+            os.umask(int(request["umask"]) & 0o777)
+        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            **FILE_OPERATIONS,
             "write-file": op_write_file,
             "mkdir": op_mkdir,
             "read-file": op_read_file,
             "stat": op_stat,
         }
-        if op not in handlers:
+        if "root" in request and op in ROOT_RELATIVE:
+            if op == "stat":
+                request.setdefault("entries", False)
+            op = ROOT_RELATIVE[op]
+            handlers.update(FILE_OPERATIONS)
+        if not isinstance(op, str) or op not in handlers:
             raise Refused(f"unknown operation {op!r}")
         handlers[op](request)
+    except BrokenPipeError:
+        os._exit(141)  # the portal stopped reading (a cancelled download): nothing to say
     except Refused as exc:
-        fail(str(exc), 126, "refused")
+        fail(str(exc), 126, exc.kind)
     except OSError as exc:
-        fail(exc.strerror or str(exc), 1, ERRNO_NAMES.get(exc.errno or 0, "os_error"))
-    except (ValueError, TypeError) as exc:
+        where = f": {exc.filename}" if isinstance(exc.filename, str) else ""
+        message = (exc.strerror or str(exc)) + where
+        fail(message, 1, ERRNO_NAMES.get(exc.errno or 0, "os_error"))
+    except (ValueError, TypeError, KeyError) as exc:
         fail(f"malformed request: {exc}", 126, "refused")
 
 

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcportal.runas.boundary import HELPER_SOURCE, SYSTEM_PYTHON
+from hpcportal.runas.boundary import SYSTEM_PYTHON, helper_source
 
 SUDOERS_FILE = Path("/etc/sudoers.d/hpcportal")
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -45,7 +45,7 @@ def sudoers_rule(service_user: str, helper: Path) -> str:
 
 def helper_text(min_uid: int, python: str = SYSTEM_PYTHON) -> str:
     """The helper's source with the interpreter and minimum UID fixed at install time."""
-    source = HELPER_SOURCE.read_text()
+    source = helper_source()
     source = re.sub(r"^MIN_UID = \d+", f"MIN_UID = {int(min_uid)}", source, count=1, flags=re.M)
     return f"#!{python} -IS\n{source}"
 

@@ -8,6 +8,7 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from hpcportal.db.models import AuditEntry
+from hpcportal.errors import PortalError
 
 Result = Literal["ok", "refused", "error"]
 
@@ -34,3 +35,33 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+def record_outcome(
+    session: Session,
+    *,
+    username: str,
+    action: str,
+    target: str | None,
+    address: str | None,
+    error: Exception | None,
+) -> AuditEntry:
+    """One entry for an action that ended in ``error`` (or fine when None).
+
+    A 4xx error is the person's request refused; anything else is an error of ours.
+    """
+    result: Result = "ok"
+    detail = None
+    if error is not None:
+        refused = isinstance(error, PortalError) and error.status < 500
+        result = "refused" if refused else "error"
+        detail = getattr(error, "message", str(error))
+    return record(
+        session,
+        username=username,
+        action=action,
+        target=target,
+        result=result,
+        detail=detail,
+        address=address,
+    )

@@ -90,6 +90,10 @@ class ClusterSnapshot:
             return value
 
 
+#: Called with ``(previous, current)`` after each successful refresh (see ``add_listener``).
+SnapshotListener = Callable[[ClusterSnapshot | None, ClusterSnapshot], None]
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotHealth:
     """What ``/ready`` and every read report about freshness."""
@@ -118,7 +122,17 @@ class SnapshotService:
         self._refresh_lock = asyncio.Lock()
         # Three threads: the three Slurm commands of one refresh run side by side.
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="snapshot")
+        self._listeners: list[SnapshotListener] = []
         SNAPSHOT_AGE.set_function(self._age_for_metrics)
+
+    def add_listener(self, listener: SnapshotListener) -> None:
+        """Call ``listener(previous, current)`` after each successful refresh.
+
+        Listeners run on the event loop right after the new snapshot is published and
+        must return quickly (schedule slow work themselves). One that raises is logged
+        and the others and the refresher carry on.
+        """
+        self._listeners.append(listener)
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -162,7 +176,8 @@ class SnapshotService:
                 return self._current
             duration = time.perf_counter() - started
             self._generation += 1
-            self._current = ClusterSnapshot.build(
+            previous = self._current
+            self._current = current = ClusterSnapshot.build(
                 self._generation, duration, jobs, nodes, partitions
             )
             self._last_failed = False
@@ -171,7 +186,12 @@ class SnapshotService:
             REFRESHES.labels("ok").inc()
             REFRESH_SECONDS.observe(duration)
             SNAPSHOT_JOBS.set(len(jobs))
-            return self._current
+            for listener in self._listeners:
+                try:
+                    listener(previous, current)
+                except Exception:  # a listener must never stop the refresher
+                    log.exception("snapshot listener %r failed", listener)
+            return current
 
     def _fail(self, message: str) -> None:
         log.warning("snapshot refresh failed: %s", message)

@@ -1,0 +1,231 @@
+"""Upload and download a large file through the portal; show the portal's peak memory.
+
+Run as root with the dev cluster up::
+
+    .venv/bin/python bench/files.py [--gib 2] [--chunk-mib 0]
+
+The portal runs exactly as in production: as the service account ``hpcportal``,
+writing and reading as alice through sudo and the run-as helper. The bench uploads
+``--gib`` GiB with tus (one streamed PATCH, or PATCHes of ``--chunk-mib`` MiB with
+an sha256 ``Upload-Checksum`` each), downloads it back with ``?download=1`` and as
+part of a ``?zip=1`` archive, checks the digests, and prints the portal's peak RSS
+(``VmHWM`` of ``/proc/<pid>/status``) before and after against the file size. The
+file is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from hpcportal.devcluster import DevCluster  # noqa: E402
+from tests.integration.service_portal import ServicePortal, service_portal  # noqa: E402
+
+TUS = {"Tus-Resumable": "1.0.0"}
+MIB = 1 << 20
+
+
+def portal_pid(portal: ServicePortal) -> int:
+    """The portal's Python process (the child of ``runuser``), found by its port."""
+    port = str(urlsplit(portal.url).port).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"hpcportal.cli.main" in argv and port in argv and argv[0] != b"runuser":
+            return int(entry.name)
+    raise SystemExit("the portal process was not found")
+
+
+def memory(pid: int) -> dict[str, int]:
+    """VmHWM (peak) and VmRSS (now) of a process, in bytes."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def payload(size: int, digest: hashlib._Hash) -> Iterator[bytes]:
+    """``size`` bytes that do not compress (a random MiB, numbered), hashed on the way."""
+    block = os.urandom(MIB)
+    sent = 0
+    while sent < size:
+        chunk = (sent // MIB).to_bytes(8, "big") + block[8 : min(MIB, size - sent)]
+        digest.update(chunk)
+        sent += len(chunk)
+        yield chunk
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def upload(
+    client: httpx.Client, headers: dict[str, str], name: str, folder: str, size: int, chunk: int
+) -> str:
+    metadata = f"filename {b64(name)},root {b64('home')},folder {b64(folder)}"
+    created = client.post(
+        "/api/v1/uploads/tus",
+        headers={**headers, **TUS, "Upload-Length": str(size), "Upload-Metadata": metadata},
+    )
+    if created.status_code != 201:
+        raise SystemExit(f"create failed: {created.status_code} {created.text}")
+    location = created.headers["location"]
+    digest = hashlib.sha256()
+    stream = payload(size, digest)
+    offset = 0
+    while offset < size:
+        length = size - offset if chunk <= 0 else min(chunk, size - offset)
+        extra = {}
+        if chunk > 0:
+            part = b"".join(_take(stream, length))
+            extra["Upload-Checksum"] = (
+                "sha256 " + base64.b64encode(hashlib.sha256(part).digest()).decode()
+            )
+            body: bytes | Iterator[bytes] = part
+        else:
+            body = stream
+        r = client.patch(
+            location,
+            headers={**headers, **TUS, **extra, "Upload-Offset": str(offset),
+                     "Content-Type": "application/offset+octet-stream",
+                     "Content-Length": str(length)},
+            content=body,
+        )  # fmt: skip
+        if r.status_code != 204:
+            raise SystemExit(f"PATCH failed: {r.status_code} {r.text}")
+        offset = int(r.headers["upload-offset"])
+    return digest.hexdigest()
+
+
+def _take(stream: Iterator[bytes], length: int) -> Iterator[bytes]:
+    taken = 0
+    while taken < length:
+        chunk = next(stream)
+        taken += len(chunk)
+        yield chunk
+
+
+def download(
+    client: httpx.Client, headers: dict[str, str], path: str, params: dict[str, str]
+) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    total = 0
+    with client.stream("GET", f"/api/v1/files/home/{path}", headers=headers, params=params) as r:
+        if r.status_code != 200:
+            raise SystemExit(f"download failed: {r.status_code} {r.read()[:300]!r}")
+        for chunk in r.iter_bytes(MIB):
+            digest.update(chunk)
+            total += len(chunk)
+    return digest.hexdigest(), total
+
+
+def bare_copy(folder: str, size: int) -> tuple[float, float]:
+    """The same bytes written and read back by alice herself (``dd``), for comparison."""
+    path = f"/home/alice/{folder}/bare.bin"
+    started = time.perf_counter()
+    writer = subprocess.Popen(
+        ["runuser", "-u", "alice", "--", "dd", f"of={path}", "bs=1M", "status=none", "conv=fsync"],
+        stdin=subprocess.PIPE,
+    )
+    assert writer.stdin is not None
+    for chunk in payload(size, hashlib.sha256()):
+        writer.stdin.write(chunk)
+    writer.stdin.close()
+    writer.wait()
+    written = time.perf_counter() - started
+    started = time.perf_counter()
+    subprocess.run(
+        ["runuser", "-u", "alice", "--", "dd", f"if={path}", "of=/dev/null", "bs=1M",
+         "status=none"],
+        check=True,
+    )  # fmt: skip
+    read = time.perf_counter() - started
+    os.unlink(path)
+    return written, read
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gib", type=float, default=2.0)
+    parser.add_argument("--chunk-mib", type=int, default=0, help="0: one streamed PATCH")
+    parser.add_argument("--dir", type=Path, default=REPO / ".devcluster")
+    args = parser.parse_args()
+    size = int(args.gib * (1 << 30))
+    cluster = DevCluster(args.dir)
+    if not cluster.is_up():
+        cluster.up()
+    workdir = Path(tempfile.mkdtemp(prefix="hpcportal-bench-", dir="/tmp"))
+    workdir.chmod(0o755)
+    folder = f"bench-files-{secrets.token_hex(4)}"
+    subprocess.run(["runuser", "-u", "alice", "--", "mkdir", f"/home/alice/{folder}"], check=True)
+    try:
+        with (
+            service_portal(str(cluster.slurm_conf), workdir) as portal,
+            httpx.Client(base_url=portal.url, timeout=600) as client,
+        ):
+            headers = portal.login("alice")
+            pid = portal_pid(portal)
+            client.get("/api/v1/files", headers=headers)  # warm-up: first sudo, first query
+            upload(client, headers, "warm.bin", folder, MIB, 0)
+            download(client, headers, f"{folder}/warm.bin", {"download": "1"})
+            start = memory(pid)
+            started = time.perf_counter()
+            sent = upload(client, headers, "big.bin", folder, size, args.chunk_mib * MIB)
+            up_seconds = time.perf_counter() - started
+            after_up = memory(pid)
+            started = time.perf_counter()
+            got, length = download(client, headers, f"{folder}/big.bin", {"download": "1"})
+            down_seconds = time.perf_counter() - started
+            after_down = memory(pid)
+            started = time.perf_counter()
+            _, zipped = download(client, headers, folder, {"zip": "1"})
+            zip_seconds = time.perf_counter() - started
+            end = memory(pid)
+        bare_write, bare_read = bare_copy(folder, size)
+    finally:
+        shutil.rmtree(f"/home/alice/{folder}", ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    if got != sent or length != size:
+        raise SystemExit(f"digest mismatch: sent {sent}, got {got} ({length} bytes)")
+    mib = size / MIB
+    how = "one streamed PATCH" if args.chunk_mib <= 0 else f"PATCHes of {args.chunk_mib} MiB"
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; file {mib:.0f} MiB; upload: {how}")
+    print(f"upload   {up_seconds:6.1f} s  {mib / up_seconds:7.1f} MiB/s  (sha256 verified)")
+    print(f"download {down_seconds:6.1f} s  {mib / down_seconds:7.1f} MiB/s  (sha256 verified)")
+    print(f"zip      {zip_seconds:6.1f} s  {zipped / MIB / zip_seconds:7.1f} MiB/s of archive")
+    print(f"bare dd as alice: write {mib / bare_write:.1f} MiB/s (with fsync), "
+          f"read {mib / bare_read:.1f} MiB/s")  # fmt: skip
+    peaks = [start, after_up, after_down, end]
+    before, up, down, zipped_peak = (f"{m['VmHWM'] / MIB:.1f} MiB" for m in peaks)
+    print(
+        f"portal peak RSS (VmHWM): before {before}, after upload {up}, "
+        f"after download {down}, after zip {zipped_peak}"
+    )
+    grew = (end["VmHWM"] - start["VmHWM"]) / MIB
+    print(f"peak grew by {grew:.1f} MiB for a {mib:.0f} MiB file ({grew / mib * 100:.2f} % of it)")
+
+
+if __name__ == "__main__":
+    main()

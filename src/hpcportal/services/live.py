@@ -1,0 +1,788 @@
+"""Live updates: one WebSocket per browser tab, fed from the shared snapshot.
+
+After each refresh the hub computes the differences once (``services.changes``),
+serializes each message variant once and hands the same string to every socket
+that gets it; per socket there is only choosing and queueing. Each socket has a
+bounded send queue drained by its own task, so a slow client never slows the others:
+one that falls ``live_queue_messages`` behind is dropped (close code 1013).
+
+Protocol (JSON text frames)::
+
+    client -> server
+      {"type": "subscribe", "channels": [...]}     jobs, nodes, cluster, notifications,
+      {"type": "unsubscribe", "channels": [...]}   job_output:<job id>
+      {"type": "ping"}
+    server -> client
+      {"type": "hello", "user": "alice", "generation": N}            after accepting
+      {"type": "jobs", "generation": N, "changed": [Job], "removed": ["id", ...]}
+      {"type": "nodes", "generation": N, "changed": [Node], "removed": ["name", ...]}
+      {"type": "cluster", "generation": N, "summary": ClusterSummary}
+      {"type": "notification", "notification": Notification, "unread": N}
+      {"type": "job_output", "job_id": "123", "stream": "stdout", "offset": N, "data": "..."}
+      {"type": "pong"}
+      {"type": "error", "message": "..."}
+
+``jobs`` carries a job's private part only to its owner and admins. Subscribing to
+``nodes`` or ``cluster`` first sends the current state; the job list itself comes
+from ``GET /api/v1/jobs`` (changes are idempotent, so applying one twice is harmless).
+``job_output:<id>`` is for the job's owner: the file is read as the owner, at most
+once per refresh per job, and ``offset`` says where ``data`` starts (anything before
+it is at ``GET /api/v1/jobs/{id}/output``).
+
+Refusals happen before accepting: HTTP 401 (not authenticated) or 403 (foreign
+origin), or close code 4401 / 4403 on a server that cannot answer HTTP there. Close
+codes of an open socket: 4401 (logged out, session expired, token revoked), 1008
+(20 bad messages), 1013 (too far behind: reconnect), 1001 or 1012 (the portal is
+stopping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy import or_, select
+from starlette.concurrency import run_in_threadpool
+
+from hpcportal.config import Settings
+from hpcportal.db.models import ApiToken
+from hpcportal.db.session import Database
+from hpcportal.errors import InvalidInput, NotFound, PortalError
+from hpcportal.runas import RunAs
+from hpcportal.services import auth
+from hpcportal.services.changes import SnapshotChanges, compute_changes
+from hpcportal.services.cluster import SnapshotMeta, summarize
+from hpcportal.services.identity import Principal
+from hpcportal.services.job_output import FINISHED, Stream, output_path, read_chunk
+from hpcportal.services.jobs import JobDetail, validate_job_id, visible
+from hpcportal.services.notifications import Delivery, NotificationDetector
+from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
+from hpcportal.slurm.models import Job
+from hpcportal.slurm.states import JobStatus
+
+log = logging.getLogger(__name__)
+
+CHANNELS = frozenset({"jobs", "nodes", "cluster", "notifications"})
+OUTPUT_PREFIX = "job_output:"
+#: Bad client messages answered with an error before the socket is closed (1008).
+MAX_BAD_MESSAGES = 20
+MAX_MESSAGE_CHARS = 16 * 1024
+MAX_CHANNELS_PER_MESSAGE = 64
+MAX_OUTPUT_CHANNELS = 16
+#: A job_output subscription waits this long for its job to reach the snapshot.
+OUTPUT_WAIT_SECONDS = 30.0
+#: Output files read side by side (each read is one run-as call, ~40 ms).
+OUTPUT_PARALLEL = 8
+CLOSE_TIMEOUT = 5.0
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_LATER = 1013
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+NOT_YOURS = "Only the job's owner can follow its output."
+TOO_SLOW = "Too far behind; reconnect."
+TOO_MANY_BAD = "Too many bad messages."
+SESSION_EXPIRED = "Your session has expired; log in again."
+TOKEN_REVOKED = "This API token is no longer valid."  # noqa: S105 (a message)
+
+LIVE_SOCKETS = Gauge("hpcportal_live_sockets", "Open live WebSockets")
+LIVE_MESSAGES = Counter("hpcportal_live_messages", "Messages queued to live WebSockets", ["type"])
+LIVE_DROPPED = Counter("hpcportal_live_dropped", "Live WebSockets dropped for being too slow")
+
+PONG = '{"type":"pong"}'
+#: Nobody: sees only public fields (``visible`` memoizes public copies per snapshot).
+_PUBLIC_VIEWER = Principal(username="", uid=-1, gid=-1, groups=(), role="user")
+
+
+# --- Origin check (cross-site WebSocket hijacking) ------------------------------------------
+
+
+def normalize_origin(origin: str) -> str | None:
+    """``scheme://host:port`` with the default port made explicit; ``None`` if unusable."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        return None
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def origin_allowed(
+    origin: str | None, scheme: str, host: str | None, allowed: Iterable[str] = ()
+) -> bool:
+    """A browser's ``Origin`` must be the portal's own (scheme, host and port of the
+    request) or one of ``allowed``. No ``Origin`` at all is a non-browser client."""
+    if origin is None:
+        return True
+    theirs = normalize_origin(origin)
+    if theirs is None:
+        return False  # "null" (sandboxed frames, files) and garbage
+    http_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    own = normalize_origin(f"{http_scheme}://{host}") if host else None
+    return theirs == own or theirs in {normalize_origin(a) for a in allowed}
+
+
+# --- Sockets and who is on them ----------------------------------------------------------
+
+
+class LiveSocket(Protocol):
+    """What the hub needs of a WebSocket (Starlette's ``WebSocket`` is one)."""
+
+    async def accept(self) -> None: ...
+
+    async def receive(self) -> Mapping[str, Any]: ...
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LiveIdentity:
+    """Who opened a socket, and with which credential (to close it when that ends)."""
+
+    principal: Principal
+    jti: str | None = None
+    token_id: int | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+@dataclass(eq=False)
+class Connection:
+    socket: LiveSocket
+    identity: LiveIdentity
+    limit: int
+    channels: set[str] = field(default_factory=set)
+    outputs: dict[str, Follower] = field(default_factory=dict)
+    bad_messages: int = 0
+    closed: bool = False
+    sender: asyncio.Task[None] | None = None
+    queue: asyncio.Queue[str | _Close] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue()
+
+    @property
+    def user(self) -> str:
+        return self.identity.principal.username
+
+    @property
+    def is_admin(self) -> bool:
+        return self.identity.principal.is_admin
+
+    def behind(self) -> bool:
+        return self.queue.qsize() >= self.limit
+
+
+@dataclass(eq=False)
+class Follower:
+    """One user's subscription to one job's output, shared by their sockets."""
+
+    principal: Principal
+    job_id: str
+    created: float = field(default_factory=time.monotonic)
+    offsets: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+    finished_streams: set[str] = field(default_factory=set)
+    subscribers: set[Connection] = field(default_factory=set)
+    verified: bool = False
+    done: bool = False
+
+
+class _Latest:
+    """Runs ``work`` on the newest snapshot, one run at a time: snapshots arriving
+    during a run are coalesced into the next one, so slow work never piles up."""
+
+    def __init__(
+        self, name: str, work: Callable[[ClusterSnapshot], Coroutine[Any, Any, None]]
+    ) -> None:
+        self.name = name
+        self.work = work
+        self._latest: ClusterSnapshot | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"live-{self.name}")
+
+    def kick(self, snap: ClusterSnapshot) -> None:
+        self._latest = snap
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            snap, self._latest = self._latest, None
+            if snap is None:
+                continue
+            try:
+                await self.work(snap)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live %s failed", self.name)
+
+
+def _message(kind: str, **fields: Any) -> str:
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"))
+
+
+def error_message(text: str) -> str:
+    return _message("error", message=text)
+
+
+# --- The hub --------------------------------------------------------------------------------
+
+
+class LiveHub:
+    """All live sockets of one portal process, fed after each snapshot refresh."""
+
+    def __init__(
+        self,
+        snapshot: SnapshotService,
+        settings: Settings,
+        *,
+        database: Database,
+        runas: RunAs,
+        revocations: auth.RevocationList,
+        detector: NotificationDetector | None = None,
+    ) -> None:
+        self.snapshot = snapshot
+        self.settings = settings
+        self.database = database
+        self.runas = runas
+        self.revocations = revocations
+        self.detector = detector
+        self.allowed_origins = tuple(settings.allowed_origins)
+        self._connections: set[Connection] = set()
+        self._by_user: dict[str, set[Connection]] = {}
+        self._followers: dict[tuple[str, str], Follower] = {}
+        self._current: ClusterSnapshot | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tokens_checked = 0.0
+        self._workers = [
+            _Latest("notifications", self._notify),
+            _Latest("output", self._poll_outputs),
+            _Latest("sessions", self._check_sessions),
+        ]
+        self._listening = False
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if not self._listening:
+            self.snapshot.add_listener(self.on_refresh)
+            self._listening = True
+        for worker in self._workers:
+            worker.start()
+
+    async def stop(self) -> None:
+        for worker in self._workers:
+            await worker.stop()
+        for conn in list(self._connections):
+            self.close(conn, CLOSE_GOING_AWAY, "The portal is stopping.", graceful=False)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_TIMEOUT + 1)
+
+    @property
+    def connections(self) -> frozenset[Connection]:
+        return frozenset(self._connections)
+
+    # --- after each refresh -----------------------------------------------------------
+
+    def on_refresh(self, previous: ClusterSnapshot | None, current: ClusterSnapshot) -> None:
+        """The snapshot listener: push the differences now, kick the slower work."""
+        self._current = current
+        if self._connections:
+            self.publish(compute_changes(previous, current), current)
+        for worker in self._workers:
+            worker.kick(current)
+
+    def publish(self, changes: SnapshotChanges, snap: ClusterSnapshot) -> None:
+        """Queue this refresh's ``jobs``, ``nodes`` and ``cluster`` messages."""
+        by_channel: dict[str, list[Connection]] = {"jobs": [], "nodes": [], "cluster": []}
+        for conn in self._connections:
+            for channel, members in by_channel.items():
+                if channel in conn.channels:
+                    members.append(conn)
+        # After the first refresh, clients have the job list from GET /jobs (which waits
+        # for it): sending every job to every socket would only cost time.
+        if changes.jobs and by_channel["jobs"] and changes.previous_generation is not None:
+            self._publish_jobs(changes, snap, by_channel["jobs"])
+        if changes.nodes and by_channel["nodes"]:
+            text = self._nodes_message(
+                snap.generation, changes.nodes_changed, changes.nodes_removed
+            )
+            self._send_all(by_channel["nodes"], text, "nodes")
+        if (changes.cluster_changed or changes.partitions_changed) and by_channel["cluster"]:
+            self._send_all(by_channel["cluster"], self._cluster_message(snap), "cluster")
+
+    def _publish_jobs(
+        self, changes: SnapshotChanges, snap: ClusterSnapshot, members: list[Connection]
+    ) -> None:
+        """One message per variant: public, admin, and one per owner of a changed job.
+
+        Each changed job is serialized at most twice (with and without its private
+        part); a variant is those pieces joined, built once and shared by every
+        socket that gets it.
+        """
+        changed = changes.jobs_changed
+        full: dict[int, str] = {}
+        public: dict[int, str] = {}
+
+        def full_json(i: int) -> str:
+            if i not in full:
+                full[i] = changed[i].model_dump_json()
+            return full[i]
+
+        def public_json(i: int) -> str:
+            job = changed[i]
+            if job.private is None:
+                return full_json(i)
+            if i not in public:
+                public[i] = visible(job, _PUBLIC_VIEWER, snap).model_dump_json()
+            return public[i]
+
+        owners = {job.user for job in changed}
+        head = f'{{"type":"jobs","generation":{snap.generation},"changed":['
+        tail = '],"removed":' + json.dumps(list(changes.jobs_removed)) + "}"
+        variants: dict[tuple[str, str], str] = {}
+        for conn in members:
+            if conn.is_admin:
+                key = ("admin", "")
+            elif conn.user in owners:
+                key = ("owner", conn.user)
+            else:
+                key = ("public", "")
+            text = variants.get(key)
+            if text is None:
+                kind, owner = key
+                pieces = (
+                    full_json(i)
+                    if kind == "admin" or (kind == "owner" and job.user == owner)
+                    else public_json(i)
+                    for i, job in enumerate(changed)
+                )
+                text = variants[key] = head + ",".join(pieces) + tail
+            self._push(conn, text, "jobs")
+
+    def _nodes_message(self, generation: int, nodes: Iterable[Any], removed: Iterable[str]) -> str:
+        changed = ",".join(n.model_dump_json() for n in nodes)
+        return (
+            f'{{"type":"nodes","generation":{generation},"changed":[{changed}],'
+            f'"removed":{json.dumps(list(removed))}}}'
+        )
+
+    def _cluster_message(self, snap: ClusterSnapshot) -> str:
+        def build() -> str:
+            summary = summarize(snap, self.snapshot.health()).model_dump_json()
+            return f'{{"type":"cluster","generation":{snap.generation},"summary":{summary}}}'
+
+        text: str = snap.memo("live:cluster_message", build)
+        return text
+
+    def _all_nodes_message(self, snap: ClusterSnapshot) -> str:
+        text: str = snap.memo(
+            "live:nodes_message", lambda: self._nodes_message(snap.generation, snap.nodes, ())
+        )
+        return text
+
+    # --- sending ------------------------------------------------------------------------
+
+    def _send_all(self, members: Iterable[Connection], text: str, kind: str) -> None:
+        for conn in members:
+            self._push(conn, text, kind)
+
+    def _push(self, conn: Connection, text: str, kind: str) -> None:
+        """Queue one message; a socket too far behind is dropped, never waited for."""
+        if conn.closed:
+            return
+        if conn.behind():
+            LIVE_DROPPED.inc()
+            log.info("dropping a live socket of %s: %d messages behind", conn.user, conn.limit)
+            self.close(conn, CLOSE_TRY_LATER, TOO_SLOW, graceful=False)
+            return
+        conn.queue.put_nowait(text)
+        LIVE_MESSAGES.labels(kind).inc()
+
+    async def _send_loop(self, conn: Connection) -> None:
+        try:
+            while True:
+                item = await conn.queue.get()
+                if isinstance(item, _Close):
+                    await self._close_socket(conn, item.code, item.reason)
+                    return
+                await conn.socket.send_text(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the client went away mid-send
+            self._forget(conn)
+
+    def close(self, conn: Connection, code: int, reason: str, *, graceful: bool = True) -> None:
+        """Close a socket: after what is already queued (``graceful``), or at once."""
+        if conn.closed:
+            return
+        self._forget(conn)
+        if graceful and conn.sender is not None and not conn.sender.done():
+            conn.queue.put_nowait(_Close(code, reason))
+            return
+        if conn.sender is not None:
+            conn.sender.cancel()
+        self._spawn(self._close_socket(conn, code, reason))
+
+    async def _close_socket(self, conn: Connection, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(conn.socket.close(code, reason), CLOSE_TIMEOUT)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:  # no loop (stopped): nothing left to close
+            coro.close()
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- registering ----------------------------------------------------------------------
+
+    def register(self, socket: LiveSocket, identity: LiveIdentity) -> Connection:
+        conn = Connection(socket, identity, self.settings.live_queue_messages)
+        self._connections.add(conn)
+        self._by_user.setdefault(conn.user, set()).add(conn)
+        LIVE_SOCKETS.inc()
+        return conn
+
+    def _forget(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self._connections.discard(conn)
+        mine = self._by_user.get(conn.user)
+        if mine is not None:
+            mine.discard(conn)
+            if not mine:
+                del self._by_user[conn.user]
+        for job_id in list(conn.outputs):
+            self._unfollow(conn, job_id)
+        LIVE_SOCKETS.dec()
+
+    # --- one socket -------------------------------------------------------------------------
+
+    async def serve(self, socket: LiveSocket, identity: LiveIdentity) -> None:
+        """Accept, greet, then read client messages until the socket closes."""
+        await socket.accept()
+        conn = self.register(socket, identity)
+        generation = self.snapshot.health().generation
+        conn.queue.put_nowait(_message("hello", user=conn.user, generation=generation))
+        conn.sender = asyncio.create_task(self._send_loop(conn), name="live-send")
+        try:
+            while True:
+                message = await socket.receive()
+                kind = message.get("type")
+                if kind == "websocket.disconnect":
+                    break
+                if kind != "websocket.receive" or conn.closed:
+                    continue
+                text = message.get("text")
+                if text is None:
+                    self.bad_message(conn, "Send JSON text frames, not binary ones.")
+                else:
+                    self.handle(conn, text)
+        except Exception as exc:  # the transport failed under us
+            log.debug("live socket of %s ended: %s", conn.user, exc)
+        finally:
+            self._forget(conn)
+            if conn.sender is not None and not conn.sender.done():
+                conn.sender.cancel()
+
+    def bad_message(self, conn: Connection, text: str) -> None:
+        conn.bad_messages += 1
+        self._push(conn, error_message(text), "error")
+        if conn.bad_messages >= MAX_BAD_MESSAGES:
+            self.close(conn, CLOSE_POLICY, TOO_MANY_BAD)
+
+    def handle(self, conn: Connection, text: str) -> None:
+        """One client message: answered with an error if bad, never closed for one."""
+        if len(text) > MAX_MESSAGE_CHARS:
+            self.bad_message(conn, f"Messages are at most {MAX_MESSAGE_CHARS} characters.")
+            return
+        try:
+            message = json.loads(text)
+        except ValueError:
+            self.bad_message(conn, 'Messages are JSON objects with a "type".')
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "ping":
+            self._push(conn, PONG, "pong")
+            return
+        if kind not in ("subscribe", "unsubscribe"):
+            self.bad_message(
+                conn, f"Unknown message type {kind!r}: use subscribe, unsubscribe or ping."
+            )
+            return
+        channels = message.get("channels")
+        if (
+            not isinstance(channels, list)
+            or not all(isinstance(c, str) for c in channels)
+            or len(channels) > MAX_CHANNELS_PER_MESSAGE
+        ):
+            self.bad_message(
+                conn,
+                f'"channels" is a list of at most {MAX_CHANNELS_PER_MESSAGE} channel names.',
+            )
+            return
+        act = self._subscribe if kind == "subscribe" else self._unsubscribe
+        problems = [p for p in (act(conn, c) for c in dict.fromkeys(channels)) if p]
+        if problems:
+            self.bad_message(conn, " ".join(problems))
+
+    def _subscribe(self, conn: Connection, channel: str) -> str | None:
+        if channel.startswith(OUTPUT_PREFIX):
+            return self._follow(conn, channel)
+        if channel not in CHANNELS:
+            known = ", ".join(sorted(CHANNELS))
+            return f"Unknown channel {channel[:80]!r}: use {known} or {OUTPUT_PREFIX}<job id>."
+        if channel in conn.channels:
+            return None
+        conn.channels.add(channel)
+        snap = self._current
+        if snap is not None and channel == "cluster":
+            self._push(conn, self._cluster_message(snap), "cluster")
+        elif snap is not None and channel == "nodes":
+            self._push(conn, self._all_nodes_message(snap), "nodes")
+        return None
+
+    def _unsubscribe(self, conn: Connection, channel: str) -> str | None:
+        if channel.startswith(OUTPUT_PREFIX):
+            self._unfollow(conn, channel[len(OUTPUT_PREFIX) :])
+        conn.channels.discard(channel)
+        return None
+
+    # --- job output -------------------------------------------------------------------------
+
+    def _follow(self, conn: Connection, channel: str) -> str | None:
+        job_id = channel[len(OUTPUT_PREFIX) :]
+        try:
+            validate_job_id(job_id)
+        except InvalidInput as exc:
+            return exc.message
+        if job_id in conn.outputs:
+            return None
+        if len(conn.outputs) >= MAX_OUTPUT_CHANNELS:
+            return f"At most {MAX_OUTPUT_CHANNELS} job outputs per socket."
+        job = self._current.jobs_by_id.get(job_id) if self._current is not None else None
+        if job is not None and job.user != conn.user:
+            return NOT_YOURS
+        key = (conn.user, job_id)
+        follower = self._followers.get(key)
+        if follower is None:
+            follower = self._followers[key] = Follower(conn.identity.principal, job_id)
+        follower.subscribers.add(conn)
+        conn.outputs[job_id] = follower
+        conn.channels.add(channel)
+        return None
+
+    def _unfollow(self, conn: Connection, job_id: str) -> None:
+        follower = conn.outputs.pop(job_id, None)
+        conn.channels.discard(OUTPUT_PREFIX + job_id)
+        if follower is None:
+            return
+        follower.subscribers.discard(conn)
+        if not follower.subscribers:
+            self._followers.pop((follower.principal.username, job_id), None)
+
+    def _end_follower(self, follower: Follower, text: str | None) -> None:
+        """Stop following; with ``text``, tell the subscribers why and unsubscribe them."""
+        follower.done = True
+        if text is None:
+            return
+        for conn in list(follower.subscribers):
+            self._push(conn, error_message(text), "error")
+            self._unfollow(conn, follower.job_id)
+
+    async def _poll_outputs(self, snap: ClusterSnapshot) -> None:
+        """Read every followed job's new output once, as its owner, side by side."""
+        followers = [f for f in self._followers.values() if not f.done and f.subscribers]
+        if not followers:
+            return
+        meta = SnapshotMeta.of(self.snapshot.health())
+        limit = asyncio.Semaphore(OUTPUT_PARALLEL)
+        await asyncio.gather(*(self._poll_one(f, snap, meta, limit) for f in followers))
+
+    async def _poll_one(
+        self,
+        follower: Follower,
+        snap: ClusterSnapshot,
+        meta: SnapshotMeta,
+        limit: asyncio.Semaphore,
+    ) -> None:
+        job = snap.jobs_by_id.get(follower.job_id)
+        if job is None:
+            if follower.verified:
+                self._end_follower(follower, None)  # forgotten by slurmctld: nothing new
+            elif time.monotonic() - follower.created > OUTPUT_WAIT_SECONDS:
+                self._end_follower(follower, f"No job {follower.job_id} in the queue.")
+            return
+        if job.user != follower.principal.username:
+            self._end_follower(follower, NOT_YOURS)
+            return
+        follower.verified = True
+        if job.status in (JobStatus.QUEUED, JobStatus.QUEUED_HELD):
+            return  # nothing written yet
+        detail = JobDetail(job=job, source="snapshot", snapshot=meta)
+        streams = self._streams(job, detail)
+        for stream in streams:
+            if stream in follower.finished_streams:
+                continue
+            async with limit:
+                await self._read_stream(follower, detail, stream)
+        if job.status in FINISHED and follower.finished_streams.issuperset(streams):
+            follower.done = True
+
+    @staticmethod
+    def _streams(job: Job, detail: JobDetail) -> tuple[Stream, ...]:
+        """stdout, and stderr when Slurm writes it to a file of its own."""
+        if job.private is None or not job.private.stderr:
+            return ("stdout",)
+        try:
+            separate = output_path(detail, "stderr") != output_path(detail, "stdout")
+        except PortalError:
+            return ("stdout",)
+        return ("stdout", "stderr") if separate else ("stdout",)
+
+    async def _read_stream(self, follower: Follower, detail: JobDetail, stream: Stream) -> None:
+        offset = follower.offsets[stream]
+        try:
+            chunk = await run_in_threadpool(
+                read_chunk,
+                self.runas,
+                follower.principal,
+                detail,
+                stream,
+                offset,
+                self.settings.output_chunk_bytes,
+            )
+        except NotFound:  # finished without this file
+            follower.finished_streams.add(stream)
+            return
+        except PortalError as exc:
+            self._end_follower(
+                follower, f"Cannot read the output of {follower.job_id}: {exc.message}"
+            )
+            return
+        if chunk.data:
+            follower.offsets[stream] = chunk.next_offset
+            text = _message(
+                "job_output", job_id=follower.job_id, stream=stream, offset=offset, data=chunk.data
+            )
+            self._send_all(list(follower.subscribers), text, "job_output")
+        if chunk.finished and chunk.eof:
+            follower.finished_streams.add(stream)
+
+    # --- notifications -----------------------------------------------------------------------
+
+    async def _notify(self, snap: ClusterSnapshot) -> None:
+        if self.detector is None:
+            return
+        deliveries = await run_in_threadpool(self.detector.process, snap)
+        self.deliver(deliveries)
+
+    def deliver(self, deliveries: Iterable[Delivery]) -> None:
+        """Push stored notifications to their owner's sockets on ``notifications``."""
+        for d in deliveries:
+            members = [
+                c for c in self._by_user.get(d.username, ()) if "notifications" in c.channels
+            ]
+            if not members:
+                continue
+            body = d.notification.model_dump_json()
+            text = f'{{"type":"notification","notification":{body},"unread":{d.unread}}}'
+            self._send_all(members, text, "notification")
+
+    # --- sessions that end ------------------------------------------------------------------
+
+    def session_ended(self, jti: str) -> None:
+        """A token was revoked (logout): close its sockets. Safe from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._close_session, jti)
+
+    def _close_session(self, jti: str) -> None:
+        for conn in list(self._connections):
+            if conn.identity.jti == jti:
+                self.close(conn, CLOSE_NOT_AUTHENTICATED, auth.SESSION_ENDED)
+
+    async def _check_sessions(self, _: ClusterSnapshot) -> None:
+        """Once per refresh: close sockets whose login expired or was revoked elsewhere
+        (another replica's logout), and those of revoked or expired API tokens."""
+        conns = list(self._connections)
+        if not conns:
+            return
+        if any(c.identity.jti for c in conns) and self.revocations.needs_sync():
+            await run_in_threadpool(self._sync_revocations)
+        now = auth.utcnow()
+        for conn in conns:
+            ident = conn.identity
+            if ident.jti is not None and ident.jti in self.revocations:
+                self.close(conn, CLOSE_NOT_AUTHENTICATED, auth.SESSION_ENDED)
+            elif ident.expires_at is not None and ident.expires_at <= now:
+                self.close(conn, CLOSE_NOT_AUTHENTICATED, SESSION_EXPIRED)
+        token_ids = {c.identity.token_id for c in conns if c.identity.token_id is not None}
+        every = max(self.settings.api_token_cache_seconds, 5.0)
+        if token_ids and time.monotonic() - self._tokens_checked >= every:
+            self._tokens_checked = time.monotonic()
+            valid = await run_in_threadpool(self._valid_tokens, token_ids)
+            for conn in conns:
+                if conn.identity.token_id is not None and conn.identity.token_id not in valid:
+                    self.close(conn, CLOSE_NOT_AUTHENTICATED, TOKEN_REVOKED)
+
+    def _sync_revocations(self) -> None:
+        with self.database.session() as session:
+            self.revocations.sync(session)
+
+    def _valid_tokens(self, token_ids: set[int]) -> set[int]:
+        now = auth.utcnow()
+        with self.database.session() as session:
+            rows = session.scalars(
+                select(ApiToken.id).where(
+                    ApiToken.id.in_(sorted(token_ids)),
+                    ApiToken.revoked_at.is_(None),
+                    or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+                )
+            ).all()
+        return set(rows)

@@ -1,0 +1,1247 @@
+"""Server-rendered pages of the portal, mounted at ``/`` by the app factory.
+
+Each handler reads from the same services the JSON API uses (the snapshot, jobs,
+accounting, templates, dashboards) and renders a Jinja2 template in the request's
+language. Scripts on the pages act through the JSON API (with the CSRF header) and
+follow live updates over the WebSocket (``static/js/live.js``).
+
+A page without a valid session redirects to ``/login?next=...`` (htmx requests get
+``HX-Redirect``); errors a person can act on render an error page in their language.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import secrets
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Annotated, Any, Final, Literal, TypeVar
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import OAuth2PasswordRequestForm
+
+from hpcportal.api import auth as auth_api
+from hpcportal.api.deps import (
+    AdapterDep,
+    ApiTokenCacheDep,
+    ApptainerDep,
+    DatabaseDep,
+    RunAsDep,
+    SettingsDep,
+    SnapshotDep,
+    get_authentication,
+    get_current_principal,
+)
+from hpcportal.config import Settings
+from hpcportal.db.session import Database
+from hpcportal.errors import (
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PortalError,
+    RateLimited,
+)
+from hpcportal.services import auth
+from hpcportal.services import dashboards as dashboard_service
+from hpcportal.services import jobs as job_service
+from hpcportal.services import templates as template_service
+from hpcportal.services.cluster import SnapshotMeta, partition_loads, summarize
+from hpcportal.services.files import FileInfo, FileService, Listing, RootInfo
+from hpcportal.services.files import Sort as FileSort
+from hpcportal.services.identity import Principal
+from hpcportal.services.job_output import FINISHED, OutputChunk, read_chunk
+from hpcportal.services.jobs import AccountingQuery, JobDetail, JobQuery
+from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
+from hpcportal.services.template_render import INT_OPTIONS, STR_OPTIONS
+from hpcportal.slurm.models import AccountingRecord, Job
+from hpcportal.slurm.states import JobStatus
+from hpcportal.web import i18n
+from hpcportal.web.i18n import N_
+
+router = APIRouter(include_in_schema=False)
+
+STATIC_DIR: Final = i18n.WEB_DIR / "static"
+THEME_COOKIE: Final = "hpcportal_theme"
+THEMES: Final = ("auto", "light", "dark")
+#: How much of a job's output the detail page shows at first (the live tail follows).
+OUTPUT_TAIL_BYTES: Final = 32 * 1024
+#: Accounting charts read at most this many records (pages of 1000).
+ACCOUNTING_MAX_RECORDS: Final = 20_000
+PAGE_SIZES: Final = (25, 50, 100, 200)
+
+#: The navigation, in order: path, label, and the page key that marks it current.
+NAV: Final = (
+    ("/", N_("Dashboard"), "dashboard"),
+    ("/jobs", N_("Jobs"), "jobs"),
+    ("/submit", N_("Submit"), "submit"),
+    ("/files", N_("Files"), "files"),
+    ("/templates", N_("Templates"), "templates"),
+    ("/nodes", N_("Nodes"), "nodes"),
+    ("/partitions", N_("Partitions"), "partitions"),
+    ("/accounting", N_("Accounting"), "accounting"),
+)
+LOGIN_REASONS: Final = {
+    "expired": N_("Your session has expired; log in again."),
+    "required": N_("Log in to see that page."),
+    "logged_out": N_("You have logged out."),
+    "refused": N_("This account may no longer use the portal."),
+}
+SORTS: Final = (
+    ("-submit_time", N_("Newest first")),
+    ("submit_time", N_("Oldest first")),
+    ("id", N_("Job ID")),
+    ("-id", N_("Job ID, descending")),
+    ("name", N_("Name")),
+    ("state", N_("State")),
+    ("partition", N_("Partition")),
+    ("-priority", N_("Priority")),
+    ("-start_time", N_("Recently started")),
+)
+
+
+# --- Errors that become pages ---------------------------------------------------------
+
+
+class PageException(Exception):
+    """Raised by page handlers; ``handle_page_exception`` turns it into a response."""
+
+
+class LoginRequired(PageException):
+    """No valid session: go to the login page, then come back."""
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason or "login required")
+        self.reason = reason
+
+
+class PageError(PageException):
+    """A problem shown as an error page (404, 503...), in the person's language."""
+
+    def __init__(self, status: int, message: str, *, title: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.title = title
+
+
+def safe_next(value: str | None) -> str:
+    """A local path to return to after logging in; anything else becomes ``/``."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return "/"
+    if any(ord(c) < 32 for c in value) or len(value) > 2000:
+        return "/"
+    return value
+
+
+def login_url(request: Request, reason: str | None) -> str:
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    params = {"next": safe_next(here)}
+    if reason:
+        params["reason"] = reason
+    return "/login?" + urlencode(params)
+
+
+async def handle_page_exception(request: Request, exc: Exception) -> Response:
+    """The app's handler for ``PageException`` (registered in ``app.create_app``)."""
+    if isinstance(exc, LoginRequired):
+        target = login_url(request, exc.reason)
+        if request.headers.get("HX-Request"):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+    assert isinstance(exc, PageError)
+    page = _basic_page(request, request.app.state.settings, None)
+    title = exc.title or page.gettext(N_("Something went wrong"))
+    return page.render("error.html", status=exc.status, title=title, message=exc.message)
+
+
+def _page_error(exc: PortalError) -> PageError:
+    return PageError(exc.status, exc.message)
+
+
+# --- The page context -------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _asset_version(path: str) -> str:
+    try:
+        return hashlib.sha256((STATIC_DIR / path).read_bytes()).hexdigest()[:10]
+    except OSError:
+        return "0"
+
+
+def static_url(path: str) -> str:
+    """``/static/<path>?v=<content hash>``, so a changed file is never served stale."""
+    return f"/static/{quote(path)}?v={_asset_version(path)}"
+
+
+@lru_cache(maxsize=1)
+def import_map() -> dict[str, dict[str, str]]:
+    """Every script module at its versioned URL, so relative imports between modules
+    resolve to the same (cache-busted) URL as the page's ``<script>`` tags."""
+    modules = sorted(p.name for p in (STATIC_DIR / "js").glob("*.js"))
+    return {"imports": {f"/static/js/{name}": static_url(f"js/{name}") for name in modules}}
+
+
+@dataclass
+class Page:
+    """Everything a template needs about the request: who, which language, which theme."""
+
+    request: Request
+    settings: Settings
+    user: Principal | None
+    lang: str
+    fmt: i18n.Formatter
+    theme: str
+    stale: SnapshotMeta | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def gettext(self, message: str) -> str:
+        return i18n.gettext(self.lang, message)
+
+    def job_label(self, status: str | JobStatus) -> str:
+        value = str(getattr(status, "value", status))
+        return self.gettext(i18n.JOB_STATUS_LABELS.get(value, value))
+
+    def node_label(self, status: str) -> str:
+        value = str(getattr(status, "value", status))
+        return self.gettext(i18n.NODE_STATUS_LABELS.get(value, value))
+
+    def url_with(self, **changes: Any) -> str:
+        """This page's URL with some query parameters changed (``None`` removes one)."""
+        params: dict[str, list[str]] = {}
+        for key, value in self.request.query_params.multi_items():
+            params.setdefault(key, []).append(value)
+        for key, value in changes.items():
+            if value is None or value == "" or value == []:
+                params.pop(key, None)
+            elif isinstance(value, list | tuple):
+                params[key] = [str(v) for v in value]
+            else:
+                params[key] = [str(value)]
+        query = urlencode([(k, v) for k, vs in params.items() for v in vs])
+        return self.request.url.path + (f"?{query}" if query else "")
+
+    def render(self, template_name: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+        env = i18n.environment(self.lang)
+        csrf = self.request.cookies.get(auth.CSRF_COOKIE, "")
+        html = env.get_template(template_name).render(
+            page=self,
+            user=self.user,
+            lang=self.lang,
+            fmt=self.fmt,
+            theme=self.theme,
+            csrf=csrf,
+            nav=NAV,
+            languages=i18n.LANGUAGE_NAMES,
+            js_catalog=i18n.js_catalog(self.lang),
+            static=static_url,
+            import_map=import_map(),
+            job_label=self.job_label,
+            node_label=self.node_label,
+            widget_titles=i18n.WIDGET_TITLES,
+            current_path=self.request.url.path,
+            **context,
+        )
+        headers = {"Cache-Control": "no-store", "Content-Language": self.lang}
+        headers.update(self.extra_headers)
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def _basic_page(request: Request, settings: Settings, user: Principal | None) -> Page:
+    cookies = request.cookies
+    lang = i18n.negotiate(cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language"))
+    theme = cookies.get(THEME_COOKIE, "auto")
+    return Page(
+        request=request,
+        settings=settings,
+        user=user,
+        lang=lang,
+        fmt=i18n.Formatter(lang, i18n.timezone_from(cookies.get(i18n.TZ_COOKIE))),
+        theme=theme if theme in THEMES else "auto",
+    )
+
+
+async def get_page_user(
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    cache: ApiTokenCacheDep,
+) -> Principal:
+    """The session cookie's user, through the API's own checks; else ``LoginRequired``."""
+    if not request.cookies.get(settings.cookie_name):
+        raise LoginRequired("required" if request.url.path != "/" else None)
+    try:
+        authentication = await get_authentication(request, settings, database, cache, None)
+        return await get_current_principal(authentication, settings)
+    except NotAuthenticated as exc:
+        reason = "refused" if exc.message == auth.ACCOUNT_REFUSED else "expired"
+        raise LoginRequired(reason) from None
+
+
+PageUser = Annotated[Principal, Depends(get_page_user)]
+
+
+async def get_page(request: Request, settings: SettingsDep, user: PageUser) -> Page:
+    return _basic_page(request, settings, user)
+
+
+async def get_public_page(request: Request, settings: SettingsDep) -> Page:
+    return _basic_page(request, settings, None)
+
+
+PageDep = Annotated[Page, Depends(get_page)]
+PublicPageDep = Annotated[Page, Depends(get_public_page)]
+
+
+async def _snapshot(page: Page, snapshot: SnapshotService) -> ClusterSnapshot:
+    """The current snapshot, or an error page when there has never been one."""
+    try:
+        snap = await snapshot.current()
+    except PortalError as exc:
+        raise PageError(
+            exc.status, exc.message, title=page.gettext(N_("No cluster data"))
+        ) from None
+    meta = SnapshotMeta.of(snapshot.health())
+    if meta.stale:
+        page.stale = meta
+    return snap
+
+
+T = TypeVar("T")
+
+
+def _in_session(database: Database, work: Callable[[Any], T]) -> T:
+    with database.session() as session:
+        return work(session)
+
+
+# --- Login, logout, language -------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(
+    page: PublicPageDep,
+    next: str | None = None,
+    reason: str | None = None,
+) -> HTMLResponse:
+    message = LOGIN_REASONS.get(reason or "")
+    return page.render(
+        "login.html",
+        next_url=safe_next(next),
+        message=page.gettext(message) if message else None,
+        message_kind="error" if reason in ("expired", "refused") else "info",
+        username="",
+    )
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login_submit(
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    """Log in through the API's own handler (PAM, throttling, cookies), then go on.
+
+    A plain ``def``: PAM blocks for seconds on a wrong password.
+    """
+    page = _basic_page(request, settings, None)
+    target = safe_next(next)
+    response = RedirectResponse(target, status_code=303)
+    form = OAuth2PasswordRequestForm(username=username.strip(), password=password)
+    try:
+        with database.session() as db:
+            auth_api.log_in(form, request, response, settings, db)
+    except PortalError as exc:
+        if isinstance(exc, RateLimited):
+            wait = (exc.headers or {}).get("Retry-After", "60")
+            message = page.gettext(
+                N_("Too many failed logins. Try again in %(seconds)s seconds.")
+            ) % {"seconds": wait}
+            status = 429
+        elif isinstance(exc, NotAuthenticated | InvalidInput):
+            message, status = page.gettext(N_("Wrong username or password.")), 401
+        else:
+            message, status = exc.message, exc.status
+        return page.render(
+            "login.html",
+            status=status,
+            next_url=target,
+            message=message,
+            message_kind="error",
+            username=username,
+        )
+    return response
+
+
+@router.post("/logout")
+def logout_submit(
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Revoke the session (the API's logout) and go to the login page.
+
+    The form repeats the CSRF cookie's value, as the API's header would.
+    """
+    response = RedirectResponse("/login?reason=logged_out", status_code=303)
+    token = request.cookies.get(settings.cookie_name)
+    cookie = request.cookies.get(auth.CSRF_COOKIE)
+    if not token:
+        return response
+    if not cookie or not secrets.compare_digest(cookie, csrf):
+        raise PageError(403, auth.CSRF_REFUSED)
+    try:
+        claims = auth.decode_token(settings, token)
+    except NotAuthenticated:
+        claims = None
+    with database.session() as db:
+        if claims is not None:
+            auth_api.log_out(request, claims, response, settings, db)
+        else:
+            auth_api._clear_session_cookies(response, settings)
+    return response
+
+
+@router.post("/lang")
+async def switch_language(
+    request: Request,
+    settings: SettingsDep,
+    lang: Annotated[str, Form()] = i18n.DEFAULT_LANGUAGE,
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    """Remember the chosen language in a cookie (a year) and go back."""
+    response = RedirectResponse(safe_next(next), status_code=303)
+    if lang in i18n.LANGUAGES:
+        response.set_cookie(
+            i18n.LANG_COOKIE,
+            lang,
+            max_age=365 * 24 * 3600,
+            path="/",
+            samesite="lax",
+            secure=settings.cookie_secure,
+        )
+    return response
+
+
+# --- Dashboard ---------------------------------------------------------------------------
+
+
+def _my_jobs(snap: ClusterSnapshot, who: Principal, meta: SnapshotMeta, limit: int) -> Any:
+    query = JobQuery(user=[who.username], sort="-submit_time", limit=limit, arrays="collapsed")
+    return job_service.list_jobs(snap, query, who, meta)
+
+
+def _widget_data(page: Page, snap: ClusterSnapshot, snapshot: SnapshotService) -> dict[str, Any]:
+    assert page.user is not None
+    health = snapshot.health()
+    meta = SnapshotMeta.of(health)
+    return {
+        "summary": summarize(snap, health),
+        "my_jobs": _my_jobs(snap, page.user, meta, 10),
+        "nodes": sorted(snap.nodes, key=lambda n: n.name),
+        "partitions": [p for p in snap.partitions if not p.hidden],
+    }
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(page: PageDep, snapshot: SnapshotDep, database: DatabaseDep) -> HTMLResponse:
+    assert page.user is not None
+    who = page.user
+    snap = await _snapshot(page, snapshot)
+    layout = await run_in_threadpool(
+        _in_session, database, lambda s: dashboard_service.get_layout(s, who)
+    )
+    present = {w.type for w in layout.widgets}
+    return page.render(
+        "dashboard.html",
+        page_key="dashboard",
+        layout=layout,
+        missing=[t for t in dashboard_service.WIDGET_TYPES if t not in present],
+        presets=dashboard_service.presets(),
+        preset_titles=i18n.PRESET_TITLES,
+        data=_widget_data(page, snap, snapshot),
+    )
+
+
+@router.get("/partials/widgets/{kind}", response_class=HTMLResponse)
+async def widget_partial(kind: str, page: PageDep, snapshot: SnapshotDep) -> HTMLResponse:
+    """One widget's content, for a widget just added to the dashboard (htmx)."""
+    if kind not in dashboard_service.WIDGET_TYPES:
+        raise PageError(404, page.gettext(N_("No such widget.")))
+    snap = await _snapshot(page, snapshot)
+    return page.render("widget.html", kind=kind, data=_widget_data(page, snap, snapshot))
+
+
+# --- Nodes and partitions -------------------------------------------------------------------
+
+
+@router.get("/nodes", response_class=HTMLResponse)
+async def nodes_page(
+    page: PageDep, snapshot: SnapshotDep, partition: str | None = None
+) -> HTMLResponse:
+    return await _nodes(page, snapshot, partition, None)
+
+
+@router.get("/nodes/{name}", response_class=HTMLResponse)
+async def node_page(
+    name: str, page: PageDep, snapshot: SnapshotDep, partition: str | None = None
+) -> HTMLResponse:
+    return await _nodes(page, snapshot, partition, name)
+
+
+async def _nodes(
+    page: Page, snapshot: SnapshotService, partition: str | None, selected: str | None
+) -> HTMLResponse:
+    snap = await _snapshot(page, snapshot)
+    nodes = sorted(snap.nodes, key=lambda n: n.name)
+    if partition:
+        nodes = [n for n in nodes if partition in n.partitions]
+    node = None
+    if selected is not None:
+        node = snap.nodes_by_name.get(selected)
+        if node is None:
+            raise PageError(404, page.gettext(N_("No node named %(name)s.")) % {"name": selected})
+    counts = Counter(n.status.value for n in nodes)
+    return page.render(
+        "nodes.html",
+        page_key="nodes",
+        nodes=nodes,
+        counts=sorted(counts.items()),
+        partitions=[p.name for p in snap.partitions],
+        partition=partition,
+        node=node,
+        node_jobs=_jobs_on(snap, node.name, page) if node else [],
+    )
+
+
+_HOST_RANGE = re.compile(r"([^,\[]+)(?:\[([^\]]+)\])?")
+
+
+def expand_hostlist(spec: str, limit: int = 10_000) -> list[str]:
+    """Slurm's compact host lists: ``node[001-003,007],gpu001`` -> every name."""
+    names: list[str] = []
+    for match in _HOST_RANGE.finditer(spec):
+        prefix, ranges = match.group(1).lstrip(","), match.group(2)
+        if not ranges:
+            names.append(prefix)
+            continue
+        for part in ranges.split(","):
+            lo, _, hi = part.partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()):
+                continue
+            width = len(lo)
+            for number in range(int(lo), int(hi or lo) + 1):
+                names.append(f"{prefix}{number:0{width}d}")
+                if len(names) >= limit:
+                    return names
+    return names
+
+
+def _jobs_on(snap: ClusterSnapshot, node_name: str, page: Page) -> list[Job]:
+    """Running jobs with a share of this node."""
+    assert page.user is not None
+
+    def compute() -> dict[str, list[Job]]:
+        by_node: dict[str, list[Job]] = defaultdict(list)
+        for job in snap.jobs:
+            if job.status is JobStatus.RUNNING and job.nodes:
+                for name in expand_hostlist(job.nodes):
+                    by_node[name].append(job)
+        return by_node
+
+    by_node: dict[str, list[Job]] = snap.memo("web:jobs_by_node", compute)
+    return [job_service.visible(j, page.user, snap) for j in by_node.get(node_name, [])[:50]]
+
+
+@router.get("/partials/nodes/{name}", response_class=HTMLResponse)
+async def node_partial(name: str, page: PageDep, snapshot: SnapshotDep) -> HTMLResponse:
+    snap = await _snapshot(page, snapshot)
+    node = snap.nodes_by_name.get(name)
+    if node is None:
+        raise PageError(404, page.gettext(N_("No node named %(name)s.")) % {"name": name})
+    return page.render("node_detail.html", node=node, node_jobs=_jobs_on(snap, name, page))
+
+
+@router.get("/partitions", response_class=HTMLResponse)
+async def partitions_page(page: PageDep, snapshot: SnapshotDep) -> HTMLResponse:
+    snap = await _snapshot(page, snapshot)
+    return page.render("partitions.html", page_key="partitions", loads=partition_loads(snap))
+
+
+# --- Jobs ---------------------------------------------------------------------------------
+
+
+def _csv(values: list[str]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+async def jobs_page(
+    request: Request,
+    page: PageDep,
+    snapshot: SnapshotDep,
+    scope: Literal["mine", "all"] = "mine",
+    state: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI copies defaults)
+    partition: str | None = None,
+    q: str | None = None,
+    user: str | None = None,
+    sort: str = "-submit_time",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    arrays: Literal["collapsed", "expanded"] = "collapsed",
+) -> HTMLResponse:
+    """Jobs: the person's own, or (admins) everyone's; filtered, sorted, paged."""
+    who = page.user
+    assert who is not None
+    snap = await _snapshot(page, snapshot)
+    if not who.is_admin:
+        scope = "mine"
+    users = [who.username] if scope == "mine" else ([user] if user else [])
+    states = _csv(state)
+    error = None
+    if sort not in {s for s, _ in SORTS} | {s.lstrip("-") for s, _ in SORTS}:
+        sort = "-submit_time"
+    try:
+        query = JobQuery(
+            user=users,
+            state=states,
+            partition=[partition] if partition else [],
+            name=q or None,
+            sort=sort,
+            page=page_no,
+            limit=limit,
+            arrays=arrays,
+        )
+        result = job_service.list_jobs(snap, query, who, SnapshotMeta.of(snapshot.health()))
+    except (InvalidInput, ValueError) as exc:
+        error = getattr(exc, "message", str(exc))
+        query = JobQuery(user=users, sort="-submit_time", limit=limit, arrays=arrays)
+        result = job_service.list_jobs(snap, query, who, SnapshotMeta.of(snapshot.health()))
+    pages = max(1, -(-result.total // result.limit))
+    # htmx asks for the results only; restoring history (or a plain visit) needs the page.
+    fragment = request.headers.get("HX-Request") and not request.headers.get(
+        "HX-History-Restore-Request"
+    )
+    template = "jobs_table.html" if fragment else "jobs.html"
+    return page.render(
+        template,
+        page_key="jobs",
+        result=result,
+        pages=pages,
+        scope=scope,
+        states=states,
+        partition=partition or "",
+        q=q or "",
+        user_filter=user or "",
+        sort=sort,
+        sorts=SORTS,
+        limit=limit,
+        page_sizes=PAGE_SIZES,
+        arrays=arrays,
+        status_choices=list(i18n.JOB_STATUS_LABELS),
+        partitions=[p.name for p in snap.partitions],
+        error=error,
+    )
+
+
+def _may_act(job: Job | AccountingRecord, who: Principal) -> bool:
+    return who.is_admin or job.user == who.username
+
+
+def _actions(job: Job | None, who: Principal) -> list[str]:
+    """The actions the page offers (Slurm has the last word on each)."""
+    if job is None or not _may_act(job, who):
+        return []
+    status = job.status
+    actions = []
+    if status not in FINISHED:
+        actions.append("cancel")
+    if status is JobStatus.QUEUED:
+        actions.append("hold")
+    if status is JobStatus.QUEUED_HELD:
+        actions.append("release")
+    if status is JobStatus.RUNNING or status in FINISHED:
+        actions.append("requeue")
+    return actions
+
+
+ACTION_LABELS: Final = {
+    "cancel": N_("Cancel"),
+    "hold": N_("Hold"),
+    "release": N_("Release"),
+    "requeue": N_("Requeue"),
+}
+
+
+def _tail(runas: Any, who: Principal, detail: JobDetail) -> tuple[OutputChunk | None, str | None]:
+    """The last ``OUTPUT_TAIL_BYTES`` of stdout, or why there is none."""
+    try:
+        first = read_chunk(runas, who, detail, "stdout", 0, 1)
+        start = max(0, first.size - OUTPUT_TAIL_BYTES)
+        return read_chunk(runas, who, detail, "stdout", start, OUTPUT_TAIL_BYTES), None
+    except PortalError as exc:
+        return None, exc.message
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+async def job_page(
+    job_id: str,
+    page: PageDep,
+    snapshot: SnapshotDep,
+    adapter: AdapterDep,
+    runas: RunAsDep,
+    script: bool = False,
+) -> HTMLResponse:
+    """One job: resources, timeline, script (``?script=true``), output tail, actions."""
+    who = page.user
+    assert who is not None
+    snap = await _snapshot(page, snapshot)
+    meta = SnapshotMeta.of(snapshot.health())
+    try:
+        job_service.validate_job_id(job_id)
+        detail = await run_in_threadpool(
+            job_service.find_job, snap, adapter, job_id, who, meta, with_script=script
+        )
+    except PortalError as exc:
+        raise _page_error(exc) from None
+    record: Job | AccountingRecord | None = detail.job or detail.accounting
+    assert record is not None
+    tail: OutputChunk | None = None
+    tail_error = None
+    if _may_act(record, who):
+        tail, tail_error = await run_in_threadpool(_tail, runas, who, detail)
+    tasks: list[Job] = []
+    summary: dict[str, int] = {}
+    if detail.job is not None and detail.job.array is not None:
+        parent = detail.job.array.job_id
+        tasks = [
+            job_service.visible(j, who, snap)
+            for j in snap.jobs
+            if j.array is not None and j.array.job_id == parent
+        ]
+        summary = dict(Counter(j.status.value for j in tasks))
+    return page.render(
+        "job.html",
+        page_key="jobs",
+        detail=detail,
+        job=record,
+        live=detail.job,
+        actions=_actions(detail.job, who),
+        action_labels=ACTION_LABELS,
+        may_act=_may_act(record, who),
+        tail=tail,
+        tail_error=tail_error,
+        tasks=tasks[:200],
+        task_summary=sorted(summary.items()),
+        show_script=script,
+        now=datetime.now(UTC),
+    )
+
+
+# --- Submitting -----------------------------------------------------------------------------
+
+
+def _minutes_to_time(minutes: int | None) -> str:
+    if minutes is None:
+        return ""
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{mins:02d}:00" if days else f"{hours:02d}:{mins:02d}:00"
+
+
+def _prefill_from(detail: JobDetail) -> dict[str, Any]:
+    """The submit form's fields from an earlier job ("resubmit with changes")."""
+    values: dict[str, Any] = {}
+    if detail.job is not None:
+        j = detail.job
+        values.update(
+            name=j.name,
+            partition=j.partition,
+            account=j.account,
+            qos=j.qos,
+            nodes=j.node_count or None,
+            ntasks=j.tasks or None,
+            cpus_per_task=(j.cpus // j.tasks) if j.tasks and j.cpus >= j.tasks else None,
+            memory=f"{j.memory_mb}M" if j.memory_mb else None,
+            gpus=j.gpus or None,
+            time_limit=_minutes_to_time(j.time_limit_minutes),
+        )
+        if j.private is not None:
+            values.update(work_dir=j.private.work_dir, output=j.private.stdout)
+            if j.private.stderr and j.private.stderr != j.private.stdout:
+                values["error"] = j.private.stderr
+    elif detail.accounting is not None:
+        r = detail.accounting
+        values.update(
+            name=r.name,
+            partition=r.partition,
+            account=r.account,
+            qos=r.qos,
+            nodes=r.node_count or None,
+            memory=f"{r.memory_requested_mb}M" if r.memory_requested_mb else None,
+            time_limit=_minutes_to_time(r.time_limit_minutes),
+            work_dir=r.work_dir,
+        )
+    if detail.script:
+        values["script"] = detail.script
+    return {k: v for k, v in values.items() if v not in (None, "")}
+
+
+DEFAULT_SCRIPT: Final = '#!/bin/bash\n\necho "Hello from $(hostname)"\n'
+
+
+@router.get("/submit", response_class=HTMLResponse)
+async def submit_page(
+    page: PageDep,
+    snapshot: SnapshotDep,
+    adapter: AdapterDep,
+    database: DatabaseDep,
+    catalog: ApptainerDep,
+    from_job: Annotated[str | None, Query(alias="from")] = None,
+    template: int | None = None,
+) -> HTMLResponse:
+    """The submission form: partition-aware limits, templates, files, image, preview."""
+    who = page.user
+    assert who is not None
+    snap = await _snapshot(page, snapshot)
+    meta = SnapshotMeta.of(snapshot.health())
+    prefill: dict[str, Any] = {}
+    notice = None
+    if from_job:
+        try:
+            job_service.validate_job_id(from_job)
+            detail = await run_in_threadpool(
+                job_service.find_job, snap, adapter, from_job, who, meta, with_script=True
+            )
+            record = detail.job or detail.accounting
+            if record is not None and _may_act(record, who):
+                prefill = _prefill_from(detail)
+                notice = page.gettext(N_("Copied from job %(id)s: change what you need.")) % {
+                    "id": from_job
+                }
+        except PortalError as exc:
+            notice = exc.message
+    templates = await run_in_threadpool(
+        _in_session, database, lambda s: template_service.list_templates(s, who)
+    )
+    try:
+        if catalog.needs_scan():
+            await run_in_threadpool(catalog.refresh)
+        images = catalog.images()
+    except PortalError:
+        images = []
+    accounts = await run_in_threadpool(_accounts_of, adapter, who)
+    partitions = [
+        {
+            "name": load.partition.name,
+            "is_default": load.partition.is_default,
+            "state": load.partition.state,
+            "max_time_minutes": load.partition.max_time_minutes,
+            "default_time_minutes": load.partition.default_time_minutes,
+            "max_nodes": load.partition.max_nodes,
+            "total_nodes": load.partition.total_nodes,
+            "total_cpus": load.partition.total_cpus,
+            "gpus_total": load.gpus.total,
+            "max_mem_per_node_mb": load.partition.max_mem_per_node_mb,
+            "default_mem_per_cpu_mb": load.partition.default_mem_per_cpu_mb,
+            "max_time_text": _minutes_to_time(load.partition.max_time_minutes),
+            "default_time_text": _minutes_to_time(load.partition.default_time_minutes),
+        }
+        for load in partition_loads(snap)
+        if not load.partition.hidden
+    ]
+    if "partition" not in prefill:
+        default = next((p for p in partitions if p["is_default"]), None)
+        if default is not None:
+            prefill["partition"] = default["name"]
+    return page.render(
+        "submit.html",
+        page_key="submit",
+        prefill=prefill,
+        script=prefill.get("script", DEFAULT_SCRIPT),
+        notice=notice,
+        partitions=partitions,
+        templates=[t.model_dump(mode="json") for t in templates.items],
+        selected_template=template,
+        images=[
+            {
+                "id": i.id,
+                "name": i.name,
+                "category": i.category,
+                "software": i.metadata.name,
+                "version": i.metadata.version,
+                "gpu": i.metadata.gpu,
+                "description": i.metadata.description,
+            }
+            for i in images
+        ],
+        accounts=accounts,
+        idempotency_key=str(uuid.uuid4()),
+        parameter_types=i18n.PARAMETER_TYPE_LABELS,
+        mail_types=["BEGIN", "END", "FAIL", "ALL"],
+    )
+
+
+def _accounts_of(adapter: Any, who: Principal) -> list[str]:
+    try:
+        rows = adapter.associations()
+    except PortalError:
+        return []
+    return sorted({a.account for a in rows if a.user == who.username})
+
+
+# --- Templates -----------------------------------------------------------------------------
+
+
+@router.get("/templates", response_class=HTMLResponse)
+async def templates_page(
+    page: PageDep, database: DatabaseDep, category: str | None = None
+) -> HTMLResponse:
+    who = page.user
+    assert who is not None
+    listing = await run_in_threadpool(
+        _in_session, database, lambda s: template_service.list_templates(s, who)
+    )
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for item in listing.items:
+        if not category or item.category.lower() == category.lower():
+            groups[item.category].append(item)
+    return page.render(
+        "templates.html",
+        page_key="templates",
+        groups=sorted(groups.items(), key=lambda kv: kv[0].lower()),
+        categories=sorted({t.category for t in listing.items}, key=str.lower),
+        category=category or "",
+    )
+
+
+def _may_edit(template: template_service.TemplateOut, who: Principal) -> bool:
+    return template.scope == "personal" or who.is_admin
+
+
+@router.get("/templates/new", response_class=HTMLResponse)
+async def template_new(page: PageDep, database: DatabaseDep) -> HTMLResponse:
+    who = page.user
+    assert who is not None
+    categories = await run_in_threadpool(
+        _in_session, database, lambda s: template_service.categories(s, who)
+    )
+    blank: dict[str, Any] = {
+        "id": None,
+        "name": "",
+        "description": "",
+        "category": "",
+        "scope": "personal",
+        "script": "#!/bin/bash\n\necho {{ message }}\n",
+        "options": {},
+        "parameters": [
+            {"name": "message", "type": "string", "label": "Message", "default": "hello"}
+        ],
+    }
+    return page.render(
+        "template_edit.html",
+        page_key="templates",
+        template=blank,
+        history=[],
+        may_edit=True,
+        categories=categories,
+        parameter_types=i18n.PARAMETER_TYPE_LABELS,
+        option_fields=_option_fields(),
+    )
+
+
+@router.get("/templates/{template_id}", response_class=HTMLResponse)
+async def template_page(
+    template_id: str,
+    page: PageDep,
+    database: DatabaseDep,
+) -> HTMLResponse:
+    who = page.user
+    assert who is not None
+    if not template_id.isdigit() or not 1 <= int(template_id) < 2**31:
+        raise PageError(404, page.gettext(N_("No such template.")))
+    number = int(template_id)
+
+    def load(session: Any) -> tuple[Any, Any, list[str]]:
+        return (
+            template_service.get_template(session, number, who),
+            template_service.history(session, number, who),
+            template_service.categories(session, who),
+        )
+
+    try:
+        found, history, categories = await run_in_threadpool(_in_session, database, load)
+    except PortalError as exc:
+        raise _page_error(exc) from None
+    return page.render(
+        "template_edit.html",
+        page_key="templates",
+        template=found.model_dump(mode="json"),
+        template_model=found,
+        history=history,
+        may_edit=_may_edit(found, who),
+        categories=categories,
+        parameter_types=i18n.PARAMETER_TYPE_LABELS,
+        option_fields=_option_fields(),
+    )
+
+
+def _option_fields() -> list[str]:
+    return sorted(INT_OPTIONS | STR_OPTIONS)
+
+
+# --- Accounting ------------------------------------------------------------------------------
+
+CHART_STATUSES: Final = ("completed", "failed", "cancelled", "timeout", "running", "other")
+
+
+def _day_range(start: date, end: date) -> list[date]:
+    days = (end - start).days
+    return [start + timedelta(days=i) for i in range(max(0, days) + 1)]
+
+
+def accounting_series(
+    records: list[AccountingRecord], start: date, end: date, tz: Any
+) -> dict[str, Any]:
+    """Per day (in the viewer's time zone): jobs by final state, and CPU-hours allocated.
+
+    A job counts on the day it ended (running ones on the day they started, queued
+    ones on the day they were submitted); CPU-hours are allocated CPUs x elapsed time.
+    """
+    days = _day_range(start, end)
+    index = {d: i for i, d in enumerate(days)}
+    jobs = {s: [0] * len(days) for s in CHART_STATUSES}
+    cpu_hours = [0.0] * len(days)
+    for r in records:
+        when = r.end_time or r.start_time or r.submit_time
+        if when is None:
+            continue
+        i = index.get(when.astimezone(tz).date())
+        if i is None:
+            continue
+        status = r.status.value if r.status.value in CHART_STATUSES else "other"
+        jobs[status][i] += 1
+        cpus = r.tres_allocated.get("cpu") or r.cpus_requested or 0
+        cpu_hours[i] += cpus * r.elapsed_seconds / 3600
+    return {
+        "days": [d.isoformat() for d in days],
+        "jobs": jobs,
+        "cpu_hours": [round(v, 3) for v in cpu_hours],
+    }
+
+
+def _all_accounting(adapter: Any, query: AccountingQuery, who: Principal) -> tuple[Any, list[Any]]:
+    first = job_service.list_accounting(adapter, query, who)
+    records = list(first.items)
+    page_no = 1
+    while len(records) < min(first.total, ACCOUNTING_MAX_RECORDS):
+        page_no += 1
+        more = job_service.list_accounting(adapter, query.model_copy(update={"page": page_no}), who)
+        if not more.items:
+            break
+        records.extend(more.items)
+    return first, records
+
+
+@router.get("/accounting", response_class=HTMLResponse)
+async def accounting_page(
+    page: PageDep,
+    adapter: AdapterDep,
+    start: str | None = None,
+    end: str | None = None,
+    scope: Literal["mine", "all"] = "mine",
+    user: str | None = None,
+    page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    """Usage over a date range: charts per day and the jobs, yours or (admins) anyone's."""
+    who = page.user
+    assert who is not None
+    if not who.is_admin:
+        scope = "mine"
+    tz = page.fmt.tz
+    today = datetime.now(tz).date()
+    error = None
+    try:
+        end_day = date.fromisoformat(end) if end else today
+        start_day = date.fromisoformat(start) if start else end_day - timedelta(days=6)
+    except ValueError:
+        error = page.gettext(N_("Give dates as YYYY-MM-DD."))
+        end_day, start_day = today, today - timedelta(days=6)
+    if start_day > end_day:
+        error = page.gettext(N_("The start date must not be after the end date."))
+        start_day = end_day
+    if (end_day - start_day).days >= job_service.MAX_ACCOUNTING_DAYS:
+        error = page.gettext(N_("Choose at most %(days)s days.")) % {
+            "days": job_service.MAX_ACCOUNTING_DAYS
+        }
+        start_day = end_day - timedelta(days=job_service.MAX_ACCOUNTING_DAYS - 1)
+    users = [who.username] if scope == "mine" else ([user] if user else [])
+    query = AccountingQuery(
+        start=datetime.combine(start_day, time.min, tzinfo=tz),
+        end=datetime.combine(end_day, time.max, tzinfo=tz),
+        user=users,
+        page=1,
+        limit=1000,
+    )
+    try:
+        first, records = await run_in_threadpool(_all_accounting, adapter, query, who)
+    except PortalError as exc:
+        raise _page_error(exc) from None
+    per_page = 50
+    shown = records[(page_no - 1) * per_page : page_no * per_page]
+    totals = Counter(r.status.value for r in records)
+    cpu_hours = sum(
+        (r.tres_allocated.get("cpu") or r.cpus_requested or 0) * r.elapsed_seconds / 3600
+        for r in records
+    )
+    return page.render(
+        "accounting.html",
+        page_key="accounting",
+        start=start_day.isoformat(),
+        end=end_day.isoformat(),
+        scope=scope,
+        user_filter=user or "",
+        error=error,
+        total=first.total,
+        truncated=first.total > len(records),
+        records=shown,
+        pages=max(1, -(-len(records) // per_page)),
+        page_no=page_no,
+        totals=sorted(totals.items()),
+        cpu_hours=cpu_hours,
+        series=accounting_series(records, start_day, end_day, tz),
+        chart_statuses=CHART_STATUSES,
+        chart_labels={
+            s: page.job_label(s) if s != "other" else page.gettext(N_("Other"))
+            for s in CHART_STATUSES
+        },
+    )
+
+
+# --- Files -----------------------------------------------------------------------------------
+
+#: Entries per page of a folder listing (the API's own cap may be lower).
+FILES_PER_PAGE: Final = 200
+FILE_SORTS: Final = ("name", "-name", "size", "-size", "mtime", "-mtime")
+_SIZE_UNITS: Final = ("KB", "MB", "GB", "TB", "PB")
+
+
+def human_size(size: int, fmt: i18n.Formatter) -> str:
+    """``1.5 MB`` (powers of 1024) in the page's number format."""
+    if size < 1024:
+        return f"{fmt.number(size)} B"
+    value = float(size)
+    for unit in _SIZE_UNITS:
+        value /= 1024
+        if value < 1024 or unit == _SIZE_UNITS[-1]:
+            return f"{fmt.number(value, 1)} {unit}"
+    raise AssertionError("unreachable")
+
+
+def file_href(root: str, path: str = "", **query: Any) -> str:
+    """The file manager's URL of a folder (or a file, which opens in the preview)."""
+    url = "/files/" + quote(root, safe="")
+    if path:
+        url += "/" + quote(path, safe="/")
+    params = {k: v for k, v in query.items() if v not in (None, "", False)}
+    return url + ("?" + urlencode(params) if params else "")
+
+
+@dataclass
+class FileView:
+    roots: list[RootInfo]
+    root: RootInfo | None = None
+    folder: Listing | None = None
+    selected: FileInfo | None = None
+
+
+def _file_view(
+    files: FileService,
+    root: str | None,
+    path: str,
+    offset: int,
+    sort: FileSort,
+    hidden: bool,
+) -> FileView:
+    roots = files.roots()
+    if root is None:
+        first = next((r for r in roots if r.accessible), None)
+        if first is None:
+            return FileView(roots)
+        root = first.name
+    view = FileView(roots, next((r for r in roots if r.name == root), None))
+    if view.root is None:
+        raise NotFound(f"No file area named {root!r}.")
+    info = files.info(root, path, offset=offset, limit=FILES_PER_PAGE, sort=sort, hidden=hidden)
+    if not isinstance(info, Listing):
+        view.selected = info
+        parent = posixpath.dirname(info.path)
+        info = files.info(
+            root, parent, offset=offset, limit=FILES_PER_PAGE, sort=sort, hidden=hidden
+        )
+        if not isinstance(info, Listing):  # pragma: no cover - a parent is a folder
+            raise NotFound("The folder is gone.")
+    view.folder = info
+    return view
+
+
+@router.get("/files", response_class=HTMLResponse)
+@router.get("/files/{root}", response_class=HTMLResponse)
+@router.get("/files/{root}/{path:path}", response_class=HTMLResponse)
+async def files_page(
+    page: PageDep,
+    settings: SettingsDep,
+    runas: RunAsDep,
+    root: str | None = None,
+    path: str = "",
+    sort: FileSort = "name",
+    hidden: bool = False,
+    page_no: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
+) -> HTMLResponse:
+    """The file manager: areas, breadcrumbs, a sortable paged listing (folders first);
+    previews, edits, actions and uploads go through the files API from ``files.js``."""
+    who = page.user
+    assert who is not None
+    files = FileService(settings, runas, who)
+    offset = (page_no - 1) * FILES_PER_PAGE
+    try:
+        view = await run_in_threadpool(_file_view, files, root, path, offset, sort, hidden)
+    except PortalError as exc:
+        raise _page_error(exc) from None
+    folder = view.folder
+    crumbs: list[tuple[str, str]] = []
+    if folder is not None and view.root is not None:
+        walked = ""
+        for part in [p for p in folder.path.split("/") if p]:
+            walked = f"{walked}/{part}" if walked else part
+            crumbs.append((part, file_href(view.root.name, walked, hidden=hidden)))
+    total = folder.total if folder is not None else 0
+    return page.render(
+        "files.html",
+        page_key="files",
+        view=view,
+        folder=folder,
+        crumbs=crumbs,
+        sort=sort,
+        hidden=hidden,
+        pages=max(1, -(-total // FILES_PER_PAGE)),
+        page_no=page_no,
+        file_href=file_href,
+        human_size=lambda n: human_size(n, page.fmt),
+        mtime=lambda t: page.fmt.dt(datetime.fromtimestamp(t, UTC), "short"),
+        edit_max_bytes=settings.file_edit_max_bytes,
+        sorts=FILE_SORTS,
+    )

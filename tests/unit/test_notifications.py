@@ -1,0 +1,392 @@
+"""Job notifications: event detection, once-only inserts, restarts, several replicas,
+accounting for jobs that left the queue, and the owner-only API.
+
+Database tests run on SQLite and PostgreSQL (``database`` fixture of ``conftest``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from hpcportal.config import Settings
+from hpcportal.db.models import JobSeen, Notification
+from hpcportal.db.session import Database
+from hpcportal.errors import NotFound, SlurmUnreachable
+from hpcportal.services import notifications as service
+from hpcportal.services.identity import Principal
+from hpcportal.services.notifications import (
+    GIVE_UP_AFTER,
+    LOOKUP_BACKOFF,
+    Delivery,
+    NotificationDetector,
+    transition_events,
+)
+from hpcportal.services.snapshot import ClusterSnapshot
+from hpcportal.slurm import parse
+from hpcportal.slurm.models import AccountingRecord, Job
+from hpcportal.slurm.states import JobStatus
+from tests.unit.conftest import TEST_SECRET
+from tests.unit.slurm_fixtures import recorded
+
+ALICE = Principal("alice", 1001, 1001, ("research",), "user")
+BOB = Principal("bob", 1002, 1001, ("research",), "user")
+# The recording was made at about 20:52 on this day; job 6 started 20:52:07 with 30 min.
+T0 = datetime(2026, 11, 21, 20, 53, tzinfo=UTC)
+JOBS = {j.id: j for j in parse.parse_squeue(recorded("squeue.json"))}
+NODES = parse.parse_sinfo(recorded("sinfo.json"))
+PARTITIONS = parse.parse_partitions(recorded("scontrol_partitions.txt"))
+RECORDS = {r.id: r for r in parse.parse_sacct(recorded("sacct.json"))}
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class FakeAccounting:
+    """Stands in for ``SlurmAdapter.accounting``; records each call's job ids."""
+
+    def __init__(self, records: Sequence[AccountingRecord] = (), fail: bool = False) -> None:
+        self.records = list(records)
+        self.fail = fail
+        self.calls: list[list[str]] = []
+
+    def accounting(
+        self, start: datetime, end: datetime, *, job_ids: Sequence[str] = (), **_: Any
+    ) -> list[AccountingRecord]:
+        self.calls.append(list(job_ids))
+        if self.fail:
+            raise SlurmUnreachable("slurmdbd is down")
+        return [r for r in self.records if r.id in job_ids]
+
+
+def snap(
+    generation: int, *, drop: Sequence[str] = (), **updates: dict[str, Any]
+) -> ClusterSnapshot:
+    """The recorded queue, without ``drop`` and with fields of some jobs replaced
+    (``snap(2, **{"6": {"state": "COMPLETED"}})``)."""
+    jobs: list[Job] = []
+    for job in JOBS.values():
+        if job.id in drop:
+            continue
+        change = dict(updates.get(job.id, {}))
+        if "state" in change and "status" not in change:
+            change["status"] = JobStatus(_STATUS[change["state"]])
+        jobs.append(job.model_copy(update=change) if change else job)
+    return ClusterSnapshot.build(generation, 0.0, jobs, NODES, PARTITIONS)
+
+
+_STATUS = {
+    "PENDING": "queued",
+    "RUNNING": "running",
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "TIMEOUT": "timeout",
+    "CANCELLED": "cancelled",
+}
+
+
+def settings_for(database: Database, **overrides: Any) -> Settings:
+    return Settings(
+        database_url=database.engine.url.render_as_string(hide_password=False),
+        jwt_secret=SecretStr(TEST_SECRET),
+        **overrides,
+    )
+
+
+def detector(
+    database: Database, accounting: FakeAccounting | None = None, clock: Clock | None = None
+) -> NotificationDetector:
+    return NotificationDetector(
+        database, accounting or FakeAccounting(), settings_for(database), clock=clock or Clock()
+    )
+
+
+def events(deliveries: list[Delivery]) -> list[tuple[str, str, str]]:
+    return sorted((d.username, d.notification.job_id, d.notification.event) for d in deliveries)
+
+
+def stored(database: Database) -> list[tuple[str, str, str]]:
+    with database.session() as session:
+        rows = session.execute(
+            select(Notification.username, Notification.job_id, Notification.event)
+        )
+        return sorted((u, j, e) for u, j, e in rows)
+
+
+# --- Pure rules ----------------------------------------------------------------------------
+
+
+def test_transition_rules() -> None:
+    Q, R, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED
+    assert transition_events(Q, R, ran=True) == ["started"]
+    assert transition_events(JobStatus.QUEUED_HELD, R, ran=True) == ["started"]
+    assert transition_events(R, C, ran=True) == ["completed"]
+    assert transition_events(R, JobStatus.COMPLETING, ran=True) == []
+    assert transition_events(JobStatus.COMPLETING, JobStatus.FAILED, ran=True) == ["failed"]
+    assert transition_events(R, JobStatus.TIMEOUT, ran=True) == ["timed_out"]
+    # Queued to finished between two looks: it ran, so it also started.
+    assert transition_events(Q, C, ran=True) == ["started", "completed"]
+    assert transition_events(None, R, ran=True) == ["started"]
+    # A pending job cancelled never started.
+    assert transition_events(Q, JobStatus.CANCELLED, ran=False) == ["cancelled"]
+    assert transition_events(None, Q, ran=False) == []
+    # Already finished: a requeue starts over quietly.
+    assert transition_events(C, Q, ran=False) == [] and transition_events(C, R, ran=True) == []
+
+
+# --- Detection ------------------------------------------------------------------------------
+
+
+def test_first_look_at_a_new_installation_announces_nothing(database: Database) -> None:
+    found = detector(database).process(snap(1))
+    assert found == []
+    with database.session() as session:
+        seen = dict(session.execute(select(JobSeen.job_id, JobSeen.status)).tuples().all())
+    # Every job but the record of an array's pending tasks (its id changes).
+    assert set(seen) == set(JOBS) - {"7_[0-5%2]"}
+    assert seen["6"] == "running" and seen["3"] == "queued_held"
+
+
+def test_transitions_become_one_notification_each(database: Database) -> None:
+    d = detector(database)
+    d.process(snap(1))
+    later = snap(
+        2,
+        **{
+            "3": {"state": "RUNNING", "batch_host": "node002", "nodes": "node002"},
+            "6": {"state": "COMPLETED", "exit_code": 0},
+            "10": {"state": "FAILED", "exit_code": 3},
+            "8": {"state": "CANCELLED"},  # held, never ran
+        },
+    )
+    found = d.process(later)
+    assert events(found) == [
+        ("alice", "10", "failed"),
+        ("alice", "6", "completed"),
+        ("dave", "3", "started"),
+        ("dave", "8", "cancelled"),
+    ]
+    failed = next(x for x in found if x.notification.event == "failed")
+    assert failed.notification.params == {
+        "job_id": "10",
+        "job_name": JOBS["10"].name,
+        "state": "FAILED",
+        "exit_code": 3,
+    }
+    assert "failed with exit code 3" in failed.notification.body
+    assert failed.notification.title == "Job failed"
+    # alice has two new ones: the counts pushed with them are 1 then 2.
+    assert sorted(x.unread for x in found if x.username == "alice") == [1, 2]
+    # The same snapshot again, or the next unchanged one: nothing new.
+    assert d.process(later) == []
+    assert d.process(snap(3, **{k: v for k, v in [("3", {"state": "RUNNING"})]})) == []
+    assert len(stored(database)) == 4
+
+
+def test_only_changed_jobs_are_written(database: Database) -> None:
+    clock = Clock()
+    d = detector(database, clock=clock)
+    d.process(snap(1))
+    with database.session() as session:
+        before = dict(session.execute(select(JobSeen.job_id, JobSeen.updated_at)).tuples().all())
+    clock.now += timedelta(seconds=30)
+    d.process(snap(2, **{"6": {"state": "COMPLETED"}}))
+    with database.session() as session:
+        after = dict(session.execute(select(JobSeen.job_id, JobSeen.updated_at)).tuples().all())
+    assert [k for k in after if after[k] != before[k]] == ["6"]
+
+
+def test_a_job_seen_first_when_already_finished(database: Database) -> None:
+    d = detector(database)
+    d.process(snap(1))
+    quick = JOBS["1"].model_copy(update={"id": "50", "job_id": 50, "user": "bob"})
+    assert quick.status is JobStatus.COMPLETED and quick.batch_host
+    never_ran = JOBS["3"].model_copy(
+        update={"id": "51", "job_id": 51, "state": "CANCELLED", "status": JobStatus.CANCELLED}
+    )
+    found = d.process(
+        ClusterSnapshot.build(2, 0.0, [*JOBS.values(), quick, never_ran], NODES, PARTITIONS)
+    )
+    assert events(found) == [
+        ("bob", "50", "completed"),
+        ("bob", "50", "started"),
+        ("dave", "51", "cancelled"),
+    ]
+
+
+def test_restart_emits_nothing_twice_and_catches_what_happened_while_down(
+    database: Database,
+) -> None:
+    first = detector(database)
+    first.process(snap(1))
+    running = snap(2, **{"3": {"state": "RUNNING", "batch_host": "node002"}})
+    assert events(first.process(running)) == [("dave", "3", "started")]
+
+    # The portal stops. While it is down, job 3 completes, job 2_3 times out, and
+    # job 10 finishes and leaves the queue (slurmctld's MinJobAge passed).
+    done = RECORDS["10"].model_copy(update={"state": "COMPLETED", "status": JobStatus.COMPLETED})
+    accounting = FakeAccounting([done])
+    restarted = detector(database, accounting, Clock(T0 + timedelta(minutes=5)))
+    while_down = snap(
+        3,
+        drop=["10"],
+        **{"3": {"state": "COMPLETED", "batch_host": "node002"}, "2_3": {"state": "TIMEOUT"}},
+    )
+    assert events(restarted.process(while_down)) == [
+        ("alice", "10", "completed"),
+        ("bob", "2_3", "timed_out"),
+        ("dave", "3", "completed"),
+    ]
+    # One sacct for every job that left the queue, not one per job.
+    assert accounting.calls == [["10"]]
+    # Restart again on the same picture: nothing is announced a second time.
+    again = detector(database, FakeAccounting([done]), Clock(T0 + timedelta(minutes=6)))
+    assert again.process(while_down) == []
+    assert stored(database).count(("dave", "3", "started")) == 1
+    assert len(stored(database)) == 4
+
+
+def test_several_replicas_store_and_push_each_event_once(database: Database) -> None:
+    a, b = detector(database), detector(database)
+    a.process(snap(1))
+    b.process(snap(1))
+    later = snap(2, **{"6": {"state": "COMPLETED"}})
+    pushed = a.process(later) + b.process(later)
+    assert events(pushed) == [("alice", "6", "completed")]
+    assert stored(database) == [("alice", "6", "completed")]
+
+
+def test_one_sacct_for_all_jobs_that_left_the_queue(database: Database) -> None:
+    records = [
+        RECORDS["6"].model_copy(update={"state": "COMPLETED", "status": JobStatus.COMPLETED}),
+        RECORDS["2_3"].model_copy(update={"state": "FAILED", "status": JobStatus.FAILED}),
+    ]
+    accounting = FakeAccounting(records)
+    d = detector(database, accounting)
+    d.process(snap(1))
+    found = d.process(snap(2, drop=["6", "2_3", "10", "1"]))
+    # 1 had finished already (nothing to ask); 10 is not in accounting yet.
+    assert accounting.calls == [["10", "2_3", "6"]]
+    assert events(found) == [("alice", "6", "completed"), ("bob", "2_3", "failed")]
+    # Next refresh asks only for the one still unknown, once.
+    d.process(snap(3, drop=["6", "2_3", "10", "1"]))
+    assert accounting.calls[-1] == ["10"] and len(accounting.calls) == 2
+
+
+def test_a_job_accounting_never_knows_is_given_up(database: Database) -> None:
+    clock = Clock()
+    accounting = FakeAccounting()
+    d = detector(database, accounting, clock)
+    d.process(snap(1))
+    d.process(snap(2, drop=["10"]))
+    clock.now += GIVE_UP_AFTER
+    assert d.process(snap(3, drop=["10"])) == []
+    with database.session() as session:
+        assert session.get(JobSeen, "10") is None
+    d.process(snap(4, drop=["10"]))
+    assert len(accounting.calls) == 2  # not asked again
+
+
+def test_accounting_unreachable_is_retried_later(database: Database) -> None:
+    clock = Clock()
+    accounting = FakeAccounting(fail=True)
+    d = detector(database, accounting, clock)
+    d.process(snap(1))
+    assert d.process(snap(2, drop=["6"])) == []
+    accounting.fail = False
+    accounting.records = [
+        RECORDS["6"].model_copy(update={"state": "COMPLETED", "status": JobStatus.COMPLETED})
+    ]
+    clock.now += timedelta(seconds=5)
+    assert d.process(snap(3, drop=["6"])) == []  # not asked again at once
+    assert len(accounting.calls) == 1
+    clock.now += LOOKUP_BACKOFF
+    assert events(d.process(snap(4, drop=["6"]))) == [("alice", "6", "completed")]
+
+
+def test_time_limit_warning_once_and_not_for_short_jobs(database: Database) -> None:
+    clock = Clock(T0)
+    d = detector(database, clock=clock)
+    d.process(snap(1))
+    # Job 6 (alice, 30 min from 20:52:07) has 29 min left; job 10 has a 10 min limit.
+    assert d.process(snap(2)) == []
+    clock.now = datetime(2026, 11, 21, 21, 15, tzinfo=UTC)  # 7 min left for job 6
+    found = d.process(snap(3))
+    assert events(found) == [("alice", "6", "time_limit")]
+    assert found[0].notification.params["minutes_left"] == 7
+    clock.now += timedelta(minutes=2)
+    assert d.process(snap(4)) == []
+    # A restarted portal remembers the warning too (and the unique key would hold).
+    assert detector(database, clock=clock).process(snap(5)) == []
+    with database.session() as session:
+        row = session.get(JobSeen, "6")
+        assert row is not None and row.warned
+
+
+def test_an_empty_start_with_history_still_announces(database: Database) -> None:
+    """Once something was recorded, a restart is not a new installation."""
+    detector(database).process(snap(1))
+    found = detector(database).process(snap(2, **{"6": {"state": "COMPLETED"}}))
+    assert events(found) == [("alice", "6", "completed")]
+
+
+# --- The owner's API --------------------------------------------------------------------------
+
+
+def _seed(database: Database) -> list[int]:
+    d = detector(database)
+    d.process(snap(1))
+    found = d.process(
+        snap(
+            2,
+            **{"6": {"state": "COMPLETED"}, "10": {"state": "FAILED"}, "2_3": {"state": "FAILED"}},
+        )
+    )
+    return sorted(x.notification.id for x in found if x.username == "alice")
+
+
+def test_listing_reading_and_deleting_own_notifications(database: Database) -> None:
+    first, second = _seed(database)
+    with database.session() as session:
+        page = service.list_notifications(session, ALICE, unread=None, page=1, limit=10)
+        assert [n.id for n in page.items] == [second, first]  # newest first
+        assert page.total == 2 and page.unread == 2
+        read = service.mark_read(session, ALICE, first)
+        assert read.read_at is not None
+    with database.session() as session:
+        assert service.unread_count(session, "alice") == 1
+        unread = service.list_notifications(session, ALICE, unread=True, page=1, limit=10)
+        assert [n.id for n in unread.items] == [second]
+        assert service.mark_all_read(session, ALICE) == 1
+    with database.session() as session:
+        assert service.unread_count(session, "alice") == 0
+        assert service.unread_count(session, "bob") == 1
+        service.delete_notification(session, ALICE, first)
+    with database.session() as session:
+        count = session.scalar(select(func.count()).select_from(Notification))
+        assert count == 2
+
+
+def test_other_peoples_notifications_are_not_found(database: Database) -> None:
+    first, _ = _seed(database)
+    with database.session() as session:
+        with pytest.raises(NotFound):
+            service.mark_read(session, BOB, first)
+        with pytest.raises(NotFound):
+            service.delete_notification(session, BOB, first)
+        with pytest.raises(NotFound):
+            service.mark_read(session, ALICE, 999_999)
+        assert service.list_notifications(session, BOB, unread=None, page=1, limit=10).total == 1
+        assert service.mark_all_read(session, BOB) == 1
+    with database.session() as session:
+        assert service.unread_count(session, "alice") == 2

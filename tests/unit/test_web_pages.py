@@ -1,0 +1,554 @@
+"""The browser UI rendered by Starlette's TestClient on recorded Slurm data.
+
+The app is the real one; only Slurm is replaced by recordings from the dev cluster
+(``tests/fixtures/slurm``), users by fixed principals, and output reads by a stub.
+``tests/integration/test_web_pages.py`` renders the same pages on the live cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from hpcportal.app import create_app
+from hpcportal.config import Settings
+from hpcportal.db.migrate import upgrade
+from hpcportal.errors import NotFound
+from hpcportal.services import auth
+from hpcportal.services.files import Entry, FileInfo, Listing, RootInfo
+from hpcportal.services.identity import Principal
+from hpcportal.services.job_output import OutputChunk
+from hpcportal.slurm import parse
+from hpcportal.slurm.models import Job
+from hpcportal.web import pages
+from hpcportal.web.pages import (
+    STATIC_DIR,
+    accounting_series,
+    expand_hostlist,
+    file_href,
+    human_size,
+    safe_next,
+)
+from tests.unit.slurm_fixtures import recorded
+from tests.webcheck import gzipped_size, page_assets, untranslated
+
+ALICE = Principal("alice", 1001, 1001, ("research",), "user")
+BOB = Principal("bob", 1002, 1001, ("research",), "user")
+CAROL = Principal("carol", 1004, 1003, ("hpc-admins",), "admin")
+PEOPLE = {p.username: p for p in (ALICE, BOB, CAROL)}
+TEST_SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
+XSS = '"><img src=x onerror=alert(1)>'
+CSRF = "csrf-value-for-tests"
+PAGES = [
+    "/",
+    "/nodes",
+    "/nodes/node001",
+    "/partitions",
+    "/jobs",
+    "/jobs?state=running&sort=name&q=tr",
+    "/jobs/6",
+    "/jobs/6?script=true",
+    "/jobs/7",
+    "/submit",
+    "/submit?from=6",
+    "/templates",
+    "/templates/new",
+    "/templates/1",
+    "/accounting",
+    "/files",
+    "/files/home/data",
+    "/files/home/notes.txt?sort=-size",
+    "/partials/widgets/my_jobs",
+    "/partials/widgets/storage",
+    "/partials/nodes/gpu001",
+]
+BUDGET_BYTES = 200 * 1024
+
+
+def _jobs() -> list[Job]:
+    jobs = parse.parse_squeue(recorded("squeue.json"))
+    return [j.model_copy(update={"name": XSS}) if j.id == "6" else j for j in jobs]
+
+
+class RecordedAdapter:
+    """The adapter's questions answered from recordings."""
+
+    def __init__(self) -> None:
+        self.job_list = _jobs()
+
+    def jobs(self) -> list[Job]:
+        return self.job_list
+
+    def nodes(self) -> list[Any]:
+        return parse.parse_sinfo(recorded("sinfo.json"))
+
+    def partitions(self) -> list[Any]:
+        return parse.parse_partitions(recorded("scontrol_partitions.txt"))
+
+    def job(self, job_id: str) -> Job | None:
+        return None
+
+    def job_script(self, job_id: int, *, as_user: str) -> str:
+        return f"#!/bin/bash\n#SBATCH --job-name=x\necho {job_id} '{XSS}'\n"
+
+    def accounting(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return parse.parse_sacct(recorded("sacct.json"))
+
+    def associations(self) -> list[Any]:
+        return parse.parse_associations(recorded("sacctmgr_assoc.txt"))
+
+
+def _fake_chunk(
+    runas: Any, who: Principal, detail: Any, stream: str, offset: int, size: int
+) -> Any:
+    data = b"step 1\nstep 2 <b>not bold</b>\n"
+    return OutputChunk(
+        job_id=detail.job.id,
+        stream="stdout",
+        path="/home/alice/slurm-6.out",
+        offset=offset,
+        next_offset=min(len(data), offset + size),
+        size=len(data),
+        data=data[offset : offset + size].decode(),
+        eof=offset + size >= len(data),
+        finished=False,
+    )
+
+
+def _entry(name: str, kind: str = "file", folder: str = "") -> dict[str, Any]:
+    return {
+        "name": name,
+        "path": f"{folder}/{name}" if folder else name,
+        "type": kind,
+        "size": 4096 if kind == "directory" else 1536,
+        "mtime": 1_760_000_000.0,
+        "mode": 0o40755 if kind == "directory" else 0o100644,
+        "permissions": "drwxr-xr-x" if kind == "directory" else "-rw-r--r--",
+        "owner": "alice",
+        "group": "research",
+    }
+
+
+class FakeFiles:
+    """The file service's answers for alice's home: a folder, a text file, a hostile name."""
+
+    def __init__(self, settings: Settings, runas: Any, who: Principal) -> None:
+        self.who = who
+
+    def roots(self) -> list[RootInfo]:
+        home = f"/home/{self.who.username}"
+        return [
+            RootInfo(name="home", path=home, accessible=True, writable=True),
+            RootInfo(name="scratch", path=f"/scratch/{self.who.username}", accessible=True),
+        ]
+
+    def info(self, root: str, path: str, **page: Any) -> FileInfo | Listing:
+        if root not in ("home", "scratch") or path not in ("", "data", "notes.txt"):
+            raise NotFound(f"No such file or folder: {path}")
+        if path == "notes.txt":
+            return FileInfo(root=root, etag="n1", **_entry("notes.txt"))
+        entries = [_entry("data", "directory", path), _entry(XSS + ".txt", folder=path)]
+        if not path:
+            entries.append(_entry("notes.txt"))
+        folder = {**_entry(path.rsplit("/", 1)[-1] or root, "directory"), "path": path}
+        return Listing(
+            root=root,
+            etag="d1",
+            total=len(entries),
+            offset=page.get("offset", 0),
+            limit=page.get("limit", 200),
+            sort=page.get("sort", "name"),
+            entries=[Entry(**e) for e in entries],
+            **folder,
+        )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    values = Settings(
+        database_url=f"sqlite:///{tmp_path / 'web.db'}",
+        jwt_secret=SecretStr(TEST_SECRET),
+        principal_cache_seconds=0,
+    )
+    upgrade(values)
+    monkeypatch.setattr(auth, "lookup_principal", lambda name, _group: PEOPLE.get(name))
+    monkeypatch.setattr(pages, "read_chunk", _fake_chunk)
+    monkeypatch.setattr(pages, "FileService", FakeFiles)
+    return values
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings, start_refresher=False)
+    adapter = RecordedAdapter()
+    app.state.adapter = adapter
+    app.state.snapshot.adapter = adapter
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as test_client:
+        assert test_client.portal is not None
+        test_client.portal.call(app.state.snapshot.refresh)
+        yield test_client
+
+
+def log_in(client: TestClient, settings: Settings, who: Principal, lang: str = "en") -> None:
+    client.cookies.set(settings.cookie_name, auth.issue_token(settings, who).token)
+    client.cookies.set(auth.CSRF_COOKIE, CSRF)
+    client.cookies.set("hpcportal_lang", lang)
+
+
+# --- Every page, both languages -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_every_page_renders(client: TestClient, settings: Settings, lang: str) -> None:
+    log_in(client, settings, ALICE, lang)
+    for path in PAGES:
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.text[:500])
+        assert response.headers["content-language"] == lang
+        assert response.headers["cache-control"] == "no-store"
+        if not path.startswith("/partials"):
+            assert f'<html lang="{lang}"' in response.text
+        if lang == "ko":
+            assert untranslated(response.text) == [], path
+
+
+def test_the_language_follows_the_browser_until_one_is_chosen(
+    client: TestClient, settings: Settings
+) -> None:
+    client.cookies.set(settings.cookie_name, auth.issue_token(settings, ALICE).token)
+    korean = client.get("/jobs", headers={"Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5"})
+    assert '<html lang="ko"' in korean.text and "작업" in korean.text
+    english = client.get("/jobs", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert '<html lang="en"' in english.text
+    switched = client.post("/lang", data={"lang": "ko", "next": "/jobs?state=running"})
+    assert switched.status_code == 303
+    assert switched.headers["location"] == "/jobs?state=running"
+    assert "hpcportal_lang=ko" in switched.headers["set-cookie"]
+    client.cookies.set("hpcportal_lang", "ko")
+    assert '<html lang="ko"' in client.get("/jobs", headers={"Accept-Language": "en"}).text
+    elsewhere = client.post("/lang", data={"lang": "en", "next": "https://evil.example/"})
+    assert elsewhere.headers["location"] == "/"
+
+
+def test_the_login_page_works_without_a_session(client: TestClient) -> None:
+    for lang in ("en", "ko"):
+        client.cookies.set("hpcportal_lang", lang)
+        page = client.get("/login?next=/jobs&reason=expired")
+        assert page.status_code == 200
+        assert 'data-testid="login-username"' in page.text
+        assert 'name="next" value="/jobs"' in page.text
+        assert 'data-testid="login-message"' in page.text
+        if lang == "ko":
+            assert "세션이 만료되었습니다" in page.text
+            assert untranslated(page.text) == []
+    assert 'value="/"' in client.get("/login?next=//evil.example/x").text
+
+
+# --- Sessions -----------------------------------------------------------------------------------
+
+
+def test_pages_without_a_session_go_to_the_login_page(client: TestClient) -> None:
+    home = client.get("/")
+    assert home.status_code == 303
+    assert home.headers["location"] == "/login?next=%2F"
+    jobs = client.get("/jobs?state=running")
+    assert jobs.headers["location"] == "/login?next=%2Fjobs%3Fstate%3Drunning&reason=required"
+
+
+def test_an_expired_session_says_so(client: TestClient, settings: Settings) -> None:
+    old = auth.issue_token(settings, ALICE, now=datetime.now(UTC) - timedelta(hours=5))
+    client.cookies.set(settings.cookie_name, old.token)
+    response = client.get("/nodes")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Fnodes&reason=expired"
+    htmx = client.get("/jobs", headers={"HX-Request": "true"})
+    assert htmx.status_code == 401
+    assert htmx.headers["hx-redirect"].startswith("/login?next=%2Fjobs")
+
+
+def test_logout_needs_the_csrf_value_and_ends_the_session(
+    client: TestClient, settings: Settings
+) -> None:
+    log_in(client, settings, ALICE)
+    refused = client.post("/logout", data={"csrf": "wrong"})
+    assert refused.status_code == 403
+    done = client.post("/logout", data={"csrf": CSRF})
+    assert done.status_code == 303
+    assert done.headers["location"] == "/login?reason=logged_out"
+    assert client.get("/").status_code == 303  # the token is revoked
+
+
+# --- Escaping and roles -------------------------------------------------------------------------
+
+
+def test_job_names_and_output_render_as_text(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    escaped = "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;"
+    for path in ("/", "/jobs", "/jobs/6", "/jobs/6?script=true", "/nodes/node001"):
+        html = client.get(path).text
+        assert "<img src=x" not in html, path
+        assert escaped in html, path
+    detail = client.get("/jobs/6").text
+    assert "&lt;b&gt;not bold&lt;/b&gt;" in detail and "<b>not bold" not in detail
+    assert 'data-testid="output"' in detail
+
+
+def test_admin_toggles_only_for_admins(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    for path in ("/jobs", "/accounting"):
+        html = client.get(path).text
+        assert 'data-testid="scope-toggle"' not in html
+        assert 'data-testid="accounting-scope"' not in html
+    everyone = client.get("/jobs?scope=all").text
+    users = set(re.findall(r'<tr data-job-id="[^"]+" data-user="([^"]+)"', everyone))
+    assert users == {"alice"}, "a user's scope=all still shows only their jobs"
+
+    log_in(client, settings, CAROL)
+    assert 'data-testid="scope-toggle"' in client.get("/jobs").text
+    assert 'data-testid="accounting-scope"' in client.get("/accounting").text
+    everyone = client.get("/jobs?scope=all&arrays=expanded").text
+    users = set(re.findall(r'<tr data-job-id="[^"]+" data-user="([^"]+)"', everyone))
+    assert users == {"alice", "bob", "dave"}
+
+
+def test_actions_follow_the_job_state_and_owner(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    running = client.get("/jobs/6").text
+    assert 'data-testid="action-cancel">' in running
+    assert 'data-testid="action-hold" hidden' in running
+    assert 'href="/submit?from=6"' in running
+    someone_elses = client.get("/jobs/2_3").text
+    assert 'data-testid="job-actions"' not in someone_elses
+    assert 'data-testid="output"' not in someone_elses
+    prefilled = client.get("/submit?from=6").text
+    assert 'value="normal"' in prefilled and "echo 6" in prefilled
+
+
+def test_job_rows_carry_the_test_ids(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    html = client.get("/jobs?arrays=collapsed").text
+    assert '<tr data-job-id="6"' in html
+    assert 'data-testid="job-state" data-status="running"' in html
+    home = client.get("/").text
+    for kind in ("cluster_summary", "my_jobs", "partition_load", "node_heatmap", "storage"):
+        assert f'data-widget="{kind}"' in home
+    assert 'data-testid="unread-count"' in home and 'id="lang-switch"' in home
+
+
+def test_htmx_gets_the_job_results_alone(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    fragment = client.get("/jobs?state=running", headers={"HX-Request": "true"}).text
+    assert fragment.lstrip().startswith('<div id="jobs-results"') and "<html" not in fragment
+    restore = {"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    assert "<html" in client.get("/jobs?state=running", headers=restore).text
+
+
+def test_unknown_things_are_error_pages(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE, "ko")
+    for path, status in (("/nodes/nope", 404), ("/jobs/abc", 422), ("/templates/99999", 404)):
+        response = client.get(path)
+        assert response.status_code == status, path
+        assert 'data-testid="error-message"' in response.text
+        assert "<html" in response.text
+
+
+# --- Dashboards ---------------------------------------------------------------------------------
+
+
+def test_dashboard_layouts_save_and_reset(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    csrf = {"X-CSRF-Token": CSRF}
+    first = client.get("/api/v1/dashboard/layouts").json()
+    assert first["source"] == "preset" and first["preset"] == "default"
+    assert {w["type"] for w in first["widgets"]} >= {"cluster_summary", "my_jobs", "storage"}
+
+    mine = [{"type": "storage", "x": 0, "y": 0, "w": 6, "h": 3}]
+    mine.append({"type": "my_jobs", "x": 6, "y": 0, "w": 6, "h": 5})
+    assert client.put("/api/v1/dashboard/layouts", json={"widgets": mine}).status_code == 403
+    saved = client.put("/api/v1/dashboard/layouts", json={"widgets": mine}, headers=csrf)
+    assert saved.status_code == 200, saved.text
+    again = client.get("/api/v1/dashboard/layouts").json()
+    assert again["source"] == "saved" and again["widgets"] == mine
+    home = client.get("/").text
+    assert re.findall(r'data-widget="(\w+)"', home)[:2] == ["storage", "my_jobs"]
+    assert 'data-widget="cluster_summary"' not in home
+
+    bare = client.put("/api/v1/dashboard/layouts", json=mine[:1], headers=csrf)
+    assert bare.status_code == 200 and bare.json()["widgets"] == mine[:1]
+
+    minimal = client.post(
+        "/api/v1/dashboard/layouts/reset", json={"preset": "minimal"}, headers=csrf
+    ).json()
+    assert minimal["source"] == "saved"
+    assert [w["type"] for w in minimal["widgets"]] == ["my_jobs", "cluster_summary"]
+    reset = client.post("/api/v1/dashboard/layouts/reset", headers=csrf).json()
+    assert reset["source"] == "preset"
+    assert client.get("/api/v1/dashboard/layouts").json()["source"] == "preset"
+
+    log_in(client, settings, BOB)
+    assert client.get("/api/v1/dashboard/layouts").json()["source"] == "preset"
+
+
+@pytest.mark.parametrize(
+    "widgets",
+    [
+        [{"type": "storage", "x": 0, "y": 0, "w": 3, "h": 3}] * 2,
+        [{"type": "storage", "x": 10, "y": 0, "w": 3, "h": 3}],
+        [{"type": "nonsense", "x": 0, "y": 0, "w": 3, "h": 3}],
+        [{"type": "storage", "x": 0, "y": 0, "w": 0, "h": 3}],
+        [{"type": "storage", "x": 0, "y": 0, "w": 3, "h": 3, "extra": 1}],
+    ],
+)
+def test_bad_layouts_are_refused(
+    client: TestClient, settings: Settings, widgets: list[dict[str, Any]]
+) -> None:
+    log_in(client, settings, ALICE)
+    csrf = {"X-CSRF-Token": CSRF}
+    for body in ({"widgets": widgets}, widgets):
+        response = client.put("/api/v1/dashboard/layouts", json=body, headers=csrf)
+        assert response.status_code == 422, (body, response.text)
+
+
+def test_presets(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    presets = client.get("/api/v1/dashboard/presets").json()
+    assert {"default", "minimal"} <= {p["name"] for p in presets}
+    bad = client.post(
+        "/api/v1/dashboard/layouts/reset", json={"preset": "nope"}, headers={"X-CSRF-Token": CSRF}
+    )
+    assert bad.status_code == 422
+
+
+# --- Assets -------------------------------------------------------------------------------------
+
+
+def test_every_page_stays_under_the_asset_budget(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, CAROL)
+    for path in [*PAGES, "/login"]:
+        if path.startswith("/partials"):
+            continue
+        html = client.get(path).text
+        assets = page_assets(html)
+        total = sum(assets.values())
+        assert total < BUDGET_BYTES, (path, total, assets)
+        assert gzipped_size(assets) < BUDGET_BYTES / 2
+        assert "js/app.js" in assets and "css/app.css" in assets
+
+
+def test_static_files_are_served_with_types(client: TestClient) -> None:
+    script = client.get("/static/js/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "text/css" in client.get("/static/css/app.css").headers["content-type"]
+    assert client.get("/static/vendor/htmx/htmx.min.js").status_code == 200
+
+
+def test_the_import_map_names_every_module() -> None:
+    imports = pages.import_map()["imports"]
+    modules = {p.name for p in (STATIC_DIR / "js").glob("*.js")}
+    assert {k.rsplit("/", 1)[1] for k in imports} == modules
+    assert all(v.startswith(k + "?v=") for k, v in imports.items())
+
+
+def test_the_vendor_readme_lists_every_vendored_file() -> None:
+    vendor = STATIC_DIR / "vendor"
+    readme = (vendor / "README.md").read_text()
+    for path in sorted(vendor.rglob("*")):
+        if path.is_file() and path.name != "README.md":
+            name = str(path.relative_to(vendor))
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            assert f"`{name}`" in readme and digest in readme, name
+
+
+# --- Helpers ------------------------------------------------------------------------------------
+
+
+def test_safe_next_only_allows_local_paths() -> None:
+    assert safe_next("/jobs?state=running") == "/jobs?state=running"
+    for bad in (None, "", "https://evil.example", "//evil.example", "/\\evil", "jobs", "/x\n"):
+        assert safe_next(bad) == "/"
+
+
+def test_expand_hostlist() -> None:
+    assert expand_hostlist("node[001-003,007],gpu001") == [
+        "node001",
+        "node002",
+        "node003",
+        "node007",
+        "gpu001",
+    ]
+    assert expand_hostlist("viz-node001") == ["viz-node001"]
+
+
+def test_accounting_series_counts_per_day() -> None:
+    records = parse.parse_sacct(recorded("sacct.json"))
+    day = date(2026, 11, 21)
+    series = accounting_series(records, day - timedelta(days=1), day, UTC)
+    assert series["days"] == ["2026-11-20", "2026-11-21"]
+    counted = sum(sum(values) for values in series["jobs"].values())
+    assert counted == len(records)
+    assert series["jobs"]["completed"][1] >= 1
+    assert all(v >= 0 for v in series["cpu_hours"])
+
+
+# --- Files ----------------------------------------------------------------------------------
+
+
+def test_file_names_render_as_text(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    for path in ("/files", "/files/home", "/files/home/data"):
+        html = client.get(path).text
+        assert "<img src=x" not in html, path
+        assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;.txt" in html, path
+        assert 'data-testid="nav-files" aria-current="page"' in html
+    data = client.get("/files/home/data").text
+    assert 'data-folder="data"' in data
+    assert '<a href="/files/home/data" aria-current="location">data</a>' in data
+    link = "/files/home/%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.txt"
+    assert f'href="{link}"' in client.get("/files").text
+
+
+def test_a_file_in_the_url_opens_its_folder_with_the_file_selected(
+    client: TestClient, settings: Settings
+) -> None:
+    log_in(client, settings, ALICE)
+    html = client.get("/files/home/notes.txt").text
+    assert 'data-selected="notes.txt"' in html and 'data-folder=""' in html
+    assert 'aria-selected="true"' in html
+
+
+def test_file_listing_sort_links(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    html = client.get("/files/home?sort=size").text
+    assert 'aria-sort="ascending"' in html
+    assert 'href="/files/home?sort=-size"' in html
+    assert client.get("/files/home?sort=owner").status_code == 422
+
+
+def test_unknown_file_areas_and_paths_are_error_pages(
+    client: TestClient, settings: Settings
+) -> None:
+    log_in(client, settings, ALICE, "ko")
+    for path in ("/files/nowhere", "/files/home/missing"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert '<html lang="ko"' in response.text
+
+
+def test_human_size_and_file_href() -> None:
+    fmt = pages.i18n.Formatter("en", UTC)
+    assert human_size(0, fmt) == "0 B"
+    assert human_size(1536, fmt) == "1.5 KB"
+    assert human_size(5 * 1024**3, fmt) == "5.0 GB"
+    assert file_href("home") == "/files/home"
+    assert (
+        file_href("home", "a b/c#?.txt", download=1) == "/files/home/a%20b/c%23%3F.txt?download=1"
+    )
+    assert file_href("home", "x", hidden=False) == "/files/home/x"
