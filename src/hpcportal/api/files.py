@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy.orm import Session
 
 from hpcportal.api.deps import (
     ClientAddress,
@@ -52,7 +51,6 @@ from hpcportal.services.files import (
     parse_range,
     search_lines,
 )
-from hpcportal.services.identity import Principal
 
 router = APIRouter(tags=["files"])
 
@@ -70,19 +68,6 @@ async def file_headers(response: Response) -> None:
 
 
 router.dependencies.append(Depends(file_headers))
-
-
-def _audit(
-    db: Session,
-    who: Principal,
-    action: str,
-    target: str | None,
-    address: str,
-    error: Exception | None,
-) -> None:
-    audit.record_outcome(
-        db, username=who.username, action=action, target=target, address=address, error=error
-    )
 
 
 # --- roots, trash, usage -----------------------------------------------------------------
@@ -315,10 +300,10 @@ async def write_file(
             create_only=(if_none_match or "").strip() == "*",
         )
     except Exception as exc:
-        _audit(db, files.who, "file.write", target, address, exc)
+        audit.record_outcome(db, files.who, "file.write", target, address, exc)
         db.commit()
         raise
-    _audit(db, files.who, "file.write", target, address, None)
+    audit.record_outcome(db, files.who, "file.write", target, address, None)
     response.headers["ETag"] = f'"{result.etag}"'
     if result.created:
         response.status_code = status.HTTP_201_CREATED
@@ -348,10 +333,10 @@ async def operate(
     try:
         result = await run_in_threadpool(files.operate, root, path, body)
     except Exception as exc:
-        _audit(db, files.who, f"file.{body.op}", target, address, exc)
+        audit.record_outcome(db, files.who, f"file.{body.op}", target, address, exc)
         db.commit()
         raise
-    _audit(db, files.who, f"file.{body.op}", target, address, None)
+    audit.record_outcome(db, files.who, f"file.{body.op}", target, address, None)
     if body.op == "mkdir":
         response.status_code = status.HTTP_201_CREATED
     return result
@@ -374,8 +359,8 @@ async def delete_path(
     try:
         result = await run_in_threadpool(files.delete, root, path, permanent=permanent)
     except Exception as exc:
-        _audit(db, files.who, "file.delete", target, address, exc)
+        audit.record_outcome(db, files.who, "file.delete", target, address, exc)
         db.commit()
         raise
-    _audit(db, files.who, "file.delete", target, address, None)
+    audit.record_outcome(db, files.who, "file.delete", target, address, None)
     return result

@@ -47,19 +47,6 @@ from hpcportal.services.submit_models import JobRequest, SubmitPreview, SubmitRe
 router = APIRouter(tags=["jobs"])
 
 
-def _audit(
-    db: Session,
-    who: Principal,
-    action: str,
-    target: str | None,
-    address: str,
-    error: Exception | None,
-) -> None:
-    audit.record_outcome(
-        db, username=who.username, action=action, target=target, address=address, error=error
-    )
-
-
 @router.post(
     "/jobs",
     response_model=SubmitResult | SubmitPreview,
@@ -89,7 +76,7 @@ async def submit(
         )
     except Exception as exc:
         if not dry_run:
-            _audit(db, who, "job.submit", None, address, exc)
+            audit.record_outcome(db, who, "job.submit", None, address, exc)
             db.commit()
         raise
     if isinstance(result, SubmitPreview):
@@ -98,7 +85,7 @@ async def submit(
     if result.replayed:
         response.status_code = status.HTTP_200_OK
     else:
-        _audit(db, who, "job.submit", f"job:{result.job_id}", address, None)
+        audit.record_outcome(db, who, "job.submit", f"job:{result.job_id}", address, None)
     return result
 
 
@@ -118,10 +105,10 @@ async def _control(
     try:
         result = await run_in_threadpool(control, adapter.executor, who, job_id, action, signal)
     except Exception as exc:
-        _audit(db, who, f"job.{action}", f"job:{job_id}", address, exc)
+        audit.record_outcome(db, who, f"job.{action}", f"job:{job_id}", address, exc)
         db.commit()
         raise
-    _audit(db, who, f"job.{action}", f"job:{job_id}", address, None)
+    audit.record_outcome(db, who, f"job.{action}", f"job:{job_id}", address, None)
     return result
 
 

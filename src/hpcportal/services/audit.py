@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from hpcportal.db.models import AuditEntry
 from hpcportal.errors import PortalError
+from hpcportal.services.identity import Principal
 
 Result = Literal["ok", "refused", "error"]
 
@@ -39,8 +40,7 @@ def record(
 
 def record_outcome(
     session: Session,
-    *,
-    username: str,
+    who: Principal,
     action: str,
     target: str | None,
     address: str | None,
@@ -58,7 +58,7 @@ def record_outcome(
         detail = getattr(error, "message", str(error))
     return record(
         session,
-        username=username,
+        username=who.username,
         action=action,
         target=target,
         result=result,
