@@ -230,7 +230,8 @@ async def get_submit_context(
     request: Request, settings: SettingsDep, database: DatabaseDep, apptainer: ApptainerDep
 ) -> SubmitContext:
     executor = request.app.state.executor
-    return SubmitContext(settings, executor, executor.runas, database, apptainer)
+    adapter = request.app.state.adapter
+    return SubmitContext(settings, executor, adapter, executor.runas, database, apptainer)
 
 
 SubmitContextDep = Annotated[SubmitContext, Depends(get_submit_context)]

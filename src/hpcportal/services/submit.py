@@ -17,7 +17,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -38,7 +38,7 @@ from hpcportal.services.submit_models import (
     TestOnlyVerdict,
 )
 from hpcportal.services.user_paths import user_area
-from hpcportal.slurm import parse
+from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -55,6 +55,7 @@ class SubmitContext:
 
     settings: Settings
     executor: SlurmExecutor
+    adapter: SlurmAdapter
     runas: RunAs
     database: Database
     apptainer: ApptainerCatalog
@@ -276,14 +277,16 @@ def _submit_once(
             raise Conflict("This Idempotency-Key was used for a different request.")
         if row.state == "submitted" and row.job_id is not None:
             return _result(build(ctx, request, who, comment=marker), row.job_id, replayed=True)
-        found = _find_marked_job(ctx, who.username, marker)
-        if found is not None:
-            _finish(ctx, row.id, found)
-            return _result(build(ctx, request, who, comment=marker), found, replayed=True)
         age = (datetime.now(UTC) - row.created_at).total_seconds()
         if age > IN_FLIGHT_SECONDS:
+            # The first attempt died between sbatch and the database: ask Slurm, once.
+            found = ctx.adapter.job_with_comment(who.username, marker)
+            if found is not None:
+                _finish(ctx, row.id, found)
+                return _result(build(ctx, request, who, comment=marker), found, replayed=True)
             _take_over(ctx, row.id)
             break
+        # Still in flight elsewhere: wait for its row (no Slurm call per poll).
         if time.monotonic() > deadline:
             raise Conflict("A submission with this Idempotency-Key is still running; retry.")
         time.sleep(0.25)
@@ -351,27 +354,3 @@ def _forget(ctx: SubmitContext, username: str, key: str) -> None:
         ).one_or_none()
         if row is not None and row.state == "submitting":
             session.delete(row)
-
-
-def _find_marked_job(ctx: SubmitContext, username: str, marker: str) -> int | None:
-    """The job an interrupted submission created, found by the marker in its comment."""
-    queued = ctx.executor.run("squeue", ["--json", "--all", "--user", username]).stdout
-    for job in parse.parse_squeue(queued):
-        if job.private is not None and job.private.comment == marker:
-            return job.job_id
-    now = datetime.now(UTC).replace(tzinfo=None)
-    start = (now - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S")
-    args = [
-        "--json",
-        "-X",
-        "--user",
-        username,
-        "-S",
-        start,
-        "-E",
-        now.strftime("%Y-%m-%dT%H:%M:%S"),
-    ]
-    for record in parse.parse_sacct(ctx.executor.run("sacct", args).stdout):
-        if record.comment == marker:
-            return record.job_id
-    return None

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import msgspec
@@ -108,6 +108,23 @@ class SlurmAdapter:
         except SlurmNotFound:
             return None
         return next((j for j in jobs if j.id == job_id or str(j.job_id) == job_id), None)
+
+    def job_with_comment(self, username: str, comment: str, *, days: int = 2) -> int | None:
+        """The id of ``username``'s job whose comment is ``comment``: queue, then accounting.
+
+        Used once to reconcile an interrupted submission, so it is not cached.
+        """
+        queued = self._read("squeue", ["--json", "--all", "--user", username], parse.parse_squeue)
+        for job in queued:
+            if job.private is not None and job.private.comment == comment:
+                return job.job_id
+        now = datetime.now(UTC).replace(tzinfo=None)
+        start = (now - timedelta(days=days)).strftime(_SACCT_TIME)
+        args = ["--json", "-X", "--user", username, "-S", start, "-E", now.strftime(_SACCT_TIME)]
+        for record in self._read("sacct", args, parse.parse_sacct):
+            if record.comment == comment:
+                return record.job_id
+        return None
 
     # --- per-request reads, cached briefly ------------------------------------------
 
