@@ -48,13 +48,13 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
-def login(page: Page, base_url: str, username: str, password: str) -> None:
-    """Log in through the login page, as a person would."""
+def login(page: Page, base_url: str, username: str, password: str | None = None) -> None:
+    """Log in through the login form, as a person would (demo password by default)."""
     page.goto(f"{base_url}/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/login" not in url)
+    page.fill("#login-username", username)
+    page.fill("#login-password", password or f"{username}-demo")
+    page.click("#login-submit")
+    page.wait_for_url(lambda url: "/login" not in url, timeout=20_000)
 
 
 def axe_violations(page: Page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[Any]:
@@ -77,3 +77,37 @@ def screenshot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def page_problems(
+    page: Page,
+    path: str,
+    *,
+    lang: str,
+    desktop: bool,
+    weight: int,
+    budget: int,
+    messages: Any,
+    phone_width: int,
+) -> list[str]:
+    """What every page must pass, on the page as it stands: at desktop width its JS/CSS
+    ``weight`` within ``budget``, no serious axe violation and (in Korean) no
+    untranslated text; at phone width no horizontal scroll."""
+    from tests.webcheck import untranslated
+
+    problems = []
+    if desktop:
+        if weight > budget:
+            problems.append(f"{path}: {weight} bytes of JS/CSS (budget {budget})")
+        bad = axe_violations(page)
+        if bad:
+            problems.append(f"{path} ({lang}) accessibility: {describe(bad)}")
+        if lang == "ko":
+            missing = untranslated(page.content(), messages)
+            if missing:
+                problems.append(f"{path}: untranslated {missing[:5]}")
+    else:
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        if width > phone_width + 1:
+            problems.append(f"{path}: {width}px wide at phone width")
+    return problems

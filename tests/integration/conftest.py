@@ -60,3 +60,12 @@ def bob(portal: Any) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def carol(portal: Any) -> dict[str, str]:
     return dict(portal.login("carol"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    """Debian's Chromium under Playwright, one per browser-test module."""
+    from tests.integration.browser import chromium
+
+    with chromium() as running:
+        yield running

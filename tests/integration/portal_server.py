@@ -69,13 +69,16 @@ class RunningPortal:
 
 
 @contextmanager
-def run_portal(settings: Settings) -> Iterator[RunningPortal]:
-    """Migrate, start uvicorn on 127.0.0.1 in a thread, wait until it answers, stop after."""
+def run_portal(settings: Settings, *, log_level: str = "warning") -> Iterator[RunningPortal]:
+    """Migrate, start uvicorn on 127.0.0.1 in a thread, wait until it answers, stop after.
+
+    ``log_level="info"`` turns on uvicorn's access log (tests that read what it logs).
+    """
     upgrade(settings)
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on")
     )
     thread = threading.Thread(target=server.run, name="portal", daemon=True)
     thread.start()

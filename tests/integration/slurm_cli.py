@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from typing import Any
 
 
@@ -49,6 +50,33 @@ def sbatch(slurm_conf: str, user: str, *args: str) -> int:
     return int(out.strip().split(";")[0])
 
 
-def scancel(slurm_conf: str, *job_ids: int) -> None:
-    if job_ids:
+def scancel(slurm_conf: str, *job_ids: int, missing_ok: bool = False) -> None:
+    """Cancel jobs; ``missing_ok`` for clean-up, where a job may have ended already."""
+    if not job_ids:
+        return
+    if missing_ok:
+        subprocess.run(
+            ["scancel", *map(str, job_ids)],
+            env=env_for(slurm_conf),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    else:
         run(slurm_conf, ["scancel", *map(str, job_ids)])
+
+
+def job_state(slurm_conf: str, job_id: int) -> str:
+    """The job's state as squeue prints it (``PENDING``, ``RUNNING``), or "" once it left."""
+    return run(slurm_conf, ["squeue", "-h", "-j", str(job_id), "-o", "%T"]).strip()
+
+
+def wait_running(slurm_conf: str, *job_ids: int, timeout: float = 60.0) -> None:
+    """Wait until every job runs, so a test's "blocker" really holds its nodes."""
+    deadline = time.monotonic() + timeout
+    waiting = list(job_ids)
+    while waiting:
+        waiting = [j for j in waiting if job_state(slurm_conf, j) != "RUNNING"]
+        assert not waiting or time.monotonic() < deadline, f"jobs {waiting} never started"
+        if waiting:
+            time.sleep(0.3)

@@ -25,8 +25,9 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from tests.integration import slurm_cli
 from tests.integration.browser import (
     axe_violations,
-    chromium,
     describe,
+    login,
+    page_problems,
     screenshot,
 )
 from tests.integration.portal_server import (
@@ -35,10 +36,23 @@ from tests.integration.portal_server import (
     portal_settings,
     run_portal,
 )
-from tests.webcheck import english_messages, untranslated
+from tests.webcheck import english_messages
 
 PASSWORDS = {"alice": "alice-demo", "bob": "bob-demo", "carol": "carol-demo"}
-PAGES = ["/", "/jobs", "/submit", "/files", "/templates", "/nodes", "/partitions", "/accounting"]
+# The session page and the shared view need a running desktop: test_browser_sessions.py
+# gives them (and /apps, /sessions with sessions on them) the same checks.
+PAGES = [
+    "/",
+    "/jobs",
+    "/submit",
+    "/apps",
+    "/sessions",
+    "/files",
+    "/templates",
+    "/nodes",
+    "/partitions",
+    "/accounting",
+]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 BUDGET_BYTES = 200 * 1024
@@ -50,12 +64,6 @@ def portal(
 ) -> Iterator[RunningPortal]:
     settings = portal_settings(tmp_path_factory.mktemp("browser"), devcluster["slurm_conf"])
     with run_portal(settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as running:
         yield running
 
 
@@ -72,11 +80,7 @@ def session(
         viewport=viewport or DESKTOP, locale="ko-KR" if lang == "ko" else "en-US"
     )
     page = context.new_page()
-    page.goto(f"{portal.url}/login")
-    page.fill("#login-username", user)
-    page.fill("#login-password", PASSWORDS[user])
-    page.click("#login-submit")
-    page.wait_for_url(lambda url: "/login" not in url, timeout=20_000)
+    login(page, portal.url, user, PASSWORDS[user])
     if lang == "ko":
         page.select_option("#lang-switch", "ko")
         page.wait_for_load_state("networkidle")
@@ -92,11 +96,24 @@ def template_id(page: Page, portal: RunningPortal, slug: str) -> int:
 def test_alice_submits_from_a_template_and_watches_it_live(
     browser: Browser, portal: RunningPortal, conf: str
 ) -> None:
-    # Keep the normal partition busy for a few seconds so alice's job is seen pending.
+    # bob's jobs hold every node of the normal partition until the page has shown alice's
+    # job waiting; a fixed sleep was not enough when a slow login outlasted it.
     blockers = [
-        slurm_cli.sbatch(conf, "bob", "--exclusive", "-p", "normal", "--wrap", "sleep 8")
+        slurm_cli.sbatch(
+            conf, "bob", "--exclusive", "-p", "normal", "-t", "5", "--wrap", "sleep 300"
+        )
         for _ in range(4)
     ]
+    try:
+        slurm_cli.wait_running(conf, *blockers)
+        _watch_template_job(browser, portal, conf, blockers)
+    finally:
+        slurm_cli.scancel(conf, *blockers, missing_ok=True)
+
+
+def _watch_template_job(
+    browser: Browser, portal: RunningPortal, conf: str, blockers: list[int]
+) -> None:
     context = session(browser, portal, "alice")
     page = context.new_page()
     page.goto(f"{portal.url}/submit")
@@ -127,6 +144,8 @@ def test_alice_submits_from_a_template_and_watches_it_live(
         }""",
         job_id,
     )
+    page.wait_for_function("() => window.__states.length > 0", timeout=30_000, polling=100)
+    slurm_cli.scancel(conf, *blockers)  # now alice's job may start
     page.wait_for_function(
         "() => window.__states.includes('completed')", timeout=90_000, polling=200
     )
@@ -273,21 +292,16 @@ def test_every_page_screenshots_accessibility_budget_and_translation(
             page.remove_listener("response", count)
             name = path.strip("/") or "dashboard"
             screenshot(page, f"screenshots/{name}-{lang}-{viewport_name}")
-            if viewport_name == "desktop":
-                total = sum(sizes.values())
-                if total > BUDGET_BYTES:
-                    problems.append(f"{path}: {total} bytes of JS/CSS")
-                bad = axe_violations(page)
-                if bad:
-                    problems.append(f"{path} ({lang}) accessibility: {describe(bad)}")
-                if lang == "ko":
-                    missing = untranslated(page.content(), messages)
-                    if missing:
-                        problems.append(f"{path}: untranslated {missing[:5]}")
-            else:
-                width = page.evaluate("() => document.documentElement.scrollWidth")
-                if width > PHONE["width"] + 1:
-                    problems.append(f"{path}: {width}px wide at phone width")
+            problems += page_problems(
+                page,
+                path,
+                lang=lang,
+                desktop=viewport_name == "desktop",
+                weight=sum(sizes.values()),
+                budget=BUDGET_BYTES,
+                messages=messages,
+                phone_width=PHONE["width"],
+            )
         page.goto(f"{portal.url}/")
         page.click("#theme-toggle")
         page.wait_for_timeout(300)
