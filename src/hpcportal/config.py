@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     file_usage_seconds: float = Field(
         default=10.0, gt=0, le=300, description="Longest a folder-size computation runs."
     )
+    file_usage_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="A folder's sizes are reused this long (per user and folder); "
+        "`refresh=1` computes them again.",
+    )
     file_copy_timeout: float = Field(
         default=3600.0, gt=0, description="Longest a copy (or other long file operation) runs."
     )
@@ -187,6 +193,39 @@ class Settings(BaseSettings):
     )
     disk_probe_timeout: float = Field(
         default=15.0, gt=0, description="Seconds before a scratch probe is killed."
+    )
+    disk_user_alerts: Literal["off", "quota", "quota_or_area"] = Field(
+        default="quota",
+        description="Alerts about a user's own storage, told to that user only: 'quota' "
+        "from their quota where the file system reports one (the `quota` command); "
+        "'quota_or_area' also from the usage of the disk holding each of their file "
+        "areas that has no quota; 'off' for none.",
+    )
+    disk_user_alert_users: list[str] = Field(
+        default_factory=list,
+        description="Users whose storage is checked; empty: the owners of the jobs in the "
+        "current snapshot. Users with an active alert are always checked, so it can clear.",
+    )
+    disk_user_alert_max_users: int = Field(
+        default=500, gt=0, description="Most users whose storage is checked per round."
+    )
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus base URL (e.g. http://prometheus:9090). When set, node "
+        "scratch usage comes from one instant query (prometheus_scratch_query) instead "
+        "of running disk_scratch_probe per node.",
+    )
+    prometheus_scratch_query: str = Field(
+        default='{__name__=~"node_filesystem_(size|free|avail)_bytes",mountpoint="/scratch"}',
+        description="PromQL for node scratch: node_exporter's size/free/avail series by "
+        "node (free may be left out), or an expression whose value is the percent used.",
+    )
+    prometheus_node_label: str = Field(
+        default="instance",
+        description="Label naming the node in the query's answer (a ':port' is removed).",
+    )
+    prometheus_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds before the Prometheus query is given up."
     )
 
     # Identity

@@ -472,6 +472,25 @@ def test_usage(portal: ServicePortal, alice: dict[str, str], wd: str) -> None:
     assert body["folder"]["complete"] and body["folder"]["entries"]
 
 
+def test_folder_sizes_are_reused_until_refresh(
+    portal: ServicePortal, alice: dict[str, str], wd: str
+) -> None:
+    params = {"root": "home", "path": f"{wd}/sizes"}
+    with portal.client() as c:
+        c.post(url("home", f"{wd}/sizes/sub"), headers=alice, json={"op": "mkdir", "parents": True})
+        put_text(c, alice, f"{wd}/sizes/sub/a.txt", "x" * 1000)
+        first = c.get(f"{API}/files-usage", headers=alice, params=params).json()["folder"]
+        put_text(c, alice, f"{wd}/sizes/sub/b.txt", "y" * 5000)
+        again = c.get(f"{API}/files-usage", headers=alice, params=params).json()["folder"]
+        fresh = c.get(
+            f"{API}/files-usage", headers=alice, params={**params, "refresh": "true"}
+        ).json()["folder"]
+    size = {e["name"]: e["bytes"] for e in first["entries"]}["sub"]
+    assert again == first  # the same computation, not a second walk
+    assert {e["name"]: e["bytes"] for e in fresh["entries"]}["sub"] >= size + 5000
+    assert fresh["computed_at"] > first["computed_at"]
+
+
 # --- changing ----------------------------------------------------------------------------
 
 

@@ -135,6 +135,31 @@ def test_list_pages_sorts_and_hides(runas: RunAs, root: Path) -> None:
     assert info["type"] == "file" and "entries" not in info and info["etag"]
 
 
+def test_name_pages_match_a_full_sort_both_ways(runas: RunAs, root: Path) -> None:
+    """Pages by name come from a heap of offset + limit entries, not a full sort: they
+    must be exactly the slices of the full order, folders first, in both directions."""
+    names = ["b", "B", "a", "Zeta", "émile", "10", "9", "_x"]
+    for name in names:
+        make(root, f"{name}.txt", b"")
+        make(root, f"dir-{name}/keep", b"")
+    everything = [f"dir-{n}" for n in names] + [f"{n}.txt" for n in names]
+    folders, files = everything[: len(names)], everything[len(names) :]
+
+    def order(items: list[str], reverse: bool) -> list[str]:
+        return sorted(items, key=lambda n: (n.casefold(), n), reverse=reverse)
+
+    for sort, reverse in (("name", False), ("-name", True)):
+        expected = order(folders, reverse) + order(files, reverse)
+        seen = []
+        for offset in range(0, len(expected), 3):
+            page = as_alice(
+                runas,
+                {"op": "list", "root": str(root), "sort": sort, "offset": offset, "limit": 3},
+            )
+            seen += [e["name"] for e in page["entries"]]
+        assert seen == expected, sort
+
+
 def test_first_page_of_100000_entries_is_fast(runas: RunAs, root: Path) -> None:
     big = root / "big"
     big.mkdir()

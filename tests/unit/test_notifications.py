@@ -390,3 +390,63 @@ def test_other_peoples_notifications_are_not_found(database: Database) -> None:
         assert service.mark_all_read(session, BOB) == 1
     with database.session() as session:
         assert service.unread_count(session, "alice") == 2
+
+
+# --- Disk alert notifications beside job ones -----------------------------------------------
+
+
+def _disk(
+    user: str, episode: int = 1, event: service.DiskEventName = "disk_critical"
+) -> service.DiskEvent:
+    return service.disk_event(
+        user, episode, event, target=f"user:{user}:home", area="quota", name="home",
+        percent=97.5, threshold=90.0, used_bytes=975, total_bytes=1000,
+    )  # fmt: skip
+
+
+def test_disk_notifications_live_beside_job_ones(database: Database) -> None:
+    job_ids = _seed(database)  # alice: two job notifications
+    with database.session() as session:
+        [pushed] = service.store_disk_events(session, [_disk("alice")])
+    # The unread count pushed with it counts the job notifications too.
+    assert pushed.unread == 3 and pushed.username == "alice"
+    note = pushed.notification
+    assert (note.kind, note.job_id, note.target, note.event) == (
+        "disk", None, "user:alice:home", "disk_critical",
+    )  # fmt: skip
+    assert note.title == "Disk usage critical"
+    assert note.body == "You have used 97.5 % of your quota on home (threshold 90.0 %)."
+    assert note.params == {
+        "target": "user:alice:home", "area": "quota", "name": "home", "level": "critical",
+        "percent": 97.5, "threshold": 90.0, "used_bytes": 975, "total_bytes": 1000,
+    }  # fmt: skip
+    with database.session() as session:
+        page = service.list_notifications(session, ALICE, unread=None, page=1, limit=10)
+        assert [n.id for n in page.items] == [note.id, *reversed(job_ids)]
+        assert {n.kind for n in page.items} == {"job", "disk"}
+        assert all(n.job_id for n in page.items if n.kind == "job")
+        with pytest.raises(NotFound):  # bob's view of alice's disk notification
+            service.mark_read(session, BOB, note.id)
+        assert service.mark_read(session, ALICE, note.id).read_at is not None
+        service.delete_notification(session, ALICE, note.id)
+    with database.session() as session:
+        assert service.unread_count(session, "alice") == 2
+
+
+def test_disk_events_are_keyed_by_user_target_episode_and_event(database: Database) -> None:
+    with database.session() as session:
+        first = service.store_disk_events(
+            session,
+            [_disk("alice"), _disk("alice"), _disk("bob"), _disk("alice", 1, "disk_cleared")],
+        )
+    assert sorted((d.username, d.notification.event) for d in first) == [
+        ("alice", "disk_cleared"), ("alice", "disk_critical"), ("bob", "disk_critical"),
+    ]  # fmt: skip
+    with database.session() as session:
+        assert service.store_disk_events(session, [_disk("alice"), _disk("bob")]) == []
+    # Job events keep their own key: a job notification is unaffected by disk rows.
+    d = detector(database)
+    d.process(snap(1))
+    assert events(d.process(snap(2, **{"6": {"state": "COMPLETED"}}))) == [
+        ("alice", "6", "completed")
+    ]

@@ -1,7 +1,9 @@
-"""Disk usage alerts: shared storage and node scratch (``services/disk_alerts.py``).
+"""Disk usage alerts: shared storage, node scratch and your own quota
+(``services/disk_alerts.py``).
 
 The watcher runs with the app (this router's lifespan), only when something is
-configured to watch.
+configured to watch; what it tells is stored as notifications and pushed over the
+live hub (``app.state.live``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from hpcportal.api.deps import (
     AdminUser,
@@ -28,7 +31,15 @@ from hpcportal.services.disk_alerts import DiskAlertReport, DiskWatcher, Thresho
 @asynccontextmanager
 async def watch_disks(app: FastAPI) -> AsyncIterator[None]:
     state = app.state
-    watcher = DiskWatcher(state.settings, state.db, getattr(state, "snapshot", None))
+    executor = getattr(state, "executor", None)
+    hub = getattr(state, "live", None)
+    watcher = DiskWatcher(
+        state.settings,
+        state.db,
+        getattr(state, "snapshot", None),
+        runas=executor.runas if executor is not None else None,
+        deliver=hub.deliver if hub is not None else None,
+    )
     state.disk_watcher = watcher
     await watcher.start()
     try:
@@ -48,38 +59,43 @@ WatcherDep = Annotated[DiskWatcher, Depends(get_watcher)]
 
 
 @router.get("", response_model=DiskAlertReport, dependencies=[strict_query()])
-def list_disk_alerts(_: CurrentUser, db: DbDep, settings: SettingsDep) -> DiskAlertReport:
-    """Active alerts (warning or critical), every watched target with its last usage,
-    and the thresholds."""
-    return disk_alerts.report(db, settings)
+def list_disk_alerts(who: CurrentUser, db: DbDep, settings: SettingsDep) -> DiskAlertReport:
+    """Active alerts of shared storage and node scratch (warning or critical), every
+    such target with its last usage, ``yours`` (your own quota and file areas), and
+    the thresholds."""
+    return disk_alerts.report(db, settings, who)
 
 
 @router.put("/thresholds", response_model=ThresholdSet, dependencies=[strict_query()])
-def put_thresholds(
-    body: ThresholdSet, who: AdminUser, db: DbDep, address: ClientAddress
+async def put_thresholds(
+    body: ThresholdSet, who: AdminUser, watcher: WatcherDep, address: ClientAddress
 ) -> ThresholdSet:
     """Replace the thresholds (admins): ``{"default": {"warning_percent": 75,
-    "critical_percent": 90}, "targets": {"node:node001": {...}}}``. Stored levels are
-    re-evaluated at once against the last usage seen."""
-    stored = disk_alerts.set_thresholds(db, body, who.username)
-    disk_alerts.reevaluate(db, stored)
-    audit.record(
-        db,
-        username=who.username,
-        action="alerts.disk.thresholds",
-        target=None,
-        result="ok",
-        detail=body.model_dump_json()[:4000],
-        address=address,
-    )
-    return stored
+    "critical_percent": 90}, "targets": {"node:node001": {...}, "user:*": {...}}}``.
+    Stored levels are re-evaluated at once against the last usage seen, and what
+    that starts, escalates or ends is told as at a check."""
+
+    def record_audit(session: Session) -> None:
+        audit.record(
+            session,
+            username=who.username,
+            action="alerts.disk.thresholds",
+            target=None,
+            result="ok",
+            detail=body.model_dump_json()[:4000],
+            address=address,
+        )
+
+    result = await run_in_threadpool(watcher.change_thresholds, body, who.username, record_audit)
+    watcher.push(result)
+    return body
 
 
 @router.post("/check", response_model=DiskAlertReport, dependencies=[strict_query()])
 async def check_now(
-    _: AdminUser, watcher: WatcherDep, db: DbDep, settings: SettingsDep
+    who: AdminUser, watcher: WatcherDep, db: DbDep, settings: SettingsDep
 ) -> DiskAlertReport:
     """Check every target now (admins), rather than at the next interval."""
     await watcher.check()
     db.expire_all()
-    return await run_in_threadpool(disk_alerts.report, db, settings)
+    return await run_in_threadpool(disk_alerts.report, db, settings, who)

@@ -86,14 +86,21 @@ async def list_trash(files: FilesDep) -> list[TrashItem]:
     return await run_in_threadpool(files.trash)
 
 
-@router.get("/files-usage", response_model=UsageReport, dependencies=[strict_query("root", "path")])
-async def usage(files: FilesDep, root: str | None = None, path: str | None = None) -> UsageReport:
+@router.get(
+    "/files-usage",
+    response_model=UsageReport,
+    dependencies=[strict_query("root", "path", "refresh")],
+)
+async def usage(
+    files: FilesDep, root: str | None = None, path: str | None = None, refresh: bool = False
+) -> UsageReport:
     """Free space of each of your file areas and your quota (``quota``, when installed);
     with ``root`` (and ``path``) also the sizes of that folder's entries, computed for
-    at most ``file_usage_seconds``."""
+    at most ``file_usage_seconds`` and reused for ``file_usage_cache_seconds``
+    (``refresh=true`` computes them again)."""
     if path is not None and root is None:
         raise InvalidInput("'path' needs 'root'.")
-    return await run_in_threadpool(files.usage, root, path)
+    return await run_in_threadpool(files.usage, root, path, refresh=refresh)
 
 
 # --- reading -----------------------------------------------------------------------------

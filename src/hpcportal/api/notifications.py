@@ -1,4 +1,4 @@
-"""``/notifications``: your job notifications (others' are 404 to you)."""
+"""``/notifications``: your job and disk alert notifications (others' are 404 to you)."""
 
 from __future__ import annotations
 

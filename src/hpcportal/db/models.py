@@ -204,23 +204,39 @@ from sqlalchemy import Boolean  # noqa: E402
 
 
 class Notification(Base):
-    """A job event (started, completed, failed, ...) for the job's owner.
+    """A job event (started, completed, failed, ...) for the job's owner, or a disk
+    alert (``kind`` ``disk``: warning, critical, back below threshold) for an admin or
+    for the user whose quota it is.
 
-    The unique key (username, job_id, event) is what makes each event happen once:
-    every replica, and a portal restarted between two refreshes, inserts *if absent*,
-    and only the one whose insert succeeded pushes it to the owner's sockets.
-    ``params`` carries the values of ``title``/``body`` so a front end can translate.
+    The unique keys make each event happen once: (username, job_id, event) for job
+    events, (username, target, episode, event) for disk alerts, where ``episode``
+    counts the target's alert episodes so a new one is told again. Every replica, and
+    a portal restarted between two checks, inserts *if absent*, and only the one whose
+    insert succeeded pushes it to the user's sockets. A NULL in a key (``job_id`` of a
+    disk alert, ``target`` of a job event) never conflicts, so the two kinds never
+    meet. ``params`` carries the values of ``title``/``body`` so a front end can
+    translate.
     """
 
     __tablename__ = "notifications"
     __table_args__ = (
         UniqueConstraint("username", "job_id", "event", name="uq_notifications_username_job_event"),
+        UniqueConstraint(
+            "username",
+            "target",
+            "episode",
+            "event",
+            name="uq_notifications_username_target_episode_event",
+        ),
         Index("ix_notifications_username_created_at", "username", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
-    job_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="job", server_default="job")  # job | disk
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))  # disk: path:/data, node:n1, user:...
+    episode: Mapped[int | None] = mapped_column(Integer)
     event: Mapped[str] = mapped_column(String(32))
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
@@ -302,14 +318,18 @@ class DiskAlert(Base):
 
     One row per target (the primary key), so replicas update rather than duplicate.
     ``active_since`` is set while the level is warning or critical and cleared when
-    usage drops; ``notified_rank`` (1 warning, 2 critical) records what admins were
-    told during this episode, so an alert is not repeated while it stays active.
+    usage drops; ``episode`` counts those episodes; ``notified_rank`` (1 warning,
+    2 critical) records what was told during this episode, so an alert is not
+    repeated while it stays active. ``username`` is set for a user's own quota or
+    file-area targets (``user:NAME:ROOT``): only that user is told, and sees it.
     """
 
     __tablename__ = "disk_alerts"
 
     target: Mapped[str] = mapped_column(String(255), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # shared | scratch
+    kind: Mapped[str] = mapped_column(String(16))  # shared | scratch | quota | area
+    username: Mapped[str | None] = mapped_column(String(USERNAME_MAX_LENGTH), index=True)
+    episode: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     level: Mapped[str] = mapped_column(String(16))  # info | warning | critical | unknown
     percent: Mapped[float | None] = mapped_column(Float)
     total_bytes: Mapped[int | None] = mapped_column(BigInteger)

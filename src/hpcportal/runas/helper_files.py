@@ -29,6 +29,7 @@ import errno
 import fnmatch
 import grp
 import hashlib
+import heapq
 import json
 import os
 import pwd
@@ -388,6 +389,14 @@ def op_list(request: dict[str, Any]) -> None:
     answer(result)
 
 
+def _files_then_name(entry: os.DirEntry[str]) -> tuple[bool, str, str]:
+    return (not entry.is_dir(follow_symlinks=False), entry.name.casefold(), entry.name)
+
+
+def _folder_then_name(entry: os.DirEntry[str]) -> tuple[bool, str, str]:
+    return (entry.is_dir(follow_symlinks=False), entry.name.casefold(), entry.name)
+
+
 def list_directory(
     dfd: int, key: str, reverse: bool, offset: int, limit: int, hidden: bool
 ) -> dict[str, Any]:
@@ -395,9 +404,14 @@ def list_directory(
         entries = [e for e in it if hidden or not e.name.startswith(".")]
     rows: list[tuple[os.DirEntry[str], os.stat_result]] = []
     if key == "name":
-        entries.sort(key=lambda e: (e.name.casefold(), e.name), reverse=reverse)
-        entries.sort(key=lambda e: not e.is_dir(follow_symlinks=False))  # folders first
-        for entry in entries[offset : offset + limit]:
+        # Folders first, then by name; only the first offset + limit entries are put
+        # in order (a heap), not the whole folder: much less work for a huge folder.
+        wanted = offset + limit
+        if reverse:
+            ordered = heapq.nlargest(wanted, entries, key=_folder_then_name)
+        else:
+            ordered = heapq.nsmallest(wanted, entries, key=_files_then_name)
+        for entry in ordered[offset:]:
             try:
                 rows.append((entry, entry.stat(follow_symlinks=False)))
             except FileNotFoundError:

@@ -23,6 +23,8 @@ import mimetypes
 import posixpath
 import pwd
 import re
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -252,6 +254,35 @@ class FolderUsage(BaseModel):
     path: str
     complete: bool
     entries: list[FolderSize]
+    computed_at: datetime
+
+
+class _SizeCache:
+    """Folder sizes per (user, root path, folder) for ``file_usage_cache_seconds``:
+    walking a big tree costs seconds of the user's disk, so a page that asks again
+    (or a second tab) gets the same answer instead. Bounded; oldest dropped first."""
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, str, str], tuple[float, FolderUsage]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str], seconds: float) -> FolderUsage | None:
+        with self._lock:
+            found = self._entries.get(key)
+        if found is None or time.monotonic() - found[0] > seconds:
+            return None
+        return found[1]
+
+    def put(self, key: tuple[str, str, str], value: FolderUsage) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = (time.monotonic(), value)
+            while len(self._entries) > self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+
+
+FOLDER_SIZES = _SizeCache()
 
 
 class UsageReport(BaseModel):
@@ -565,7 +596,9 @@ class FileService:
                 continue  # damaged metadata: the item stays in the trash folder
         return items
 
-    def usage(self, root_name: str | None, path: str | None) -> UsageReport:
+    def usage(
+        self, root_name: str | None, path: str | None, *, refresh: bool = False
+    ) -> UsageReport:
         roots = roots_of(self.settings, self.who)
         answer = self._call(
             {"op": "roots", "roots": [r.path for r in roots], "space": True, "quota": True}
@@ -596,19 +629,30 @@ class FileService:
             quota_note=quota.get("reason") or (None if quota_entries else "no quota set"),
         )
         if root_name is not None:
-            root = self.root(root_name)
-            clean = clean_path(path or "")
-            sizes = self._call(
-                self._request("usage", root, clean, seconds=self.settings.file_usage_seconds),
-                timeout=self.settings.file_usage_seconds + 60,
-            )
-            report.folder = FolderUsage(
-                root=root.name,
-                path=clean,
-                complete=bool(sizes.get("complete")),
-                entries=[FolderSize(**e) for e in sizes.get("entries", []) if isinstance(e, dict)],
-            )
+            report.folder = self.folder_sizes(root_name, path or "", refresh=refresh)
         return report
+
+    def folder_sizes(self, root_name: str, path: str, *, refresh: bool = False) -> FolderUsage:
+        """The sizes of a folder's entries, bounded in time, reused for a while."""
+        root = self.root(root_name)
+        clean = clean_path(path)
+        key = (self.who.username, root.path, clean)
+        cached = None if refresh else FOLDER_SIZES.get(key, self.settings.file_usage_cache_seconds)
+        if cached is not None:
+            return cached
+        sizes = self._call(
+            self._request("usage", root, clean, seconds=self.settings.file_usage_seconds),
+            timeout=self.settings.file_usage_seconds + 60,
+        )
+        folder = FolderUsage(
+            root=root.name,
+            path=clean,
+            complete=bool(sizes.get("complete")),
+            entries=[FolderSize(**e) for e in sizes.get("entries", []) if isinstance(e, dict)],
+            computed_at=datetime.now(UTC),
+        )
+        FOLDER_SIZES.put(key, folder)
+        return folder
 
     # changes
 

@@ -20,6 +20,14 @@ left the queue while the portal was not looking is looked up in accounting, with
 When the ``job_seen`` table is empty at start-up (a new installation), the first
 refresh only records what it sees: jobs that finished before the portal ever looked
 are not announced.
+
+Disk alerts (``services/disk_alerts.py``) are notifications too (``kind`` ``disk``):
+``disk_warning`` and ``disk_critical`` when a target's alert starts or escalates,
+``disk_cleared`` when its usage drops back below the threshold. They go to every
+admin for shared storage and node scratch, and to the user alone for their own
+quota or file area; ``store_disk_events`` inserts them under the unique key
+(username, target, episode, event), so they too exist once whatever the number of
+replicas, and returns what this process must push.
 """
 
 from __future__ import annotations
@@ -84,10 +92,15 @@ MAX_PAGE_SIZE = 200
 
 class NotificationOut(BaseModel):
     """A notification: short English ``title``/``body``, plus ``event`` and ``params``
-    (job id and name, state, exit code, nodes, minutes left) to translate them."""
+    to translate them: for ``kind`` ``job`` the job id and name, state, exit code,
+    nodes, minutes left; for ``kind`` ``disk`` (``job_id`` null, ``target`` set) the
+    target's ``area`` (shared, scratch, quota, area), ``name``, ``level``,
+    ``percent`` and ``threshold``."""
 
     id: int
-    job_id: str
+    kind: str = "job"
+    job_id: str | None
+    target: str | None = None
     event: str
     title: str
     body: str
@@ -99,7 +112,9 @@ class NotificationOut(BaseModel):
     def of(cls, row: Notification) -> NotificationOut:
         return cls(
             id=row.id,
+            kind=row.kind or "job",
             job_id=row.job_id,
+            target=row.target,
             event=row.event,
             title=row.title,
             body=row.body,
@@ -499,14 +514,21 @@ class NotificationDetector:
             _upsert_seen(session, changed)
             for chunk in _chunks(sorted(dropped)):
                 session.execute(delete(JobSeen).where(JobSeen.job_id.in_(chunk)))
-            counts = _unread_counts(session, {n.username for n in inserted})
-        deliveries: list[Delivery] = []
-        remaining = {user: sum(1 for n in inserted if n.username == user) for user in counts}
-        for row in inserted:
-            remaining[row.username] -= 1
-            unread = counts[row.username] - remaining[row.username]
-            deliveries.append(Delivery(row.username, NotificationOut.of(row), unread))
+            deliveries = _deliveries(session, inserted)
         return deliveries
+
+
+def _deliveries(session: Session, inserted: Sequence[Notification]) -> list[Delivery]:
+    """What to push for rows this process inserted, each with the unread count its
+    user had once it existed (so counts pushed in a row go 1, 2, ...)."""
+    counts = _unread_counts(session, {n.username for n in inserted})
+    deliveries: list[Delivery] = []
+    remaining = {user: sum(1 for n in inserted if n.username == user) for user in counts}
+    for row in inserted:
+        remaining[row.username] -= 1
+        unread = counts[row.username] - remaining[row.username]
+        deliveries.append(Delivery(row.username, NotificationOut.of(row), unread))
+    return deliveries
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -527,34 +549,55 @@ def _insert_for(session: Session) -> Any:
 def _insert_if_absent(
     session: Session, events: list[JobEvent], now: datetime
 ) -> list[Notification]:
-    """Insert each event unless it exists; return only the rows this call inserted.
-
-    In key order, so that replicas inserting the same events cannot deadlock.
-    """
+    """Insert each job event unless it exists; return only the rows this call inserted."""
     unique = sorted({e.key: e for e in events}.values(), key=lambda e: e.key)
-    if not unique:
-        return []
+    rows = [
+        _row(e.username, "job", e.event, e.title, e.body, e.params, now, job_id=e.job_id)
+        for e in unique
+    ]
+    return _insert_new(session, rows, ["username", "job_id", "event"])
+
+
+def _row(
+    username: str,
+    kind: str,
+    event: str,
+    title: str,
+    body: str,
+    params: Any,
+    now: datetime,
+    *,
+    job_id: str | None = None,
+    target: str | None = None,
+    episode: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "username": username,
+        "kind": kind,
+        "job_id": job_id,
+        "target": target,
+        "episode": episode,
+        "event": event,
+        "title": title,
+        "body": body,
+        "params": params,
+        "created_at": now,
+        "read_at": None,
+    }
+
+
+def _insert_new(
+    session: Session, rows: list[dict[str, Any]], unique_key: list[str]
+) -> list[Notification]:
+    """INSERT ... ON CONFLICT (unique_key) DO NOTHING, in the rows' (key) order so that
+    replicas inserting the same rows cannot deadlock; return the rows this call added."""
     insert = _insert_for(session)
     inserted: list[Notification] = []
-    for chunk in _chunks(unique):
+    for chunk in _chunks(rows):
         stmt = (
             insert(Notification)
-            .values(
-                [
-                    {
-                        "username": e.username,
-                        "job_id": e.job_id,
-                        "event": e.event,
-                        "title": e.title,
-                        "body": e.body,
-                        "params": e.params,
-                        "created_at": now,
-                        "read_at": None,
-                    }
-                    for e in chunk
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["username", "job_id", "event"])
+            .values(list(chunk))
+            .on_conflict_do_nothing(index_elements=unique_key)
             .returning(Notification.id)
         )
         ids = list(session.scalars(stmt))
@@ -606,3 +649,109 @@ def _unread_counts(session: Session, users: set[str]) -> dict[str, int]:
     counts = {user: 0 for user in users}
     counts.update({user: int(n) for user, n in rows})
     return counts
+
+
+# --- Disk alerts (services/disk_alerts.py) -------------------------------------------------
+
+DiskEventName = Literal["disk_warning", "disk_critical", "disk_cleared"]
+DiskArea = Literal["shared", "scratch", "quota", "area"]
+
+_DISK_TITLES: dict[str, str] = {
+    "disk_warning": "Disk usage warning",
+    "disk_critical": "Disk usage critical",
+    "disk_cleared": "Disk usage back below threshold",
+}
+_DISK_ACTIVE: dict[str, str] = {
+    "shared": "Shared storage {name} is {percent} full (threshold {threshold}).",
+    "scratch": "Scratch on node {name} is {percent} full (threshold {threshold}).",
+    "quota": "You have used {percent} of your quota on {name} (threshold {threshold}).",
+    "area": "The disk holding your file area {name} is {percent} full (threshold {threshold}).",
+}
+_DISK_CLEARED: dict[str, str] = {
+    "shared": "Shared storage {name} is back below the threshold: {percent} used.",
+    "scratch": "Scratch on node {name} is back below the threshold: {percent} used.",
+    "quota": "Your quota use on {name} is back below the threshold: {percent}.",
+    "area": "The disk holding your file area {name} is back below the threshold: {percent} used.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DiskEvent:
+    """One disk alert notification for one user, before it is stored."""
+
+    username: str
+    target: str
+    episode: int
+    event: DiskEventName
+    title: str
+    body: str
+    params: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str, int, str]:
+        return (self.username, self.target, self.episode, self.event)
+
+
+def _pct(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f} %"
+
+
+def describe_disk(
+    event: DiskEventName,
+    *,
+    target: str,
+    area: DiskArea,
+    name: str,
+    percent: float | None,
+    threshold: float,
+    used_bytes: int | None = None,
+    total_bytes: int | None = None,
+) -> tuple[str, str, dict[str, Any]]:
+    """Title, body and the parameters a front end needs to say the same in its language.
+
+    ``name`` is what the alert is about: a path for shared storage, a node for
+    scratch, a file area (``home``) or the file system for a quota."""
+    level = "info" if event == "disk_cleared" else event.removeprefix("disk_")
+    params: dict[str, Any] = {
+        "target": target,
+        "area": area,
+        "name": name,
+        "level": level,
+        "percent": percent,
+        "threshold": threshold,
+        "used_bytes": used_bytes,
+        "total_bytes": total_bytes,
+    }
+    texts = _DISK_CLEARED if event == "disk_cleared" else _DISK_ACTIVE
+    body = texts[area].format(name=name, percent=_pct(percent), threshold=_pct(threshold))
+    return _DISK_TITLES[event], body, params
+
+
+def disk_event(username: str, episode: int, event: DiskEventName, **details: Any) -> DiskEvent:
+    title, body, params = describe_disk(event, **details)
+    return DiskEvent(username, str(details["target"]), episode, event, title, body, params)
+
+
+def store_disk_events(
+    session: Session, events: Iterable[DiskEvent], now: datetime | None = None
+) -> list[Delivery]:
+    """Insert each disk notification unless it exists (unique key username, target,
+    episode, event), in key order; return what this call inserted, to push."""
+    unique = sorted({e.key: e for e in events}.values(), key=lambda e: e.key)
+    when = now or utcnow()
+    rows = [
+        _row(
+            e.username,
+            "disk",
+            e.event,
+            e.title,
+            e.body,
+            e.params,
+            when,
+            target=e.target,
+            episode=e.episode,
+        )
+        for e in unique
+    ]
+    inserted = _insert_new(session, rows, ["username", "target", "episode", "event"])
+    return _deliveries(session, inserted)

@@ -8,6 +8,7 @@ import {
   formatAgo,
   formatNumber,
   loginRedirect,
+  notificationLink,
   setCookie,
   t,
   username,
@@ -115,7 +116,7 @@ function notificationItem(n) {
   const item = el("li", n.read_at ? "" : "unread");
   item.dataset.notificationId = String(n.id ?? "");
   const link = el("a", "", title);
-  link.href = n.job_id ? `/jobs/${encodeURIComponent(n.job_id)}` : "#";
+  link.href = notificationLink(n);
   item.append(link, el("small", "", body), el("small", "", formatAgo(n.created_at)));
   return item;
 }

@@ -146,8 +146,49 @@ export function newKey() {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
+const DISK_AREAS = ["shared", "scratch", "quota", "area"];
+
+/** A percentage (0-100) in the page's language: "80.5%", "80.5 %", ... */
+export function formatPercent(value) {
+  const number = Number(value);
+  if (value === null || value === undefined || Number.isNaN(number)) return "?";
+  return new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 }).format(
+    number / 100,
+  );
+}
+
+/** A disk alert (kind "disk"): warning, critical, or back below the threshold. */
+function describeDiskNotification(n) {
+  const p = n.params || {};
+  const event = n.event || "";
+  const area = DISK_AREAS.includes(p.area) ? p.area : "shared";
+  const state = event === "disk_cleared" ? "cleared" : "active";
+  const params = {
+    name: String(p.name || n.target || ""),
+    percent: formatPercent(p.percent),
+    threshold: formatPercent(p.threshold),
+  };
+  const titleKey = `notify.${event}.title`;
+  const bodyKey = `notify.disk.${area}.${state}`;
+  const title = t(titleKey) === titleKey ? n.title : t(titleKey);
+  const text = t(bodyKey) === bodyKey ? n.body : t(bodyKey, params);
+  return { title: title || "", body: text || "" };
+}
+
+/** Where a notification leads: the job, the node of a scratch alert, your files. */
+export function notificationLink(n) {
+  if (n.kind === "disk") {
+    const area = (n.params || {}).area;
+    if (area === "quota" || area === "area") return "/files";
+    if (area === "scratch" && n.params.name) return `/nodes/${encodeURIComponent(n.params.name)}`;
+    return "#";
+  }
+  return n.job_id ? `/jobs/${encodeURIComponent(n.job_id)}` : "#";
+}
+
 /** A notification's title and body in the page's language (English from the server otherwise). */
 export function describeNotification(n) {
+  if (n.kind === "disk") return describeDiskNotification(n);
   const params = { ...(n.params || {}) };
   params.job_id = params.job_id || n.job_id || "";
   params.job_name = params.job_name || "";
