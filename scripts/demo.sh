@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 need_root
 system_packages
 python_env
+app_runtimes
 cd "$REPO"
 "$VENV/bin/hpcportal" dev-cluster up
 export HPCPORTAL_DATABASE_URL="${HPCPORTAL_DATABASE_URL:-sqlite:///$REPO/hpcportal.db}"

@@ -38,6 +38,39 @@ system_packages() {
   # Playwright, which downloads no browser) and a CJK font for the browser tests.
   install_missing slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo \
     python3 python3-venv python3-dev gcc libpam0g wrk procps chromium fonts-noto-cjk
+  app_packages
+}
+
+# What the interactive apps (src/hpcportal/apps) run on a compute node: TigerVNC's X
+# server and vncpasswd, websockify, the JWM window manager, xterm and Mousepad, and
+# x11-utils and xdotool for tests; D-Bus for a session bus per GTK app. Plus the X
+# socket folder, root's as on a booted system: Xvnc, run as a user, would otherwise
+# create it as that user, who could then remove other users' sockets.
+app_packages() {
+  install_missing tigervnc-standalone-server tigervnc-tools websockify xterm jwm mousepad \
+    x11-utils xdotool xauth dbus-daemon
+  mkdir -p /tmp/.X11-unix
+  chown root:root /tmp/.X11-unix
+  chmod 1777 /tmp/.X11-unix
+}
+
+# The site software the shipped apps' settings point at: JupyterLab in its own
+# virtualenv, world-readable, which the jupyter app runs as the user on the node.
+APPS_PREFIX=/opt/hpcportal/apps
+app_runtimes() {
+  local venv="$APPS_PREFIX/jupyter"
+  if [ -x "$venv/bin/jupyter" ] && "$venv/bin/python" -c "import jupyterlab, ipykernel" 2>/dev/null; then
+    return
+  fi
+  log "installing JupyterLab into $venv"
+  (
+    umask 022
+    mkdir -p "$APPS_PREFIX"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$venv/bin/python" -m pip install -q "jupyterlab>=4.2,<5" ipykernel
+  )
+  chmod -R a+rX "$APPS_PREFIX"
 }
 
 postgres_up() {

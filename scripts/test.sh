@@ -9,6 +9,7 @@ system_packages
 postgres_up
 postgres_test_role
 python_env test
+app_runtimes
 cd "$REPO"
 "$VENV/bin/hpcportal" dev-cluster up
 log "ruff"

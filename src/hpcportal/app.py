@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from hpcportal import __version__
 from hpcportal.api import (
     alerts,
+    apps,
     apptainer,
     audit,
     auth,
@@ -26,7 +27,9 @@ from hpcportal.api import (
     job_actions,
     jobs,
     live,
+    node_proxy,
     notifications,
+    sessions,
     templates,
     tokens,
     tus,
@@ -35,8 +38,12 @@ from hpcportal.api import (
 from hpcportal.config import Settings, get_settings
 from hpcportal.db.session import Database
 from hpcportal.errors import install_error_handlers
+from hpcportal.services.apps import AppCatalog
 from hpcportal.services.auth import RevocationList
+from hpcportal.services.session_tracker import SessionTracker
+from hpcportal.services.sessions import SessionContext
 from hpcportal.services.snapshot import SnapshotService
+from hpcportal.services.submit import SubmitContext
 from hpcportal.services.templates import seed_site_templates
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
@@ -69,6 +76,9 @@ def create_app(
         finally:
             await hub.stop()
             await snapshot.stop()
+            client = getattr(app.state, "proxy_client", None)
+            if client is not None:
+                await client.aclose()
             database.dispose()
 
     app = FastAPI(
@@ -87,8 +97,13 @@ def create_app(
     app.state.db = database
     app.state.apptainer = apptainer.create_catalog(settings)
     app.state.revocations = RevocationList(settings.revocation_sync_seconds)
+    app.state.apps = AppCatalog.load(settings)
+    submit_context = SubmitContext(
+        settings, executor, adapter, executor.runas, database, app.state.apptainer
+    )
+    tracker = SessionTracker(SessionContext(submit_context, app.state.apps))
     app.state.live = hub = live.create_hub(
-        settings, snapshot, database, adapter, executor.runas, app.state.revocations
+        settings, snapshot, database, adapter, executor.runas, app.state.revocations, tracker
     )
 
     install_error_handlers(app)
@@ -108,6 +123,9 @@ def create_app(
     app.include_router(live.router, prefix=API_PREFIX)
     app.include_router(notifications.router, prefix=API_PREFIX)
     app.include_router(dashboards.router, prefix=API_PREFIX)
+    app.include_router(apps.router, prefix=API_PREFIX)
+    app.include_router(sessions.router, prefix=API_PREFIX)
+    app.include_router(node_proxy.router)
     # The browser UI: pages at "/", their assets at "/static" (hpcportal.web).
     app.add_exception_handler(pages.PageException, pages.handle_page_exception)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

@@ -297,6 +297,37 @@ class Settings(BaseSettings):
         "many minutes left before its time limit.",
     )
 
+    # Interactive apps
+    app_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders holding one folder per interactive app (app.yaml + "
+        "script.sh.j2). The shipped apps come first; a site app with the same id wins.",
+    )
+    include_shipped_apps: bool = Field(
+        default=True, description="Offer the apps shipped with the portal (desktop, ...)."
+    )
+    session_root: str = Field(
+        default="{home}/hpcportal/sessions",
+        description="Where each session's folder (script, output, connection file) is "
+        "made, as the user.",
+    )
+    session_start_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds a running session may take to write its connection file "
+        "before it is reported as failed.",
+    )
+    websocket_compression: bool = Field(
+        default=False,
+        description="permessage-deflate on the portal's WebSockets (`serve`). Off: the "
+        "VNC proxy can then copy bytes between browser and session instead of decoding "
+        "and encoding every message (VNC data is compressed already); on shrinks "
+        "live-update traffic on slow links at the cost of the portal's CPU.",
+    )
+    proxy_connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to reach a session's node through the proxy."
+    )
+
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=8080, gt=0, lt=65536)

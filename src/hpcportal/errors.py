@@ -58,6 +58,12 @@ class Conflict(PortalError):
     status, code = 409, "conflict"
 
 
+class BadGateway(PortalError):
+    """A session's server (behind the portal's proxy) could not be reached."""
+
+    status, code = 502, "bad_gateway"
+
+
 class PayloadTooLarge(PortalError):
     status, code = 413, "payload_too_large"
 

@@ -21,8 +21,11 @@ from pydantic import SecretStr
 from hpcportal.app import create_app
 from hpcportal.config import Settings
 from hpcportal.db.migrate import upgrade
+from hpcportal.db.models import InteractiveSession
+from hpcportal.db.session import Database
 from hpcportal.errors import NotFound
 from hpcportal.services import auth
+from hpcportal.services import sessions as session_service
 from hpcportal.services.files import Entry, FileInfo, Listing, RootInfo
 from hpcportal.services.identity import Principal
 from hpcportal.services.job_output import OutputChunk
@@ -69,6 +72,13 @@ PAGES = [
     "/partials/widgets/my_jobs",
     "/partials/widgets/storage",
     "/partials/nodes/gpu001",
+    "/apps",
+    "/sessions",
+    "/sessions/a1a1a1a1a1a1a1a1",
+    "/sessions/b2b2b2b2b2b2b2b2",
+    "/sessions/c3c3c3c3c3c3c3c3",
+    "/shares/" + "s" * 43,
+    "/shares/" + "x" * 43,
 ]
 BUDGET_BYTES = 200 * 1024
 
@@ -171,6 +181,57 @@ class FakeFiles:
         )
 
 
+SHARE_TOKEN = "s" * 43
+SECRETS = ("FULL-secret-never-shown", "VIEW-secret-never-shown")
+
+
+def _fake_log(ctx: Any, who: Principal, session_id: str) -> str:
+    return f"Xvnc: cannot open display\n{XSS}\n"
+
+
+def _seed_sessions(settings: Settings) -> None:
+    """alice: a ready desktop (shared), a pending JupyterLab, a failed desktop; bob: one."""
+    now = datetime.now(UTC)
+    rows = {
+        "a1a1a1a1a1a1a1a1": dict(
+            username="alice", app_id="desktop", app_name="Desktop", connection="vnc",
+            state="running", node="viz-node001", host="viz-node001", port=5901,
+            secret=SECRETS[0], view_secret=SECRETS[1], job_id=101,
+            started_at=now - timedelta(minutes=5), ends_at=now + timedelta(minutes=55),
+            share_token_hash=hashlib.sha256(SHARE_TOKEN.encode()).hexdigest(),
+        ),
+        "b2b2b2b2b2b2b2b2": dict(
+            username="alice", app_id="jupyter", app_name="JupyterLab", connection="web",
+            state="pending", job_id=102,
+        ),
+        "c3c3c3c3c3c3c3c3": dict(
+            username="alice", app_id="desktop", app_name="Desktop", connection="vnc",
+            state="failed", job_id=103, ended_at=now,
+            error=f"The session's job failed. Its log ends with:\n{XSS}",
+        ),
+        "d4d4d4d4d4d4d4d4": dict(
+            username="bob", app_id="desktop", app_name="Desktop", connection="vnc",
+            state="running", node="viz-node001", host="viz-node001", port=5902,
+            secret="bob-secret", view_secret="bob-view", job_id=104,
+        ),
+    }  # fmt: skip
+    database = Database(settings)
+    with database.session() as db:
+        for number, (sid, values) in enumerate(rows.items()):
+            created = now - timedelta(minutes=10 + number)
+            db.add(
+                InteractiveSession(
+                    id=sid,
+                    options={"partition": "viz", "hours": 1},
+                    session_dir=f"/home/{values['username']}/hpcportal/sessions/{sid}",
+                    created_at=created,
+                    updated_at=created,
+                    **values,
+                )
+            )
+    database.dispose()
+
+
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     values = Settings(
@@ -182,6 +243,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setattr(auth, "lookup_principal", lambda name, _group: PEOPLE.get(name))
     monkeypatch.setattr(pages, "read_chunk", _fake_chunk)
     monkeypatch.setattr(pages, "FileService", FakeFiles)
+    monkeypatch.setattr(session_service, "output_tail", _fake_log)
+    _seed_sessions(values)
     return values
 
 
@@ -552,3 +615,131 @@ def test_human_size_and_file_href() -> None:
         file_href("home", "a b/c#?.txt", download=1) == "/files/home/a%20b/c%23%3F.txt?download=1"
     )
     assert file_href("home", "x", hidden=False) == "/files/home/x"
+
+
+# --- Interactive apps and sessions --------------------------------------------------------------
+
+READY, PENDING, FAILED = "a1" * 8, "b2" * 8, "c3" * 8
+
+
+def _select(html: str, element_id: str) -> str:
+    found = re.search(rf'<select id="{element_id}".*?</select>', html, re.S)
+    assert found, element_id
+    return found.group(0)
+
+
+def test_apps_page_builds_a_launch_form_per_app(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    html = client.get("/apps").text
+    assert 'data-testid="nav-apps" aria-current="page"' in html
+    for app in ("desktop", "jupyter", "texteditor"):
+        assert f'data-testid="launch-form-{app}"' in html
+        assert f'src="/api/v1/apps/{app}/icon"' in html
+    # The cluster's partitions, the app's own default chosen.
+    partition = _select(html, "app-desktop-partition")
+    assert set(re.findall(r'<option value="(\w+)"', partition)) == {"normal", "gpu", "viz"}
+    assert '<option value="viz" selected>' in partition
+    hours = re.search(r'<input type="number" id="app-desktop-hours"[^>]*>', html)
+    assert hours and 'min="1" max="8"' in hours.group(0) and 'value="1"' in hours.group(0)
+    assert '<option value="1280x800" selected>' in _select(html, "app-desktop-resolution")
+    assert 'data-testid="active-count">2 active<' in html
+    log_in(client, settings, ALICE, "ko")
+    korean = client.get("/apps").text
+    assert "데스크톱" in korean and "대화형 앱" in korean and "화면 크기" in korean
+
+
+def test_app_forms_fall_back_to_the_clusters_default_partition() -> None:
+    from hpcportal.services.apps import AppCatalog
+
+    class Ctx:
+        catalog = AppCatalog.load(Settings(jwt_secret=SecretStr(TEST_SECRET)))
+
+    page = pages.Page(None, None, ALICE, "en", pages.i18n.Formatter("en"), "auto")  # type: ignore[arg-type]
+    groups = pages.app_cards(page, Ctx(), ALICE, ["normal", "gpu"], "normal")  # type: ignore[arg-type]
+    fields = {a["id"]: a["fields"] for _, apps in groups for a in apps}
+    partition = next(f for f in fields["desktop"] if f["name"] == "partition")
+    assert partition["options"] == ["normal", "gpu"] and partition["default"] == "normal"
+    assert [c for c, _ in groups] == ["Desktops", "Editors", "Notebooks"]
+
+
+def test_shipped_app_texts_are_in_the_catalog() -> None:
+    from hpcportal.services.apps import AppCatalog
+
+    catalog = AppCatalog.load(Settings(jwt_secret=SecretStr(TEST_SECRET)))
+    for app in catalog.visible(ALICE):
+        d = app.definition
+        for text in [d.name, d.description, d.category, *(f.label for f in d.form)]:
+            assert text in pages.i18n.SHIPPED_APP_TEXTS, text
+            assert pages.i18n.gettext("ko", text) != text or text == "JupyterLab", text
+
+
+def test_sessions_page_shows_only_your_sessions_and_no_secret(
+    client: TestClient, settings: Settings
+) -> None:
+    log_in(client, settings, ALICE)
+    html = client.get("/sessions").text
+    assert 'data-testid="nav-sessions" aria-current="page"' in html
+    assert re.findall(r'data-session-id="(\w+)"', html) == [READY, PENDING, FAILED]
+    for secret in (*SECRETS, "bob-secret"):
+        assert secret not in html
+    cards = dict(re.findall(r'<article [^>]*data-session-id="(\w+)"(.*?)</article>', html, re.S))
+    assert 'data-state="running" data-ready="true"' in cards[READY]
+    assert f'data-testid="session-open" href="/sessions/{READY}">' in cards[READY]
+    assert 'data-state="pending" data-ready="false"' in cards[PENDING]
+    assert re.search(r'data-testid="session-open"[^>]* hidden>', cards[PENDING])
+    assert re.search(r'data-testid="session-delete"[^>]* hidden>', cards[FAILED])
+    assert "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in cards[FAILED]  # error and log, as text
+    assert 'data-field="log-box" data-loaded="true"' in cards[FAILED]
+    assert re.search(r'data-field="time-left" data-ends-at="[^"]+">55 min left<', cards[READY])
+    fragment = client.get("/sessions", headers={"HX-Request": "true"}).text
+    assert fragment.lstrip().startswith('<div id="sessions-list"') and "<html" not in fragment
+
+
+def test_session_page_for_each_state(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, ALICE)
+    ready = client.get(f"/sessions/{READY}").text
+    assert re.search(r'data-testid="vnc-panel" aria-labelledby="viewer-title">', ready)
+    assert re.search(r'data-testid="session-waiting" [^>]*hidden>', ready)
+    assert "js/session.js?v=" in ready and "novnc" not in ready  # noVNC: only when shown
+    assert '"shared": true' in ready and 'data-testid="share-revoke">' in ready
+    for secret in SECRETS:
+        assert secret not in ready
+    pending = client.get(f"/sessions/{PENDING}").text
+    assert 'data-testid="session-waiting" aria-labelledby="waiting-title">' in pending
+    assert re.search(r'data-testid="web-panel" [^>]*hidden>', pending)
+    assert f'href="/node/{PENDING}/" target="_blank" rel="noopener"' in pending
+    assert 'data-testid="vnc-panel"' not in pending
+    failed = client.get(f"/sessions/{FAILED}").text
+    assert 'data-testid="session-ended" aria-labelledby="ended-title">' in failed
+    assert "Xvnc: cannot open display" in failed and "<img src=x" not in failed
+
+
+def test_someone_elses_session_is_a_403_page(client: TestClient, settings: Settings) -> None:
+    log_in(client, settings, BOB, "ko")
+    theirs = client.get(f"/sessions/{READY}")
+    assert theirs.status_code == 403
+    assert '<html lang="ko"' in theirs.text and "다른 사람의 세션입니다." in theirs.text
+    assert untranslated(theirs.text) == []
+    for path in ("/sessions/0000000000000000", "/sessions/../etc", "/sessions/x"):
+        assert client.get(path).status_code == 404, path
+
+
+def test_share_links_open_for_anyone_logged_in_until_revoked(
+    client: TestClient, settings: Settings
+) -> None:
+    token = "s" * 43
+    assert client.get(f"/shares/{token}").status_code == 303  # log in first
+    log_in(client, settings, BOB)
+    html = client.get(f"/shares/{token}").text
+    assert 'data-status="ready"' in html and "Desktop of alice, view-only" in html
+    assert re.search(r'data-testid="share-gone"[^>]* hidden>', html)
+    for secret in SECRETS:
+        assert secret not in html
+    assert READY not in html  # the viewer never learns the session's id
+    assert client.get(f"/partials/shares/{token}").json() == {"status": "ready"}
+    for bad in ("x" * 43, "short", "s" * 42 + "!"):
+        gone = client.get(f"/shares/{bad}")
+        assert gone.status_code == 200 and 'data-status="gone"' in gone.text
+        assert re.search(r'data-testid="share-gone">', gone.text)
+        assert client.get(f"/partials/shares/{bad}").json() == {"status": "gone"}

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
@@ -98,7 +99,12 @@ async def get_authentication(
 
 
 async def _session_claims(
-    request: Request, settings: Settings, database: Database, bearer: str | None
+    request: Request,
+    settings: Settings,
+    database: Database,
+    bearer: str | None,
+    *,
+    csrf: bool = True,
 ) -> auth.TokenClaims:
     """The verified, unrevoked token from ``Authorization: Bearer`` or the session cookie.
 
@@ -115,7 +121,7 @@ async def _session_claims(
         await run_in_threadpool(_sync_revocations, revocations, database)
     if claims.jti in revocations:
         raise NotAuthenticated(auth.SESSION_ENDED)
-    if via_cookie:
+    if via_cookie and csrf:
         auth.check_csrf(
             request.method,
             request.cookies.get(auth.CSRF_COOKIE),
@@ -244,3 +250,55 @@ async def get_client_address(request: Request) -> str:
 
 
 ClientAddress = Annotated[str, Depends(get_client_address)]
+
+
+# Interactive apps and their proxy (appended; see the note above).
+from hpcportal.services.apps import AppCatalog  # noqa: E402
+from hpcportal.services.live import origin_allowed  # noqa: E402
+from hpcportal.services.sessions import SessionContext  # noqa: E402
+
+
+def session_context(connection: HTTPConnection) -> SessionContext:
+    """The sessions context from the app's state; also for WebSocket endpoints, which
+    build it themselves (they take no ``Request`` dependencies)."""
+    state = connection.app.state
+    executor = state.executor
+    submit = SubmitContext(
+        state.settings, executor, state.adapter, executor.runas, state.db, state.apptainer
+    )
+    return SessionContext(submit, cast(AppCatalog, state.apps))
+
+
+async def get_session_context(request: Request) -> SessionContext:
+    return session_context(request)
+
+
+SessionContextDep = Annotated[SessionContext, Depends(get_session_context)]
+
+
+async def get_proxy_principal(
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    cache: ApiTokenCacheDep,
+    bearer: Annotated[str | None, Depends(_bearer)],
+) -> Principal:
+    """Who asks through the web-app proxy (``/node/...``).
+
+    The proxied app (Jupyter) posts without the portal's CSRF header, so instead of
+    that header an unsafe request must come from the portal's own origin: browsers
+    always send ``Origin`` on such requests, and another site's page cannot forge it.
+    """
+    if bearer and api_tokens.looks_like_api_token(bearer):
+        authentication = await get_authentication(request, settings, database, cache, bearer)
+        return api_tokens.resolve_principal(settings, authentication.username)
+    if not bearer and request.method not in ("GET", "HEAD", "OPTIONS"):
+        origin = request.headers.get("origin")
+        host = request.headers.get("host")
+        if not origin_allowed(origin, request.url.scheme, host, tuple(settings.allowed_origins)):
+            raise Forbidden("This request did not come from the portal's own pages.")
+    claims = await _session_claims(request, settings, database, bearer, csrf=False)
+    return auth.resolve_principal(settings, claims)
+
+
+ProxyUser = Annotated[Principal, Depends(get_proxy_principal)]

@@ -28,6 +28,7 @@ from hpcportal.services.live import (
     origin_allowed,
 )
 from hpcportal.services.notifications import NotificationDetector
+from hpcportal.services.session_tracker import SessionTracker
 from hpcportal.services.snapshot import SnapshotService
 from hpcportal.slurm.adapter import SlurmAdapter
 
@@ -43,6 +44,7 @@ def create_hub(
     adapter: SlurmAdapter,
     runas: RunAs,
     revocations: auth.RevocationList,
+    tracker: SessionTracker | None = None,
 ) -> LiveHub:
     """The process's hub, with its notification detector (``app.state.live``)."""
     detector = NotificationDetector(database, adapter, settings)
@@ -53,6 +55,7 @@ def create_hub(
         runas=runas,
         revocations=revocations,
         detector=detector,
+        tracker=tracker,
     )
 
 

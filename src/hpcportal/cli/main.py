@@ -57,6 +57,7 @@ def serve(
         port=port or settings.port,
         log_level=log_level,
         proxy_headers=False,
+        ws_per_message_deflate=settings.websocket_compression,
     )
 
 

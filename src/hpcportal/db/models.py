@@ -339,3 +339,40 @@ class DiskAlert(Base):
     active_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     notified_rank: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InteractiveSession(Base):
+    """One interactive app session: a Slurm job the portal launched and connects to.
+
+    The row is written (``creating``) before sbatch runs, so a session never exists
+    in Slurm without the portal knowing; its state then follows the job through the
+    shared snapshot. ``secret`` (the VNC full-control password or the web app's
+    token) and ``view_secret`` never leave the server: the portal's proxy uses them
+    to authenticate upstream, so no browser, URL or log ever carries them.
+    """
+
+    __tablename__ = "interactive_sessions"
+    __table_args__ = (Index("ix_interactive_sessions_username_state", "username", "state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    app_id: Mapped[str] = mapped_column(String(64))
+    app_name: Mapped[str] = mapped_column(String(200))
+    connection: Mapped[str] = mapped_column(String(8))  # vnc | web
+    state: Mapped[str] = mapped_column(String(16))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    session_dir: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    node: Mapped[str | None] = mapped_column(String(255))
+    host: Mapped[str | None] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column(Integer)
+    secret: Mapped[str | None] = mapped_column(Text)
+    view_secret: Mapped[str | None] = mapped_column(Text)
+    passwd_file: Mapped[str | None] = mapped_column(Text)
+    share_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

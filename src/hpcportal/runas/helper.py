@@ -49,6 +49,8 @@ MIN_UID = 1000  # replaced by `hpcportal runas install --min-uid`
 TRUSTED_PATH = "/usr/local/bin:/usr/bin:/bin"
 SLURM_COMMANDS = frozenset({"sbatch", "scancel", "scontrol", "squeue", "sacct"})
 SCONTROL_VERBS = frozenset({"hold", "release", "requeue", "write", "show"})
+#: The one ``scontrol update`` the portal asks for: more time for a session's job.
+SCONTROL_EXTEND = re.compile(r"^JobId=\d{1,12}$"), re.compile(r"^TimeLimit=\+\d{1,6}$")
 DISABLED_SHELLS = frozenset({"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"})
 NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -132,12 +134,27 @@ def child_env(user: pwd.struct_passwd, request: dict[str, Any]) -> dict[str, str
     return env
 
 
+def _scontrol_verb(argv: list[str]) -> bool:
+    return len(argv) >= 2 and argv[1] in SCONTROL_VERBS
+
+
+def _scontrol_extend(argv: list[str]) -> bool:
+    """``scontrol update JobId=N TimeLimit=+M`` and nothing else of ``update``."""
+    job, limit = SCONTROL_EXTEND
+    return (
+        len(argv) == 4
+        and argv[1] == "update"
+        and bool(job.fullmatch(argv[2]))
+        and bool(limit.fullmatch(argv[3]))
+    )
+
+
 def check_slurm_argv(argv: Any) -> list[str]:
     if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
         raise Refused("argv must be a list of strings")
     if argv[0] not in SLURM_COMMANDS:
         raise Refused(f"{argv[0]!r} is not a command this helper runs")
-    if argv[0] == "scontrol" and (len(argv) < 2 or argv[1] not in SCONTROL_VERBS):
+    if argv[0] == "scontrol" and not (_scontrol_verb(argv) or _scontrol_extend(argv)):
         raise Refused("that scontrol command is not allowed")
     if any("\0" in a for a in argv):
         raise Refused("argv contains a NUL byte")

@@ -50,6 +50,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Gauge
+from pydantic import BaseModel
 from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 
@@ -65,13 +66,14 @@ from hpcportal.services.identity import Principal
 from hpcportal.services.job_output import FINISHED, Stream, output_path, read_chunk
 from hpcportal.services.jobs import JobDetail, validate_job_id, visible
 from hpcportal.services.notifications import Delivery, NotificationDetector
+from hpcportal.services.session_tracker import SessionTracker
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
 from hpcportal.slurm.models import Job
 from hpcportal.slurm.states import JobStatus
 
 log = logging.getLogger(__name__)
 
-CHANNELS = frozenset({"jobs", "nodes", "cluster", "notifications"})
+CHANNELS = frozenset({"jobs", "nodes", "cluster", "notifications", "sessions"})
 OUTPUT_PREFIX = "job_output:"
 #: Bad client messages answered with an error before the socket is closed (1008).
 MAX_BAD_MESSAGES = 20
@@ -278,6 +280,7 @@ class LiveHub:
         runas: RunAs,
         revocations: auth.RevocationList,
         detector: NotificationDetector | None = None,
+        tracker: SessionTracker | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.settings = settings
@@ -285,6 +288,7 @@ class LiveHub:
         self.runas = runas
         self.revocations = revocations
         self.detector = detector
+        self.tracker = tracker
         self.allowed_origins = tuple(settings.allowed_origins)
         self._connections: set[Connection] = set()
         self._by_user: dict[str, set[Connection]] = {}
@@ -297,6 +301,7 @@ class LiveHub:
             _Latest("notifications", self._notify),
             _Latest("output", self._poll_outputs),
             _Latest("sessions", self._check_sessions),
+            _Latest("interactive", self._track_interactive),
         ]
         self._listening = False
 
@@ -732,6 +737,24 @@ class LiveHub:
             body = d.notification.model_dump_json()
             text = f'{{"type":"notification","notification":{body},"unread":{d.unread}}}'
             self._send_all(members, text, "notification")
+
+    # --- interactive app sessions ------------------------------------------------------------
+
+    async def _track_interactive(self, snap: ClusterSnapshot) -> None:
+        """Move interactive sessions along and tell their owners (channel ``sessions``)."""
+        if self.tracker is None:
+            return
+        changed = await run_in_threadpool(self.tracker.reconcile, snap)
+        for username, session in changed:
+            self.push_session(username, session)
+
+    def push_session(self, username: str, session: BaseModel) -> None:
+        """Tell ``username``'s sockets on ``sessions`` about one session (also used by
+        the API right after a launch, delete or share, so other tabs hear at once)."""
+        members = [c for c in self._by_user.get(username, ()) if "sessions" in c.channels]
+        if members:
+            text = f'{{"type":"session","session":{session.model_dump_json()}}}'
+            self._send_all(members, text, "session")
 
     # --- sessions that end ------------------------------------------------------------------
 

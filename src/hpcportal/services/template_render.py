@@ -501,6 +501,12 @@ def _render(template: Template, values: Mapping[str, Value]) -> str:
     return "".join(parts)
 
 
+def render(template: Template, values: Mapping[str, Value]) -> str:
+    """The compiled template's text for ``values`` (422 on any failure inside it):
+    for scripts whose values are checked elsewhere, such as interactive apps'."""
+    return _render(template, values)
+
+
 def _where(exc: BaseException) -> str:
     """`` on line N`` from the template's frame in the traceback (Jinja rewrites it)."""
     line = None

@@ -79,6 +79,8 @@ class Job(_Model):
 class Node(_Model):
     name: str
     hostname: str | None = None
+    #: Where the node is reached (NodeAddr): the interactive-session proxy connects here.
+    address: str | None = None
     state: str
     flags: list[str] = []
     status: NodeStatus

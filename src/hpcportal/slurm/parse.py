@@ -324,6 +324,7 @@ def node_from_wire(n: wire.WireNode) -> Node:
     return Node(
         name=n.name,
         hostname=_opt(n.hostname),
+        address=_opt(n.address),
         state=state.lower(),
         flags=flags,
         status=node_status(state, flags),

@@ -73,6 +73,7 @@ class SqueueOutput(msgspec.Struct, frozen=True):
 class WireNode(msgspec.Struct, frozen=True):
     name: str
     hostname: Str = None
+    address: Str = None
     state: State = None
     state_flags: list[str] | None = None
     partitions: list[str] | None = None

@@ -223,6 +223,46 @@ PRESET_TITLES: Final = {
     "default": N_("Everything at a glance"),
     "minimal": N_("Just my jobs"),
 }
+#: Session states as the pages name them; "starting" is a running job whose app is not
+#: answering yet (``running`` without ``ready``).
+SESSION_STATE_LABELS: Final = {
+    "creating": N_("Submitting"),
+    "pending": N_("Waiting in the queue"),
+    "starting": N_("Starting"),
+    "running": N_("Running"),
+    "completed": N_("Ended"),
+    "failed": N_("Failed"),
+    "cancelled": N_("Deleted"),
+}
+#: The texts of the apps shipped in ``hpcportal/apps`` (names, descriptions, categories,
+#: form labels), so their cards are in the page's language; a site's own apps show
+#: their texts as written.
+SHIPPED_APP_TEXTS: Final = (
+    N_("Desktop"),
+    N_("Desktops"),
+    N_(
+        "A Linux desktop (the JWM window manager with a terminal) on a visualisation node, "
+        "in your browser."
+    ),
+    N_("JupyterLab"),
+    N_("Notebooks"),
+    N_(
+        "JupyterLab in your browser, running on a compute node: notebooks, a terminal and a "
+        "file browser in your home directory."
+    ),
+    N_("Text Editor"),
+    N_("Editors"),
+    N_(
+        "Mousepad, a graphical text editor, on a visualisation node in your browser: edit "
+        "files in your home directory with the mouse and menus."
+    ),
+    N_("Partition"),
+    N_("Hours"),
+    N_("CPU cores"),
+    N_("Memory (GB)"),
+    N_("GPUs"),
+    N_("Screen size"),
+)
 PARAMETER_TYPE_LABELS: Final = {
     "string": N_("Text"),
     "integer": N_("Whole number"),
@@ -293,6 +333,33 @@ JS_MESSAGES: Final = {
     "notify.time_limit.body": N_(
         "Job %(job_id)s (%(job_name)s) has about %(minutes_left)s minutes left."
     ),
+    "notify.disk_warning.title": N_("Disk usage warning"),
+    "notify.disk_critical.title": N_("Disk usage critical"),
+    "notify.disk_cleared.title": N_("Disk usage back below threshold"),
+    "notify.disk.shared.active": N_(
+        "Shared storage %(name)s is %(percent)s full (threshold %(threshold)s)."
+    ),
+    "notify.disk.scratch.active": N_(
+        "Scratch on node %(name)s is %(percent)s full (threshold %(threshold)s)."
+    ),
+    "notify.disk.quota.active": N_(
+        "You have used %(percent)s of your quota on %(name)s (threshold %(threshold)s)."
+    ),
+    "notify.disk.area.active": N_(
+        "The disk holding your file area %(name)s is %(percent)s full (threshold %(threshold)s)."
+    ),
+    "notify.disk.shared.cleared": N_(
+        "Shared storage %(name)s is back below the threshold: %(percent)s used."
+    ),
+    "notify.disk.scratch.cleared": N_(
+        "Scratch on node %(name)s is back below the threshold: %(percent)s used."
+    ),
+    "notify.disk.quota.cleared": N_(
+        "Your quota use on %(name)s is back below the threshold: %(percent)s."
+    ),
+    "notify.disk.area.cleared": N_(
+        "The disk holding your file area %(name)s is back below the threshold: %(percent)s used."
+    ),
     "common.remove": N_("Remove"),
     "common.close": N_("Close"),
     "files.new_folder": N_("New folder"),
@@ -322,6 +389,32 @@ JS_MESSAGES: Final = {
     "picker.added": N_("Added %(name)s."),
     "picker.empty": N_("This folder is empty."),
     "picker.no_roots": N_("You have no file areas."),
+    "sessions.launching": N_("Starting %(name)s…"),
+    "sessions.launch_failed": N_("The session could not be started: %(message)s"),
+    "sessions.confirm_delete": N_(
+        "Delete this %(name)s session? Everything running in it stops at once."
+    ),
+    "sessions.deleted": N_("The session was deleted."),
+    "sessions.action_failed": N_("That did not work: %(message)s"),
+    "sessions.left": N_("%(time)s left"),
+    "sessions.extended": N_("The time limit was extended."),
+    "sessions.extend_refused": N_("The time limit was not changed. Slurm said: %(message)s"),
+    "sessions.log_empty": N_("The log is empty."),
+    "sessions.new_list": N_("Your sessions changed: refreshing the list"),
+    "vnc.connecting": N_("Connecting…"),
+    "vnc.connected": N_("Connected"),
+    "vnc.disconnected": N_("Disconnected. Reconnect to continue."),
+    "vnc.refused": N_("The desktop refused the connection."),
+    "vnc.clipboard_sent": N_("Sent to the remote clipboard."),
+    "vnc.clipboard_received": N_("The remote clipboard changed: its text is below."),
+    "vnc.no_fullscreen": N_("This browser cannot show the desktop full screen."),
+    "vnc.load_failed": N_("The desktop viewer could not be loaded."),
+    "share.created": N_("Anyone logged in to the portal with this link can watch (not control)."),
+    "share.copied": N_("Link copied."),
+    "share.copy_failed": N_("Select the link and copy it yourself."),
+    "share.revoked": N_("The link was revoked; anyone watching was disconnected."),
+    "share.gone": N_("This link was revoked, or the session has ended."),
+    "share.waiting": N_("The session is not running yet; this page connects when it is."),
 }
 
 
@@ -332,4 +425,6 @@ def js_catalog(lang: str) -> dict[str, str]:
         catalog[f"job_status.{status}"] = gettext(lang, label)
     for status, label in NODE_STATUS_LABELS.items():
         catalog[f"node_status.{status}"] = gettext(lang, label)
+    for state, label in SESSION_STATE_LABELS.items():
+        catalog[f"session_state.{state}"] = gettext(lang, label)
     return catalog

@@ -26,8 +26,9 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy import select
 
 from hpcportal.api import auth as auth_api
 from hpcportal.api.deps import (
@@ -36,12 +37,14 @@ from hpcportal.api.deps import (
     ApptainerDep,
     DatabaseDep,
     RunAsDep,
+    SessionContextDep,
     SettingsDep,
     SnapshotDep,
     get_authentication,
     get_current_principal,
 )
 from hpcportal.config import Settings
+from hpcportal.db.models import InteractiveSession
 from hpcportal.db.session import Database
 from hpcportal.errors import (
     InvalidInput,
@@ -53,6 +56,7 @@ from hpcportal.errors import (
 from hpcportal.services import auth
 from hpcportal.services import dashboards as dashboard_service
 from hpcportal.services import jobs as job_service
+from hpcportal.services import sessions as session_service
 from hpcportal.services import templates as template_service
 from hpcportal.services.cluster import SnapshotMeta, partition_loads, summarize
 from hpcportal.services.files import FileInfo, FileService, Listing, RootInfo
@@ -60,6 +64,7 @@ from hpcportal.services.files import Sort as FileSort
 from hpcportal.services.identity import Principal
 from hpcportal.services.job_output import FINISHED, OutputChunk, read_chunk
 from hpcportal.services.jobs import AccountingQuery, JobDetail, JobQuery
+from hpcportal.services.sessions import SessionContext, SessionView
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
 from hpcportal.services.template_render import INT_OPTIONS, STR_OPTIONS
 from hpcportal.slurm.models import AccountingRecord, Job
@@ -83,6 +88,8 @@ NAV: Final = (
     ("/", N_("Dashboard"), "dashboard"),
     ("/jobs", N_("Jobs"), "jobs"),
     ("/submit", N_("Submit"), "submit"),
+    ("/apps", N_("Interactive apps"), "apps"),
+    ("/sessions", N_("My sessions"), "sessions"),
     ("/files", N_("Files"), "files"),
     ("/templates", N_("Templates"), "templates"),
     ("/nodes", N_("Nodes"), "nodes"),
@@ -1245,3 +1252,218 @@ async def files_page(
         edit_max_bytes=settings.file_edit_max_bytes,
         sorts=FILE_SORTS,
     )
+
+
+# --- Interactive apps and sessions -------------------------------------------------------------
+
+#: How many failed sessions' logs the sessions page reads at once (the rest on demand).
+SESSION_LOGS_SHOWN: Final = 5
+
+
+def _app_text(page: Page, text: str | None) -> str:
+    """An app's own text (name, label...) in the page's language when the catalog has
+    it (the shipped apps' texts are in it); a site's own text stays as written."""
+    return page.gettext(text) if text else ""
+
+
+def _partition_choices(snap: ClusterSnapshot) -> tuple[list[str], str | None]:
+    visible = [p for p in snap.partitions if not p.hidden]
+    default = next((p.name for p in visible if p.is_default), None)
+    return [p.name for p in visible], default
+
+
+def app_cards(
+    page: Page, ctx: SessionContext, who: Principal, partitions: list[str], default: str | None
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The apps ``who`` may launch, by category, each with its launch form's fields.
+
+    A partition field offers the cluster's partitions with the app's default chosen
+    (the cluster's default when the app names one this cluster lacks).
+    """
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for app in ctx.catalog.visible(who):
+        d = app.definition
+        fields = []
+        for f in d.form:
+            item: dict[str, Any] = {
+                "name": f.name,
+                "type": f.type,
+                "id": f"app-{d.id}-{f.name}",
+                "label": _app_text(page, f.label),
+                "help": _app_text(page, f.help),
+                "default": f.default,
+                "min": f.min,
+                "max": f.max,
+                "options": list(f.options),
+            }
+            if f.type == "partition":
+                wanted = str(f.default)
+                choices = partitions or [wanted]
+                item["options"] = choices
+                item["default"] = wanted if wanted in choices else (default or choices[0])
+            fields.append(item)
+        groups[d.category].append(
+            {
+                "id": d.id,
+                "name": _app_text(page, d.name),
+                "description": _app_text(page, d.description),
+                "connection": d.connection,
+                "icon_url": f"/api/v1/apps/{d.id}/icon" if app.icon_path() else None,
+                "fields": fields,
+            }
+        )
+    return [
+        (_app_text(page, category), apps)
+        for category, apps in sorted(groups.items(), key=lambda kv: kv[0].lower())
+    ]
+
+
+def _app_icons(ctx: SessionContext, who: Principal) -> dict[str, str]:
+    return {a.id: f"/api/v1/apps/{a.id}/icon" for a in ctx.catalog.visible(who) if a.icon_path()}
+
+
+def _session_error(page: Page, exc: PortalError) -> PageError:
+    """Someone else's session is a 403 page, a missing one a 404, in the page's language."""
+    if exc.status == 403:
+        return PageError(
+            403,
+            page.gettext(N_("This session belongs to someone else.")),
+            title=page.gettext(N_("Not your session")),
+        )
+    if exc.status == 404:
+        return PageError(
+            404,
+            page.gettext(N_("There is no such session.")),
+            title=page.gettext(N_("No such session")),
+        )
+    return _page_error(exc)
+
+
+def _session_json(page: Page, session: SessionView) -> dict[str, Any]:
+    """What the page's script starts from: the API's view plus the translated app name."""
+    return {**session.model_dump(mode="json"), "app_label": _app_text(page, session.app_name)}
+
+
+def _session_context(page: Page, ctx: SessionContext, who: Principal) -> dict[str, Any]:
+    return {
+        "app_text": lambda text: _app_text(page, text),
+        "icons": _app_icons(ctx, who),
+        "session_labels": i18n.SESSION_STATE_LABELS,
+        "active_states": session_service.ACTIVE,
+    }
+
+
+@router.get("/apps", response_class=HTMLResponse)
+async def apps_page(page: PageDep, snapshot: SnapshotDep, ctx: SessionContextDep) -> HTMLResponse:
+    """The interactive app catalog by category, a launch form per app."""
+    who = page.user
+    assert who is not None
+    snap = await _snapshot(page, snapshot)
+    partitions, default = _partition_choices(snap)
+    active = await run_in_threadpool(session_service.list_sessions, ctx, who, active_only=True)
+    return page.render(
+        "apps.html",
+        page_key="apps",
+        groups=app_cards(page, ctx, who, partitions, default),
+        active_count=len(active),
+    )
+
+
+def _logs(ctx: SessionContext, who: Principal, sessions: list[SessionView]) -> dict[str, str]:
+    failed = [s for s in sessions if s.state == "failed"][:SESSION_LOGS_SHOWN]
+    return {s.id: session_service.output_tail(ctx, who, s.id) for s in failed}
+
+
+@router.get("/sessions", response_class=HTMLResponse)
+async def sessions_page(request: Request, page: PageDep, ctx: SessionContextDep) -> HTMLResponse:
+    """A card per session, active ones first; htmx asks for the list alone."""
+    who = page.user
+    assert who is not None
+    items = await run_in_threadpool(session_service.list_sessions, ctx, who)
+    logs = await run_in_threadpool(_logs, ctx, who, items)
+    fragment = request.headers.get("HX-Request") and not request.headers.get(
+        "HX-History-Restore-Request"
+    )
+    return page.render(
+        "sessions_list.html" if fragment else "sessions.html",
+        page_key="sessions",
+        active=[s for s in items if s.state in session_service.ACTIVE],
+        ended=[s for s in items if s.state not in session_service.ACTIVE],
+        logs=logs,
+        **_session_context(page, ctx, who),
+    )
+
+
+@router.get("/sessions/{session_id}", response_class=HTMLResponse)
+async def session_page(session_id: str, page: PageDep, ctx: SessionContextDep) -> HTMLResponse:
+    """One session: the desktop (noVNC) or the web app's link, state, time, actions."""
+    who = page.user
+    assert who is not None
+    try:
+        session = await run_in_threadpool(session_service.get_session, ctx, who, session_id)
+    except PortalError as exc:
+        raise _session_error(page, exc) from None
+    log_text = None
+    if session.state == "failed":
+        log_text = await run_in_threadpool(session_service.output_tail, ctx, who, session.id)
+    return page.render(
+        "session.html",
+        page_key="sessions",
+        s=session,
+        data=_session_json(page, session),
+        log_text=log_text,
+        **_session_context(page, ctx, who),
+    )
+
+
+@dataclass(frozen=True)
+class SharedSession:
+    """What a share link's page shows: never the session's id, job or secrets."""
+
+    app_name: str
+    owner: str
+    state: str
+    ready: bool
+
+
+def shared_session(database: Database, token: str) -> SharedSession | None:
+    """The session a view-only link names, or None when it is not (or no longer) valid."""
+    if not session_service.SHARE_TOKEN.fullmatch(token):
+        return None
+    digest = session_service._token_hash(token)  # as the service stores it
+    with database.session() as db:
+        row = db.scalars(
+            select(InteractiveSession).where(InteractiveSession.share_token_hash == digest)
+        ).first()
+        if row is None:
+            return None
+        view = session_service.view(row)
+        return SharedSession(row.app_name, row.username, view.state, view.ready)
+
+
+def _share_status(shared: SharedSession | None) -> str:
+    if shared is None or shared.state not in session_service.ACTIVE:
+        return "gone"
+    return "ready" if shared.ready else "waiting"
+
+
+@router.get("/shares/{token}", response_class=HTMLResponse)
+async def share_page(token: str, page: PageDep, database: DatabaseDep) -> HTMLResponse:
+    """A view-only desktop through a share link, for any logged-in person holding it."""
+    shared = await run_in_threadpool(shared_session, database, token)
+    return page.render(
+        "share.html",
+        page_key="",
+        shared=shared,
+        share_status=_share_status(shared),
+        token=token,
+        app_text=lambda text: _app_text(page, text),
+    )
+
+
+@router.get("/partials/shares/{token}")
+async def share_status(token: str, page: PageDep, database: DatabaseDep) -> Response:
+    """``{"status": "ready" | "waiting" | "gone"}``: whether a share link still opens."""
+    del page  # logged-in people only, like the page itself
+    shared = await run_in_threadpool(shared_session, database, token)
+    return JSONResponse({"status": _share_status(shared)}, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,504 @@
+"""Interactive sessions: launch, follow, connect, extend, relaunch, delete.
+
+Like a JupyterHub spawner, a session is ``start`` (``launch``), ``poll`` (the
+``SessionTracker`` after each snapshot refresh) and ``stop`` (``delete``), with its
+state persisted in the database so a restarted portal, or another replica, carries
+on. A session is a Slurm job submitted *as the user* through the same path as any
+job (``services.submit``): its script is rendered from the app's template into a
+per-session folder in the user's home, written as the user.
+
+The job writes ``connection.json`` (node, port, secrets) when its server is up; the
+tracker reads it once, as the user. The proxy then connects only to the host of
+the node Slurm says runs the job (never a host named by a URL or by that file) and
+the port from the file, for the session's owner.
+
+States: ``creating`` (row written, sbatch not answered yet) -> ``pending`` ->
+``running`` (``ready`` once the connection file is read) -> ``completed`` |
+``failed`` | ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hpcportal.db.models import InteractiveSession
+from hpcportal.db.session import Database
+from hpcportal.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PortalError,
+    SlurmError,
+)
+from hpcportal.services import job_control, rfb
+from hpcportal.services.apps import App, AppCatalog
+from hpcportal.services.identity import Principal
+from hpcportal.services.submit import SubmitContext, submit_job
+from hpcportal.services.submit_models import JobRequest, SubmitResult
+from hpcportal.services.template_render import render
+from hpcportal.services.user_paths import user_area
+from hpcportal.slurm.states import JobStatus
+
+log = logging.getLogger(__name__)
+
+State = Literal["creating", "pending", "running", "completed", "failed", "cancelled"]
+ACTIVE: frozenset[str] = frozenset({"creating", "pending", "running"})
+SESSION_ID = re.compile(r"^[a-f0-9]{16}$")
+SHARE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+LOG_TAIL_BYTES = 4096
+
+STATUS_STATE: dict[JobStatus, State] = {
+    JobStatus.QUEUED: "pending",
+    JobStatus.QUEUED_HELD: "pending",
+    JobStatus.SUSPENDED: "pending",
+    JobStatus.RUNNING: "running",
+    JobStatus.COMPLETING: "running",
+    JobStatus.COMPLETED: "completed",
+    JobStatus.TIMEOUT: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "cancelled",
+}
+
+
+class SessionView(BaseModel):
+    """What the API and pages show of a session (never its secrets)."""
+
+    id: str
+    app_id: str
+    app_name: str
+    connection: str
+    state: State
+    ready: bool
+    job_id: int | None
+    node: str | None
+    options: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    ends_at: datetime | None
+    ended_at: datetime | None
+    seconds_left: int | None
+    error: str | None
+    shared: bool
+    view_url: str
+    proxy_url: str | None
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """What session use cases need from the running portal."""
+
+    submit: SubmitContext
+    catalog: AppCatalog
+
+    @property
+    def database(self) -> Database:
+        return self.submit.database
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the proxy may connect for one request, and with which secret."""
+
+    session_id: str
+    username: str
+    host: str
+    port: int
+    secret: str
+    view_only: bool
+    connection: str
+    base_url: str
+
+
+def base_url(session_id: str) -> str:
+    return f"/node/{session_id}/"
+
+
+def view(row: InteractiveSession, now: datetime | None = None) -> SessionView:
+    now = now or datetime.now(UTC)
+    left = None
+    if row.state == "running" and row.ends_at is not None:
+        left = max(0, int((row.ends_at - now).total_seconds()))
+    ready = row.state == "running" and row.port is not None
+    proxy = None
+    if ready:
+        proxy = f"/api/v1/sessions/{row.id}/vnc" if row.connection == "vnc" else base_url(row.id)
+    return SessionView(
+        id=row.id,
+        app_id=row.app_id,
+        app_name=row.app_name,
+        connection=row.connection,
+        state=cast(State, row.state),
+        ready=ready,
+        job_id=row.job_id,
+        node=row.node,
+        options=dict(row.options),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ends_at=row.ends_at,
+        ended_at=row.ended_at,
+        seconds_left=left,
+        error=row.error,
+        shared=row.share_token_hash is not None,
+        view_url=f"/sessions/{row.id}",
+        proxy_url=proxy,
+    )
+
+
+# --- launching --------------------------------------------------------------------------
+
+
+def job_request(app: App, options: dict[str, int | str], script: str, folder: str) -> JobRequest:
+    """The resources as sbatch options; output and working folder in the session folder."""
+    gpus = options.get("gpus")
+    memory = options.get("memory_gb")
+    hours = options.get("hours")
+    cpus = options.get("cpus")
+    return JobRequest(
+        script=script,
+        name=f"hpcportal-{app.id}",
+        partition=str(options["partition"]) if "partition" in options else None,
+        cpus_per_task=int(cpus) if cpus is not None else None,
+        memory=f"{memory}G" if memory is not None else None,
+        gpus=int(gpus) if gpus else None,
+        time_limit=f"{int(hours)}:00:00" if hours is not None else None,
+        work_dir=folder,
+        output=f"{folder}/output.log",
+    )
+
+
+def launch(ctx: SessionContext, who: Principal, app_id: str, raw: dict[str, object]) -> SessionView:
+    """Render, write and submit the app's job as ``who``; the row exists before sbatch."""
+    app = ctx.catalog.get(app_id, who)
+    options = app.options(raw)
+    session_id = secrets.token_hex(8)
+    root = user_area(ctx.submit.settings, who, ctx.submit.settings.session_root)
+    folder = f"{root}/{session_id}"
+    session_values = {
+        "session_id": session_id,
+        "session_dir": folder,
+        "connection_file": f"{folder}/connection.json",
+        "base_url": base_url(session_id),
+    }
+    script = render(app.script, app.script_values(options, session_values))
+    request = job_request(app, options, script, folder)
+    now = datetime.now(UTC)
+    with ctx.database.session() as session:
+        session.add(
+            InteractiveSession(
+                id=session_id,
+                username=who.username,
+                app_id=app.id,
+                app_name=app.definition.name,
+                connection=app.definition.connection,
+                state="creating",
+                options=options,
+                session_dir=folder,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    try:
+        job_id = _submit(ctx, who, folder, script, request)
+    except PortalError as exc:
+        _finish(ctx, session_id, "failed", f"The launch failed: {exc.message}")
+        raise
+    with ctx.database.session() as session:
+        row = session.get(InteractiveSession, session_id)
+        assert row is not None
+        row.job_id = job_id
+        row.state = "pending"
+        row.updated_at = datetime.now(UTC)
+        return view(row)
+
+
+def _submit(
+    ctx: SessionContext, who: Principal, folder: str, script: str, request: JobRequest
+) -> int:
+    runas = ctx.submit.runas
+    runas.call(who.username, {"op": "mkdir", "path": folder, "mode": 0o700, "parents": True})
+    data = script.encode()
+    runas.call(
+        who.username,
+        {"op": "write-file", "path": f"{folder}/job.sh", "size": len(data), "mode": 0o700},
+        payload=data,
+    )
+    result = submit_job(ctx.submit, request, who)
+    assert isinstance(result, SubmitResult)
+    return result.job_id
+
+
+def _finish(ctx: SessionContext, session_id: str, state: State, error: str | None) -> None:
+    with ctx.database.session() as session:
+        row = session.get(InteractiveSession, session_id)
+        if row is not None:
+            end_row(row, state, error)
+
+
+def end_row(row: InteractiveSession, state: State, error: str | None) -> None:
+    now = datetime.now(UTC)
+    row.state = state
+    row.error = error
+    row.ended_at = row.ended_at or now
+    row.updated_at = now
+    row.secret = row.view_secret = None
+    row.share_token_hash = None
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _owned(session: Session, who: Principal, session_id: str) -> InteractiveSession:
+    if not SESSION_ID.fullmatch(session_id):
+        raise NotFound("There is no such session.")
+    row = session.get(InteractiveSession, session_id)
+    if row is None:
+        raise NotFound("There is no such session.")
+    if row.username != who.username:
+        raise Forbidden("This session belongs to someone else.")
+    return row
+
+
+def list_sessions(
+    ctx: SessionContext, who: Principal, *, active_only: bool = False
+) -> list[SessionView]:
+    with ctx.database.session() as session:
+        query = select(InteractiveSession).where(InteractiveSession.username == who.username)
+        if active_only:
+            query = query.where(InteractiveSession.state.in_(sorted(ACTIVE)))
+        rows = session.scalars(query.order_by(InteractiveSession.created_at.desc()).limit(200))
+        now = datetime.now(UTC)
+        return [view(r, now) for r in rows]
+
+
+def get_session(ctx: SessionContext, who: Principal, session_id: str) -> SessionView:
+    with ctx.database.session() as session:
+        return view(_owned(session, who, session_id))
+
+
+def output_tail(ctx: SessionContext, who: Principal, session_id: str) -> str:
+    """The end of the job's log (``output.log``), read as the user; '' if there is none."""
+    with ctx.database.session() as session:
+        row = _owned(session, who, session_id)
+        folder = row.session_dir
+    return log_tail(ctx, who.username, folder)
+
+
+def log_tail(ctx: SessionContext, username: str, folder: str) -> str:
+    path = f"{folder}/output.log"
+    try:
+        info, _ = ctx.submit.runas.read_file(username, path, offset=0, length=0)
+        size = int(info.get("size", 0))
+        _, data = ctx.submit.runas.read_file(
+            username, path, offset=max(0, size - LOG_TAIL_BYTES), length=LOG_TAIL_BYTES
+        )
+    except PortalError:
+        return ""
+    return data.decode("utf-8", "replace")
+
+
+# --- stopping, extending, relaunching -------------------------------------------------
+
+
+def delete(ctx: SessionContext, who: Principal, session_id: str) -> SessionView:
+    """Cancel the job as the user (Slurm ends every process of it) and end the session."""
+    with ctx.database.session() as session:
+        row = _owned(session, who, session_id)
+        job_id, active = row.job_id, row.state in ACTIVE
+    if active and job_id is not None:
+        try:
+            job_control.control(ctx.submit.executor, who, str(job_id), "cancel")
+        except SlurmError as exc:
+            # A job that already ended is fine: the session ends all the same.
+            if "invalid job id" not in exc.message.lower() and "already completing" not in (
+                exc.message.lower()
+            ):
+                raise
+    with ctx.database.session() as session:
+        row = _owned(session, who, session_id)
+        if row.state in ACTIVE:
+            end_row(row, "cancelled", None)
+        return view(row)
+
+
+def extend(ctx: SessionContext, who: Principal, session_id: str, hours: int) -> SessionView:
+    """Ask Slurm, as the user, for ``hours`` more, if the partition's MaxTime allows
+    the new limit. Slurm lets only operators raise a time limit unless the site allows
+    it, and its answer is passed on as it is."""
+    if not 1 <= hours <= 24:
+        raise InvalidInput("Extend by 1 to 24 hours.")
+    with ctx.database.session() as session:
+        row = _owned(session, who, session_id)
+        if row.state not in ("pending", "running") or row.job_id is None:
+            raise Conflict("Only a pending or running session can be extended.")
+        job_id = row.job_id
+    job = ctx.submit.adapter.job(str(job_id))
+    if job is not None and job.time_limit_minutes is not None:
+        partition = next(
+            (p for p in ctx.submit.adapter.partitions() if p.name == job.partition), None
+        )
+        limit = partition.max_time_minutes if partition is not None else None
+        if limit is not None and job.time_limit_minutes + hours * 60 > limit:
+            raise Conflict(
+                f"Partition {job.partition} allows at most {limit // 60} h {limit % 60} min; "
+                f"this session already has {job.time_limit_minutes // 60} h "
+                f"{job.time_limit_minutes % 60} min."
+            )
+    args = ["update", f"JobId={job_id}", f"TimeLimit=+{hours * 60}"]
+    ctx.submit.executor.run("scontrol", args, as_user=who.username)
+    job = ctx.submit.adapter.job(str(job_id))
+    with ctx.database.session() as session:
+        row = _owned(session, who, session_id)
+        if job is not None and job.end_time is not None:
+            row.ends_at = job.end_time
+            row.updated_at = datetime.now(UTC)
+        return view(row)
+
+
+def relaunch(ctx: SessionContext, who: Principal, session_id: str) -> SessionView:
+    """A new session of the same app with the same settings."""
+    with ctx.database.session() as session:
+        row = _owned(session, who, session_id)
+        app_id, options = row.app_id, dict(row.options)
+    return launch(ctx, who, app_id, options)
+
+
+# --- sharing (view-only VNC) -----------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def share(ctx: SessionContext, who: Principal, session_id: str) -> str:
+    """A new view-only link token (a previous link stops working)."""
+    token = secrets.token_urlsafe(32)
+    with ctx.database.session() as session:
+        row = _owned(session, who, session_id)
+        if row.connection != "vnc":
+            raise Conflict("Only desktop (VNC) sessions can be shared view-only.")
+        if row.state not in ACTIVE:
+            raise Conflict("The session has ended.")
+        row.share_token_hash = _token_hash(token)
+        row.updated_at = datetime.now(UTC)
+    return token
+
+
+def revoke_share(ctx: SessionContext, who: Principal, session_id: str) -> SessionView:
+    """Forget the link and change the view-only password, so no viewer reconnects."""
+    with ctx.database.session() as session:
+        row = _owned(session, who, session_id)
+        row.share_token_hash = None
+        row.updated_at = datetime.now(UTC)
+    rotate_passwords(ctx, session_id, view_only=True)
+    return get_session(ctx, who, session_id)
+
+
+# --- connecting (used by the proxies) ---------------------------------------------------
+
+
+def target(ctx: SessionContext, who: Principal, session_id: str, connection: str) -> Target:
+    """Where ``who`` may connect for this session: only the owner, only while running."""
+    with ctx.database.session() as session:
+        row = _owned(session, who, session_id)
+        return _target(row, connection, view_only=False)
+
+
+def shared_target(ctx: SessionContext, token: str) -> Target:
+    """The view-only target a share link names (any logged-in person holding it)."""
+    if not SHARE_TOKEN.fullmatch(token):
+        raise NotFound("This share link is not valid (it may have been revoked).")
+    with ctx.database.session() as session:
+        row = session.scalars(
+            select(InteractiveSession).where(
+                InteractiveSession.share_token_hash == _token_hash(token)
+            )
+        ).first()
+        if row is None:
+            raise NotFound("This share link is not valid (it may have been revoked).")
+        return _target(row, "vnc", view_only=True)
+
+
+def share_still_valid(ctx: SessionContext, session_id: str, token: str) -> bool:
+    """Whether a viewer's link still names this running session (checked while viewing)."""
+    with ctx.database.session() as session:
+        row = session.get(InteractiveSession, session_id)
+        return (
+            row is not None
+            and row.state == "running"
+            and row.share_token_hash == _token_hash(token)
+        )
+
+
+def _target(row: InteractiveSession, connection: str, *, view_only: bool) -> Target:
+    if row.connection != connection:
+        raise NotFound(f"This session has no {connection} connection.")
+    secret = row.view_secret if view_only else row.secret
+    if row.state != "running" or row.host is None or row.port is None or secret is None:
+        raise Conflict("The session is not running yet (or has ended).")
+    return Target(
+        row.id,
+        row.username,
+        row.host,
+        row.port,
+        secret,
+        view_only,
+        row.connection,
+        base_url(row.id),
+    )
+
+
+def rotate_passwords(ctx: SessionContext, session_id: str, *, view_only: bool = False) -> bool:
+    """Write new VNC passwords to the session's password file, as its owner.
+
+    TigerVNC reads that file at each new connection, so the old password stops
+    working for anyone who saw it. Rotating the view-only one keeps the full one.
+
+    Several connections (tabs, replicas) may rotate at once, so the database row is
+    claimed first with a compare-and-set on the current passwords: only the winner
+    writes the file, and the file never holds other passwords than the row says
+    (a failed write puts the old ones back). Returns whether this call rotated.
+    """
+    with ctx.database.session() as session:
+        row = session.get(InteractiveSession, session_id)
+        if row is None or row.passwd_file is None or row.secret is None or row.view_secret is None:
+            return False
+        old = (row.secret, row.view_secret)
+        username, path = row.username, row.passwd_file
+    new = (old[0], rfb.new_password()) if view_only else (rfb.new_password(), old[1])
+    if not _swap_secrets(ctx, session_id, old, new):
+        return False  # someone else rotated just now: their passwords stand
+    data = rfb.password_file(*new)
+    request = {"op": "write-file", "path": path, "size": len(data), "mode": 0o600, "replace": True}
+    try:
+        ctx.submit.runas.call(username, request, payload=data)
+    except Exception:
+        _swap_secrets(ctx, session_id, new, old)
+        raise
+    return True
+
+
+def _swap_secrets(
+    ctx: SessionContext, session_id: str, old: tuple[str, str], new: tuple[str, str]
+) -> bool:
+    with ctx.database.session() as session:
+        result = session.execute(
+            update(InteractiveSession)
+            .where(
+                InteractiveSession.id == session_id,
+                InteractiveSession.secret == old[0],
+                InteractiveSession.view_secret == old[1],
+            )
+            .values(secret=new[0], view_secret=new[1], updated_at=datetime.now(UTC))
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -1,0 +1,52 @@
+"""What the web-app proxy passes on, and what it keeps to itself."""
+
+from __future__ import annotations
+
+import httpx
+
+from hpcportal.api.node_proxy import _response_headers, upstream_headers
+from hpcportal.config import Settings
+from hpcportal.services.sessions import Target
+
+SETTINGS = Settings()
+TARGET = Target("0123456789abcdef", "alice", "10.1.2.3", 8888, "s3cret", False, "web", "/")
+
+
+def test_request_loses_the_portals_credentials_and_gains_the_apps_token() -> None:
+    sent = upstream_headers(
+        [
+            ("cookie", f"{SETTINGS.cookie_name}=jwt; _xsrf=keep; hpcportal_csrf=x"),
+            ("authorization", "Bearer hpcp_portal_token"),
+            ("x-csrf-token", "x"),
+            ("origin", "https://portal.example"),
+            ("connection", "keep-alive"),
+            ("accept", "text/html"),
+        ],
+        TARGET,
+        SETTINGS,
+    )
+    assert sent == {
+        "accept": "text/html",
+        "Cookie": "_xsrf=keep",
+        "Authorization": "token s3cret",
+        "Host": "10.1.2.3:8888",
+        "Origin": "http://10.1.2.3:8888",
+    }
+
+
+def test_response_keeps_its_encoding_and_cannot_touch_the_portals_cookies() -> None:
+    response = httpx.Response(
+        200,
+        headers=[
+            ("content-encoding", "gzip"),
+            ("content-length", "123"),
+            ("transfer-encoding", "chunked"),
+            ("set-cookie", f"{SETTINGS.cookie_name}=stolen; Path=/"),
+            ("set-cookie", "_xsrf=abc; Path=/node/0123456789abcdef/"),
+        ],
+    )
+    kept = _response_headers(response, SETTINGS)
+    # The body is streamed as it came, so its encoding must stay declared.
+    assert ("content-encoding", "gzip") in kept
+    assert all(name not in ("content-length", "transfer-encoding") for name, _ in kept)
+    assert [v for n, v in kept if n == "set-cookie"] == ["_xsrf=abc; Path=/node/0123456789abcdef/"]

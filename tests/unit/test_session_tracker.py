@@ -1,0 +1,267 @@
+"""Following sessions from recorded Slurm output: states, the connection file, failures,
+and one accounting call for every job that left the queue.
+
+The run-as boundary and the accounting read are small stand-ins here (their real
+versions are exercised in ``tests/integration/test_sessions.py``); the database is real
+(SQLite and PostgreSQL through the ``database`` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from pydantic import SecretStr
+
+from hpcportal.config import Settings
+from hpcportal.db.models import InteractiveSession
+from hpcportal.db.session import Database
+from hpcportal.errors import NotFound
+from hpcportal.services.apps import AppCatalog
+from hpcportal.services.session_tracker import SessionTracker, parse_connection
+from hpcportal.services.sessions import SessionContext
+from hpcportal.services.snapshot import ClusterSnapshot
+from hpcportal.services.submit import SubmitContext
+from hpcportal.slurm import parse
+from hpcportal.slurm.models import AccountingRecord
+from tests.unit.conftest import TEST_SECRET
+from tests.unit.slurm_fixtures import recorded
+
+JOBS = parse.parse_squeue(recorded("squeue.json"))
+NODES = parse.parse_sinfo(recorded("sinfo.json"))
+PARTITIONS = parse.parse_partitions(recorded("scontrol_partitions.txt"))
+RECORDS = {r.id: r for r in parse.parse_sacct(recorded("sacct.json"))}
+
+
+def _snap() -> ClusterSnapshot:
+    """Taken now: the tracker compares rows' ages with the snapshot's time."""
+    return ClusterSnapshot.build(1, 0.0, JOBS, NODES, PARTITIONS)
+
+
+# Recorded jobs: 3 pending, 10 running on viz-node001, 9 failed, 1 completed.
+FOLDER = "/home/alice/hpcportal/sessions/{}"
+
+
+class StandInRunAs:
+    """Answers ``read_file`` from a dict of path -> bytes; NotFound otherwise."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.reads: list[str] = []
+
+    def read_file(
+        self, username: str, path: str, *, offset: int, length: int
+    ) -> tuple[dict[str, Any], bytes]:
+        assert username == "alice"
+        self.reads.append(path)
+        if path not in self.files:
+            raise NotFound(f"{path}: no such file")
+        data = self.files[path]
+        return {"size": len(data)}, data[offset : offset + length]
+
+
+class StandInAccounting:
+    def __init__(self, records: Sequence[AccountingRecord]) -> None:
+        self.records = list(records)
+        self.calls: list[list[str]] = []
+
+    def accounting(
+        self, start: datetime, end: datetime, *, job_ids: Sequence[str] = (), **_: Any
+    ) -> list[AccountingRecord]:
+        self.calls.append(sorted(job_ids))
+        return [r for r in self.records if r.id in job_ids]
+
+
+def _tracker(database: Database, runas: StandInRunAs, adapter: StandInAccounting) -> SessionTracker:
+    settings = Settings(
+        database_url=database.engine.url.render_as_string(hide_password=False),
+        jwt_secret=SecretStr(TEST_SECRET),
+        session_start_timeout=60.0,
+    )
+    submit = SubmitContext(
+        settings, cast(Any, None), cast(Any, adapter), cast(Any, runas), database, cast(Any, None)
+    )
+    return SessionTracker(SessionContext(submit, AppCatalog([])))
+
+
+def _row(sid: str, job_id: int | None, *, age: float = 60.0, connection: str = "vnc") -> Any:
+    created = datetime.now(UTC) - timedelta(seconds=age)
+    return InteractiveSession(
+        id=sid,
+        username="alice",
+        app_id="desktop",
+        app_name="Desktop",
+        connection=connection,
+        state="pending" if job_id else "creating",
+        options={},
+        session_dir=FOLDER.format(sid),
+        job_id=job_id,
+        created_at=created,
+        updated_at=created,
+    )
+
+
+def _states(database: Database) -> dict[str, tuple[str, int | None, str | None]]:
+    with database.session() as session:
+        rows = session.query(InteractiveSession).all()
+        return {r.id: (r.state, r.port, r.error) for r in rows}
+
+
+def test_each_session_follows_its_job(database: Database) -> None:
+    connection = {
+        "type": "vnc",
+        "node": "made-up-host",
+        "port": 5901,
+        "password": "full1234",
+        "view_password": "view1234",
+        "passwd_file": FOLDER.format("a" * 16) + "/vnc.passwd",
+    }
+    runas = StandInRunAs(
+        {
+            FOLDER.format("a" * 16) + "/connection.json": json.dumps(connection).encode(),
+            FOLDER.format("c" * 16) + "/output.log": b"Xvnc: cannot open display\n",
+        }
+    )
+    gone = RECORDS["1"].model_copy(update={"id": "777", "job_id": 777})
+    adapter = StandInAccounting([gone])
+    with database.session() as session:
+        session.add_all(
+            [
+                _row("a" * 16, 10),  # running: the connection file is read
+                _row("b" * 16, 3),  # pending
+                _row("c" * 16, 9),  # failed: its log is kept
+                _row("d" * 16, None, age=600),  # sbatch never answered
+                _row("e" * 16, 777),  # left the queue: accounting says completed
+                _row("f" * 16, 778),  # in neither place: ended long ago
+            ]
+        )
+    changed = _tracker(database, runas, adapter).reconcile(_snap())
+    states = _states(database)
+    assert states["a" * 16][:2] == ("running", 5901)
+    assert states["b" * 16] == ("pending", None, None)
+    assert states["c" * 16][0] == "failed" and "cannot open display" in (states["c" * 16][2] or "")
+    assert states["d" * 16][0] == "failed" and "interrupted" in (states["d" * 16][2] or "")
+    # Completed without ever being ready is a failed launch, said plainly.
+    assert states["e" * 16][0] == "failed" and "before its app was ready" in (
+        states["e" * 16][2] or ""
+    )
+    assert states["f" * 16][0] == "failed"
+    assert adapter.calls == [["777", "778"]]  # one accounting call for both
+    with database.session() as session:
+        running = session.get(InteractiveSession, "a" * 16)
+        assert running is not None
+        # The host is where Slurm says the node is, not what the file claims.
+        assert running.host == "vm" and running.node == "viz-node001"
+        assert running.secret == "full1234" and running.view_secret == "view1234"
+    assert {owner for owner, _ in changed} == {"alice"}
+    assert len(changed) == 5  # everything but the still-pending one
+    # A second pass changes nothing and reads nothing more as the user.
+    reads = len(runas.reads)
+    assert _tracker(database, runas, adapter).reconcile(_snap()) == []
+    assert len(runas.reads) == reads
+
+
+def _started_now() -> ClusterSnapshot:
+    now = datetime.now(UTC)
+    jobs = [j.model_copy(update={"start_time": now}) if j.id == "10" else j for j in JOBS]
+    return ClusterSnapshot.build(2, 0.0, jobs, NODES, PARTITIONS)
+
+
+def test_a_running_job_without_its_connection_file_waits(database: Database) -> None:
+    runas = StandInRunAs({})
+    with database.session() as session:
+        session.add(_row("a" * 16, 10))
+    _tracker(database, runas, StandInAccounting([])).reconcile(_started_now())
+    state, port, error = _states(database)["a" * 16]
+    assert (state, port, error) == ("running", None, None)
+
+
+def test_connection_files_that_are_not_usable() -> None:
+    folder = "/home/alice/hpcportal/sessions/x"
+    good = {"type": "vnc", "port": 5901, "password": "p", "passwd_file": f"{folder}/vnc.passwd"}
+    assert parse_connection(json.dumps(good).encode(), "vnc", folder) == {
+        "port": 5901,
+        "secret": "p",
+        "passwd_file": f"{folder}/vnc.passwd",
+    }
+    for bad in (
+        {**good, "type": "web"},
+        {**good, "port": 0},
+        {**good, "port": "5901"},
+        {**good, "password": ""},
+    ):
+        assert parse_connection(json.dumps(bad).encode(), "vnc", folder) is None
+    assert parse_connection(b"not json", "vnc", folder) is None
+    # A password file outside the session folder is never rewritten by the portal.
+    for path in ("/etc/passwd", f"{folder}/../other/vnc.passwd", f"{folder}x/vnc.passwd"):
+        parsed = parse_connection(json.dumps({**good, "passwd_file": path}).encode(), "vnc", folder)
+        assert parsed is not None and "passwd_file" not in parsed
+    web = {"type": "web", "port": 8888, "token": "abc"}
+    assert parse_connection(json.dumps(web).encode(), "web", folder) == {
+        "port": 8888,
+        "secret": "abc",
+    }
+
+
+class StandInExecutor:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str], str | None]] = []
+
+    def run(self, command: str, args: list[str], *, as_user: str | None = None) -> None:
+        self.calls.append((command, args, as_user))
+
+
+def test_a_session_that_never_gets_ready_is_cancelled_as_its_owner(database: Database) -> None:
+    runas = StandInRunAs({FOLDER.format("a" * 16) + "/output.log": b"jupyter: not found\n"})
+    tracker = _tracker(database, runas, StandInAccounting([]))
+    executor = StandInExecutor()
+    object.__setattr__(tracker.ctx.submit, "executor", executor)
+    with database.session() as session:
+        session.add(_row("a" * 16, 10))
+    tracker.reconcile(_snap())  # the recorded job started long before the 60 s allowed
+    state, port, error = _states(database)["a" * 16]
+    assert state == "failed" and port is None
+    assert "did not start within 60 s" in (error or "") and "jupyter: not found" in (error or "")
+    assert executor.calls == [("scancel", ["10"], "alice")]
+
+
+class StandInSlurm(StandInAccounting):
+    """The adapter's ``job`` and ``partitions`` from the recording, viz capped at 2 h."""
+
+    def job(self, job_id: str) -> Any:
+        return next(j for j in JOBS if j.id == job_id)
+
+    def partitions(self) -> list[Any]:
+        return [
+            p.model_copy(update={"max_time_minutes": 120}) if p.name == "viz" else p
+            for p in PARTITIONS
+        ]
+
+
+def test_extend_beyond_the_partitions_max_time_is_refused_before_slurm(
+    database: Database,
+) -> None:
+    from hpcportal.errors import Conflict
+    from hpcportal.services import sessions
+    from hpcportal.services.identity import Principal
+
+    tracker = _tracker(database, StandInRunAs({}), StandInSlurm([]))
+    executor = StandInExecutor()
+    object.__setattr__(tracker.ctx.submit, "adapter", StandInSlurm([]))
+    object.__setattr__(tracker.ctx.submit, "executor", executor)
+    with database.session() as session:
+        row = _row("a" * 16, 10)
+        row.state = "running"
+        session.add(row)
+    alice = Principal("alice", 2001, 2001, ("alice",), "user")
+    try:
+        sessions.extend(tracker.ctx, alice, "a" * 16, 2)  # 10 min + 2 h > 2 h
+    except Conflict as exc:
+        assert "allows at most 2 h 0 min" in exc.message
+    else:
+        raise AssertionError("extend past MaxTime was not refused")
+    assert executor.calls == []
+    sessions.extend(tracker.ctx, alice, "a" * 16, 1)  # 10 min + 1 h fits: Slurm is asked
+    assert executor.calls == [("scontrol", ["update", "JobId=10", "TimeLimit=+60"], "alice")]
