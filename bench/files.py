@@ -1,16 +1,33 @@
-"""Upload and download a large file through the portal; show the portal's peak memory.
+"""Files through the portal: 1 GiB up and down against ``cp``, a 100,000-entry folder,
+and the portal's peak memory.
 
 Run as root with the dev cluster up::
 
-    .venv/bin/python bench/files.py [--gib 2] [--chunk-mib 0]
+    .venv/bin/python bench/files.py [--gib 1] [--chunk-mib 0] [--entries 100000]
 
 The portal runs exactly as in production: as the service account ``hpcportal``,
-writing and reading as alice through sudo and the run-as helper. The bench uploads
-``--gib`` GiB with tus (one streamed PATCH, or PATCHes of ``--chunk-mib`` MiB with
-an sha256 ``Upload-Checksum`` each), downloads it back with ``?download=1`` and as
-part of a ``?zip=1`` archive, checks the digests, and prints the portal's peak RSS
-(``VmHWM`` of ``/proc/<pid>/status``) before and after against the file size. The
-file is removed at the end.
+writing and reading as alice through sudo and the run-as helper. In one run the
+bench
+
+1. uploads ``--gib`` GiB with tus (one streamed PATCH, or PATCHes of ``--chunk-mib``
+   MiB with an sha256 ``Upload-Checksum`` each): the helper writes the bytes, fsyncs
+   the file, links it to its name and fsyncs the folder;
+2. copies that file as alice with ``cp --reflink=never`` followed by ``sync`` of the
+   copy and of the folder (the same durability as the upload) on the same disk,
+   three times spread over the run (the disk's flush speed varies); the median is
+   the baseline for both ratios (target: portal >= 0.5 x cp);
+3. downloads the file back with ``?download=1`` and, inside a ``?zip=1`` archive,
+   checks both sha256 digests (the client hashes and drops the bytes);
+4. times ``dd`` as alice (write with fsync, read) for reference;
+5. creates ``--entries`` empty files in one folder (as alice, one Python process),
+   asks the portal for its first page (``GET /api/v1/files/home/<folder>``, the
+   default page of 200 entries sorted by name) several times, the first one and
+   then warm ones (target: <= 300 ms), also sorted by ``-mtime`` (every entry
+   stat-ed) for reference, and removes the folder;
+6. prints the portal process's peak RSS (``VmHWM`` of ``/proc/<pid>/status``)
+   before and after the transfers against the file size.
+
+Everything it creates is removed at the end.
 """
 
 from __future__ import annotations
@@ -20,7 +37,9 @@ import base64
 import hashlib
 import os
 import secrets
+import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -141,6 +160,57 @@ def download(
     return digest.hexdigest(), total
 
 
+def as_alice(script: str) -> None:
+    subprocess.run(["runuser", "-u", "alice", "--", "sh", "-c", script], check=True, cwd="/tmp")
+
+
+def cp_copy(folder: str, source: str) -> float:
+    """Seconds for alice to copy ``source`` beside itself, durable like an upload:
+    ``cp`` (a real copy, no reflink), then fsync of the copy and of the folder."""
+    base = shlex.quote(f"/home/alice/{folder}")
+    src, dst = f"{base}/{shlex.quote(source)}", f"{base}/cp-copy.bin"
+    started = time.perf_counter()
+    as_alice(f"cp --reflink=never {src} {dst} && sync {dst} {base}")
+    seconds = time.perf_counter() - started
+    os.unlink(f"/home/alice/{folder}/cp-copy.bin")
+    return seconds
+
+
+def many_entries(folder: str, name: str, count: int) -> str:
+    """A folder of ``count`` empty files, made by alice in one Python process."""
+    path = f"/home/alice/{folder}/{name}"
+    code = (
+        "import os, sys\n"
+        "path, count = sys.argv[1], int(sys.argv[2])\n"
+        "os.mkdir(path)\n"
+        "fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)\n"
+        "for i in range(count):\n"
+        "    os.close(os.open(f'file-{i:06d}.dat', os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))\n"
+    )
+    subprocess.run(
+        ["runuser", "-u", "alice", "--", "python3", "-c", code, path, str(count)],
+        check=True,
+        cwd="/tmp",
+    )
+    return f"{folder}/{name}"
+
+
+def first_page(
+    client: httpx.Client, headers: dict[str, str], path: str, params: dict[str, str], count: int
+) -> tuple[list[float], int, int]:
+    """Seconds for each of ``count`` requests of a folder's first page; the entries on
+    the page and the folder's total as the portal reported them."""
+    seconds = []
+    for _ in range(count):
+        started = time.perf_counter()
+        r = client.get(f"/api/v1/files/home/{path}", headers=headers, params=params)
+        seconds.append(time.perf_counter() - started)
+        if r.status_code != 200:
+            raise SystemExit(f"listing failed: {r.status_code} {r.text[:300]}")
+    body = r.json()
+    return seconds, len(body["entries"]), int(body["total"])
+
+
 def bare_copy(folder: str, size: int) -> tuple[float, float]:
     """The same bytes written and read back by alice herself (``dd``), for comparison."""
     path = f"/home/alice/{folder}/bare.bin"
@@ -166,12 +236,20 @@ def bare_copy(folder: str, size: int) -> tuple[float, float]:
     return written, read
 
 
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--gib", type=float, default=2.0)
+    parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--chunk-mib", type=int, default=0, help="0: one streamed PATCH")
+    parser.add_argument("--entries", type=int, default=100_000, help="files in the big folder")
+    parser.add_argument("--pages", type=int, default=10, help="first-page requests to time")
     parser.add_argument("--dir", type=Path, default=REPO / ".devcluster")
     args = parser.parse_args()
+    if not (0 < args.gib <= 8 and 1 <= args.entries <= 1_000_000 and 2 <= args.pages <= 100):
+        raise SystemExit("bounded: --gib up to 8, --entries up to 1,000,000, --pages 2..100")
     size = int(args.gib * (1 << 30))
     cluster = DevCluster(args.dir)
     if not cluster.is_up():
@@ -180,6 +258,7 @@ def main() -> None:
     workdir.chmod(0o755)
     folder = f"bench-files-{secrets.token_hex(4)}"
     subprocess.run(["runuser", "-u", "alice", "--", "mkdir", f"/home/alice/{folder}"], check=True)
+    cp_seconds: list[float] = []
     try:
         with (
             service_portal(str(cluster.slurm_conf), workdir) as portal,
@@ -195,6 +274,7 @@ def main() -> None:
             sent = upload(client, headers, "big.bin", folder, size, args.chunk_mib * MIB)
             up_seconds = time.perf_counter() - started
             after_up = memory(pid)
+            cp_seconds.append(cp_copy(folder, "big.bin"))
             started = time.perf_counter()
             got, length = download(client, headers, f"{folder}/big.bin", {"download": "1"})
             down_seconds = time.perf_counter() - started
@@ -203,20 +283,55 @@ def main() -> None:
             _, zipped = download(client, headers, folder, {"zip": "1"})
             zip_seconds = time.perf_counter() - started
             end = memory(pid)
-        bare_write, bare_read = bare_copy(folder, size)
+            cp_seconds.append(cp_copy(folder, "big.bin"))
+            bare_write, bare_read = bare_copy(folder, size)
+            cp_seconds.append(cp_copy(folder, "big.bin"))
+            os.unlink(f"/home/alice/{folder}/big.bin")
+            started = time.perf_counter()
+            many = many_entries(folder, "many", args.entries)
+            create_seconds = time.perf_counter() - started
+            by_name, shown, total = first_page(client, headers, many, {}, args.pages)
+            by_mtime, _, _ = first_page(client, headers, many, {"sort": "-mtime"}, 3)
+            started = time.perf_counter()
+            shutil.rmtree(f"/home/alice/{many}")
+            remove_seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(f"/home/alice/{folder}", ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
     if got != sent or length != size:
         raise SystemExit(f"digest mismatch: sent {sent}, got {got} ({length} bytes)")
+    if total != args.entries:
+        raise SystemExit(f"the portal counted {total} entries, not {args.entries}")
     mib = size / MIB
+    cp_median = statistics.median(cp_seconds)
     how = "one streamed PATCH" if args.chunk_mib <= 0 else f"PATCHes of {args.chunk_mib} MiB"
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; file {mib:.0f} MiB; upload: {how}")
+    print(
+        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; file {mib:.0f} MiB; upload: {how}; "
+        f"load average at the end {os.getloadavg()[0]:.1f}"
+    )
     print(f"upload   {up_seconds:6.1f} s  {mib / up_seconds:7.1f} MiB/s  (sha256 verified)")
     print(f"download {down_seconds:6.1f} s  {mib / down_seconds:7.1f} MiB/s  (sha256 verified)")
     print(f"zip      {zip_seconds:6.1f} s  {zipped / MIB / zip_seconds:7.1f} MiB/s of archive")
+    print(
+        "cp as alice (--reflink=never, then sync of the copy and the folder): "
+        + ", ".join(f"{t:.1f} s ({mib / t:.1f} MiB/s)" for t in cp_seconds)
+        + f"; median {mib / cp_median:.1f} MiB/s"
+    )
+    for name, seconds in (("upload", up_seconds), ("download", down_seconds)):
+        ratio = cp_median / seconds
+        verdict = "met" if ratio >= 0.5 else "MISSED"
+        print(f"{name}/cp throughput ratio {ratio:.2f}  (target >= 0.50: {verdict})")
     print(f"bare dd as alice: write {mib / bare_write:.1f} MiB/s (with fsync), "
           f"read {mib / bare_read:.1f} MiB/s")  # fmt: skip
+    p50 = statistics.median(by_name[1:])
+    verdict = "met" if max(by_name[0], p50) <= 0.3 else "MISSED"
+    print(
+        f"folder of {total:,} entries (made in {create_seconds:.1f} s, removed in "
+        f"{remove_seconds:.1f} s): first page ({shown} entries, by name): first {ms(by_name[0])}, "
+        f"then p50 {ms(p50)}, max {ms(max(by_name[1:]))} over {len(by_name) - 1}  "
+        f"(target <= 300 ms: {verdict})"
+    )
+    print("  the same page by -mtime (every entry stat-ed): " + ", ".join(ms(t) for t in by_mtime))
     peaks = [start, after_up, after_down, end]
     before, up, down, zipped_peak = (f"{m['VmHWM'] / MIB:.1f} MiB" for m in peaks)
     print(

@@ -30,9 +30,7 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from portal_process import free_port, slurm_env, start_portal
 from websockets.asyncio.client import ClientConnection, connect
 
 from hpcportal.devcluster import DevCluster
@@ -51,47 +50,7 @@ STATES = ("PENDING", "RUNNING", "COMPLETED")
 PHASE_TIMEOUT = 180.0
 
 
-def slurm_env(conf: Path) -> dict[str, str]:
-    return {"PATH": os.environ["PATH"], "SLURM_CONF": str(conf), "TZ": "UTC"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# --- the portal, in its own process -------------------------------------------------------
-
-
-def start_portal(conf: Path, port: int, tmp: Path, interval: float) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "HPCPORTAL_SLURM_CONF": str(conf),
-            "HPCPORTAL_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
-            "HPCPORTAL_JWT_SECRET": "bench-secret-bench-secret-bench-secret-0123",
-            "HPCPORTAL_REFRESH_INTERVAL": str(interval),
-        }
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hpcportal.cli.main", "serve", "--port", str(port),
-         "--log-level", "warning"],
-        env=env,
-        cwd=tmp,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit("the portal exited during start-up")
-        time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("the portal did not become ready")
+# --- the portal's metrics (it runs in its own process: portal_process) ---------------
 
 
 def metric(text: str, name: str) -> float:
@@ -381,7 +340,7 @@ def main() -> None:
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmpdir:
-        portal = start_portal(conf, port, Path(tmpdir), args.interval)
+        portal = start_portal(conf, port, Path(tmpdir), interval=args.interval)
         try:
             results = asyncio.run(run(base, conf, args))
         finally:

@@ -26,13 +26,13 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from portal_process import slurm_env, start_portal
 
 from hpcportal.config import Settings
 from hpcportal.devcluster import DevCluster
@@ -51,10 +51,6 @@ done = function(summary, latency, requests)
     + summary.errors.write + summary.errors.timeout))
 end
 """
-
-
-def slurm_env(conf: Path) -> dict[str, str]:
-    return {"PATH": os.environ["PATH"], "SLURM_CONF": str(conf), "TZ": "UTC"}
 
 
 def count_bench_jobs(conf: Path) -> int:
@@ -180,41 +176,6 @@ def wait_for_refresh(base: str) -> str:
             return text
         time.sleep(0.02)
     raise SystemExit("no refresh completed within 120 s")
-
-
-def start_portal(conf: Path, port: int, tmp: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "HPCPORTAL_SLURM_CONF": str(conf),
-            "HPCPORTAL_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
-            "HPCPORTAL_JWT_SECRET": "bench-secret-bench-secret-bench-secret-0123",
-        }
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hpcportal.cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=tmp,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("the portal did not become ready")
 
 
 def run_wrk(url: str, token: str, clients: int, seconds: int, script: Path) -> dict[str, float]:
