@@ -18,9 +18,15 @@ from starlette.requests import HTTPConnection
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
 from hpcportal.errors import Forbidden, InvalidInput, NotAuthenticated
+from hpcportal.runas import RunAs
 from hpcportal.services import api_tokens, auth
+from hpcportal.services.apps import AppCatalog
+from hpcportal.services.apptainer import ApptainerCatalog
 from hpcportal.services.identity import Principal
+from hpcportal.services.live import origin_allowed
+from hpcportal.services.sessions import SessionContext
 from hpcportal.services.snapshot import SnapshotService
+from hpcportal.services.submit import SubmitContext
 from hpcportal.slurm.adapter import SlurmAdapter
 
 #: Where the OpenAPI "Authorize" button posts the login form (router prefix + path).
@@ -209,7 +215,6 @@ def strict_query(*allowed: str) -> Any:
 
 # Appended after the other dependencies (rather than importing at the top) so that
 # parallel edits to this file's header never conflict.
-from hpcportal.services.apptainer import ApptainerCatalog  # noqa: E402
 
 
 async def get_apptainer(request: Request) -> ApptainerCatalog:
@@ -218,11 +223,6 @@ async def get_apptainer(request: Request) -> ApptainerCatalog:
 
 
 ApptainerDep = Annotated[ApptainerCatalog, Depends(get_apptainer)]
-
-
-# Job submission and the run-as boundary (appended; see the note above).
-from hpcportal.runas import RunAs  # noqa: E402
-from hpcportal.services.submit import SubmitContext  # noqa: E402
 
 
 async def get_runas(request: Request) -> RunAs:
@@ -250,12 +250,6 @@ async def get_client_address(request: Request) -> str:
 
 
 ClientAddress = Annotated[str, Depends(get_client_address)]
-
-
-# Interactive apps and their proxy (appended; see the note above).
-from hpcportal.services.apps import AppCatalog  # noqa: E402
-from hpcportal.services.live import origin_allowed  # noqa: E402
-from hpcportal.services.sessions import SessionContext  # noqa: E402
 
 
 def session_context(connection: HTTPConnection) -> SessionContext:

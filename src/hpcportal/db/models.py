@@ -7,7 +7,10 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -198,11 +201,7 @@ class DashboardLayout(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-# --- Job notifications (services/notifications.py) -----------------------------------
-# Imported here rather than at the top so parallel appends to this file never conflict.
-from sqlalchemy import Boolean  # noqa: E402
-
-
+# --- Notifications: job events and disk alerts (services/notifications.py) ----------
 class Notification(Base):
     """A job event (started, completed, failed, ...) for the job's owner, or a disk
     alert (``kind`` ``disk``: warning, critical, back below threshold) for an admin or
@@ -265,10 +264,6 @@ class JobSeen(Base):
 
 
 # --- Files: resumable uploads and disk alerts (services/tus.py, disk_alerts.py) ------
-# Imported here rather than at the top so parallel appends to this file never conflict.
-from sqlalchemy import BigInteger, Float  # noqa: E402
-
-
 class TusUpload(Base):
     """A resumable (tus) upload in progress, shared by every replica.
 
@@ -341,6 +336,7 @@ class DiskAlert(Base):
     notified_rank: Mapped[int] = mapped_column(Integer, default=0)
 
 
+# --- Interactive app sessions (services/sessions.py, session_tracker.py) -------------
 class InteractiveSession(Base):
     """One interactive app session: a Slurm job the portal launched and connects to.
 
