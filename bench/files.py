@@ -46,7 +46,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -54,25 +53,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hpcportal.devcluster import DevCluster  # noqa: E402
-from tests.integration.service_portal import ServicePortal, service_portal  # noqa: E402
+from tests.integration.service_portal import service_portal  # noqa: E402
 
 TUS = {"Tus-Resumable": "1.0.0"}
 MIB = 1 << 20
-
-
-def portal_pid(portal: ServicePortal) -> int:
-    """The portal's Python process (the child of ``runuser``), found by its port."""
-    port = str(urlsplit(portal.url).port).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"hpcportal.cli.main" in argv and port in argv and argv[0] != b"runuser":
-            return int(entry.name)
-    raise SystemExit("the portal process was not found")
 
 
 def memory(pid: int) -> dict[str, int]:
@@ -265,7 +249,7 @@ def main() -> None:
             httpx.Client(base_url=portal.url, timeout=600) as client,
         ):
             headers = portal.login("alice")
-            pid = portal_pid(portal)
+            pid = portal.pid()
             client.get("/api/v1/files", headers=headers)  # warm-up: first sudo, first query
             upload(client, headers, "warm.bin", folder, MIB, 0)
             download(client, headers, f"{folder}/warm.bin", {"download": "1"})

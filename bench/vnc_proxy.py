@@ -72,6 +72,7 @@ from tests.integration.rfb_client import (  # noqa: E402
     RFBError,
     WebSocketTransport,
 )
+from tests.integration.service_portal import find_pid  # noqa: E402
 
 MIB = 1 << 20
 READY_SECONDS = 120.0
@@ -157,18 +158,13 @@ def current_password(db: Path, session_id: str) -> str:
 # --- processes and their CPU time -----------------------------------------------------------
 
 
-def find_pid(*parts: bytes) -> int | None:
+def process_with(*parts: bytes) -> int | None:
     """The process whose command line holds every one of ``parts`` as an argument."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if all(any(part == arg or arg.endswith(b"/" + part) for arg in argv) for part in parts):
-            return int(entry.name)
-    return None
+    return find_pid(
+        lambda argv: all(
+            any(part == arg or arg.endswith(b"/" + part) for arg in argv) for part in parts
+        )
+    )
 
 
 def _children() -> dict[int, list[int]]:
@@ -440,8 +436,8 @@ def main() -> None:
             info = json.loads(Path(f"{session_root(sid)}/connection.json").read_text())
             ws_port, vnc_port = int(info["port"]), int(info["vnc_port"])
             pids = {
-                "Xvnc": find_pid(b"Xvnc", b"-rfbport", str(vnc_port).encode()),
-                "websockify": find_pid(b"websockify", f"0.0.0.0:{ws_port}".encode()),
+                "Xvnc": process_with(b"Xvnc", b"-rfbport", str(vnc_port).encode()),
+                "websockify": process_with(b"websockify", f"0.0.0.0:{ws_port}".encode()),
                 "portal": portal.pid,
             }
             print(f"session {sid} ready ({time.monotonic() - started:.0f} s); websockify "

@@ -79,6 +79,14 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
+def dark_mode_problems(page: Page, label: str) -> list[str]:
+    """Switch the page to dark mode and return axe's serious findings there."""
+    page.click("#theme-toggle")
+    page.wait_for_timeout(300)
+    dark = axe_violations(page)
+    return [f"dark mode ({label}): {describe(dark)}"] if dark else []
+
+
 def page_problems(
     page: Page,
     path: str,

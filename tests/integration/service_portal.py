@@ -11,10 +11,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -66,6 +67,29 @@ class ServicePortal:
             )
         assert r.status_code == 200, r.text
         return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    def pid(self) -> int:
+        """The portal's Python process (the child of ``runuser``), found by its port."""
+        port = str(urlsplit(self.url).port).encode()
+        pid = find_pid(
+            lambda argv: b"hpcportal.cli.main" in argv and port in argv and argv[0] != b"runuser"
+        )
+        assert pid is not None, "the portal process was not found"
+        return pid
+
+
+def find_pid(matches: Callable[[list[bytes]], bool]) -> int | None:
+    """The first process whose argv (from ``/proc``) ``matches``, for memory readings."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if matches(argv):
+            return int(entry.name)
+    return None
 
 
 @contextmanager

@@ -24,8 +24,7 @@ from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests.integration import slurm_cli
 from tests.integration.browser import (
-    axe_violations,
-    describe,
+    dark_mode_problems,
     login,
     page_problems,
     screenshot,
@@ -303,11 +302,7 @@ def test_every_page_screenshots_accessibility_budget_and_translation(
                 phone_width=PHONE["width"],
             )
         page.goto(f"{portal.url}/")
-        page.click("#theme-toggle")
-        page.wait_for_timeout(300)
-        dark = axe_violations(page)
-        if dark:
-            problems.append(f"dark mode ({lang}): {describe(dark)}")
+        problems += dark_mode_problems(page, lang)
         context.close()
     assert not problems, "\n".join(problems)
 

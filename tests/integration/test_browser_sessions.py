@@ -31,7 +31,8 @@ from playwright.sync_api import Browser, BrowserContext, Page
 
 from hpcportal.db.models import InteractiveSession
 from tests.integration import slurm_cli
-from tests.integration.browser import axe_violations, describe, page_problems, screenshot
+from tests.integration.apps_fixture import write_broken_app
+from tests.integration.browser import dark_mode_problems, page_problems, screenshot
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
 from tests.integration.test_browser import BUDGET_BYTES, DESKTOP, PHONE, csrf
 from tests.integration.test_browser import session as logged_in
@@ -172,15 +173,7 @@ def portal(
     devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningPortal]:
     tmp = tmp_path_factory.mktemp("browser-sessions")
-    broken = tmp / "apps" / "broken"
-    broken.mkdir(parents=True)
-    (broken / "app.yaml").write_text(
-        "id: broken\nname: Broken viewer\nconnection: vnc\n"
-        "form:\n  - {name: partition, type: partition, label: Partition, default: viz}\n"
-    )
-    (broken / "script.sh.j2").write_text(
-        "#!/bin/bash\necho 'the viewer cannot find its licence' >&2\nexit 3\n"
-    )
+    write_broken_app(tmp / "apps", "Broken viewer")
     settings = portal_settings(tmp, devcluster["slurm_conf"], app_dirs=[tmp / "apps"])
     with run_portal(settings) as running:
         try:
@@ -496,14 +489,9 @@ def test_every_session_page_in_both_languages_and_widths(
                     )
                 # Dark mode on the page with the most on it.
                 page.goto(f"{portal.url}{paths['session-desktop']}")
-                page.click("#theme-toggle")
-                page.wait_for_timeout(300)
-                dark = axe_violations(page)
-                if dark:
-                    problems.append(f"dark mode ({lang}, {viewport_name}): {describe(dark)}")
+                problems += dark_mode_problems(page, f"{lang}, {viewport_name}")
                 if viewport_name == "desktop":
                     screenshot(page, f"screenshots/session-desktop-{lang}-dark")
-                page.click("#theme-toggle")
                 context.close()
     finally:
         alice.request.delete(

@@ -661,20 +661,6 @@ def test_upload_cut_at_half_resumes_with_matching_checksum(
     assert not [p for p in final.parent.iterdir() if p.name.startswith(f".{name}.")]
 
 
-def portal_pid(portal: ServicePortal) -> int:
-    port = str(urlsplit(portal.url).port)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"hpcportal.cli.main" in argv and port.encode() in argv and argv[0] != b"runuser":
-            return int(entry.name)
-    raise AssertionError("the portal process was not found")
-
-
 def peak_rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -686,7 +672,7 @@ def test_large_upload_and_download_in_constant_memory(
     portal: ServicePortal, alice: dict[str, str], wd: str
 ) -> None:
     size, block = 256 << 20, os.urandom(1 << 20)
-    pid = portal_pid(portal)
+    pid = portal.pid()
     digest = hashlib.sha256()
 
     def body() -> Iterator[bytes]:
