@@ -115,7 +115,9 @@ def test_admins_and_the_user_are_told_once_each_and_live(
                for name, who in (("alice", alice), ("bob", bob), ("carol", carol))}  # fmt: skip
     for s in sockets.values():
         s.send({"type": "subscribe", "channels": ["notifications"]})
-    time.sleep(0.5)
+        s.send({"type": "ping"})  # answered in order: after the pong the subscription holds
+    for s in sockets.values():
+        s.wait_for(lambda c: bool(c.of_type("pong")), "the answer to a ping")
     percent = home["percent"]
     try:
         with portal.client() as c:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from tests.integration.apps_fixture import write_broken_app
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
 from tests.integration.rfb_client import AuthenticationFailed, RFBClient, WebSocketTransport
 
@@ -44,7 +45,7 @@ def portal(
 ) -> Iterator[RunningPortal]:
     tmp = tmp_path_factory.mktemp("sessions")
     site_apps = tmp / "apps"
-    _broken_app(site_apps)
+    write_broken_app(site_apps, "Broken")
     settings = portal_settings(
         tmp, devcluster["slurm_conf"], app_dirs=[site_apps], session_start_timeout=60.0
     )
@@ -66,19 +67,6 @@ def access_log(portal: RunningPortal) -> Iterator[_Lines]:
     yield handler
     for name in LOGGERS:
         logging.getLogger(name).removeHandler(handler)
-
-
-def _broken_app(base: Path) -> None:
-    """A site app whose job fails at once, to see the failure reported with its log."""
-    folder = base / "broken"
-    folder.mkdir(parents=True)
-    (folder / "app.yaml").write_text(
-        "id: broken\nname: Broken\nconnection: vnc\n"
-        "form:\n  - {name: partition, type: partition, label: Partition, default: viz}\n"
-    )
-    (folder / "script.sh.j2").write_text(
-        "#!/bin/bash\necho 'the viewer cannot find its licence' >&2\nexit 3\n"
-    )
 
 
 def _cookies(portal: RunningPortal, user: str) -> dict[str, str]:
@@ -401,7 +389,10 @@ def test_relaunch_starts_the_same_app_with_the_same_settings(
     ):
         for socket in (tab, other):
             socket.send(json.dumps({"type": "subscribe", "channels": ["sessions"]}))
-        time.sleep(0.5)
+            socket.send(json.dumps({"type": "ping"}))  # answered after the subscription
+        for socket in (tab, other):
+            while json.loads(socket.recv(timeout=10)).get("type") != "pong":
+                pass
         with portal.client(headers=alice) as c:
             r = c.post(f"/api/v1/sessions/{desktop}/relaunch")
             assert r.status_code == 201, r.text
