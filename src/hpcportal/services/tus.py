@@ -236,25 +236,36 @@ class TusService:
 
     # --- append ------------------------------------------------------------------
 
-    def _lock(self, who: Principal, upload_id: str, offset: int) -> tuple[TusUpload, str]:
+    def _take_lock(
+        self, who: Principal, upload_id: str, *, complete_too: bool
+    ) -> tuple[TusUpload | None, str | None]:
+        """Compare-and-set the upload's lock (free or stale) for its owner; the row as it
+        is now, and the token if this request took the lock. Appends never lock a
+        complete upload; termination (``complete_too``) does."""
         token = secrets.token_hex(16)
         now = utcnow()
+        conditions = [
+            TusUpload.id == upload_id,
+            TusUpload.username == who.username,
+            (TusUpload.lock_token.is_(None)) | (TusUpload.locked_at < now - LOCK_STALE),
+        ]
+        if not complete_too:
+            conditions.append(TusUpload.completed_at.is_(None))
         with self.database.session() as session:
             result = session.execute(
-                update(TusUpload)
-                .where(
-                    TusUpload.id == upload_id,
-                    TusUpload.username == who.username,
-                    TusUpload.completed_at.is_(None),
-                    (TusUpload.lock_token.is_(None)) | (TusUpload.locked_at < now - LOCK_STALE),
-                )
-                .values(lock_token=token, locked_at=now)
+                update(TusUpload).where(*conditions).values(lock_token=token, locked_at=now)
             )
             taken = int(getattr(result, "rowcount", 0) or 0)
             row = session.get(TusUpload, upload_id)
-        if row is None or row.username != who.username or row.expires_at < now:
+        if row is None or row.username != who.username:
+            return None, None
+        return row, token if taken else None
+
+    def _lock(self, who: Principal, upload_id: str, offset: int) -> tuple[TusUpload, str]:
+        row, token = self._take_lock(who, upload_id, complete_too=False)
+        if row is None or row.expires_at < utcnow():
             raise NotFound("No such upload (it may have expired or been cancelled).")
-        if not taken:
+        if token is None:
             if row.completed_at is not None:
                 raise Conflict(
                     "The upload is complete already.", headers={"Upload-Offset": str(row.received)}
@@ -364,22 +375,9 @@ class TusService:
 
     def _lock_any(self, who: Principal, upload_id: str) -> tuple[TusUpload, str]:
         """The lock for termination (complete uploads too)."""
-        token = secrets.token_hex(16)
-        now = utcnow()
-        with self.database.session() as session:
-            result = session.execute(
-                update(TusUpload)
-                .where(
-                    TusUpload.id == upload_id,
-                    TusUpload.username == who.username,
-                    (TusUpload.lock_token.is_(None)) | (TusUpload.locked_at < now - LOCK_STALE),
-                )
-                .values(lock_token=token, locked_at=now)
-            )
-            taken = int(getattr(result, "rowcount", 0) or 0)
-            row = session.get(TusUpload, upload_id)
-        if row is None or row.username != who.username:
+        row, token = self._take_lock(who, upload_id, complete_too=True)
+        if row is None:
             raise NotFound("No such upload (it may have expired or been cancelled).")
-        if not taken:
+        if token is None:
             raise Conflict("A request is writing to this upload; try again shortly.")
         return row, token
