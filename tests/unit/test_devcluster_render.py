@@ -12,6 +12,7 @@ from hpcportal.devcluster.nodes import parse_sinfo
 from hpcportal.devcluster.paths import Layout, fallback_root, resolve_root, socket_fits
 from hpcportal.devcluster.templates import (
     ALL_NODES,
+    Slot,
     cluster_nodes,
     render_gres_conf,
     render_slurm_conf,
@@ -122,7 +123,7 @@ def test_slurmdbd_conf() -> None:
     assert conf["DbdPort"] == "16819"
     assert conf["StoragePass"] == "s3cret"
     assert conf["StorageUser"] == "hpcdev_slurm"
-    assert conf["StorageLoc"] == "hpcdev_acct"
+    assert conf["StorageLoc"] == LAYOUT.db_name
     assert conf["PidFile"] == "/srv/dc/run/slurmdbd.pid"
 
 
@@ -172,14 +173,25 @@ def test_parse_sinfo_merges_partitions_and_flags() -> None:
 
 
 def test_slots_give_each_checkout_its_own_ports_and_database() -> None:
-    from hpcportal.devcluster.templates import MAX_SLOTS, Slot
+    from hpcportal.devcluster.templates import MAX_SLOTS
 
     first, second = Slot(0), Slot(1)
     text = render_slurm_conf(LAYOUT, "testhost", cluster_nodes(True, second), second)
     assert f"SlurmctldPort={second.slurmctld_port}" in text
     assert f"Port={second.first_node_port} " in text
-    assert second.db_name != first.db_name and second.db_user != first.db_user
-    assert f"StorageLoc={second.db_name}" in render_slurmdbd_conf(LAYOUT, "pw", second)
+    assert second.db_user != first.db_user
+    assert f"StorageUser={second.db_user}" in render_slurmdbd_conf(LAYOUT, "pw", second)
     used = [port for i in range(MAX_SLOTS) for port in Slot(i).ports()]
     assert len(used) == len(set(used)), "two slots share a port"
     assert (first.slurmctld_port, first.first_node_port) == (16817, 17001)
+
+
+def test_each_directory_has_its_own_accounting_database() -> None:
+    """Two checkouts taking turns on one port slot must not share accounting records:
+    both number their jobs from 1, and a record of one would answer for the other."""
+    first, other = Layout(Path("/work/a/.devcluster")), Layout(Path("/tmp/fresh/.devcluster"))
+    assert first.db_name != other.db_name
+    assert first.db_name == Layout(Path("/work/a/.devcluster")).db_name  # stable
+    assert re.fullmatch(r"hpcdev_acct_[0-9a-f]{10}", first.db_name)
+    text = render_slurmdbd_conf(other, "pw", Slot(0))
+    assert f"StorageLoc={other.db_name}\n" in text

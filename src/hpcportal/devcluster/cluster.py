@@ -271,7 +271,9 @@ class DevCluster:
     def _start_slurmdbd(self) -> None:
         slurmdbd = self._slurmdbd()
         if not slurmdbd.is_running():
-            ensure_database(db_password(self.layout), self.slot)
+            if not self.layout.job_state.exists():
+                drop_database(self.layout.db_name)  # new job ids: no records from before
+            ensure_database(db_password(self.layout), self.slot, self.layout.db_name)
             slurmdbd.start()
         if not wait_until(lambda: daemons.slurmdbd_answers(self.env), SERVICE_TIMEOUT):
             raise DevClusterError("slurmdbd does not answer sacctmgr", slurmdbd.log_tail())
@@ -321,7 +323,7 @@ class DevCluster:
         stopped += stop_all([self._slurmdbd()])
         stopped += stop_all([daemons.munged(self.layout)])
         if purge:
-            drop_database(self.slot)
+            drop_database(self.layout.db_name)
         stopped += stop_all([daemons.mariadb(self.layout)])
         if purge:
             self._remove_directory()

@@ -72,7 +72,7 @@ def db_password(layout: Layout) -> str:
     return password
 
 
-def ensure_database(password: str, slot: Slot) -> None:
+def ensure_database(password: str, slot: Slot, db_name: str) -> None:
     """Create the accounting database and its user, and (re)set the user's password.
 
     Every statement is idempotent; the password is reset because the file in ``etc/``
@@ -81,19 +81,21 @@ def ensure_database(password: str, slot: Slot) -> None:
     account = f"'{slot.db_user}'@'localhost'"
     sql = "\n".join(
         [
-            f"CREATE DATABASE IF NOT EXISTS `{slot.db_name}`;",
+            f"CREATE DATABASE IF NOT EXISTS `{db_name}`;",
             f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '{password}';",
             f"ALTER USER {account} IDENTIFIED BY '{password}';",
-            f"GRANT ALL ON `{slot.db_name}`.* TO {account};",
+            f"GRANT ALL ON `{db_name}`.* TO {account};",
         ]
     )
     run(["mysql", "-uroot"], input_text=sql, timeout=30)
 
 
-def drop_database(slot: Slot) -> None:
-    """Forget all accounting data; used by ``down --purge`` so the next ``up`` starts clean."""
+def drop_database(db_name: str) -> None:
+    """Forget all accounting data: for ``down --purge``, and before an ``up`` whose
+    slurmctld starts without saved jobs (its job ids restart at 1, so old records
+    would answer for new jobs)."""
     if not mariadb_reachable():
         return
-    sql = f"DROP DATABASE IF EXISTS `{slot.db_name}`;"
+    sql = f"DROP DATABASE IF EXISTS `{db_name}`;"
     run(["mysql", "-uroot"], input_text=sql, timeout=30)
-    log.info("dropped database %s", slot.db_name)
+    log.info("dropped database %s", db_name)

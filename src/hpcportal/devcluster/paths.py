@@ -118,6 +118,19 @@ class Layout:
         return self.root / "state"
 
     @property
+    def job_state(self) -> Path:
+        """slurmctld's saved jobs: while it is missing, job ids start again at 1."""
+        return self.state / "job_state"
+
+    @property
+    def db_name(self) -> str:
+        """This directory's accounting database. One per directory, not per port slot:
+        two checkouts that take turns on a slot number their jobs independently, and
+        their records must never meet under the same job id."""
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:10]
+        return f"hpcdev_acct_{digest}"
+
+    @property
     def dev(self) -> Path:
         return self.root / "dev"
 

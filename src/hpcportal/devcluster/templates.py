@@ -23,7 +23,8 @@ MAX_SLOTS = 16
 
 @dataclass(frozen=True)
 class Slot:
-    """The ports and accounting database of one dev cluster on this host.
+    """The ports and database user of one dev cluster on this host (the accounting
+    database itself is the directory's: ``Layout.db_name``).
 
     Slot 0 is the default; a second checkout on the same host (a CI clone beside a
     developer's tree) gets the next free slot, so both clusters can run at once.
@@ -49,10 +50,6 @@ class Slot:
     @property
     def first_node_port(self) -> int:
         return self._offset(17001)
-
-    @property
-    def db_name(self) -> str:
-        return "hpcdev_acct" if self.index == 0 else f"hpcdev{self.index}_acct"
 
     @property
     def db_user(self) -> str:
@@ -224,7 +221,7 @@ def render_slurmdbd_conf(layout: Layout, db_password: str, slot: Slot = Slot()) 
         "StoragePort=3306",
         f"StorageUser={slot.db_user}",
         f"StoragePass={db_password}",
-        f"StorageLoc={slot.db_name}",
+        f"StorageLoc={layout.db_name}",
     ]
     return "\n".join(lines) + "\n"
 
