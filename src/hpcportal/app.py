@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 
@@ -35,6 +35,7 @@ from hpcportal.api import (
     tus,
     uploads,
 )
+from hpcportal.api.params import RefuseControlInPath, check_request
 from hpcportal.config import Settings, get_settings
 from hpcportal.db.session import Database
 from hpcportal.errors import install_error_handlers
@@ -89,6 +90,8 @@ def create_app(
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
         lifespan=lifespan,
+        # Unknown query parameters, control characters, NUL in bodies: 422 on /api/.
+        dependencies=[Depends(check_request)],
     )
     app.state.settings = settings
     app.state.executor = executor
@@ -107,6 +110,7 @@ def create_app(
     )
 
     install_error_handlers(app)
+    app.add_middleware(RefuseControlInPath)
     app.include_router(health.router)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(cluster.router, prefix=API_PREFIX)

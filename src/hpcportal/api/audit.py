@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
 from hpcportal.api.deps import AdminUser, DbDep, strict_query
+from hpcportal.api.params import PageNumber, PageSize
 from hpcportal.db.models import AuditEntry
 
 router = APIRouter(tags=["audit"])
@@ -51,8 +51,8 @@ def audit_log(
     target: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: PageNumber = 1,
+    limit: PageSize = 100,
 ) -> AuditPage:
     """Every action done through the portal, newest first; ``action`` matches a prefix."""
     query = select(AuditEntry)

@@ -22,6 +22,7 @@ from hpcportal.api.deps import (
     SettingsDep,
     strict_query,
 )
+from hpcportal.api.params import Offset
 from hpcportal.errors import (
     InvalidInput,
     IsDirectory,
@@ -131,7 +132,7 @@ async def read_path(
     response: Response,
     root: str,
     path: str = "",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
     sort: Sort = "name",
     hidden: bool = False,

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -28,6 +28,7 @@ from hpcportal.api.deps import (
     SubmitContextDep,
     strict_query,
 )
+from hpcportal.api.params import ByteCount, Offset
 from hpcportal.errors import NotFound
 from hpcportal.services import audit
 from hpcportal.services import jobs as job_service
@@ -163,8 +164,8 @@ async def output(
     runas: RunAsDep,
     settings: SettingsDep,
     stream: Stream = "stdout",
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int | None, Query(ge=1)] = None,
+    offset: Offset = 0,
+    limit: ByteCount | None = None,
 ) -> OutputChunk:
     """A chunk of the job's stdout or stderr, read as you."""
     detail = await _detail(job_id, who, snapshot, adapter)
@@ -187,7 +188,7 @@ async def follow_output(
     runas: RunAsDep,
     settings: SettingsDep,
     stream: Stream = "stdout",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> StreamingResponse:
     """Follow a job's output live (Server-Sent Events) until it has finished.
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from hpcportal.api.deps import AdapterDep, CurrentUser, SnapshotDep, strict_query
+from hpcportal.api.params import PageNumber, PageSize
 from hpcportal.api.responses import ModelResponse
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
@@ -46,8 +47,8 @@ async def list_jobs(
     account: CsvList = [],  # noqa: B006
     name: str | None = None,
     sort: SortKey = "id",
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: PageNumber = 1,
+    limit: PageSize = 100,
     arrays: Literal["expanded", "collapsed"] = "expanded",
 ) -> ModelResponse:
     """Jobs in the queue (and recently finished), filtered, sorted and paged.
@@ -116,8 +117,8 @@ async def accounting_jobs(
     account: CsvList = [],  # noqa: B006
     partition: CsvList = [],  # noqa: B006
     state: CsvList = [],  # noqa: B006
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: PageNumber = 1,
+    limit: PageSize = 100,
 ) -> AccountingPage:
     """Jobs from Slurm's accounting database (``sacct``) over a date range (default 7 days).
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel
 
 from hpcportal.api.deps import CurrentUser, DbDep, strict_query
+from hpcportal.api.params import DbId, PageNumber, PageSize
 from hpcportal.services import notifications as service
 from hpcportal.services.notifications import (
     MAX_PAGE_SIZE,
@@ -18,7 +19,7 @@ from hpcportal.services.notifications import (
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
-NotificationId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+NotificationId = Annotated[DbId, Path()]
 
 
 class ReadAll(BaseModel):
@@ -35,8 +36,8 @@ def list_notifications(
     who: CurrentUser,
     db: DbDep,
     unread: bool | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    page: PageNumber = 1,
+    limit: Annotated[PageSize, Query(le=MAX_PAGE_SIZE)] = 50,
 ) -> NotificationPage:
     """Your notifications, newest first; ``unread=true`` or ``false`` filters."""
     return service.list_notifications(db, who, unread=unread, page=page, limit=limit)

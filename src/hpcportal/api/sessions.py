@@ -26,6 +26,7 @@ from hpcportal.api.deps import (
     session_context,
 )
 from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
+from hpcportal.api.params import Int64, Line
 from hpcportal.errors import BadGateway, Forbidden, PortalError
 from hpcportal.services import audit, proxy, rfb
 from hpcportal.services import sessions as service
@@ -80,8 +81,8 @@ ActionsDep = Annotated[Actions, Depends(get_actions)]
 
 
 class LaunchBody(BaseModel):
-    app_id: str = Field(max_length=64)
-    options: dict[str, int | str] = {}
+    app_id: Line = Field(max_length=64)
+    options: dict[Line, Int64 | Line] = {}
 
 
 class ExtendBody(BaseModel):

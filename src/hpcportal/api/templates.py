@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from hpcportal.api.deps import ClientAddress, CurrentUser, DbDep, SubmitContextDep, strict_query
+from hpcportal.api.params import DbId
 from hpcportal.services import templates as service
 from hpcportal.services.submit_models import JobRequest, SubmitPreview, SubmitResult
 from hpcportal.services.templates import (
@@ -26,7 +27,7 @@ from hpcportal.services.templates import (
 router = APIRouter(prefix="/templates", tags=["templates"])
 
 #: Ids are 32-bit in the database; a larger number is a 422 here, not a database error.
-TemplateId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+TemplateId = Annotated[DbId, Path()]
 
 
 @router.get("", response_model=TemplateList, dependencies=[strict_query("category", "scope")])

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 
 from hpcportal.api.auth import client_address
 from hpcportal.api.deps import ApiTokenCacheDep, CurrentUser, DbDep, SessionUser, strict_query
+from hpcportal.api.params import DbId
 from hpcportal.services import api_tokens
 from hpcportal.services.api_tokens import ApiTokenCreate, ApiTokenInfo, CreatedApiToken
 
@@ -41,7 +42,7 @@ def list_api_tokens(user: SessionUser, db: DbDep) -> list[ApiTokenInfo]:
 
 @router.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[strict_query()])
 def revoke_api_token(
-    token_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    token_id: Annotated[DbId, Path()],
     user: CurrentUser,
     db: DbDep,
     cache: ApiTokenCacheDep,

@@ -64,6 +64,7 @@ from hpcportal.config import Settings
 from hpcportal.db.models import DiskAlert, DiskAlertThreshold
 from hpcportal.db.session import Database
 from hpcportal.errors import PortalError
+from hpcportal.limits import Line
 from hpcportal.runas import RunAs
 from hpcportal.services.auth import utcnow
 from hpcportal.services.files import FileService, UsageReport
@@ -121,7 +122,7 @@ class ThresholdSet(BaseModel):
     kind (``path:*``, ``node:*``, ``user:*``); the exact target wins."""
 
     default: Thresholds
-    targets: dict[str, Thresholds] = Field(default_factory=dict)
+    targets: dict[Line, Thresholds] = Field(default_factory=dict)
 
     def for_target(self, target: str) -> Thresholds:
         exact = self.targets.get(target)

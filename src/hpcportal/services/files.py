@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from hpcportal.config import Settings
 from hpcportal.errors import Conflict, InvalidInput, NotFound
+from hpcportal.limits import Line
 from hpcportal.runas import RunAs
 from hpcportal.runas.boundary import HelperStream
 from hpcportal.services.identity import Principal
@@ -296,11 +297,11 @@ class FileOp(BaseModel):
     """``POST /files/{root}/{path}``: one operation on that path."""
 
     op: Literal["mkdir", "rename", "move", "copy", "chmod", "restore"]
-    to: str | None = None
-    to_root: str | None = None
+    to: Line | None = None
+    to_root: Line | None = None
     parents: bool = False
-    mode: str | int | None = None
-    trash_id: str | None = None
+    mode: Line | int | None = None  # bounded by parse_mode
+    trash_id: Line | None = None
 
 
 # --- preview classification -----------------------------------------------------------

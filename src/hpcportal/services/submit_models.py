@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hpcportal.limits import refuse_control
+
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^UNLIMITED$|^INFINITE$")
 _MEMORY = re.compile(r"^\d+[KMGT]?$")
 _ARRAY = re.compile(r"^\d+(-\d+)?(:\d+)?(,\d+(-\d+)?(:\d+)?)*(%\d+)?$")
@@ -119,9 +121,23 @@ class JobRequest(BaseModel):
     def _path(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if not value.startswith("/") or "\x00" in value or "\n" in value or len(value) > 4096:
+        if not value.startswith("/") or len(value) > 4096:
             raise ValueError("give an absolute path")
+        if _CONTROL.search(value):
+            raise ValueError("give a path without control characters (NUL, newline, tab...)")
         return value
+
+    @field_validator("apptainer_image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        # Plain ``str`` (not ``limits.Line``): template parameters find settable options by
+        # their annotation.
+        return None if value is None else refuse_control(value)
+
+    @field_validator("input_files")
+    @classmethod
+    def _uploads(cls, value: list[str]) -> list[str]:
+        return [refuse_control(item) for item in value]
 
     @field_validator("environment")
     @classmethod

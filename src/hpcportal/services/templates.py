@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from hpcportal.db.models import JobTemplate, JobTemplateVersion
 from hpcportal.db.session import Database
 from hpcportal.errors import Forbidden, InvalidInput, NotFound, PortalError
+from hpcportal.limits import Text
 from hpcportal.services import audit
 from hpcportal.services.identity import Principal
 from hpcportal.services.submit import SubmitContext, submit_job
@@ -48,7 +49,7 @@ class TemplateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=4000)
+    description: Text = Field(default="", max_length=4000)
     category: str = Field(min_length=1, max_length=64, description="python, gpu, mpi...")
     scope: Scope | None = Field(
         default=None, description="personal (the default) or site; an update cannot change it"

@@ -1,0 +1,170 @@
+"""What a request may carry: bounded numbers, clean strings, known query parameters.
+
+The bounded types (``PageNumber``, ``Offset``, ``DbId``, ``Line``...) live in
+``hpcportal.limits`` so request models in ``services`` use them too; they are
+re-exported here for the routers. :func:`check_request`, installed once for the
+whole app, applies the rules no single parameter can:
+
+- an unknown query parameter is a 422 (a misspelt filter would otherwise silently
+  return everything), on every route under ``/api/``;
+- no query value, query name or path parameter may hold a control character;
+- no string anywhere in a JSON or form body may hold a NUL byte (multi-line text such
+  as a script keeps its newlines and tabs; single-line fields use :data:`Line`).
+
+The node proxy (``/node/...``) passes the app's own query string on unchanged, and
+the web pages are not part of the API, so both are outside these rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import Request, params
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hpcportal.errors import InvalidInput
+from hpcportal.limits import (
+    DB_ID_MAX,
+    INT64_MAX,
+    PAGE_MAX,
+    PAGE_SIZE_MAX,
+    SLURM_ID_MAX,
+    ByteCount,
+    DbId,
+    Int64,
+    Line,
+    Offset,
+    PageNumber,
+    PageSize,
+    Text,
+    describe,
+)
+
+__all__ = [
+    "DB_ID_MAX",
+    "INT64_MAX",
+    "PAGE_MAX",
+    "PAGE_SIZE_MAX",
+    "SLURM_ID_MAX",
+    "ByteCount",
+    "DbId",
+    "Int64",
+    "Line",
+    "Offset",
+    "PageNumber",
+    "PageSize",
+    "RefuseControlInPath",
+    "Text",
+    "check_request",
+]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# --- the request-wide rules ------------------------------------------------------------
+
+_known_query: dict[int, frozenset[str]] = {}
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route declares, its dependencies' included (cached)."""
+    known = _known_query.get(id(route))
+    if known is None:
+        names: set[str] = set()
+        pending = [route.dependant]
+        while pending:
+            dependant = pending.pop()
+            names.update(field.alias for field in dependant.query_params)
+            pending.extend(dependant.dependencies)
+        known = _known_query[id(route)] = frozenset(names)
+    return known
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a decoded JSON document: keys and values, at any depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _check_line(where: str, value: str) -> None:
+    found = _CONTROL.search(value)
+    if found:
+        raise InvalidInput(f"{where} contains a control character ({describe(found.group())}).")
+
+
+class RefuseControlInPath:
+    """ASGI middleware: a 422 for an ``/api/`` path with a control character.
+
+    The dependency below sees path parameters only once a route matched, and
+    Starlette's ``{path:path}`` does not match a newline, so ``/files/home/a%0Ab``
+    would be a bare 404; this answers it with the reason instead, before routing.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        found = _CONTROL.search(path) if path.startswith("/api/") else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        detail = f"The path contains a control character ({describe(found.group())})."
+        response = JSONResponse({"detail": detail, "code": InvalidInput.code}, 422)
+        await response(scope, receive, send)
+
+
+async def check_request(connection: HTTPConnection) -> None:
+    """The app-wide dependency that applies the rules above to every API request.
+
+    It runs before authentication, so a misspelt parameter is a 422 even without a
+    login. Bodies are looked at only when the route declares one (FastAPI has then
+    read and decoded it already; a streamed upload is never read here).
+    """
+    if connection.scope["type"] != "http" or not connection.url.path.startswith("/api/"):
+        return
+    route = connection.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route)
+    for name, value in connection.query_params.multi_items():
+        _check_line("A query parameter name", name)
+        if name not in known:
+            hint = f" Known: {', '.join(sorted(known))}." if known else ""
+            raise InvalidInput(f"Unknown query parameter {name!r}.{hint}")
+        _check_line(f"Query parameter {name!r}", value)
+    for name, value in connection.path_params.items():
+        if isinstance(value, str):
+            _check_line(f"The path ({name})", value)
+    if route.body_field is not None and isinstance(connection, Request):
+        await _check_body(connection, is_form=isinstance(route.body_field.field_info, params.Form))
+
+
+async def _check_body(request: Request, *, is_form: bool) -> None:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    strings: Iterator[str]
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            strings = _strings(await request.json())
+        except ValueError:
+            return  # not JSON: FastAPI answers that itself
+    elif is_form:
+        form = await request.form()  # FastAPI parsed it already; this is its cached copy
+        strings = (s for item in form.multi_items() for s in item if isinstance(s, str))
+    else:
+        return
+    for value in strings:
+        if "\x00" in value:
+            raise InvalidInput("The request body contains a NUL character (\\u0000).")
