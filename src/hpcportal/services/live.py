@@ -40,14 +40,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel
@@ -110,20 +111,42 @@ _PUBLIC_VIEWER = Principal(username="", uid=-1, gid=-1, groups=(), role="user")
 # --- Origin check (cross-site WebSocket hijacking) ------------------------------------------
 
 
+#: ``scheme://host[:port]`` and nothing else: no userinfo, path, query or fragment.
+_ORIGIN = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)"
+    r"(?::(?P<port>[1-9][0-9]{0,4}))?"
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def normalize_origin(origin: str) -> str | None:
-    """``scheme://host:port`` with the default port made explicit; ``None`` if unusable."""
+    """``scheme://host:port`` (lower case, default port made explicit), or ``None``.
+
+    An ``Origin`` header is exactly a scheme, a host and an optional port (RFC 6454),
+    so anything else is refused rather than parsed leniently: ``user@host`` (a lenient
+    parser reads ``http://evil.example@127.0.0.1:8080`` as host ``127.0.0.1``), a path,
+    query or fragment, ``null``, an empty host, port 0 or above 65535, a port with a
+    leading zero, a scheme other than http(s), an IPv6 zone, a dotted number that is
+    not an IPv4 address (``127.1``) and surrounding whitespace.
+    """
+    match = _ORIGIN.fullmatch(origin)
+    if match is None:
+        return None
+    scheme, host = match["scheme"].lower(), match["host"].lower()
+    if scheme not in _DEFAULT_PORTS:
+        return None
+    port = int(match["port"]) if match["port"] else _DEFAULT_PORTS[scheme]
+    if port > 65535:
+        return None
     try:
-        parts = urlsplit(origin.strip())
-        port = parts.port
+        if host.startswith("["):
+            host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        elif host.replace(".", "").isdigit() or host.rsplit(".", 1)[-1].isdigit():
+            host = str(ipaddress.IPv4Address(host))  # refuses 127.1, 0x7f.1, 256.0.0.1
     except ValueError:
         return None
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if scheme not in ("http", "https") or not host:
-        return None
-    if port is None:
-        port = 443 if scheme == "https" else 80
-    if ":" in host:
-        host = f"[{host}]"
     return f"{scheme}://{host}:{port}"
 
 
@@ -131,15 +154,20 @@ def origin_allowed(
     origin: str | None, scheme: str, host: str | None, allowed: Iterable[str] = ()
 ) -> bool:
     """A browser's ``Origin`` must be the portal's own (scheme, host and port of the
-    request) or one of ``allowed``. No ``Origin`` at all is a non-browser client."""
+    request) or one of ``allowed``; both are compared as parsed (scheme, host, port)
+    triples, never as strings or prefixes. No ``Origin`` at all is a non-browser client.
+    """
     if origin is None:
         return True
     theirs = normalize_origin(origin)
     if theirs is None:
-        return False  # "null" (sandboxed frames, files) and garbage
+        return False  # "null" (sandboxed frames, files), userinfo, paths, garbage
     http_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
     own = normalize_origin(f"{http_scheme}://{host}") if host else None
-    return theirs == own or theirs in {normalize_origin(a) for a in allowed}
+    if theirs == own:
+        return True
+    # An administrator may have written "https://ui.example.org/" in the settings.
+    return theirs in {normalize_origin(a.strip().rstrip("/")) for a in allowed}
 
 
 # --- Sockets and who is on them ----------------------------------------------------------
