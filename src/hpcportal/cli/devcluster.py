@@ -29,6 +29,17 @@ DirOption = Annotated[
     ),
 ]
 DEFAULT_DIR = Path(".devcluster")
+SlurmOption = Annotated[
+    str | None,
+    typer.Option(
+        "--slurm",
+        envvar="HPCPORTAL_DEVCLUSTER_SLURM",
+        help=(
+            "Slurm release: 22.05 (this host's packages), 24.11 (Debian 13 root) or 26.05 "
+            "(Debian sid root). Default: the directory's release, else 22.05."
+        ),
+    ),
+]
 
 
 def _enable_progress_log() -> None:
@@ -74,9 +85,18 @@ def format_status(status: dict[str, Any]) -> str:
             for u in status["users"]
         ],
     )
+    version = status.get("slurm_version") or "not answering"
     parts = [
         f"dev cluster: {'UP' if status['ok'] else 'NOT OK'}  ({status['dir']})",
+        f"slurm: {status.get('release', '22.05')} ({version})",
         f"export SLURM_CONF={status['slurm_conf']}",
+    ]
+    if status.get("bin_dir"):
+        parts += [
+            f"export PATH={status['bin_dir']}:$PATH",
+            f"export HPCPORTAL_SLURM_BIN_DIR={status['bin_dir']}",
+        ]
+    parts += [
         "",
         components,
         "",
@@ -89,11 +109,11 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 @app.command()
-def up(directory: DirOption = DEFAULT_DIR) -> None:
+def up(directory: DirOption = DEFAULT_DIR, slurm: SlurmOption = None) -> None:
     """Install, configure and start the cluster; wait until every node is idle."""
     _enable_progress_log()
     try:
-        status = DevCluster(directory).up()
+        status = DevCluster(directory, release=slurm).up()
     except DevClusterError as error:
         raise _fail(error) from error
     typer.echo(format_status(status))

@@ -16,7 +16,7 @@ from typing import Any
 
 from hpcportal.devcluster import daemons
 from hpcportal.devcluster.accounts import ensure_accounting
-from hpcportal.devcluster.commands import run, tails, wait_until
+from hpcportal.devcluster.commands import run, tails, try_run, wait_until
 from hpcportal.devcluster.database import (
     db_password,
     drop_database,
@@ -36,6 +36,13 @@ from hpcportal.devcluster.processes import (
     start_all,
     stop_all,
 )
+from hpcportal.devcluster.releases import (
+    HOST_RELEASE,
+    Release,
+    parse_release,
+    release_of_version,
+)
+from hpcportal.devcluster.roots import SlurmRoot, ensure_root, ensure_self_link, root_for
 from hpcportal.devcluster.status import build_status, daemon_component, mariadb_component
 from hpcportal.devcluster.templates import (
     GPU_NODE,
@@ -46,11 +53,13 @@ from hpcportal.devcluster.templates import (
     all_nodes,
     cluster_nodes,
     gpu_device_count,
+    render_cgroup_conf,
     render_gres_conf,
     render_slurm_conf,
     render_slurmdbd_conf,
 )
 from hpcportal.devcluster.users import ensure_demo_users
+from hpcportal.devcluster.wrappers import write_scripts
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +99,14 @@ def configured_slot(layout: Layout) -> Slot | None:
     return None
 
 
+def read_release(layout: Layout) -> Release:
+    """The release recorded by an earlier ``up``; the host's for a directory without one."""
+    try:
+        return parse_release(layout.release_file.read_text())
+    except FileNotFoundError:
+        return parse_release(HOST_RELEASE)
+
+
 def describe(name: str, states: dict[str, NodeState]) -> str:
     """``node=state (reason)`` for error messages."""
     node = states.get(name)
@@ -100,14 +117,22 @@ def describe(name: str, states: dict[str, NodeState]) -> str:
 
 
 class DevCluster:
-    """One dev cluster, identified by its directory (default ``./.devcluster``)."""
+    """One dev cluster, identified by its directory (default ``./.devcluster``).
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    ``release`` is the Slurm release to bring up (``up`` only); without it, the one this
+    directory was brought up with, or the host's 22.05 for a new directory.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, release: str | None = None
+    ) -> None:
         self.requested = Path(os.path.abspath(path)) if path is not None else default_dir()
         self.root = resolve_root(self.requested)
         self.layout = Layout(self.root)
         self.hostname = short_hostname()
         self.slot = read_slot(self.layout)
+        self.recorded_release = read_release(self.layout)
+        self.release = parse_release(release) if release else self.recorded_release
 
     # ----------------------------------------------------------------- facts
     @property
@@ -116,9 +141,27 @@ class DevCluster:
         return self.layout.slurm_conf
 
     @property
+    def slurm_root(self) -> SlurmRoot | None:
+        """The Debian root whose Slurm this cluster runs; None for the host's 22.05."""
+        return root_for(self.release) if self.release.from_root else None
+
+    @property
+    def bin_dir(self) -> Path | None:
+        """Where this cluster's Slurm clients are (``slurm_bin_dir``); None means PATH."""
+        return self.layout.bin if self.release.from_root else None
+
+    @property
     def env(self) -> dict[str, str]:
-        """The current environment plus ``SLURM_CONF``, for any Slurm command."""
-        return {**os.environ, "SLURM_CONF": str(self.slurm_conf)}
+        """The current environment plus ``SLURM_CONF`` (and the release's clients first on
+        ``PATH``), for any Slurm command."""
+        env = {**os.environ, "SLURM_CONF": str(self.slurm_conf)}
+        if self.bin_dir is not None:
+            env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", "/usr/bin:/bin")])
+        return env
+
+    @property
+    def _launcher(self) -> tuple[str, ...]:
+        return (str(self.layout.in_root),) if self.release.from_root else ()
 
     @property
     def include_gpu(self) -> bool:
@@ -137,13 +180,14 @@ class DevCluster:
         return {"SLURM_CONF": str(self.slurm_conf)}
 
     def _slurmds(self, nodes: tuple[NodeSpec, ...]) -> list[Daemon]:
-        return [daemons.slurmd(self.layout, self._slurm_daemon_env(), n) for n in nodes]
+        env, launcher = self._slurm_daemon_env(), self._launcher
+        return [daemons.slurmd(self.layout, env, n, launcher) for n in nodes]
 
     def _slurmctld(self) -> Daemon:
-        return daemons.slurmctld(self.layout, self._slurm_daemon_env(), self.slot)
+        return daemons.slurmctld(self.layout, self._slurm_daemon_env(), self.slot, self._launcher)
 
     def _slurmdbd(self) -> Daemon:
-        return daemons.slurmdbd(self.layout, self._slurm_daemon_env(), self.slot)
+        return daemons.slurmdbd(self.layout, self._slurm_daemon_env(), self.slot, self._launcher)
 
     def _daemons(self) -> list[Daemon]:
         """Ours, in start order."""
@@ -165,7 +209,7 @@ class DevCluster:
         if not self.include_gpu:
             reason = self.layout.gpu_disabled_marker.read_text().strip()
             notes.append(f"{GPU_NODE} and the gpu partition are left out: {reason}")
-        return build_status(
+        report = build_status(
             requested=self.requested,
             root=self.root,
             slurm_conf=self.slurm_conf,
@@ -174,6 +218,17 @@ class DevCluster:
             expected_nodes=[n.name for n in self.nodes],
             notes=notes,
         )
+        report["release"] = self.release.name
+        report["slurm_version"] = self.slurm_version()
+        report["bin_dir"] = str(self.bin_dir) if self.bin_dir is not None else None
+        return report
+
+    def slurm_version(self) -> str | None:
+        """What ``scontrol version`` says (``slurm 24.11.5``); None if it cannot run."""
+        result = try_run(["scontrol", "version"], env=self.env)
+        if result is None or result.returncode != 0:
+            return None
+        return result.stdout.strip() or None
 
     def is_up(self) -> bool:
         return bool(self.status()["ok"])
@@ -182,16 +237,42 @@ class DevCluster:
     def up(self) -> dict[str, Any]:
         """Install, configure and start whatever is missing; return the status when idle."""
         require_root("up")
+        if self.release != self.recorded_release and self.layout.slurm_conf.exists():
+            raise DevClusterError(
+                f"{self.requested} holds a Slurm {self.recorded_release.name} cluster; "
+                f"use another --dir for {self.release.name}, or `down --purge` this one first"
+            )
         ensure_packages()
         ensure_demo_users()
         materialize_root(self.requested, self.root)
         self._make_directories()
+        self._prepare_release()
         self._claim_slot()
         check_ports_free(self._daemons())
         self._start_munge()
         ensure_mariadb(self.layout)
         self._start_slurm()
         return self.status()
+
+    def _prepare_release(self) -> None:
+        """For a release from a Debian root: the root (made once per host), then this
+        cluster's client wrappers and daemon launcher. Nothing for the host's 22.05."""
+        if not self.release.from_root:
+            return
+        root = ensure_root(self.release)
+        ensure_self_link(root)
+        version = root.slurm_version() or "unknown"
+        if release_of_version(version) != self.release.name:
+            log.warning(
+                "the Debian %s root holds Slurm %s, not %s; running it anyway",
+                self.release.suite,
+                version,
+                self.release.name,
+            )
+        write_if_changed(self.layout.release_file, f"{self.release.name}\n")
+        if write_scripts(self.layout, root, f"{self.release.name} ({version})"):
+            # Daemons started by an older launcher keep its mounts: restart them.
+            stop_all([*self._slurmds(self.all_nodes), self._slurmctld(), self._slurmdbd()])
 
     def _claim_slot(self) -> None:
         """Keep this directory's slot; a new directory takes the first slot whose ports are free."""
@@ -235,10 +316,15 @@ class DevCluster:
             render_slurmdbd_conf(layout, db_password(layout), self.slot),
             mode=0o600,
         )
+        root = self.slurm_root
+        plugin_dir = root.plugin_dir if root is not None else None
         slurm_changed = write_if_changed(
-            layout.slurm_conf, render_slurm_conf(layout, self.hostname, nodes, self.slot)
+            layout.slurm_conf,
+            render_slurm_conf(layout, self.hostname, nodes, self.slot, plugin_dir),
         )
         gres_changed = write_if_changed(layout.gres_conf, render_gres_conf(layout, nodes))
+        if root is not None:
+            gres_changed |= write_if_changed(layout.cgroup_conf, render_cgroup_conf())
         return dbd_changed, slurm_changed or gres_changed
 
     def _start_slurm(self) -> None:

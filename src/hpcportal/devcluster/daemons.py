@@ -1,5 +1,9 @@
 """The cluster's daemons as ``Daemon`` values, and the probes that say they answer.
 
+``launcher`` prefixes a Slurm daemon's argv: empty for the host's Slurm, the cluster's
+``libexec/in-root`` for a release from a Debian root (``wrappers.py``). Either way
+the daemon's own command line starts with its name, which is how ``Daemon`` knows it.
+
 A live pid is not enough: slurmdbd is only useful once sacctmgr gets answers, and
 slurmctld once ``scontrol ping`` says UP. The probes here are what ``up`` waits for.
 """
@@ -29,10 +33,12 @@ def munged(layout: Layout) -> Daemon:
     )
 
 
-def slurmdbd(layout: Layout, env: Mapping[str, str], slot: Slot) -> Daemon:
+def slurmdbd(
+    layout: Layout, env: Mapping[str, str], slot: Slot, launcher: tuple[str, ...] = ()
+) -> Daemon:
     return Daemon(
         name="slurmdbd",
-        argv=("slurmdbd",),
+        argv=(*launcher, "slurmdbd"),
         pid_file=layout.slurmdbd_pid,
         program="slurmdbd",
         log_files=(layout.slurmdbd_log,),
@@ -42,10 +48,12 @@ def slurmdbd(layout: Layout, env: Mapping[str, str], slot: Slot) -> Daemon:
     )
 
 
-def slurmctld(layout: Layout, env: Mapping[str, str], slot: Slot) -> Daemon:
+def slurmctld(
+    layout: Layout, env: Mapping[str, str], slot: Slot, launcher: tuple[str, ...] = ()
+) -> Daemon:
     return Daemon(
         name="slurmctld",
-        argv=("slurmctld",),
+        argv=(*launcher, "slurmctld"),
         pid_file=layout.slurmctld_pid,
         program="slurmctld",
         log_files=(layout.slurmctld_log,),
@@ -55,10 +63,12 @@ def slurmctld(layout: Layout, env: Mapping[str, str], slot: Slot) -> Daemon:
     )
 
 
-def slurmd(layout: Layout, env: Mapping[str, str], node: NodeSpec) -> Daemon:
+def slurmd(
+    layout: Layout, env: Mapping[str, str], node: NodeSpec, launcher: tuple[str, ...] = ()
+) -> Daemon:
     return Daemon(
         name=f"slurmd-{node.name}",
-        argv=("slurmd", "-N", node.name),
+        argv=(*launcher, "slurmd", "-N", node.name),
         pid_file=layout.slurmd_pid(node.name),
         program="slurmd",
         log_files=(layout.slurmd_log(node.name),),

@@ -179,6 +179,31 @@ class Layout:
         return self.etc / "db-password"
 
     @property
+    def cgroup_conf(self) -> Path:
+        """Only for a release from a root: 24.11 and later read it, with cgroups off."""
+        return self.etc / "cgroup.conf"
+
+    @property
+    def release_file(self) -> Path:
+        """The Slurm release this directory was brought up with (absent: the host's)."""
+        return self.etc / "release"
+
+    @property
+    def bin(self) -> Path:
+        """Wrappers for the Slurm clients of a root (``wrappers.py``); what
+        ``slurm_bin_dir`` points at for this cluster."""
+        return self.root / "bin"
+
+    @property
+    def libexec(self) -> Path:
+        return self.root / "libexec"
+
+    @property
+    def in_root(self) -> Path:
+        """The launcher that runs a daemon chrooted into the release's root."""
+        return self.libexec / "in-root"
+
+    @property
     def slot_file(self) -> Path:
         """Which port slot this cluster uses (see ``templates.Slot``)."""
         return self.etc / "slot"
