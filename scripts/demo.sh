@@ -9,7 +9,13 @@ python_env
 app_runtimes
 cd "$REPO"
 "$VENV/bin/hpcportal" dev-cluster up
-export HPCPORTAL_DATABASE_URL="${HPCPORTAL_DATABASE_URL:-sqlite:///$REPO/hpcportal.db}"
+# The database holds sessions, token hashes and the audit log: keep it in a folder only
+# the portal's account can enter (the portal makes the file 0600 and refuses to start
+# on one that others can read).
+STATE="$REPO/.state"
+install -d -m 0700 "$STATE"
+chmod 0700 "$STATE"
+export HPCPORTAL_DATABASE_URL="${HPCPORTAL_DATABASE_URL:-sqlite:///$STATE/hpcportal.db}"
 "$VENV/bin/hpcportal" db upgrade
 log "portal on http://127.0.0.1:8080 (API docs at /api/v1/docs); log in as a demo user above"
 exec "$VENV/bin/hpcportal" serve --host 127.0.0.1 --port 8080

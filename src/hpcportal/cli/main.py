@@ -34,13 +34,27 @@ def resolve_settings() -> Settings:
     return settings
 
 
+def refuse_exposed_database(settings: Settings) -> None:
+    """Stop before serving from (or migrating) an SQLite file others can read."""
+    from hpcportal.db.sqlite_file import DatabaseFileExposed, check_private
+
+    try:
+        check_private(settings.database_url)
+    except DatabaseFileExposed as exc:
+        typer.echo(f"Refusing to start. {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
-    """Migrate the database if needed and serve the portal (one process, one refresher)."""
+    """Migrate the database if needed and serve the portal (one process, one refresher).
+
+    Refuses an SQLite database file that other accounts can read.
+    """
     import uvicorn
 
     from hpcportal.app import create_app
@@ -50,6 +64,7 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = resolve_settings()
+    refuse_exposed_database(settings)
     upgrade(settings)
     uvicorn.run(
         create_app(settings),
@@ -67,6 +82,7 @@ def db_upgrade() -> None:
     from hpcportal.db.migrate import upgrade
 
     settings = get_settings()
+    refuse_exposed_database(settings)
     upgrade(settings)
     typer.echo(f"Database at the newest revision: {settings.database_url.split('@')[-1]}")
 
