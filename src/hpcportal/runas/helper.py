@@ -13,8 +13,11 @@ Protocol: one JSON line on stdin (the request), optionally followed by raw bytes
   command's own.
 - ``write-file``: write the payload to a file atomically (temporary name, fsync,
   then link or rename), never silently replacing an existing file; prints a JSON
-  result.
-- ``mkdir``: create a directory (and parents); prints a JSON result.
+  result. With ``framed`` the payload is frames (4-byte big-endian length, bytes)
+  ending with an empty one, so a file of unknown size can be streamed and a sender
+  that gives up (no end frame) leaves nothing.
+- ``mkdir``: create a directory (and parents); with ``room_for`` first refuse if
+  that many bytes cannot fit there for the user; prints a JSON result.
 - ``read-file``: print a JSON line describing a byte range, then those bytes.
 - ``stat``: print a JSON description of a path.
 
@@ -63,7 +66,16 @@ MAX_READ = 16 * 1024 * 1024
 # builds the helper (boundary.helper_source), so the program run as the user is one
 # self-contained file; the import serves tests and type checking.
 # >>> helper_files
-from hpcportal.runas.helper_files import FILE_OPERATIONS, Refused, Stream  # noqa: E402
+from hpcportal.runas.helper_files import (  # noqa: E402
+    FILE_OPERATIONS,
+    NO_ROOM,
+    O_DIR,
+    Refused,
+    Stream,
+    check_room,
+    ran_out,
+    sized,
+)
 
 # <<< helper_files
 
@@ -183,6 +195,42 @@ def _copy_payload(fd: int, size: int) -> str:
     return digest.hexdigest()
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+#: The largest frame the portal sends (it forwards request body chunks as they arrive).
+MAX_FRAME = 16 * 1024 * 1024
+
+
+def _copy_frames(fd: int, limit: int) -> tuple[int, str]:
+    """Copy a framed payload (``framed`` in ``write-file``) into ``fd``: (bytes, SHA-256).
+    More than ``limit`` bytes, or an end of input before the empty end frame, is
+    refused, and the caller removes the temporary file."""
+    digest = hashlib.sha256()
+    size = 0
+    source = sys.stdin.buffer
+    while True:
+        head = source.read(4)
+        if len(head) < 4:
+            raise Refused("the upload was cut short before the file ended", "invalid")
+        count = int.from_bytes(head, "big")
+        if count == 0:
+            return size, digest.hexdigest()
+        if count > MAX_FRAME:
+            raise Refused("malformed payload frame")
+        size += count
+        if size > limit:
+            raise Refused(f"the file is larger than the limit of {sized(limit)}", "too_large")
+        data = source.read(count)
+        if len(data) < count:
+            raise Refused("the upload was cut short before the file ended", "invalid")
+        _write_all(fd, data)
+        digest.update(data)
+
+
 def op_write_file(request: dict[str, Any]) -> None:
     """Write atomically: a hidden temporary file in the same directory, then link it.
 
@@ -190,10 +238,12 @@ def op_write_file(request: dict[str, Any]) -> None:
     ``replace`` is asked; a crash leaves at most the hidden temporary file.
     """
     path = absolute(request.get("path"))
+    framed = bool(request.get("framed"))
     size = int(request.get("size", -1))
+    limit = int(request.get("max_size", -1))
     mode = int(request.get("mode", 0o600)) & 0o777
-    if size < 0:
-        raise Refused("size is required")
+    if (limit if framed else size) < 0:
+        raise Refused("max_size is required" if framed else "size is required")
     directory, name = os.path.split(path)
     if not name or name in (".", ".."):
         raise Refused("bad file name")
@@ -202,8 +252,16 @@ def op_write_file(request: dict[str, Any]) -> None:
     temp = os.path.join(directory, f".{name}.{os.getpid()}.part")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        digest = _copy_payload(fd, size)
-        os.fsync(fd)
+        try:
+            if framed:
+                size, digest = _copy_frames(fd, limit)
+            else:
+                digest = _copy_payload(fd, size)
+            os.fsync(fd)
+        except OSError as exc:
+            if exc.errno not in NO_ROOM:
+                raise
+            raise ran_out(exc, f"the file {name}", os.fstat(fd).st_size, None) from exc
         os.close(fd)
         fd = -1
         if request.get("replace"):
@@ -220,9 +278,27 @@ def op_write_file(request: dict[str, Any]) -> None:
     print(json.dumps({"ok": True, "path": path, "size": size, "sha256": digest}))
 
 
+def nearest_folder(path: str) -> int:
+    """A descriptor of ``path``, or of its closest existing ancestor (for ``statvfs``)."""
+    while True:
+        try:
+            return os.open(path, O_DIR)
+        except (FileNotFoundError, NotADirectoryError):
+            if path == "/":
+                raise
+            path = os.path.dirname(path)
+
+
 def op_mkdir(request: dict[str, Any]) -> None:
     path = absolute(request.get("path"))
     mode = int(request.get("mode", 0o700)) & 0o777
+    needed = int(request.get("room_for") or 0)
+    if needed > 0:
+        fd = nearest_folder(path)
+        try:
+            check_room(fd, needed, "the upload")
+        finally:
+            os.close(fd)
     if request.get("parents"):
         os.makedirs(path, mode=mode, exist_ok=True)
     else:

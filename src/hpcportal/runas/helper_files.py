@@ -1243,6 +1243,82 @@ def mount_source(path: str) -> str | None:
     return source
 
 
+def sized(count: int) -> str:
+    """``12345678 bytes (11.8 MiB)``: exact for the record, readable for a person."""
+    value, unit = float(count), "bytes"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{count} bytes" if unit == "bytes" else f"{count} bytes ({value:.1f} {unit})"
+
+
+def quota_left(device: str | None, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The user's quota entry for ``device`` with a hard block limit, and what it leaves
+    (``left``). Only the hard limit refuses writes for certain (a soft one allows more
+    during its grace time), so only it is checked before an upload."""
+    for entry in entries:
+        if device is not None and entry.get("filesystem") == device and entry.get("hard"):
+            return {**entry, "left": max(0, int(entry["hard"]) - int(entry["used"]))}
+    return None
+
+
+def room_refusal(
+    needed: int, available: int, quota: dict[str, Any] | None, what: str
+) -> Refused | None:
+    """Why ``needed`` bytes do not fit, given the space free for the user and their
+    quota entry there (from ``quota_left``), or None when they fit."""
+    if needed > available:
+        return Refused(
+            f"{what} needs {sized(needed)}, but the file system has only {sized(available)} "
+            "free for you",
+            "no_space",
+        )
+    if quota is not None and needed > quota["left"]:
+        return Refused(
+            f"{what} needs {sized(needed)}, but your quota on {quota['filesystem']} leaves "
+            f"only {sized(quota['left'])} (limit {sized(int(quota['hard']))}, "
+            f"used {sized(int(quota['used']))})",
+            "quota",
+        )
+    return None
+
+
+def check_room(fd: int, needed: int, what: str) -> None:
+    """Refuse ``needed`` more bytes that cannot fit where ``fd`` (a folder or a file) lies,
+    for this user: the file system's space for unprivileged users (``statvfs``
+    ``f_bavail``, so root's reserve does not count) and, where the ``quota`` command
+    reports one, the user's hard limit there (``quota_report``, as for usage)."""
+    if needed <= 0:
+        return
+    available = int(space(fd)["available"])
+    quota = None
+    if needed <= available:  # the quota is only asked when the disk has room
+        entries = quota_report().get("entries") or []
+        if entries:
+            with contextlib.suppress(OSError):
+                device = mount_source(os.readlink(f"/proc/self/fd/{fd}"))
+                quota = quota_left(device, entries)
+    refusal = room_refusal(needed, available, quota, what)
+    if refusal is not None:
+        raise refusal
+
+
+#: The kernel's "no room": a full file system, or the user's quota reached.
+NO_ROOM = {errno.ENOSPC: "no_space", errno.EDQUOT: "quota"}
+
+
+def ran_out(exc: OSError, what: str, written: int, total: int | None) -> Refused:
+    """ENOSPC / EDQUOT met while writing, said with the sizes (the caller has removed
+    what was written)."""
+    reason = "the file system is full" if exc.errno == errno.ENOSPC else "your quota is reached"
+    of = f" of {sized(total)}" if total is not None else ""
+    return Refused(
+        f"{reason}: {what} stopped after {sized(written)}{of}, and what was written is removed",
+        NO_ROOM[exc.errno or errno.ENOSPC],
+    )
+
+
 def op_roots(request: dict[str, Any]) -> None:
     """Which of the given roots exist for this user, with their free space."""
     roots = []
@@ -1357,6 +1433,13 @@ def op_upload(request: dict[str, Any]) -> None:
                 raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name)
             except FileNotFoundError:
                 pass
+            length, reserved = int(request.get("length", 0)), int(request.get("reserved", 0))
+            what = "the upload" + (
+                f" (with {sized(reserved)} still to come for your other unfinished uploads here)"
+                if reserved
+                else ""
+            )
+            check_room(folder, length + reserved, what)
             os.close(os.open(temp, O_CREATE, 0o600, dir_fd=folder))
             answer({"ok": True, "offset": 0, "temp": temp})
         elif action == "abort":
@@ -1373,8 +1456,6 @@ def op_upload(request: dict[str, Any]) -> None:
 def append_upload(folder: int, temp: str, name: str, request: dict[str, Any]) -> dict[str, Any]:
     offset = int(request["offset"])
     length = int(request["length"])
-    expected = request.get("expected")
-    checksum = request.get("checksum")
     fd = os.open(temp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
     try:
         info = os.fstat(fd)
@@ -1387,24 +1468,50 @@ def append_upload(folder: int, temp: str, name: str, request: dict[str, Any]) ->
             )
         if info.st_size > offset:
             os.ftruncate(fd, offset)  # bytes of an interrupted request that was not recorded
-        received, digest = copy_stdin(fd, offset, length - offset)
-        whole = expected is None or received == int(expected)
-        if checksum is not None and (not whole or digest != checksum):
-            os.ftruncate(fd, offset)
-            return {"ok": False, "error": "checksum", "offset": offset, "received": received,
-                    "message": "the chunk's checksum does not match" if whole
-                    else "the chunk was cut short, so its checksum cannot be verified"}  # fmt: skip
-        os.fsync(fd)
-        result = {"ok": True, "offset": offset + received, "received": received, "complete": False}
-        if offset + received == length:
-            os.fchmod(fd, 0o666 & ~current_umask())
-            os.link(temp, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
-            os.unlink(temp, dir_fd=folder)
-            os.fsync(folder)
-            result["complete"] = True
-        return result
+        try:
+            # The rest of the file must fit; if it cannot, the upload cannot finish, and
+            # its partial file goes now rather than fill the user's area until it expires.
+            check_room(fd, length - offset, "the rest of the upload")
+            return append_chunk(fd, folder, temp, name, request)
+        except Refused as exc:
+            if exc.kind not in NO_ROOM.values():
+                raise
+            unlink_quietly(temp, folder)
+            raise Refused(f"{exc}; the partial upload is removed", exc.kind) from exc
+        except OSError as exc:
+            if exc.errno not in NO_ROOM:
+                raise
+            written = os.fstat(fd).st_size
+            unlink_quietly(temp, folder)
+            raise ran_out(exc, "the upload", written, length) from exc
     finally:
         os.close(fd)
+
+
+def append_chunk(
+    fd: int, folder: int, temp: str, name: str, request: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the payload at the offset; link the file to its name once it is whole."""
+    offset = int(request["offset"])
+    length = int(request["length"])
+    expected = request.get("expected")
+    checksum = request.get("checksum")
+    received, digest = copy_stdin(fd, offset, length - offset)
+    whole = expected is None or received == int(expected)
+    if checksum is not None and (not whole or digest != checksum):
+        os.ftruncate(fd, offset)
+        return {"ok": False, "error": "checksum", "offset": offset, "received": received,
+                "message": "the chunk's checksum does not match" if whole
+                else "the chunk was cut short, so its checksum cannot be verified"}  # fmt: skip
+    os.fsync(fd)
+    result = {"ok": True, "offset": offset + received, "received": received, "complete": False}
+    if offset + received == length:
+        os.fchmod(fd, 0o666 & ~current_umask())
+        os.link(temp, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+        os.unlink(temp, dir_fd=folder)
+        os.fsync(folder)
+        result["complete"] = True
+    return result
 
 
 FILE_OPERATIONS = {
