@@ -172,14 +172,20 @@ async def append_chunk(
         offset = _int_header(upload_offset, "Upload-Offset")
         if offset is None:
             raise BadRequest("Upload-Offset is required.")
-        state = await tus.append(
-            who,
-            upload_id,
-            offset=offset,
-            content_length=_int_header(content_length, "Content-Length"),
-            checksum=parse_checksum(upload_checksum),
-            body=request.stream(),
-        )
+        try:
+            state = await tus.append(
+                who,
+                upload_id,
+                offset=offset,
+                content_length=_int_header(content_length, "Content-Length"),
+                checksum=parse_checksum(upload_checksum),
+                body=request.stream(),
+            )
+        except PortalError as exc:
+            # The body may be unread (a full disk, a chunk past Upload-Length): close
+            # the connection after the answer rather than read and discard the rest.
+            exc.headers = {**(exc.headers or {}), "Connection": "close"}
+            raise
     if state.complete:
         await run_in_threadpool(_audit_upload, tus, who.username, state, address)
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=_state_headers(state))

@@ -4,16 +4,21 @@
 - **create** (``POST``, ``Upload-Length``, ``Upload-Metadata`` with ``filename``,
   ``root`` and ``folder``): the limits are checked (``tus_max_bytes`` per file,
   ``tus_user_max_uploads`` and ``tus_user_max_bytes`` of unfinished uploads per
-  user), then the helper, as the user, creates the hidden ``.NAME.ID.part`` in the
-  destination folder (refusing if NAME exists), and a ``tus_uploads`` row records
-  the upload.
+  user), then the helper, as the user, checks that the file fits (the folder's free
+  space for the user and their hard quota there, counting what the user's other
+  unfinished uploads into the same area still need: else 507), creates the hidden
+  ``.NAME.ID.part`` in the destination folder (refusing if NAME exists), and a
+  ``tus_uploads`` row records the upload.
 - **append** (``PATCH`` at the recorded ``Upload-Offset``): one request at a time
   per upload (a lock in the row, shared by replicas). The body is streamed to the
   helper's stdin, which appends it to the partial file and answers with the new
   offset. With ``Upload-Checksum: sha256 <base64>`` a chunk whose digest differs
   (or that was cut short) is cut off again and answered 460. When the last byte
   arrives the helper links the partial file to its name (never replacing a file)
-  and removes it: the file appears whole or not at all.
+  and removes it: the file appears whole or not at all. When the rest of the file
+  no longer fits, or the disk or quota fills while writing (ENOSPC, EDQUOT), the
+  helper removes the partial file and the row goes too: 507, and the upload is
+  over (a later ``HEAD`` is 404), so no partial file fills the user's area.
 - **resume** (``HEAD``): the recorded offset. A request cut off mid-body keeps what
   the helper received (without a checksum), so the client resumes from there.
 - **terminate** (``DELETE``): the partial file and the row go.
@@ -45,6 +50,7 @@ from hpcportal.db.session import Database
 from hpcportal.errors import (
     BadRequest,
     Conflict,
+    InsufficientStorage,
     NotFound,
     PayloadTooLarge,
     PortalError,
@@ -176,6 +182,16 @@ class TusService:
                 f"Unfinished uploads may hold at most {self.settings.tus_user_max_bytes} bytes "
                 f"per person; yours hold {int(pending)}."
             )
+        with self.database.session() as session:
+            # What the user's other unfinished uploads into this area still need: the
+            # room check counts it, so several uploads cannot each claim the same space.
+            reserved = session.scalar(
+                select(func.coalesce(func.sum(TusUpload.length - TusUpload.received), 0)).where(
+                    TusUpload.username == who.username,
+                    TusUpload.completed_at.is_(None),
+                    TusUpload.root_path == root.path,
+                )
+            )
         now = utcnow()
         row = TusUpload(
             id=secrets.token_hex(16),
@@ -191,7 +207,9 @@ class TusService:
             updated_at=now,
             expires_at=now + timedelta(seconds=self.settings.tus_expire_seconds),
         )
-        self.runas.call(who.username, self._helper(row, "create"))
+        self.runas.call(
+            who.username, self._helper(row, "create", length=length, reserved=int(reserved or 0))
+        )
         try:
             if length == 0:  # complete on creation: link the empty file now
                 answer = self.runas.call(
@@ -308,6 +326,7 @@ class TusService:
         """Stream ``body`` into the upload at ``offset``; the new state."""
         row, token = await run_in_threadpool(self._lock, who, upload_id, offset)
         answer: dict[str, object] | None = None
+        removed = False
         try:
             if content_length is not None and offset + content_length > row.length:
                 raise PayloadTooLarge(
@@ -324,20 +343,39 @@ class TusService:
                 answer = await stream.answer(timeout=900)
             finally:
                 await stream.aclose()
+        except InsufficientStorage as exc:
+            # The helper removed the partial file (the rest cannot fit): the upload is
+            # over, so its row goes too and the client is told to start again.
+            removed = True
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self._forget, row.id)
+            raise InsufficientStorage(
+                f"{exc.message} The upload is cancelled; free some space and upload the "
+                "file again.",
+                headers=exc.headers,
+            ) from exc
         finally:
-            received = int(str(answer["offset"])) if answer else row.received
-            complete = bool(answer and answer.get("complete"))
-            now = utcnow()
-            expires = now + timedelta(seconds=self.settings.tus_expire_seconds)
-            values: dict[str, object] = {"updated_at": now, "received": received}
-            if answer:
-                values["expires_at"] = row.expires_at = expires
-            if complete:
-                values["completed_at"] = row.completed_at = now
-            with anyio.CancelScope(shield=True):  # the lock is released whatever happened
-                await run_in_threadpool(self._unlock, row.id, token, **values)
-        row.received = received
+            if not removed:
+                await self._release(row, token, answer)
         return _state(row)
+
+    def _forget(self, upload_id: str) -> None:
+        with self.database.session() as session:
+            session.execute(delete(TusUpload).where(TusUpload.id == upload_id))
+
+    async def _release(self, row: TusUpload, token: str, answer: dict[str, object] | None) -> None:
+        """Record what the helper answered (offset, completion) in the row and free the
+        lock, whatever happened to the request."""
+        now = utcnow()
+        row.received = int(str(answer["offset"])) if answer else row.received
+        values: dict[str, object] = {"updated_at": now, "received": row.received}
+        if answer:
+            expires = now + timedelta(seconds=self.settings.tus_expire_seconds)
+            values["expires_at"] = row.expires_at = expires
+        if answer and answer.get("complete"):
+            values["completed_at"] = row.completed_at = now
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(self._unlock, row.id, token, **values)
 
     async def _feed(
         self,
