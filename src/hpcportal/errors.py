@@ -128,6 +128,17 @@ class SlurmUnreachable(SlurmError):
     status, code = 503, "slurm_unreachable"
 
 
+class SubmissionUncertain(SlurmError):
+    """Slurm may or may not have created the job (sbatch timed out, the connection
+    dropped), or cannot yet say whether an earlier attempt did. Retrying with the same
+    ``Idempotency-Key`` is safe: the portal asks Slurm before submitting again."""
+
+    status, code = 503, "submission_uncertain"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "10"})
+
+
 class SlurmPermissionDenied(SlurmError):
     status, code = 403, "slurm_permission_denied"
 

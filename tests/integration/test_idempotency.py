@@ -1,14 +1,35 @@
-"""An interrupted submission (sbatch ran, the database never heard) is reconciled."""
+"""One job per Idempotency-Key whatever Slurm does, and submits under load.
+
+An interrupted submission (sbatch ran, the database never heard) and one whose sbatch
+timed out against a hung slurmctld are both reconciled against Slurm instead of
+submitting twice. Fifty concurrent submits on SQLite (and PostgreSQL) all get their
+job, never a 500.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
 from hpcportal.db.migrate import upgrade
-from hpcportal.db.models import Submission
+from hpcportal.db.models import AuditEntry, Submission
 from hpcportal.db.session import Database
+from hpcportal.devcluster import DevCluster
 from hpcportal.services.apptainer import ApptainerCatalog
 from hpcportal.services.identity import lookup_principal
 from hpcportal.services.submit import SubmitContext, key_marker, request_hash, submit_job
@@ -16,7 +37,10 @@ from hpcportal.services.submit_models import JobRequest, SubmitResult
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
 from tests.integration import slurm_cli
-from tests.integration.portal_server import portal_settings
+from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+
+#: A job that ends at once, in the default partition: the shared cluster stays free.
+TINY = {"script": "#!/bin/bash\ntrue\n", "partition": "normal", "time_limit": "1"}
 
 
 def test_a_retry_after_a_crash_finds_the_job_by_its_comment(
@@ -64,3 +88,215 @@ def test_a_retry_after_a_crash_finds_the_job_by_its_comment(
     finally:
         slurm_cli.scancel(devcluster["slurm_conf"], job_id)
         database.dispose()
+
+
+# --- a hung slurmctld -------------------------------------------------------------------
+
+
+def slurmctld_pid(devcluster: dict[str, Any]) -> int:
+    status = DevCluster(Path(devcluster["dir"])).status()
+    (ctld,) = [c for c in status["components"] if c["name"] == "slurmctld"]
+    assert ctld["running"] and ctld["pid"], "slurmctld must be up before this test"
+    return int(ctld["pid"])
+
+
+def jobs_carrying(slurm_conf: str, marker: str) -> list[int]:
+    """Every job slurmctld knows (finished ones too, for MinJobAge) with this comment,
+    asked by the test itself, as root, not through the portal."""
+    listed = slurm_cli.json_of(slurm_conf, ["squeue", "--json", "--all"])["jobs"]
+    return sorted(int(j["job_id"]) for j in listed if j.get("comment") == marker)
+
+
+def test_a_hung_slurmctld_never_makes_two_jobs_for_one_key(
+    devcluster: dict[str, Any], tmp_path: Path
+) -> None:
+    conf = devcluster["slurm_conf"]
+    settings = portal_settings(tmp_path, conf, slurm_timeout=3.0)
+    key = f"hung-{uuid.uuid4()}"
+    marker = key_marker("alice", key)
+    body = {**TINY, "name": "idem-hung"}
+    with run_portal(settings) as portal, portal.client() as c:
+        headers = {**portal.login("alice"), "Idempotency-Key": key}
+        pid = slurmctld_pid(devcluster)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            # sbatch's request reaches slurmctld's socket, then sbatch is given up on.
+            first = c.post("/api/v1/jobs", json=body, headers=headers)
+            # A retry while Slurm still cannot answer submits nothing.
+            retry = c.post("/api/v1/jobs", json=body, headers=headers)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert first.status_code == 503, first.text
+        assert first.json()["code"] == "submission_uncertain"
+        assert "same Idempotency-Key" in first.json()["detail"]
+        assert retry.status_code == 503, retry.text
+        assert retry.json()["code"] == "submission_uncertain"
+        assert "nothing was submitted again" in retry.json()["detail"]
+        with portal.app.state.db.session() as session:
+            row = session.scalars(select(Submission).where(Submission.idempotency_key == key)).one()
+            assert row.state == "unknown" and row.job_id is None
+        # slurmctld works through the request it received while hung.
+        found = _wait_for(lambda: jobs_carrying(conf, marker), timeout=30)
+        try:
+            again = c.post("/api/v1/jobs", json=body, headers=headers)
+            assert again.status_code == 200, again.text
+            assert again.json()["replayed"] is True
+            assert again.json()["job_id"] == found[0]
+            assert jobs_carrying(conf, marker) == found and len(found) == 1
+            once_more = c.post("/api/v1/jobs", json=body, headers=headers)
+            assert once_more.status_code == 200 and once_more.json()["job_id"] == found[0]
+        finally:
+            slurm_cli.scancel(conf, *jobs_carrying(conf, marker), missing_ok=True)
+
+
+def test_a_retry_before_the_job_appears_does_not_submit_a_second(
+    devcluster: dict[str, Any], tmp_path: Path
+) -> None:
+    """The retry comes at once after SIGCONT, racing slurmctld's backlog: still one job."""
+    conf = devcluster["slurm_conf"]
+    settings = portal_settings(tmp_path, conf, slurm_timeout=3.0)
+    key = f"race-{uuid.uuid4()}"
+    marker = key_marker("bob", key)
+    body = {**TINY, "name": "idem-race"}
+    with run_portal(settings) as portal, portal.client() as c:
+        headers = {**portal.login("bob"), "Idempotency-Key": key}
+        pid = slurmctld_pid(devcluster)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            first = c.post("/api/v1/jobs", json=body, headers=headers)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert first.status_code == 503, first.text
+        try:
+            retry = c.post("/api/v1/jobs", json=body, headers=headers)
+            assert retry.status_code in (200, 201), retry.text
+            found = jobs_carrying(conf, marker)
+            assert found == [retry.json()["job_id"]]
+        finally:
+            slurm_cli.scancel(conf, *jobs_carrying(conf, marker), missing_ok=True)
+
+
+def test_a_certain_refusal_forgets_the_key(devcluster: dict[str, Any], tmp_path: Path) -> None:
+    """Slurm's "no" (an unknown partition) created nothing: the same key may try again."""
+    settings = portal_settings(tmp_path, devcluster["slurm_conf"])
+    key = f"refused-{uuid.uuid4()}"
+    with run_portal(settings) as portal, portal.client() as c:
+        headers = {**portal.login("alice"), "Idempotency-Key": key}
+        bad = c.post("/api/v1/jobs", json={**TINY, "partition": "nosuch"}, headers=headers)
+        assert bad.status_code == 400, bad.text
+        with portal.app.state.db.session() as session:
+            left = session.scalars(select(Submission).where(Submission.idempotency_key == key))
+            assert left.all() == []
+        # A different request under the same key is a new submission, not a conflict.
+        good = c.post("/api/v1/jobs", json={**TINY, "name": "idem-after-refusal"}, headers=headers)
+        assert good.status_code == 201, good.text
+        slurm_cli.scancel(devcluster["slurm_conf"], good.json()["job_id"], missing_ok=True)
+
+
+def _wait_for(probe: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"nothing within {timeout} s")
+
+
+# --- load ---------------------------------------------------------------------------
+
+CONCURRENT = 50
+
+
+def fire_submits(portal: RunningPortal, count: int) -> tuple[list[httpx.Response], list[str]]:
+    """``count`` submits at once, with distinct keys, from alice and bob."""
+    users = ("alice", "bob")
+    headers = {user: portal.login(user) for user in users}
+    keys = [f"load-{uuid.uuid4()}" for _ in range(count)]
+
+    async def fire() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=count)
+        async with httpx.AsyncClient(base_url=portal.url, timeout=120, limits=limits) as c:
+
+            async def one(i: int) -> httpx.Response:
+                h = {**headers[users[i % 2]], "Idempotency-Key": keys[i]}
+                return await c.post("/api/v1/jobs", json={**TINY, "name": "idem-load"}, headers=h)
+
+            return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+    return asyncio.run(fire()), keys
+
+
+def check_load(portal: RunningPortal, slurm_conf: str) -> None:
+    answers, keys = fire_submits(portal, CONCURRENT)
+    ids = [r.json()["job_id"] for r in answers if r.status_code == 201]
+    try:
+        statuses = sorted(r.status_code for r in answers)
+        assert statuses == [201] * CONCURRENT, [r.text for r in answers if r.status_code != 201]
+        assert len(set(ids)) == CONCURRENT
+        # Every job is in Slurm with its key's marker.
+        listed = slurm_cli.json_of(slurm_conf, ["squeue", "--json", "--all"])["jobs"]
+        comments = {int(j["job_id"]): j.get("comment") for j in listed}
+        for i, (answer, key) in enumerate(zip(answers, keys, strict=True)):
+            user = ("alice", "bob")[i % 2]
+            assert comments.get(answer.json()["job_id"]) == key_marker(user, key)
+        # And nothing on the side was lost: one submitted row and one audit entry each.
+        with portal.app.state.db.session() as session:
+            done = select(func.count()).where(
+                Submission.idempotency_key.in_(keys), Submission.state == "submitted"
+            )
+            assert session.scalar(done) == CONCURRENT
+            targets = [f"job:{i}" for i in ids]
+            audited = select(func.count()).where(
+                AuditEntry.action == "job.submit",
+                AuditEntry.result == "ok",
+                AuditEntry.target.in_(targets),
+            )
+            assert session.scalar(audited) == CONCURRENT
+    finally:
+        slurm_cli.scancel(slurm_conf, *ids, missing_ok=True)
+
+
+def test_fifty_concurrent_submits_on_sqlite(devcluster: dict[str, Any], tmp_path: Path) -> None:
+    settings = portal_settings(tmp_path, devcluster["slurm_conf"], slurm_timeout=30.0)
+    with run_portal(settings) as portal:
+        check_load(portal, devcluster["slurm_conf"])
+
+
+@contextmanager
+def fresh_postgresql() -> Iterator[str]:
+    """A new PostgreSQL database for one test, dropped afterwards."""
+    admin_url = os.environ.get(
+        "HPCPORTAL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    )
+    admin = create_engine(
+        make_url(admin_url), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+    name = f"hpcportal_test_{secrets.token_hex(6)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required when CI is set: {exc.orig}")
+        pytest.skip(f"PostgreSQL not reachable ({exc.orig}); set CI=1 to make this a failure")
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_fifty_concurrent_submits_on_postgresql(devcluster: dict[str, Any], tmp_path: Path) -> None:
+    with fresh_postgresql() as url:
+        settings = portal_settings(
+            tmp_path, devcluster["slurm_conf"], slurm_timeout=30.0, database_url=url
+        )
+        with run_portal(settings) as portal:
+            try:
+                check_load(portal, devcluster["slurm_conf"])
+            finally:
+                portal.app.state.db.dispose()

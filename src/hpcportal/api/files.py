@@ -17,12 +17,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hpcportal.api.deps import (
     ClientAddress,
     CurrentUser,
-    DbDep,
+    DatabaseDep,
     RunAsDep,
     SettingsDep,
     strict_query,
 )
 from hpcportal.api.params import Offset
+from hpcportal.db.session import Database
 from hpcportal.errors import (
     InvalidInput,
     IsDirectory,
@@ -283,7 +284,7 @@ async def write_file(
     request: Request,
     files: FilesDep,
     settings: SettingsDep,
-    db: DbDep,
+    database: DatabaseDep,
     address: ClientAddress,
     response: Response,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
@@ -308,10 +309,9 @@ async def write_file(
             create_only=(if_none_match or "").strip() == "*",
         )
     except Exception as exc:
-        audit.record_outcome(db, files.who, "file.write", target, address, exc)
-        db.commit()
+        await _audit(database, files, "file.write", target, address, exc)
         raise
-    audit.record_outcome(db, files.who, "file.write", target, address, None)
+    await _audit(database, files, "file.write", target, address, None)
     response.headers["ETag"] = f'"{result.etag}"'
     if result.created:
         response.status_code = status.HTTP_201_CREATED
@@ -329,7 +329,7 @@ async def operate(
     path: str,
     body: FileOp,
     files: FilesDep,
-    db: DbDep,
+    database: DatabaseDep,
     address: ClientAddress,
     response: Response,
 ) -> OpResult:
@@ -341,10 +341,9 @@ async def operate(
     try:
         result = await run_in_threadpool(files.operate, root, path, body)
     except Exception as exc:
-        audit.record_outcome(db, files.who, f"file.{body.op}", target, address, exc)
-        db.commit()
+        await _audit(database, files, f"file.{body.op}", target, address, exc)
         raise
-    audit.record_outcome(db, files.who, f"file.{body.op}", target, address, None)
+    await _audit(database, files, f"file.{body.op}", target, address, None)
     if body.op == "mkdir":
         response.status_code = status.HTTP_201_CREATED
     return result
@@ -357,7 +356,7 @@ async def delete_path(
     root: str,
     path: str,
     files: FilesDep,
-    db: DbDep,
+    database: DatabaseDep,
     address: ClientAddress,
     permanent: bool = False,
 ) -> OpResult:
@@ -367,8 +366,22 @@ async def delete_path(
     try:
         result = await run_in_threadpool(files.delete, root, path, permanent=permanent)
     except Exception as exc:
-        audit.record_outcome(db, files.who, "file.delete", target, address, exc)
-        db.commit()
+        await _audit(database, files, "file.delete", target, address, exc)
         raise
-    audit.record_outcome(db, files.who, "file.delete", target, address, None)
+    await _audit(database, files, "file.delete", target, address, None)
     return result
+
+
+async def _audit(
+    database: Database,
+    files: FileService,
+    action: str,
+    target: str,
+    address: str,
+    error: Exception | None,
+) -> None:
+    """The action's audit entry, in its own transaction and a worker thread: a busy
+    database delays it, and a lost entry is logged, never the answer."""
+    await run_in_threadpool(
+        audit.write_outcome, database, files.who, action, target, address, error
+    )

@@ -15,13 +15,12 @@ from fastapi import APIRouter, Body, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from hpcportal.api.deps import (
     AdapterDep,
     ClientAddress,
     CurrentUser,
-    DbDep,
+    DatabaseDep,
     RunAsDep,
     SettingsDep,
     SnapshotDep,
@@ -29,6 +28,7 @@ from hpcportal.api.deps import (
     strict_query,
 )
 from hpcportal.api.params import ByteCount, Offset
+from hpcportal.db.session import Database
 from hpcportal.errors import NotFound
 from hpcportal.services import audit
 from hpcportal.services import jobs as job_service
@@ -59,7 +59,7 @@ async def submit(
     request_body: Annotated[JobRequest, Body()],
     who: CurrentUser,
     ctx: SubmitContextDep,
-    db: DbDep,
+    database: DatabaseDep,
     address: ClientAddress,
     response: Response,
     dry_run: bool = False,
@@ -69,7 +69,8 @@ async def submit(
 
     ``dry_run=true`` returns the exact script and argv and ``sbatch --test-only``'s
     verdict without submitting. Send an ``Idempotency-Key`` header to make retries safe:
-    the same key returns the first job instead of submitting a second.
+    the same key returns the first job instead of submitting a second, even when the
+    first attempt ended in a 503 (the portal asks Slurm before submitting again).
     """
     try:
         result = await run_in_threadpool(
@@ -77,8 +78,9 @@ async def submit(
         )
     except Exception as exc:
         if not dry_run:
-            audit.record_outcome(db, who, "job.submit", None, address, exc)
-            db.commit()
+            await run_in_threadpool(
+                audit.write_outcome, database, who, "job.submit", None, address, exc
+            )
         raise
     if isinstance(result, SubmitPreview):
         response.status_code = status.HTTP_200_OK
@@ -86,7 +88,10 @@ async def submit(
     if result.replayed:
         response.status_code = status.HTTP_200_OK
     else:
-        audit.record_outcome(db, who, "job.submit", f"job:{result.job_id}", address, None)
+        target = f"job:{result.job_id}"
+        await run_in_threadpool(
+            audit.write_outcome, database, who, "job.submit", target, address, None
+        )
     return result
 
 
@@ -96,20 +101,24 @@ class SignalBody(BaseModel):
 
 async def _control(
     who: Principal,
-    db: Session,
+    database: Database,
     address: str,
     adapter: AdapterDep,
     job_id: str,
     action: Literal["cancel", "hold", "release", "requeue", "signal"],
     signal: str | None = None,
 ) -> ControlResult:
+    target = f"job:{job_id}"
     try:
         result = await run_in_threadpool(control, adapter.executor, who, job_id, action, signal)
     except Exception as exc:
-        audit.record_outcome(db, who, f"job.{action}", f"job:{job_id}", address, exc)
-        db.commit()
+        await run_in_threadpool(
+            audit.write_outcome, database, who, f"job.{action}", target, address, exc
+        )
         raise
-    audit.record_outcome(db, who, f"job.{action}", f"job:{job_id}", address, None)
+    await run_in_threadpool(
+        audit.write_outcome, database, who, f"job.{action}", target, address, None
+    )
     return result
 
 
@@ -118,11 +127,11 @@ async def send_signal(
     job_id: str,
     body: SignalBody,
     who: CurrentUser,
-    db: DbDep,
+    database: DatabaseDep,
     address: ClientAddress,
     adapter: AdapterDep,
 ) -> ControlResult:
-    return await _control(who, db, address, adapter, job_id, "signal", body.signal)
+    return await _control(who, database, address, adapter, job_id, "signal", body.signal)
 
 
 @router.post("/jobs/{job_id}/{action}", response_model=ControlResult)
@@ -130,7 +139,7 @@ async def act(
     job_id: str,
     action: Literal["cancel", "hold", "release", "requeue"],
     who: CurrentUser,
-    db: DbDep,
+    database: DatabaseDep,
     address: ClientAddress,
     adapter: AdapterDep,
 ) -> ControlResult:
@@ -139,7 +148,7 @@ async def act(
     Slurm decides whether you may (your own jobs; any job for Slurm operators and
     administrators); its refusal is a 403 with its reason.
     """
-    return await _control(who, db, address, adapter, job_id, action)
+    return await _control(who, database, address, adapter, job_id, action)
 
 
 async def _detail(

@@ -16,17 +16,17 @@ from fastapi import APIRouter, Body, Depends, Request, WebSocket, WebSocketDisco
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from hpcportal.api.deps import (
     ClientAddress,
     CurrentUser,
-    DbDep,
+    DatabaseDep,
     SessionContextDep,
     session_context,
 )
 from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
 from hpcportal.api.params import Int64, Line
+from hpcportal.db.session import Database
 from hpcportal.errors import BadGateway, Forbidden, PortalError
 from hpcportal.services import audit, proxy, rfb
 from hpcportal.services import sessions as service
@@ -52,7 +52,7 @@ class Actions:
 
     who: Principal
     ctx: SessionContext
-    db: Session
+    database: Database
     address: str
     hub: LiveHub
 
@@ -60,11 +60,16 @@ class Actions:
         try:
             result = await run_in_threadpool(work, self.ctx, self.who, *args)
         except Exception as exc:
-            audit.record_outcome(self.db, self.who, action, target, self.address, exc)
-            self.db.commit()
+            await self._audit(action, target, exc)
             raise
-        audit.record_outcome(self.db, self.who, action, target, self.address, None)
+        await self._audit(action, target, None)
         return result
+
+    async def _audit(self, action: str, target: str, error: Exception | None) -> None:
+        """In its own transaction and a worker thread; never changes the answer."""
+        await run_in_threadpool(
+            audit.write_outcome, self.database, self.who, action, target, self.address, error
+        )
 
     def tell(self, session: SessionView) -> SessionView:
         self.hub.push_session(self.who.username, session)
@@ -72,9 +77,13 @@ class Actions:
 
 
 async def get_actions(
-    request: Request, who: CurrentUser, ctx: SessionContextDep, db: DbDep, address: ClientAddress
+    request: Request,
+    who: CurrentUser,
+    ctx: SessionContextDep,
+    database: DatabaseDep,
+    address: ClientAddress,
 ) -> Actions:
-    return Actions(who, ctx, db, address, cast(LiveHub, request.app.state.live))
+    return Actions(who, ctx, database, address, cast(LiveHub, request.app.state.live))
 
 
 ActionsDep = Annotated[Actions, Depends(get_actions)]

@@ -5,8 +5,11 @@
 clean environment (only the variables the person asked for plus ``INPUT`` and
 ``FILE_*``), and records the submission. An ``Idempotency-Key`` makes a retried
 request return the first job: the key is stored before sbatch runs and the job
-carries it in its comment, so even a crash between the two is reconciled against
-Slurm instead of submitting twice.
+carries a digest of it in its comment. When sbatch's outcome is uncertain (a
+timeout, a dropped connection) or the portal died in between, the key is kept and a
+retry asks Slurm for the job carrying it before submitting again: one job per key,
+whatever Slurm does. Once sbatch has answered with a job id, that job is the answer;
+storing it in the database is retried and can only be logged, never fail the request.
 """
 
 from __future__ import annotations
@@ -17,16 +20,26 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from hpcportal.config import Settings
 from hpcportal.db.models import Submission
 from hpcportal.db.session import Database
-from hpcportal.errors import Conflict, InvalidInput, SlurmError
+from hpcportal.errors import (
+    Conflict,
+    InvalidInput,
+    PortalError,
+    SlurmError,
+    SlurmInvalidRequest,
+    SlurmNotFound,
+    SlurmPermissionDenied,
+    SubmissionUncertain,
+)
 from hpcportal.runas import RunAs
 from hpcportal.services import sbatch_script
 from hpcportal.services.apptainer import ApptainerCatalog, find_image, wrap_script
@@ -44,8 +57,11 @@ from hpcportal.slurm.executor import SlurmExecutor
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}/[^/\x00]{1,255}$")
 _TEST_ONLY = re.compile(r"to start at (?P<start>\S+) using \d+ processors on nodes (?P<nodes>\S+)")
-#: A submission still "submitting" after this long was interrupted; reconcile it.
+#: The least time after which a row still "submitting" counts as abandoned (its
+#: process died between sbatch and the database); see ``attempt_limit``.
 IN_FLIGHT_SECONDS = 60.0
+#: Before trusting Slurm's "no job carries the key", ask again this much later.
+SETTLE_SECONDS = 2.0
 COMMENT_PREFIX = "hpcportal-key:"
 
 
@@ -228,14 +244,25 @@ def _submit_now(
     template_id: int | None,
 ) -> SubmitResult:
     built = build(ctx, request, who, comment=None)
-    job_id = _run_sbatch(ctx, who, built)
-    with ctx.database.session() as session:
+    try:
+        job_id = _run_sbatch(ctx, who, built)
+    except Exception as exc:
+        if definitely_refused(exc):
+            raise
+        raise SubmissionUncertain(
+            f"Slurm did not confirm the submission ({_reason(exc)}), so the job may exist. "
+            "Check your jobs before submitting again; send an Idempotency-Key header to "
+            "make a retry safe."
+        ) from exc
+    digest = request_hash(request, template_id)
+
+    def store(session: Session) -> None:
         now = datetime.now(UTC)
         session.add(
             Submission(
                 username=who.username,
                 idempotency_key=key,
-                request_hash=request_hash(request, template_id),
+                request_hash=digest,
                 state="submitted",
                 job_id=job_id,
                 template_id=template_id,
@@ -243,10 +270,44 @@ def _submit_now(
                 finished_at=now,
             )
         )
+
+    about = f"job {job_id} of {who.username}"
+    ctx.database.write_or_log(store, what="submission", about=about)
     return _result(built, job_id, replayed=False)
 
 
+def definitely_refused(exc: BaseException) -> bool:
+    """Did sbatch fail in a way that certainly created no job?
+
+    Only Slurm's own refusal (invalid request, permission denied) or a refusal before
+    sbatch ran (the run-as boundary, a missing upload) is certain. A timeout, a
+    dropped connection or an answer we cannot read may come after slurmctld created
+    the job.
+    """
+    if isinstance(exc, SlurmInvalidRequest | SlurmPermissionDenied | SlurmNotFound):
+        return True
+    return isinstance(exc, PortalError) and not isinstance(exc, SlurmError) and exc.status < 500
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "message", exc)).rstrip(".")
+
+
 # --- idempotency ------------------------------------------------------------------------
+#
+# A key's row goes through these states:
+#
+#   (none) --claim--> submitting --sbatch ok--> submitted          (replayed ever after)
+#                        |   |
+#                        |   +--certain refusal--> (deleted: a retry may submit again)
+#                        +--timeout, lost connection--> unknown
+#   unknown, or submitting for longer than an attempt can take (the process died)
+#       --take over--> submitting, then ask Slurm for the job carrying the key's marker:
+#           found -> submitted;  none (asked twice) -> sbatch;  cannot ask -> unknown (503)
+#
+# ``created_at`` is when the key was first claimed (jobs from then on may carry its
+# marker); ``finished_at`` is when the row last changed state, so the age of the
+# current attempt is ``now - (finished_at or created_at)``.
 
 
 def request_hash(request: JobRequest, template_id: int | None) -> str:
@@ -257,6 +318,12 @@ def request_hash(request: JobRequest, template_id: int | None) -> str:
 def key_marker(username: str, key: str) -> str:
     """What the job's comment carries: a digest of the key, not the key itself."""
     return COMMENT_PREFIX + hashlib.sha256(f"{username}\0{key}".encode()).hexdigest()[:24]
+
+
+def attempt_limit(settings: Settings) -> float:
+    """How long one attempt (upload checks, the Apptainer script, sbatch) may take at
+    most; a row still "submitting" after this was abandoned by a process that died."""
+    return max(IN_FLIGHT_SECONDS, 3 * settings.slurm_timeout + 10)
 
 
 def _submit_once(
@@ -271,58 +338,93 @@ def _submit_once(
     deadline = time.monotonic() + ctx.settings.slurm_timeout + 5
     while True:
         row = _claim(ctx, who.username, key, digest, template_id)
-        if row is None:
-            break  # we own the key now
+        if isinstance(row, int):
+            row_id = row  # a new key: ours
+            break
         if row.request_hash != digest:
             raise Conflict("This Idempotency-Key was used for a different request.")
         if row.state == "submitted" and row.job_id is not None:
             return _result(build(ctx, request, who, comment=marker), row.job_id, replayed=True)
-        age = (datetime.now(UTC) - row.created_at).total_seconds()
-        if age > IN_FLIGHT_SECONDS:
-            # The first attempt died between sbatch and the database: ask Slurm, once.
-            found = ctx.adapter.job_with_comment(who.username, marker)
+        if _take_over(ctx, row, attempt_limit(ctx.settings)):
+            found = _reconcile(ctx, who, marker, row)
             if found is not None:
-                _finish(ctx, row.id, found)
+                _record_job(ctx, row.id, found, who)
                 return _result(build(ctx, request, who, comment=marker), found, replayed=True)
-            _take_over(ctx, row.id)
+            row_id = row.id  # Slurm has no job for the key: ours to submit
             break
-        # Still in flight elsewhere: wait for its row (no Slurm call per poll).
+        # Another request is submitting with this key: wait for its row (no Slurm call).
         if time.monotonic() > deadline:
             raise Conflict("A submission with this Idempotency-Key is still running; retry.")
         time.sleep(0.25)
-    built = build(ctx, request, who, comment=marker)
     try:
+        built = build(ctx, request, who, comment=marker)
         job_id = _run_sbatch(ctx, who, built)
-    except Exception:
-        _forget(ctx, who.username, key)  # nothing was created: a retry may try again
-        raise
-    with ctx.database.session() as session:
-        row_id = session.scalars(
-            select(Submission.id).where(
-                Submission.username == who.username, Submission.idempotency_key == key
-            )
-        ).one()
-    _finish(ctx, row_id, job_id)
+    except Exception as exc:
+        if definitely_refused(exc):
+            _forget(ctx, row_id)  # nothing was created: a retry may try again
+            raise
+        _mark_unknown(ctx, row_id, exc)
+        raise SubmissionUncertain(
+            f"Slurm did not confirm the submission ({_reason(exc)}), so the job may or may "
+            "not exist. Retry with the same Idempotency-Key: the portal asks Slurm for the "
+            "job first and never submits it twice."
+        ) from exc
+    _record_job(ctx, row_id, job_id, who)
     return _result(built, job_id, replayed=False)
+
+
+def _reconcile(ctx: SubmitContext, who: Principal, marker: str, row: Submission) -> int | None:
+    """The job an earlier attempt with this key created, or None if Slurm has none.
+
+    "None" is trusted only when Slurm says so twice, ``SETTLE_SECONDS`` apart:
+    slurmctld, hung while the earlier sbatch waited, may still be working through that
+    request when it answers the first question. If Slurm cannot be asked, or its
+    accounting cannot tell, the key goes back to "unknown" and nothing is submitted.
+    """
+    try:
+        match = ctx.adapter.job_with_comment(who.username, marker, since=row.created_at)
+        if match.job_id is None and not match.unsure:
+            time.sleep(SETTLE_SECONDS)
+            match = ctx.adapter.job_with_comment(who.username, marker, since=row.created_at)
+    except PortalError as exc:
+        _mark_unknown(ctx, row.id, exc)
+        raise SubmissionUncertain(
+            f"Slurm cannot tell yet whether an earlier attempt with this Idempotency-Key "
+            f"created a job ({_reason(exc)}); nothing was submitted again. Retry with the "
+            "same key in a moment."
+        ) from exc
+    if match.job_id is None and match.unsure:
+        _mark_unknown(ctx, row.id, None)
+        ids = ", ".join(map(str, match.unsure[:10]))
+        raise Conflict(
+            "An earlier attempt with this Idempotency-Key may have created a job, and "
+            "Slurm's accounting cannot tell which (it does not store job comments: "
+            f"AccountingStoreFlags=job_comment). Your jobs since then: {ids}. Check them; "
+            "to submit anyway, use a new key."
+        )
+    return match.job_id
 
 
 def _claim(
     ctx: SubmitContext, username: str, key: str, digest: str, template_id: int | None
-) -> Submission | None:
-    """Insert the key as 'submitting'; None if we got it, else the existing row."""
+) -> int | Submission:
+    """Insert the key as "submitting": its row id if we got it, else the existing row."""
+
+    def insert(session: Session) -> int:
+        row = Submission(
+            username=username,
+            idempotency_key=key,
+            request_hash=digest,
+            state="submitting",
+            template_id=template_id,
+            created_at=datetime.now(UTC),
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
     try:
-        with ctx.database.session() as session:
-            session.add(
-                Submission(
-                    username=username,
-                    idempotency_key=key,
-                    request_hash=digest,
-                    state="submitting",
-                    template_id=template_id,
-                    created_at=datetime.now(UTC),
-                )
-            )
-        return None
+        return ctx.database.write(insert, what="submission claim")
     except IntegrityError:
         with ctx.database.session() as session:
             row = session.scalars(
@@ -334,23 +436,60 @@ def _claim(
             return row
 
 
-def _finish(ctx: SubmitContext, row_id: int, job_id: int) -> None:
-    with ctx.database.session() as session:
-        row = session.get_one(Submission, row_id)
-        row.state, row.job_id, row.finished_at = "submitted", job_id, datetime.now(UTC)
+def _take_over(ctx: SubmitContext, row: Submission, limit: float) -> bool:
+    """Make an "unknown" or abandoned row ours, atomically: of several retries one wins."""
+    now = datetime.now(UTC)
+    stale = now - timedelta(seconds=limit)
+    last_change = func.coalesce(Submission.finished_at, Submission.created_at)
+    claim = (
+        update(Submission)
+        .where(
+            Submission.id == row.id,
+            or_(
+                Submission.state == "unknown",
+                and_(Submission.state == "submitting", last_change < stale),
+            ),
+        )
+        .values(state="submitting", finished_at=now)
+    )
+    done = ctx.database.write(lambda s: s.execute(claim), what="submission take-over")
+    return bool(cast(CursorResult[Any], done).rowcount == 1)
 
 
-def _take_over(ctx: SubmitContext, row_id: int) -> None:
-    with ctx.database.session() as session:
-        session.get_one(Submission, row_id).created_at = datetime.now(UTC)
+def _record_job(ctx: SubmitContext, row_id: int, job_id: int, who: Principal) -> None:
+    """Store the job id. The job exists whatever happens here: a failure is logged
+    (and reconciled against Slurm by the next retry), never the request's answer."""
+    values = {"state": "submitted", "job_id": job_id, "error": None}
+    change = update(Submission).where(Submission.id == row_id)
+    ctx.database.write_or_log(
+        lambda s: s.execute(change.values(**values, finished_at=datetime.now(UTC))),
+        what="submission",
+        about=f"job {job_id} of {who.username}",
+    )
 
 
-def _forget(ctx: SubmitContext, username: str, key: str) -> None:
-    with ctx.database.session() as session:
-        row = session.scalars(
-            select(Submission).where(
-                Submission.username == username, Submission.idempotency_key == key
-            )
-        ).one_or_none()
-        if row is not None and row.state == "submitting":
-            session.delete(row)
+def _mark_unknown(ctx: SubmitContext, row_id: int, error: BaseException | None) -> None:
+    """Keep the key: Slurm may have created the job, so a retry must ask first.
+
+    If even this write fails, the row stays "submitting" and is reconciled the same
+    way once it is older than an attempt can take.
+    """
+    change = (
+        update(Submission)
+        .where(Submission.id == row_id, Submission.state == "submitting")
+        .values(
+            state="unknown",
+            error=_reason(error)[:4000] if error is not None else None,
+            finished_at=datetime.now(UTC),
+        )
+    )
+    ctx.database.write_or_log(
+        lambda s: s.execute(change), what="submission", about=f"key row {row_id} unknown"
+    )
+
+
+def _forget(ctx: SubmitContext, row_id: int) -> None:
+    gone = delete(Submission).where(Submission.id == row_id, Submission.state == "submitting")
+    ctx.database.write_or_log(
+        lambda s: s.execute(gone), what="submission", about=f"key row {row_id} refused"
+    )

@@ -330,8 +330,9 @@ def submit(
 ) -> SubmitResult | SubmitPreview:
     """Render and submit (or preview) as ``who``; a real, new submission counts a use.
 
-    Audited like ``POST /jobs`` (``job.submit``, whatever the outcome). Blocking:
-    call it in a worker thread.
+    Submits through ``submit_job`` like ``POST /jobs`` (same Idempotency-Key rules)
+    and is audited like it (``job.submit``, whatever the outcome, in a transaction of
+    its own that never changes the answer). Blocking: call it in a worker thread.
     """
     request = render(session, template_id, who, body)
     # End the read before sbatch runs: it may take seconds, and SQLite cannot turn a
@@ -348,17 +349,16 @@ def submit(
         )
     except Exception as exc:
         if not dry_run:
-            _audit_submit(session, who, template_id, None, address, exc)
-            session.commit()  # the caller's rollback must not lose the refusal
+            _audit_submit(ctx.database, who, template_id, None, address, exc)
         raise
     if isinstance(result, SubmitResult) and not result.replayed:
-        _audit_submit(session, who, template_id, result.job_id, address, None)
+        _audit_submit(ctx.database, who, template_id, result.job_id, address, None)
         _count_use_quietly(ctx.database, template_id)
     return result
 
 
 def _audit_submit(
-    session: Session,
+    database: Database,
     who: Principal,
     template_id: int,
     job_id: int | None,
@@ -371,8 +371,8 @@ def _audit_submit(
         refused = isinstance(error, PortalError) and error.status < 500
         result = "refused" if refused else "error"
         detail += f": {getattr(error, 'message', error)}"
-    audit.record(
-        session,
+    audit.write(
+        database,
         username=who.username,
         action="job.submit",
         target=f"job:{job_id}" if job_id is not None else None,
@@ -384,12 +384,13 @@ def _audit_submit(
 
 def _count_use_quietly(database: Database, template_id: int) -> None:
     """Count in a transaction of its own: the job exists whatever happens here, so a
-    failure to count is logged, never turned into an error for the submission."""
-    try:
-        with database.session() as session:
-            count_use(session, template_id)
-    except SQLAlchemyError:
-        log.exception("could not count a use of template %s", template_id)
+    failure to count is retried, then logged, never turned into an error for the
+    submission."""
+    database.write_or_log(
+        lambda session: count_use(session, template_id),
+        what="template use",
+        about=f"template {template_id}",
+    )
 
 
 # --- Seeding --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -34,6 +35,21 @@ from hpcportal.slurm.models import (
 T = TypeVar("T")
 
 _SACCT_TIME = "%Y-%m-%dT%H:%M:%S"
+#: Clocks of the portal and the accounting database may differ by this much.
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class CommentMatch:
+    """What Slurm says about a job carrying a comment (``job_with_comment``).
+
+    ``job_id`` is the job that carries it. ``unsure`` lists jobs of the user that only
+    the accounting database still knows and whose comment it did not store
+    (``AccountingStoreFlags`` without ``job_comment``): any of them could be the job.
+    """
+
+    job_id: int | None
+    unsure: tuple[int, ...] = ()
 
 
 class TTLCache:
@@ -75,9 +91,16 @@ class SlurmAdapter:
 
     # --- snapshot reads: one command each ---------------------------------------
 
-    def _read(self, command: str, args: list[str], parser: Callable[[bytes], T]) -> T:
+    def _read(
+        self,
+        command: str,
+        args: list[str],
+        parser: Callable[[bytes], T],
+        *,
+        as_user: str | None = None,
+    ) -> T:
         """Run one command and parse it; output we cannot read is Slurm's error, not ours."""
-        raw = self.executor.run(command, args).stdout
+        raw = self.executor.run(command, args, as_user=as_user).stdout
         try:
             return parser(raw)
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError, KeyError) as exc:
@@ -109,22 +132,46 @@ class SlurmAdapter:
             return None
         return next((j for j in jobs if j.id == job_id or str(j.job_id) == job_id), None)
 
-    def job_with_comment(self, username: str, comment: str, *, days: int = 2) -> int | None:
-        """The id of ``username``'s job whose comment is ``comment``: queue, then accounting.
+    def job_with_comment(self, username: str, comment: str, *, since: datetime) -> CommentMatch:
+        """``username``'s job whose comment is ``comment``, submitted after ``since``.
 
-        Used once to reconcile an interrupted submission, so it is not cached.
+        Asked as ``username`` (so ``PrivateData`` cannot hide their own jobs), never
+        cached: slurmctld's jobs first (pending, running, and finished ones younger
+        than ``MinJobAge``), then the accounting database for older ones. Accounting
+        keeps comments only with ``AccountingStoreFlags=job_comment``; without it,
+        the user's jobs from accounting that slurmctld no longer lists come back as
+        ``unsure``. Any failure to ask is raised: "no job" is only ever Slurm's answer.
         """
-        queued = self._read("squeue", ["--json", "--all", "--user", username], parse.parse_squeue)
+        queued = self._read(
+            "squeue", ["--json", "--all", "--user", username], parse.parse_squeue, as_user=username
+        )
+        listed = set()
         for job in queued:
             if job.private is not None and job.private.comment == comment:
-                return job.job_id
-        now = datetime.now(UTC).replace(tzinfo=None)
-        start = (now - timedelta(days=days)).strftime(_SACCT_TIME)
-        args = ["--json", "-X", "--user", username, "-S", start, "-E", now.strftime(_SACCT_TIME)]
-        for record in self._read("sacct", args, parse.parse_sacct):
+                return CommentMatch(job.job_id)
+            listed.add(job.job_id)
+        start = (since.astimezone(UTC) - _CLOCK_SKEW).replace(tzinfo=None)
+        args = ["--json", "-X", "--user", username, "-S", start.strftime(_SACCT_TIME), "-E", "now"]
+        records = self._read("sacct", args, parse.parse_sacct, as_user=username)
+        for record in records:
             if record.comment == comment:
-                return record.job_id
-        return None
+                return CommentMatch(record.job_id)
+        if self.stores_job_comments():
+            return CommentMatch(None)
+        return CommentMatch(None, tuple(r.job_id for r in records if r.job_id not in listed))
+
+    def stores_job_comments(self) -> bool:
+        """Does the accounting database keep job comments (``scontrol show config``)?"""
+
+        def ask() -> bool:
+            out = self.executor.run("scontrol", ["show", "config"]).stdout.decode()
+            for line in out.splitlines():
+                name, _, value = line.partition("=")
+                if name.strip() == "AccountingStoreFlags":
+                    return "job_comment" in value.lower()
+            return False
+
+        return self.cache.get_or_compute(("store-flags",), ask)
 
     # --- per-request reads, cached briefly ------------------------------------------
 

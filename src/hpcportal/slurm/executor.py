@@ -49,10 +49,16 @@ SLURM_SECONDS = Histogram(
 )
 
 # stderr fragments -> error type. Checked in order; the first match wins.
+# A broken conversation is "unreachable", never "invalid request": for sbatch it means
+# Slurm may have created the job (services.submit keeps the Idempotency-Key then).
 _UNREACHABLE = (
     "unable to contact slurm controller",
     "connection refused",
     "socket timed out",
+    "communication connection failure",
+    "message send failure",
+    "message receive failure",
+    "communication shutdown failure",
     "slurm_persist_conn_open",
     "slurmdbd",
     "zero bytes were transmitted or received",
