@@ -257,6 +257,29 @@ class Settings(BaseSettings):
         description="Least time a failed login takes, so that refusing an unknown user "
         "without asking PAM is as slow as PAM's own failure delay.",
     )
+    login_refuse_shells: list[str] = Field(
+        default_factory=lambda: [
+            "/usr/sbin/nologin",
+            "/sbin/nologin",
+            "/usr/bin/false",
+            "/bin/false",
+        ],
+        description="Accounts with one of these login shells may not use the portal "
+        "(login refused, existing sessions and API tokens end).",
+    )
+    login_require_listed_shell: bool = Field(
+        default=False,
+        description="Also refuse accounts whose shell is not listed in /etc/shells. Off "
+        "by default: directory (LDAP/SSSD) accounts often name shells this host does "
+        "not list, e.g. /usr/local/bin/zsh, and would be locked out.",
+    )
+    login_check_account: bool = Field(
+        default=True,
+        description="Run PAM account management (pam_acct_mgmt of pam_service: expired "
+        "account or password, forced password change, the site's access rules) at "
+        "login and whenever a user is looked up again, and refuse a locked password "
+        "('!' in /etc/shadow, where readable).",
+    )
     revocation_sync_seconds: float = Field(
         default=2.0,
         ge=0,
@@ -274,6 +297,32 @@ class Settings(BaseSettings):
         le=300,
         description="How long a checked API token is reused without a query (revocations "
         "in this process apply at once, in other replicas within this time); 0 = not at all.",
+    )
+
+    # Per-user rate limits (services/rate_limits.py); 0 = no limit
+    rate_limit_jobs_per_minute: int = Field(
+        default=30, ge=0, description="Job submissions per user per minute (API, templates)."
+    )
+    rate_limit_jobs_per_hour: int = Field(
+        default=600, ge=0, description="Job submissions per user per hour."
+    )
+    rate_limit_sessions_per_minute: int = Field(
+        default=3, ge=0, description="Interactive session launches per user per minute."
+    )
+    rate_limit_sessions_per_hour: int = Field(
+        default=30, ge=0, description="Interactive session launches per user per hour."
+    )
+    rate_limit_exempt_admins: bool = Field(
+        default=False,
+        description="Let members of admin_group submit and launch without the limits.",
+    )
+    share_cookie_seconds: int = Field(
+        default=8 * 3600,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="How long a share link, once opened, lets that browser view the "
+        "desktop (an httpOnly cookie scoped to that share) before the link is needed "
+        "again. Revoking the link ends it at once.",
     )
 
     # Live updates over the WebSocket, and job notifications

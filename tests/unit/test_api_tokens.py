@@ -429,6 +429,8 @@ def client(
 ) -> Iterator[TestClient]:
     """The token and login routers plus probe endpoints, with fake Unix users."""
     monkeypatch.setattr(auth, "lookup_principal", lambda name, _group: PEOPLE.get(name))
+    # Fake people have no Unix account for PAM to check.
+    monkeypatch.setattr(auth, "account_refusal", lambda _who, _settings: None)
     auth.principal_cache.clear()
     app = FastAPI()
     app.state.settings = db_settings

@@ -124,7 +124,7 @@ def test_root_and_system_accounts_may_not_log_in(settings: Settings) -> None:
 
 @pytest.mark.parametrize(("seconds", "text"), [(5, "5 s"), (60, "1 min"), (250, "4 min 10 s")])
 def test_wait_is_described_for_people(seconds: int, text: str) -> None:
-    assert auth._describe_wait(seconds) == text
+    assert auth.describe_wait(seconds) == text
 
 
 # --- CSRF ---------------------------------------------------------------------------

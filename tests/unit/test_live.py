@@ -504,6 +504,8 @@ def app_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     )
     upgrade(settings)
     monkeypatch.setattr(auth, "lookup_principal", lambda name, _group: PEOPLE.get(name))
+    # Fake people have no Unix account for PAM to check.
+    monkeypatch.setattr(auth, "account_refusal", lambda _who, _settings: None)
     return settings
 
 

@@ -241,6 +241,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     )
     upgrade(values)
     monkeypatch.setattr(auth, "lookup_principal", lambda name, _group: PEOPLE.get(name))
+    # Fake people have no Unix account for PAM to check.
+    monkeypatch.setattr(auth, "account_refusal", lambda _who, _settings: None)
     monkeypatch.setattr(pages, "read_chunk", _fake_chunk)
     monkeypatch.setattr(pages, "FileService", FakeFiles)
     monkeypatch.setattr(session_service, "output_tail", _fake_log)

@@ -151,12 +151,7 @@ def require_session(authentication: Authentication) -> TokenClaims:
 
 def resolve_principal(settings: Settings, username: str) -> Principal:
     """The token's owner as the system sees them now, like a session's user."""
-    principal = auth.principal_cache.get(
-        username, settings.admin_group, settings.principal_cache_seconds
-    )
-    if principal is None or not auth.may_log_in(principal, settings):
-        raise NotAuthenticated(auth.ACCOUNT_REFUSED)
-    return principal
+    return auth.usable_principal(settings, username)
 
 
 # --- Checking a token, with a short in-memory cache -----------------------------------

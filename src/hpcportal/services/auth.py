@@ -11,6 +11,7 @@ plain ``def`` functions that FastAPI runs in its thread pool, off the event loop
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 import re
 import secrets
@@ -22,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-import pam
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -30,7 +30,11 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from hpcportal.config import Settings
 from hpcportal.db.models import ADDRESS_MAX_LENGTH, JTI_MAX_LENGTH, LoginFailure, RevokedToken
 from hpcportal.errors import Forbidden, InvalidInput, NotAuthenticated, RateLimited
+from hpcportal.services import unix_pam
+from hpcportal.services.accounts import AccountPolicy
 from hpcportal.services.identity import Principal, Role, lookup_principal
+
+log = logging.getLogger(__name__)
 
 #: POSIX-portable user names (letters, digits, ``.``, ``_``, ``-``; not starting with
 #: ``-`` or ``.``), at most 32 characters as on Linux. Checked with ``fullmatch``.
@@ -82,8 +86,18 @@ def may_log_in(principal: Principal, settings: Settings) -> bool:
 
 
 def pam_authenticate(username: str, password: str, service: str) -> bool:
-    """Ask PAM; blocks (about 2 s on failure). A fresh handle per call is thread-safe."""
-    return bool(pam.pam().authenticate(username, password, service=service))
+    """Ask PAM's ``auth`` stack only; blocks (about 2 s on failure). Whether the account
+    may be used is ``account_refusal``'s question, asked after a right password."""
+    return unix_pam.authenticate(service, username, password)
+
+
+def account_refusal(principal: Principal, settings: Settings) -> str | None:
+    """Why this account may not use the portal (for the log only), or None.
+
+    Disabled shell, expired account or password, locked password: see
+    ``services.accounts``.
+    """
+    return AccountPolicy.from_settings(settings).refusal(principal)
 
 
 def _password_acceptable(password: str) -> bool:
@@ -116,6 +130,10 @@ def login(
 
     Throttling comes first so a blocked user or address never reaches PAM. Failures
     are committed before raising so the request's rollback cannot lose them.
+
+    An account that may not use the portal (``account_refusal``) is refused only
+    after PAM accepted its password, so only the password's holder learns it, and
+    the refusal counts as a failure and takes as long as a wrong password.
     """
     started = time.monotonic()
     name = validate_username(username)
@@ -124,11 +142,17 @@ def login(
     key = principal.username if principal is not None else name
     check_login_allowed(session, settings, key, address, utcnow())
     session.commit()  # end the read transaction; PAM may take seconds
+    message = None
     if not _check_credentials(principal, password, settings):
+        message = WRONG_CREDENTIALS
+    elif principal is not None and (refusal := account_refusal(principal, settings)):
+        log.warning("login of %s refused: %s", principal.username, refusal)
+        message = ACCOUNT_REFUSED
+    if message is not None:
         record_login_failure(session, settings, key, address, utcnow())
         session.commit()
         _pad_failure(started, settings.login_failure_delay_seconds)
-        raise NotAuthenticated(WRONG_CREDENTIALS)
+        raise NotAuthenticated(message)
     assert principal is not None  # _check_credentials refused None
     clear_login_failures(session, key)
     session.commit()
@@ -162,7 +186,8 @@ def _blocked_until(
     return recent[-1] + window
 
 
-def _describe_wait(seconds: int) -> str:
+def describe_wait(seconds: int) -> str:
+    """``42 s``, ``3 min``, ``1 min 5 s``: a wait as a person reads it."""
     minutes, rest = divmod(seconds, 60)
     if minutes == 0:
         return f"{rest} s"
@@ -187,8 +212,7 @@ def check_login_allowed(
     until = max(blocks)
     wait = max(1, math.ceil((until - now).total_seconds()))
     raise RateLimited(
-        f"Too many failed logins; try again in {_describe_wait(wait)} "
-        f"(after {until:%H:%M:%S} UTC).",
+        f"Too many failed logins; try again in {describe_wait(wait)} (after {until:%H:%M:%S} UTC).",
         headers={"Retry-After": str(wait)},
     )
 
@@ -355,10 +379,12 @@ class RevocationList:
 
 
 class PrincipalCache:
-    """Briefly reuse NSS answers: listing all groups can be slow with LDAP/SSSD.
+    """Briefly reuse NSS (and account) answers: listing all groups can be slow with
+    LDAP/SSSD, and PAM's account stack costs a few milliseconds.
 
-    Short TTL so that adding someone to (or removing them from) the admin group
-    takes effect within seconds, without logging out.
+    Short TTL so that adding someone to (or removing them from) the admin group, or
+    disabling, expiring or locking their account, takes effect within seconds,
+    without logging out.
     """
 
     MAX_ENTRIES = 4096
@@ -366,21 +392,41 @@ class PrincipalCache:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[float, Principal | None]] = {}
+        self._entries: dict[
+            tuple[str, str, AccountPolicy | None], tuple[float, Principal | None]
+        ] = {}
 
-    def get(self, username: str, admin_group: str, ttl: float) -> Principal | None:
+    def get(
+        self, username: str, admin_group: str, ttl: float, settings: Settings | None = None
+    ) -> Principal | None:
+        """The user, or None if unknown (or, with ``settings``, if their account may
+        not use the portal under those settings' account checks)."""
+        policy = AccountPolicy.from_settings(settings) if settings is not None else None
         if ttl <= 0:
-            return lookup_principal(username, admin_group)
-        key, now = (username, admin_group), self._clock()
+            return self._lookup(username, admin_group, settings)
+        key, now = (username, admin_group, policy), self._clock()
         with self._lock:
             entry = self._entries.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
-        principal = lookup_principal(username, admin_group)
+        principal = self._lookup(username, admin_group, settings)
         with self._lock:
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.clear()
             self._entries[key] = (now + ttl, principal)
+        return principal
+
+    @staticmethod
+    def _lookup(username: str, admin_group: str, settings: Settings | None) -> Principal | None:
+        principal = lookup_principal(username, admin_group)
+        if principal is None or settings is None:
+            return principal
+        if not may_log_in(principal, settings):
+            return None
+        refusal = account_refusal(principal, settings)
+        if refusal is not None:
+            log.info("%s may not use the portal: %s", username, refusal)
+            return None
         return principal
 
     def clear(self) -> None:
@@ -391,14 +437,24 @@ class PrincipalCache:
 principal_cache = PrincipalCache()
 
 
-def resolve_principal(settings: Settings, claims: TokenClaims) -> Principal:
-    """The token's user as the system sees them now (groups, hence role, included)."""
+def usable_principal(settings: Settings, username: str) -> Principal:
+    """The user as the system sees them now (groups, hence role, included), if their
+    account may still use the portal; else ``NotAuthenticated(ACCOUNT_REFUSED)``.
+
+    Used for every session and API token, so an account disabled, expired or locked
+    after logging in stops working within ``principal_cache_seconds``.
+    """
     principal = principal_cache.get(
-        claims.subject, settings.admin_group, settings.principal_cache_seconds
+        username, settings.admin_group, settings.principal_cache_seconds, settings
     )
-    if principal is None or not may_log_in(principal, settings):
+    if principal is None:
         raise NotAuthenticated(ACCOUNT_REFUSED)
     return principal
+
+
+def resolve_principal(settings: Settings, claims: TokenClaims) -> Principal:
+    """The token's user as the system sees them now (see ``usable_principal``)."""
+    return usable_principal(settings, claims.subject)
 
 
 # --- CSRF (double-submit cookie) -----------------------------------------------------

@@ -13,13 +13,18 @@ Role = Literal["user", "admin"]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated Unix user. The role is derived from group membership."""
+    """An authenticated Unix user. The role is derived from group membership.
+
+    ``shell`` is the login shell NSS names (empty means ``/bin/sh``); an account
+    whose shell is disabled may not use the portal (``services.accounts``).
+    """
 
     username: str
     uid: int
     gid: int
     groups: tuple[str, ...]
     role: Role
+    shell: str = ""
 
     @property
     def is_admin(self) -> bool:
@@ -37,4 +42,11 @@ def lookup_principal(username: str, admin_group: str) -> Principal | None:
         names.add(grp.getgrgid(pw.pw_gid).gr_name)
     groups = tuple(sorted(names))
     role: Role = "admin" if admin_group in names else "user"
-    return Principal(username=pw.pw_name, uid=pw.pw_uid, gid=pw.pw_gid, groups=groups, role=role)
+    return Principal(
+        username=pw.pw_name,
+        uid=pw.pw_uid,
+        gid=pw.pw_gid,
+        groups=groups,
+        role=role,
+        shell=pw.pw_shell,
+    )

@@ -377,6 +377,9 @@ def login_submit(
                 N_("Too many failed logins. Try again in %(seconds)s seconds.")
             ) % {"seconds": wait}
             status = 429
+        elif isinstance(exc, NotAuthenticated) and exc.message == auth.ACCOUNT_REFUSED:
+            # Said only after PAM accepted the password (services.auth.login).
+            message, status = page.gettext(LOGIN_REASONS["refused"]), 401
         elif isinstance(exc, NotAuthenticated | InvalidInput):
             message, status = page.gettext(N_("Wrong username or password.")), 401
         else:
