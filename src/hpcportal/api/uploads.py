@@ -1,20 +1,26 @@
-"""Uploading input files for jobs (multipart), written as the user."""
+"""Uploading input files for jobs (multipart), streamed to the user's area as the user."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
-from fastapi.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from hpcportal.api.deps import ClientAddress, CurrentUser, DbDep, RunAsDep, SettingsDep
-from hpcportal.errors import InvalidInput, PayloadTooLarge
-from hpcportal.services import audit, uploads
-from hpcportal.services.uploads import IncomingFile, UploadedFile
+from hpcportal.errors import InvalidInput, PortalError
+from hpcportal.services import audit
+from hpcportal.services.uploads import UploadedFile, UploadReceiver
 
 router = APIRouter(tags=["uploads"])
 
 
-@router.post("/uploads", response_model=list[UploadedFile], status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/uploads",
+    response_model=list[UploadedFile],
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        413: {"description": "A file, the file count or the request is over its limit"},
+        507: {"description": "The files do not fit in your free space or quota"},
+    },
+)
 async def upload(
     request: Request,
     who: CurrentUser,
@@ -25,39 +31,41 @@ async def upload(
 ) -> list[UploadedFile]:
     """Upload one or more files (form field ``files``) into a new folder of your upload area.
 
-    The answer's ``id`` values go into a job's ``input_files``; the job then sees
-    ``INPUT`` (the first file) and ``FILE_<NAME>`` for each.
+    The body is written as it arrives (a chunked body too), each file at most
+    ``upload_max_bytes``, at most ``upload_max_files`` of them; a refused or failed
+    request leaves nothing behind. The answer's ``id`` values go into a job's
+    ``input_files``; the job then sees ``INPUT`` (the first file) and ``FILE_<NAME>``
+    for each.
     """
-    declared = int(request.headers.get("content-length") or 0)
-    limit = settings.upload_max_bytes * settings.upload_max_files + 1024 * 1024
-    if declared > limit:
-        raise PayloadTooLarge(f"The upload is {declared} bytes; the limit is {limit} bytes.")
-    form = await request.form(max_files=settings.upload_max_files + 1, max_fields=10)
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.strip().isdigit():
+        raise InvalidInput("Content-Length must be a non-negative integer.")
     try:
-        parts = form.getlist("files")
-        if not all(isinstance(p, UploadFile) for p in parts):
-            raise InvalidInput("The field 'files' must carry files.")
-        files = [
-            IncomingFile(name=p.filename or "", size=p.size or 0, stream=p.file)
-            for p in parts
-            if isinstance(p, UploadFile)
-        ]
-        try:
-            stored = await run_in_threadpool(uploads.store, settings, runas, who, files)
-        except Exception as exc:
-            audit.record(
-                db,
-                username=who.username,
-                action="upload",
-                target=", ".join(f.name for f in files)[:500] or None,
-                result="refused",
-                detail=getattr(exc, "message", str(exc)),
-                address=address,
-            )
-            db.commit()
-            raise
-    finally:
-        await form.close()
+        receiver = UploadReceiver(
+            settings,
+            runas,
+            who,
+            request.headers.get("content-type"),
+            int(declared) if declared is not None else None,
+        )
+    except PortalError as exc:
+        raise _closing(exc) from None
+    try:
+        stored = await receiver.receive(request.stream())
+    except Exception as exc:
+        if isinstance(exc, PortalError):
+            _closing(exc)
+        audit.record(
+            db,
+            username=who.username,
+            action="upload",
+            target=", ".join(receiver.names)[:500] or None,
+            result="refused",
+            detail=getattr(exc, "message", str(exc)),
+            address=address,
+        )
+        db.commit()
+        raise
     audit.record(
         db,
         username=who.username,
@@ -67,3 +75,10 @@ async def upload(
         address=address,
     )
     return stored
+
+
+def _closing(exc: PortalError) -> PortalError:
+    """Refused before or in the middle of the body: close the connection after the
+    answer, so the server neither reads nor discards what the client still sends."""
+    exc.headers = {**(exc.headers or {}), "Connection": "close"}
+    return exc
