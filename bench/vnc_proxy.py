@@ -11,9 +11,11 @@ until it is ready. Then it opens two RFB connections with the same small client
 (``tests/integration/rfb_client.py``, over a WebSocket, Raw encoding, 32 bits a
 pixel) and keeps both open for the whole run:
 
-- **direct**: straight to the session's websockify, authenticating with the
-  session's current full-control password (read from the portal's database just
-  before; the portal rotates it after each full-control connection through it,
+- **direct**: straight to the session's websockify, over the same mutual TLS the
+  portal uses (its client certificate, the session's pinned certificate: websockify
+  accepts nothing else), authenticating with the session's current full-control
+  password (read from the portal's database just before and opened with the
+  portal's key; the portal rotates it after each full-control connection through it,
   which is why this one is opened first: an open connection stays authenticated);
 - **proxied**: ``/api/v1/sessions/{id}/vnc`` on the portal, which authenticates
   upstream itself and offers the client security type None.
@@ -44,6 +46,7 @@ import os
 import resource
 import shutil
 import sqlite3
+import ssl
 import statistics
 import struct
 import subprocess
@@ -63,6 +66,8 @@ sys.path.insert(0, str(REPO))
 from portal_process import free_port, slurm_env, start_portal  # noqa: E402
 
 from hpcportal.devcluster import DevCluster  # noqa: E402
+from hpcportal.services.node_tls import node_tls_for  # noqa: E402
+from hpcportal.services.secret_box import box_for  # noqa: E402
 from tests.integration.rfb_client import (  # noqa: E402
     ENCODING_COPYRECT,
     ENCODING_DESKTOP_SIZE,
@@ -144,15 +149,21 @@ def wait_job_gone(conf: Path, job_id: int, timeout: float = 30.0) -> None:
         time.sleep(0.5)
 
 
-def current_password(db: Path, session_id: str) -> str:
-    """The full-control password the portal holds now (it rotates it after each use)."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
+def current_password(tmp: Path, session_id: str) -> tuple[str, ssl.SSLContext]:
+    """The full-control password the portal holds now (it rotates it after each use),
+    opened with the portal's key, and TLS as the portal connects (its client
+    certificate, the session's pinned one): websockify accepts nothing else."""
+    with contextlib.closing(sqlite3.connect(tmp / "bench.db")) as conn:
         row = conn.execute(
-            "SELECT secret FROM interactive_sessions WHERE id = ?", (session_id,)
+            "SELECT secret, server_cert FROM interactive_sessions WHERE id = ?", (session_id,)
         ).fetchone()
-    if row is None or not row[0]:
+    if row is None or not row[0] or not row[1]:
         raise SystemExit("the session has no password in the portal's database")
-    return str(row[0])
+    keys = tmp / "secrets"
+    password = box_for(keys / "portal.key").open(
+        str(row[0]), f"interactive_sessions:{session_id}:secret"
+    )
+    return password, node_tls_for(keys).context(str(row[1]))
 
 
 # --- processes and their CPU time -----------------------------------------------------------
@@ -262,8 +273,9 @@ class CountingClient(RFBClient):
         return self.transport.messages if isinstance(self.transport, CountingTransport) else 0
 
 
-def open_direct(port: int, password: str) -> CountingClient:
-    vnc = CountingClient(CountingTransport(f"ws://127.0.0.1:{port}/"), timeout=30)
+def open_direct(port: int, password: str, tls: ssl.SSLContext) -> CountingClient:
+    transport = CountingTransport(f"wss://127.0.0.1:{port}/", tls=tls)
+    vnc = CountingClient(transport, timeout=30)
     vnc.handshake(password=password)
     return vnc
 
@@ -444,7 +456,7 @@ def main() -> None:
                   f"port {ws_port}, pids {pids}", flush=True)  # fmt: skip
             # Direct first, with the password the portal holds now: the proxied
             # connection rotates it, but an open connection stays authenticated.
-            direct_vnc = open_direct(ws_port, current_password(tmp / "bench.db", sid))
+            direct_vnc = open_direct(ws_port, *current_password(tmp, sid))
             proxied_vnc = open_proxied(base, sid, headers)
             with direct_vnc, proxied_vnc:
                 without_portal = {k: v for k, v in pids.items() if k != "portal"}

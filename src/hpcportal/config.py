@@ -20,6 +20,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
 
 
 class FileRoot(BaseModel):
@@ -376,6 +377,14 @@ class Settings(BaseSettings):
     proxy_connect_timeout: float = Field(
         default=10.0, gt=0, description="Seconds to reach a session's node through the proxy."
     )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="The key (AES-256-GCM) that seals session passwords and app tokens in "
+        "the database; beside it, the portal's TLS client certificate for sessions' "
+        "servers. Made on first use (0600 in a 0700 folder); every replica must use the "
+        "same file. Unset: secrets/portal.key beside the SQLite database, else "
+        "./secrets/portal.key.",
+    )
 
     # Serving
     host: str = "127.0.0.1"
@@ -383,6 +392,16 @@ class Settings(BaseSettings):
     devcluster_dir: Path = Field(
         default=Path(".devcluster"), description="Where `hpcportal dev-cluster` keeps everything."
     )
+
+    @property
+    def secret_key_path(self) -> Path:
+        """``secret_key_file``, or its default next to the state (the SQLite file)."""
+        if self.secret_key_file is not None:
+            return self.secret_key_file
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(str(url.database)).absolute().parent / "secrets" / "portal.key"
+        return Path("secrets/portal.key").absolute()
 
     @classmethod
     def settings_customise_sources(

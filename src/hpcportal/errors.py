@@ -110,6 +110,13 @@ class RunAsUnavailable(PortalError):
     status, code = 503, "runas_unavailable"
 
 
+class Misconfigured(PortalError):
+    """A file the portal needs is missing, unusable or unsafe (its key file open to
+    others): the operator must act, so the message says what to do."""
+
+    status, code = 503, "misconfigured"
+
+
 class RateLimited(PortalError):
     status, code = 429, "rate_limited"
 

@@ -21,6 +21,7 @@ Typical use::
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import time
 import zlib
@@ -195,6 +196,7 @@ class WebSocketTransport:
         headers: Mapping[str, str] | None = None,
         timeout: float = 10.0,
         subprotocols: Sequence[str] | None = ("binary",),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         from websockets.sync.client import connect
         from websockets.typing import Subprotocol
@@ -208,6 +210,7 @@ class WebSocketTransport:
                 open_timeout=timeout,
                 max_size=None,
                 compression=None,
+                ssl=tls,
             )
         )
 
@@ -501,9 +504,11 @@ def connect_websocket(
     headers: Mapping[str, str] | None = None,
     timeout: float = 10.0,
     shared: bool = True,
+    tls: ssl.SSLContext | None = None,
 ) -> RFBClient:
-    """An RFB connection through websockify (``ws://node:port/``), after the handshake."""
-    client = RFBClient(WebSocketTransport(url, headers, timeout), timeout)
+    """An RFB connection through websockify (``wss://node:port/`` with ``tls``, the
+    portal's client certificate and the session's pinned one), after the handshake."""
+    client = RFBClient(WebSocketTransport(url, headers, timeout, tls=tls), timeout)
     try:
         client.handshake(password, shared)
     except BaseException:

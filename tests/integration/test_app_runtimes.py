@@ -16,8 +16,10 @@ import os
 import re
 import secrets
 import shutil
+import ssl
 import stat
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,9 +30,16 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from websockets.exceptions import ConnectionClosed, InvalidMessage
 from websockets.sync.client import connect as ws_connect
 
 import hpcportal
+from hpcportal.services.node_tls import (
+    ClientIdentity,
+    NodeTLS,
+    _new_client_identity,
+    server_cert_pem,
+)
 from hpcportal.services.template_render import _render, compile_script
 from tests.integration.rfb_client import AuthenticationFailed, RFBClient, connect_websocket
 
@@ -43,7 +52,7 @@ RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
 #: Program names that must not outlive a cancelled session.
 SESSION_PROGRAMS = {"Xvnc", "websockify", "jwm", "xterm", "mousepad", "dbus-daemon", "jupyter"}
 VNC_KEYS = {"type", "node", "port", "vnc_port", "display", "password", "view_password"}
-VNC_KEYS |= {"passwd_file"}
+VNC_KEYS |= {"passwd_file", "tls_cert"}
 
 
 def run_as(user: str, argv: list[str], env: dict[str, str] | None = None, stdin: str = "") -> str:
@@ -75,13 +84,14 @@ def portal_env(slurm_conf: str) -> dict[str, str]:
     }
 
 
-def render_app(app_id: str, session_id: str, session_dir: Path) -> str:
+def render_app(app_id: str, session_id: str, session_dir: Path, client_cert: str) -> str:
     meta = yaml.safe_load((APPS_DIR / app_id / "app.yaml").read_text())
     values: dict[str, Any] = {
         "session_id": session_id,
         "session_dir": str(session_dir),
         "connection_file": f"{session_dir}/connection.json",
         "base_url": f"/node/{session_id}/",
+        "portal_client_cert": client_cert,
     }
     values |= {f["name"]: f["default"] for f in meta["form"] if f["name"] not in SBATCH_FIELDS}
     values |= meta["settings"]
@@ -137,8 +147,16 @@ class Session:
     directory: Path
     job_id: int
     env: dict[str, str]
+    portal: NodeTLS
     cancelled: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """The portal's client certificate; the session's own server certificate only."""
+        pem = server_cert_pem(self.info.get("tls_cert"))
+        assert pem is not None, f"no usable tls_cert in {self.info}"
+        return self.portal.context(pem)
 
     @property
     def connection_file(self) -> Path:
@@ -187,8 +205,29 @@ class Session:
         assert not names & SESSION_PROGRAMS
 
 
+@pytest.fixture(scope="module")
+def portal_tls(tmp_path_factory: pytest.TempPathFactory) -> NodeTLS:
+    """The client identity a portal would have (its key and certificate, 0600)."""
+    return NodeTLS(ClientIdentity.in_folder(tmp_path_factory.mktemp("portal") / "secrets"))
+
+
+def untrusted_context(info: dict[str, Any]) -> ssl.SSLContext:
+    """TLS that trusts the session's server but presents a certificate of its own
+    (not the portal's), as anyone on the cluster could make."""
+    key_pem, cert_pem = _new_client_identity()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.load_verify_locations(cadata=server_cert_pem(info["tls_cert"]))
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "other.key").write_bytes(key_pem)
+        (Path(folder) / "other.crt").write_bytes(cert_pem)
+        context.load_cert_chain(Path(folder) / "other.crt", Path(folder) / "other.key")
+    return context
+
+
 @pytest.fixture
-def start_app(slurm_env: dict[str, str]) -> Iterator[Any]:
+def start_app(slurm_env: dict[str, str], portal_tls: NodeTLS) -> Iterator[Any]:
     """``start_app(app_id)`` submits the app as alice; cancelled and removed afterwards."""
     env = portal_env(slurm_env["SLURM_CONF"])
     sessions: list[Session] = []
@@ -200,7 +239,7 @@ def start_app(slurm_env: dict[str, str]) -> Iterator[Any]:
         directory = SESSIONS_ROOT / session_id
         run_as(USER, ["mkdir", "-m", "700", str(directory)])
         directories.append(directory)
-        script = render_app(app_id, session_id, directory)
+        script = render_app(app_id, session_id, directory, portal_tls.identity.cert_base64)
         out = run_as(
             USER,
             [
@@ -217,7 +256,7 @@ def start_app(slurm_env: dict[str, str]) -> Iterator[Any]:
             env=env,
             stdin=script,
         )
-        session = Session(app_id, directory, int(out.strip().split(";")[0]), env)
+        session = Session(app_id, directory, int(out.strip().split(";")[0]), env, portal_tls)
         sessions.append(session)
         return session
 
@@ -250,16 +289,18 @@ def pointer(display: int, xauthority: str, user: str = USER) -> tuple[int, int] 
     return (int(match[1]), int(match[2])) if match else None
 
 
-def vnc(info: dict[str, Any], password: str) -> RFBClient:
-    return connect_websocket(f"ws://{NODE_ADDRESS}:{info['port']}/", password=password)
+def vnc(session: Session, password: str) -> RFBClient:
+    """As the portal connects: TLS with its certificate, then VNC authentication."""
+    url = f"wss://{NODE_ADDRESS}:{session.info['port']}/"
+    return connect_websocket(url, password=password, tls=session.tls)
 
 
-def screen_with_content(info: dict[str, Any], minimum: int, timeout: float = 30.0) -> RFBClient:
+def screen_with_content(session: Session, minimum: int, timeout: float = 30.0) -> RFBClient:
     """A full-control connection whose screen shows at least ``minimum`` colours (the
     app's window may map a moment after the connection file is written)."""
     deadline = time.monotonic() + timeout
     while True:
-        client = vnc(info, info["password"])
+        client = vnc(session, session.info["password"])
         client.read_full_frame()
         colours = client.distinct_colours()
         if colours >= minimum or time.monotonic() > deadline:
@@ -302,9 +343,21 @@ def test_vnc_app(start_app: Any, app_id: str, resolution: str) -> None:
         assert not command_lines_with(secret)
     assert info["password"] != info["view_password"]
     assert not (session.directory / "connection.json.tmp").exists()
+    assert stat.S_IMODE((session.directory / "tls.key").stat().st_mode) == 0o600
+
+    # Only the portal gets past TLS: the password alone opens nothing, over plain
+    # WebSocket or over TLS with any other client certificate.
+    with pytest.raises((InvalidMessage, ConnectionError, OSError)):
+        connect_websocket(f"ws://{NODE_ADDRESS}:{info['port']}/", password=info["password"])
+    with pytest.raises((ConnectionClosed, InvalidMessage, ssl.SSLError, ConnectionError, OSError)):
+        connect_websocket(
+            f"wss://{NODE_ADDRESS}:{info['port']}/",
+            password=info["password"],
+            tls=untrusted_context(info),
+        )
 
     # The screen: the app is there (an xterm or the editor: far more than one colour).
-    client = screen_with_content(info, minimum=20)
+    client = screen_with_content(session, minimum=20)
     assert f"{client.width}x{client.height}" == resolution
     (session.directory / "screen.png").write_bytes(client.png())
 
@@ -314,7 +367,7 @@ def test_vnc_app(start_app: Any, app_id: str, resolution: str) -> None:
     assert pointer(info["display"], "/nonexistent", user="bob") is None
 
     # The view-only password gives a connection whose input is ignored.
-    viewer = vnc(info, info["view_password"])
+    viewer = vnc(session, info["view_password"])
     viewer.send_pointer(11, 22)
     viewer.request_update(incremental=True)
     time.sleep(0.5)
@@ -328,16 +381,16 @@ def test_vnc_app(start_app: Any, app_id: str, resolution: str) -> None:
     # Wrong passwords do not lock the portal out (every client is websockify on localhost).
     for attempt in range(8):
         with pytest.raises(AuthenticationFailed):
-            vnc(info, f"wrong{attempt:03d}")
-    vnc(info, info["password"]).close()
+            vnc(session, f"wrong{attempt:03d}")
+    vnc(session, info["password"]).close()
 
     # Rotating the full-control password: Xvnc reads the file again for each connection.
     new_password = "Rot4ted1"
     rotate_password(info["passwd_file"], new_password, info["view_password"])
     with pytest.raises(AuthenticationFailed):
-        vnc(info, info["password"])
-    vnc(info, new_password).close()
-    vnc(info, info["view_password"]).close()
+        vnc(session, info["password"])
+    vnc(session, new_password).close()
+    vnc(session, info["view_password"]).close()
     client.request_update(incremental=False)  # connections made before stay up
     client.read_update()
     client.close()
@@ -350,7 +403,7 @@ def test_closing_the_editor_ends_the_job(start_app: Any) -> None:
     """The session ends with its program (here Ctrl+Q in Mousepad), leaving nothing."""
     session: Session = start_app("texteditor")
     info = session.connection()
-    screen_with_content(info, minimum=20).close()
+    screen_with_content(session, minimum=20).close()
     env = {
         "PATH": "/usr/bin:/bin",
         "DISPLAY": f":{info['display']}",
@@ -370,9 +423,9 @@ def test_closing_the_editor_ends_the_job(start_app: Any) -> None:
 # --- Jupyter -----------------------------------------------------------------------------
 
 
-def execute(url: str, headers: dict[str, str], code: str) -> str:
+def execute(url: str, headers: dict[str, str], code: str, tls: ssl.SSLContext) -> str:
     """Run ``code`` in a kernel over its channels WebSocket; its stdout."""
-    with ws_connect(url, additional_headers=headers, open_timeout=20) as ws:
+    with ws_connect(url, additional_headers=headers, open_timeout=20, ssl=tls) as ws:
         msg_id = uuid.uuid4().hex
         request = {
             "header": {
@@ -404,24 +457,32 @@ def test_jupyter_app(start_app: Any) -> None:
     session: Session = start_app("jupyter")
     info = session.connection()
 
-    assert set(info) == {"type", "node", "port", "token", "base_url"}
+    assert set(info) == {"type", "node", "port", "token", "base_url", "tls_cert"}
     assert info["type"] == "web" and info["node"] == "viz-node001"
     assert info["base_url"] == f"/node/{session.directory.name}/"
     assert re.fullmatch(r"[0-9a-f]{32,}", info["token"])
     assert stat.S_IMODE(session.connection_file.stat().st_mode) == 0o600
     assert not command_lines_with(info["token"])
 
-    # As the portal's proxy sends requests: the token header, Host = the node's address.
-    origin = f"http://{NODE_ADDRESS}:{info['port']}"
+    # As the portal's proxy sends requests: mutual TLS, the token header, Host = the
+    # node's address.
+    origin = f"https://{NODE_ADDRESS}:{info['port']}"
     base = f"{origin}{info['base_url']}"
     auth = {"Authorization": f"token {info['token']}", "Host": f"{NODE_ADDRESS}:{info['port']}"}
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, verify=session.tls) as http:
         assert http.get(f"{base}api/status", headers=auth).status_code == 200
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, verify=session.tls) as http:
         assert http.get(f"{base}api/status").status_code == 403
         wrong = {"Authorization": "token " + "0" * 64}
         assert http.get(f"{base}api/status", headers=wrong).status_code == 403
-    with httpx.Client(timeout=30) as http:
+    # The token without the portal's certificate: no answer at all.
+    plain = f"http://{NODE_ADDRESS}:{info['port']}{info['base_url']}api/status"
+    with httpx.Client(timeout=30) as http, pytest.raises(httpx.HTTPError):
+        assert http.get(plain, headers=auth).status_code != 200
+    other = untrusted_context(info)
+    with httpx.Client(timeout=30, verify=other) as http, pytest.raises(httpx.HTTPError):
+        assert http.get(f"{base}api/status", headers=auth).status_code != 200
+    with httpx.Client(timeout=30, verify=session.tls) as http:
         lab = http.get(f"{base}lab", headers=auth)
         assert lab.status_code == 200 and "JupyterLab" in lab.text
         # A browser's POST through the proxy: the portal's Origin, no XSRF header. The
@@ -440,10 +501,10 @@ def test_jupyter_app(start_app: Any) -> None:
 
     # A kernel's WebSocket with the Origin the proxy sets: the code runs as alice.
     channels = (
-        f"ws://{NODE_ADDRESS}:{info['port']}{info['base_url']}api/kernels/{kernel_id}/channels"
+        f"wss://{NODE_ADDRESS}:{info['port']}{info['base_url']}api/kernels/{kernel_id}/channels"
     )
     ws_headers = {"Authorization": auth["Authorization"], "Origin": origin}
-    output = execute(channels, ws_headers, "import os; print(os.getuid(), 6 * 7)")
+    output = execute(channels, ws_headers, "import os; print(os.getuid(), 6 * 7)", session.tls)
     assert output.split() == [run_as(USER, ["id", "-u"]).strip(), "42"]
 
     session.cancel_and_check_clean()

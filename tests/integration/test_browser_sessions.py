@@ -29,11 +29,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from hpcportal.db.models import InteractiveSession
 from tests.integration import slurm_cli
 from tests.integration.apps_fixture import write_broken_app
 from tests.integration.browser import dark_mode_problems, page_problems, screenshot
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.session_access import stored_secrets
 from tests.integration.test_browser import BUDGET_BYTES, DESKTOP, PHONE, csrf
 from tests.integration.test_browser import session as logged_in
 from tests.webcheck import english_messages
@@ -77,10 +77,7 @@ def remember_secrets(portal: RunningPortal, sid: str) -> None:
     """The session's VNC passwords: those the job wrote and the current (rotated) ones."""
     connection = json.loads(Path(f"{SESSION_DIR}/{sid}/connection.json").read_text())
     SECRETS.update({connection["password"], connection["view_password"]})
-    with portal.app.state.db.session() as db:
-        row = db.get(InteractiveSession, sid)
-        assert row is not None
-        SECRETS.update(s for s in (row.secret, row.view_secret) if s)
+    SECRETS.update(s for s in stored_secrets(portal, sid) if s)
 
 
 # --- PNG pixels, to tell a desktop from a blank frame ---------------------------------------

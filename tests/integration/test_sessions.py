@@ -22,6 +22,7 @@ from websockets.exceptions import InvalidStatus
 from tests.integration.apps_fixture import write_broken_app
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
 from tests.integration.rfb_client import AuthenticationFailed, RFBClient, WebSocketTransport
+from tests.integration.session_access import portal_context, stored_secrets
 
 pytestmark = pytest.mark.integration
 
@@ -183,10 +184,18 @@ def test_password_is_rotated_after_a_full_control_connection(
     with _vnc(portal, f"/api/v1/sessions/{desktop}/vnc", alice) as vnc:
         vnc.handshake(password=None)
     time.sleep(1.0)  # rotation runs right after the handshake
-    # The password the job wrote no longer opens the desktop, straight at websockify.
-    direct = WebSocketTransport(f"ws://127.0.0.1:{first['port']}/")
+    # The password the job wrote no longer opens the desktop, straight at websockify
+    # (even past its TLS, with the portal's own certificate)...
+    tls = portal_context(portal, desktop)
+    direct = WebSocketTransport(f"wss://127.0.0.1:{first['port']}/", tls=tls)
     with RFBClient(direct) as raw, pytest.raises(AuthenticationFailed):
         raw.handshake(password=first["password"])
+    # ...while the one the portal holds now does (the database holds it sealed).
+    full, view_only = stored_secrets(portal, desktop)
+    assert full and view_only and full != first["password"]
+    direct = WebSocketTransport(f"wss://127.0.0.1:{first['port']}/", tls=tls)
+    with RFBClient(direct) as raw:
+        raw.handshake(password=full)
     # ...and the portal still gets in (it knows the new one).
     with _vnc(portal, f"/api/v1/sessions/{desktop}/vnc", alice) as vnc:
         vnc.handshake(password=None)
@@ -292,13 +301,9 @@ def test_password_never_reaches_the_access_log(
     with _vnc(portal, f"/api/v1/sessions/{desktop}/vnc", alice) as vnc:
         vnc.handshake(password=None)
     time.sleep(1.0)
-    secrets = set()
-    with portal.app.state.db.session() as session:
-        from hpcportal.db.models import InteractiveSession
-
-        row = session.get(InteractiveSession, desktop)
-        assert row is not None and row.secret and row.view_secret
-        secrets = {row.secret, row.view_secret, _connection_file(desktop)["password"]}
+    full, view_only = stored_secrets(portal, desktop)
+    assert full and view_only
+    secrets = {full, view_only, _connection_file(desktop)["password"]}
     text = "\n".join(access_log.lines)
     assert f"/api/v1/sessions/{desktop}/vnc" in text  # the log does record the sockets
     for secret in secrets:

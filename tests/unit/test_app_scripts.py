@@ -46,6 +46,7 @@ def script_values(meta: dict[str, Any], session_dir: str = SESSION_DIR) -> dict[
         "session_dir": session_dir,
         "connection_file": f"{session_dir}/connection.json",
         "base_url": f"/node/{SESSION_ID}/",
+        "portal_client_cert": "MIIBkTCCATegAwIBAgIUSample+Base64/DER=",
     }
     values |= {f["name"]: f["default"] for f in meta["form"] if f["name"] not in SBATCH_FIELDS}
     values |= meta["settings"]
@@ -128,7 +129,7 @@ def test_script_renders_and_bash_parses_it(app_id: str, tmp_path: Path) -> None:
 def test_every_script_value_is_needed(app_id: str) -> None:
     """Each value the script uses is one the portal passes (the sandbox is strict)."""
     values = script_values(load(app_id))
-    for name in ("session_dir", "connection_file"):
+    for name in ("session_dir", "connection_file", "portal_client_cert"):
         with pytest.raises(InvalidInput, match="undefined"):
             render(app_id, {k: v for k, v in values.items() if k != name})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 
 from hpcportal.api.node_proxy import _response_headers, upstream_headers
@@ -9,7 +11,18 @@ from hpcportal.config import Settings
 from hpcportal.services.sessions import Target
 
 SETTINGS = Settings()
-TARGET = Target("0123456789abcdef", "alice", "10.1.2.3", 8888, "s3cret", False, "web", "/")
+TARGET = Target(
+    "0123456789abcdef",
+    "alice",
+    "10.1.2.3",
+    8888,
+    "s3cret",
+    False,
+    "web",
+    "/",
+    "(the server's certificate)",
+    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
+)
 
 
 def test_request_loses_the_portals_credentials_and_gains_the_apps_token() -> None:
@@ -30,7 +43,7 @@ def test_request_loses_the_portals_credentials_and_gains_the_apps_token() -> Non
         "Cookie": "_xsrf=keep",
         "Authorization": "token s3cret",
         "Host": "10.1.2.3:8888",
-        "Origin": "http://10.1.2.3:8888",
+        "Origin": "https://10.1.2.3:8888",
     }
 
 

@@ -8,19 +8,25 @@ versions are exercised in ``tests/integration/test_sessions.py``); the database 
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Sequence
+import ssl
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from pydantic import SecretStr
 
 from hpcportal.config import Settings
 from hpcportal.db.models import InteractiveSession
 from hpcportal.db.session import Database
 from hpcportal.errors import NotFound
+from hpcportal.services import rfb, sessions
 from hpcportal.services.apps import AppCatalog
-from hpcportal.services.session_tracker import SessionTracker, parse_connection
+from hpcportal.services.node_tls import _new_client_identity
+from hpcportal.services.session_tracker import NO_TLS, SessionTracker, parse_connection
 from hpcportal.services.sessions import SessionContext
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.services.submit import SubmitContext
@@ -42,6 +48,18 @@ def _snap() -> ClusterSnapshot:
 
 # Recorded jobs: 3 pending, 10 running on viz-node001, 9 failed, 1 completed.
 FOLDER = "/home/alice/hpcportal/sessions/{}"
+#: A certificate as a job writes it into connection.json (base64 DER).
+SERVER_PEM = _new_client_identity()[1].decode()
+TLS_CERT = base64.b64encode(ssl.PEM_cert_to_DER_cert(SERVER_PEM)).decode()
+KEY_FILE: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _key_file(tmp_path: Path) -> Iterator[None]:
+    """Each test's own portal key file (the default would be beside the database)."""
+    KEY_FILE[:] = [tmp_path / "secrets" / "portal.key"]
+    yield
+    KEY_FILE.clear()
 
 
 class StandInRunAs:
@@ -61,6 +79,15 @@ class StandInRunAs:
         data = self.files[path]
         return {"size": len(data)}, data[offset : offset + length]
 
+    def call(
+        self, username: str, request: dict[str, Any], payload: bytes | None = None
+    ) -> dict[str, Any]:
+        """Only ``write-file`` (the VNC password file, rewritten as the user)."""
+        assert username == "alice" and request["op"] == "write-file" and request["replace"]
+        assert payload is not None
+        self.files[request["path"]] = payload
+        return {}
+
 
 class StandInAccounting:
     def __init__(self, records: Sequence[AccountingRecord]) -> None:
@@ -79,6 +106,7 @@ def _tracker(database: Database, runas: StandInRunAs, adapter: StandInAccounting
         database_url=database.engine.url.render_as_string(hide_password=False),
         jwt_secret=SecretStr(TEST_SECRET),
         session_start_timeout=60.0,
+        secret_key_file=KEY_FILE[0],
     )
     submit = SubmitContext(
         settings, cast(Any, None), cast(Any, adapter), cast(Any, runas), database, cast(Any, None)
@@ -117,6 +145,7 @@ def test_each_session_follows_its_job(database: Database) -> None:
         "password": "full1234",
         "view_password": "view1234",
         "passwd_file": FOLDER.format("a" * 16) + "/vnc.passwd",
+        "tls_cert": TLS_CERT,
     }
     runas = StandInRunAs(
         {
@@ -137,7 +166,8 @@ def test_each_session_follows_its_job(database: Database) -> None:
                 _row("f" * 16, 778),  # in neither place: ended long ago
             ]
         )
-    changed = _tracker(database, runas, adapter).reconcile(_snap())
+    tracker = _tracker(database, runas, adapter)
+    changed = tracker.reconcile(_snap())
     states = _states(database)
     assert states["a" * 16][:2] == ("running", 5901)
     assert states["b" * 16] == ("pending", None, None)
@@ -154,7 +184,15 @@ def test_each_session_follows_its_job(database: Database) -> None:
         assert running is not None
         # The host is where Slurm says the node is, not what the file claims.
         assert running.host == "vm" and running.node == "viz-node001"
-        assert running.secret == "full1234" and running.view_secret == "view1234"
+        assert running.server_cert == SERVER_PEM
+        # Stored sealed, and not the file's: the passwords were changed on the spot
+        # (the password file rewritten as alice), so connection.json's open nothing.
+        assert running.secret and running.view_secret
+        assert running.secret.startswith("v1:") and running.view_secret.startswith("v1:")
+        full = sessions.open_secret(tracker.ctx.box, running, view_only=False)
+        view = sessions.open_secret(tracker.ctx.box, running, view_only=True)
+        assert full and view and {full, view}.isdisjoint({"full1234", "view1234"})
+        assert runas.files[FOLDER.format("a" * 16) + "/vnc.passwd"] == rfb.password_file(full, view)
     assert {owner for owner, _ in changed} == {"alice"}
     assert len(changed) == 5  # everything but the still-pending one
     # A second pass changes nothing and reads nothing more as the user.
@@ -181,11 +219,17 @@ def test_a_running_job_without_its_connection_file_waits(database: Database) -> 
 def test_connection_files_that_are_not_usable() -> None:
     folder = "/home/alice/hpcportal/sessions/x"
     good = {"type": "vnc", "port": 5901, "password": "p", "passwd_file": f"{folder}/vnc.passwd"}
+    good["tls_cert"] = TLS_CERT
     assert parse_connection(json.dumps(good).encode(), "vnc", folder) == {
         "port": 5901,
         "secret": "p",
         "passwd_file": f"{folder}/vnc.passwd",
+        "server_cert": SERVER_PEM,
     }
+    # No certificate, or something else in its place: usable, but without one.
+    for cert in (None, "", "bm90IGEgY2VydGlmaWNhdGU=", "not base64!", 42):
+        parsed = parse_connection(json.dumps({**good, "tls_cert": cert}).encode(), "vnc", folder)
+        assert parsed is not None and parsed["server_cert"] is None
     for bad in (
         {**good, "type": "web"},
         {**good, "port": 0},
@@ -202,6 +246,7 @@ def test_connection_files_that_are_not_usable() -> None:
     assert parse_connection(json.dumps(web).encode(), "web", folder) == {
         "port": 8888,
         "secret": "abc",
+        "server_cert": None,
     }
 
 
@@ -225,6 +270,57 @@ def test_a_session_that_never_gets_ready_is_cancelled_as_its_owner(database: Dat
     assert state == "failed" and port is None
     assert "did not start within 60 s" in (error or "") and "jupyter: not found" in (error or "")
     assert executor.calls == [("scancel", ["10"], "alice")]
+
+
+def test_a_session_without_tls_is_ended_as_its_owner(database: Database) -> None:
+    """A job that offers no certificate (started before TLS, or a site app without it)
+    is cancelled, with a message saying why and what to do; nothing is stored."""
+    connection = {"type": "web", "port": 8888, "token": "abc"}
+    runas = StandInRunAs(
+        {FOLDER.format("a" * 16) + "/connection.json": json.dumps(connection).encode()}
+    )
+    tracker = _tracker(database, runas, StandInAccounting([]))
+    executor = StandInExecutor()
+    object.__setattr__(tracker.ctx.submit, "executor", executor)
+    with database.session() as session:
+        session.add(_row("a" * 16, 10, connection="web"))
+    tracker.reconcile(_started_now())
+    state, port, error = _states(database)["a" * 16]
+    assert (state, port, error) == ("failed", None, NO_TLS)
+    assert executor.calls == [("scancel", ["10"], "alice")]
+    with database.session() as session:
+        row = session.get(InteractiveSession, "a" * 16)
+        assert row is not None and row.secret is None and row.server_cert is None
+
+
+def test_a_secret_that_does_not_open_makes_the_tracker_read_the_session_again(
+    database: Database,
+) -> None:
+    """A key file replaced (or a value altered): the proxy is told to retry, and the
+    tracker reads connection.json again and seals anew under the current key."""
+    from hpcportal.errors import Conflict
+    from hpcportal.services.identity import Principal
+
+    connection = {"type": "web", "port": 8888, "token": "abc", "tls_cert": TLS_CERT}
+    runas = StandInRunAs(
+        {FOLDER.format("a" * 16) + "/connection.json": json.dumps(connection).encode()}
+    )
+    tracker = _tracker(database, runas, StandInAccounting([]))
+    with database.session() as session:
+        session.add(_row("a" * 16, 10, connection="web"))
+    tracker.reconcile(_started_now())
+    alice = Principal("alice", 2001, 2001, ("alice",), "user")
+    target = sessions.target(tracker.ctx, alice, "a" * 16, "web")
+    assert (target.port, target.secret, target.server_cert) == (8888, "abc", SERVER_PEM)
+    with database.session() as session:
+        row = session.get(InteractiveSession, "a" * 16)
+        assert row is not None and row.secret is not None
+        row.secret = row.secret[:-4] + ("AAAA" if not row.secret.endswith("AAAA") else "BBBB")
+    with pytest.raises(Conflict, match="reconnecting"):
+        sessions.target(tracker.ctx, alice, "a" * 16, "web")
+    assert _states(database)["a" * 16][:2] == ("running", None)
+    tracker.reconcile(_started_now())
+    assert sessions.target(tracker.ctx, alice, "a" * 16, "web").secret == "abc"
 
 
 class StandInSlurm(StandInAccounting):

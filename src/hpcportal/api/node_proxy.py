@@ -6,12 +6,17 @@ only) in ``services.sessions``, so no encoding of the path can reach anything el
 The path is passed on unchanged, because the app was started with this prefix as
 its base URL (Jupyter's ``base_url``). The portal's own cookies and credentials are
 taken out of the request, and the app's token is added, so the app never sees the
-portal's session and no URL the browser is given carries the app's token.
+portal's session and no URL the browser is given carries the app's token. Requests
+go over mutual TLS (``services.node_tls``): the app accepts only the portal's client
+certificate, and the portal only the certificate the session's job made, so the
+token alone opens nothing and is never sent to anything but that server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -70,16 +75,57 @@ _DROP_RESPONSE = frozenset(
 )
 
 
-def _client(request: Request, settings: Settings) -> httpx.AsyncClient:
-    """One pooled client per process (``app.state.proxy_client``), made on first use."""
+class SessionClients:
+    """Pooled httpx clients, one per session's server certificate.
+
+    A client's TLS context trusts one session's certificate only, so sessions cannot
+    share a client; each keeps its connection pool while used. The least recently
+    used is closed beyond ``limit`` (after a grace period, for a stream in flight).
+    Kept as ``app.state.proxy_client``, which the app closes at shutdown.
+    """
+
+    GRACE_SECONDS = 600.0
+
+    def __init__(self, settings: Settings, limit: int = 256) -> None:
+        self.timeout = httpx.Timeout(300.0, connect=settings.proxy_connect_timeout)
+        self.limit = limit
+        self._clients: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def get(self, target: Target) -> httpx.AsyncClient:
+        key = f"{target.session_id}:{target.server_cert}"
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, trust_env=False, verify=target.tls
+            )
+        self._clients.move_to_end(key)
+        while len(self._clients) > self.limit:
+            _, old = self._clients.popitem(last=False)
+            task = asyncio.create_task(self._close_later(old))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        return client
+
+    async def _close_later(self, client: httpx.AsyncClient) -> None:
+        await asyncio.sleep(self.GRACE_SECONDS)
+        await client.aclose()
+
+    async def aclose(self) -> None:
+        for task in self._closing:
+            task.cancel()
+        clients, self._clients = list(self._clients.values()), OrderedDict()
+        for client in clients:
+            await client.aclose()
+
+
+def _client(request: Request, settings: Settings, target: Target) -> httpx.AsyncClient:
+    """The pooled client for this session (``app.state.proxy_client``)."""
     state = request.app.state
-    client = getattr(state, "proxy_client", None)
-    if client is None:
-        timeout = httpx.Timeout(300.0, connect=settings.proxy_connect_timeout)
-        client = state.proxy_client = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=False
-        )
-    return cast(httpx.AsyncClient, client)
+    clients = getattr(state, "proxy_client", None)
+    if clients is None:
+        clients = state.proxy_client = SessionClients(settings)
+    return cast(SessionClients, clients).get(target)
 
 
 def _portal_cookies(settings: Settings) -> frozenset[str]:
@@ -109,7 +155,7 @@ def upstream_headers(
     out["Host"] = f"{target.host}:{target.port}"
     if "origin" in {k.lower() for k in out}:
         out = {k: v for k, v in out.items() if k.lower() != "origin"}
-        out["Origin"] = f"http://{target.host}:{target.port}"
+        out["Origin"] = f"https://{target.host}:{target.port}"
     return out
 
 
@@ -147,8 +193,8 @@ async def web_proxy(
     del path  # the raw path is forwarded as it came (the app knows its prefix)
     settings = ctx.submit.settings
     target = await run_in_threadpool(service.target, ctx, who, session_id, "web")
-    url = _upstream_url("http", target, request.scope["raw_path"], request.scope["query_string"])
-    client = _client(request, settings)
+    url = _upstream_url("https", target, request.scope["raw_path"], request.scope["query_string"])
+    client = _client(request, settings, target)
     upstream_request = client.build_request(
         request.method,
         url,
@@ -205,12 +251,16 @@ async def web_proxy_socket(websocket: WebSocket, session_id: str, path: str) -> 
         identity = await authenticate(websocket, settings, hub)
         target = await run_in_threadpool(service.target, ctx, identity.principal, session_id, "web")
         url = _upstream_url(
-            "ws", target, websocket.scope["raw_path"], websocket.scope["query_string"]
+            "wss", target, websocket.scope["raw_path"], websocket.scope["query_string"]
         )
         headers = upstream_headers(list(websocket.headers.items()), target, settings)
         headers.pop("Host", None)
         upstream = await proxy.open_upstream(
-            url, timeout=settings.proxy_connect_timeout, subprotocols=asked, headers=headers
+            url,
+            tls=target.tls,
+            timeout=settings.proxy_connect_timeout,
+            subprotocols=asked,
+            headers=headers,
         )
     except PortalError as exc:
         code = CLOSE_NOT_AUTHENTICATED if exc.status == 401 else CLOSE_FORBIDDEN

@@ -344,7 +344,11 @@ class InteractiveSession(Base):
     in Slurm without the portal knowing; its state then follows the job through the
     shared snapshot. ``secret`` (the VNC full-control password or the web app's
     token) and ``view_secret`` never leave the server: the portal's proxy uses them
-    to authenticate upstream, so no browser, URL or log ever carries them.
+    to authenticate upstream, so no browser, URL or log ever carries them. They are
+    stored sealed (``services.secret_box``: AES-GCM under the portal's key file), so
+    the database alone opens nothing. ``server_cert`` is the certificate (PEM) the
+    session's server proved itself with in ``connection.json``: the only one the
+    proxy accepts for it (``services.node_tls``).
     """
 
     __tablename__ = "interactive_sessions"
@@ -365,6 +369,7 @@ class InteractiveSession(Base):
     secret: Mapped[str | None] = mapped_column(Text)
     view_secret: Mapped[str | None] = mapped_column(Text)
     passwd_file: Mapped[str | None] = mapped_column(Text)
+    server_cert: Mapped[str | None] = mapped_column(Text)
     share_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -3,7 +3,9 @@
 The target (host, port, secret) always comes from ``services.sessions.target``:
 the host of the node Slurm runs the session's job on and the port its connection
 file names, for the session's owner (or a view-only share). Nothing in the request
-URL can name another host or port, so the proxy is no open relay.
+URL can name another host or port, so the proxy is no open relay. The connection is
+TLS with the target's context: the portal's client certificate, and the session's own
+server certificate as the only one accepted (``services.node_tls``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,15 +46,18 @@ CLOSE_INTERNAL = 1011
 async def open_upstream(
     url: str,
     *,
+    tls: ssl.SSLContext,
     timeout: float,
     subprotocols: Sequence[str] = (),
     headers: dict[str, str] | None = None,
     keepalive: bool = True,
 ) -> ClientConnection:
-    """Connect to the session's server, or raise a 502 with a plain reason."""
+    """Connect to the session's server over TLS (``wss://``), or raise a 502 with a
+    plain reason (a refused certificate included)."""
     try:
         return await connect(
             url,
+            ssl=tls,
             subprotocols=[p for p in subprotocols] or None,  # type: ignore[misc]
             additional_headers=headers,
             open_timeout=timeout,
@@ -109,7 +115,8 @@ async def connect_vnc(target: Target, *, timeout: float) -> VncUpstream:
     (``rfb.RfbError`` is its cause), before anything is said to the browser.
     """
     upstream = await open_upstream(
-        f"ws://{target.host}:{target.port}/",
+        f"wss://{target.host}:{target.port}/",
+        tls=target.tls,
         timeout=timeout,
         subprotocols=["binary"],
         keepalive=False,
@@ -200,6 +207,8 @@ async def relay(
 # instead of decoding every WebSocket message and encoding it again. That halves the
 # portal's CPU per byte of screen (bench/vnc_proxy.py). It needs the transport under
 # uvicorn's WebSocket; where that is not available, ``relay`` does the same job slower.
+# Towards the session the transport is asyncio's TLS transport: the splice copies the
+# plaintext frames and that transport encrypts and decrypts them.
 
 
 class _Splice(asyncio.Protocol):

@@ -4,7 +4,13 @@ After each snapshot refresh the tracker moves every active session along: jobs
 still in the snapshot give their state directly, the few that left it are looked up
 together in one (cached) accounting query, so watching many sessions costs no
 Slurm call per session. The job's connection file is read as the user once, when
-the job runs; its log once, when it fails.
+the job runs (again only if the portal forgot what it read: a database from before
+secrets were sealed, or a key file replaced); its log once, when it fails.
+
+What the file holds is stored sealed (``secret_box``). A VNC session's passwords are
+changed right away (its password file rewritten as the user, as after each
+connection), so those in ``connection.json`` open nothing by the time anyone could
+read them, and reading the file again never brings back a stale password.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from sqlalchemy import select
 
 from hpcportal.db.models import InteractiveSession
 from hpcportal.errors import PortalError, SlurmError
+from hpcportal.services import rfb
+from hpcportal.services.node_tls import server_cert_pem
 from hpcportal.services.sessions import (
     ACTIVE,
     STATUS_STATE,
@@ -27,6 +35,7 @@ from hpcportal.services.sessions import (
     State,
     end_row,
     log_tail,
+    seal_secrets,
     view,
 )
 from hpcportal.services.snapshot import ClusterSnapshot
@@ -38,6 +47,12 @@ log = logging.getLogger(__name__)
 #: A row still ``creating`` after this long lost its sbatch answer (a crash).
 CREATING_SECONDS = 120.0
 CONNECTION_MAX_BYTES = 64 * 1024
+NO_TLS = (
+    "The session's server offers no TLS certificate (tls_cert in connection.json): "
+    "it was started before this portal version, or by an app that does not serve "
+    "mutual TLS. The portal connects to sessions only over mutual TLS; relaunch the "
+    "session (or ask the site to update the app)."
+)
 
 
 class SessionTracker:
@@ -146,12 +161,38 @@ class SessionTracker:
             if waited > self.ctx.submit.settings.session_start_timeout:
                 self._give_up(row)
             return
+        if info["server_cert"] is None:
+            self._cancel(row, NO_TLS)
+            return
         row.node = node_name
         row.host = (node.address or node.hostname or node.name) if node else node_name
         row.port = info["port"]
-        row.secret = info["secret"]
-        row.view_secret = info.get("view_secret")
+        row.server_cert = info["server_cert"]
         row.passwd_file = info.get("passwd_file")
+        secret, view_secret = info["secret"], info.get("view_secret")
+        if row.passwd_file is not None and view_secret is not None:
+            secret, view_secret = self._new_passwords(row, (secret, view_secret))
+        seal_secrets(self.ctx.box, row, secret, view_secret)
+
+    def _new_passwords(self, row: InteractiveSession, old: tuple[str, str]) -> tuple[str, str]:
+        """Rewrite the session's VNC password file as the user with new passwords; the
+        old ones (those of ``connection.json``) if that fails."""
+        assert row.passwd_file is not None
+        new = (rfb.new_password(), rfb.new_password())
+        data = rfb.password_file(*new)
+        request = {
+            "op": "write-file",
+            "path": row.passwd_file,
+            "size": len(data),
+            "mode": 0o600,
+            "replace": True,
+        }
+        try:
+            self.ctx.submit.runas.call(row.username, request, payload=data)
+        except PortalError as exc:
+            log.warning("session %s: could not change its passwords: %s", row.id, exc.message)
+            return old
+        return new
 
     def _connection(self, row: InteractiveSession) -> dict[str, Any] | None:
         """The job's connection file, read as the user and checked; None until written."""
@@ -168,6 +209,10 @@ class SessionTracker:
         tail = log_tail(self.ctx, row.username, row.session_dir).strip()
         seconds = self.ctx.submit.settings.session_start_timeout
         message = f"The app did not start within {seconds:g} s."
+        self._cancel(row, message, tail)
+
+    def _cancel(self, row: InteractiveSession, message: str, tail: str = "") -> None:
+        """Cancel the session's job as the user and end the session ``failed``."""
         try:
             self.ctx.submit.executor.run("scancel", [str(row.job_id)], as_user=row.username)
         except PortalError as exc:
@@ -176,7 +221,10 @@ class SessionTracker:
 
 
 def parse_connection(data: bytes, connection: str, folder: str) -> dict[str, Any] | None:
-    """The fields the portal uses from ``connection.json``; None if it is not usable."""
+    """The fields the portal uses from ``connection.json``; None if it is not usable.
+
+    ``server_cert`` is the PEM of its ``tls_cert``, None when it has none (or not a
+    certificate): the tracker then ends the session, since the proxy needs it."""
     try:
         raw = json.loads(data)
     except ValueError:
@@ -190,7 +238,11 @@ def parse_connection(data: bytes, connection: str, folder: str) -> dict[str, Any
     secret = raw.get(key)
     if not isinstance(secret, str) or not secret or len(secret) > 512:
         return None
-    info: dict[str, Any] = {"port": port, "secret": secret}
+    info: dict[str, Any] = {
+        "port": port,
+        "secret": secret,
+        "server_cert": server_cert_pem(raw.get("tls_cert")),
+    }
     if connection == "vnc":
         view_secret = raw.get("view_password")
         passwd_file = raw.get("passwd_file")

@@ -7,10 +7,12 @@ on. A session is a Slurm job submitted *as the user* through the same path as an
 job (``services.submit``): its script is rendered from the app's template into a
 per-session folder in the user's home, written as the user.
 
-The job writes ``connection.json`` (node, port, secrets) when its server is up; the
-tracker reads it once, as the user. The proxy then connects only to the host of
-the node Slurm says runs the job (never a host named by a URL or by that file) and
-the port from the file, for the session's owner.
+The job writes ``connection.json`` (node, port, secrets, its TLS certificate) when
+its server is up; the tracker reads it once, as the user, and stores the secrets
+sealed (``secret_box``). The proxy then connects only to the host of the node Slurm
+says runs the job (never a host named by a URL or by that file) and the port from the
+file, for the session's owner, over mutual TLS (``node_tls``): it presents the
+portal's certificate and accepts only the certificate the job wrote.
 
 States: ``creating`` (row written, sbatch not answered yet) -> ``pending`` ->
 ``running`` (``ready`` once the connection file is read) -> ``completed`` |
@@ -23,13 +25,14 @@ import hashlib
 import logging
 import re
 import secrets
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from hpcportal.db.models import InteractiveSession
 from hpcportal.db.session import Database
@@ -44,6 +47,8 @@ from hpcportal.errors import (
 from hpcportal.services import job_control, rfb
 from hpcportal.services.apps import App, AppCatalog
 from hpcportal.services.identity import Principal
+from hpcportal.services.node_tls import NodeTLS, node_tls_for
+from hpcportal.services.secret_box import SecretBox, SecretUnreadable, box_for
 from hpcportal.services.submit import SubmitContext, submit_job
 from hpcportal.services.submit_models import JobRequest, SubmitResult
 from hpcportal.services.template_render import render
@@ -105,6 +110,16 @@ class SessionContext:
     def database(self) -> Database:
         return self.submit.database
 
+    @property
+    def box(self) -> SecretBox:
+        """Seals sessions' secrets for the database (the portal's key file)."""
+        return box_for(self.submit.settings.secret_key_path)
+
+    @property
+    def tls(self) -> NodeTLS:
+        """The portal's TLS client identity for sessions' servers (beside the key)."""
+        return node_tls_for(self.submit.settings.secret_key_path.parent)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -118,6 +133,9 @@ class Target:
     view_only: bool
     connection: str
     base_url: str
+    server_cert: str
+    #: Presents the portal's certificate, accepts only ``server_cert`` (node_tls).
+    tls: ssl.SSLContext
 
 
 def base_url(session_id: str) -> str:
@@ -189,6 +207,7 @@ def launch(ctx: SessionContext, who: Principal, app_id: str, raw: dict[str, obje
         "session_dir": folder,
         "connection_file": f"{folder}/connection.json",
         "base_url": base_url(session_id),
+        "portal_client_cert": ctx.tls.identity.cert_base64,
     }
     script = render(app.script, app.script_values(options, session_values))
     request = job_request(app, options, script, folder)
@@ -253,6 +272,44 @@ def end_row(row: InteractiveSession, state: State, error: str | None) -> None:
     row.updated_at = now
     row.secret = row.view_secret = None
     row.share_token_hash = None
+
+
+# --- secrets at rest -------------------------------------------------------------------
+
+
+def _place(session_id: str, column: str) -> str:
+    """What a sealed value is bound to: copied to another row or column, it won't open."""
+    return f"interactive_sessions:{session_id}:{column}"
+
+
+def seal_secrets(
+    box: SecretBox, row: InteractiveSession, secret: str, view_secret: str | None
+) -> None:
+    """Store the session's secrets sealed, each bound to this session and column."""
+    row.secret = box.seal(secret, _place(row.id, "secret"))
+    row.view_secret = (
+        box.seal(view_secret, _place(row.id, "view_secret")) if view_secret is not None else None
+    )
+
+
+def open_secret(box: SecretBox, row: InteractiveSession, *, view_only: bool) -> str | None:
+    """The plaintext of the row's (view-only) secret; None if there is none.
+
+    Raises ``SecretUnreadable`` for a value this key does not open (another key file,
+    or a value altered in the database)."""
+    column = "view_secret" if view_only else "secret"
+    sealed = row.view_secret if view_only else row.secret
+    if sealed is None:
+        return None
+    return box.open(sealed, _place(row.id, column))
+
+
+def forget_connection(row: InteractiveSession) -> None:
+    """Make the tracker read the session's connection file again (and seal anew)."""
+    row.port = None
+    row.secret = row.view_secret = None
+    row.server_cert = None
+    row.updated_at = datetime.now(UTC)
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -411,7 +468,7 @@ def target(ctx: SessionContext, who: Principal, session_id: str, connection: str
     """Where ``who`` may connect for this session: only the owner, only while running."""
     with ctx.database.session() as session:
         row = _owned(session, who, session_id)
-        return _target(row, connection, view_only=False)
+        return _target(ctx, row, connection, view_only=False)
 
 
 def shared_target(ctx: SessionContext, token: str) -> Target:
@@ -426,7 +483,7 @@ def shared_target(ctx: SessionContext, token: str) -> Target:
         ).first()
         if row is None:
             raise NotFound("This share link is not valid (it may have been revoked).")
-        return _target(row, "vnc", view_only=True)
+        return _target(ctx, row, "vnc", view_only=True)
 
 
 def share_still_valid(ctx: SessionContext, session_id: str, token: str) -> bool:
@@ -440,11 +497,27 @@ def share_still_valid(ctx: SessionContext, session_id: str, token: str) -> bool:
         )
 
 
-def _target(row: InteractiveSession, connection: str, *, view_only: bool) -> Target:
+def _target(
+    ctx: SessionContext, row: InteractiveSession, connection: str, *, view_only: bool
+) -> Target:
     if row.connection != connection:
         raise NotFound(f"This session has no {connection} connection.")
-    secret = row.view_secret if view_only else row.secret
-    if row.state != "running" or row.host is None or row.port is None or secret is None:
+    if row.state != "running" or row.host is None or row.port is None:
+        raise Conflict("The session is not running yet (or has ended).")
+    try:
+        secret = open_secret(ctx.box, row, view_only=view_only)
+    except SecretUnreadable as exc:
+        # Sealed under another key (the key file was replaced) or altered: read the
+        # job's connection file again rather than fail for good.
+        log.warning("session %s: its stored secret does not open (%s)", row.id, exc)
+        forget_connection(row)
+        session = object_session(row)
+        if session is not None:
+            session.commit()  # kept although this request is refused
+        raise Conflict(
+            "The portal is reconnecting to this session; try again in a few seconds."
+        ) from None
+    if secret is None or row.server_cert is None:
         raise Conflict("The session is not running yet (or has ended).")
     return Target(
         row.id,
@@ -455,6 +528,8 @@ def _target(row: InteractiveSession, connection: str, *, view_only: bool) -> Tar
         view_only,
         row.connection,
         base_url(row.id),
+        row.server_cert,
+        ctx.tls.context(row.server_cert),
     )
 
 
@@ -465,25 +540,36 @@ def rotate_passwords(ctx: SessionContext, session_id: str, *, view_only: bool = 
     working for anyone who saw it. Rotating the view-only one keeps the full one.
 
     Several connections (tabs, replicas) may rotate at once, so the database row is
-    claimed first with a compare-and-set on the current passwords: only the winner
-    writes the file, and the file never holds other passwords than the row says
+    claimed first with a compare-and-set on the current (sealed) passwords: only the
+    winner writes the file, and the file never holds other passwords than the row says
     (a failed write puts the old ones back). Returns whether this call rotated.
     """
+    box = ctx.box
     with ctx.database.session() as session:
         row = session.get(InteractiveSession, session_id)
         if row is None or row.passwd_file is None or row.secret is None or row.view_secret is None:
             return False
-        old = (row.secret, row.view_secret)
+        old_sealed = (row.secret, row.view_secret)
+        try:
+            full = open_secret(box, row, view_only=False)
+            view = open_secret(box, row, view_only=True)
+        except SecretUnreadable:
+            return False  # the next connection re-reads the session (see _target)
+        assert full is not None and view is not None
         username, path = row.username, row.passwd_file
-    new = (old[0], rfb.new_password()) if view_only else (rfb.new_password(), old[1])
-    if not _swap_secrets(ctx, session_id, old, new):
+    new = (full, rfb.new_password()) if view_only else (rfb.new_password(), view)
+    new_sealed = (
+        box.seal(new[0], _place(session_id, "secret")),
+        box.seal(new[1], _place(session_id, "view_secret")),
+    )
+    if not _swap_secrets(ctx, session_id, old_sealed, new_sealed):
         return False  # someone else rotated just now: their passwords stand
     data = rfb.password_file(*new)
     request = {"op": "write-file", "path": path, "size": len(data), "mode": 0o600, "replace": True}
     try:
         ctx.submit.runas.call(username, request, payload=data)
     except Exception:
-        _swap_secrets(ctx, session_id, new, old)
+        _swap_secrets(ctx, session_id, new_sealed, old_sealed)
         raise
     return True
 
