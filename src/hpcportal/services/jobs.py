@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from hpcportal.errors import InvalidInput, NotFound
+from hpcportal.limits import SLURM_ID_MAX
 from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.identity import Principal
 from hpcportal.services.snapshot import ClusterSnapshot
@@ -40,7 +41,8 @@ _SORTS: dict[str, Callable[[Job], Any]] = {
     "state": lambda j: j.state,
     "partition": lambda j: j.partition,
 }
-_JOB_ID = re.compile(r"^\d+(_(\d+|\[[0-9,%\-:]+\]))?$")
+# ASCII digits only: ``\d`` alone would also take "١٢٣", which Slurm does not.
+_JOB_ID = re.compile(r"^\d+(_(\d+|\[[0-9,%\-:]+\]))?$", re.ASCII)
 
 
 def _task_order(job: Job) -> int:
@@ -206,8 +208,11 @@ def count_indices(spec: str) -> int:
 
 
 def validate_job_id(job_id: str) -> str:
+    """``123``, ``123_4`` or ``123_[1-3]``, every number within Slurm's 32 bits."""
     if not _JOB_ID.fullmatch(job_id):
-        raise InvalidInput(f"{job_id!r} is not a job id (like 123 or 123_4).")
+        raise InvalidInput(f"{job_id[:40]!r} is not a job id (like 123 or 123_4).")
+    if any(int(number) > SLURM_ID_MAX for number in re.findall(r"[0-9]+", job_id)):
+        raise InvalidInput(f"{job_id[:40]!r} is not a job id: Slurm's ids stop at {SLURM_ID_MAX}.")
     return job_id
 
 

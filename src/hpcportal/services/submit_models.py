@@ -15,13 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hpcportal.limits import refuse_control
 
-_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^UNLIMITED$|^INFINITE$")
-_MEMORY = re.compile(r"^\d+[KMGT]?$")
-_ARRAY = re.compile(r"^\d+(-\d+)?(:\d+)?(,\d+(-\d+)?(:\d+)?)*(%\d+)?$")
+# re.ASCII: ``\d`` alone also takes other scripts' digits ("١٢٣"), which Slurm does not.
+_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^UNLIMITED$|^INFINITE$", re.ASCII)
+_MEMORY = re.compile(r"^\d+[KMGT]?$", re.ASCII)
+_ARRAY = re.compile(r"^\d+(-\d+)?(:\d+)?(,\d+(-\d+)?(:\d+)?)*(%\d+)?$", re.ASCII)
 _DEPENDENCY = re.compile(
     r"^(after|afterany|afterok|afternotok|aftercorr|afterburstbuffer|singleton)"
     r"(:\d+(_\d+)?(\+\d+)?)*([,?](after|afterany|afterok|afternotok|aftercorr|singleton)"
-    r"(:\d+(_\d+)?(\+\d+)?)*)*$"
+    r"(:\d+(_\d+)?(\+\d+)?)*)*$",
+    re.ASCII,
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SLURM_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
