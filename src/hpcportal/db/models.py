@@ -68,7 +68,10 @@ class Submission(Base):
     The row is written *before* sbatch runs (state ``submitting``) and completed with
     the job id after, so a retried request finds either the finished submission or
     an interrupted one to reconcile against Slurm (the job carries the key in its
-    comment) instead of submitting a second job.
+    comment) instead of submitting a second job. ``unknown`` means sbatch's outcome
+    was uncertain (a timeout, a lost connection): a retry asks Slurm first.
+    ``created_at`` is when the key was first claimed; ``finished_at`` when the row
+    last changed state (see ``services.submit``).
     """
 
     __tablename__ = "submissions"
@@ -82,7 +85,7 @@ class Submission(Base):
     username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     request_hash: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16))  # submitting | submitted | failed
+    state: Mapped[str] = mapped_column(String(16))  # submitting | submitted | unknown
     job_id: Mapped[int | None] = mapped_column(Integer)
     template_id: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
