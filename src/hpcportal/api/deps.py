@@ -200,7 +200,10 @@ def strict_query(*allowed: str) -> Any:
     """A dependency that answers 422 for query parameters the endpoint does not know.
 
     FastAPI ignores unknown parameters; a misspelt filter (``?stat=running``) would
-    then silently return everything, which is worse than an error.
+    then silently return everything, which is worse than an error. Every ``/api/``
+    route gets this check anyway, from the parameters it declares
+    (``api.params.check_request``, installed on the app); listing them here as well
+    documents them at the route and still works.
     """
     known = frozenset(allowed)
 

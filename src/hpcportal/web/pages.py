@@ -43,6 +43,7 @@ from hpcportal.api.deps import (
     get_authentication,
     get_current_principal,
 )
+from hpcportal.api.params import DbId
 from hpcportal.config import Settings
 from hpcportal.db.models import InteractiveSession
 from hpcportal.db.session import Database
@@ -821,7 +822,7 @@ async def submit_page(
     database: DatabaseDep,
     catalog: ApptainerDep,
     from_job: Annotated[str | None, Query(alias="from")] = None,
-    template: int | None = None,
+    template: DbId | None = None,
 ) -> HTMLResponse:
     """The submission form: partition-aware limits, templates, files, image, preview."""
     who = page.user
