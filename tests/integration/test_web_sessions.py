@@ -9,6 +9,7 @@ cookie never reaches the app, and nobody else gets through.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -123,7 +124,8 @@ def test_portal_cookie_never_reaches_the_app_and_others_are_refused(
     from hpcportal.api.node_proxy import upstream_headers
     from hpcportal.services.sessions import Target
 
-    target = Target(jupyter, "alice", "127.0.0.1", 1, "t0ken", False, "web", "/")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    target = Target(jupyter, "alice", "127.0.0.1", 1, "t0ken", False, "web", "/", "", tls)
     sent = upstream_headers(
         [("cookie", "hpcportal_session=abc; _xsrf=keep; hpcportal_csrf=x"), ("origin", "o")],
         target,
@@ -131,7 +133,7 @@ def test_portal_cookie_never_reaches_the_app_and_others_are_refused(
     )
     assert sent["Cookie"] == "_xsrf=keep"
     assert sent["Authorization"] == "token t0ken"
-    assert sent["Origin"] == "http://127.0.0.1:1"
+    assert sent["Origin"] == "https://127.0.0.1:1"
     with _browser(portal, "bob") as c:
         assert c.get(f"/node/{jupyter}/lab").status_code == 403
         assert c.post(f"/node/{jupyter}/api/kernels", json={}).status_code == 403
