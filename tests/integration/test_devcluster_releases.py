@@ -127,7 +127,9 @@ def test_release_cluster_runs_alices_job_and_accounts_it(
                 "--time=2",
                 f"--chdir={alice_dir}",
                 f"--output={alice_dir}/out-%j.txt",
-                "--wrap=id -un; echo $HOME; sleep 4",
+                # Jobs run in the host's userland (python3 is not in the root), and srun in
+                # a job is the release's (the wrapper put bin/ first on the job's PATH).
+                "--wrap=id -un; echo $HOME; python3 -c 'print(42)'; srun --version; sleep 4",
             ]
         )
         .split(";")[0]
@@ -152,7 +154,12 @@ def test_release_cluster_runs_alices_job_and_accounts_it(
     record = wait_for(f"job {job_id} COMPLETED in sacct --json", accounted, timeout=90)
     assert record["user"] == "alice"
     output = alice_dir / f"out-{job_id}.txt"
-    assert output.read_text().split() == ["alice", "/home/alice"]
+    assert output.read_text().splitlines()[:4] == [
+        "alice",
+        "/home/alice",
+        "42",
+        status["slurm_version"],
+    ]
     assert output.stat().st_uid == pwd.getpwnam("alice").pw_uid
 
     down = cli("down", "--dir", str(cluster_dir))

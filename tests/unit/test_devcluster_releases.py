@@ -1,9 +1,9 @@
 """Dev clusters of other Slurm releases: release table, roots, wrappers, configs.
 
 No daemons and no debootstrap here: roots are small trees made in a temporary
-directory, and the client wrapper is run for real with the host's own loader and a
-host program standing in for the root's binary, so the script's quoting and
-environment are tested by executing it, not by reading it.
+directory, and the wrappers are run for real with the host's own loader and host
+programs standing in for the root's binaries, so the scripts' quoting, environment
+and program names are tested by executing them, not by reading them.
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ from hpcportal.devcluster.templates import (
 )
 from hpcportal.devcluster.wrappers import (
     CLIENT_PROGRAMS,
+    loader_command,
     render_client_wrapper,
     render_in_root,
+    render_slurmstepd_wrapper,
+    root_program,
     write_scripts,
 )
 
@@ -85,8 +88,9 @@ def open_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def fake_root(tmp_path: Path) -> SlurmRoot:
-    """A root whose loader is the host's and whose ``squeue`` is /usr/bin/env, reached
-    through Debian-style absolute alternatives symlinks for ``slurmd``."""
+    """A root whose loader is the host's, whose ``squeue`` is /usr/bin/env and whose
+    ``slurmstepd`` (behind Debian-style absolute alternatives symlinks, like ``slurmd``)
+    is bash, so running them shows their environment and the name they were given."""
     root = tmp_path / "root"
     (root / "usr/lib64").mkdir(parents=True)
     (root / "usr/bin").mkdir(parents=True)
@@ -98,6 +102,10 @@ def fake_root(tmp_path: Path) -> SlurmRoot:
     (root / "usr/sbin/slurmd-wlm").write_text("the root's slurmd\n")
     (root / "etc/alternatives/slurmd").symlink_to("/usr/sbin/slurmd-wlm")
     (root / "usr/sbin/slurmd").symlink_to("/etc/alternatives/slurmd")
+    (root / "usr/sbin/slurmstepd-wlm").write_bytes(Path("/bin/bash").read_bytes())
+    (root / "usr/sbin/slurmstepd-wlm").chmod(0o755)
+    (root / "etc/alternatives/slurmstepd").symlink_to("/usr/sbin/slurmstepd-wlm")
+    (root / "usr/sbin/slurmstepd").symlink_to("/etc/alternatives/slurmstepd")
     return SlurmRoot(root)
 
 
@@ -210,11 +218,11 @@ def test_mounts_below() -> None:
 def test_client_wrapper_runs_the_roots_program_with_the_clusters_config(
     fake_root: SlurmRoot, tmp_path: Path
 ) -> None:
-    conf = tmp_path / "cluster dir" / "etc" / "slurm.conf"
+    layout = Layout(tmp_path / "cluster dir")
     program = fake_root.program("squeue")
     assert program is not None
     wrapper = tmp_path / "squeue"
-    wrapper.write_text(render_client_wrapper(fake_root, program, conf, "24.11"))
+    wrapper.write_text(render_client_wrapper(fake_root, program, "squeue", layout, "24.11"))
     wrapper.chmod(0o755)
     # The caller's SLURM_CONF (say the host's 22.05 one) must not leak into a 24.11 client.
     env = {"PATH": "/usr/bin:/bin", "SLURM_CONF": "/etc/slurm/slurm.conf"}
@@ -227,21 +235,41 @@ def test_client_wrapper_runs_the_roots_program_with_the_clusters_config(
     ).stdout
     assert out == "two words\n"
     out = subprocess.run([str(wrapper)], env=env, capture_output=True, text=True, check=True)
-    assert f"SLURM_CONF={conf}\n" in out.stdout
+    assert f"SLURM_CONF={layout.slurm_conf}\n" in out.stdout
+    # The cluster's clients come first, and sbatch hands that PATH to the job: srun
+    # inside a job is this release's, not the host's.
+    assert f"PATH={layout.bin}:/usr/bin:/bin\n" in out.stdout
     assert "LD_LIBRARY_PATH" not in out.stdout  # the library path is the loader's, not env
 
 
+def test_slurmstepd_wrapper_keeps_the_name_slurm_picks_its_role_by(
+    fake_root: SlurmRoot, tmp_path: Path
+) -> None:
+    program = root_program(fake_root, "slurmstepd")
+    assert program == fake_root.path / "usr/sbin/slurmstepd-wlm"
+    wrapper = tmp_path / "slurmstepd"
+    wrapper.write_text(render_slurmstepd_wrapper(fake_root, program, "24.11"))
+    wrapper.chmod(0o700)
+    # bash -c with no further arguments prints its argv[0] as $0.
+    out = subprocess.run(
+        [str(wrapper), "-c", "echo $0"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out == "slurmstepd\n"
+    assert loader_command(fake_root, program, "slurmstepd")[3:5] == ("--argv0", "slurmstepd")
+
+
 def test_in_root_launcher_binds_host_paths_then_chroots(fake_root: SlurmRoot) -> None:
-    cluster = Path("/tmp/a cluster")
+    cluster = Path("/srv/a cluster")
     text = render_in_root(fake_root, cluster, "24.11")
     subprocess.run(["sh", "-n"], input=text, text=True, check=True)
     lines = text.splitlines()
     assert "unshare --mount --propagation private" in text
     binds = [line for line in lines if line.startswith("bind_dir ")]
-    assert binds.index('bind_dir /tmp "$root"/tmp') < binds.index(
-        "bind_dir '/tmp/a cluster' \"$root\"'/tmp/a cluster'"
-    )
-    assert 'bind_dir /run/mysqld "$root"/run/mariadbd' in binds
+    assert binds == [
+        'bind_dir /run/mysqld "$root"/run/mysqld',
+        'bind_dir /run/mysqld "$root"/run/mariadbd',  # sid's client library looks here
+        "bind_dir '/srv/a cluster' \"$root\"'/srv/a cluster'",
+    ]
     assert "for file in /etc/passwd /etc/group /etc/hosts; do" in lines
     assert lines[-1] == 'exec chroot "$root" "$@"'
 
@@ -253,6 +281,7 @@ def test_write_scripts_wraps_the_clients_the_root_has(fake_root: SlurmRoot, tmp_
     assert "squeue" in CLIENT_PROGRAMS
     assert (layout.bin / "squeue").stat().st_mode & 0o777 == 0o755
     assert layout.in_root.stat().st_mode & 0o777 == 0o700
+    assert layout.slurmstepd_wrapper.stat().st_mode & 0o777 == 0o700
     assert write_scripts(layout, fake_root, "24.11") is False  # unchanged: no restart
 
 
@@ -283,10 +312,20 @@ def test_a_root_release_runs_its_daemons_and_clients_through_the_cluster(
     assert cluster.bin_dir == cluster.layout.bin
     assert cluster.env["PATH"].split(os.pathsep)[0] == str(cluster.layout.bin)
     launcher = str(cluster.layout.in_root)
-    argvs = [d.argv for d in cluster._daemons()]
+    daemons = cluster._daemons()
+    argvs = [d.argv for d in daemons]
     assert argvs[0][0] == "runuser"  # munged is the host's, with the cluster's key
     assert [a[:2] for a in argvs[1:3]] == [(launcher, "slurmdbd"), (launcher, "slurmctld")]
-    assert all(a[:2] == (launcher, "slurmd") for a in argvs[3:])
+    slurmds = daemons[3:]
+    root = cluster.slurm_root
+    assert root is not None
+    for slurmd in slurmds:  # on the host through the root's loader, with its slurmstepd
+        assert slurmd.argv[0] == str(root.loader)
+        assert slurmd.program == "ld-linux-x86-64.so.2"
+        assert slurmd.argv[-2:] == ("-d", str(cluster.layout.slurmstepd_wrapper))
+        assert slurmd.argv[3:5] == ("--argv0", "slurmd")
+    # Two slurmds are told apart by their node, as on the host's release.
+    assert slurmds[0].match_args[-2:] == ("-N", "node001")
 
     host = DevCluster(open_dir / "h")
     assert host.release.name == "22.05"

@@ -59,7 +59,7 @@ from hpcportal.devcluster.templates import (
     render_slurmdbd_conf,
 )
 from hpcportal.devcluster.users import ensure_demo_users
-from hpcportal.devcluster.wrappers import write_scripts
+from hpcportal.devcluster.wrappers import loader_command, root_program, write_scripts
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,7 @@ class DevCluster:
 
     @property
     def _launcher(self) -> tuple[str, ...]:
+        """How slurmctld and slurmdbd start: chrooted for a release from a root."""
         return (str(self.layout.in_root),) if self.release.from_root else ()
 
     @property
@@ -180,8 +181,12 @@ class DevCluster:
         return {"SLURM_CONF": str(self.slurm_conf)}
 
     def _slurmds(self, nodes: tuple[NodeSpec, ...]) -> list[Daemon]:
-        env, launcher = self._slurm_daemon_env(), self._launcher
-        return [daemons.slurmd(self.layout, env, n, launcher) for n in nodes]
+        env, root = self._slurm_daemon_env(), self.slurm_root
+        if root is None:
+            return [daemons.slurmd(self.layout, env, n) for n in nodes]
+        command = loader_command(root, root_program(root, "slurmd"), "slurmd")
+        stepd = ("-d", str(self.layout.slurmstepd_wrapper))
+        return [daemons.slurmd(self.layout, env, n, command, stepd) for n in nodes]
 
     def _slurmctld(self) -> Daemon:
         return daemons.slurmctld(self.layout, self._slurm_daemon_env(), self.slot, self._launcher)
@@ -271,7 +276,7 @@ class DevCluster:
             )
         write_if_changed(self.layout.release_file, f"{self.release.name}\n")
         if write_scripts(self.layout, root, f"{self.release.name} ({version})"):
-            # Daemons started by an older launcher keep its mounts: restart them.
+            # Daemons started through older scripts would keep them: restart them.
             stop_all([*self._slurmds(self.all_nodes), self._slurmctld(), self._slurmdbd()])
 
     def _claim_slot(self) -> None:

@@ -1,8 +1,8 @@
 """The cluster's daemons as ``Daemon`` values, and the probes that say they answer.
 
-``launcher`` prefixes a Slurm daemon's argv: empty for the host's Slurm, the cluster's
-``libexec/in-root`` for a release from a Debian root (``wrappers.py``). Either way
-the daemon's own command line starts with its name, which is how ``Daemon`` knows it.
+For a release from a Debian root (``wrappers.py``), slurmctld and slurmdbd get the
+cluster's ``libexec/in-root`` as ``launcher`` (their command line still starts with
+their name) and slurmd gets the root's loader as ``command``.
 
 A live pid is not enough: slurmdbd is only useful once sacctmgr gets answers, and
 slurmctld once ``scontrol ping`` says UP. The probes here are what ``up`` waits for.
@@ -10,6 +10,7 @@ slurmctld once ``scontrol ping`` says UP. The probes here are what ``up`` waits 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from hpcportal.devcluster.commands import succeeds, try_run
@@ -64,16 +65,22 @@ def slurmctld(
 
 
 def slurmd(
-    layout: Layout, env: Mapping[str, str], node: NodeSpec, launcher: tuple[str, ...] = ()
+    layout: Layout,
+    env: Mapping[str, str],
+    node: NodeSpec,
+    command: tuple[str, ...] = ("slurmd",),
+    extra_args: tuple[str, ...] = (),
 ) -> Daemon:
+    """slurmd of ``node``; ``command`` is the root's loader form for a newer release,
+    whose process is then known by the loader's name and the rest of ``command``."""
     return Daemon(
         name=f"slurmd-{node.name}",
-        argv=(*launcher, "slurmd", "-N", node.name),
+        argv=(*command, "-N", node.name, *extra_args),
         pid_file=layout.slurmd_pid(node.name),
-        program="slurmd",
+        program=os.path.basename(command[0]),
         log_files=(layout.slurmd_log(node.name),),
         output_file=layout.daemon_output(f"slurmd-{node.name}"),
-        match_args=("-N", node.name),
+        match_args=(*command[1:], "-N", node.name),
         env=env,
         ports=(node.port,),
     )

@@ -200,8 +200,13 @@ class Layout:
 
     @property
     def in_root(self) -> Path:
-        """The launcher that runs a daemon chrooted into the release's root."""
+        """The launcher that runs slurmctld and slurmdbd chrooted into the release's root."""
         return self.libexec / "in-root"
+
+    @property
+    def slurmstepd_wrapper(self) -> Path:
+        """What slurmd of a release from a root runs as its slurmstepd (``slurmd -d``)."""
+        return self.libexec / "slurmstepd"
 
     @property
     def slot_file(self) -> Path:

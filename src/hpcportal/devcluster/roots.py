@@ -3,8 +3,9 @@
 A root is a plain Debian tree (``debootstrap --variant=minbase``, about 290 MB)
 with Slurm, slurmdbd and munge installed. It is shared by every dev cluster of that
 release on the host and never changed by one: each cluster keeps its configs, state
-and logs in its own directory. The daemons run chrooted into the root (``wrappers.py``),
-the clients run on the host through the root's own dynamic loader.
+and logs in its own directory. slurmctld and slurmdbd run chrooted into the root,
+slurmd and the clients on the host through the root's own dynamic loader
+(``wrappers.py``).
 
 Roots live in ``$HPCPORTAL_SLURM_ROOTS`` or ``/var/cache/hpcportal/roots``, one folder
 per Debian suite. A root counts only once its marker file exists, so an interrupted
@@ -40,8 +41,8 @@ READY_MARKER = ".hpcportal-root"
 DEBOOTSTRAP_TIMEOUT = 1800.0
 APT_TIMEOUT = 1800.0
 MULTIARCH = "x86_64-linux-gnu"
-#: Directories and files the daemons' chroot shows from the host (see ``wrappers.py``).
-MOUNT_POINTS = ("home", "tmp", "scratch", "run/mysqld", "run/mariadbd")
+#: Where the chrooted daemons see MariaDB's socket directory (see ``wrappers.py``).
+MOUNT_POINTS = ("run/mysqld", "run/mariadbd")
 
 
 def roots_dir() -> Path:
