@@ -63,3 +63,24 @@ def test_response_keeps_its_encoding_and_cannot_touch_the_portals_cookies() -> N
     assert ("content-encoding", "gzip") in kept
     assert all(name not in ("content-length", "transfer-encoding") for name, _ in kept)
     assert [v for n, v in kept if n == "set-cookie"] == ["_xsrf=abc; Path=/node/0123456789abcdef/"]
+
+
+def test_each_session_has_its_own_client_and_all_are_closed() -> None:
+    """A client trusts one session's certificate, so sessions never share one; beyond
+    the limit the least recently used is retired, and shutdown closes them all."""
+    import asyncio
+    from dataclasses import replace
+
+    from hpcportal.api.node_proxy import SessionClients
+
+    async def run() -> None:
+        clients = SessionClients(SETTINGS, limit=2)
+        targets = [replace(TARGET, session_id=f"{i:016x}", server_cert=str(i)) for i in range(3)]
+        first, second = clients.get(targets[0]), clients.get(targets[1])
+        assert first is not second and clients.get(targets[0]) is first
+        third = clients.get(targets[2])  # the second is now the least recently used
+        assert clients.get(targets[0]) is first and not second.is_closed
+        await clients.aclose()
+        assert first.is_closed and second.is_closed and third.is_closed
+
+    asyncio.run(run())

@@ -90,7 +90,7 @@ class SessionClients:
         self.timeout = httpx.Timeout(300.0, connect=settings.proxy_connect_timeout)
         self.limit = limit
         self._clients: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
-        self._closing: set[asyncio.Task[None]] = set()
+        self._retired: dict[asyncio.Task[None], httpx.AsyncClient] = {}
 
     def get(self, target: Target) -> httpx.AsyncClient:
         key = f"{target.session_id}:{target.server_cert}"
@@ -103,8 +103,8 @@ class SessionClients:
         while len(self._clients) > self.limit:
             _, old = self._clients.popitem(last=False)
             task = asyncio.create_task(self._close_later(old))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._retired[task] = old
+            task.add_done_callback(self._retired.pop)
         return client
 
     async def _close_later(self, client: httpx.AsyncClient) -> None:
@@ -112,9 +112,11 @@ class SessionClients:
         await client.aclose()
 
     async def aclose(self) -> None:
-        for task in self._closing:
+        """Close every client, the retired ones still in their grace period too."""
+        clients = list(self._clients.values()) + list(self._retired.values())
+        for task in list(self._retired):
             task.cancel()
-        clients, self._clients = list(self._clients.values()), OrderedDict()
+        self._clients = OrderedDict()
         for client in clients:
             await client.aclose()
 
