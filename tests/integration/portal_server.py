@@ -35,6 +35,12 @@ def portal_settings(tmp: Path, slurm_conf: str, **overrides: object) -> Settings
         "refresh_interval": 1.0,
         "stale_after": 5.0,
         "slurm_timeout": 10.0,
+        # No per-user rate limits: tests submit and launch faster than people do.
+        # tests/integration/test_rate_limits.py turns them on.
+        "rate_limit_jobs_per_minute": 0,
+        "rate_limit_jobs_per_hour": 0,
+        "rate_limit_sessions_per_minute": 0,
+        "rate_limit_sessions_per_hour": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

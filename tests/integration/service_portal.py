@@ -110,6 +110,11 @@ def service_portal(
         "HPCPORTAL_RUNAS_METHOD": "sudo",
         "HPCPORTAL_RUNAS_HELPER": str(HELPER),
         "HPCPORTAL_REFRESH_INTERVAL": "1",
+        # No per-user rate limits (tests and bench/submit.py submit in bursts).
+        "HPCPORTAL_RATE_LIMIT_JOBS_PER_MINUTE": "0",
+        "HPCPORTAL_RATE_LIMIT_JOBS_PER_HOUR": "0",
+        "HPCPORTAL_RATE_LIMIT_SESSIONS_PER_MINUTE": "0",
+        "HPCPORTAL_RATE_LIMIT_SESSIONS_PER_HOUR": "0",
         **(extra_env or {}),
     }
     log = (workdir / "portal.log").open("w")

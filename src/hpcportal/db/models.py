@@ -380,3 +380,24 @@ class InteractiveSession(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# --- Per-user rate limits (services/rate_limits.py) ----------------------------------
+class RateCounter(Base):
+    """How many times one user did one limited action in one fixed time window.
+
+    One row per (user, action, window length, window number): every replica counts
+    in the same row with one conditional ``UPDATE ... SET count = count + 1 WHERE
+    count < limit``, so the limit holds exactly however many replicas take requests.
+    Rows are removed once their window has ended (``expires_at``).
+    """
+
+    __tablename__ = "rate_counters"
+
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), primary_key=True)
+    action: Mapped[str] = mapped_column(String(32), primary_key=True)
+    window_seconds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Seconds since the epoch divided by ``window_seconds``, rounded down.
+    window_index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

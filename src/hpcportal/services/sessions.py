@@ -44,7 +44,7 @@ from hpcportal.errors import (
     PortalError,
     SlurmError,
 )
-from hpcportal.services import job_control, rfb
+from hpcportal.services import job_control, rate_limits, rfb
 from hpcportal.services.apps import App, AppCatalog
 from hpcportal.services.identity import Principal
 from hpcportal.services.node_tls import NodeTLS, node_tls_for
@@ -196,9 +196,14 @@ def job_request(app: App, options: dict[str, int | str], script: str, folder: st
 
 
 def launch(ctx: SessionContext, who: Principal, app_id: str, raw: dict[str, object]) -> SessionView:
-    """Render, write and submit the app's job as ``who``; the row exists before sbatch."""
+    """Render, write and submit the app's job as ``who``; the row exists before sbatch.
+
+    Counts against ``who``'s session launch limit (once the options are valid, before
+    anything is written); the job itself then does not count as a job submission.
+    """
     app = ctx.catalog.get(app_id, who)
     options = app.options(raw)
+    rate_limits.count(ctx.database, ctx.submit.settings, who, "session.launch")
     session_id = secrets.token_hex(8)
     root = user_area(ctx.submit.settings, who, ctx.submit.settings.session_root)
     folder = f"{root}/{session_id}"
@@ -252,7 +257,7 @@ def _submit(
         {"op": "write-file", "path": f"{folder}/job.sh", "size": len(data), "mode": 0o700},
         payload=data,
     )
-    result = submit_job(ctx.submit, request, who)
+    result = submit_job(ctx.submit, request, who, count_as=None)
     assert isinstance(result, SubmitResult)
     return result.job_id
 

@@ -41,7 +41,7 @@ from hpcportal.errors import (
     SubmissionUncertain,
 )
 from hpcportal.runas import RunAs
-from hpcportal.services import sbatch_script
+from hpcportal.services import rate_limits, sbatch_script
 from hpcportal.services.apptainer import ApptainerCatalog, find_image, wrap_script
 from hpcportal.services.identity import Principal
 from hpcportal.services.submit_models import (
@@ -85,15 +85,26 @@ def submit_job(
     idempotency_key: str | None = None,
     dry_run: bool = False,
     template_id: int | None = None,
+    count_as: rate_limits.Action | None = "job.submit",
 ) -> SubmitResult | SubmitPreview:
-    """Submit (or, with ``dry_run``, preview) ``request`` as ``who``."""
+    """Submit (or, with ``dry_run``, preview) ``request`` as ``who``.
+
+    A real submission counts against ``who``'s rate limit ``count_as`` (once it is
+    known to be new and valid, just before sbatch); a caller that counted already
+    (a session launch) passes None. Dry runs and replays never count.
+    """
     if dry_run:
         return preview(ctx, request, who)
     if idempotency_key is None:
-        return _submit_now(ctx, request, who, None, template_id)
+        return _submit_now(ctx, request, who, None, template_id, count_as)
     if not _KEY.fullmatch(idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1 to 128 printable characters.")
-    return _submit_once(ctx, request, who, idempotency_key, template_id)
+    return _submit_once(ctx, request, who, idempotency_key, template_id, count_as)
+
+
+def _count(ctx: SubmitContext, who: Principal, action: rate_limits.Action | None) -> None:
+    if action is not None:
+        rate_limits.count(ctx.database, ctx.settings, who, action)
 
 
 # --- building -------------------------------------------------------------------
@@ -242,8 +253,10 @@ def _submit_now(
     who: Principal,
     key: str | None,
     template_id: int | None,
+    count_as: rate_limits.Action | None,
 ) -> SubmitResult:
     built = build(ctx, request, who, comment=None)
+    _count(ctx, who, count_as)
     try:
         job_id = _run_sbatch(ctx, who, built)
     except Exception as exc:
@@ -332,6 +345,7 @@ def _submit_once(
     who: Principal,
     key: str,
     template_id: int | None,
+    count_as: rate_limits.Action | None,
 ) -> SubmitResult:
     digest = request_hash(request, template_id)
     marker = key_marker(who.username, key)
@@ -339,7 +353,7 @@ def _submit_once(
     while True:
         row = _claim(ctx, who.username, key, digest, template_id)
         if isinstance(row, int):
-            row_id = row  # a new key: ours
+            row_id = row  # a new key: ours, and a new submission to count
             break
         if row.request_hash != digest:
             raise Conflict("This Idempotency-Key was used for a different request.")
@@ -351,6 +365,7 @@ def _submit_once(
                 _record_job(ctx, row.id, found, who)
                 return _result(build(ctx, request, who, comment=marker), found, replayed=True)
             row_id = row.id  # Slurm has no job for the key: ours to submit
+            count_as = None  # the earlier attempt with this key was counted
             break
         # Another request is submitting with this key: wait for its row (no Slurm call).
         if time.monotonic() > deadline:
@@ -358,6 +373,7 @@ def _submit_once(
         time.sleep(0.25)
     try:
         built = build(ctx, request, who, comment=marker)
+        _count(ctx, who, count_as)  # refused: the key is forgotten, a retry may try again
         job_id = _run_sbatch(ctx, who, built)
     except Exception as exc:
         if definitely_refused(exc):
