@@ -193,6 +193,24 @@ def test_a_certain_refusal_forgets_the_key(devcluster: dict[str, Any], tmp_path:
         slurm_cli.scancel(devcluster["slurm_conf"], good.json()["job_id"], missing_ok=True)
 
 
+def test_asking_slurm_for_a_marker_nobody_carries(
+    devcluster: dict[str, Any], tmp_path: Path
+) -> None:
+    """The whole question, as the user: squeue, sacct and the accounting flags.
+
+    "No job" comes back only as Slurm's own answer; this cluster's accounting does
+    not store comments, so its older jobs would be "unsure" rather than "not it".
+    """
+    settings = portal_settings(tmp_path, devcluster["slurm_conf"])
+    executor = SlurmExecutor.from_settings(settings)
+    adapter = SlurmAdapter(executor)
+    marker = key_marker("dave", f"nobody-{uuid.uuid4()}")
+    match = adapter.job_with_comment("dave", marker, since=datetime.now(UTC))
+    assert match.job_id is None and match.unsure == ()
+    assert adapter.stores_job_comments() is False
+    assert executor.calls["squeue"] == 1 and executor.calls["sacct"] == 1
+
+
 def _wait_for(probe: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -35,8 +35,8 @@ from hpcportal.slurm.models import (
 T = TypeVar("T")
 
 _SACCT_TIME = "%Y-%m-%dT%H:%M:%S"
-#: Clocks of the portal and the accounting database may differ by this much.
-_CLOCK_SKEW = timedelta(minutes=5)
+#: Clocks of the portal and slurmctld may differ by this much.
+_CLOCK_SKEW = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +139,9 @@ class SlurmAdapter:
         cached: slurmctld's jobs first (pending, running, and finished ones younger
         than ``MinJobAge``), then the accounting database for older ones. Accounting
         keeps comments only with ``AccountingStoreFlags=job_comment``; without it,
-        the user's jobs from accounting that slurmctld no longer lists come back as
-        ``unsure``. Any failure to ask is raised: "no job" is only ever Slurm's answer.
+        the user's jobs submitted since ``since`` that only accounting still lists come
+        back as ``unsure``. Any failure to ask is raised: "no job" is only ever
+        Slurm's answer.
         """
         queued = self._read(
             "squeue", ["--json", "--all", "--user", username], parse.parse_squeue, as_user=username
@@ -158,7 +159,13 @@ class SlurmAdapter:
                 return CommentMatch(record.job_id)
         if self.stores_job_comments():
             return CommentMatch(None)
-        return CommentMatch(None, tuple(r.job_id for r in records if r.job_id not in listed))
+        unsure = [
+            r.job_id
+            for r in records
+            if r.job_id not in listed
+            and (r.submit_time is None or r.submit_time.replace(tzinfo=None) >= start)
+        ]
+        return CommentMatch(None, tuple(unsure))
 
     def stores_job_comments(self) -> bool:
         """Does the accounting database keep job comments (``scontrol show config``)?"""
