@@ -3,7 +3,7 @@ expiration) at ``/api/v1/uploads/tus``; the bytes are written as the user."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -18,6 +18,7 @@ from hpcportal.api.deps import (
     SettingsDep,
     strict_query,
 )
+from hpcportal.api.uploads import close_unless_short
 from hpcportal.errors import (
     BadRequest,
     PortalError,
@@ -172,20 +173,28 @@ async def append_chunk(
         offset = _int_header(upload_offset, "Upload-Offset")
         if offset is None:
             raise BadRequest("Upload-Offset is required.")
+        declared = _int_header(content_length, "Content-Length")
+        received = 0
+
+        async def body() -> AsyncIterator[bytes]:
+            nonlocal received
+            async for chunk in request.stream():
+                received += len(chunk)
+                yield chunk
+
         try:
             state = await tus.append(
                 who,
                 upload_id,
                 offset=offset,
-                content_length=_int_header(content_length, "Content-Length"),
+                content_length=declared,
                 checksum=parse_checksum(upload_checksum),
-                body=request.stream(),
+                body=body(),
             )
         except PortalError as exc:
-            # The body may be unread (a full disk, a chunk past Upload-Length): close
-            # the connection after the answer rather than read and discard the rest.
-            exc.headers = {**(exc.headers or {}), "Connection": "close"}
-            raise
+            # Refused with the body partly unread (a full disk, a chunk past
+            # Upload-Length): the rest is not read on and on to be discarded.
+            raise close_unless_short(exc, declared, received) from None
     if state.complete:
         await run_in_threadpool(_audit_upload, tus, who.username, state, address)
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=_state_headers(state))

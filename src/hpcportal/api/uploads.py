@@ -37,24 +37,21 @@ async def upload(
     ``input_files``; the job then sees ``INPUT`` (the first file) and ``FILE_<NAME>``
     for each.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None and not declared.strip().isdigit():
+    header = request.headers.get("content-length")
+    if header is not None and not header.strip().isdigit():
         raise InvalidInput("Content-Length must be a non-negative integer.")
+    declared = int(header) if header is not None else None
     try:
         receiver = UploadReceiver(
-            settings,
-            runas,
-            who,
-            request.headers.get("content-type"),
-            int(declared) if declared is not None else None,
+            settings, runas, who, request.headers.get("content-type"), declared
         )
     except PortalError as exc:
-        raise _closing(exc) from None
+        raise close_unless_short(exc, declared, 0) from None
     try:
         stored = await receiver.receive(request.stream())
     except Exception as exc:
         if isinstance(exc, PortalError):
-            _closing(exc)
+            close_unless_short(exc, declared, receiver.received)
         audit.record(
             db,
             username=who.username,
@@ -77,8 +74,15 @@ async def upload(
     return stored
 
 
-def _closing(exc: PortalError) -> PortalError:
-    """Refused before or in the middle of the body: close the connection after the
-    answer, so the server neither reads nor discards what the client still sends."""
-    exc.headers = {**(exc.headers or {}), "Connection": "close"}
+#: A refused request whose declared rest is at most this is read to its end (and
+#: discarded), so a browser still sending it gets the answer; a longer or chunked one
+#: (no end announced) is cut off: the connection closes after the answer.
+DRAIN_MAX_BYTES = 8 * 1024 * 1024
+
+
+def close_unless_short(exc: PortalError, declared: int | None, received: int) -> PortalError:
+    """Refused before or in the middle of the body: add ``Connection: close`` unless
+    what the client still has to send is declared and short."""
+    if declared is None or declared - received > DRAIN_MAX_BYTES:
+        exc.headers = {**(exc.headers or {}), "Connection": "close"}
     return exc
