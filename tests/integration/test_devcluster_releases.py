@@ -117,6 +117,10 @@ def test_release_cluster_runs_alices_job_and_accounts_it(
     assert status["release"] == release
     assert status["slurm_version"].startswith(f"slurm-wlm {release}.")
     bin_dir = Path(status["bin_dir"])
+    pids = {c["name"]: c["pid"] for c in status["components"]}
+    again = DevCluster(cluster_dir).up()  # the directory remembers its release
+    assert again["release"] == release
+    assert {c["name"]: c["pid"] for c in again["components"]} == pids
     assert {"sbatch", "squeue", "sacct", "scontrol"} <= {p.name for p in bin_dir.iterdir()}
 
     job_id = (
