@@ -191,6 +191,7 @@ def ensure_root(release: Release) -> SlurmRoot:
         partial = directory / f"{release.suite}.partial"
         remove_partial(partial)
         if root.path.exists():  # made by hand or an older run, but never marked ready
+            log.warning("remaking %s: it has no %s marker", root.path, READY_MARKER)
             remove_partial(root.path)
         log.info(
             "making the Debian %s root for Slurm %s in %s (about a minute, 290 MB)",
