@@ -133,11 +133,10 @@ def _vnc_through_portal(portal: RunningPortal, headers: dict[str, str], sid: str
 @pytest.fixture(scope="module")
 def sessions(portal: RunningPortal, alice: dict[str, str]) -> Iterator[dict[str, str]]:
     """alice's desktop and JupyterLab, ready, the desktop used once through the portal."""
-    launched = {
-        "desktop": _launch(portal, alice, "desktop", resolution="1024x768", memory_gb=1),
-        "jupyter": _launch(portal, alice, "jupyter", memory_gb=1),
-    }
+    launched: dict[str, str] = {}
     try:
+        launched["desktop"] = _launch(portal, alice, "desktop", resolution="1024x768", memory_gb=1)
+        launched["jupyter"] = _launch(portal, alice, "jupyter", memory_gb=1)
         for sid in launched.values():
             body = _ready(portal, alice, sid)
             assert body["ready"], body
