@@ -373,7 +373,11 @@ def _submit_once(
         time.sleep(0.25)
     try:
         built = build(ctx, request, who, comment=marker)
-        _count(ctx, who, count_as)  # refused: the key is forgotten, a retry may try again
+        _count(ctx, who, count_as)
+    except BaseException:
+        _forget(ctx, row_id)  # refused (or failed) before sbatch ran: a retry may try again
+        raise
+    try:
         job_id = _run_sbatch(ctx, who, built)
     except Exception as exc:
         if definitely_refused(exc):
