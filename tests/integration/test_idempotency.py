@@ -193,6 +193,59 @@ def test_a_certain_refusal_forgets_the_key(devcluster: dict[str, Any], tmp_path:
         slurm_cli.scancel(devcluster["slurm_conf"], good.json()["job_id"], missing_ok=True)
 
 
+def test_a_template_submit_reconciles_an_uncertain_key_like_post_jobs(
+    devcluster: dict[str, Any], tmp_path: Path
+) -> None:
+    """``/templates/{id}/submit`` goes through the same key handling: a key left
+    "unknown" whose job Slurm has is answered with that job, not a second one."""
+    conf = devcluster["slurm_conf"]
+    settings = portal_settings(tmp_path, conf)
+    key = f"template-{uuid.uuid4()}"
+    marker = key_marker("alice", key)
+    with run_portal(settings) as portal, portal.client() as c:
+        alice = portal.login("alice")
+        made = c.post(
+            "/api/v1/templates",
+            headers=alice,
+            json={
+                "name": "Idempotent",
+                "category": "demo",
+                "script": "#!/bin/bash\ntrue {{ word }}\n",
+                "options": {"time_limit": "1", "partition": "normal"},
+                "parameters": [{"name": "word", "type": "string", "default": "x"}],
+            },
+        )
+        assert made.status_code == 201, made.text
+        template_id = made.json()["id"]
+        body = {"parameters": {"word": "y"}}
+        rendered = c.post(f"/api/v1/templates/{template_id}/render", headers=alice, json=body)
+        request = JobRequest.model_validate(rendered.json())
+        # What a timed-out first attempt leaves: Slurm's job with the marker, the key
+        # "unknown" in the database.
+        job_id = slurm_cli.sbatch(conf, "alice", f"--comment={marker}", "--wrap", "true")
+        with portal.app.state.db.session() as session:
+            session.add(
+                Submission(
+                    username="alice",
+                    idempotency_key=key,
+                    request_hash=request_hash(request, template_id),
+                    state="unknown",
+                    template_id=template_id,
+                    created_at=datetime.now(UTC) - timedelta(seconds=10),
+                )
+            )
+        try:
+            headers = {**alice, "Idempotency-Key": key}
+            r = c.post(f"/api/v1/templates/{template_id}/submit", headers=headers, json=body)
+            assert r.status_code == 200, r.text
+            assert r.json()["replayed"] is True and r.json()["job_id"] == job_id
+            assert jobs_carrying(conf, marker) == [job_id]
+            use = c.get(f"/api/v1/templates/{template_id}", headers=alice).json()["use_count"]
+            assert use == 0  # the replay was not counted as a new submission
+        finally:
+            slurm_cli.scancel(conf, *jobs_carrying(conf, marker), missing_ok=True)
+
+
 def test_asking_slurm_for_a_marker_nobody_carries(
     devcluster: dict[str, Any], tmp_path: Path
 ) -> None:
