@@ -355,6 +355,8 @@ def _submit_once(
         if isinstance(row, int):
             row_id = row  # a new key: ours, and a new submission to count
             break
+        if row is None:
+            continue  # its attempt was refused and forgot it meanwhile: claim it again
         if row.request_hash != digest:
             raise Conflict("This Idempotency-Key was used for a different request.")
         if row.state == "submitted" and row.job_id is not None:
@@ -427,8 +429,9 @@ def _reconcile(ctx: SubmitContext, who: Principal, marker: str, row: Submission)
 
 def _claim(
     ctx: SubmitContext, username: str, key: str, digest: str, template_id: int | None
-) -> int | Submission:
-    """Insert the key as "submitting": its row id if we got it, else the existing row."""
+) -> int | Submission | None:
+    """Insert the key as "submitting": its row id if we got it, else the existing row
+    (None if that row was deleted between the two)."""
 
     def insert(session: Session) -> int:
         row = Submission(
@@ -451,8 +454,9 @@ def _claim(
                 select(Submission).where(
                     Submission.username == username, Submission.idempotency_key == key
                 )
-            ).one()
-            session.expunge(row)
+            ).one_or_none()
+            if row is not None:
+                session.expunge(row)
             return row
 
 
