@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 
-from hpcportal import __version__
+from hpcportal import __version__, log_redaction
 from hpcportal.api import (
     alerts,
     apps,
@@ -110,6 +110,7 @@ def create_app(
     )
 
     install_error_handlers(app)
+    log_redaction.install()  # no bearer secret from a URL reaches a log line
     app.add_middleware(RefuseControlInPath)
     app.include_router(health.router)
     app.include_router(auth.router, prefix=API_PREFIX)

@@ -367,11 +367,22 @@ def test_a_view_only_link_until_alice_revokes_it(
     page.click("[data-testid=share-create]")
     page.wait_for_selector("[data-testid=share-link]:visible")
     link = page.input_value("[data-testid=share-link]")
-    assert re.fullmatch(rf"{re.escape(portal.url)}/shares/[A-Za-z0-9_-]{{32,64}}", link), link
+    # The token is in the fragment only: the browser never sends it to the portal.
+    assert re.fullmatch(rf"{re.escape(portal.url)}/shares/open#[A-Za-z0-9_-]{{32,64}}", link), link
+    token = link.rsplit("#", 1)[1]
     remember_secrets(portal, desktop.sid)
     viewer = bob.new_page()
+    requested: list[str] = []
+    viewer.on("request", lambda request: requested.append(request.url))
+    viewer.on("websocket", lambda socket: requested.append(socket.url))
     viewer.goto(link)
     rows = wait_for_desktop(viewer)
+    # Then it is exchanged for a cookie: the address bar, history and every request
+    # (the page, its status checks, the WebSocket) name the share id, not the token.
+    assert re.fullmatch(rf"{re.escape(portal.url)}/shares/[0-9a-f]{{16}}", viewer.url)
+    assert any("/api/v1/shares/" in url and url.endswith("/vnc") for url in requested)
+    landing = f"{portal.url}/shares/open"  # (Playwright reports the fragment with it)
+    assert not any(token in u for u in requested if not u.startswith(landing)), requested
     assert not_blank(rows)
     shot(viewer, "sessions-share-viewer")
     page.click("[data-testid=share-revoke]")

@@ -270,13 +270,30 @@ def test_desktop_session_is_no_web_target(
     assert r.status_code == 404 and "no web connection" in r.json()["detail"]
 
 
+def _open_share(portal: RunningPortal, url: str) -> tuple[str, dict[str, str]]:
+    """What the share page's script does with a link: post the fragment's token once,
+    keep the cookie. Returns the share id and the cookie for its WebSocket."""
+    path, _, token = url.partition("#")
+    assert path == "/shares/open" and token
+    with portal.client() as c:
+        opened = c.post("/shares/open", json={"token": token})
+    assert opened.status_code == 200, opened.text
+    sid = opened.json()["url"].removeprefix("/shares/")
+    cookie = opened.cookies.get("hpcportal_share", path=f"/api/v1/shares/{sid}")
+    assert cookie and token not in cookie
+    return sid, {"Cookie": f"hpcportal_share={cookie}"}
+
+
 def test_view_only_share_link_and_its_revocation(
     portal: RunningPortal, alice: dict[str, str], carol: dict[str, str], desktop: str
 ) -> None:
     with portal.client(headers=alice) as c:
         share = c.post(f"/api/v1/sessions/{desktop}/share").json()
-    token = share["token"]
-    viewer = _vnc(portal, f"/api/v1/shares/{token}/vnc", carol)
+    sid, cookie = _open_share(portal, share["url"])
+    with pytest.raises(InvalidStatus) as no_cookie:  # the link was not opened here
+        _vnc(portal, f"/api/v1/shares/{sid}/vnc", carol)
+    assert no_cookie.value.response.status_code == 404
+    viewer = _vnc(portal, f"/api/v1/shares/{sid}/vnc", {**carol, **cookie})
     viewer.handshake(password=None)
     viewer.read_full_frame(timeout=20)
     assert viewer.distinct_colours() > 2
@@ -291,8 +308,44 @@ def test_view_only_share_link_and_its_revocation(
     viewer.close()
     # ...and the link no longer opens anything.
     with pytest.raises(InvalidStatus) as refused:
-        _vnc(portal, f"/api/v1/shares/{token}/vnc", carol)
+        _vnc(portal, f"/api/v1/shares/{sid}/vnc", {**carol, **cookie})
     assert refused.value.response.status_code == 404
+
+
+def test_share_tokens_never_reach_the_access_log(
+    access_log: _Lines,
+    portal: RunningPortal,
+    alice: dict[str, str],
+    carol: dict[str, str],
+    desktop: str,
+) -> None:
+    """A link used both ways (the fragment form, and the older /shares/<token> path
+    that puts the token in a request line) and watched: no token in uvicorn's logs."""
+    with portal.client(headers=alice) as c:
+        share = c.post(f"/api/v1/sessions/{desktop}/share").json()
+        api_token = c.post(
+            "/api/v1/auth/api-tokens", json={"name": "log test", "scopes": ["read"]}
+        ).json()["token"]
+    token = share["token"]
+    try:
+        with portal.client() as c:
+            old = c.get(f"/shares/{token}", follow_redirects=False)
+            assert old.status_code == 303
+            c.get("/api/v1/cluster", params={"token": api_token})  # a client's mistake
+        sid, cookie = _open_share(portal, share["url"])
+        with _vnc(portal, f"/api/v1/shares/{sid}/vnc", {**carol, **cookie}) as viewer:
+            viewer.handshake(password=None)
+            viewer.read_full_frame(timeout=20)
+        time.sleep(1.0)
+    finally:
+        with portal.client(headers=alice) as c:
+            c.delete(f"/api/v1/sessions/{desktop}/share")
+    text = "\n".join(access_log.lines)
+    assert token not in text and api_token not in text
+    assert '"GET /shares/[redacted] HTTP/1.1" 303' in text  # logged, without the token
+    assert "/api/v1/cluster?token=[redacted]" in text
+    assert '"POST /shares/open HTTP/1.1" 200' in text
+    assert f"/api/v1/shares/{sid}/vnc" in text  # the socket, named by the share id
 
 
 def test_password_never_reaches_the_access_log(

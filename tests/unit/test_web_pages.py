@@ -77,8 +77,9 @@ PAGES = [
     "/sessions/a1a1a1a1a1a1a1a1",
     "/sessions/b2b2b2b2b2b2b2b2",
     "/sessions/c3c3c3c3c3c3c3c3",
-    "/shares/" + "s" * 43,
+    "/shares/d64b93c9f1b60eb3",  # the share of SHARE_TOKEN (without its cookie: "gone")
     "/shares/" + "x" * 43,
+    "/shares/open",
 ]
 BUDGET_BYTES = 200 * 1024
 
@@ -730,18 +731,48 @@ def test_someone_elses_session_is_a_403_page(client: TestClient, settings: Setti
 def test_share_links_open_for_anyone_logged_in_until_revoked(
     client: TestClient, settings: Settings
 ) -> None:
-    token = "s" * 43
-    assert client.get(f"/shares/{token}").status_code == 303  # log in first
+    """The link's token is in the fragment: it is posted once and exchanged for a
+    cookie scoped to the share, then every address is token-free."""
+    sid = hashlib.sha256(SHARE_TOKEN.encode()).hexdigest()[:16]
+    landing = client.get("/shares/open")  # no login needed to open the link
+    assert landing.status_code == 200 and "js/share_open.js" in landing.text
+    opened = client.post("/shares/open", json={"token": SHARE_TOKEN})
+    assert opened.status_code == 200 and opened.json() == {"url": f"/shares/{sid}"}
+    cookies = opened.headers.get_list("set-cookie")
+    assert sorted(re.findall(r"[Pp]ath=([^;]+)", " ".join(cookies))) == [
+        f"/api/v1/shares/{sid}",
+        f"/shares/{sid}",
+    ]
+    for cookie in cookies:
+        assert cookie.startswith("hpcportal_share=") and SHARE_TOKEN not in cookie
+        assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
+    page = client.get(f"/shares/{sid}", follow_redirects=False)
+    assert page.status_code == 303  # log in first; the way back names no token
+    assert page.headers["location"] == f"/login?next=%2Fshares%2F{sid}&reason=required"
     log_in(client, settings, BOB)
-    html = client.get(f"/shares/{token}").text
+    html = client.get(f"/shares/{sid}").text
     assert 'data-status="ready"' in html and "Desktop of alice, view-only" in html
+    assert f'data-share="{sid}"' in html and SHARE_TOKEN not in html
     assert re.search(r'data-testid="share-gone"[^>]* hidden>', html)
     for secret in SECRETS:
         assert secret not in html
     assert READY not in html  # the viewer never learns the session's id
-    assert client.get(f"/partials/shares/{token}").json() == {"status": "ready"}
+    assert client.get(f"/shares/{sid}/status").json() == {"status": "ready"}
+    # Without the cookie (another browser that never opened the link): nothing.
+    client.cookies.delete("hpcportal_share", path=f"/shares/{sid}")
+    client.cookies.delete("hpcportal_share", path=f"/api/v1/shares/{sid}")
+    gone = client.get(f"/shares/{sid}")
+    assert gone.status_code == 200 and 'data-status="gone"' in gone.text
+    assert client.get(f"/shares/{sid}/status").json() == {"status": "gone"}
+    # A link of the older form is exchanged and sent to the token-free page.
+    old = client.get(f"/shares/{SHARE_TOKEN}", follow_redirects=False)
+    assert old.status_code == 303 and old.headers["location"] == f"/shares/{sid}"
+    assert client.get(f"/shares/{sid}/status").json() == {"status": "ready"}
     for bad in ("x" * 43, "short", "s" * 42 + "!"):
+        assert client.post("/shares/open", json={"token": bad}).status_code == 404
         gone = client.get(f"/shares/{bad}")
         assert gone.status_code == 200 and 'data-status="gone"' in gone.text
         assert re.search(r'data-testid="share-gone">', gone.text)
-        assert client.get(f"/partials/shares/{bad}").json() == {"status": "gone"}
+    # A cookie for another share, or a forged one, opens nothing here.
+    client.cookies.set("hpcportal_share", "forged", path=f"/shares/{sid}")
+    assert client.get(f"/shares/{sid}/status").json() == {"status": "gone"}

@@ -1,7 +1,8 @@
 """``/sessions``: launch, follow, extend, relaunch, share and end interactive sessions.
 
 Also the VNC WebSockets: ``/sessions/{id}/vnc`` for the owner (full control) and
-``/shares/{token}/vnc`` for whoever holds a view-only link. Both authenticate to the
+``/shares/{share_id}/vnc`` for whoever opened a view-only link (its cookie, see
+``services.share_links``: no token in the URL). Both authenticate to the
 session's VNC server inside the portal, so the browser never holds its password.
 """
 
@@ -28,7 +29,7 @@ from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
 from hpcportal.api.params import Int64, Line
 from hpcportal.db.session import Database
 from hpcportal.errors import BadGateway, Forbidden, PortalError
-from hpcportal.services import audit, proxy, rfb
+from hpcportal.services import audit, proxy, rfb, share_links
 from hpcportal.services import sessions as service
 from hpcportal.services.identity import Principal
 from hpcportal.services.live import (
@@ -100,7 +101,7 @@ class ExtendBody(BaseModel):
 
 class ShareOut(BaseModel):
     token: str
-    url: str
+    url: str  # /shares/open#<token>: the token only in the fragment, never sent
 
 
 @router.post("/sessions", response_model=SessionView, status_code=status.HTTP_201_CREATED)
@@ -165,7 +166,7 @@ async def share_session(session_id: str, act: ActionsDep) -> ShareOut:
     """A view-only link to your desktop session; a new one replaces the old one."""
     token = await act.run("session.share", f"session:{session_id}", service.share, session_id)
     act.tell(await run_in_threadpool(service.get_session, act.ctx, act.who, session_id))
-    return ShareOut(token=token, url=f"/shares/{token}")
+    return ShareOut(token=token, url=share_links.link(token))
 
 
 @router.delete("/sessions/{session_id}/share", response_model=SessionView)
@@ -178,7 +179,9 @@ async def revoke_share(session_id: str, act: ActionsDep) -> SessionView:
 # --- the VNC WebSockets ------------------------------------------------------------------
 
 
-async def _open(websocket: WebSocket, find: Callable[[Principal], Target]) -> None:
+async def _open(
+    websocket: WebSocket, find: Callable[[Principal], Target], share_digest: str | None = None
+) -> None:
     """Check origin and login, find the target, authenticate upstream, greet the
     browser, rotate a spent full-control password, relay."""
     hub = cast(LiveHub, websocket.app.state.live)
@@ -215,11 +218,11 @@ async def _open(websocket: WebSocket, find: Callable[[Principal], Target]) -> No
         except PortalError as exc:
             log.warning("session %s: password rotation failed: %s", target.session_id, exc.message)
     still_valid = None
-    if target.view_only:
-        token = websocket.path_params["token"]
+    if target.view_only and share_digest is not None:
+        digest = share_digest
 
         def still_valid() -> bool:
-            return service.share_still_valid(ctx, target.session_id, token)
+            return service.share_still_valid(ctx, target.session_id, digest)
 
     await proxy.relay_vnc(websocket, upstream, still_valid=still_valid)
 
@@ -246,8 +249,11 @@ async def vnc_socket(websocket: WebSocket, session_id: str) -> None:
     await _open(websocket, lambda who: service.target(ctx, who, session_id, "vnc"))
 
 
-@router.websocket("/shares/{token}/vnc")
-async def shared_vnc_socket(websocket: WebSocket, token: str) -> None:
-    """A view-only VNC connection through a share link (any logged-in person)."""
+@router.websocket("/shares/{share_id}/vnc")
+async def shared_vnc_socket(websocket: WebSocket, share_id: str) -> None:
+    """A view-only VNC connection through a share link (any logged-in person whose
+    browser opened the link, so holds its cookie)."""
     ctx = session_context(websocket)
-    await _open(websocket, lambda _who: service.shared_target(ctx, token))
+    cookie = websocket.cookies.get(share_links.COOKIE)
+    digest = share_links.digest_from_cookie(ctx.submit.settings, cookie, share_id)
+    await _open(websocket, lambda _who: service.shared_target(ctx, digest), digest)

@@ -57,12 +57,14 @@ def serve(
     """
     import uvicorn
 
+    from hpcportal import log_redaction
     from hpcportal.app import create_app
     from hpcportal.db.migrate import upgrade
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log_redaction.install()  # before any request line (create_app adds its loggers)
     settings = resolve_settings()
     refuse_exposed_database(settings)
     upgrade(settings)

@@ -438,7 +438,8 @@ def relaunch(ctx: SessionContext, who: Principal, session_id: str) -> SessionVie
 # --- sharing (view-only VNC) -----------------------------------------------------------
 
 
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What is stored of a share link's token (and what its viewers' cookies name)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -451,7 +452,7 @@ def share(ctx: SessionContext, who: Principal, session_id: str) -> str:
             raise Conflict("Only desktop (VNC) sessions can be shared view-only.")
         if row.state not in ACTIVE:
             raise Conflict("The session has ended.")
-        row.share_token_hash = _token_hash(token)
+        row.share_token_hash = token_hash(token)
         row.updated_at = datetime.now(UTC)
     return token
 
@@ -476,30 +477,25 @@ def target(ctx: SessionContext, who: Principal, session_id: str, connection: str
         return _target(ctx, row, connection, view_only=False)
 
 
-def shared_target(ctx: SessionContext, token: str) -> Target:
-    """The view-only target a share link names (any logged-in person holding it)."""
-    if not SHARE_TOKEN.fullmatch(token):
+def shared_target(ctx: SessionContext, digest: str | None) -> Target:
+    """The view-only target of the share link whose token hashes to ``digest`` (any
+    logged-in person who opened the link: ``services.share_links``)."""
+    if digest is None:
         raise NotFound("This share link is not valid (it may have been revoked).")
     with ctx.database.session() as session:
         row = session.scalars(
-            select(InteractiveSession).where(
-                InteractiveSession.share_token_hash == _token_hash(token)
-            )
+            select(InteractiveSession).where(InteractiveSession.share_token_hash == digest)
         ).first()
         if row is None:
             raise NotFound("This share link is not valid (it may have been revoked).")
         return _target(ctx, row, "vnc", view_only=True)
 
 
-def share_still_valid(ctx: SessionContext, session_id: str, token: str) -> bool:
+def share_still_valid(ctx: SessionContext, session_id: str, digest: str) -> bool:
     """Whether a viewer's link still names this running session (checked while viewing)."""
     with ctx.database.session() as session:
         row = session.get(InteractiveSession, session_id)
-        return (
-            row is not None
-            and row.state == "running"
-            and row.share_token_hash == _token_hash(token)
-        )
+        return row is not None and row.state == "running" and row.share_token_hash == digest
 
 
 def _target(

@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from hpcportal.api import auth as auth_api
@@ -54,7 +55,7 @@ from hpcportal.errors import (
     PortalError,
     RateLimited,
 )
-from hpcportal.services import auth
+from hpcportal.services import auth, share_links
 from hpcportal.services import dashboards as dashboard_service
 from hpcportal.services import jobs as job_service
 from hpcportal.services import sessions as session_service
@@ -1430,11 +1431,11 @@ class SharedSession:
     ready: bool
 
 
-def shared_session(database: Database, token: str) -> SharedSession | None:
-    """The session a view-only link names, or None when it is not (or no longer) valid."""
-    if not session_service.SHARE_TOKEN.fullmatch(token):
+def shared_session(database: Database, digest: str | None) -> SharedSession | None:
+    """The session of the view-only link whose token hashes to ``digest`` (what the
+    share cookie names), or None when there is none (any more)."""
+    if digest is None:
         return None
-    digest = session_service._token_hash(token)  # as the service stores it
     with database.session() as db:
         row = db.scalars(
             select(InteractiveSession).where(InteractiveSession.share_token_hash == digest)
@@ -1451,23 +1452,90 @@ def _share_status(shared: SharedSession | None) -> str:
     return "ready" if shared.ready else "waiting"
 
 
-@router.get("/shares/{token}", response_class=HTMLResponse)
-async def share_page(token: str, page: PageDep, database: DatabaseDep) -> HTMLResponse:
-    """A view-only desktop through a share link, for any logged-in person holding it."""
-    shared = await run_in_threadpool(shared_session, database, token)
+def _share_digest(request: Request, settings: Settings, sid: str) -> str | None:
+    cookie = request.cookies.get(share_links.COOKIE)
+    return share_links.digest_from_cookie(settings, cookie, sid)
+
+
+def _set_share_cookies(response: Response, settings: Settings, digest: str) -> None:
+    """The share's cookie on its page's path and its WebSocket's path, nowhere else."""
+    value = share_links.cookie_value(settings, digest)
+    for path in share_links.cookie_paths(digest):
+        response.set_cookie(
+            share_links.COOKIE,
+            value,
+            max_age=settings.share_cookie_seconds,
+            path=path,
+            secure=settings.cookie_secure,
+            httponly=True,
+            samesite="lax",
+        )
+    response.headers["Cache-Control"] = "no-store"
+
+
+@router.get(share_links.OPEN_PATH, response_class=HTMLResponse)
+async def share_open_page(page: PublicPageDep) -> HTMLResponse:
+    """Where a share link (``/shares/open#<token>``) lands. Its script posts the token
+    from the fragment, which the browser never sends, to the route below, then goes on
+    to the token-free page the answer names."""
+    return page.render("share_open.html", page_key="")
+
+
+class ShareOpen(BaseModel):
+    token: str = Field(max_length=128)
+
+
+@router.post(share_links.OPEN_PATH)
+async def share_open(body: ShareOpen, settings: SettingsDep, database: DatabaseDep) -> Response:
+    """Exchange a link's token for the share's cookie; ``{"url": "/shares/<id>"}``."""
+    digest = await run_in_threadpool(share_links.redeem, database, body.token)
+    if digest is None:
+        return JSONResponse({"status": "gone"}, 404, headers={"Cache-Control": "no-store"})
+    response = JSONResponse({"url": share_links.page_path(digest)})
+    _set_share_cookies(response, settings, digest)
+    return response
+
+
+@router.get("/shares/{key}", response_class=HTMLResponse)
+async def share_page(
+    key: str,
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    cache: ApiTokenCacheDep,
+) -> Response:
+    """A view-only desktop, ``/shares/<share id>``, for a logged-in person whose browser
+    opened the link (the share's cookie). A link of the older form ``/shares/<token>``
+    is exchanged for that cookie and sent there, before any login, so the token is in
+    no ``next=`` address."""
+    if not share_links.SHARE_ID.fullmatch(key):
+        digest = await run_in_threadpool(share_links.redeem, database, key)
+        if digest is not None:
+            response = RedirectResponse(share_links.page_path(digest), status_code=303)
+            _set_share_cookies(response, settings, digest)
+            return response
+    page = _basic_page(request, settings, await get_page_user(request, settings, database, cache))
+    sid = key if share_links.SHARE_ID.fullmatch(key) else ""
+    shared = await run_in_threadpool(
+        shared_session, database, _share_digest(request, settings, sid)
+    )
     return page.render(
         "share.html",
         page_key="",
         shared=shared,
         share_status=_share_status(shared),
-        token=token,
+        share_id=sid,
         app_text=lambda text: _app_text(page, text),
     )
 
 
-@router.get("/partials/shares/{token}")
-async def share_status(token: str, page: PageDep, database: DatabaseDep) -> Response:
-    """``{"status": "ready" | "waiting" | "gone"}``: whether a share link still opens."""
+@router.get("/shares/{sid}/status")
+async def share_status(
+    sid: str, request: Request, page: PageDep, settings: SettingsDep, database: DatabaseDep
+) -> Response:
+    """``{"status": "ready" | "waiting" | "gone"}``: whether the share still opens."""
     del page  # logged-in people only, like the page itself
-    shared = await run_in_threadpool(shared_session, database, token)
+    shared = await run_in_threadpool(
+        shared_session, database, _share_digest(request, settings, sid)
+    )
     return JSONResponse({"status": _share_status(shared)}, headers={"Cache-Control": "no-store"})

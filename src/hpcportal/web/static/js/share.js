@@ -1,6 +1,8 @@
 // A view-only desktop through a share link: noVNC (loaded on demand) on the share's
-// WebSocket. The page asks /partials/shares/<token> whether the link still opens:
-// while the session is starting (every 10 s), and when the connection drops.
+// WebSocket. The page asks /shares/<share id>/status whether the link still opens:
+// while the session is starting (every 10 s), and when the connection drops. Both
+// are authenticated by the share's cookie (set when the link was opened), so no
+// token is in any URL here.
 
 import { t } from "./core.js";
 
@@ -17,7 +19,7 @@ function show(status) {
 }
 
 async function check() {
-  const response = await fetch(`/partials/shares/${encodeURIComponent(view.dataset.token)}`, {
+  const response = await fetch(`/shares/${encodeURIComponent(view.dataset.share)}/status`, {
     credentials: "same-origin",
     headers: { Accept: "application/json" },
   });
@@ -51,7 +53,7 @@ async function start() {
   try {
     const { Viewer } = await import("./vnc.js");
     viewer = new Viewer({
-      path: `/api/v1/shares/${encodeURIComponent(view.dataset.token)}/vnc`,
+      path: `/api/v1/shares/${encodeURIComponent(view.dataset.share)}/vnc`,
       viewOnly: true,
       stillWanted: async () => {
         const status = await check();
