@@ -290,9 +290,13 @@ def list_accounting(adapter: SlurmAdapter, q: AccountingQuery, who: Principal) -
     wanted = parse_states(q.state)
     slurm_states = sorted(s for s in wanted if not isinstance(s, JobStatus))
     statuses = {s for s in wanted if isinstance(s, JobStatus)}
+    try:
+        start, end = (t.astimezone(UTC).replace(tzinfo=None) for t in (q.start, q.end))
+    except OverflowError:  # 0001-01-01T00:00+09:00 is in the year 0 in UTC
+        raise InvalidInput("Dates must lie between the years 1 and 9999 in UTC.") from None
     records = adapter.accounting(
-        q.start.astimezone(UTC).replace(tzinfo=None),
-        q.end.astimezone(UTC).replace(tzinfo=None),
+        start,
+        end,
         users=q.user,
         accounts=q.account,
         partitions=q.partition,

@@ -37,6 +37,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hpcportal.errors import InvalidInput
+from hpcportal.limits import INT64_MAX
 from hpcportal.services.submit_models import MAX_SCRIPT_BYTES, JobRequest
 
 ParameterType = Literal["string", "integer", "number", "choice", "boolean", "file"]
@@ -196,10 +197,15 @@ def _coerce_number(p: TemplateParameter, raw: object) -> int | float:
         value = _parse_number(raw) if isinstance(raw, str) else raw
     except ValueError:
         raise _bad(p, f"give {kind}") from None
+    too_big = _bad(p, f"give {kind} that fits in 64 bits")
+    if isinstance(value, int) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise too_big  # before isfinite, which cannot convert such an int to a float
     if not math.isfinite(value) or (p.type == "integer" and value != int(value)):
         raise _bad(p, f"give {kind}")
     if p.type == "integer":
         value = int(value)
+        if not -INT64_MAX - 1 <= value <= INT64_MAX:  # 1e308 is a whole number too
+            raise too_big
     if p.min is not None and value < p.min:
         raise _bad(p, f"at least {_plain_number_text(p.min)}")
     if p.max is not None and value > p.max:

@@ -1089,7 +1089,7 @@ async def accounting_page(
     try:
         end_day = date.fromisoformat(end) if end else today
         start_day = date.fromisoformat(start) if start else end_day - timedelta(days=6)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date, or 0001-01-01 minus 6 days
         error = page.gettext(N_("Give dates as YYYY-MM-DD."))
         end_day, start_day = today, today - timedelta(days=6)
     if start_day > end_day:
