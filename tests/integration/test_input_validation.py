@@ -154,3 +154,46 @@ def test_declared_values_still_work(as_alice: httpx.Client) -> None:
         "/api/v1/jobs?dry_run=true", json={"script": "#!/bin/bash\n\techo 'a\tb'\r\n"}
     )
     assert r.status_code == 200, r.text  # tabs and CRLF are text in a script
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "end=0001-01-01",  # the default start, 7 days earlier, was before the year 1
+        "start=0001-01-01&end=0001-01-02",
+        "start=1969-12-31&end=1970-01-02",
+        "start=0001-01-01T00:00:00%2B14:00&end=0001-01-02",
+    ],
+)
+def test_accounting_dates_before_1970_are_422(as_alice: httpx.Client, query: str) -> None:
+    refused(as_alice.get(f"/api/v1/accounting/jobs?{query}"), "1970")
+
+
+def test_accounting_dates_at_the_end_of_time_are_not_500(as_alice: httpx.Client) -> None:
+    r = as_alice.get("/api/v1/accounting/jobs?start=9999-12-30&end=9999-12-31T23:00:00-05:00")
+    assert r.status_code == 200, r.text  # the year 10000 in UTC: taken as the end of time
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [(10**400, "64 bits"), (2**63, "64 bits"), (1e308, "64 bits"), ("1" + "0" * 400, "whole")],
+)
+def test_template_numbers_beyond_64_bits_are_422(
+    as_alice: httpx.Client, value: Any, words: str
+) -> None:
+    created = as_alice.post(
+        "/api/v1/templates",
+        json={
+            "name": "huge numbers",
+            "category": "tests",
+            "script": "#!/bin/bash\necho {{ n }}\n",
+            "parameters": [{"name": "n", "type": "integer", "min": -1e308, "max": 1e308}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    template = created.json()["id"]
+    try:
+        r = as_alice.post(f"/api/v1/templates/{template}/render", json={"parameters": {"n": value}})
+        refused(r, words)
+    finally:
+        as_alice.delete(f"/api/v1/templates/{template}")

@@ -7,12 +7,13 @@ whole app, applies the rules no single parameter can:
 
 - an unknown query parameter is a 422 (a misspelt filter would otherwise silently
   return everything), on every route under ``/api/``;
-- no query value, query name or path parameter may hold a control character;
+- no query value, query name, path or path parameter may hold a control character,
+  on the pages too (they call the same services);
 - no string anywhere in a JSON or form body may hold a NUL byte (multi-line text such
   as a script keeps its newlines and tabs; single-line fields use :data:`Line`).
 
-The node proxy (``/node/...``) passes the app's own query string on unchanged, and
-the web pages are not part of the API, so both are outside these rules.
+The node proxy (``/node/...``) passes the app's own path and query string on
+unchanged, so it is outside these rules.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ __all__ = [
 ]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The web-app proxy hands the session's app its own path and query, whatever they are.
+PASSED_THROUGH = ("/node/",)
 
 
 # --- the request-wide rules ------------------------------------------------------------
@@ -105,7 +108,7 @@ def _check_line(where: str, value: str) -> None:
 
 
 class RefuseControlInPath:
-    """ASGI middleware: a 422 for an ``/api/`` path with a control character.
+    """ASGI middleware: a 422 for a path with a control character (but ``/node/``).
 
     The dependency below sees path parameters only once a route matched, and
     Starlette's ``{path:path}`` does not match a newline, so ``/files/home/a%0Ab``
@@ -117,7 +120,7 @@ class RefuseControlInPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        found = _CONTROL.search(path) if path.startswith("/api/") else None
+        found = None if path.startswith(PASSED_THROUGH) else _CONTROL.search(path)
         if found is None:
             await self.app(scope, receive, send)
             return
@@ -127,21 +130,25 @@ class RefuseControlInPath:
 
 
 async def check_request(connection: HTTPConnection) -> None:
-    """The app-wide dependency that applies the rules above to every API request.
+    """The app-wide dependency that applies the rules above to every request.
 
-    It runs before authentication, so a misspelt parameter is a 422 even without a
-    login. Bodies are looked at only when the route declares one (FastAPI has then
-    read and decoded it already; a streamed upload is never read here).
+    Unknown query parameters are refused under ``/api/`` only (a page may be linked
+    with anything after its ``?``); the character rules hold for the pages too, which
+    call the same services, but not for the node proxy. It runs before
+    authentication, so a misspelt parameter is a 422 even without a login. Bodies are
+    looked at only when the route declares one (FastAPI has then read and decoded it
+    already; a streamed upload is never read here).
     """
-    if connection.scope["type"] != "http" or not connection.url.path.startswith("/api/"):
+    path = connection.url.path
+    if connection.scope["type"] != "http" or path.startswith(PASSED_THROUGH):
         return
     route = connection.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    known = _query_names(route)
+    known = _query_names(route) if path.startswith("/api/") else None
     for name, value in connection.query_params.multi_items():
         _check_line("A query parameter name", name)
-        if name not in known:
+        if known is not None and name not in known:
             hint = f" Known: {', '.join(sorted(known))}." if known else ""
             raise InvalidInput(f"Unknown query parameter {name!r}.{hint}")
         _check_line(f"Query parameter {name!r}", value)
