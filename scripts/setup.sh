@@ -43,12 +43,14 @@ system_packages() {
 
 # What the interactive apps (src/hpcportal/apps) run on a compute node: TigerVNC's X
 # server and vncpasswd, websockify, the JWM window manager, xterm and Mousepad, and
-# x11-utils and xdotool for tests; D-Bus for a session bus per GTK app. Plus the X
+# x11-utils and xdotool for tests; D-Bus for a session bus per GTK app; openssl, with
+# which each session makes its TLS key and certificate (its server answers only the
+# portal, over mutual TLS). Plus the X
 # socket folder, root's as on a booted system: Xvnc, run as a user, would otherwise
 # create it as that user, who could then remove other users' sockets.
 app_packages() {
   install_missing tigervnc-standalone-server tigervnc-tools websockify xterm jwm mousepad \
-    x11-utils xdotool xauth dbus-daemon
+    x11-utils xdotool xauth dbus-daemon openssl
   mkdir -p /tmp/.X11-unix
   chown root:root /tmp/.X11-unix
   chmod 1777 /tmp/.X11-unix
