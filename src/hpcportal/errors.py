@@ -135,6 +135,16 @@ class SlurmUnreachable(SlurmError):
     status, code = 503, "slurm_unreachable"
 
 
+class SlurmRateLimited(SlurmError):
+    """slurmctld refused the call under its own rate limit (``rl_enable``,
+    ESLURM_RATELIMITED): the cluster is busy, so it is a 503 that says when to retry."""
+
+    status, code = 503, "slurm_rate_limited"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
+
+
 class SubmissionUncertain(SlurmError):
     """Slurm may or may not have created the job (sbatch timed out, the connection
     dropped), or cannot yet say whether an earlier attempt did. Retrying with the same

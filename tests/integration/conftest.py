@@ -18,6 +18,19 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 
 
+#: ``scripts/test.sh --slurm REL`` names the release; a directory keeps the one it has.
+RELEASE_ENV = "HPCPORTAL_DEVCLUSTER_SLURM"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slurm_facing: talks to Slurm in a way that differs between releases (JSON, "
+        "submit and control as the user, output, sessions, accounting, outages); "
+        "`scripts/test.sh --slurm 24.11 --slurm-facing` runs only these",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test below this folder ``integration`` (the hook sees all items)."""
     for item in items:
@@ -33,9 +46,18 @@ def devcluster_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def devcluster(devcluster_dir: Path) -> dict[str, Any]:
-    """Bring the dev cluster up (quick if it already is) and return its status."""
-    status = DevCluster(devcluster_dir).up()
+    """Bring the dev cluster up (quick if it already is) and return its status.
+
+    For a release whose clients are wrappers (24.11, 26.05), those come first on this
+    process's ``PATH`` and become ``HPCPORTAL_SLURM_BIN_DIR``, so every portal the
+    tests build (``Settings`` reads it), the service account's portal and the tests'
+    own Slurm commands use that release, as on a site that installs it elsewhere.
+    """
+    status = DevCluster(devcluster_dir, release=os.environ.get(RELEASE_ENV) or None).up()
     assert status["ok"], f"dev cluster is not healthy: {status['notes']}"
+    if status.get("bin_dir"):
+        os.environ["HPCPORTAL_SLURM_BIN_DIR"] = status["bin_dir"]
+        os.environ["PATH"] = os.pathsep.join([status["bin_dir"], os.environ.get("PATH", "")])
     return status
 
 

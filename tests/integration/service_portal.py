@@ -7,6 +7,7 @@ its own process, so every action for a user crosses the real sudo boundary.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -40,9 +41,30 @@ def run_as_service(argv: list[str], **kwargs: object) -> subprocess.CompletedPro
     )
 
 
+def slurm_bin_dir() -> Path | None:
+    """The suite's Slurm clients folder (set by the ``devcluster`` fixture for 24.11+)."""
+    value = os.environ.get("HPCPORTAL_SLURM_BIN_DIR")
+    return Path(value) if value else None
+
+
+def helper_path() -> Path:
+    """The shared helper for the host's Slurm; one per clients folder otherwise, with
+    its own sudoers file, so suites of two releases never swap each other's helper."""
+    folder = slurm_bin_dir()
+    if folder is None:
+        return HELPER
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+    return HELPER.with_name(f"{HELPER.name}-{digest}")
+
+
 def install_boundary() -> None:
     ensure_service_account(SERVICE_ACCOUNT)
-    install(SERVICE_ACCOUNT, HELPER, min_uid=1000)
+    helper, folder = helper_path(), slurm_bin_dir()
+    if folder is None:
+        install(SERVICE_ACCOUNT, HELPER, min_uid=1000)
+    else:
+        sudoers = Path("/etc/sudoers.d") / helper.name  # no dot: sudo skips such names
+        install(SERVICE_ACCOUNT, helper, min_uid=1000, sudoers=sudoers, slurm_bin_dir=folder)
     probe = run_as_service([sys.executable, "-c", "print('ok')"])
     if probe.returncode != 0:
         raise AssertionError(
@@ -108,7 +130,8 @@ def service_portal(
         "HPCPORTAL_DATABASE_URL": f"sqlite:///{workdir / 'portal.db'}",
         "HPCPORTAL_JWT_SECRET": secret,
         "HPCPORTAL_RUNAS_METHOD": "sudo",
-        "HPCPORTAL_RUNAS_HELPER": str(HELPER),
+        "HPCPORTAL_RUNAS_HELPER": str(helper_path()),
+        **({"HPCPORTAL_SLURM_BIN_DIR": str(slurm_bin_dir())} if slurm_bin_dir() else {}),
         "HPCPORTAL_REFRESH_INTERVAL": "1",
         # No per-user rate limits (tests and bench/submit.py submit in bursts).
         "HPCPORTAL_RATE_LIMIT_JOBS_PER_MINUTE": "0",

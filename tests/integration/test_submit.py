@@ -20,8 +20,8 @@ import pytest
 
 from tests.integration import slurm_cli
 from tests.integration.service_portal import (
-    HELPER,
     ServicePortal,
+    helper_path,
     run_as_service,
     service_portal,
 )
@@ -107,11 +107,11 @@ def test_service_account_alone_cannot_act_as_alice(conf: str, portal: ServicePor
     assert sbatch.returncode != 0
     assert run_as_service(["sudo", "-n", "-u", "alice", "/bin/cat", str(private)]).returncode != 0
     as_root = run_as_service(
-        ["sudo", "-n", "-u", "root", str(HELPER)], input='{"v":1,"op":"stat","path":"/"}\n'
+        ["sudo", "-n", "-u", "root", str(helper_path())], input='{"v":1,"op":"stat","path":"/"}\n'
     )
     assert as_root.returncode != 0 and "ok" not in as_root.stdout
     system = run_as_service(
-        ["sudo", "-n", "-u", "daemon", str(HELPER)], input='{"v":1,"op":"stat","path":"/"}\n'
+        ["sudo", "-n", "-u", "daemon", str(helper_path())], input='{"v":1,"op":"stat","path":"/"}\n'
     )
     assert system.returncode == 126 and "refusing" in system.stdout
 

@@ -30,7 +30,13 @@ def resolve_settings() -> Settings:
         cluster = DevCluster(settings.devcluster_dir)
         if cluster.is_up():
             typer.echo(f"Using the dev cluster's SLURM_CONF: {cluster.slurm_conf}", err=True)
-            settings = settings.model_copy(update={"slurm_conf": cluster.slurm_conf})
+            update: dict[str, object] = {"slurm_conf": cluster.slurm_conf}
+            if settings.slurm_bin_dir is None and cluster.bin_dir is not None:
+                # A 24.11/26.05 cluster: its own clients, for the portal and as users.
+                release = cluster.release.name
+                typer.echo(f"Using Slurm {release}'s clients in {cluster.bin_dir}", err=True)
+                update["slurm_bin_dir"] = cluster.bin_dir
+            settings = settings.model_copy(update=update)
     return settings
 
 

@@ -28,16 +28,25 @@ def install_command(
     create_account: Annotated[
         bool, typer.Option(help="Create the service account (system user, group shadow).")
     ] = False,
+    slurm_bin_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of the Slurm clients to run as users (the portal's slurm_bin_dir); "
+            "root-owned, not writable by group or others. Default: the system's PATH."
+        ),
+    ] = None,
 ) -> None:
     """Install the helper (root-owned) and /etc/sudoers.d/hpcportal (checked by visudo)."""
     try:
         if create_account:
             ensure_service_account(user)
-        done = install(user, helper, min_uid=min_uid)
+        done = install(user, helper, min_uid=min_uid, slurm_bin_dir=slurm_bin_dir)
     except InstallError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"Installed {done.helper} and {done.sudoers} for {done.service_user}.")
+    if done.slurm_dir is not None:
+        typer.echo(f"The helper runs Slurm clients from {done.slurm_dir} first.")
 
 
 @app.command("sudoers")

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import pwd
 import re
@@ -42,6 +43,7 @@ from hpcportal.errors import (
     InsufficientStorage,
     InvalidInput,
     IsDirectory,
+    Misconfigured,
     NotFound,
     PayloadTooLarge,
     PortalError,
@@ -49,7 +51,14 @@ from hpcportal.errors import (
     PreconditionRequired,
     RunAsUnavailable,
 )
+from hpcportal.runas.slurm_dir import (
+    UnsafeSlurmDir,
+    fix_slurm_dir,
+    installed_slurm_dir,
+    trusted_slurm_dir,
+)
 
+log = logging.getLogger(__name__)
 _HERE = Path(__file__).resolve().parent
 EMBED_START, EMBED_END = "# >>> helper_files\n", "# <<< helper_files\n"
 
@@ -108,8 +117,25 @@ def check_target_user(username: str, min_uid: int) -> pwd.struct_passwd:
 
 
 @functools.cache
-def _helper_code() -> str:
-    return helper_source()
+def _helper_code(slurm_dir: Path | None) -> str:
+    return fix_slurm_dir(helper_source(), slurm_dir)
+
+
+def _compare_installed(helper: Path, slurm_bin_dir: Path | None) -> None:
+    """Warn when the installed helper runs another Slurm than the portal's own."""
+    installed = installed_slurm_dir(helper)
+    if installed is None:
+        return  # not installed or unreadable: the first call says so
+    wanted = os.path.realpath(slurm_bin_dir) if slurm_bin_dir is not None else ""
+    if installed != wanted:
+        log.warning(
+            "slurm_bin_dir is %r but %s runs Slurm from %r: as users the portal would run "
+            "another Slurm; run `hpcportal runas install --slurm-bin-dir %s` as root",
+            wanted or "(PATH)",
+            helper,
+            installed or "(PATH)",
+            wanted or "''",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +159,27 @@ class RunAs:
         helper: Path = Path("/usr/local/libexec/hpcportal-runas"),
         min_uid: int = 1000,
         slurm_conf: Path | None = None,
+        slurm_bin_dir: Path | None = None,
     ) -> None:
+        """``slurm_bin_dir`` is the folder the helper runs Slurm commands from (before
+        its fixed PATH). Under runuser the portal fixes it in the helper's text, after
+        checking that only root can change it (else ``Misconfigured``); under sudo the
+        installed helper has its own, fixed by ``hpcportal runas install``, and a
+        different one is logged."""
         if method == "auto":
             method = "runuser" if os.geteuid() == 0 else "sudo"
         self.method: Literal["runuser", "sudo"] = method
         self.helper = helper
         self.min_uid = min_uid
         self.slurm_conf = slurm_conf
+        self.slurm_dir: Path | None = None
+        if slurm_bin_dir is not None and method == "runuser":
+            try:
+                self.slurm_dir = trusted_slurm_dir(slurm_bin_dir)
+            except (UnsafeSlurmDir, OSError) as exc:
+                raise Misconfigured(f"The Slurm folder cannot be used for users: {exc}") from exc
+        elif method == "sudo":
+            _compare_installed(helper, slurm_bin_dir)
 
     def command(self, username: str) -> list[str]:
         """The argv that starts the helper as ``username`` (after checking the user)."""
@@ -155,7 +195,7 @@ class RunAs:
                 "-I",
                 "-S",
                 "-c",
-                _helper_code(),
+                _helper_code(self.slurm_dir),
             ]
         return ["sudo", "-n", "-u", username, "--", str(self.helper)]
 

@@ -10,7 +10,8 @@ Protocol: one JSON line on stdin (the request), optionally followed by raw bytes
 
 - ``slurm``: run an allow-listed Slurm command with the given argv, a clean
   environment and the payload as stdin; its stdout, stderr and exit code are the
-  command's own.
+  command's own. The command is looked up in ``SLURM_PATH`` (fixed at install), then
+  the system folders.
 - ``write-file``: write the payload to a file atomically (temporary name, fsync,
   then link or rename), never silently replacing an existing file; prints a JSON
   result. With ``framed`` the payload is frames (4-byte big-endian length, bytes)
@@ -49,6 +50,10 @@ from collections.abc import Callable
 from typing import Any
 
 MIN_UID = 1000  # replaced by `hpcportal runas install --min-uid`
+#: A root-owned folder of Slurm clients searched before TRUSTED_PATH; fixed in this text
+#: by `hpcportal runas install --slurm-bin-dir` (or by the portal under runuser), never
+#: by a request. Empty: the system's Slurm.
+SLURM_PATH = ""
 TRUSTED_PATH = "/usr/local/bin:/usr/bin:/bin"
 SLURM_COMMANDS = frozenset({"sbatch", "scancel", "scontrol", "squeue", "sacct"})
 SCONTROL_VERBS = frozenset({"hold", "release", "requeue", "write", "show"})
@@ -123,10 +128,23 @@ def absolute(path: Any) -> str:
     return path
 
 
+def command_path() -> str:
+    """PATH for Slurm commands: SLURM_PATH first, if only root can still change it."""
+    if not SLURM_PATH:
+        return TRUSTED_PATH
+    try:
+        info = os.stat(SLURM_PATH)
+    except FileNotFoundError:
+        raise Refused(f"the Slurm folder {SLURM_PATH} is missing") from None
+    if info.st_uid != 0 or info.st_mode & 0o022 or not stat.S_ISDIR(info.st_mode):
+        raise Refused(f"the Slurm folder {SLURM_PATH} is open to others than root")
+    return f"{SLURM_PATH}:{TRUSTED_PATH}"
+
+
 def child_env(user: pwd.struct_passwd, request: dict[str, Any]) -> dict[str, str]:
     """A fresh environment: nothing inherited but what is named here."""
     env = {
-        "PATH": TRUSTED_PATH,
+        "PATH": command_path(),
         "HOME": user.pw_dir,
         "USER": user.pw_name,
         "LOGNAME": user.pw_name,

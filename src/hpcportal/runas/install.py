@@ -3,7 +3,9 @@
 The helper is copied, root-owned and not writable by anyone else, to a fixed path
 that the sudoers rule names; the portal's service account may run that program,
 and nothing else, as any user but root. The helper itself refuses UIDs below
-``min_uid``, disabled shells and malformed names.
+``min_uid``, disabled shells and malformed names. ``--slurm-bin-dir`` fixes the one
+folder it runs Slurm clients from (a newer Slurm than the system's), checked to be
+changeable by root alone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcportal.runas.boundary import SYSTEM_PYTHON, helper_source
+from hpcportal.runas.slurm_dir import UnsafeSlurmDir, fix_slurm_dir, trusted_slurm_dir
 
 SUDOERS_FILE = Path("/etc/sudoers.d/hpcportal")
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -43,9 +46,10 @@ def sudoers_rule(service_user: str, helper: Path) -> str:
     )
 
 
-def helper_text(min_uid: int, python: str = SYSTEM_PYTHON) -> str:
-    """The helper's source with the interpreter and minimum UID fixed at install time."""
-    source = helper_source()
+def helper_text(min_uid: int, python: str = SYSTEM_PYTHON, slurm_dir: Path | None = None) -> str:
+    """The helper's source with the interpreter, minimum UID and Slurm folder fixed at
+    install time (``slurm_dir`` must have passed ``trusted_slurm_dir``)."""
+    source = fix_slurm_dir(helper_source(), slurm_dir)
     source = re.sub(r"^MIN_UID = \d+", f"MIN_UID = {int(min_uid)}", source, count=1, flags=re.M)
     return f"#!{python} -IS\n{source}"
 
@@ -55,6 +59,7 @@ class Installed:
     helper: Path
     sudoers: Path
     service_user: str
+    slurm_dir: Path | None = None
 
 
 def _write_root_file(path: Path, text: str, mode: int) -> None:
@@ -100,16 +105,27 @@ def install(
     *,
     min_uid: int = 1000,
     sudoers: Path = SUDOERS_FILE,
+    slurm_bin_dir: Path | None = None,
 ) -> Installed:
-    """Install (or refresh) the helper and the sudoers rule; idempotent."""
+    """Install (or refresh) the helper and the sudoers rule; idempotent.
+
+    ``slurm_bin_dir`` is the folder of Slurm clients the helper runs (before its fixed
+    PATH); it is refused unless only root can change it (``slurm_dir.py``).
+    """
     if os.geteuid() != 0:
         raise InstallError("run this as root")
     rule = sudoers_rule(service_user, helper)
-    _write_root_file(helper, helper_text(min_uid), 0o755)
+    slurm_dir = None
+    if slurm_bin_dir is not None:
+        try:
+            slurm_dir = trusted_slurm_dir(slurm_bin_dir)
+        except (UnsafeSlurmDir, OSError) as exc:
+            raise InstallError(f"refusing --slurm-bin-dir: {exc}") from exc
+    _write_root_file(helper, helper_text(min_uid, slurm_dir=slurm_dir), 0o755)
     check = subprocess.run(
         ["visudo", "-cf", "-"], input=rule, text=True, capture_output=True, check=False
     )
     if check.returncode != 0:
         raise InstallError(f"visudo rejected the rule: {check.stderr.strip() or check.stdout}")
     _write_root_file(sudoers, rule, 0o440)
-    return Installed(helper=helper, sudoers=sudoers, service_user=service_user)
+    return Installed(helper=helper, sudoers=sudoers, service_user=service_user, slurm_dir=slurm_dir)

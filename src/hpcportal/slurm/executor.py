@@ -2,7 +2,8 @@
 
 Commands run as argv lists (never a shell string), from a fixed allow-list, with a
 timeout, a clean environment that carries only ``SLURM_CONF``, and optionally as
-another Unix user through :mod:`hpcportal.runas`. Failures become typed errors
+another Unix user through :mod:`hpcportal.runas` (which runs the clients of the same
+``bin_dir``). Failures become typed errors
 here, so callers never parse stderr. Every call is counted by command, both for
 ``/metrics`` and for tests that prove the snapshot's Slurm load is constant.
 """
@@ -30,6 +31,7 @@ from hpcportal.errors import (
     SlurmInvalidRequest,
     SlurmNotFound,
     SlurmPermissionDenied,
+    SlurmRateLimited,
     SlurmTimeout,
     SlurmUnreachable,
 )
@@ -64,6 +66,8 @@ _UNREACHABLE = (
     "zero bytes were transmitted or received",
     "munge",
 )
+# slurmctld's rl_enable (23.02+): ESLURM_RATELIMITED and its sibling both start so.
+_RATE_LIMITED = ("rate limit exceeded",)
 _PERMISSION = ("access/permission denied", "invalid user id", "not authorized", "permission denied")
 _NOT_FOUND = ("invalid job id specified", "invalid job id", "not found")
 
@@ -91,7 +95,7 @@ class SlurmExecutor:
         self.slurm_conf = slurm_conf
         self.bin_dir = bin_dir
         self.timeout = timeout
-        self.runas = runas or RunAs(slurm_conf=slurm_conf)
+        self.runas = runas or RunAs(slurm_conf=slurm_conf, slurm_bin_dir=bin_dir)
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -106,6 +110,7 @@ class SlurmExecutor:
                 helper=settings.runas_helper,
                 min_uid=settings.min_uid,
                 slurm_conf=settings.slurm_conf,
+                slurm_bin_dir=settings.slurm_bin_dir,
             ),
         )
 
@@ -203,6 +208,8 @@ def classify_failure(command: str, stderr: str) -> SlurmError:
     """Turn a failed command's stderr into the typed error a person can act on."""
     text = stderr.lower()
     reason = _last_line(stderr) or f"{command} failed"
+    if any(s in text for s in _RATE_LIMITED):
+        return SlurmRateLimited(f"Slurm is limiting requests, retry shortly: {reason}")
     if any(s in text for s in _PERMISSION):
         return SlurmPermissionDenied(f"Slurm refused: {reason}")
     if any(s in text for s in _NOT_FOUND):
