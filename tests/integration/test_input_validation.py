@@ -169,9 +169,20 @@ def test_accounting_dates_before_1970_are_422(as_alice: httpx.Client, query: str
     refused(as_alice.get(f"/api/v1/accounting/jobs?{query}"), "1970")
 
 
-def test_accounting_dates_at_the_end_of_time_are_not_500(as_alice: httpx.Client) -> None:
+def test_accounting_dates_beyond_9999_in_utc_are_422(as_alice: httpx.Client) -> None:
     r = as_alice.get("/api/v1/accounting/jobs?start=9999-12-30&end=9999-12-31T23:00:00-05:00")
-    assert r.status_code == 200, r.text  # the year 10000 in UTC: taken as the end of time
+    refused(r, "end lies outside the years 1970 to 9999 in UTC")
+    assert (
+        as_alice.get("/api/v1/accounting/jobs?start=9999-12-30&end=9999-12-31").status_code == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["since=0001-01-01T00:00:00%2B14:00", "until=9999-12-31T23:59:59-14:00", "since=1969-01-01"],
+)
+def test_audit_dates_out_of_range_are_422(as_carol: httpx.Client, query: str) -> None:
+    refused(as_carol.get(f"/api/v1/audit?{query}"), "lies")
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,27 @@ def test_nul_anywhere_in_a_json_body_is_refused(
     assert "NUL" in r.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"script": "#!/bin/bash\\n\\ud800"}',
+        b'{"script": "#!/bin/bash\\n", "environment": {"A": "\\udfff"}}',
+        b'{"script": "#!/bin/bash\\n", "environment": {"\\ud800": "a"}}',
+    ],
+)
+def test_half_a_surrogate_pair_in_json_is_refused(client: TestClient, body: bytes) -> None:
+    """JSON's "\\ud800" decodes to a str that UTF-8 cannot encode (a 500 further on)."""
+    r = client.post("/api/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "surrogate" in r.json()["detail"]
+
+
+def test_a_whole_surrogate_pair_is_text(client: TestClient) -> None:
+    body = b'{"script": "#!/bin/bash\\necho \\ud83d\\ude00"}'
+    r = client.post("/api/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 401  # past the check: the login is next
+
+
 def test_nul_in_a_login_form_is_refused(client: TestClient) -> None:
     r = client.post("/api/v1/auth/token", data={"username": "alice\x00", "password": "x"})
     assert r.status_code == 422

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
 from hpcportal.api.deps import AdminUser, DbDep, strict_query
-from hpcportal.api.params import PageNumber, PageSize
+from hpcportal.api.params import Moment, PageNumber, PageSize
 from hpcportal.db.models import AuditEntry
 
 router = APIRouter(tags=["audit"])
@@ -49,8 +49,8 @@ def audit_log(
     action: str | None = None,
     result: str | None = None,
     target: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     page: PageNumber = 1,
     limit: PageSize = 100,
 ) -> AuditPage:

@@ -12,6 +12,7 @@ from hpcportal.api.deps import AdapterDep, CurrentUser, SnapshotDep, strict_quer
 from hpcportal.api.params import PageNumber, PageSize
 from hpcportal.api.responses import ModelResponse
 from hpcportal.errors import InvalidInput
+from hpcportal.limits import in_utc
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.jobs import (
@@ -94,25 +95,17 @@ async def get_job(
     )
 
 
-#: Slurm's accounting has nothing earlier; it also keeps "7 days before" in range.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def _as_datetime(value: datetime | date | None, default: datetime, *, end: bool) -> datetime:
-    """In UTC, between 1970 and the year 9999 (beyond, the arithmetic overflows)."""
+    """In UTC, from 1970 (accounting has nothing earlier, and "7 days before" stays in
+    range) to the year 9999."""
     if value is None:
         return default
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-    else:
-        moment = datetime.combine(value, time.max if end else time.min, tzinfo=UTC)
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time.max if end else time.min, tzinfo=UTC)
     try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:00-05:00 is in the year 10000 in UTC
-        moment = datetime.max.replace(tzinfo=UTC)
-    if moment < EARLIEST:
-        raise InvalidInput(f"Dates start at {EARLIEST.date()}: accounting has nothing earlier.")
-    return moment
+        return in_utc(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{'end' if end else 'start'} {exc}.") from None
 
 
 @router.get(

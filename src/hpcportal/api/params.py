@@ -9,8 +9,9 @@ whole app, applies the rules no single parameter can:
   return everything), on every route under ``/api/``;
 - no query value, query name, path or path parameter may hold a control character,
   on the pages too (they call the same services);
-- no string anywhere in a JSON or form body may hold a NUL byte (multi-line text such
-  as a script keeps its newlines and tabs; single-line fields use :data:`Line`).
+- no string anywhere in a JSON or form body may hold a NUL or half of a UTF-16
+  surrogate pair (``"\\ud800"`` in JSON); multi-line text such as a script keeps its
+  newlines and tabs, single-line fields use :data:`Line`.
 
 The node proxy (``/node/...``) passes the app's own path and query string on
 unchanged, so it is outside these rules.
@@ -18,7 +19,6 @@ unchanged, so it is outside these rules.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,8 +30,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hpcportal.errors import InvalidInput
 from hpcportal.limits import (
+    CONTROL,
     DB_ID_MAX,
     INT64_MAX,
+    NEVER_TEXT,
     PAGE_MAX,
     PAGE_SIZE_MAX,
     SLURM_ID_MAX,
@@ -39,6 +41,7 @@ from hpcportal.limits import (
     DbId,
     Int64,
     Line,
+    Moment,
     Offset,
     PageNumber,
     PageSize,
@@ -56,6 +59,7 @@ __all__ = [
     "DbId",
     "Int64",
     "Line",
+    "Moment",
     "Offset",
     "PageNumber",
     "PageSize",
@@ -64,7 +68,6 @@ __all__ = [
     "check_request",
 ]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: The web-app proxy hands the session's app its own path and query, whatever they are.
 PASSED_THROUGH = ("/node/",)
 
@@ -102,9 +105,9 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def _check_line(where: str, value: str) -> None:
-    found = _CONTROL.search(value)
+    found = CONTROL.search(value)
     if found:
-        raise InvalidInput(f"{where} contains a control character ({describe(found.group())}).")
+        raise InvalidInput(f"{where} contains {describe(found.group())}.")
 
 
 class RefuseControlInPath:
@@ -120,11 +123,11 @@ class RefuseControlInPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        found = None if path.startswith(PASSED_THROUGH) else _CONTROL.search(path)
+        found = None if path.startswith(PASSED_THROUGH) else CONTROL.search(path)
         if found is None:
             await self.app(scope, receive, send)
             return
-        detail = f"The path contains a control character ({describe(found.group())})."
+        detail = f"The path contains {describe(found.group())}."
         response = JSONResponse({"detail": detail, "code": InvalidInput.code}, 422)
         await response(scope, receive, send)
 
@@ -173,5 +176,6 @@ async def _check_body(request: Request, *, is_form: bool) -> None:
     else:
         return
     for value in strings:
-        if "\x00" in value:
-            raise InvalidInput("The request body contains a NUL character (\\u0000).")
+        found = NEVER_TEXT.search(value)
+        if found:
+            raise InvalidInput(f"The request body contains {describe(found.group())}.")

@@ -94,8 +94,12 @@ class TemplateParameter(BaseModel):
     help: str = Field(default="", max_length=2000)
     default: Value = None
     required: bool = False
-    min: float | None = Field(default=None, description="integer and number only")
-    max: float | None = Field(default=None, description="integer and number only")
+    min: float | None = Field(
+        default=None, allow_inf_nan=False, description="integer and number only"
+    )
+    max: float | None = Field(
+        default=None, allow_inf_nan=False, description="integer and number only"
+    )
     max_length: int | None = Field(default=None, ge=1, le=MAX_STRING_LENGTH)
     choices: list[str] | None = Field(default=None, description="choice only")
     option: str | None = Field(default=None, description="A JobRequest field the value sets")
