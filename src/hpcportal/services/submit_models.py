@@ -156,7 +156,7 @@ class JobRequest(BaseModel):
     @field_validator("mail_user")
     @classmethod
     def _mail(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.fullmatch(value):
+        if value is not None and (not _EMAIL.fullmatch(value) or _CONTROL.search(value)):
             raise ValueError("give one e-mail address")
         return value
 
