@@ -60,6 +60,20 @@ class Settings(BaseSettings):
         gt=0,
         description="A snapshot older than this many seconds is reported stale and /ready fails.",
     )
+    refresh_slow_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="A refresh taking longer than this fraction of the interval means "
+        "slurmctld is slow: the refresher doubles its interval (and halves it again once "
+        "Slurm recovers). Rate-limit answers from slurmctld (rl_enable) do the same.",
+    )
+    refresh_max_interval: float = Field(
+        default=120.0,
+        gt=0,
+        description="The longest interval the refresher backs off to; stale_after grows "
+        "with the back-off, so backing off alone never marks the data stale.",
+    )
     accounting_cache_seconds: float = Field(
         default=15.0,
         ge=0,

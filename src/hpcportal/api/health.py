@@ -24,6 +24,11 @@ class Readiness(BaseModel):
     slurm: str
     snapshot: SnapshotMeta
     problems: list[str]
+    refresh_interval_seconds: float | None = None
+    #: Why the snapshot refreshes less often than configured (slurmctld slow or
+    #: rate-limiting). Not a problem: every replica sees the same slurmctld, and failing
+    #: them all at once would take the portal down over a slow Slurm.
+    backoff: str | None = None
 
 
 @router.get("/health", response_model=Health)
@@ -57,11 +62,14 @@ def ready(database: DatabaseDep, snapshot: SnapshotDep) -> JSONResponse:
         slurm=slurm_state,
         snapshot=SnapshotMeta.of(state),
         problems=problems,
+        refresh_interval_seconds=state.interval,
+        backoff=state.backoff,
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
 
 
 @router.get("/metrics", response_class=Response, include_in_schema=False)
 def metrics() -> Response:
-    """Prometheus text format: refreshes, their duration, Slurm calls, snapshot age."""
+    """Prometheus text format: refreshes, their duration and interval (with back-offs),
+    Slurm calls, snapshot age."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

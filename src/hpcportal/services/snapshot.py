@@ -4,7 +4,8 @@ Every read of jobs, nodes and partitions is served from the latest
 :class:`ClusterSnapshot`. One refresher per process runs ``squeue``, ``sinfo`` and
 ``scontrol show partition`` once per interval, however many people are reading, so
 Slurm's load does not grow with users. When Slurm fails, readers keep the last
-snapshot and are told its age and that it is stale.
+snapshot and are told its age and that it is stale. When slurmctld answers slowly or
+rate-limits, the interval grows until it recovers (``load_guard.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from hpcportal.config import Settings
-from hpcportal.errors import PortalError, SlurmUnreachable
+from hpcportal.errors import PortalError, SlurmRateLimited, SlurmUnreachable
+from hpcportal.services.load_guard import LoadGuard
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.models import Job, Node, Partition
 
@@ -103,6 +105,9 @@ class SnapshotHealth:
     stale: bool
     last_error: str | None
     generation: int
+    #: The refresher's current interval, and why it is longer than configured (if it is).
+    interval: float | None = None
+    backoff: str | None = None
 
 
 class SnapshotService:
@@ -110,7 +115,9 @@ class SnapshotService:
 
     def __init__(self, adapter: SlurmAdapter, settings: Settings) -> None:
         self.adapter = adapter
-        self.interval = settings.refresh_interval
+        self.guard = LoadGuard(
+            settings.refresh_interval, settings.refresh_max_interval, settings.refresh_slow_fraction
+        )
         self.stale_after = settings.stale_after
         self.first_wait = min(settings.slurm_timeout, 30.0)
         self._current: ClusterSnapshot | None = None
@@ -148,11 +155,20 @@ class SnapshotService:
             self._task = None
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def interval(self) -> float:
+        """Seconds between refreshes now: the configured ones, or longer while backing off."""
+        return self.guard.interval
+
     async def _run(self) -> None:
         while True:
             started = time.monotonic()
             await self.refresh()
-            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+            if self.guard.backing_off:
+                # A struggling slurmctld gets a whole quiet interval after each refresh.
+                await asyncio.sleep(self.interval)
+            else:
+                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     # --- refreshing ---------------------------------------------------------------
 
@@ -168,13 +184,17 @@ class SnapshotService:
                     loop.run_in_executor(self._pool, self.adapter.partitions),
                 )
             except PortalError as exc:
+                limited = isinstance(exc, SlurmRateLimited)
+                self.guard.observe(time.perf_counter() - started, ok=False, rate_limited=limited)
                 self._fail(exc.message)
                 return self._current
             except Exception as exc:  # a parser bug must not stop the refresher
                 log.exception("snapshot refresh failed")
+                self.guard.observe(time.perf_counter() - started, ok=False)
                 self._fail(f"unexpected error while reading Slurm: {exc}")
                 return self._current
             duration = time.perf_counter() - started
+            self.guard.observe(duration, ok=True)
             self._generation += 1
             previous = self._current
             self._current = current = ClusterSnapshot.build(
@@ -217,13 +237,18 @@ class SnapshotService:
     def health(self) -> SnapshotHealth:
         snap = self._current
         age = snap.age() if snap else None
-        stale = snap is None or self._last_failed or (age is not None and age > self.stale_after)
+        # Backing off makes snapshots older on purpose: that alone is not staleness.
+        stale_after = self.stale_after + (self.guard.interval - self.guard.base)
+        stale = snap is None or self._last_failed or (age is not None and age > stale_after)
+        backoff = self.guard.backoff
         return SnapshotHealth(
             taken_at=snap.taken_at if snap else None,
             age_seconds=round(age, 3) if age is not None else None,
             stale=stale,
             last_error=self._last_error,
             generation=self._generation,
+            interval=self.guard.interval,
+            backoff=backoff.message if backoff else None,
         )
 
     def _age_for_metrics(self) -> float:
