@@ -41,6 +41,12 @@ system_packages() {
   app_packages
 }
 
+# Only for a dev cluster of a newer Slurm (test.sh --slurm 24.11|26.05): its Debian root
+# (Debian 13 or sid, cached in /var/cache/hpcportal/roots) is made with debootstrap.
+slurm_root_packages() {
+  install_missing debootstrap
+}
+
 # What the interactive apps (src/hpcportal/apps) run on a compute node: TigerVNC's X
 # server and vncpasswd, websockify, the JWM window manager, xterm and Mousepad, and
 # x11-utils and xdotool for tests; D-Bus for a session bus per GTK app; openssl, with

@@ -22,20 +22,44 @@ REPO_ROOT = HERE.parents[1]
 RELEASE_ENV = "HPCPORTAL_DEVCLUSTER_SLURM"
 
 
+#: The modules whose talk with Slurm differs between releases: the read API against
+#: squeue/sinfo JSON and accounting, submit/control/output/efficiency as the user (through
+#: sudo and runuser), idempotent submits (squeue and sacct by comment), templates, the
+#: snapshot and live updates, sessions, and slurmctld hung, stopped or slow. CI runs them
+#: again on 24.11 and 26.05 after the whole suite on 22.05 (`test.sh --slurm-facing`).
+SLURM_FACING = frozenset(
+    {
+        "test_idempotency.py",
+        "test_input_validation.py",
+        "test_live.py",
+        "test_read_api.py",
+        "test_runas_slurm.py",
+        "test_sessions.py",
+        "test_slurm_down.py",
+        "test_slurm_slow.py",
+        "test_snapshot_load.py",
+        "test_submit.py",
+        "test_templates_api.py",
+    }
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "slurm_facing: talks to Slurm in a way that differs between releases (JSON, "
-        "submit and control as the user, output, sessions, accounting, outages); "
-        "`scripts/test.sh --slurm 24.11 --slurm-facing` runs only these",
+        "slurm_facing: talks to Slurm in a way that differs between releases "
+        "(conftest.SLURM_FACING); `scripts/test.sh --slurm 24.11 --slurm-facing` runs these",
     )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test below this folder ``integration`` (the hook sees all items)."""
+    """Mark every test below this folder ``integration`` (the hook sees all items), and
+    those of the Slurm-facing modules ``slurm_facing``."""
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.integration)
+            if item.path.name in SLURM_FACING:
+                item.add_marker(pytest.mark.slurm_facing)
 
 
 @pytest.fixture(scope="session")

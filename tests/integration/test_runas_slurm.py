@@ -30,8 +30,6 @@ from hpcportal.runas.install import ensure_service_account, install
 from hpcportal.slurm.executor import SlurmExecutor
 from tests.integration.service_portal import SERVICE_ACCOUNT
 
-pytestmark = pytest.mark.slurm_facing
-
 SCRIPT = b"#!/bin/sh\nsleep 60\n"
 
 

@@ -22,8 +22,6 @@ import pytest
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
 from tests.integration.test_slurm_down import slurmctld_pid, wait_until
 
-pytestmark = pytest.mark.slurm_facing
-
 STOPPED_SECONDS = 3.0
 
 
