@@ -109,12 +109,34 @@ def test_missing_folder_and_odd_names_are_refused(base: Path) -> None:
         trusted_slurm_dir(odd)
 
 
-def test_install_refuses_an_unsafe_folder_and_writes_nothing(slurm_dir: Path, base: Path) -> None:
-    slurm_dir.chmod(0o775)
+@pytest.mark.parametrize("unsafe", ["group-writable", "not root's"])
+def test_install_refuses_an_unsafe_folder_and_writes_nothing(
+    slurm_dir: Path, base: Path, unsafe: str
+) -> None:
+    if unsafe == "group-writable":
+        slurm_dir.chmod(0o775)
+    else:
+        os.chown(slurm_dir, 65534, 65534)
     helper, sudoers = base / "helper", base / "sudoers"
     with pytest.raises(InstallError, match="refusing --slurm-bin-dir"):
         install("hpcportal", helper, sudoers=sudoers, slurm_bin_dir=slurm_dir)
     assert not helper.exists() and not sudoers.exists()
+
+
+def test_sudo_mode_says_when_the_installed_helper_runs_another_slurm(
+    slurm_dir: Path, base: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under sudo the portal cannot fix the folder itself: it names the command that does."""
+    helper = base / "hpcportal-runas"
+    helper.write_text(helper_text(1000))  # installed without --slurm-bin-dir
+    with caplog.at_level("WARNING", logger="hpcportal.runas.boundary"):
+        RunAs(method="sudo", helper=helper, slurm_bin_dir=slurm_dir)
+    assert f"runas install --slurm-bin-dir {slurm_dir}" in caplog.text
+    caplog.clear()
+    helper.write_text(helper_text(1000, slurm_dir=slurm_dir))
+    with caplog.at_level("WARNING", logger="hpcportal.runas.boundary"):
+        RunAs(method="sudo", helper=helper, slurm_bin_dir=slurm_dir)
+    assert caplog.text == ""
 
 
 def test_runuser_refuses_an_unsafe_folder(slurm_dir: Path) -> None:
