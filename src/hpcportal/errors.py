@@ -168,6 +168,20 @@ class SlurmInvalidRequest(SlurmError):
     status, code = 400, "slurm_invalid_request"
 
 
+class SlurmUnsupported(SlurmError):
+    """The cluster runs a Slurm release, or offers only JSON formats, that the portal
+    does not read: the operator must act (upgrade the portal or Slurm)."""
+
+    status, code = 503, "slurm_unsupported"
+
+
+class SlurmOutputUnreadable(SlurmError):
+    """Slurm answered, but in a shape the portal does not know (a field renamed or
+    changed type): refused loudly instead of read as zeros."""
+
+    status, code = 502, "slurm_output_unreadable"
+
+
 def _body(code: str, message: str) -> dict[str, object]:
     return {"detail": message, "code": code}
 

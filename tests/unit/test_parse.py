@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime
 
 import msgspec
@@ -116,21 +117,18 @@ def test_value_helpers() -> None:
     assert parse.gpus_in_tres({"gres/gpu": "2", "gres/gpu:a100": "2"}) == 2
     assert parse.bitmap_to_ranges("0x2D") == "0,2-3,5"
     assert parse.num(wire.NoVal(set=True, infinite=False, number=5)) == 5
-    assert parse.num(wire.NoVal(set=False)) is None
-    assert parse.num(wire.NoVal(infinite=True)) is None
+    # Every key of a NoVal is required: no other object can pass for a number.
+    assert parse.num(wire.NoVal(set=False, infinite=False, number=0)) is None
+    assert parse.num(wire.NoVal(set=True, infinite=True, number=0)) is None
     assert parse.timestamp(0) is None
     assert parse.timestamp(1_700_000_000) == datetime.fromtimestamp(1_700_000_000, UTC)
 
 
 def test_newer_slurm_number_objects_and_state_lists_decode() -> None:
-    raw = (
-        b'{"jobs": [{"job_id": 5, "name": "x", "user_name": "alice", "partition": "normal",'
-        b' "job_state": ["RUNNING", "COMPLETING"], "time_limit": {"set": true,'
-        b' "infinite": false, "number": 60}, "cpus": {"set": true, "infinite": false,'
-        b' "number": 4}, "start_time": {"set": true, "infinite": false, "number": 1700000000}}]}'
-    )
-    (job,) = parse.parse_squeue(raw)
-    assert job.status is JobStatus.RUNNING and job.time_limit_minutes == 60 and job.cpus == 4
+    # Slurm 24.11 (data_parser v0.0.42): states are lists, numbers NoVal objects.
+    jobs = {j.name: j for j in parse.parse_squeue(recorded("24.11/squeue.v0.0.42.json"))}
+    job = jobs["rec-running"]
+    assert job.status is JobStatus.RUNNING and job.time_limit_minutes is None and job.cpus == 2
 
 
 def test_malformed_output_is_rejected_not_guessed() -> None:
@@ -153,12 +151,12 @@ def test_job_parser_reuses_unchanged_jobs_and_rebuilds_changed_ones() -> None:
 
 
 def test_nulls_where_slurm_usually_prints_strings_are_tolerated() -> None:
-    raw = (
-        b'{"jobs": [{"job_id": 9, "name": "x", "user": "alice", "qos": null, "partition": null,'
-        b' "state": {"current": "COMPLETED", "reason": null}, "working_directory": null}]}'
-    )
-    (record,) = parse.parse_sacct(raw)
+    sacct = json.loads(recorded("22.05/sacct.json"))
+    sacct["jobs"] = [sacct["jobs"][0] | {"qos": None, "partition": None, "working_directory": None}]
+    (record,) = parse.parse_sacct(json.dumps(sacct).encode())
     assert record.qos is None and record.partition is None and record.work_dir is None
     assert record.status is JobStatus.COMPLETED
-    (node,) = parse.parse_sinfo(b'{"nodes": [{"name": "n1", "state": "idle", "partitions": null}]}')
+    sinfo = json.loads(recorded("22.05/sinfo.json"))
+    sinfo["nodes"] = [sinfo["nodes"][3] | {"partitions": None}]  # node003, idle
+    (node,) = parse.parse_sinfo(json.dumps(sinfo).encode())
     assert node.partitions == [] and node.status is NodeStatus.IDLE

@@ -53,6 +53,8 @@ class Job(_Model):
     reason: str | None = None
     priority: int | None = None
     nodes: str | None = None
+    #: ``nodes`` expanded (``rack[1-2]-n1`` -> ``rack1-n1``, ``rack2-n1``), in Slurm's order.
+    node_names: list[str] = []
     node_count: int = 0
     cpus: int = 0
     tasks: int = 0
@@ -112,6 +114,7 @@ class Partition(_Model):
     state: str
     is_default: bool = False
     nodes: str | None = None
+    node_names: list[str] = []
     total_nodes: int = 0
     total_cpus: int = 0
     max_time_minutes: int | None = None
@@ -182,6 +185,7 @@ class AccountingRecord(_Model):
     exit_code: int | None = None
     signal: int | None = None
     nodes: str | None = None
+    node_names: list[str] = []
     node_count: int = 0
     cpus_requested: int = 0
     memory_requested_mb: int | None = None

@@ -1,16 +1,23 @@
 """Slurm output -> typed models. The only code that knows Slurm's field names.
 
-JSON output arrives through the msgspec structs in :mod:`hpcportal.slurm.wire`;
-``scontrol -o`` lines and ``sacctmgr``/``sshare`` ``--parsable2`` tables are read
-by header, so a column added by a newer Slurm does not shift the others.
+JSON output arrives through the strict msgspec structs of its format family
+(:mod:`~hpcportal.slurm.wire` for 22.05, ``wire_v0039`` for 23.02, ``wire_v0040``
+from 23.11; :mod:`~hpcportal.slurm.formats` picks one), and every family becomes
+the same models here. A document that does not fit its format's structs raises
+``msgspec.ValidationError`` naming the format and the field. ``scontrol -o`` lines
+and ``sacctmgr``/``sshare`` ``--parsable2`` tables are read by header, so a column
+added by a newer Slurm does not shift the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 
-from hpcportal.slurm import wire
+import msgspec
+
+from hpcportal.slurm import formats, hostlist, wire, wire_v0039, wire_v0040
 from hpcportal.slurm.models import (
     QOS,
     AccountingRecord,
@@ -26,20 +33,25 @@ from hpcportal.slurm.states import job_status, node_status
 
 _UNSET_WORDS = frozenset({"", "none", "n/a", "unlimited", "infinite", "(null)", "all"})
 
+WireJob = wire.WireJob | wire_v0039.WireJob | wire_v0040.WireJob
+WireNode = wire.WireNode | wire_v0039.WireNode | wire_v0040.WireNode
+WireAcctJob = wire.WireAcctJob | wire_v0039.WireAcctJob | wire_v0040.WireAcctJob
+Number = int | wire.NoVal | None
+
 
 # --- small value helpers -------------------------------------------------------
 
 
-def num(value: wire.Num | wire.FNum) -> int | None:
+def num(value: Number) -> int | None:
     """An integer from a plain or ``{"set","infinite","number"}`` value; None if unset."""
     if value is None:
         return None
     if isinstance(value, wire.NoVal):
-        return int(value.number) if value.set and not value.infinite else None
-    return int(value)
+        return value.number if value.set and not value.infinite else None
+    return value
 
 
-def timestamp(value: wire.Num) -> datetime | None:
+def timestamp(value: Number) -> datetime | None:
     seconds = num(value)
     return datetime.fromtimestamp(seconds, UTC) if seconds and seconds > 0 else None
 
@@ -51,7 +63,7 @@ def text(value: str | None) -> str | None:
     return value
 
 
-def first_state(value: wire.State) -> str:
+def first_state(value: str | list[str] | None) -> str:
     if isinstance(value, list):
         return value[0] if value else ""
     return value or ""
@@ -192,12 +204,68 @@ def compress_ranges(indices: Iterable[int]) -> str:
     return ",".join(out)
 
 
+# --- decoding by format ----------------------------------------------------------
+
+
+def decode(
+    raw: bytes, data_format: str | None, pick: Callable[[formats.Family], Any]
+) -> Any:
+    """Decode ``raw`` with the strict structs of ``data_format`` (``pick`` chooses the
+    command's decoder of a family) and check that the output says it is that format.
+
+    Without ``data_format`` the document's own ``meta`` names it. A document with no
+    meta at all (none that a supported Slurm prints) must fit one family exactly.
+    """
+    if data_format is None:
+        data_format = formats.format_of_meta(wire.envelope_decoder.decode(raw).meta)
+        if data_format is None:
+            return _fit_any_family(raw, pick)
+    family = formats.FAMILIES.get(data_format)
+    if family is None:
+        readable = ", ".join(reversed(formats.SUPPORTED_FORMATS))
+        raise msgspec.ValidationError(
+            f"JSON format {data_format} is not one the portal reads ({readable})"
+        )
+    try:
+        out = pick(family).decode(raw)
+    except msgspec.ValidationError as exc:
+        raise msgspec.ValidationError(f"{data_format}: {exc}") from exc
+    said = formats.format_of_meta(out.meta)
+    if said is not None and said != data_format:
+        raise msgspec.ValidationError(f"asked for JSON format {data_format}, got {said}")
+    return out
+
+
+def _fit_any_family(raw: bytes, pick: Callable[[formats.Family], Any]) -> Any:
+    failures: list[str] = []
+    for family in (formats.V0040, formats.V0039, formats.V0038):
+        try:
+            return pick(family).decode(raw)
+        except msgspec.ValidationError as exc:
+            failures.append(f"as {family.name}: {exc}")
+    tried = "; ".join(failures)
+    raise msgspec.ValidationError(f"output without meta fits no known format; {tried}")
+
+
+def _squeue(family: formats.Family) -> Any:
+    return family.squeue
+
+
+def _nodes(family: formats.Family) -> Any:
+    return family.nodes
+
+
+def _sacct(family: formats.Family) -> Any:
+    return family.sacct
+
+
 # --- jobs ------------------------------------------------------------------------
 
 
-def parse_squeue(raw: bytes) -> list[Job]:
+def parse_squeue(raw: bytes, data_format: str | None = None) -> list[Job]:
     """``squeue --json`` -> jobs, in Slurm's order."""
-    return [job_from_wire(j) for j in wire.squeue_decoder.decode(raw).jobs]
+    jobs: list[WireJob] = decode(raw, data_format, _squeue).jobs
+    return [job_from_wire(j) for j in jobs]
 
 
 class JobParser:
@@ -210,15 +278,16 @@ class JobParser:
     """
 
     def __init__(self) -> None:
-        self._previous: dict[int, tuple[wire.WireJob, Job]] = {}
+        self._previous: dict[int, tuple[WireJob, Job]] = {}
         self.reused = 0
         self.built = 0
 
-    def parse(self, raw: bytes) -> list[Job]:
+    def parse(self, raw: bytes, data_format: str | None = None) -> list[Job]:
         previous, current = self._previous, {}
         jobs: list[Job] = []
         reused = 0
-        for record in wire.squeue_decoder.decode(raw).jobs:
+        records: list[WireJob] = decode(raw, data_format, _squeue).jobs
+        for record in records:
             hit = previous.get(record.job_id)
             if hit is not None and hit[0] == record:
                 job = hit[1]
@@ -232,14 +301,14 @@ class JobParser:
         return jobs
 
 
-def job_from_wire(j: wire.WireJob) -> Job:
+def job_from_wire(j: WireJob) -> Job:
     state = first_state(j.job_state)
     reason = text(j.state_reason)
     array, display_id = _array_of(j)
     tres_req = parse_tres(j.tres_req_str)
     tres_alloc = parse_tres(j.tres_alloc_str)
     cpus = num(j.cpus) or 0
-    raw_exit = num(j.exit_code)
+    exit_code, signal = _job_exit(j.exit_code)
     return Job(
         id=display_id,
         job_id=j.job_id,
@@ -255,6 +324,7 @@ def job_from_wire(j: wire.WireJob) -> Job:
         reason=reason,
         priority=num(j.priority),
         nodes=_opt(j.nodes),
+        node_names=hostlist.expand(j.nodes),
         node_count=num(j.node_count) or 0,
         cpus=cpus,
         tasks=num(j.tasks) or 0,
@@ -268,8 +338,8 @@ def job_from_wire(j: wire.WireJob) -> Job:
         start_time=timestamp(j.start_time),
         end_time=timestamp(j.end_time),
         dependency=text(j.dependency),
-        exit_code=(raw_exit >> 8) & 0xFF if raw_exit is not None else None,
-        signal=(raw_exit & 0x7F) or None if raw_exit is not None else None,
+        exit_code=exit_code,
+        signal=signal,
         batch_host=_opt(j.batch_host),
         private=JobPrivate(
             work_dir=_opt(j.current_working_directory),
@@ -282,7 +352,14 @@ def job_from_wire(j: wire.WireJob) -> Job:
     )
 
 
-def _array_of(j: wire.WireJob) -> tuple[JobArray | None, str]:
+def _job_exit(value: int | wire_v0040.ExitCode) -> tuple[int | None, int | None]:
+    """(exit code, signal) from a raw wait status (22.05, 23.02) or an exit-code object."""
+    if isinstance(value, int):
+        return (value >> 8) & 0xFF, (value & 0x7F) or None
+    return num(value.return_code), num(value.signal.id) or None
+
+
+def _array_of(j: WireJob) -> tuple[JobArray | None, str]:
     parent = num(j.array_job_id) or 0
     if parent <= 0:
         return None, str(j.job_id)
@@ -297,7 +374,7 @@ def _array_of(j: wire.WireJob) -> tuple[JobArray | None, str]:
     return JobArray(job_id=parent, task_id=task, max_running=limit), f"{parent}_{task}"
 
 
-def _job_memory(j: wire.WireJob, cpus: int, tres: dict[str, str]) -> int | None:
+def _job_memory(j: WireJob, cpus: int, tres: dict[str, str]) -> int | None:
     per_node = num(j.memory_per_node)
     if per_node:
         return per_node
@@ -310,17 +387,27 @@ def _job_memory(j: wire.WireJob, cpus: int, tres: dict[str, str]) -> int | None:
 # --- nodes and partitions -----------------------------------------------------------
 
 
-def parse_sinfo(raw: bytes) -> list[Node]:
-    """``sinfo --json`` -> nodes, sorted by name."""
-    nodes = [node_from_wire(n) for n in wire.sinfo_decoder.decode(raw).nodes]
-    return sorted(nodes, key=lambda n: n.name)
+def parse_nodes(raw: bytes, data_format: str | None = None) -> list[Node]:
+    """``sinfo --json`` (22.05) or ``scontrol --json show nodes`` (23.02 on) -> nodes,
+    sorted by name."""
+    records: list[WireNode] = decode(raw, data_format, _nodes).nodes
+    return sorted((node_from_wire(n) for n in records), key=lambda n: n.name)
 
 
-def node_from_wire(n: wire.WireNode) -> Node:
-    state = first_state(n.state)
-    flags = list(n.state_flags or ()) + (n.state[1:] if isinstance(n.state, list) else [])
+#: The name of the 22.05 read, kept for callers and tests that use it.
+parse_sinfo = parse_nodes
+
+
+def node_from_wire(n: WireNode) -> Node:
+    if isinstance(n, wire.WireNode):  # 22.05: one state word plus flags, sinfo's names
+        state, flags = n.state, list(n.state_flags)
+        idle, free, version = n.idle_cpus, num(n.free_memory), n.slurmd_version
+        features = split_list(n.features)
+    else:  # 23.02 on: a list of flags, scontrol's names
+        state, flags = first_state(n.state), list(n.state[1:])
+        idle, free, version = n.alloc_idle_cpus, num(n.free_mem), n.version
+        features = list(n.features)
     load = num(n.cpu_load)
-    features = n.features if isinstance(n.features, list) else split_list(n.features)
     return Node(
         name=n.name,
         hostname=_opt(n.hostname),
@@ -329,13 +416,13 @@ def node_from_wire(n: wire.WireNode) -> Node:
         flags=flags,
         status=node_status(state, flags),
         partitions=list(n.partitions or ()),
-        cpus_total=num(n.cpus) or 0,
-        cpus_allocated=num(n.alloc_cpus) or 0,
-        cpus_idle=num(n.idle_cpus) or 0,
+        cpus_total=n.cpus,
+        cpus_allocated=n.alloc_cpus,
+        cpus_idle=idle,
         cpu_load=load / 100 if load is not None else None,
-        memory_total_mb=num(n.real_memory) or 0,
-        memory_allocated_mb=num(n.alloc_memory) or 0,
-        memory_free_mb=num(n.free_memory),
+        memory_total_mb=n.real_memory,
+        memory_allocated_mb=n.alloc_memory,
+        memory_free_mb=free,
         gpus_total=gpus_in_gres(n.gres),
         gpus_allocated=gpus_in_gres(n.gres_used),
         gres=_opt(n.gres),
@@ -346,7 +433,7 @@ def node_from_wire(n: wire.WireNode) -> Node:
         reason_time=timestamp(n.reason_changed_at),
         boot_time=timestamp(n.boot_time),
         last_busy=timestamp(n.last_busy),
-        slurmd_version=_opt(n.slurmd_version),
+        slurmd_version=_opt(version),
         architecture=_opt(n.architecture),
         operating_system=_opt(n.operating_system),
     )
@@ -382,6 +469,7 @@ def partition_from_fields(f: dict[str, str]) -> Partition:
         state=f.get("State", "UNKNOWN"),
         is_default=f.get("Default") == "YES",
         nodes=text(f.get("Nodes")),
+        node_names=hostlist.expand(text(f.get("Nodes"))),
         total_nodes=_int(f.get("TotalNodes")) or 0,
         total_cpus=_int(f.get("TotalCPUs")) or 0,
         max_time_minutes=time_minutes(f.get("MaxTime")),
@@ -464,21 +552,22 @@ def parse_sshare(raw: bytes) -> list[FairshareEntry]:
     ]
 
 
-def parse_sacct(raw: bytes) -> list[AccountingRecord]:
+def parse_sacct(raw: bytes, data_format: str | None = None) -> list[AccountingRecord]:
     """``sacct --json`` -> one record per job (steps are folded into the job)."""
-    return [record_from_wire(j) for j in wire.sacct_decoder.decode(raw).jobs]
+    records: list[WireAcctJob] = decode(raw, data_format, _sacct).jobs
+    return [record_from_wire(j) for j in records]
 
 
-def record_from_wire(j: wire.WireAcctJob) -> AccountingRecord:
-    state = first_state(j.state.current) if j.state else ""
-    reason = text(j.state.reason) if j.state else None
+def record_from_wire(j: WireAcctJob) -> AccountingRecord:
+    state = first_state(j.state.current)
+    reason = text(j.state.reason)
     array, display_id = _acct_array_of(j)
-    t = j.time or wire.AcctTime()
-    alloc = {x.type if not x.name else f"{x.type}/{x.name}": num(x.count) for x in _tres(j)}
-    cpu_time = None
-    if t.total is not None:
-        cpu_time = (num(t.total.seconds) or 0) + (num(t.total.microseconds) or 0) / 1e6
-    exit_code = num(j.exit_code.return_code) if j.exit_code else None
+    t = j.time
+    alloc = {x.type if not x.name else f"{x.type}/{x.name}": x.count for x in j.tres.allocated}
+    cpu_time = t.total.seconds + t.total.microseconds / 1e6
+    ec = j.exit_code
+    exit_code = num(ec.return_code)
+    signal = num(ec.signal.id) or None if isinstance(ec, wire_v0040.ExitCode) else None
     return AccountingRecord(
         id=display_id,
         job_id=j.job_id,
@@ -493,31 +582,40 @@ def record_from_wire(j: wire.WireAcctJob) -> AccountingRecord:
         status=job_status(state, reason),
         reason=reason,
         exit_code=exit_code,
+        signal=signal,
         nodes=text(j.nodes),
-        node_count=num(j.allocation_nodes) or 0,
-        cpus_requested=num(j.required.cpus) or 0 if j.required else 0,
-        memory_requested_mb=num(j.required.memory) or None if j.required else None,
-        tres_allocated={k: v for k, v in alloc.items() if v is not None},
+        node_names=hostlist.expand(text(j.nodes)),
+        node_count=j.allocation_nodes,
+        cpus_requested=j.required.cpus,
+        memory_requested_mb=_acct_memory(j),
+        tres_allocated={k: v for k, v in alloc.items() if v is not None and v >= 0},
         time_limit_minutes=num(t.limit),
         submit_time=timestamp(t.submission),
         eligible_time=timestamp(t.eligible),
         start_time=timestamp(t.start),
         end_time=timestamp(t.end),
-        elapsed_seconds=num(t.elapsed) or 0,
+        elapsed_seconds=t.elapsed,
         cpu_time_seconds=cpu_time,
         work_dir=_opt(j.working_directory),
-        comment=_opt(j.comment.job) if j.comment else None,
+        comment=_opt(j.comment.job),
     )
 
 
-def _tres(j: wire.WireAcctJob) -> list[wire.Tres]:
-    return list(j.tres.allocated or ()) if j.tres else []
+def _acct_memory(j: WireAcctJob) -> int | None:
+    """Requested memory in MB: one number up to 23.02; per node or per CPU from 23.11."""
+    r = j.required
+    if isinstance(r, wire_v0040.AcctRequired):
+        per_node, per_cpu = num(r.memory_per_node), num(r.memory_per_cpu)
+        if per_node:
+            return per_node
+        return per_cpu * max(r.cpus, 1) if per_cpu else None
+    return r.memory or None
 
 
-def _acct_array_of(j: wire.WireAcctJob) -> tuple[JobArray | None, str]:
+def _acct_array_of(j: WireAcctJob) -> tuple[JobArray | None, str]:
     a = j.array
-    parent = num(a.job_id) if a else None
-    if a is None or not parent:
+    parent = a.job_id
+    if not parent:
         return None, str(j.job_id)
     task = num(a.task_id)
     if task is None:

@@ -1,10 +1,17 @@
-"""Slurm's JSON output as it arrives, decoded strictly by msgspec.
+"""Slurm 22.05's JSON (OpenAPI v0.0.38) as it arrives, decoded strictly by msgspec.
 
-These structs name only the fields the portal uses; msgspec skips the rest while
-decoding, which is several times faster than ``json.loads`` plus validation on the
-30+ MB that ``squeue --json`` prints for 10,000 jobs. Shapes are Slurm 22.05's
-(OpenAPI v0.0.38); numbers may also arrive as the ``{"set", "infinite", "number"}``
-objects of later versions. Nothing outside ``hpcportal.slurm`` imports this module.
+One module per family of formats: this one (v0.0.38, Slurm 22.05), ``wire_v0039``
+(23.02) and ``wire_v0040`` (v0.0.40 to v0.0.45, Slurm 23.11 to 26.05);
+``formats`` says which format a document is in and picks the module.
+
+The structs name only the fields the portal reads, and every one of them is
+*required* with its exact type: a field that Slurm renamed is missing and fails, and
+a field whose shape changed (a number become an object, an object a string) fails
+too, instead of reading as 0 or None. Fields the portal does not read are skipped, so
+an extra field from a newer Slurm costs nothing. Strings may be ``null``: 22.05
+writes that for "nothing". Decoding 10,000 jobs takes ~50 ms.
+
+Nothing outside ``hpcportal.slurm`` imports these modules.
 """
 
 from __future__ import annotations
@@ -12,174 +19,221 @@ from __future__ import annotations
 import msgspec
 
 
-class NoVal(msgspec.Struct, frozen=True):
-    """A number that may be unset or infinite (Slurm >= 23.02)."""
+class NoVal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A number that may be unset or infinite (``{"set", "infinite", "number"}``,
+    data_parser v0.0.39 on). Every key is required and no other is allowed, so no
+    other object (an exit code, a signal) can pass for a number."""
 
-    set: bool = True
-    infinite: bool = False
-    number: int | float = 0
+    set: bool
+    infinite: bool
+    number: int
 
 
-Num = int | NoVal | None
-FNum = float | NoVal | None
-State = str | list[str] | None
+# --- the meta block: three spellings across releases ------------------------------
+
+
+class MetaPlugin(msgspec.Struct, frozen=True):
+    """``type`` is ``openapi/v0.0.38`` (22.05) or ``openapi/dbv0.0.38`` (sacct);
+    ``data_parser`` is ``v0.0.39`` (23.02) or ``data_parser/v0.0.42`` (23.11 on)."""
+
+    type: str | None = None
+    name: str | None = None
+    data_parser: str | None = None
+
+
+class MetaVersion(msgspec.Struct, frozen=True):
+    """Numbers in 22.05, strings from 23.11 (and either in 23.02's descriptions)."""
+
+    major: int | str
+    minor: int | str
+    micro: int | str
+
+
+class MetaSlurm(msgspec.Struct, frozen=True):
+    version: MetaVersion
+    release: str | None = None
+
+
+class Meta(msgspec.Struct, frozen=True, rename={"slurm_old": "Slurm"}):
+    """``meta``: ``Slurm`` (capital S) up to 23.02, ``slurm`` from 23.11."""
+
+    plugin: MetaPlugin | None = None
+    slurm_old: MetaSlurm | None = None
+    slurm: MetaSlurm | None = None
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """Only the meta block of any output: read first to know the format."""
+
+    meta: Meta | None = None
+
+
+# --- v0.0.38 (22.05) ------------------------------------------------------------------
+
 Str = str | None
+Int = int | None  # 22.05 writes null for "not set" (time limit, array task, memory)
 
 
 class WireJob(msgspec.Struct, frozen=True):
+    """One job of ``squeue --json``."""
+
     job_id: int
-    name: Str = None
-    user_name: Str = None
-    user_id: int | None = None
-    group_name: Str = None
-    account: Str = None
-    partition: Str = None
-    qos: Str = None
-    job_state: State = None
-    state_reason: Str = None
-    priority: Num = None
-    array_job_id: Num = 0
-    array_task_id: Num = None
-    array_task_string: Str = None
-    array_max_tasks: Num = 0
-    nodes: Str = None
-    node_count: Num = 0
-    cpus: Num = 0
-    tasks: Num = 0
-    memory_per_node: Num = None
-    memory_per_cpu: Num = None
-    tres_req_str: Str = None
-    tres_alloc_str: Str = None
-    time_limit: Num = None
-    submit_time: Num = 0
-    eligible_time: Num = 0
-    start_time: Num = 0
-    end_time: Num = 0
-    dependency: Str = None
-    exit_code: Num = None
-    batch_host: Str = None
-    command: Str = None
-    comment: Str = None
-    current_working_directory: Str = None
-    standard_output: Str = None
-    standard_error: Str = None
-    standard_input: Str = None
+    name: Str
+    user_name: Str
+    user_id: int
+    group_name: Str
+    account: Str
+    partition: Str
+    qos: Str
+    job_state: str
+    state_reason: Str
+    priority: Int
+    array_job_id: int
+    array_task_id: Int
+    array_task_string: Str
+    array_max_tasks: int
+    nodes: Str
+    node_count: int
+    cpus: int
+    tasks: int
+    memory_per_node: Int
+    memory_per_cpu: Int
+    tres_req_str: Str
+    tres_alloc_str: Str
+    time_limit: Int
+    submit_time: int
+    eligible_time: int
+    start_time: int
+    end_time: int
+    dependency: Str
+    #: The raw wait status: exit code in bits 8-15, signal in bits 0-6.
+    exit_code: int
+    batch_host: Str
+    command: Str
+    comment: Str
+    current_working_directory: Str
+    standard_output: Str
+    standard_error: Str
+    standard_input: Str
 
 
 class SqueueOutput(msgspec.Struct, frozen=True):
     jobs: list[WireJob]
+    meta: Meta | None = None
 
 
 class WireNode(msgspec.Struct, frozen=True):
+    """One node of ``sinfo --json`` (22.05 lists nodes there)."""
+
     name: str
-    hostname: Str = None
-    address: Str = None
-    state: State = None
-    state_flags: list[str] | None = None
-    partitions: list[str] | None = None
-    cpus: Num = 0
-    alloc_cpus: Num = 0
-    idle_cpus: Num = 0
-    cpu_load: Num = 0
-    real_memory: Num = 0
-    alloc_memory: Num = 0
-    free_memory: Num = None
-    gres: Str = None
-    gres_used: Str = None
-    features: str | list[str] | None = None
-    reason: Str = None
-    reason_set_by_user: str | None = None
-    reason_changed_at: Num = 0
-    boot_time: Num = 0
-    last_busy: Num = 0
-    slurmd_version: Str = None
-    architecture: Str = None
-    operating_system: Str = None
+    hostname: Str
+    address: Str
+    state: str
+    state_flags: list[str]
+    partitions: list[str] | None
+    cpus: int
+    alloc_cpus: int
+    idle_cpus: int
+    cpu_load: int
+    real_memory: int
+    alloc_memory: int
+    free_memory: int
+    gres: Str
+    gres_used: Str
+    features: Str
+    reason: Str
+    reason_set_by_user: Str
+    reason_changed_at: int
+    boot_time: int
+    last_busy: int
+    slurmd_version: Str
+    architecture: Str
+    operating_system: Str
 
 
-class SinfoOutput(msgspec.Struct, frozen=True):
+class NodesOutput(msgspec.Struct, frozen=True):
     nodes: list[WireNode]
+    meta: Meta | None = None
 
 
 class ExitCode(msgspec.Struct, frozen=True):
-    status: str | list[str] | None = None
-    return_code: Num = None
+    status: str
+    return_code: Int
 
 
 class AcctArray(msgspec.Struct, frozen=True):
-    job_id: Num = 0
-    task_id: Num = None
-    task: str | None = None
+    job_id: int
+    task_id: Int
+    task: Str
 
 
 class AcctState(msgspec.Struct, frozen=True):
-    current: State = None
-    reason: Str = None
+    current: str
+    reason: Str
 
 
 class CpuTime(msgspec.Struct, frozen=True):
-    seconds: Num = 0
-    microseconds: Num = 0
+    seconds: int
+    microseconds: int
 
 
 class AcctTime(msgspec.Struct, frozen=True):
-    elapsed: Num = 0
-    eligible: Num = 0
-    end: Num = 0
-    start: Num = 0
-    submission: Num = 0
-    suspended: Num = 0
-    limit: Num = None
-    total: CpuTime | None = None
+    elapsed: int
+    eligible: int
+    end: int
+    start: int
+    submission: int
+    limit: Int
+    total: CpuTime
 
 
 class AcctRequired(msgspec.Struct, frozen=True, rename={"cpus": "CPUs"}):
-    cpus: Num = 0
-    memory: Num = 0
+    cpus: int
+    memory: int
 
 
 class Tres(msgspec.Struct, frozen=True):
     type: str
-    name: str | None = None
-    count: Num = None
+    name: Str
+    count: Int
 
 
 class AcctTres(msgspec.Struct, frozen=True):
-    allocated: list[Tres] | None = None
-    requested: list[Tres] | None = None
+    allocated: list[Tres]
 
 
 class AcctComment(msgspec.Struct, frozen=True):
-    job: Str = None
+    job: Str
 
 
 class WireAcctJob(msgspec.Struct, frozen=True):
+    """One job of ``sacct --json``."""
+
     job_id: int
-    name: Str = None
-    user: Str = None
-    group: Str = None
-    account: Str = None
-    partition: Str = None
-    qos: Str = None
-    cluster: Str = None
-    nodes: Str = None
-    allocation_nodes: Num = 0
-    priority: Num = None
-    array: AcctArray | None = None
-    state: AcctState | None = None
-    exit_code: ExitCode | None = None
-    derived_exit_code: ExitCode | None = None
-    time: AcctTime | None = None
-    required: AcctRequired | None = None
-    tres: AcctTres | None = None
-    working_directory: Str = None
-    comment: AcctComment | None = None
+    name: Str
+    user: Str
+    group: Str
+    account: Str
+    partition: Str
+    qos: Str
+    nodes: Str
+    allocation_nodes: int
+    array: AcctArray
+    state: AcctState
+    exit_code: ExitCode
+    time: AcctTime
+    required: AcctRequired
+    tres: AcctTres
+    working_directory: Str
+    comment: AcctComment
 
 
 class SacctOutput(msgspec.Struct, frozen=True):
     jobs: list[WireAcctJob]
+    meta: Meta | None = None
 
 
+envelope_decoder = msgspec.json.Decoder(Envelope)
 squeue_decoder = msgspec.json.Decoder(SqueueOutput)
-sinfo_decoder = msgspec.json.Decoder(SinfoOutput)
+nodes_decoder = msgspec.json.Decoder(NodesOutput)
 sacct_decoder = msgspec.json.Decoder(SacctOutput)
