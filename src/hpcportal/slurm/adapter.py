@@ -30,6 +30,8 @@ from hpcportal.slurm.models import (
     Job,
     Node,
     Partition,
+    PrivateData,
+    SlurmRoles,
 )
 
 T = TypeVar("T")
@@ -179,6 +181,29 @@ class SlurmAdapter:
             return False
 
         return self.cache.get_or_compute(("store-flags",), ask)
+
+    # --- privacy: PrivateData and who Slurm privileges ------------------------------
+
+    def controller_private_data(self) -> PrivateData:
+        """slurmctld's ``PrivateData`` as it runs now (``scontrol show config``), uncached:
+        the snapshot asks once per refresh, so a ``scontrol reconfigure`` that changes
+        it is followed within one interval."""
+        return self._read("scontrol", ["show", "config"], parse.parse_controller_private_data)
+
+    def database_private_data(self) -> PrivateData:
+        """slurmdbd's ``PrivateData``, which ``sacct`` and ``sacctmgr`` obey (cached)."""
+        return self.cache.get_or_compute(
+            ("dbd-private-data",),
+            lambda: self._read("sacctmgr", ["show", "config"], parse.parse_database_private_data),
+        )
+
+    def roles(self) -> SlurmRoles:
+        """Every user's AdminLevel and coordinated accounts (cached): what ``PrivateData``
+        lets operators, administrators and coordinators see beyond their own."""
+        args = ["--parsable2", "show", "user", "withcoord", "format=user,adminlevel,coordinators"]
+        return self.cache.get_or_compute(
+            ("roles",), lambda: self._read("sacctmgr", args, parse.parse_roles)
+        )
 
     # --- per-request reads, cached briefly ------------------------------------------
 

@@ -199,3 +199,38 @@ class AccountingRecord(_Model):
     cpu_time_seconds: float | None = None
     work_dir: str | None = None
     comment: str | None = None
+
+
+#: Every ``PrivateData`` value Slurm knows (``man slurm.conf``, ``man slurmdbd.conf``).
+PRIVATE_DATA_FLAGS = frozenset(
+    {"accounts", "cloud", "events", "jobs", "nodes", "partitions", "reservations", "usage", "users"}
+)
+#: AdminLevels at or above Operator: Slurm shows them everything ``PrivateData`` hides.
+PRIVILEGED_LEVELS = frozenset({"Operator", "Administrator"})
+
+
+class PrivateData(_Model):
+    """One daemon's ``PrivateData`` and its ``SlurmUser`` (who, like root, sees all).
+
+    slurmctld's (``scontrol show config``) governs what ``squeue``, ``sinfo``,
+    ``scontrol`` and ``sshare`` show; slurmdbd's (the "SlurmDBD configuration" part of
+    ``sacctmgr show config``) governs ``sacct`` and ``sacctmgr``. ``cloud`` is in
+    ``flags`` when set, but it shows cloud nodes to everyone rather than hiding anything.
+    """
+
+    flags: frozenset[str] = frozenset()
+    slurm_user: str = "root"
+
+
+class SlurmRoles(_Model):
+    """Slurm's own privileges (``sacctmgr show user withcoord``): each user's AdminLevel
+    (only those above None) and the accounts each coordinator coordinates."""
+
+    admin_levels: dict[str, str] = {}
+    coordinators: dict[str, frozenset[str]] = {}
+
+    def is_operator(self, user: str) -> bool:
+        return self.admin_levels.get(user) in PRIVILEGED_LEVELS
+
+    def coordinates(self, user: str) -> frozenset[str]:
+        return self.coordinators.get(user, frozenset())
