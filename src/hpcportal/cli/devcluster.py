@@ -40,6 +40,16 @@ SlurmOption = Annotated[
         ),
     ),
 ]
+PrivateDataOption = Annotated[
+    str | None,
+    typer.Option(
+        "--private-data",
+        help=(
+            "PrivateData for slurm.conf and slurmdbd.conf, e.g. jobs,usage ('none' clears it). "
+            "Default: the directory's, else none."
+        ),
+    ),
+]
 
 
 def _enable_progress_log() -> None:
@@ -89,6 +99,7 @@ def format_status(status: dict[str, Any]) -> str:
     parts = [
         f"dev cluster: {'UP' if status['ok'] else 'NOT OK'}  ({status['dir']})",
         f"slurm: {status.get('release', '22.05')} ({version})",
+        f"PrivateData: {status.get('private_data', 'none')}",
         f"export SLURM_CONF={status['slurm_conf']}",
     ]
     if status.get("bin_dir"):
@@ -109,11 +120,15 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 @app.command()
-def up(directory: DirOption = DEFAULT_DIR, slurm: SlurmOption = None) -> None:
+def up(
+    directory: DirOption = DEFAULT_DIR,
+    slurm: SlurmOption = None,
+    private_data: PrivateDataOption = None,
+) -> None:
     """Install, configure and start the cluster; wait until every node is idle."""
     _enable_progress_log()
     try:
-        status = DevCluster(directory, release=slurm).up()
+        status = DevCluster(directory, release=slurm, private_data=private_data).up()
     except DevClusterError as error:
         raise _fail(error) from error
     typer.echo(format_status(status))

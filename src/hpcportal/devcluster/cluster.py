@@ -53,6 +53,7 @@ from hpcportal.devcluster.templates import (
     all_nodes,
     cluster_nodes,
     gpu_device_count,
+    normalize_private_data,
     render_cgroup_conf,
     render_gres_conf,
     render_slurm_conf,
@@ -107,6 +108,14 @@ def read_release(layout: Layout) -> Release:
         return parse_release(HOST_RELEASE)
 
 
+def read_private_data(layout: Layout) -> str:
+    """The ``PrivateData`` flags recorded by an earlier ``up``; none for a directory without."""
+    try:
+        return normalize_private_data(layout.private_data_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return ""
+
+
 def describe(name: str, states: dict[str, NodeState]) -> str:
     """``node=state (reason)`` for error messages."""
     node = states.get(name)
@@ -121,10 +130,15 @@ class DevCluster:
 
     ``release`` is the Slurm release to bring up (``up`` only); without it, the one this
     directory was brought up with, or the host's 22.05 for a new directory.
+    ``private_data`` (``"jobs,usage"``; ``""`` for none) is written as ``PrivateData=``
+    into slurm.conf and slurmdbd.conf; without it, the directory's recorded flags stay.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, release: str | None = None
+        self,
+        path: str | os.PathLike[str] | None = None,
+        release: str | None = None,
+        private_data: str | None = None,
     ) -> None:
         self.requested = Path(os.path.abspath(path)) if path is not None else default_dir()
         self.root = resolve_root(self.requested)
@@ -133,6 +147,14 @@ class DevCluster:
         self.slot = read_slot(self.layout)
         self.recorded_release = read_release(self.layout)
         self.release = parse_release(release) if release else self.recorded_release
+        try:
+            self.private_data = (
+                read_private_data(self.layout)
+                if private_data is None
+                else normalize_private_data(private_data)
+            )
+        except ValueError as exc:
+            raise DevClusterError(str(exc)) from exc
 
     # ----------------------------------------------------------------- facts
     @property
@@ -226,6 +248,7 @@ class DevCluster:
         report["release"] = self.release.name
         report["slurm_version"] = self.slurm_version()
         report["bin_dir"] = str(self.bin_dir) if self.bin_dir is not None else None
+        report["private_data"] = self.private_data or "none"
         return report
 
     def slurm_version(self) -> str | None:
@@ -253,6 +276,7 @@ class DevCluster:
         self._make_directories()
         self._prepare_release()
         self._claim_slot()
+        write_if_changed(self.layout.private_data_file, f"{self.private_data}\n")
         check_ports_free(self._daemons())
         self._start_munge()
         ensure_mariadb(self.layout)
@@ -318,14 +342,16 @@ class DevCluster:
         layout, nodes = self.layout, self.nodes
         dbd_changed = write_if_changed(
             layout.slurmdbd_conf,
-            render_slurmdbd_conf(layout, db_password(layout), self.slot),
+            render_slurmdbd_conf(layout, db_password(layout), self.slot, self.private_data),
             mode=0o600,
         )
         root = self.slurm_root
         plugin_dir = root.plugin_dir if root is not None else None
         slurm_changed = write_if_changed(
             layout.slurm_conf,
-            render_slurm_conf(layout, self.hostname, nodes, self.slot, plugin_dir),
+            render_slurm_conf(
+                layout, self.hostname, nodes, self.slot, plugin_dir, self.private_data
+            ),
         )
         gres_changed = write_if_changed(layout.gres_conf, render_gres_conf(layout, nodes))
         if root is not None:

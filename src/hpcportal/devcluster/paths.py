@@ -189,6 +189,11 @@ class Layout:
         return self.etc / "release"
 
     @property
+    def private_data_file(self) -> Path:
+        """The ``PrivateData`` flags this directory was brought up with (absent: none)."""
+        return self.etc / "private-data"
+
+    @property
     def bin(self) -> Path:
         """Wrappers for the Slurm clients of a root (``wrappers.py``); what
         ``slurm_bin_dir`` points at for this cluster."""
