@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
 
-COMMANDS_PER_REFRESH = 3  # squeue, sinfo, scontrol show partition
+COMMANDS_PER_REFRESH = 4  # squeue, sinfo, scontrol show partition, scontrol show config
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ from hpcportal.services.notifications import Delivery, NotificationOut
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
 from hpcportal.slurm import parse
 from hpcportal.slurm.adapter import SlurmAdapter
-from hpcportal.slurm.models import Job
+from hpcportal.slurm.models import Job, PrivateData
 from hpcportal.slurm.states import JobStatus
 from tests.unit.conftest import TEST_SECRET
 from tests.unit.slurm_fixtures import recorded
@@ -75,6 +75,9 @@ class FakeAdapter:
 
     def partitions(self) -> list[Any]:
         return PARTITIONS
+
+    def controller_private_data(self) -> PrivateData:
+        return PrivateData()
 
 
 class FakeRunAs:

@@ -30,7 +30,7 @@ from hpcportal.services.files import Entry, FileInfo, Listing, RootInfo
 from hpcportal.services.identity import Principal
 from hpcportal.services.job_output import OutputChunk
 from hpcportal.slurm import parse
-from hpcportal.slurm.models import Job
+from hpcportal.slurm.models import Job, PrivateData
 from hpcportal.web import pages
 from hpcportal.web.pages import (
     STATIC_DIR,
@@ -115,6 +115,12 @@ class RecordedAdapter:
 
     def associations(self) -> list[Any]:
         return parse.parse_associations(recorded("sacctmgr_assoc.txt"))
+
+    def controller_private_data(self) -> PrivateData:
+        return PrivateData()
+
+    def database_private_data(self) -> PrivateData:
+        return PrivateData()
 
 
 def _fake_chunk(

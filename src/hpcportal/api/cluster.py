@@ -1,4 +1,10 @@
-"""Read API for the cluster: summary, nodes, partitions, QoS, accounts, fairshare, me."""
+"""Read API for the cluster: summary, nodes, partitions, QoS, accounts, fairshare, me.
+
+Every answer is what Slurm would show the caller (``services.visibility``): under
+``PrivateData`` the summary counts only their jobs, ``/fairshare`` and ``/accounts``
+hold only their rows, ``/nodes`` and ``/partitions`` may be refused. QoS are public
+in Slurm.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from hpcportal.services.cluster import (
     partition_loads,
     summarize,
 )
+from hpcportal.services.visibility import for_accounting, for_snapshot
+from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.models import QOS, Association, FairshareEntry, Node
 
 router = APIRouter(tags=["cluster"])
@@ -50,24 +58,26 @@ class Me(BaseModel):
     response_class=ModelResponse,
     dependencies=[strict_query()],
 )
-async def cluster(_: CurrentUser, snapshot: SnapshotDep) -> ModelResponse:
+async def cluster(who: CurrentUser, snapshot: SnapshotDep) -> ModelResponse:
     """Nodes by state, CPU/GPU/memory allocation, jobs by state, partition load."""
     snap = await snapshot.current()
-    return ModelResponse(summarize(snap, snapshot.health()))
+    return ModelResponse(summarize(snap, snapshot.health(), for_snapshot(who, snap)))
 
 
 @router.get(
     "/nodes", response_model=NodeList, response_class=ModelResponse, dependencies=[strict_query()]
 )
-async def nodes(_: CurrentUser, snapshot: SnapshotDep) -> ModelResponse:
+async def nodes(who: CurrentUser, snapshot: SnapshotDep) -> ModelResponse:
     snap = await snapshot.current()
+    for_snapshot(who, snap).require("nodes")
     body = NodeList(items=list(snap.nodes), snapshot=SnapshotMeta.of(snapshot.health()))
     return ModelResponse(body)
 
 
 @router.get("/nodes/{name}", response_model=NodeDetail, dependencies=[strict_query()])
-async def node(name: str, _: CurrentUser, snapshot: SnapshotDep) -> NodeDetail:
+async def node(name: str, who: CurrentUser, snapshot: SnapshotDep) -> NodeDetail:
     snap = await snapshot.current()
+    for_snapshot(who, snap).require("nodes")
     found = snap.nodes_by_name.get(name)
     if found is None:
         raise NotFound(f"No node named {name!r}.")
@@ -75,9 +85,12 @@ async def node(name: str, _: CurrentUser, snapshot: SnapshotDep) -> NodeDetail:
 
 
 @router.get("/partitions", response_model=PartitionList, dependencies=[strict_query()])
-async def partitions(_: CurrentUser, snapshot: SnapshotDep) -> PartitionList:
+async def partitions(who: CurrentUser, snapshot: SnapshotDep) -> PartitionList:
     snap = await snapshot.current()
-    return PartitionList(items=partition_loads(snap), snapshot=SnapshotMeta.of(snapshot.health()))
+    vis = for_snapshot(who, snap)
+    vis.require("partitions")
+    loads = partition_loads(snap, vis)
+    return PartitionList(items=loads, snapshot=SnapshotMeta.of(snapshot.health()))
 
 
 @router.get("/qos", response_model=list[QOS], dependencies=[strict_query()])
@@ -87,16 +100,27 @@ async def qos(_: CurrentUser, adapter: AdapterDep) -> list[QOS]:
 
 @router.get("/accounts", response_model=list[Association], dependencies=[strict_query("user")])
 async def accounts(
-    _: CurrentUser, adapter: AdapterDep, user: str | None = None
+    who: CurrentUser, adapter: AdapterDep, user: str | None = None
 ) -> list[Association]:
-    """Slurm associations (account tree and per-user limits), optionally for one user."""
-    rows = await run_in_threadpool(adapter.associations)
+    """Slurm associations (account tree and per-user limits), optionally for one user:
+    those ``sacctmgr show associations`` run as you lists."""
+
+    def read(adapter: SlurmAdapter) -> list[Association]:
+        return for_accounting(who, adapter).associations(adapter.associations())
+
+    rows = await run_in_threadpool(read, adapter)
     return [a for a in rows if user is None or a.user == user]
 
 
 @router.get("/fairshare", response_model=list[FairshareEntry], dependencies=[strict_query()])
-async def fairshare(_: CurrentUser, adapter: AdapterDep) -> list[FairshareEntry]:
-    return await run_in_threadpool(adapter.fairshare)
+async def fairshare(
+    who: CurrentUser, adapter: AdapterDep, snapshot: SnapshotDep
+) -> list[FairshareEntry]:
+    """Fairshare rows (``sshare --all --long``): under ``PrivateData=usage`` only yours
+    and those of accounts you coordinate, as ``sshare`` run as you prints."""
+    vis = for_snapshot(who, await snapshot.current())
+    rows = await run_in_threadpool(adapter.fairshare)
+    return [row for row in rows if vis.sees_usage(row)]
 
 
 @router.get("/me", response_model=Me, dependencies=[strict_query()])

@@ -74,6 +74,8 @@ def _summary_changed(
     """
     if removed_jobs or removed_nodes or previous.partitions != current.partitions:
         return True
+    if (previous.private_data, previous.roles) != (current.private_data, current.roles):
+        return True  # who sees which jobs and nodes changed (services.visibility)
     before = jobs_by_display_id(previous)
     for job in jobs:
         old = before.get(job.id)

@@ -1,4 +1,9 @@
-"""Cluster-wide views computed from a snapshot: the summary and partition load."""
+"""Cluster-wide views computed from a snapshot: the summary and partition load.
+
+Both are computed as one person sees the cluster (``services.visibility``): under
+``PrivateData=jobs`` job counts cover only the jobs they see, under ``nodes`` the
+summary has no nodes, under ``partitions`` no partitions.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotHealth
+from hpcportal.services.visibility import EVERYONE, Visibility, visible_jobs
 from hpcportal.slurm.models import Node, Partition
 from hpcportal.slurm.states import JobStatus
 
@@ -62,20 +68,24 @@ def _capacity(nodes: list[Node], used: str, total: str) -> Capacity:
     )
 
 
-def partition_loads(snap: ClusterSnapshot) -> list[PartitionLoad]:
-    """Each partition with its nodes' state and allocation and its job counts."""
+def partition_loads(snap: ClusterSnapshot, vis: Visibility = EVERYONE) -> list[PartitionLoad]:
+    """Each partition with its nodes' state and allocation and its job counts, as ``vis``
+    sees them (once per snapshot and ``view_key``)."""
+    if vis.hides("partitions"):
+        return []
+    hide_nodes = vis.hides("nodes")
 
     def compute() -> list[PartitionLoad]:
         running: Counter[str] = Counter()
         pending: Counter[str] = Counter()
-        for job in snap.jobs:
+        for job in visible_jobs(snap, vis):
             if job.status is JobStatus.RUNNING:
                 running[job.partition] += 1
             elif job.status in (JobStatus.QUEUED, JobStatus.QUEUED_HELD):
                 pending[job.partition] += 1
         loads = []
         for part in snap.partitions:
-            members = [n for n in snap.nodes if part.name in n.partitions]
+            members = [] if hide_nodes else [n for n in snap.nodes if part.name in n.partitions]
             loads.append(
                 PartitionLoad(
                     partition=part,
@@ -88,22 +98,26 @@ def partition_loads(snap: ClusterSnapshot) -> list[PartitionLoad]:
             )
         return loads
 
-    result: list[PartitionLoad] = snap.memo("partition_loads", compute)
+    result: list[PartitionLoad] = snap.memo(f"partition_loads:{vis.view_key}", compute)
     return result
 
 
-def summarize(snap: ClusterSnapshot, health: SnapshotHealth) -> ClusterSummary:
-    nodes = list(snap.nodes)
+def summarize(
+    snap: ClusterSnapshot, health: SnapshotHealth, vis: Visibility = EVERYONE
+) -> ClusterSummary:
+    """Nodes, capacity, jobs by status and partition load, as ``vis`` sees them."""
+    nodes = [] if vis.hides("nodes") else list(snap.nodes)
+    jobs = visible_jobs(snap, vis)
     return ClusterSummary(
         nodes_total=len(nodes),
         nodes_by_status=dict(Counter(n.status.value for n in nodes)),
         cpus=_capacity(nodes, "cpus_allocated", "cpus_total"),
         gpus=_capacity(nodes, "gpus_allocated", "gpus_total"),
         memory_mb=_capacity(nodes, "memory_allocated_mb", "memory_total_mb"),
-        jobs_total=len(snap.jobs),
+        jobs_total=len(jobs),
         jobs_by_status=snap.memo(
-            "jobs_by_status", lambda: dict(Counter(j.status.value for j in snap.jobs))
+            f"jobs_by_status:{vis.jobs_key}", lambda: dict(Counter(j.status.value for j in jobs))
         ),
-        partitions=partition_loads(snap),
+        partitions=partition_loads(snap, vis),
         snapshot=SnapshotMeta.of(health),
     )

@@ -1,9 +1,10 @@
 """Listing and finding jobs in the snapshot, with what each user may see.
 
-Everyone sees every job's public fields, as ``squeue`` shows them; only the owner
-and admins see a job's private part (paths, command, comment) and its script.
-Jobs slurmctld has already forgotten (after ``MinJobAge``) are looked up in
-accounting.
+Which jobs a person sees is Slurm's decision (``PrivateData``, applied by
+``services.visibility``): without it, everyone sees every job's public fields, as
+``squeue`` shows them. Of the jobs a person sees, only the owner and admins see the
+private part (paths, command, comment) and the script. Jobs slurmctld has already
+forgotten (after ``MinJobAge``) are looked up in accounting, under slurmdbd's rules.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hpcportal.limits import SLURM_ID_MAX
 from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.identity import Principal
 from hpcportal.services.snapshot import ClusterSnapshot
+from hpcportal.services.visibility import Visibility, for_accounting, for_snapshot, visible_jobs
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.models import AccountingRecord, Job
 from hpcportal.slurm.states import JOB_STATES, JobStatus
@@ -121,10 +123,12 @@ def visible(job: Job, who: Principal, snap: ClusterSnapshot | None = None) -> Jo
     return copy
 
 
-def _sorted(snap: ClusterSnapshot, sort: str) -> list[Job]:
+def _sorted(snap: ClusterSnapshot, sort: str, vis: Visibility) -> list[Job]:
+    """The jobs ``vis`` sees in ``sort`` order, once per snapshot and visibility."""
     key, reverse = sort.lstrip("-"), sort.startswith("-")
+    jobs = visible_jobs(snap, vis)
     result: list[Job] = snap.memo(
-        f"sorted:{sort}", lambda: sorted(snap.jobs, key=_SORTS[key], reverse=reverse)
+        f"sorted:{sort}:{vis.jobs_key}", lambda: sorted(jobs, key=_SORTS[key], reverse=reverse)
     )
     return result
 
@@ -151,7 +155,7 @@ def _public_record(record: AccountingRecord) -> AccountingRecord:
 
 def list_jobs(snap: ClusterSnapshot, q: JobQuery, who: Principal, meta: SnapshotMeta) -> JobPage:
     states = parse_states(q.state)
-    jobs = _sorted(snap, q.sort)
+    jobs = _sorted(snap, q.sort, for_snapshot(who, snap))
     if q.user or states or q.partition or q.account or q.name:
         match = _matches(q, states)
         jobs = [j for j in jobs if match(j)]
@@ -225,11 +229,17 @@ def find_job(
     *,
     with_script: bool = False,
 ) -> JobDetail:
-    """A job from the snapshot, else from slurmctld, else from accounting; or 404."""
+    """A job from the snapshot, else from slurmctld, else from accounting; or 404.
+
+    A job ``who`` may not see (``PrivateData=jobs``) is looked for in accounting, whose
+    own rules then decide, and is otherwise "not found" like a job that never existed.
+    """
     validate_job_id(job_id)
     # Newer than the snapshot (just submitted)? Ask slurmctld for that one job.
-    job = snap.jobs_by_id.get(job_id) or adapter.job(job_id)
-    if job is not None:
+    job = snap.jobs_by_id.get(job_id)
+    if job is None and job_id not in snap.jobs_by_id:
+        job = adapter.job(job_id)
+    if job is not None and for_snapshot(who, snap).sees_job(job):
         script = None
         if with_script and can_see_private(job, who):
             script = adapter.job_script(job.job_id, as_user=who.username)
@@ -245,8 +255,11 @@ def find_in_accounting(
     """A job slurmctld has forgotten (after ``MinJobAge``), from ``sacct``."""
     now = datetime.now(UTC)
     records = adapter.accounting(now - timedelta(days=365), now, job_ids=[job_id])
+    vis = for_accounting(who, adapter)
     # Job ids can repeat over a cluster's life (a reset counter); take the newest.
-    matches = [r for r in records if r.id == job_id or str(r.job_id) == job_id]
+    matches = [
+        r for r in records if (r.id == job_id or str(r.job_id) == job_id) and vis.sees_job(r)
+    ]
     record = max(matches, key=lambda r: r.submit_time or _EPOCH, default=None)
     if record is None:
         raise NotFound(f"No job {job_id} in the queue or in accounting.")
@@ -281,7 +294,9 @@ MAX_ACCOUNTING_DAYS = 366
 def list_accounting(adapter: SlurmAdapter, q: AccountingQuery, who: Principal) -> AccountingPage:
     """Jobs from accounting over a range, newest first.
 
-    Slurm state names go to sacct; portal statuses are filtered here.
+    Slurm state names go to sacct; portal statuses are filtered here. Records are kept
+    to what ``sacct`` run as ``who`` returns (slurmdbd's ``PrivateData=jobs``), and to
+    the users asked for: 22.05's ``sacct --json`` ignores ``--user``.
     """
     if q.start >= q.end:
         raise InvalidInput("start must be before end.")
@@ -302,6 +317,9 @@ def list_accounting(adapter: SlurmAdapter, q: AccountingQuery, who: Principal) -
         partitions=q.partition,
         states=slurm_states if not statuses else (),
     )
+    vis = for_accounting(who, adapter)
+    users = set(q.user)
+    records = [r for r in records if vis.sees_job(r) and (not users or r.user in users)]
     if wanted:
         records = [r for r in records if r.status in statuses or r.state in wanted]
     records = sorted(records, key=lambda r: (r.submit_time or _EPOCH, r.job_id), reverse=True)

@@ -22,6 +22,9 @@ Protocol (JSON text frames)::
       {"type": "pong"}
       {"type": "error", "message": "..."}
 
+``jobs``, ``nodes`` and ``cluster`` follow Slurm's ``PrivateData`` for each socket's
+user (``services.visibility``): under ``jobs`` a socket hears only of the jobs its user
+sees (a message with nothing for them is not sent), under ``nodes`` of no node.
 ``jobs`` carries a job's private part only to its owner and admins. Subscribing to
 ``nodes`` or ``cluster`` first sends the current state; the job list itself comes
 from ``GET /api/v1/jobs`` (changes are idempotent, so applying one twice is harmless).
@@ -61,7 +64,7 @@ from hpcportal.db.session import Database
 from hpcportal.errors import InvalidInput, NotFound, PortalError
 from hpcportal.runas import RunAs
 from hpcportal.services import auth
-from hpcportal.services.changes import SnapshotChanges, compute_changes
+from hpcportal.services.changes import SnapshotChanges, compute_changes, jobs_by_display_id
 from hpcportal.services.cluster import SnapshotMeta, summarize
 from hpcportal.services.identity import Principal
 from hpcportal.services.job_output import FINISHED, Stream, output_path, read_chunk
@@ -69,6 +72,7 @@ from hpcportal.services.jobs import JobDetail, validate_job_id, visible
 from hpcportal.services.notifications import Delivery, NotificationDetector
 from hpcportal.services.session_tracker import SessionTracker
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
+from hpcportal.services.visibility import Visibility, for_snapshot
 from hpcportal.slurm.models import Job
 from hpcportal.slurm.states import JobStatus
 
@@ -289,6 +293,11 @@ def _message(kind: str, **fields: Any) -> str:
     return json.dumps({"type": kind, **fields}, separators=(",", ":"))
 
 
+def _no_job(job_id: str) -> str:
+    """Also said of a job the user may not see (``PrivateData=jobs``): Slurm's word."""
+    return f"No job {job_id} in the queue."
+
+
 def error_message(text: str) -> str:
     return _message("error", message=text)
 
@@ -361,33 +370,55 @@ class LiveHub:
         """The snapshot listener: push the differences now, kick the slower work."""
         self._current = current
         if self._connections:
-            self.publish(compute_changes(previous, current), current)
+            self.publish(compute_changes(previous, current), current, previous)
         for worker in self._workers:
             worker.kick(current)
 
-    def publish(self, changes: SnapshotChanges, snap: ClusterSnapshot) -> None:
-        """Queue this refresh's ``jobs``, ``nodes`` and ``cluster`` messages."""
+    def publish(
+        self,
+        changes: SnapshotChanges,
+        snap: ClusterSnapshot,
+        previous: ClusterSnapshot | None = None,
+    ) -> None:
+        """Queue this refresh's ``jobs``, ``nodes`` and ``cluster`` messages.
+
+        ``previous`` tells whose the removed jobs were, so a socket whose user may not
+        see them (``PrivateData=jobs``) is not told their ids either.
+        """
         by_channel: dict[str, list[Connection]] = {"jobs": [], "nodes": [], "cluster": []}
         for conn in self._connections:
             for channel, members in by_channel.items():
-                if channel in conn.channels:
+                if channel in conn.channels and not (
+                    channel == "nodes" and self._visibility(conn, snap).hides("nodes")
+                ):
                     members.append(conn)
         # After the first refresh, clients have the job list from GET /jobs (which waits
         # for it): sending every job to every socket would only cost time.
         if changes.jobs and by_channel["jobs"] and changes.previous_generation is not None:
-            self._publish_jobs(changes, snap, by_channel["jobs"])
+            self._publish_jobs(changes, snap, by_channel["jobs"], previous)
         if changes.nodes and by_channel["nodes"]:
             text = self._nodes_message(
                 snap.generation, changes.nodes_changed, changes.nodes_removed
             )
             self._send_all(by_channel["nodes"], text, "nodes")
         if (changes.cluster_changed or changes.partitions_changed) and by_channel["cluster"]:
-            self._send_all(by_channel["cluster"], self._cluster_message(snap), "cluster")
+            for conn in by_channel["cluster"]:
+                text = self._cluster_message(snap, self._visibility(conn, snap))
+                self._push(conn, text, "cluster")
+
+    @staticmethod
+    def _visibility(conn: Connection, snap: ClusterSnapshot) -> Visibility:
+        return for_snapshot(conn.identity.principal, snap)
 
     def _publish_jobs(
-        self, changes: SnapshotChanges, snap: ClusterSnapshot, members: list[Connection]
+        self,
+        changes: SnapshotChanges,
+        snap: ClusterSnapshot,
+        members: list[Connection],
+        previous: ClusterSnapshot | None = None,
     ) -> None:
-        """One message per variant: public, admin, and one per owner of a changed job.
+        """One message per variant: which jobs the user sees (everyone alike without
+        ``PrivateData=jobs``), and of those, public, admin, or one per owner.
 
         Each changed job is serialized at most twice (with and without its private
         part); a variant is those pieces joined, built once and shared by every
@@ -411,27 +442,38 @@ class LiveHub:
             return public[i]
 
         owners = {job.user for job in changed}
+        before = jobs_by_display_id(previous) if previous is not None else {}
         head = f'{{"type":"jobs","generation":{snap.generation},"changed":['
-        tail = '],"removed":' + json.dumps(list(changes.jobs_removed)) + "}"
-        variants: dict[tuple[str, str], str] = {}
+        variants: dict[tuple[str, str, str], str] = {}
         for conn in members:
+            vis = self._visibility(conn, snap)
             if conn.is_admin:
-                key = ("admin", "")
+                key = (vis.jobs_key, "admin", "")
             elif conn.user in owners:
-                key = ("owner", conn.user)
+                key = (vis.jobs_key, "owner", conn.user)
             else:
-                key = ("public", "")
+                key = (vis.jobs_key, "public", "")
             text = variants.get(key)
             if text is None:
-                kind, owner = key
-                pieces = (
+                _, kind, owner = key
+                pieces = [
                     full_json(i)
                     if kind == "admin" or (kind == "owner" and job.user == owner)
                     else public_json(i)
                     for i, job in enumerate(changed)
-                )
-                text = variants[key] = head + ",".join(pieces) + tail
-            self._push(conn, text, "jobs")
+                    if vis.sees_job(job)
+                ]
+                removed = [
+                    job_id
+                    for job_id in changes.jobs_removed
+                    if not vis.hides("jobs") or ((old := before.get(job_id)) and vis.sees_job(old))
+                ]
+                text = ""
+                if pieces or removed:
+                    text = f'{head}{",".join(pieces)}],"removed":{json.dumps(removed)}}}'
+                variants[key] = text
+            if text:
+                self._push(conn, text, "jobs")
 
     def _nodes_message(self, generation: int, nodes: Iterable[Any], removed: Iterable[str]) -> str:
         changed = ",".join(n.model_dump_json() for n in nodes)
@@ -440,12 +482,14 @@ class LiveHub:
             f'"removed":{json.dumps(list(removed))}}}'
         )
 
-    def _cluster_message(self, snap: ClusterSnapshot) -> str:
+    def _cluster_message(self, snap: ClusterSnapshot, vis: Visibility) -> str:
+        """The summary as ``vis`` sees it, built once per snapshot and ``view_key``."""
+
         def build() -> str:
-            summary = summarize(snap, self.snapshot.health()).model_dump_json()
+            summary = summarize(snap, self.snapshot.health(), vis).model_dump_json()
             return f'{{"type":"cluster","generation":{snap.generation},"summary":{summary}}}'
 
-        text: str = snap.memo("live:cluster_message", build)
+        text: str = snap.memo(f"live:cluster_message:{vis.view_key}", build)
         return text
 
     def _all_nodes_message(self, snap: ClusterSnapshot) -> str:
@@ -614,8 +658,12 @@ class LiveHub:
         conn.channels.add(channel)
         snap = self._current
         if snap is not None and channel == "cluster":
-            self._push(conn, self._cluster_message(snap), "cluster")
-        elif snap is not None and channel == "nodes":
+            self._push(conn, self._cluster_message(snap, self._visibility(conn, snap)), "cluster")
+        elif (
+            snap is not None
+            and channel == "nodes"
+            and not self._visibility(conn, snap).hides("nodes")
+        ):
             self._push(conn, self._all_nodes_message(snap), "nodes")
         return None
 
@@ -637,9 +685,10 @@ class LiveHub:
             return None
         if len(conn.outputs) >= MAX_OUTPUT_CHANNELS:
             return f"At most {MAX_OUTPUT_CHANNELS} job outputs per socket."
-        job = self._current.jobs_by_id.get(job_id) if self._current is not None else None
-        if job is not None and job.user != conn.user:
-            return NOT_YOURS
+        snap = self._current
+        job = snap.jobs_by_id.get(job_id) if snap is not None else None
+        if snap is not None and job is not None and job.user != conn.user:
+            return NOT_YOURS if self._visibility(conn, snap).sees_job(job) else _no_job(job_id)
         key = (conn.user, job_id)
         follower = self._followers.get(key)
         if follower is None:
@@ -688,10 +737,11 @@ class LiveHub:
             if follower.verified:
                 self._end_follower(follower, None)  # forgotten by slurmctld: nothing new
             elif time.monotonic() - follower.created > OUTPUT_WAIT_SECONDS:
-                self._end_follower(follower, f"No job {follower.job_id} in the queue.")
+                self._end_follower(follower, _no_job(follower.job_id))
             return
         if job.user != follower.principal.username:
-            self._end_follower(follower, NOT_YOURS)
+            sees = for_snapshot(follower.principal, snap).sees_job(job)
+            self._end_follower(follower, NOT_YOURS if sees else _no_job(follower.job_id))
             return
         follower.verified = True
         if job.status in (JobStatus.QUEUED, JobStatus.QUEUED_HELD):

@@ -1,11 +1,12 @@
 """One shared, cached view of the cluster, refreshed in the background.
 
 Every read of jobs, nodes and partitions is served from the latest
-:class:`ClusterSnapshot`. One refresher per process runs ``squeue``, ``sinfo`` and
-``scontrol show partition`` once per interval, however many people are reading, so
-Slurm's load does not grow with users. When Slurm fails, readers keep the last
-snapshot and are told its age and that it is stale. When slurmctld answers slowly or
-rate-limits, the interval grows until it recovers (``load_guard.py``).
+:class:`ClusterSnapshot`. One refresher per process runs ``squeue``, ``sinfo``,
+``scontrol show partition`` and ``scontrol show config`` (for ``PrivateData``) once per
+interval, however many people are reading, so Slurm's load does not grow with users.
+When Slurm fails, readers keep the last snapshot and are told its age and that it is
+stale. When slurmctld answers slowly or rate-limits, the interval grows until it
+recovers (``load_guard.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from hpcportal.config import Settings
 from hpcportal.errors import PortalError, SlurmRateLimited, SlurmUnreachable
 from hpcportal.services.load_guard import LoadGuard
 from hpcportal.slurm.adapter import SlurmAdapter
-from hpcportal.slurm.models import Job, Node, Partition
+from hpcportal.slurm.models import Job, Node, Partition, PrivateData, SlurmRoles
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,12 @@ SNAPSHOT_JOBS = Gauge("hpcportal_snapshot_jobs", "Jobs in the served snapshot")
 
 @dataclass(frozen=True)
 class ClusterSnapshot:
-    """An immutable picture of the cluster at one moment, with lookup indexes."""
+    """An immutable picture of the cluster at one moment, with lookup indexes.
+
+    ``private_data`` is slurmctld's ``PrivateData`` read in the same refresh, and
+    ``roles`` Slurm's operators and coordinators (read only when ``PrivateData`` hides
+    something): ``services.visibility`` filters every view of this snapshot with them.
+    """
 
     taken_at: datetime
     monotonic: float
@@ -54,6 +60,8 @@ class ClusterSnapshot:
     jobs_by_id: dict[str, Job] = field(default_factory=dict)
     nodes_by_name: dict[str, Node] = field(default_factory=dict)
     derived: dict[str, Any] = field(default_factory=dict)
+    private_data: PrivateData = field(default_factory=PrivateData)
+    roles: SlurmRoles = field(default_factory=SlurmRoles)
 
     @classmethod
     def build(
@@ -63,6 +71,8 @@ class ClusterSnapshot:
         jobs: list[Job],
         nodes: list[Node],
         partitions: list[Partition],
+        private_data: PrivateData | None = None,
+        roles: SlurmRoles | None = None,
     ) -> ClusterSnapshot:
         jobs_by_id: dict[str, Job] = {}
         for job in jobs:
@@ -78,6 +88,8 @@ class ClusterSnapshot:
             partitions=tuple(partitions),
             jobs_by_id=jobs_by_id,
             nodes_by_name={n.name: n for n in nodes},
+            private_data=private_data or PrivateData(),
+            roles=roles or SlurmRoles(),
         )
 
     def age(self) -> float:
@@ -127,8 +139,9 @@ class SnapshotService:
         self._task: asyncio.Task[None] | None = None
         self._first = asyncio.Event()
         self._refresh_lock = asyncio.Lock()
-        # Three threads: the three Slurm commands of one refresh run side by side.
-        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="snapshot")
+        # Four threads: the four Slurm commands of one refresh run side by side.
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="snapshot")
+        self._roles = SlurmRoles()
         self._listeners: list[SnapshotListener] = []
         SNAPSHOT_AGE.set_function(self._age_for_metrics)
 
@@ -178,11 +191,15 @@ class SnapshotService:
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             try:
-                jobs, nodes, partitions = await asyncio.gather(
+                jobs, nodes, partitions, private_data = await asyncio.gather(
                     loop.run_in_executor(self._pool, self.adapter.jobs),
                     loop.run_in_executor(self._pool, self.adapter.nodes),
                     loop.run_in_executor(self._pool, self.adapter.partitions),
+                    loop.run_in_executor(self._pool, self.adapter.controller_private_data),
                 )
+                roles = self._roles
+                if private_data.flags - {"cloud"}:
+                    roles = await loop.run_in_executor(self._pool, self._read_roles)
             except PortalError as exc:
                 limited = isinstance(exc, SlurmRateLimited)
                 self.guard.observe(time.perf_counter() - started, ok=False, rate_limited=limited)
@@ -198,7 +215,7 @@ class SnapshotService:
             self._generation += 1
             previous = self._current
             self._current = current = ClusterSnapshot.build(
-                self._generation, duration, jobs, nodes, partitions
+                self._generation, duration, jobs, nodes, partitions, private_data, roles
             )
             self._last_failed = False
             self._last_error = None
@@ -212,6 +229,16 @@ class SnapshotService:
                 except Exception:  # a listener must never stop the refresher
                     log.exception("snapshot listener %r failed", listener)
             return current
+
+    def _read_roles(self) -> SlurmRoles:
+        """Slurm's operators and coordinators (cached by the adapter). If slurmdbd cannot
+        say, the last answer stays; with none, nobody is privileged: a failure may hide
+        more than Slurm would, never show more."""
+        try:
+            self._roles = self.adapter.roles()
+        except PortalError as exc:
+            log.warning("cannot read Slurm's admin levels and coordinators: %s", exc.message)
+        return self._roles
 
     def _fail(self, message: str) -> None:
         log.warning("snapshot refresh failed: %s", message)

@@ -69,6 +69,7 @@ from hpcportal.services.jobs import AccountingQuery, JobDetail, JobQuery
 from hpcportal.services.sessions import SessionContext, SessionView
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
 from hpcportal.services.template_render import INT_OPTIONS, STR_OPTIONS
+from hpcportal.services.visibility import for_snapshot, visible_jobs
 from hpcportal.slurm.models import AccountingRecord, Job
 from hpcportal.slurm.states import JobStatus
 from hpcportal.web import i18n
@@ -460,11 +461,12 @@ def _widget_data(page: Page, snap: ClusterSnapshot, snapshot: SnapshotService) -
     assert page.user is not None
     health = snapshot.health()
     meta = SnapshotMeta.of(health)
+    vis = for_snapshot(page.user, snap)
     return {
-        "summary": summarize(snap, health),
+        "summary": summarize(snap, health, vis),
         "my_jobs": _my_jobs(snap, page.user, meta, 10),
-        "nodes": sorted(snap.nodes, key=lambda n: n.name),
-        "partitions": [p for p in snap.partitions if not p.hidden],
+        "nodes": [] if vis.hides("nodes") else sorted(snap.nodes, key=lambda n: n.name),
+        "partitions": [p for p in snap.partitions if not p.hidden and not vis.hides("partitions")],
     }
 
 
@@ -518,6 +520,12 @@ async def _nodes(
     page: Page, snapshot: SnapshotService, partition: str | None, selected: str | None
 ) -> HTMLResponse:
     snap = await _snapshot(page, snapshot)
+    assert page.user is not None
+    vis = for_snapshot(page.user, snap)
+    try:
+        vis.require("nodes")
+    except PortalError as exc:
+        raise _page_error(exc) from None
     nodes = sorted(snap.nodes, key=lambda n: n.name)
     if partition:
         nodes = [n for n in nodes if partition in n.partitions]
@@ -532,7 +540,7 @@ async def _nodes(
         page_key="nodes",
         nodes=nodes,
         counts=sorted(counts.items()),
-        partitions=[p.name for p in snap.partitions],
+        partitions=[] if vis.hides("partitions") else [p.name for p in snap.partitions],
         partition=partition,
         node=node,
         node_jobs=_jobs_on(snap, node.name, page) if node else [],
@@ -563,8 +571,9 @@ def expand_hostlist(spec: str, limit: int = 10_000) -> list[str]:
 
 
 def _jobs_on(snap: ClusterSnapshot, node_name: str, page: Page) -> list[Job]:
-    """Running jobs with a share of this node."""
+    """Running jobs with a share of this node, of those the user sees."""
     assert page.user is not None
+    vis = for_snapshot(page.user, snap)
 
     def compute() -> dict[str, list[Job]]:
         by_node: dict[str, list[Job]] = defaultdict(list)
@@ -575,12 +584,18 @@ def _jobs_on(snap: ClusterSnapshot, node_name: str, page: Page) -> list[Job]:
         return by_node
 
     by_node: dict[str, list[Job]] = snap.memo("web:jobs_by_node", compute)
-    return [job_service.visible(j, page.user, snap) for j in by_node.get(node_name, [])[:50]]
+    jobs = visible_jobs(snap, vis, by_node.get(node_name, []))
+    return [job_service.visible(j, page.user, snap) for j in jobs[:50]]
 
 
 @router.get("/partials/nodes/{name}", response_class=HTMLResponse)
 async def node_partial(name: str, page: PageDep, snapshot: SnapshotDep) -> HTMLResponse:
     snap = await _snapshot(page, snapshot)
+    assert page.user is not None
+    try:
+        for_snapshot(page.user, snap).require("nodes")
+    except PortalError as exc:
+        raise _page_error(exc) from None
     node = snap.nodes_by_name.get(name)
     if node is None:
         raise PageError(404, page.gettext(N_("No node named %(name)s.")) % {"name": name})
@@ -590,7 +605,13 @@ async def node_partial(name: str, page: PageDep, snapshot: SnapshotDep) -> HTMLR
 @router.get("/partitions", response_class=HTMLResponse)
 async def partitions_page(page: PageDep, snapshot: SnapshotDep) -> HTMLResponse:
     snap = await _snapshot(page, snapshot)
-    return page.render("partitions.html", page_key="partitions", loads=partition_loads(snap))
+    assert page.user is not None
+    vis = for_snapshot(page.user, snap)
+    try:
+        vis.require("partitions")
+    except PortalError as exc:
+        raise _page_error(exc) from None
+    return page.render("partitions.html", page_key="partitions", loads=partition_loads(snap, vis))
 
 
 # --- Jobs ---------------------------------------------------------------------------------
@@ -664,7 +685,9 @@ async def jobs_page(
         page_sizes=PAGE_SIZES,
         arrays=arrays,
         status_choices=list(i18n.JOB_STATUS_LABELS),
-        partitions=[p.name for p in snap.partitions],
+        partitions=[]
+        if for_snapshot(who, snap).hides("partitions")
+        else [p.name for p in snap.partitions],
         error=error,
     )
 
@@ -741,7 +764,7 @@ async def job_page(
         parent = detail.job.array.job_id
         tasks = [
             job_service.visible(j, who, snap)
-            for j in snap.jobs
+            for j in visible_jobs(snap, for_snapshot(who, snap))
             if j.array is not None and j.array.job_id == parent
         ]
         summary = dict(Counter(j.status.value for j in tasks))
@@ -872,7 +895,7 @@ async def submit_page(
             "max_time_text": _minutes_to_time(load.partition.max_time_minutes),
             "default_time_text": _minutes_to_time(load.partition.default_time_minutes),
         }
-        for load in partition_loads(snap)
+        for load in partition_loads(snap, for_snapshot(who, snap))
         if not load.partition.hidden
     ]
     if "partition" not in prefill:
@@ -1271,7 +1294,9 @@ def _app_text(page: Page, text: str | None) -> str:
     return page.gettext(text) if text else ""
 
 
-def _partition_choices(snap: ClusterSnapshot) -> tuple[list[str], str | None]:
+def _partition_choices(snap: ClusterSnapshot, who: Principal) -> tuple[list[str], str | None]:
+    if for_snapshot(who, snap).hides("partitions"):
+        return [], None
     visible = [p for p in snap.partitions if not p.hidden]
     default = next((p.name for p in visible if p.is_default), None)
     return [p.name for p in visible], default
@@ -1364,7 +1389,7 @@ async def apps_page(page: PageDep, snapshot: SnapshotDep, ctx: SessionContextDep
     who = page.user
     assert who is not None
     snap = await _snapshot(page, snapshot)
-    partitions, default = _partition_choices(snap)
+    partitions, default = _partition_choices(snap, who)
     active = await run_in_threadpool(session_service.list_sessions, ctx, who, active_only=True)
     return page.render(
         "apps.html",
