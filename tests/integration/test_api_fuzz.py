@@ -15,7 +15,8 @@ alice and carol are real users shared with other tests, so the run is fenced in:
   would run generated scripts as a real user on the shared cluster);
 - a job id that could name a real job is replaced, in job actions, by a job this
   run submitted itself (held, so it never runs; carol is a Slurm administrator and
-  could otherwise cancel anyone's); output streams get a finished job of the run;
+  could otherwise cancel anyone's); output streams get a job of the run that was
+  cancelled while held (finished, so the stream ends);
 - ``POST /auth/logout`` is left out (it would end the run's own session);
 - afterwards every job of the run, sessions included, is cancelled.
 
@@ -61,6 +62,8 @@ DRY_RUN_ONLY = {("POST", "/api/v1/jobs"), ("POST", "/api/v1/templates/{template_
 JOB_ACTIONS = re.compile(r"^/api/v1/jobs/\{job_id\}/(\{action\}|signal)$")
 JOB_STREAM = "/api/v1/jobs/{job_id}/output/stream"
 LOOKS_LIKE_A_JOB = re.compile(r"^[0-9]+([_+][0-9]+)?$")
+#: Never runs unless the run releases it, and then only for a minute.
+HELD = "#!/bin/bash\n#SBATCH --hold\nsleep 20\n"
 
 
 @dataclass
@@ -201,7 +204,7 @@ def submit(portal: RunningPortal, headers: dict[str, str], user: str, script: st
 
 
 def wait_finished(portal: RunningPortal, headers: dict[str, str], job_id: str) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 60
     with portal.client() as c:
         while time.monotonic() < deadline:
             r = c.get(f"/api/v1/jobs/{job_id}", headers=headers)
@@ -230,9 +233,13 @@ def fuzzer_for(
 
     def make(user: str) -> Fuzzer:
         headers = portal.login(user)
-        held = submit(portal, headers, user, "#!/bin/bash\n#SBATCH --hold\nsleep 20\n")
-        done = submit(portal, headers, user, "#!/bin/bash\necho fuzz\n")
+        held = submit(portal, headers, user, HELD)
+        # Cancelled while held: finished at once, without needing a free node.
+        done = submit(portal, headers, user, HELD)
         submitted.extend((held, done))
+        with portal.client() as c:
+            cancelled = c.post(f"/api/v1/jobs/{done}/cancel", headers=headers)
+        assert cancelled.status_code == 200, cancelled.text
         wait_finished(portal, headers, done)
         return Fuzzer(portal, user, headers, held_job=held, finished_job=done)
 
