@@ -74,12 +74,11 @@ PASSED_THROUGH = ("/node/",)
 
 # --- the request-wide rules ------------------------------------------------------------
 
-_known_query: dict[int, frozenset[str]] = {}
-
 
 def _query_names(route: APIRoute) -> frozenset[str]:
-    """The query parameters a route declares, its dependencies' included (cached)."""
-    known = _known_query.get(id(route))
+    """The query parameters a route declares, its dependencies' included (kept on the
+    route, computed at its first request)."""
+    known: frozenset[str] | None = getattr(route, "_hpcportal_query_names", None)
     if known is None:
         names: set[str] = set()
         pending = [route.dependant]
@@ -87,21 +86,25 @@ def _query_names(route: APIRoute) -> frozenset[str]:
             dependant = pending.pop()
             names.update(field.alias for field in dependant.query_params)
             pending.extend(dependant.dependencies)
-        known = _known_query[id(route)] = frozenset(names)
+        known = frozenset(names)
+        setattr(route, "_hpcportal_query_names", known)  # noqa: B010 (not a declared attribute)
     return known
 
 
-def _strings(value: Any) -> Iterator[str]:
-    """Every string in a decoded JSON document: keys and values, at any depth."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield str(key)
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+def _strings(document: Any) -> Iterator[str]:
+    """Every string in a decoded JSON document, keys and values, at any depth (without
+    recursion: a document nested a thousand deep must not exhaust the stack)."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                yield str(key)
+                pending.append(item)
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 def _check_line(where: str, value: str) -> None:
