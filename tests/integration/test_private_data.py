@@ -1,0 +1,314 @@
+"""Slurm's PrivateData on every read path, against a dev cluster of its own.
+
+The shared dev cluster has no ``PrivateData`` (and must not be reconfigured while
+others test on it), so this module brings up a second one with
+``PrivateData=jobs,usage`` in slurm.conf and slurmdbd.conf (``dev-cluster up
+--private-data``, about 15 s in a new directory, its own ports and database) and
+purges it afterwards. ``HPCPORTAL_TEST_PRIVATE_CLUSTER_DIR`` names a directory to
+reuse instead, left running (quicker when iterating).
+
+alice's and bob's answers (API, pages, live socket) are compared with what
+``squeue``, ``sacct`` and ``sshare`` print run as them; carol (AdminLevel
+Administrator) sees everything. On the shared cluster, the 22.05 ``sacct --json``
+that ignores ``--user`` must not put other people's jobs into alice's accounting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from hpcportal.devcluster import DevCluster
+from tests.integration import slurm_cli
+from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+
+PRIVATE_DATA = "jobs,usage"
+REUSE_ENV = "HPCPORTAL_TEST_PRIVATE_CLUSTER_DIR"
+PASSWORDS = {name: f"{name}-demo" for name in ("alice", "bob", "carol", "dave")}
+TIMEOUT = 60.0
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def private_cluster() -> Iterator[dict[str, Any]]:
+    """A dev cluster with ``PrivateData=jobs,usage``, beside the shared one."""
+    reuse = os.environ.get(REUSE_ENV)
+    directory = Path(reuse or Path(tempfile.gettempdir()) / f"hpcportal-private-{os.getpid()}")
+    cluster = DevCluster(directory, private_data=PRIVATE_DATA)
+    started = time.monotonic()
+    status = cluster.up()
+    print(f"private dev cluster up in {time.monotonic() - started:.1f} s at {directory}")
+    assert status["ok"], f"private dev cluster is not healthy: {status['notes']}"
+    assert status["private_data"] == PRIVATE_DATA
+    try:
+        yield status
+    finally:
+        if not reuse:
+            cluster.down(purge=True)
+
+
+@pytest.fixture(scope="module")
+def conf(private_cluster: dict[str, Any]) -> str:
+    return str(private_cluster["slurm_conf"])
+
+
+@pytest.fixture(scope="module")
+def portal(conf: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
+    settings = portal_settings(tmp_path_factory.mktemp("private"), conf, refresh_interval=1.0)
+    with run_portal(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def jobs(conf: str, portal: RunningPortal) -> Iterator[dict[str, int]]:
+    """A running job each of alice and bob, and a finished one of bob's."""
+    submitted = {
+        "alice": slurm_cli.sbatch(conf, "alice", "-J", "alice-private", "--wrap", "sleep 300"),
+        "bob": slurm_cli.sbatch(conf, "bob", "-J", "bob-private", "--wrap", "sleep 300"),
+        "bob_done": slurm_cli.sbatch(conf, "bob", "-J", "bob-done", "--wrap", "true"),
+    }
+    try:
+        slurm_cli.wait_running(conf, submitted["alice"], submitted["bob"])
+        wait_for("bob's short job in accounting", lambda: _in_sacct(conf, submitted["bob_done"]))
+        portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+        yield submitted
+    finally:
+        slurm_cli.scancel(conf, *submitted.values(), missing_ok=True)
+
+
+def _in_sacct(conf: str, job_id: int) -> bool:
+    out = slurm_cli.run(conf, ["sacct", "-X", "-n", "-P", "-j", str(job_id), "-o", "state"])
+    return "COMPLETED" in out
+
+
+@pytest.fixture(scope="module")
+def tokens(portal: RunningPortal) -> dict[str, dict[str, str]]:
+    return {name: portal.login(name) for name in ("alice", "bob", "carol")}
+
+
+def api(portal: RunningPortal, headers: dict[str, str], path: str, **params: Any) -> Any:
+    with portal.client(headers=headers) as client:
+        response = client.get(f"/api/v1{path}", params=params)
+    assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
+    return response.json()
+
+
+def squeue_ids(conf: str, user: str) -> set[str]:
+    """Job ids ``squeue --all --states=all`` run as ``user`` prints (finished jobs too,
+    like the portal, until slurmctld forgets them)."""
+    out = slurm_cli.run(conf, ["squeue", "--all", "--states=all", "-h", "-o", "%i"], user=user)
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def portal_ids(portal: RunningPortal, headers: dict[str, str]) -> set[str]:
+    return {j["id"] for j in api(portal, headers, "/jobs", limit=1000)["items"]}
+
+
+def test_api_jobs_equal_squeue_as_each_user(
+    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+) -> None:
+    for user in ("alice", "bob", "carol"):
+        # Both sides change only if a job ends; the sleeps outlive the test.
+        assert portal_ids(portal, tokens[user]) == squeue_ids(conf, user), user
+    assert str(jobs["bob"]) not in portal_ids(portal, tokens["alice"])
+    assert {str(jobs["alice"]), str(jobs["bob"])} <= portal_ids(portal, tokens["carol"])
+    # Asking for bob's jobs by name does not get round it.
+    mine = api(portal, tokens["alice"], "/jobs", user="bob")
+    assert mine["items"] == [] and mine["total"] == 0
+
+
+def test_someone_elses_job_is_not_found(
+    portal: RunningPortal, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+) -> None:
+    with portal.client(headers=tokens["alice"]) as client:
+        for job_id in (jobs["bob"], jobs["bob_done"], 999_999):
+            response = client.get(f"/api/v1/jobs/{job_id}")
+            assert response.status_code == 404, (job_id, response.text)
+            # The same answer as for a job that never existed: nothing to tell them apart.
+            assert response.json()["detail"] == f"No job {job_id} in the queue or in accounting."
+    assert api(portal, tokens["carol"], f"/jobs/{jobs['bob']}")["job"]["user"] == "bob"
+    assert api(portal, tokens["bob"], f"/jobs/{jobs['bob']}")["job"]["user"] == "bob"
+
+
+def test_cluster_summary_counts_only_visible_jobs(
+    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+) -> None:
+    alice = api(portal, tokens["alice"], "/cluster")
+    carol = api(portal, tokens["carol"], "/cluster")
+    assert alice["jobs_total"] == len(squeue_ids(conf, "alice"))
+    assert carol["jobs_total"] == len(squeue_ids(conf, "carol")) >= alice["jobs_total"] + 1
+    assert sum(p["jobs_running"] for p in alice["partitions"]) == alice["jobs_by_status"].get(
+        "running", 0
+    )
+    # Node state is not private under jobs,usage: sinfo shows alice the same nodes.
+    assert alice["nodes_total"] == carol["nodes_total"] > 0
+
+
+def test_accounting_equals_sacct_as_each_user(
+    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+) -> None:
+    start = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
+    end = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    window = ["-S", start.strftime("%Y-%m-%dT%H:%M:%S"), "-E", end.strftime("%Y-%m-%dT%H:%M:%S")]
+    for user in ("alice", "bob", "carol"):
+        out = slurm_cli.run(
+            conf, ["sacct", "-X", "--allusers", "-n", "-P", "-o", "jobid", *window], user=user
+        )
+        expected = {line.strip() for line in out.splitlines() if line.strip()}
+        page = api(
+            portal, tokens[user], "/accounting/jobs", start=start.isoformat(),
+            end=end.isoformat(), limit=1000,
+        )  # fmt: skip
+        assert {r["id"] for r in page["items"]} == expected, user
+    alices = api(portal, tokens["alice"], "/accounting/jobs", limit=1000)["items"]
+    assert alices and {r["user"] for r in alices} == {"alice"}
+    bobs = api(portal, tokens["alice"], "/accounting/jobs", user="bob", limit=1000)
+    assert bobs["items"] == []
+    carols = api(portal, tokens["carol"], "/accounting/jobs", user="bob", limit=1000)["items"]
+    assert str(jobs["bob_done"]) in {r["id"] for r in carols}
+
+
+def test_fairshare_equals_sshare_as_each_user(
+    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+) -> None:
+    for user in ("alice", "bob", "carol"):
+        out = slurm_cli.run(conf, ["sshare", "--all", "--parsable2", "-n"], user=user)
+        expected = {
+            (fields[0].strip(), fields[1].strip() or None)
+            for fields in (line.split("|") for line in out.splitlines() if line.strip())
+        }
+        rows = api(portal, tokens[user], "/fairshare")
+        assert {(r["account"], r["user"]) for r in rows} == expected, user
+    assert [(r["account"], r["user"]) for r in api(portal, tokens["alice"], "/fairshare")] == [
+        ("research", "alice")
+    ]
+
+
+def browser(portal: RunningPortal, user: str) -> httpx.Client:
+    client = portal.client(follow_redirects=False)
+    client.cookies.set("hpcportal_lang", "en")
+    response = client.post(
+        "/login", data={"username": user, "password": PASSWORDS[user], "next": "/jobs"}
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+def test_pages_show_alice_none_of_bobs_jobs(
+    portal: RunningPortal, conf: str, jobs: dict[str, int]
+) -> None:
+    bob_job = str(jobs["bob"])
+    node = slurm_cli.run(conf, ["squeue", "-h", "-j", bob_job, "-o", "%N"]).strip()
+    alice, carol = browser(portal, "alice"), browser(portal, "carol")
+    try:
+        assert alice.get(f"/jobs/{bob_job}").status_code == 404
+        assert carol.get(f"/jobs/{bob_job}").status_code == 200
+        for path in (f"/nodes/{node}", f"/partials/nodes/{node}", "/jobs?scope=all", "/"):
+            page = alice.get(path)
+            assert page.status_code == 200, path
+            assert "bob-private" not in page.text, path
+        assert "bob-private" in carol.get(f"/nodes/{node}").text
+        assert "bob-private" in carol.get("/jobs?scope=all").text
+    finally:
+        alice.close()
+        carol.close()
+
+
+def test_live_socket_carries_none_of_bobs_jobs(
+    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+) -> None:
+    url = portal.url.replace("http://", "ws://") + "/api/v1/ws"
+    sockets = {
+        user: connect(url, additional_headers=tokens[user], proxy=None, max_size=None, legacy=True)
+        for user in ("alice", "carol")
+    }
+    received: dict[str, list[dict[str, Any]]] = {user: [] for user in sockets}
+    try:
+        for ws in sockets.values():
+            ws.recv(timeout=10)  # hello
+            ws.send(json.dumps({"type": "subscribe", "channels": ["jobs", "cluster"]}))
+        new_bob = slurm_cli.sbatch(conf, "bob", "-J", "bob-live", "--wrap", "sleep 300")
+        new_alice = slurm_cli.sbatch(conf, "alice", "-J", "alice-live", "--wrap", "sleep 300")
+        try:
+
+            def seen(user: str, job_id: int) -> bool:
+                ws = sockets[user]
+                try:
+                    while True:
+                        received[user].append(json.loads(ws.recv(timeout=0.2)))
+                except TimeoutError:
+                    pass
+                return any(
+                    j["id"] == str(job_id)
+                    for m in received[user]
+                    if m["type"] == "jobs"
+                    for j in m["changed"]
+                )
+
+            wait_for("carol hears of both jobs", lambda: seen("carol", new_bob))
+            wait_for("carol hears of alice's", lambda: seen("carol", new_alice))
+            wait_for("alice hears of her job", lambda: seen("alice", new_alice))
+            # One refresh more, so any message about bob's job would have come.
+            portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+            seen("alice", new_alice)
+        finally:
+            slurm_cli.scancel(conf, new_bob, new_alice, missing_ok=True)
+    finally:
+        for ws in sockets.values():
+            ws.close()
+    text = json.dumps(received["alice"])
+    for job_id in (new_bob, jobs["bob"]):
+        assert f'"{job_id}"' not in text
+    assert "bob-live" not in text and "bob-private" not in text
+    summaries = [m["summary"] for m in received["alice"] if m["type"] == "cluster"]
+    assert summaries, "alice got no cluster summary"
+    own = len(squeue_ids(conf, "alice"))
+    assert summaries[-1]["jobs_total"] <= own + 1  # her jobs only (one may have ended since)
+
+
+# --- on the shared cluster, without PrivateData ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_portal(
+    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPortal]:
+    settings = portal_settings(tmp_path_factory.mktemp("shared"), devcluster["slurm_conf"])
+    with run_portal(settings) as running:
+        yield running
+
+
+def test_alices_accounting_never_holds_another_users_job(
+    shared_portal: RunningPortal, devcluster: dict[str, Any]
+) -> None:
+    """22.05's ``sacct --json --user alice`` also returns bob's records; the portal keeps
+    only the users asked for. Without PrivateData, everyone may still ask for anyone."""
+    conf = str(devcluster["slurm_conf"])
+    job_id = slurm_cli.sbatch(conf, "bob", "-J", "bob-acct", "--wrap", "true")
+    wait_for("bob's job in accounting", lambda: _in_sacct(conf, job_id))
+    alice = shared_portal.login("alice")
+    for who in (alice, shared_portal.login("carol")):
+        page = api(shared_portal, who, "/accounting/jobs", user="alice", limit=1000)
+        assert {r["user"] for r in page["items"]} <= {"alice"}
+    everyone = api(shared_portal, alice, "/accounting/jobs", limit=1000)["items"]
+    assert str(job_id) in {r["id"] for r in everyone}  # no PrivateData: as sacct shows alice
