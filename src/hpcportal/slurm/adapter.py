@@ -1,8 +1,14 @@
 """The documented Slurm adapter: every question the portal asks Slurm, as typed answers.
 
 Like ``ood_core``'s Slurm adapter, it has one private executor and knows which
-command answers which question. The three snapshot reads (``jobs``, ``nodes``,
-``partitions``) always run fresh: the snapshot service calls them once per refresh.
+command answers which question. Before its first JSON question it asks which Slurm
+release runs and picks the JSON format to ask for (``formats``); every JSON command
+then names that format (``--json=vX`` from 23.11) and its output is decoded by that
+format's strict structs. Output that does not fit is ``SlurmOutputUnreadable``, and
+the next question asks for the release again (Slurm may have been upgraded).
+
+The three snapshot reads (``jobs``, ``nodes``, ``partitions``) always run fresh: the
+snapshot service calls them once per refresh.
 Accounting reads (``sacct``, ``sacctmgr``, ``sshare``) are asked per request, so
 identical questions within ``cache_seconds`` share one answer.
 """
@@ -19,8 +25,9 @@ from typing import TypeVar
 
 import msgspec
 
-from hpcportal.errors import SlurmError, SlurmNotFound
-from hpcportal.slurm import parse
+from hpcportal.errors import SlurmError, SlurmNotFound, SlurmOutputUnreadable
+from hpcportal.slurm import formats, parse
+from hpcportal.slurm.cluster import SlurmCluster
 from hpcportal.slurm.executor import SlurmExecutor
 from hpcportal.slurm.models import (
     QOS,
@@ -85,11 +92,69 @@ class TTLCache:
 class SlurmAdapter:
     """Typed reads of the cluster. Thread-safe; blocking (call from a worker thread)."""
 
-    def __init__(self, executor: SlurmExecutor, *, cache_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        executor: SlurmExecutor,
+        *,
+        cache_seconds: float = 15.0,
+        cluster: SlurmCluster | None = None,
+    ) -> None:
+        """``cluster`` defaults to the executor's; one whose release and format are
+        already known (a test's) is used as it is, without asking Slurm."""
         self.executor = executor
         self.cache = TTLCache(cache_seconds)
         self._job_parser = parse.JobParser()
         self._job_parser_lock = threading.Lock()
+        self._cluster = cluster or executor.cluster
+        self._cluster_lock = threading.Lock()
+
+    # --- which Slurm, which JSON ----------------------------------------------------
+
+    def cluster(self) -> SlurmCluster:
+        """The cluster with its release and JSON format, asked of Slurm once.
+
+        ``scontrol version`` gives the release; from 23.11 ``scontrol --json=list``
+        gives the formats it offers. Raises ``SlurmUnsupported`` for a release or
+        formats the portal does not read (``/ready`` and ``hpcportal version`` show it).
+        """
+        with self._cluster_lock:
+            if self._cluster.release is None or self._cluster.data_format is None:
+                out = self.executor.run("scontrol", ["version"]).stdout.decode("utf-8", "replace")
+                release = formats.SlurmRelease.parse(out)
+                offered: list[str] = []
+                if formats.implicit_format(release) is None and release >= formats.OLDEST:
+                    listed = self.executor.run("scontrol", ["--json=list"])
+                    text = listed.stdout.decode("utf-8", "replace") + "\n" + listed.stderr
+                    offered = formats.offered_formats(text)
+                chosen = formats.choose_format(release, offered)
+                self._cluster = self._cluster.detected(release, chosen)
+            return self._cluster
+
+    def _forget_format(self, seen: SlurmCluster) -> None:
+        with self._cluster_lock:
+            if self._cluster == seen:
+                self._cluster = seen.undetected()
+
+    def _read_json(
+        self,
+        command: str,
+        before: list[str],
+        after: list[str],
+        parser: Callable[[bytes, str | None], T],
+        *,
+        as_user: str | None = None,
+    ) -> T:
+        """Run ``command BEFORE --json[=vX] AFTER`` and decode it strictly in that format."""
+        cluster = self.cluster()
+        argv = [*before, cluster.json_flag, *after]
+        raw = self.executor.run(command, argv, as_user=as_user).stdout
+        try:
+            return parser(raw, cluster.data_format)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            self._forget_format(cluster)
+            raise SlurmOutputUnreadable(
+                f"{command} of {cluster.describe()} printed JSON the portal cannot read: {exc}"
+            ) from exc
 
     # --- snapshot reads: one command each ---------------------------------------
 
@@ -114,10 +179,20 @@ class SlurmAdapter:
         Unchanged jobs keep their model from the previous call (see ``JobParser``).
         """
         with self._job_parser_lock:
-            return self._read("squeue", ["--json", "--all"], self._job_parser.parse)
+            return self._read_json("squeue", [], self._all_jobs(), self._job_parser.parse)
+
+    def _all_jobs(self) -> list[str]:
+        """``--all``; from 23.02 also ``--states=all``: 22.05 listed finished jobs
+        (until ``MinJobAge``) by default, later releases only when asked."""
+        cluster = self.cluster()
+        return ["--all", "--states=all"] if cluster.nodes_from_scontrol else ["--all"]
 
     def nodes(self) -> list[Node]:
-        return self._read("sinfo", ["--json", "--all"], parse.parse_sinfo)
+        """``sinfo --json --all`` on 22.05; ``scontrol --all --json show nodes`` from
+        23.02, where ``sinfo --json`` groups nodes instead of listing them."""
+        if self.cluster().nodes_from_scontrol:
+            return self._read_json("scontrol", ["--all"], ["show", "nodes"], parse.parse_nodes)
+        return self._read_json("sinfo", [], ["--all"], parse.parse_nodes)
 
     def partitions(self) -> list[Partition]:
         """``scontrol`` has no JSON in Slurm 22.05; its one-line records are parsed by key."""
@@ -127,9 +202,8 @@ class SlurmAdapter:
     def job(self, job_id: str) -> Job | None:
         """One job straight from slurmctld: for a job submitted since the last snapshot."""
         try:
-            jobs = parse.parse_squeue(
-                self.executor.run("squeue", ["--json", "--all", "--jobs", job_id]).stdout
-            )
+            args = [*self._all_jobs(), "--jobs", job_id]
+            jobs = self._read_json("squeue", [], args, parse.parse_squeue)
         except SlurmNotFound:
             return None
         return next((j for j in jobs if j.id == job_id or str(j.job_id) == job_id), None)
@@ -145,17 +219,16 @@ class SlurmAdapter:
         back as ``unsure``. Any failure to ask is raised: "no job" is only ever
         Slurm's answer.
         """
-        queued = self._read(
-            "squeue", ["--json", "--all", "--user", username], parse.parse_squeue, as_user=username
-        )
+        args = [*self._all_jobs(), "--user", username]
+        queued = self._read_json("squeue", [], args, parse.parse_squeue, as_user=username)
         listed = set()
         for job in queued:
             if job.private is not None and job.private.comment == comment:
                 return CommentMatch(job.job_id)
             listed.add(job.job_id)
         start = (since.astimezone(UTC) - _CLOCK_SKEW).replace(tzinfo=None)
-        args = ["--json", "-X", "--user", username, "-S", start.strftime(_SACCT_TIME), "-E", "now"]
-        records = self._read("sacct", args, parse.parse_sacct, as_user=username)
+        args = ["-X", "--user", username, "-S", start.strftime(_SACCT_TIME), "-E", "now"]
+        records = self._read_json("sacct", [], args, parse.parse_sacct, as_user=username)
         for record in records:
             if record.comment == comment:
                 return CommentMatch(record.job_id)
@@ -219,7 +292,7 @@ class SlurmAdapter:
         job_ids: Sequence[str] = (),
     ) -> list[AccountingRecord]:
         """Finished and running jobs from the accounting database (``sacct --json``)."""
-        args = ["--json", "-X", "-S", start.strftime(_SACCT_TIME), "-E", end.strftime(_SACCT_TIME)]
+        args = ["-X", "-S", start.strftime(_SACCT_TIME), "-E", end.strftime(_SACCT_TIME)]
         args += ["--user", ",".join(users)] if users else ["--allusers"]
         if accounts:
             args += ["--accounts", ",".join(accounts)]
@@ -230,7 +303,9 @@ class SlurmAdapter:
         if job_ids:
             args += ["--jobs", ",".join(job_ids)]
         key = ("sacct", *args)
-        return self.cache.get_or_compute(key, lambda: self._read("sacct", args, parse.parse_sacct))
+        return self.cache.get_or_compute(
+            key, lambda: self._read_json("sacct", [], args, parse.parse_sacct)
+        )
 
     def qos(self) -> list[QOS]:
         fields = "name,priority,maxwall,maxtrespu,maxjobspu,maxsubmitpu,grptres,preempt,flags"

@@ -36,6 +36,7 @@ from hpcportal.errors import (
     SlurmUnreachable,
 )
 from hpcportal.runas import RunAs, RunAsTimeout
+from hpcportal.slurm.cluster import SlurmCluster
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +83,28 @@ class CommandResult:
 
 
 class SlurmExecutor:
-    """Runs Slurm commands. One instance per process; thread-safe."""
+    """Runs the Slurm commands of one cluster. One instance per cluster; thread-safe.
+
+    The cluster is given as a ``SlurmCluster`` value, or as ``slurm_conf`` and
+    ``bin_dir`` for a cluster called "default".
+    """
 
     def __init__(
         self,
         *,
+        cluster: SlurmCluster | None = None,
         slurm_conf: Path | None = None,
         bin_dir: Path | None = None,
         timeout: float = 30.0,
         runas: RunAs | None = None,
     ) -> None:
-        self.slurm_conf = slurm_conf
-        self.bin_dir = bin_dir
+        if cluster is None:
+            cluster = SlurmCluster(slurm_conf=slurm_conf, bin_dir=bin_dir)
+        elif slurm_conf is not None or bin_dir is not None:
+            raise ValueError("give either a cluster or its slurm_conf and bin_dir, not both")
+        self.cluster = cluster
+        self.slurm_conf = slurm_conf = cluster.slurm_conf
+        self.bin_dir = cluster.bin_dir
         self.timeout = timeout
         self.runas = runas or RunAs(slurm_conf=slurm_conf, slurm_bin_dir=bin_dir)
         self.calls: Counter[str] = Counter()
@@ -102,8 +113,7 @@ class SlurmExecutor:
     @classmethod
     def from_settings(cls, settings: Settings) -> SlurmExecutor:
         return cls(
-            slurm_conf=settings.slurm_conf,
-            bin_dir=settings.slurm_bin_dir,
+            cluster=SlurmCluster(slurm_conf=settings.slurm_conf, bin_dir=settings.slurm_bin_dir),
             timeout=settings.slurm_timeout,
             runas=RunAs(
                 method=settings.runas_method,

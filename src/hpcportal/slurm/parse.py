@@ -210,9 +210,7 @@ def compress_ranges(indices: Iterable[int]) -> str:
 # --- decoding by format ----------------------------------------------------------
 
 
-def decode(
-    raw: bytes, data_format: str | None, pick: Callable[[formats.Family], Any]
-) -> Any:
+def decode(raw: bytes, data_format: str | None, pick: Callable[[formats.Family], Any]) -> Any:
     """Decode ``raw`` with the strict structs of ``data_format`` (``pick`` chooses the
     command's decoder of a family) and check that the output says it is that format.
 
@@ -355,8 +353,10 @@ def job_from_wire(j: WireJob) -> Job:
     )
 
 
-def _job_exit(value: int | wire_v0040.ExitCode) -> tuple[int | None, int | None]:
+def _job_exit(value: int | wire_v0040.ExitCode | None) -> tuple[int | None, int | None]:
     """(exit code, signal) from a raw wait status (22.05, 23.02) or an exit-code object."""
+    if value is None:
+        return None, None
     if isinstance(value, int):
         return (value >> 8) & 0xFF, (value & 0x7F) or None
     return num(value.return_code), num(value.signal.id) or None
@@ -404,7 +404,7 @@ parse_sinfo = parse_nodes
 def node_from_wire(n: WireNode) -> Node:
     if isinstance(n, wire.WireNode):  # 22.05: one state word plus flags, sinfo's names
         state, flags = n.state, list(n.state_flags)
-        idle, free, version = n.idle_cpus, num(n.free_memory), n.slurmd_version
+        idle, free, version = num(n.idle_cpus) or 0, num(n.free_memory), n.slurmd_version
         features = split_list(n.features)
     else:  # 23.02 on: a list of flags, scontrol's names
         state, flags = first_state(n.state), list(n.state[1:])
@@ -419,12 +419,12 @@ def node_from_wire(n: WireNode) -> Node:
         flags=flags,
         status=node_status(state, flags),
         partitions=list(n.partitions or ()),
-        cpus_total=n.cpus,
-        cpus_allocated=n.alloc_cpus,
+        cpus_total=num(n.cpus) or 0,
+        cpus_allocated=num(n.alloc_cpus) or 0,
         cpus_idle=idle,
         cpu_load=load / 100 if load is not None else None,
-        memory_total_mb=n.real_memory,
-        memory_allocated_mb=n.alloc_memory,
+        memory_total_mb=num(n.real_memory) or 0,
+        memory_allocated_mb=num(n.alloc_memory) or 0,
         memory_free_mb=free,
         gpus_total=gpus_in_gres(n.gres),
         gpus_allocated=gpus_in_gres(n.gres_used),
@@ -567,7 +567,7 @@ def record_from_wire(j: WireAcctJob) -> AccountingRecord:
     array, display_id = _acct_array_of(j)
     t = j.time
     alloc = {x.type if not x.name else f"{x.type}/{x.name}": x.count for x in j.tres.allocated}
-    cpu_time = t.total.seconds + t.total.microseconds / 1e6
+    cpu_time = (num(t.total.seconds) or 0) + (num(t.total.microseconds) or 0) / 1e6
     ec = j.exit_code
     exit_code = num(ec.return_code)
     signal = num(ec.signal.id) or None if isinstance(ec, wire_v0040.ExitCode) else None
@@ -588,8 +588,8 @@ def record_from_wire(j: WireAcctJob) -> AccountingRecord:
         signal=signal,
         nodes=text(j.nodes),
         node_names=hostlist.expand(text(j.nodes)),
-        node_count=j.allocation_nodes,
-        cpus_requested=j.required.cpus,
+        node_count=num(j.allocation_nodes) or 0,
+        cpus_requested=num(j.required.cpus) or 0,
         memory_requested_mb=_acct_memory(j),
         tres_allocated={k: v for k, v in alloc.items() if v is not None and v >= 0},
         time_limit_minutes=num(t.limit),
@@ -597,7 +597,7 @@ def record_from_wire(j: WireAcctJob) -> AccountingRecord:
         eligible_time=timestamp(t.eligible),
         start_time=timestamp(t.start),
         end_time=timestamp(t.end),
-        elapsed_seconds=t.elapsed,
+        elapsed_seconds=num(t.elapsed) or 0,
         cpu_time_seconds=cpu_time,
         work_dir=_opt(j.working_directory),
         comment=_opt(j.comment.job),
@@ -612,12 +612,12 @@ def _acct_memory(j: WireAcctJob) -> int | None:
         if per_node:
             return per_node
         return per_cpu * max(r.cpus, 1) if per_cpu else None
-    return r.memory or None
+    return num(r.memory) or None
 
 
 def _acct_array_of(j: WireAcctJob) -> tuple[JobArray | None, str]:
     a = j.array
-    parent = a.job_id
+    parent = num(a.job_id)
     if not parent:
         return None, str(j.job_id)
     task = num(a.task_id)

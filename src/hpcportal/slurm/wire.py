@@ -71,7 +71,8 @@ class Envelope(msgspec.Struct, frozen=True):
 # --- v0.0.38 (22.05) ------------------------------------------------------------------
 
 Str = str | None
-Int = int | None  # 22.05 writes null for "not set" (time limit, array task, memory)
+#: v0.0.38 writes every number as an integer or, for "not set" (NO_VAL), null.
+Int = int | None
 
 
 class WireJob(msgspec.Struct, frozen=True):
@@ -88,26 +89,26 @@ class WireJob(msgspec.Struct, frozen=True):
     job_state: str
     state_reason: Str
     priority: Int
-    array_job_id: int
+    array_job_id: Int
     array_task_id: Int
     array_task_string: Str
-    array_max_tasks: int
+    array_max_tasks: Int
     nodes: Str
-    node_count: int
-    cpus: int
-    tasks: int
+    node_count: Int
+    cpus: Int
+    tasks: Int
     memory_per_node: Int
     memory_per_cpu: Int
     tres_req_str: Str
     tres_alloc_str: Str
     time_limit: Int
-    submit_time: int
-    eligible_time: int
-    start_time: int
-    end_time: int
+    submit_time: Int
+    eligible_time: Int
+    start_time: Int
+    end_time: Int
     dependency: Str
     #: The raw wait status: exit code in bits 8-15, signal in bits 0-6.
-    exit_code: int
+    exit_code: Int
     batch_host: Str
     command: Str
     comment: Str
@@ -131,21 +132,21 @@ class WireNode(msgspec.Struct, frozen=True):
     state: str
     state_flags: list[str]
     partitions: list[str] | None
-    cpus: int
-    alloc_cpus: int
-    idle_cpus: int
-    cpu_load: int
-    real_memory: int
-    alloc_memory: int
-    free_memory: int
+    cpus: Int
+    alloc_cpus: Int
+    idle_cpus: Int
+    cpu_load: Int
+    real_memory: Int
+    alloc_memory: Int
+    free_memory: Int
     gres: Str
     gres_used: Str
     features: Str
     reason: Str
     reason_set_by_user: Str
-    reason_changed_at: int
-    boot_time: int
-    last_busy: int
+    reason_changed_at: Int
+    boot_time: Int
+    last_busy: Int
     slurmd_version: Str
     architecture: Str
     operating_system: Str
@@ -173,23 +174,23 @@ class AcctState(msgspec.Struct, frozen=True):
 
 
 class CpuTime(msgspec.Struct, frozen=True):
-    seconds: int
-    microseconds: int
+    seconds: Int
+    microseconds: Int
 
 
 class AcctTime(msgspec.Struct, frozen=True):
-    elapsed: int
-    eligible: int
-    end: int
-    start: int
-    submission: int
+    elapsed: Int
+    eligible: Int
+    end: Int
+    start: Int
+    submission: Int
     limit: Int
     total: CpuTime
 
 
 class AcctRequired(msgspec.Struct, frozen=True, rename={"cpus": "CPUs"}):
-    cpus: int
-    memory: int
+    cpus: Int
+    memory: Int
 
 
 class Tres(msgspec.Struct, frozen=True):
@@ -217,7 +218,7 @@ class WireAcctJob(msgspec.Struct, frozen=True):
     partition: Str
     qos: Str
     nodes: Str
-    allocation_nodes: int
+    allocation_nodes: Int
     array: AcctArray
     state: AcctState
     exit_code: ExitCode
