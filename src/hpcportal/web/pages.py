@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-import re
 import secrets
 import uuid
 from collections import Counter, defaultdict
@@ -70,6 +69,7 @@ from hpcportal.services.sessions import SessionContext, SessionView
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
 from hpcportal.services.template_render import INT_OPTIONS, STR_OPTIONS
 from hpcportal.services.visibility import for_snapshot, visible_jobs
+from hpcportal.slurm import hostlist
 from hpcportal.slurm.models import AccountingRecord, Job
 from hpcportal.slurm.states import JobStatus
 from hpcportal.web import i18n
@@ -547,27 +547,13 @@ async def _nodes(
     )
 
 
-_HOST_RANGE = re.compile(r"([^,\[]+)(?:\[([^\]]+)\])?")
+def expand_hostlist(spec: str) -> list[str]:
+    """Slurm's compact host lists: ``node[001-003,007],gpu001`` -> every name.
 
-
-def expand_hostlist(spec: str, limit: int = 10_000) -> list[str]:
-    """Slurm's compact host lists: ``node[001-003,007],gpu001`` -> every name."""
-    names: list[str] = []
-    for match in _HOST_RANGE.finditer(spec):
-        prefix, ranges = match.group(1).lstrip(","), match.group(2)
-        if not ranges:
-            names.append(prefix)
-            continue
-        for part in ranges.split(","):
-            lo, _, hi = part.partition("-")
-            if not lo.isdigit() or (hi and not hi.isdigit()):
-                continue
-            width = len(lo)
-            for number in range(int(lo), int(hi or lo) + 1):
-                names.append(f"{prefix}{number:0{width}d}")
-                if len(names) >= limit:
-                    return names
-    return names
+    Expanded by the Slurm boundary (ClusterShell); models already carry
+    ``node_names``, so pages rarely need this.
+    """
+    return hostlist.expand(spec)
 
 
 def _jobs_on(snap: ClusterSnapshot, node_name: str, page: Page) -> list[Job]:
@@ -578,8 +564,8 @@ def _jobs_on(snap: ClusterSnapshot, node_name: str, page: Page) -> list[Job]:
     def compute() -> dict[str, list[Job]]:
         by_node: dict[str, list[Job]] = defaultdict(list)
         for job in snap.jobs:
-            if job.status is JobStatus.RUNNING and job.nodes:
-                for name in expand_hostlist(job.nodes):
+            if job.status is JobStatus.RUNNING:
+                for name in job.node_names:
                     by_node[name].append(job)
         return by_node
 
