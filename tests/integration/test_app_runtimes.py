@@ -51,7 +51,7 @@ NODE_ADDRESS = "127.0.0.1"
 RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
 #: Program names that must not outlive a cancelled session.
 SESSION_PROGRAMS = {"Xvnc", "websockify", "jwm", "xterm", "mousepad", "dbus-daemon", "jupyter"}
-VNC_KEYS = {"type", "node", "port", "vnc_port", "display", "password", "view_password"}
+VNC_KEYS = {"type", "node", "port", "vnc_socket", "display", "password", "view_password"}
 VNC_KEYS |= {"passwd_file", "tls_cert"}
 
 
@@ -344,6 +344,14 @@ def test_vnc_app(start_app: Any, app_id: str, resolution: str) -> None:
     assert info["password"] != info["view_password"]
     assert not (session.directory / "connection.json.tmp").exists()
     assert stat.S_IMODE((session.directory / "tls.key").stat().st_mode) == 0o600
+    # Xvnc listens on its own 0600 socket in the session folder, on no TCP port: only
+    # websockify (over TLS) is reachable from outside the user's account.
+    assert info["vnc_socket"] == f"{session.directory}/vnc.sock"
+    vnc_socket = os.stat(info["vnc_socket"])
+    assert stat.S_ISSOCK(vnc_socket.st_mode) and stat.S_IMODE(vnc_socket.st_mode) == 0o600
+    xvnc = [p.pid for p in session_processes(session.job_id, session.directory) if p.name == "Xvnc"]
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    assert xvnc and not any(f"pid={pid}," in listening for pid in xvnc), listening
 
     # Only the portal gets past TLS: the password alone opens nothing, over plain
     # WebSocket or over TLS with any other client certificate.
