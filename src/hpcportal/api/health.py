@@ -50,6 +50,8 @@ def ready(database: DatabaseDep, snapshot: SnapshotDep) -> JSONResponse:
         problems.append(f"database: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     state = snapshot.health()
     slurm_state = "ok" if state.last_error is None and state.taken_at else "unreachable"
+    if state.last_error_code == "slurm_unsupported":
+        slurm_state = "unsupported"  # a release or JSON format the portal does not read
     if state.last_error:
         problems.append(f"slurm: {state.last_error}")
     if state.taken_at is None:

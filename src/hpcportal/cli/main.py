@@ -96,9 +96,36 @@ def db_upgrade() -> None:
 
 
 @app.command()
-def version() -> None:
-    """Print the version."""
+def version(
+    slurm: Annotated[
+        bool,
+        typer.Option(
+            "--slurm/--no-slurm",
+            help="Also ask the configured Slurm which release runs and which JSON format "
+            "the portal reads from it.",
+        ),
+    ] = True,
+) -> None:
+    """Print the version, and the Slurm release and JSON format the portal would use.
+
+    Exits 1 when that Slurm is one the portal does not read (``slurm_unsupported``).
+    """
+    from hpcportal.errors import PortalError, SlurmUnsupported
+    from hpcportal.slurm.adapter import SlurmAdapter
+    from hpcportal.slurm.executor import SlurmExecutor
+
     typer.echo(__version__)
+    if not slurm:
+        return
+    try:
+        cluster = SlurmAdapter(SlurmExecutor.from_settings(get_settings())).cluster()
+    except SlurmUnsupported as exc:
+        typer.echo(f"Slurm: unsupported: {exc.message}")
+        raise typer.Exit(1) from exc
+    except PortalError as exc:  # not installed, not reachable, misconfigured
+        typer.echo(f"Slurm: not usable: {exc.message}")
+        return
+    typer.echo(cluster.describe())
 
 
 if __name__ == "__main__":

@@ -120,6 +120,8 @@ class SnapshotHealth:
     #: The refresher's current interval, and why it is longer than configured (if it is).
     interval: float | None = None
     backoff: str | None = None
+    #: The typed error's code (``slurm_unsupported``, ``slurm_timeout``, ...), if any.
+    last_error_code: str | None = None
 
 
 class SnapshotService:
@@ -135,6 +137,7 @@ class SnapshotService:
         self._current: ClusterSnapshot | None = None
         self._generation = 0
         self._last_error: str | None = None
+        self._last_error_code: str | None = None
         self._last_failed = False
         self._task: asyncio.Task[None] | None = None
         self._first = asyncio.Event()
@@ -203,7 +206,7 @@ class SnapshotService:
             except PortalError as exc:
                 limited = isinstance(exc, SlurmRateLimited)
                 self.guard.observe(time.perf_counter() - started, ok=False, rate_limited=limited)
-                self._fail(exc.message)
+                self._fail(exc.message, exc.code)
                 return self._current
             except Exception as exc:  # a parser bug must not stop the refresher
                 log.exception("snapshot refresh failed")
@@ -219,6 +222,7 @@ class SnapshotService:
             )
             self._last_failed = False
             self._last_error = None
+            self._last_error_code = None
             self._first.set()
             REFRESHES.labels("ok").inc()
             REFRESH_SECONDS.observe(duration)
@@ -240,10 +244,11 @@ class SnapshotService:
             log.warning("cannot read Slurm's admin levels and coordinators: %s", exc.message)
         return self._roles
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, code: str | None = None) -> None:
         log.warning("snapshot refresh failed: %s", message)
         self._last_failed = True
         self._last_error = message
+        self._last_error_code = code
         REFRESHES.labels("error").inc()
         if self._current is None:
             # Nobody waits forever for a first snapshot that cannot come.
@@ -273,6 +278,7 @@ class SnapshotService:
             age_seconds=round(age, 3) if age is not None else None,
             stale=stale,
             last_error=self._last_error,
+            last_error_code=self._last_error_code,
             generation=self._generation,
             interval=self.guard.interval,
             backoff=backoff.message if backoff else None,
