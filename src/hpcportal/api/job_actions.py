@@ -44,6 +44,7 @@ from hpcportal.services.job_output import (
 )
 from hpcportal.services.submit import submit_job
 from hpcportal.services.submit_models import JobRequest, SubmitPreview, SubmitResult
+from hpcportal.services.visibility import for_accounting
 
 router = APIRouter(tags=["jobs"])
 
@@ -230,6 +231,11 @@ async def follow_output(
 
 
 @router.get("/jobs/{job_id}/efficiency", response_model=Efficiency)
-async def job_efficiency(job_id: str, _: CurrentUser, adapter: AdapterDep) -> Efficiency:
-    """CPU and memory used against requested, for a finished job (from ``sacct``)."""
-    return await run_in_threadpool(efficiency, adapter.executor, job_id)
+async def job_efficiency(job_id: str, who: CurrentUser, adapter: AdapterDep) -> Efficiency:
+    """CPU and memory used against requested, for a finished job (from ``sacct``), if
+    ``sacct`` run as you would list it (``PrivateData=jobs``)."""
+
+    def compute() -> Efficiency:
+        return efficiency(adapter.executor, job_id, for_accounting(who, adapter))
+
+    return await run_in_threadpool(compute)

@@ -6,10 +6,11 @@ from pydantic import BaseModel
 
 from hpcportal.errors import NotFound
 from hpcportal.services.jobs import validate_job_id
+from hpcportal.services.visibility import EVERYONE, Visibility
 from hpcportal.slurm import parse
 from hpcportal.slurm.executor import SlurmExecutor
 
-FIELDS = "JobID,State,Elapsed,TotalCPU,AllocCPUS,ReqMem,MaxRSS,NNodes"
+FIELDS = "JobID,User,Account,State,Elapsed,TotalCPU,AllocCPUS,ReqMem,MaxRSS,NNodes"
 
 
 class Efficiency(BaseModel):
@@ -51,13 +52,16 @@ def size_mb(value: str) -> float | None:
         return None
 
 
-def efficiency(executor: SlurmExecutor, job_id: str) -> Efficiency:
-    """CPU used / (elapsed x CPUs) and peak memory / requested, from ``sacct``."""
+def efficiency(executor: SlurmExecutor, job_id: str, vis: Visibility = EVERYONE) -> Efficiency:
+    """CPU used / (elapsed x CPUs) and peak memory / requested, from ``sacct``.
+
+    A job ``vis`` may not see (slurmdbd's ``PrivateData=jobs``) is not found.
+    """
     validate_job_id(job_id)
     out = executor.run("sacct", ["-j", job_id, "--parsable2", f"--format={FIELDS}"]).stdout
     rows = parse.parse_table(out)
     job = next((r for r in rows if r.get("JobID") == job_id), None)
-    if job is None:
+    if job is None or not vis.sees_job_of(job.get("User"), job.get("Account") or None):
         raise NotFound(f"No job {job_id} in accounting.")
     steps = [r for r in rows if r.get("JobID", "").startswith(f"{job_id}.")]
     elapsed = int(clock_seconds(job.get("Elapsed", "")))

@@ -90,7 +90,11 @@ class Visibility:
 
     def sees_job(self, job: Job | AccountingRecord) -> bool:
         """``squeue``/``sacct`` as this person list the job."""
-        return "jobs" not in self.hidden or self._own_or_coordinated(job.user, job.account)
+        return self.sees_job_of(job.user, job.account)
+
+    def sees_job_of(self, user: str | None, account: str | None) -> bool:
+        """``squeue``/``sacct`` as this person list a job of ``user`` charged to ``account``."""
+        return "jobs" not in self.hidden or self._own_or_coordinated(user, account)
 
     def sees_usage(self, entry: FairshareEntry) -> bool:
         """``sshare`` as this person prints the row: their own, or a coordinated account's
