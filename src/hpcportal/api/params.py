@@ -145,7 +145,7 @@ async def check_request(connection: HTTPConnection) -> None:
     looked at only when the route declares one (FastAPI has then read and decoded it
     already; a streamed upload is never read here).
     """
-    path = connection.url.path
+    path: str = connection.scope.get("path", "")  # not .url: building it costs more
     if connection.scope["type"] != "http" or path.startswith(PASSED_THROUGH):
         return
     route = connection.scope.get("route")
