@@ -9,9 +9,13 @@ rules of ``man slurm.conf`` / ``slurmdbd.conf`` row by row.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+from pydantic import SecretStr
 
+from hpcportal.config import Settings
 from hpcportal.devcluster.paths import Layout
 from hpcportal.devcluster.templates import (
     cluster_nodes,
@@ -20,11 +24,13 @@ from hpcportal.devcluster.templates import (
     render_slurmdbd_conf,
 )
 from hpcportal.errors import Forbidden
+from hpcportal.services import snapshot as snapshot_module
 from hpcportal.services.cluster import partition_loads, summarize
 from hpcportal.services.identity import Principal
-from hpcportal.services.snapshot import ClusterSnapshot, SnapshotHealth
+from hpcportal.services.snapshot import ClusterSnapshot, SnapshotHealth, SnapshotService
 from hpcportal.services.visibility import EVERYONE, Visibility, visible_jobs
 from hpcportal.slurm import parse
+from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.models import (
     PRIVATE_DATA_FLAGS,
     AccountingRecord,
@@ -289,3 +295,24 @@ def test_dev_cluster_renders_private_data_into_both_configs() -> None:
     assert normalize_private_data("none") == ""
     with pytest.raises(ValueError):
         normalize_private_data("jobs,secrets")
+
+
+def test_the_portal_says_when_its_own_account_cannot_see_everything(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Run as a non-operator, squeue --all lists only the portal's own jobs: say so once."""
+    settings = Settings(jwt_secret=SecretStr("x" * 48), database_url="sqlite://")
+    service = SnapshotService(cast(SlurmAdapter, object()), settings)
+    account = {"name": "hpcportal"}
+    monkeypatch.setattr(
+        snapshot_module.pwd, "getpwuid", lambda uid: SimpleNamespace(pw_name=account["name"])
+    )
+    with caplog.at_level("WARNING", logger="hpcportal.services.snapshot"):
+        service._warn_if_blind(JOBS_USAGE, ROLES)
+        service._warn_if_blind(JOBS_USAGE, ROLES)  # once per setting
+        operator = SlurmRoles(admin_levels={"hpcportal": "Operator"})
+        service._warn_if_blind(PrivateData(flags=frozenset({"nodes"})), operator)
+        service._warn_if_blind(PrivateData(flags=frozenset({"cloud"})), ROLES)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert "jobs,usage" in warnings[0] and "hpcportal" in warnings[0]

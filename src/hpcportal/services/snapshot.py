@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pwd
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -145,6 +147,7 @@ class SnapshotService:
         # Four threads: the four Slurm commands of one refresh run side by side.
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="snapshot")
         self._roles = SlurmRoles()
+        self._warned_blind: PrivateData | None = None
         self._listeners: list[SnapshotListener] = []
         SNAPSHOT_AGE.set_function(self._age_for_metrics)
 
@@ -203,6 +206,7 @@ class SnapshotService:
                 roles = self._roles
                 if private_data.flags - {"cloud"}:
                     roles = await loop.run_in_executor(self._pool, self._read_roles)
+                    self._warn_if_blind(private_data, roles)
             except PortalError as exc:
                 limited = isinstance(exc, SlurmRateLimited)
                 self.guard.observe(time.perf_counter() - started, ok=False, rate_limited=limited)
@@ -243,6 +247,28 @@ class SnapshotService:
         except PortalError as exc:
             log.warning("cannot read Slurm's admin levels and coordinators: %s", exc.message)
         return self._roles
+
+    def _warn_if_blind(self, private: PrivateData, roles: SlurmRoles) -> None:
+        """Say once per setting when the portal's own account is not privileged in Slurm:
+        ``squeue --all`` then lists only its own jobs, so everyone sees (too) little."""
+        hiding = private.flags & {"jobs", "nodes", "partitions", "usage"}
+        if not hiding or private == self._warned_blind:
+            return
+        try:
+            account = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            account = str(os.geteuid())
+        if account in ("root", private.slurm_user) or roles.is_operator(account):
+            return
+        self._warned_blind = private
+        log.warning(
+            "Slurm keeps %s private (PrivateData) and the portal's account %s is not an "
+            "operator: it sees only its own; give it AdminLevel=Operator "
+            "(sacctmgr modify user %s set adminlevel=operator)",
+            ",".join(sorted(hiding)),
+            account,
+            account,
+        )
 
     def _fail(self, message: str, code: str | None = None) -> None:
         log.warning("snapshot refresh failed: %s", message)
