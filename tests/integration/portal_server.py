@@ -33,6 +33,10 @@ def portal_settings(tmp: Path, slurm_conf: str, **overrides: object) -> Settings
         "slurm_conf": Path(slurm_conf),
         "jwt_secret": TEST_SECRET,
         "refresh_interval": 1.0,
+        # A refresh counts as slow (and the refresher backs off) only past 10 intervals:
+        # on a busy test machine 1 s intervals are tight, and tests wait for fresh data.
+        # tests/integration/test_slurm_slow.py turns the guard back to its default.
+        "refresh_slow_fraction": 10.0,
         "stale_after": 5.0,
         "slurm_timeout": 10.0,
         # No per-user rate limits: tests submit and launch faster than people do.

@@ -133,6 +133,7 @@ def service_portal(
         "HPCPORTAL_RUNAS_HELPER": str(helper_path()),
         **({"HPCPORTAL_SLURM_BIN_DIR": str(slurm_bin_dir())} if slurm_bin_dir() else {}),
         "HPCPORTAL_REFRESH_INTERVAL": "1",
+        "HPCPORTAL_REFRESH_SLOW_FRACTION": "10",  # as portal_settings: no back-off in tests
         # No per-user rate limits (tests and bench/submit.py submit in bursts).
         "HPCPORTAL_RATE_LIMIT_JOBS_PER_MINUTE": "0",
         "HPCPORTAL_RATE_LIMIT_JOBS_PER_HOUR": "0",
