@@ -8,8 +8,10 @@ purges it afterwards. ``HPCPORTAL_TEST_PRIVATE_CLUSTER_DIR`` names a directory t
 reuse instead, left running (quicker when iterating).
 
 alice's and bob's answers (API, pages, live socket) are compared with what
-``squeue``, ``sacct`` and ``sshare`` print run as them; carol (AdminLevel
-Administrator) sees everything. On the shared cluster, the 22.05 ``sacct --json``
+``squeue``, ``sacct`` and ``sshare`` print run as them; bob coordinates ``physics``,
+so he also sees dave's jobs there; carol (AdminLevel Administrator) sees everything,
+and, lowered to AdminLevel None, no more than Slurm shows her although the portal
+still calls her an admin. On the shared cluster, the 22.05 ``sacct --json``
 that ignores ``--user`` must not put other people's jobs into alice's accounting.
 """
 
@@ -74,21 +76,29 @@ def conf(private_cluster: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def portal(conf: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("private"), conf, refresh_interval=1.0)
+    # Roles are re-read within a second, so changing carol's AdminLevel shows at once.
+    settings = portal_settings(
+        tmp_path_factory.mktemp("private"), conf, refresh_interval=1.0,
+        accounting_cache_seconds=0.5,
+    )  # fmt: skip
     with run_portal(settings) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def jobs(conf: str, portal: RunningPortal) -> Iterator[dict[str, int]]:
-    """A running job each of alice and bob, and a finished one of bob's."""
+    """A running job each of alice, bob and dave, and a finished one of bob's; bob
+    coordinates dave's account ``physics``."""
+    slurm_cli.run(conf, ["sacctmgr", "-i", "add", "coordinator", "account=physics", "names=bob"])
     submitted = {
+        "dave": slurm_cli.sbatch(conf, "dave", "-J", "dave-private", "--wrap", "sleep 300"),
         "alice": slurm_cli.sbatch(conf, "alice", "-J", "alice-private", "--wrap", "sleep 300"),
         "bob": slurm_cli.sbatch(conf, "bob", "-J", "bob-private", "--wrap", "sleep 300"),
         "bob_done": slurm_cli.sbatch(conf, "bob", "-J", "bob-done", "--wrap", "true"),
     }
     try:
-        slurm_cli.wait_running(conf, submitted["alice"], submitted["bob"])
+        slurm_cli.wait_running(conf, submitted["alice"], submitted["bob"], submitted["dave"])
+        wait_for("bob to see dave's job", lambda: str(submitted["dave"]) in squeue_ids(conf, "bob"))
         wait_for("bob's short job in accounting", lambda: _in_sacct(conf, submitted["bob_done"]))
         portal.wait_for_generation(portal.app.state.snapshot.health().generation)
         yield submitted
@@ -131,6 +141,7 @@ def test_api_jobs_equal_squeue_as_each_user(
         # Both sides change only if a job ends; the sleeps outlive the test.
         assert portal_ids(portal, tokens[user]) == squeue_ids(conf, user), user
     assert str(jobs["bob"]) not in portal_ids(portal, tokens["alice"])
+    assert str(jobs["dave"]) in portal_ids(portal, tokens["bob"])  # he coordinates physics
     assert {str(jobs["alice"]), str(jobs["bob"])} <= portal_ids(portal, tokens["carol"])
     # Asking for bob's jobs by name does not get round it.
     mine = api(portal, tokens["alice"], "/jobs", user="bob")
@@ -205,6 +216,9 @@ def test_fairshare_equals_sshare_as_each_user(
     assert [(r["account"], r["user"]) for r in api(portal, tokens["alice"], "/fairshare")] == [
         ("research", "alice")
     ]
+    assert ("physics", "dave") in {(r["account"], r["user"]) for r in api(
+        portal, tokens["bob"], "/fairshare"
+    )}  # fmt: skip
 
 
 def browser(portal: RunningPortal, user: str) -> httpx.Client:
@@ -289,6 +303,39 @@ def test_live_socket_carries_none_of_bobs_jobs(
     assert summaries, "alice got no cluster summary"
     own = len(squeue_ids(conf, "alice"))
     assert summaries[-1]["jobs_total"] <= own + 1  # her jobs only (one may have ended since)
+
+
+def test_a_portal_admin_sees_no_more_than_slurm_shows_her(
+    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+) -> None:
+    """carol is an admin of the portal (group hpc-admins); without her AdminLevel she is
+    a regular user to Slurm, and the portal shows her what squeue shows her."""
+
+    def set_level(level: str) -> None:
+        slurm_cli.run(
+            conf, ["sacctmgr", "-i", "modify", "user", "carol", "set", f"adminlevel={level}"]
+        )
+
+    set_level("None")
+    try:
+        wait_for(
+            "squeue to hide bob's job from carol",
+            lambda: str(jobs["bob"]) not in squeue_ids(conf, "carol"),
+        )
+        wait_for(
+            "the portal to hide bob's job from carol",
+            lambda: str(jobs["bob"]) not in portal_ids(portal, tokens["carol"]),
+        )
+        assert portal_ids(portal, tokens["carol"]) == squeue_ids(conf, "carol")
+        assert api(portal, tokens["carol"], "/me")["role"] == "admin"
+        with portal.client(headers=tokens["carol"]) as client:
+            assert client.get(f"/api/v1/jobs/{jobs['bob']}").status_code == 404
+    finally:
+        set_level("Administrator")
+    wait_for(
+        "carol to see bob's job again",
+        lambda: str(jobs["bob"]) in portal_ids(portal, tokens["carol"]),
+    )
 
 
 # --- on the shared cluster, without PrivateData ----------------------------------------

@@ -236,9 +236,7 @@ def find_job(
     """
     validate_job_id(job_id)
     # Newer than the snapshot (just submitted)? Ask slurmctld for that one job.
-    job = snap.jobs_by_id.get(job_id)
-    if job is None and job_id not in snap.jobs_by_id:
-        job = adapter.job(job_id)
+    job = snap.jobs_by_id.get(job_id) or adapter.job(job_id)
     if job is not None and for_snapshot(who, snap).sees_job(job):
         script = None
         if with_script and can_see_private(job, who):
