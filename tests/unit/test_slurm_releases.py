@@ -18,6 +18,9 @@ import msgspec
 import pytest
 
 from hpcportal.errors import SlurmUnsupported
+from hpcportal.services.cluster import SnapshotMeta
+from hpcportal.services.job_output import output_path
+from hpcportal.services.jobs import JobDetail
 from hpcportal.slurm import formats, hostlist, parse, wire
 from hpcportal.slurm.models import AccountingRecord, Job, Node
 from hpcportal.slurm.states import JobStatus, NodeStatus
@@ -362,3 +365,22 @@ def test_host_lists_expand_inside_the_boundary() -> None:
         b"PartitionName=p Nodes=rack[1-2]-node[01-02] State=UP"
     )
     assert partition.node_names == hostlist.expand("rack[1-2]-node[01-02]")
+
+
+def test_output_patterns_name_the_first_node_of_a_host_list() -> None:
+    """``%N`` is the first node Slurm allocated, never a fragment of the host list."""
+    raw = (FIXTURES / "24.11/squeue.v0.0.42.json").read_bytes()
+    running = next(j for j in parse.parse_squeue(raw) if j.name == "rec-running")
+    assert running.private is not None
+    spec = "rack[1-2]-node[01,03]"
+    job = running.model_copy(
+        update={
+            "batch_host": None,
+            "nodes": spec,
+            "node_names": hostlist.expand(spec),
+            "private": running.private.model_copy(update={"stdout": "/tmp/%N-%j.out"}),
+        }
+    )
+    meta = SnapshotMeta(taken_at=None, age_seconds=None, stale=False)
+    detail = JobDetail(job=job, source="snapshot", snapshot=meta)
+    assert output_path(detail, "stdout") == f"/tmp/rack1-node01-{job.job_id}.out"

@@ -76,7 +76,7 @@ def output_path(detail: JobDetail, stream: Stream) -> str:
             "a": str(array.task_id) if array and array.task_id is not None else "4294967294",
             "u": job.user,
             "x": job.name,
-            "N": (job.batch_host or job.nodes or "").split(",")[0],
+            "N": job.batch_host or next(iter(job.node_names), ""),
             "n": "0",
             "s": "batch",
             "t": "0",

@@ -153,7 +153,7 @@ class SessionTracker:
         row.ends_at = job.end_time
         if row.port is not None:
             return
-        node_name = job.batch_host or (job.nodes or "").split(",")[0] or None
+        node_name = job.batch_host or next(iter(job.node_names), None)
         node = snap.nodes_by_name.get(node_name) if node_name else None
         info = self._connection(row)
         if info is None or node_name is None:
