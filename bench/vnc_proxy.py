@@ -446,9 +446,9 @@ def main() -> None:
         with desktop_session(base, headers, conf, args.resolution) as session:
             sid = session["id"]
             info = json.loads(Path(f"{session_root(sid)}/connection.json").read_text())
-            ws_port, vnc_port = int(info["port"]), int(info["vnc_port"])
+            ws_port, vnc_socket = int(info["port"]), str(info["vnc_socket"])
             pids = {
-                "Xvnc": process_with(b"Xvnc", b"-rfbport", str(vnc_port).encode()),
+                "Xvnc": process_with(b"Xvnc", b"-rfbunixpath", vnc_socket.encode()),
                 "websockify": process_with(b"websockify", f"0.0.0.0:{ws_port}".encode()),
                 "portal": portal.pid,
             }
