@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,36 @@ PASSWORDS = {name: f"{name}-demo" for name in ("alice", "bob", "carol", "dave")}
 TIMEOUT = 60.0
 
 
+@dataclass(frozen=True)
+class Slurm:
+    """Slurm's clients for one cluster: its ``bin/`` wrappers for a release from a root
+    (24.11, 26.05), else the host's; run as root or, with ``user``, as that user."""
+
+    conf: str
+    bin_dir: str | None = None
+
+    def run(self, argv: list[str], *, user: str | None = None) -> str:
+        program = f"{self.bin_dir}/{argv[0]}" if self.bin_dir else argv[0]
+        return slurm_cli.run(self.conf, [program, *argv[1:]], user=user)
+
+    def sbatch(self, user: str, *args: str) -> int:
+        out = self.run(
+            ["sbatch", "--parsable", f"--chdir=/home/{user}", "-o", "/dev/null", *args], user=user
+        )
+        return int(out.strip().split(";")[0])
+
+    def scancel(self, *job_ids: int) -> None:
+        """Cancel; a job may have ended already."""
+        program = f"{self.bin_dir}/scancel" if self.bin_dir else "scancel"
+        subprocess.run(
+            [program, *map(str, job_ids)], env=slurm_cli.env_for(self.conf), check=False,
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    def state(self, job_id: int) -> str:
+        return self.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"]).strip()
+
+
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -56,10 +88,13 @@ def private_cluster() -> Iterator[dict[str, Any]]:
     """A dev cluster with ``PrivateData=jobs,usage``, beside the shared one."""
     reuse = os.environ.get(REUSE_ENV)
     directory = Path(reuse or Path(tempfile.gettempdir()) / f"hpcportal-private-{os.getpid()}")
-    cluster = DevCluster(directory, private_data=PRIVATE_DATA)
+    # The release the suite runs on (scripts/test.sh --slurm), so every release is checked.
+    release = os.environ.get("HPCPORTAL_DEVCLUSTER_SLURM") or None
+    cluster = DevCluster(directory, release=release, private_data=PRIVATE_DATA)
     started = time.monotonic()
     status = cluster.up()
-    print(f"private dev cluster up in {time.monotonic() - started:.1f} s at {directory}")
+    took = time.monotonic() - started
+    print(f"private dev cluster ({status['slurm_version']}) up in {took:.1f} s at {directory}")
     assert status["ok"], f"private dev cluster is not healthy: {status['notes']}"
     assert status["private_data"] == PRIVATE_DATA
     try:
@@ -70,44 +105,48 @@ def private_cluster() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def conf(private_cluster: dict[str, Any]) -> str:
-    return str(private_cluster["slurm_conf"])
+def slurm(private_cluster: dict[str, Any]) -> Slurm:
+    return Slurm(str(private_cluster["slurm_conf"]), private_cluster.get("bin_dir"))
 
 
 @pytest.fixture(scope="module")
-def portal(conf: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
+def portal(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
     # Roles are re-read within a second, so changing carol's AdminLevel shows at once.
+    # The cluster's own clients, whatever HPCPORTAL_SLURM_BIN_DIR the session set.
     settings = portal_settings(
-        tmp_path_factory.mktemp("private"), conf, refresh_interval=1.0,
-        accounting_cache_seconds=0.5,
+        tmp_path_factory.mktemp("private"), slurm.conf, refresh_interval=1.0,
+        accounting_cache_seconds=0.5, slurm_bin_dir=slurm.bin_dir,
     )  # fmt: skip
     with run_portal(settings) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def jobs(conf: str, portal: RunningPortal) -> Iterator[dict[str, int]]:
+def jobs(slurm: Slurm, portal: RunningPortal) -> Iterator[dict[str, int]]:
     """A running job each of alice, bob and dave, and a finished one of bob's; bob
     coordinates dave's account ``physics``."""
-    slurm_cli.run(conf, ["sacctmgr", "-i", "add", "coordinator", "account=physics", "names=bob"])
+    slurm.run(["sacctmgr", "-i", "add", "coordinator", "account=physics", "names=bob"])
     submitted = {
-        "dave": slurm_cli.sbatch(conf, "dave", "-J", "dave-private", "--wrap", "sleep 300"),
-        "alice": slurm_cli.sbatch(conf, "alice", "-J", "alice-private", "--wrap", "sleep 300"),
-        "bob": slurm_cli.sbatch(conf, "bob", "-J", "bob-private", "--wrap", "sleep 300"),
-        "bob_done": slurm_cli.sbatch(conf, "bob", "-J", "bob-done", "--wrap", "true"),
+        "dave": slurm.sbatch("dave", "-J", "dave-private", "--wrap", "sleep 300"),
+        "alice": slurm.sbatch("alice", "-J", "alice-private", "--wrap", "sleep 300"),
+        "bob": slurm.sbatch("bob", "-J", "bob-private", "--wrap", "sleep 300"),
+        "bob_done": slurm.sbatch("bob", "-J", "bob-done", "--wrap", "true"),
     }
     try:
-        slurm_cli.wait_running(conf, submitted["alice"], submitted["bob"], submitted["dave"])
-        wait_for("bob to see dave's job", lambda: str(submitted["dave"]) in squeue_ids(conf, "bob"))
-        wait_for("bob's short job in accounting", lambda: _in_sacct(conf, submitted["bob_done"]))
+        running = [submitted[name] for name in ("alice", "bob", "dave")]
+        wait_for("the jobs to run", lambda: all(slurm.state(j) == "RUNNING" for j in running))
+        wait_for(
+            "bob to see dave's job", lambda: str(submitted["dave"]) in squeue_ids(slurm, "bob")
+        )
+        wait_for("bob's short job in accounting", lambda: _in_sacct(slurm, submitted["bob_done"]))
         portal.wait_for_generation(portal.app.state.snapshot.health().generation)
         yield submitted
     finally:
-        slurm_cli.scancel(conf, *submitted.values(), missing_ok=True)
+        slurm.scancel(*submitted.values())
 
 
-def _in_sacct(conf: str, job_id: int) -> bool:
-    out = slurm_cli.run(conf, ["sacct", "-X", "-n", "-P", "-j", str(job_id), "-o", "state"])
+def _in_sacct(slurm: Slurm, job_id: int) -> bool:
+    out = slurm.run(["sacct", "-X", "-n", "-P", "-j", str(job_id), "-o", "state"])
     return "COMPLETED" in out
 
 
@@ -123,10 +162,10 @@ def api(portal: RunningPortal, headers: dict[str, str], path: str, **params: Any
     return response.json()
 
 
-def squeue_ids(conf: str, user: str) -> set[str]:
+def squeue_ids(slurm: Slurm, user: str) -> set[str]:
     """Job ids ``squeue --all --states=all`` run as ``user`` prints (finished jobs too,
     like the portal, until slurmctld forgets them)."""
-    out = slurm_cli.run(conf, ["squeue", "--all", "--states=all", "-h", "-o", "%i"], user=user)
+    out = slurm.run(["squeue", "--all", "--states=all", "-h", "-o", "%i"], user=user)
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
@@ -135,11 +174,11 @@ def portal_ids(portal: RunningPortal, headers: dict[str, str]) -> set[str]:
 
 
 def test_api_jobs_equal_squeue_as_each_user(
-    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+    portal: RunningPortal, slurm: Slurm, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
 ) -> None:
     for user in ("alice", "bob", "carol"):
         # Both sides change only if a job ends; the sleeps outlive the test.
-        assert portal_ids(portal, tokens[user]) == squeue_ids(conf, user), user
+        assert portal_ids(portal, tokens[user]) == squeue_ids(slurm, user), user
     assert str(jobs["bob"]) not in portal_ids(portal, tokens["alice"])
     assert str(jobs["dave"]) in portal_ids(portal, tokens["bob"])  # he coordinates physics
     assert {str(jobs["alice"]), str(jobs["bob"])} <= portal_ids(portal, tokens["carol"])
@@ -165,12 +204,12 @@ def test_someone_elses_job_is_not_found(
 
 
 def test_cluster_summary_counts_only_visible_jobs(
-    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+    portal: RunningPortal, slurm: Slurm, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
 ) -> None:
     alice = api(portal, tokens["alice"], "/cluster")
     carol = api(portal, tokens["carol"], "/cluster")
-    assert alice["jobs_total"] == len(squeue_ids(conf, "alice"))
-    assert carol["jobs_total"] == len(squeue_ids(conf, "carol")) >= alice["jobs_total"] + 1
+    assert alice["jobs_total"] == len(squeue_ids(slurm, "alice"))
+    assert carol["jobs_total"] == len(squeue_ids(slurm, "carol")) >= alice["jobs_total"] + 1
     assert sum(p["jobs_running"] for p in alice["partitions"]) == alice["jobs_by_status"].get(
         "running", 0
     )
@@ -179,14 +218,14 @@ def test_cluster_summary_counts_only_visible_jobs(
 
 
 def test_accounting_equals_sacct_as_each_user(
-    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+    portal: RunningPortal, slurm: Slurm, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
 ) -> None:
     start = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
     end = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
     window = ["-S", start.strftime("%Y-%m-%dT%H:%M:%S"), "-E", end.strftime("%Y-%m-%dT%H:%M:%S")]
     for user in ("alice", "bob", "carol"):
-        out = slurm_cli.run(
-            conf, ["sacct", "-X", "--allusers", "-n", "-P", "-o", "jobid", *window], user=user
+        out = slurm.run(
+            ["sacct", "-X", "--allusers", "-n", "-P", "-o", "jobid", *window], user=user
         )
         expected = {line.strip() for line in out.splitlines() if line.strip()}
         page = api(
@@ -203,10 +242,10 @@ def test_accounting_equals_sacct_as_each_user(
 
 
 def test_fairshare_equals_sshare_as_each_user(
-    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+    portal: RunningPortal, slurm: Slurm, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
 ) -> None:
     for user in ("alice", "bob", "carol"):
-        out = slurm_cli.run(conf, ["sshare", "--all", "--parsable2", "-n"], user=user)
+        out = slurm.run(["sshare", "--all", "--parsable2", "-n"], user=user)
         expected = {
             (fields[0].strip(), fields[1].strip() or None)
             for fields in (line.split("|") for line in out.splitlines() if line.strip())
@@ -232,10 +271,10 @@ def browser(portal: RunningPortal, user: str) -> httpx.Client:
 
 
 def test_pages_show_alice_none_of_bobs_jobs(
-    portal: RunningPortal, conf: str, jobs: dict[str, int]
+    portal: RunningPortal, slurm: Slurm, jobs: dict[str, int]
 ) -> None:
     bob_job = str(jobs["bob"])
-    node = slurm_cli.run(conf, ["squeue", "-h", "-j", bob_job, "-o", "%N"]).strip()
+    node = slurm.run(["squeue", "-h", "-j", bob_job, "-o", "%N"]).strip()
     alice, carol = browser(portal, "alice"), browser(portal, "carol")
     try:
         assert alice.get(f"/jobs/{bob_job}").status_code == 404
@@ -252,7 +291,7 @@ def test_pages_show_alice_none_of_bobs_jobs(
 
 
 def test_live_socket_carries_none_of_bobs_jobs(
-    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+    portal: RunningPortal, slurm: Slurm, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
 ) -> None:
     url = portal.url.replace("http://", "ws://") + "/api/v1/ws"
     sockets = {
@@ -264,8 +303,8 @@ def test_live_socket_carries_none_of_bobs_jobs(
         for ws in sockets.values():
             ws.recv(timeout=10)  # hello
             ws.send(json.dumps({"type": "subscribe", "channels": ["jobs", "cluster"]}))
-        new_bob = slurm_cli.sbatch(conf, "bob", "-J", "bob-live", "--wrap", "sleep 300")
-        new_alice = slurm_cli.sbatch(conf, "alice", "-J", "alice-live", "--wrap", "sleep 300")
+        new_bob = slurm.sbatch("bob", "-J", "bob-live", "--wrap", "sleep 300")
+        new_alice = slurm.sbatch("alice", "-J", "alice-live", "--wrap", "sleep 300")
         try:
 
             def seen(user: str, job_id: int) -> bool:
@@ -289,7 +328,7 @@ def test_live_socket_carries_none_of_bobs_jobs(
             portal.wait_for_generation(portal.app.state.snapshot.health().generation)
             seen("alice", new_alice)
         finally:
-            slurm_cli.scancel(conf, new_bob, new_alice, missing_ok=True)
+            slurm.scancel(new_bob, new_alice)
     finally:
         for ws in sockets.values():
             ws.close()
@@ -301,32 +340,30 @@ def test_live_socket_carries_none_of_bobs_jobs(
     assert "bob-" not in json.dumps(received["alice"])
     summaries = [m["summary"] for m in received["alice"] if m["type"] == "cluster"]
     assert summaries, "alice got no cluster summary"
-    own = len(squeue_ids(conf, "alice"))
+    own = len(squeue_ids(slurm, "alice"))
     assert summaries[-1]["jobs_total"] <= own + 1  # her jobs only (one may have ended since)
 
 
 def test_a_portal_admin_sees_no_more_than_slurm_shows_her(
-    portal: RunningPortal, conf: str, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
+    portal: RunningPortal, slurm: Slurm, jobs: dict[str, int], tokens: dict[str, dict[str, str]]
 ) -> None:
     """carol is an admin of the portal (group hpc-admins); without her AdminLevel she is
     a regular user to Slurm, and the portal shows her what squeue shows her."""
 
     def set_level(level: str) -> None:
-        slurm_cli.run(
-            conf, ["sacctmgr", "-i", "modify", "user", "carol", "set", f"adminlevel={level}"]
-        )
+        slurm.run(["sacctmgr", "-i", "modify", "user", "carol", "set", f"adminlevel={level}"])
 
     set_level("None")
     try:
         wait_for(
             "squeue to hide bob's job from carol",
-            lambda: str(jobs["bob"]) not in squeue_ids(conf, "carol"),
+            lambda: str(jobs["bob"]) not in squeue_ids(slurm, "carol"),
         )
         wait_for(
             "the portal to hide bob's job from carol",
             lambda: str(jobs["bob"]) not in portal_ids(portal, tokens["carol"]),
         )
-        assert portal_ids(portal, tokens["carol"]) == squeue_ids(conf, "carol")
+        assert portal_ids(portal, tokens["carol"]) == squeue_ids(slurm, "carol")
         assert api(portal, tokens["carol"], "/me")["role"] == "admin"
         with portal.client(headers=tokens["carol"]) as client:
             assert client.get(f"/api/v1/jobs/{jobs['bob']}").status_code == 404
@@ -355,9 +392,9 @@ def test_alices_accounting_never_holds_another_users_job(
 ) -> None:
     """22.05's ``sacct --json --user alice`` also returns bob's records; the portal keeps
     only the users asked for. Without PrivateData, everyone may still ask for anyone."""
-    conf = str(devcluster["slurm_conf"])
-    job_id = slurm_cli.sbatch(conf, "bob", "-J", "bob-acct", "--wrap", "true")
-    wait_for("bob's job in accounting", lambda: _in_sacct(conf, job_id))
+    slurm = Slurm(str(devcluster["slurm_conf"]))  # the session's PATH has its clients
+    job_id = slurm.sbatch("bob", "-J", "bob-acct", "--wrap", "true")
+    wait_for("bob's job in accounting", lambda: _in_sacct(slurm, job_id))
     alice = shared_portal.login("alice")
     for who in (alice, shared_portal.login("carol")):
         page = api(shared_portal, who, "/accounting/jobs", user="alice", limit=1000)
