@@ -13,6 +13,7 @@ import ssl
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,6 +141,9 @@ def test_a_client_without_the_portals_certificate_is_refused(
             context.load_cert_chain(cert, key)
         with pytest.raises((ssl.SSLError, ConnectionError)):
             assert _talk(server.port, context) != b"hello"
+    deadline = time.monotonic() + 10  # the server notes its refusal in its own thread
+    while len(server.refused) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(server.refused) == 2
 
 
