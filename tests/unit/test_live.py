@@ -43,7 +43,7 @@ from hpcportal.services.notifications import Delivery, NotificationOut
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
 from hpcportal.slurm import parse
 from hpcportal.slurm.adapter import SlurmAdapter
-from hpcportal.slurm.models import Job, PrivateData
+from hpcportal.slurm.models import Job, PrivateData, SlurmRoles
 from hpcportal.slurm.states import JobStatus
 from tests.unit.conftest import TEST_SECRET
 from tests.unit.slurm_fixtures import recorded
@@ -241,6 +241,54 @@ def test_removed_jobs_and_nothing_when_nothing_changed() -> None:
     assert got["jobs"] == {"type": "jobs", "generation": 3, "changed": [], "removed": ["9"]}
     assert got["cluster"]["summary"]["jobs_total"] == len(JOBS) - 1
     assert "nodes" not in got
+
+
+def test_private_data_jobs_each_socket_hears_only_of_jobs_its_user_sees() -> None:
+    """Under PrivateData=jobs,nodes: no word of other people's jobs (changed, removed or
+    counted), no nodes; carol, a Slurm Administrator, hears everything."""
+    private = PrivateData(flags=frozenset({"jobs", "nodes"}))
+    roles = SlurmRoles(admin_levels={"carol": "Administrator"})
+
+    def snap(generation: int, jobs: list[Job], nodes: list[Any] = NODES) -> ClusterSnapshot:
+        return ClusterSnapshot.build(generation, 0.1, jobs, nodes, PARTITIONS, private, roles)
+
+    hub = make_hub()
+    alice, dave, carol = (connect(hub, p, "jobs", "cluster", "nodes") for p in (ALICE, DAVE, CAROL))
+    owners = {j.id: j.user for j in JOBS}
+    assert (owners["6"], owners["9"], owners["2_1"], owners["2_3"]) == (
+        "alice",
+        "alice",
+        "bob",
+        "bob",
+    )
+    before = snap(1, JOBS)
+    after = snap(
+        2,
+        changed(
+            [j for j in JOBS if j.id not in ("9", "2_1")],
+            {"6": {"state": "COMPLETED", "status": JobStatus.COMPLETED},
+             "2_3": {"state": "COMPLETED", "status": JobStatus.COMPLETED}},
+        ),
+        [NODES[0].model_copy(update={"cpus_allocated": NODES[0].cpus_allocated + 1}), *NODES[1:]],
+    )  # fmt: skip
+    hub.publish(compute_changes(before, after), after, before)
+    got = {name: messages(c) for name, c in (("alice", alice), ("dave", dave), ("carol", carol))}
+    jobs_of = {name: [m for m in msgs if m["type"] == "jobs"] for name, msgs in got.items()}
+    assert [j["id"] for j in jobs_of["alice"][0]["changed"]] == ["6"]
+    assert jobs_of["alice"][0]["removed"] == ["9"]
+    assert jobs_of["dave"] == []  # nothing of his changed: no message at all
+    assert {j["id"] for j in jobs_of["carol"][0]["changed"]} == {"6", "2_3"}
+    assert jobs_of["carol"][0]["removed"] == ["2_1", "9"]
+    summary = {
+        n: next(m for m in msgs if m["type"] == "cluster")["summary"] for n, msgs in got.items()
+    }
+    assert summary["alice"]["jobs_total"] == sum(1 for j in after.jobs if j.user == "alice")
+    assert summary["carol"]["jobs_total"] == len(after.jobs)
+    assert summary["alice"]["nodes_total"] == 0 < summary["carol"]["nodes_total"]
+    assert not [m for m in got["alice"] if m["type"] == "nodes"]
+    assert [m["changed"][0]["name"] for m in got["carol"] if m["type"] == "nodes"] == [
+        NODES[0].name
+    ]
 
 
 def test_the_first_refresh_sends_no_job_list() -> None:
