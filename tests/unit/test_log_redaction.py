@@ -77,12 +77,16 @@ def test_uvicorns_access_format_still_works_on_a_redacted_record() -> None:
 
 
 def test_installed_filter_redacts_records_of_our_and_uvicorns_loggers(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ours = logging.getLogger("hpcportal.errors")  # a module's logger, as on import
     log_redaction.install()
     log_redaction.install()  # idempotent: one filter per logger
     access = logging.getLogger("uvicorn.access")
+    # uvicorn's own log config (applied by any test that ran a server before this one)
+    # stops its loggers propagating; caplog listens at the root.
+    for name in ("uvicorn.access", "uvicorn.error"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     assert sum(isinstance(f, RedactSecrets) for f in access.filters) == 1
     with caplog.at_level(logging.INFO):
         access.info('%s - "%s %s HTTP/%s" %d', "1.2.3.4:1", "GET", f"/shares/{SHARE}", "1.1", 200)
