@@ -84,9 +84,12 @@ def test_installed_filter_redacts_records_of_our_and_uvicorns_loggers(
     log_redaction.install()  # idempotent: one filter per logger
     access = logging.getLogger("uvicorn.access")
     # uvicorn's own log config (applied by any test that ran a server before this one)
-    # stops its loggers propagating; caplog listens at the root.
-    for name in ("uvicorn.access", "uvicorn.error"):
-        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+    # stops its loggers propagating and may raise their level; caplog listens at the root.
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "propagate", True)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "level", logging.NOTSET)
     assert sum(isinstance(f, RedactSecrets) for f in access.filters) == 1
     with caplog.at_level(logging.INFO):
         access.info('%s - "%s %s HTTP/%s" %d', "1.2.3.4:1", "GET", f"/shares/{SHARE}", "1.1", 200)
