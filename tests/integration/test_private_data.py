@@ -2,7 +2,7 @@
 
 The shared dev cluster has no ``PrivateData`` (and must not be reconfigured while
 others test on it), so this module brings up a second one with
-``PrivateData=jobs,usage`` in slurm.conf and slurmdbd.conf (``dev-cluster up
+``PrivateData=jobs,usage,users`` in slurm.conf and slurmdbd.conf (``dev-cluster up
 --private-data``, about 15 s in a new directory, its own ports and database) and
 purges it afterwards. ``HPCPORTAL_TEST_PRIVATE_CLUSTER_DIR`` names a directory to
 reuse instead, left running (quicker when iterating).
@@ -36,7 +36,7 @@ from hpcportal.devcluster import DevCluster
 from tests.integration import slurm_cli
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
 
-PRIVATE_DATA = "jobs,usage"
+PRIVATE_DATA = "jobs,usage,users"
 REUSE_ENV = "HPCPORTAL_TEST_PRIVATE_CLUSTER_DIR"
 PASSWORDS = {name: f"{name}-demo" for name in ("alice", "bob", "carol", "dave")}
 TIMEOUT = 60.0
@@ -85,7 +85,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = TIMEOUT) -> A
 
 @pytest.fixture(scope="module")
 def private_cluster() -> Iterator[dict[str, Any]]:
-    """A dev cluster with ``PrivateData=jobs,usage``, beside the shared one."""
+    """A dev cluster with ``PrivateData=jobs,usage,users``, beside the shared one."""
     reuse = os.environ.get(REUSE_ENV)
     directory = Path(reuse or Path(tempfile.gettempdir()) / f"hpcportal-private-{os.getpid()}")
     # The release the suite runs on (scripts/test.sh --slurm), so every release is checked.
@@ -213,7 +213,7 @@ def test_cluster_summary_counts_only_visible_jobs(
     assert sum(p["jobs_running"] for p in alice["partitions"]) == alice["jobs_by_status"].get(
         "running", 0
     )
-    # Node state is not private under jobs,usage: sinfo shows alice the same nodes.
+    # Node state is not private here: sinfo shows alice the same nodes as carol.
     assert alice["nodes_total"] == carol["nodes_total"] > 0
 
 
@@ -258,6 +258,25 @@ def test_fairshare_equals_sshare_as_each_user(
     assert ("physics", "dave") in {(r["account"], r["user"]) for r in api(
         portal, tokens["bob"], "/fairshare"
     )}  # fmt: skip
+
+
+def test_associations_equal_sacctmgr_as_each_user(
+    portal: RunningPortal, slurm: Slurm, tokens: dict[str, dict[str, str]]
+) -> None:
+    """PrivateData=users: one's own associations, those of accounts one coordinates,
+    and the account rows above them."""
+    for user in ("alice", "bob", "carol"):
+        out = slurm.run(
+            ["sacctmgr", "-n", "-P", "show", "associations", "format=account,user"], user=user
+        )
+        expected = {
+            (account, name or None)
+            for account, name in (line.split("|")[:2] for line in out.splitlines() if line)
+        }
+        rows = api(portal, tokens[user], "/accounts")
+        assert {(r["account"], r["user"]) for r in rows} == expected, user
+    alices = {(r["account"], r["user"]) for r in api(portal, tokens["alice"], "/accounts")}
+    assert alices == {("root", None), ("research", None), ("research", "alice")}
 
 
 def browser(portal: RunningPortal, user: str) -> httpx.Client:
