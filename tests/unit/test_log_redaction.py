@@ -97,4 +97,7 @@ def test_installed_filter_redacts_records_of_our_and_uvicorns_loggers(
         logging.getLogger("uvicorn.error").info('%s - "WebSocket %s" 403', "1.2.3.4:1", API)
     text = caplog.text
     assert SHARE not in text and API not in text
-    assert text.count(REDACTED) == 3
+    # One record per call (a handler left on a parent by an earlier test may repeat them).
+    seen = {(r.name, r.getMessage()) for r in caplog.records}
+    assert len(seen) == 3
+    assert all(REDACTED in message for _, message in seen)
