@@ -83,7 +83,10 @@ def test_controller_private_data_from_scontrol_show_config() -> None:
     private = parse.parse_controller_private_data(
         (PRIVACY / "scontrol_show_config.txt").read_bytes()
     )
-    assert private == PrivateData(flags=frozenset({"jobs", "usage"}), slurm_user="root")
+    assert private == PrivateData(
+        flags=frozenset({"jobs", "usage"}), slurm_user="root", version="22.05.8"
+    )
+    assert private.release() == (22, 5)
 
 
 def test_database_private_data_is_slurmdbds_section_not_the_clients() -> None:
@@ -94,6 +97,7 @@ def test_database_private_data_is_slurmdbds_section_not_the_clients() -> None:
     client_none = head.replace("jobs,usage", "none")
     private = parse.parse_database_private_data((client_none + sep + dbd).encode())
     assert private.flags == {"jobs", "usage"} and private.slurm_user == "root"
+    assert private.version == "22.05.8"  # SLURMDBD_VERSION, slurmdbd's own
     dbd_none = head + sep + dbd.replace("jobs,usage", "none")
     assert parse.parse_database_private_data(dbd_none.encode()).flags == frozenset()
 
@@ -196,6 +200,8 @@ TREE = [
     _assoc("root", "root"),
     _assoc("physics", None, "root"),
     _assoc("physics", "dave"),
+    _assoc("optics", None, "physics"),
+    _assoc("optics", "erin"),
     _assoc("research", None, "root"),
     _assoc("research", "alice"),
     _assoc("research", "bob"),
@@ -206,21 +212,48 @@ def pairs(rows: list[Association]) -> list[tuple[str, str | None]]:
     return [(a.account, a.user) for a in rows]
 
 
-def test_associations_with_private_users() -> None:
-    users = PrivateData(flags=frozenset({"users"}))
-    assert pairs(Visibility.of("alice", users, ROLES).associations(TREE)) == [
+def users_private(version: str) -> PrivateData:
+    return PrivateData(flags=frozenset({"users"}), version=version)
+
+
+def test_associations_with_private_users_before_23_11() -> None:
+    """22.05 and 23.02 (lft/rgt): own and coordinated accounts' rows, and every account
+    row above them (as sacctmgr printed for alice on the 22.05 dev cluster)."""
+    private = users_private("22.05.8")
+    assert pairs(Visibility.of("alice", private, ROLES).associations(TREE)) == [
         ("root", None),
         ("research", None),
         ("research", "alice"),
     ]
-    assert pairs(Visibility.of("bob", users, ROLES).associations(TREE)) == [
+    assert pairs(Visibility.of("bob", private, ROLES).associations(TREE)) == [
         ("root", None),
         ("physics", None),
         ("physics", "dave"),
         ("research", None),
         ("research", "bob"),
     ]
-    assert Visibility.of("carol", users, ROLES).associations(TREE) == TREE
+
+
+@pytest.mark.parametrize("version", ["24.11.5", "26.05.5", "23.11.0", ""])
+def test_associations_with_private_users_from_23_11(version: str) -> None:
+    """23.11 and later (lineage): own rows and the coordinated accounts' subtrees, no
+    parents (as sacctmgr printed for alice and bob on the 24.11 dev cluster); an unknown
+    release gets this rule, the one that shows fewer rows to a regular user."""
+    private = users_private(version)
+    assert pairs(Visibility.of("alice", private, ROLES).associations(TREE)) == [
+        ("research", "alice")
+    ]
+    assert pairs(Visibility.of("bob", private, ROLES).associations(TREE)) == [
+        ("physics", None),
+        ("physics", "dave"),
+        ("optics", None),
+        ("optics", "erin"),
+        ("research", "bob"),
+    ]
+
+
+def test_associations_unrestricted() -> None:
+    assert Visibility.of("carol", users_private("24.11.5"), ROLES).associations(TREE) == TREE
     assert Visibility.of("alice", JOBS_USAGE, ROLES).associations(TREE) == TREE
 
 

@@ -13,8 +13,9 @@ flag            daemon      a regular user sees
 jobs            slurmctld   own jobs, and jobs charged to accounts they coordinate (squeue)
 jobs            slurmdbd    the same of accounting records (sacct)
 usage           slurmctld   own fairshare rows, and rows of coordinated accounts (sshare)
-users           slurmdbd    own associations, those of coordinated accounts, and the
-                            account rows above them (sacctmgr show assoc)
+users           slurmdbd    own associations and those of coordinated accounts
+                            (sacctmgr show assoc); before 23.11 also the account rows
+                            above them, from 23.11 the coordinated accounts' subtrees
 nodes           slurmctld   no node at all (sinfo is refused)
 partitions      slurmctld   no partition at all (scontrol show partition is refused)
 accounts, events, reservations: the portal reads none of these; cloud hides nothing.
@@ -49,6 +50,8 @@ from hpcportal.slurm.models import (
     SlurmRoles,
 )
 
+#: From this slurmdbd release on, associations are selected by ``lineage`` (subtrees).
+LINEAGE_RELEASE = (23, 11)
 #: Flags that hide nothing from anybody (``cloud`` shows powered-down cloud nodes).
 _NOT_HIDING = frozenset({"cloud"})
 _REFUSED = {
@@ -65,11 +68,14 @@ class Visibility:
 
     ``hidden`` holds the flags that apply to them: empty for Slurm's privileged users
     and when ``PrivateData`` is none. ``coordinates`` are the accounts they coordinate.
+    ``by_lineage``: the daemon selects associations as slurmdbd 23.11 and later do
+    (subtrees, no parents), else as 22.05 and 23.02 do.
     """
 
     username: str
     hidden: frozenset[str] = frozenset()
     coordinates: frozenset[str] = frozenset()
+    by_lineage: bool = True
 
     @classmethod
     def of(cls, who: Principal | str, private: PrivateData, roles: SlurmRoles) -> Visibility:
@@ -78,7 +84,10 @@ class Visibility:
         if name in ("root", private.slurm_user) or roles.is_operator(name):
             hidden = frozenset()
         coordinates = roles.coordinates(name) if hidden else frozenset()
-        return cls(name, frozenset(hidden), coordinates)
+        release = private.release()
+        # An unknown release gets the newer rule, which shows fewer rows.
+        by_lineage = release is None or release >= LINEAGE_RELEASE
+        return cls(name, frozenset(hidden), coordinates, by_lineage)
 
     def hides(self, flag: str) -> bool:
         return flag in self.hidden
@@ -119,20 +128,35 @@ class Visibility:
     def associations(self, rows: Sequence[Association]) -> list[Association]:
         """The associations ``sacctmgr show assoc`` as this person lists.
 
-        With ``users`` private: their own associations and every association of an
-        account they coordinate, plus the account associations above those (their
-        parents up to ``root``), as slurmdbd selects them.
+        With ``users`` private, slurmdbd selects by the tree of associations. From
+        23.11 (``lineage``): their own associations and everything below an account they
+        coordinate. Before (``lft``/``rgt``): their own associations and all those of
+        accounts they coordinate, plus every account row above them, up to ``root``.
         """
         if "users" not in self.hidden:
             return list(rows)
-        mine = {id(a) for a in rows if self._own_or_coordinated(a.user, a.account)}
         parent_of = {a.account: a.parent for a in rows if a.user is None}
-        above: set[str] = set()
-        for account in {a.account for a in rows if id(a) in mine}:
-            while account and account not in above:
-                above.add(account)
+
+        def ancestry(account: str) -> list[str]:
+            chain: list[str] = []
+            while account and account not in chain:
+                chain.append(account)
                 account = parent_of.get(account) or ""
-        return [a for a in rows if id(a) in mine or (a.user is None and a.account in above)]
+            return chain
+
+        def selected(a: Association) -> bool:
+            if a.user == self.username:
+                return True
+            if self.by_lineage:
+                return any(acct in self.coordinates for acct in ancestry(a.account))
+            return a.account in self.coordinates
+
+        mine = [a for a in rows if selected(a)]
+        if self.by_lineage:
+            return mine
+        above = {acct for a in mine for acct in ancestry(a.account)}
+        chosen = {id(a) for a in mine}
+        return [a for a in rows if id(a) in chosen or (a.user is None and a.account in above)]
 
     # --- nodes and partitions (refused outright) -----------------------------------------
 

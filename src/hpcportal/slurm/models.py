@@ -220,6 +220,15 @@ class PrivateData(_Model):
 
     flags: frozenset[str] = frozenset()
     slurm_user: str = "root"
+    #: The daemon's release (``SLURM_VERSION`` / ``SLURMDBD_VERSION``, e.g. "24.11.5"):
+    #: some rules changed between releases; empty when it did not say.
+    version: str = ""
+
+    def release(self) -> tuple[int, int] | None:
+        """``(24, 11)`` of "24.11.5"; None if unknown."""
+        major, _, rest = self.version.partition(".")
+        minor = rest.partition(".")[0]
+        return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
 
 
 class SlurmRoles(_Model):

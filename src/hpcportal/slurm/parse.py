@@ -658,10 +658,14 @@ def parse_config(lines: Iterable[str]) -> dict[str, str]:
     return result
 
 
-def _private_data_of(config: dict[str, str]) -> PrivateData:
+def _private_data_of(config: dict[str, str], version_key: str) -> PrivateData:
     # "root(0)" -> "root"; a missing SlurmUser is root's, Slurm's default.
     user = config.get("SlurmUser", "root").split("(", 1)[0].strip() or "root"
-    return PrivateData(flags=private_data_flags(config.get("PrivateData", "")), slurm_user=user)
+    return PrivateData(
+        flags=private_data_flags(config.get("PrivateData", "")),
+        slurm_user=user,
+        version=config.get(version_key, ""),
+    )
 
 
 def parse_controller_private_data(raw: bytes) -> PrivateData:
@@ -669,7 +673,7 @@ def parse_controller_private_data(raw: bytes) -> PrivateData:
     config = parse_config(raw.decode("utf-8", "replace").splitlines())
     if "PrivateData" not in config:
         raise ValueError("scontrol show config printed no PrivateData")
-    return _private_data_of(config)
+    return _private_data_of(config, "SLURM_VERSION")
 
 
 def parse_database_private_data(raw: bytes) -> PrivateData:
@@ -683,7 +687,7 @@ def parse_database_private_data(raw: bytes) -> PrivateData:
     config = parse_config(lines[start + 1 :])
     if "PrivateData" not in config:
         raise ValueError("sacctmgr show config printed no PrivateData for slurmdbd")
-    return _private_data_of(config)
+    return _private_data_of(config, "SLURMDBD_VERSION")
 
 
 def parse_roles(raw: bytes) -> SlurmRoles:
