@@ -395,6 +395,51 @@ def test_a_portal_admin_sees_no_more_than_slurm_shows_her(
     )
 
 
+def test_reconfigured_to_private_nodes_and_partitions(
+    portal: RunningPortal, slurm: Slurm, tokens: dict[str, dict[str, str]]
+) -> None:
+    """``scontrol reconfigure`` with nodes,partitions added: within a refresh the portal
+    refuses alice nodes and partitions as sinfo does, and follows back when they go."""
+    conf = Path(slurm.conf)
+    original = conf.read_text()
+    assert f"PrivateData={PRIVATE_DATA}\n" in original
+
+    def sinfo_refused() -> bool:
+        program = f"{slurm.bin_dir}/sinfo" if slurm.bin_dir else "sinfo"
+        result = subprocess.run(
+            ["runuser", "-u", "alice", "--", program, "-h"], env=slurm_cli.env_for(slurm.conf),
+            capture_output=True, text=True, timeout=60, check=False, cwd="/tmp",
+        )  # fmt: skip
+        return result.returncode != 0 and "denied" in result.stderr
+
+    def status(headers: dict[str, str], path: str) -> int:
+        with portal.client(headers=headers) as client:
+            return client.get(f"/api/v1{path}").status_code
+
+    conf.write_text(
+        original.replace(
+            f"PrivateData={PRIVATE_DATA}\n", f"PrivateData={PRIVATE_DATA},nodes,partitions\n"
+        )
+    )
+    try:
+        slurm.run(["scontrol", "reconfigure"])
+        wait_for("sinfo to refuse alice", sinfo_refused)
+        wait_for(
+            "the portal to refuse alice nodes", lambda: status(tokens["alice"], "/nodes") == 403
+        )
+        assert status(tokens["alice"], "/partitions") == 403
+        assert status(tokens["carol"], "/nodes") == status(tokens["carol"], "/partitions") == 200
+        summary = api(portal, tokens["alice"], "/cluster")
+        assert summary["nodes_total"] == 0 and summary["partitions"] == []
+        assert summary["jobs_total"] >= 1  # her jobs are still hers to see
+    finally:
+        conf.write_text(original)
+        slurm.run(["scontrol", "reconfigure"])
+    wait_for(
+        "the portal to show alice nodes again", lambda: status(tokens["alice"], "/nodes") == 200
+    )
+
+
 # --- on the shared cluster, without PrivateData ----------------------------------------
 
 
