@@ -13,7 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, cast
 
-from fastapi import APIRouter, Body, Depends, Request, WebSocket, WebSocketDisconnect, status
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    Request,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+    status,
+)
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
@@ -104,14 +113,29 @@ class ShareOut(BaseModel):
     url: str  # /shares/open#<token>: the token only in the fragment, never sent
 
 
-@router.post("/sessions", response_model=SessionView, status_code=status.HTTP_201_CREATED)
-async def launch(body: Annotated[LaunchBody, Body()], act: ActionsDep) -> SessionView:
+def _accepted_if_waiting(session: SessionView, response: Response) -> SessionView:
+    """201 once Slurm gave the job; 202 while the session waits for Slurm to confirm
+    it (``creating``, no job id yet): the portal finds or submits it, once."""
+    if session.state == "creating" and session.job_id is None:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return session
+
+
+@router.post(
+    "/sessions",
+    response_model=SessionView,
+    status_code=status.HTTP_201_CREATED,
+    responses={202: {"description": "Slurm has not confirmed the job yet; follow the session"}},
+)
+async def launch(
+    body: Annotated[LaunchBody, Body()], act: ActionsDep, response: Response
+) -> SessionView:
     """Start an app as a Slurm job (as you); follow it with GET or the live socket."""
     options = dict(body.options)
     session = await act.run(
         "session.launch", f"app:{body.app_id}", service.launch, body.app_id, options
     )
-    return act.tell(session)
+    return _accepted_if_waiting(act.tell(session), response)
 
 
 @router.get("/sessions", response_model=list[SessionView])
@@ -154,11 +178,14 @@ async def extend_session(
     "/sessions/{session_id}/relaunch",
     response_model=SessionView,
     status_code=status.HTTP_201_CREATED,
+    responses={202: {"description": "Slurm has not confirmed the job yet; follow the session"}},
 )
-async def relaunch_session(session_id: str, act: ActionsDep) -> SessionView:
-    """A new session of the same app with the same settings."""
+async def relaunch_session(session_id: str, act: ActionsDep, response: Response) -> SessionView:
+    """A new session of the same app with the same settings (409 while this one still
+    waits for Slurm to confirm its job)."""
     target = f"session:{session_id}"
-    return act.tell(await act.run("session.relaunch", target, service.relaunch, session_id))
+    session = await act.run("session.relaunch", target, service.relaunch, session_id)
+    return _accepted_if_waiting(act.tell(session), response)
 
 
 @router.post("/sessions/{session_id}/share", response_model=ShareOut)

@@ -27,6 +27,7 @@ from hpcportal.db.models import InteractiveSession
 from hpcportal.errors import PortalError, SlurmError
 from hpcportal.services import rfb
 from hpcportal.services.node_tls import server_cert_pem
+from hpcportal.services.session_confirm import cancel_strays, confirm_launches
 from hpcportal.services.sessions import (
     ACTIVE,
     STATUS_STATE,
@@ -44,8 +45,6 @@ from hpcportal.slurm.states import JobStatus
 
 log = logging.getLogger(__name__)
 
-#: A row still ``creating`` after this long lost its sbatch answer (a crash).
-CREATING_SECONDS = 120.0
 CONNECTION_MAX_BYTES = 64 * 1024
 NO_TLS = (
     "The session's server offers no TLS certificate (tls_cert in connection.json): "
@@ -67,8 +66,12 @@ class SessionTracker:
         self.ctx = ctx
 
     def reconcile(self, snap: ClusterSnapshot) -> list[tuple[str, SessionView]]:
-        """Update every active session; return ``(owner, view)`` of those that changed."""
-        changed: list[tuple[str, SessionView]] = []
+        """Update every active session; return ``(owner, view)`` of those that changed.
+
+        Sessions whose launch Slurm did not confirm come first (``session_confirm``:
+        Slurm is asked about each one, outside this pass's transaction).
+        """
+        changed = confirm_launches(self.ctx) + cancel_strays(self.ctx)
         with self.ctx.database.session() as session:
             rows = list(
                 session.scalars(
@@ -113,9 +116,7 @@ class SessionTracker:
     ) -> None:
         now = datetime.now(UTC)
         if row.job_id is None:
-            if (now - row.created_at).total_seconds() > CREATING_SECONDS:
-                end_row(row, "failed", "The launch was interrupted before Slurm answered.")
-            return
+            return  # waiting for Slurm to confirm its job: confirm_launches
         job = snap.jobs_by_id.get(str(row.job_id))
         status = job.status if job is not None else finished.get(row.job_id)
         if status is None:

@@ -17,6 +17,13 @@ portal's certificate and accepts only the certificate the job wrote.
 States: ``creating`` (row written, sbatch not answered yet) -> ``pending`` ->
 ``running`` (``ready`` once the connection file is read) -> ``completed`` |
 ``failed`` | ``cancelled``.
+
+The job is submitted with an idempotency key derived from the session id
+(``session_key``), so its comment carries the key's marker. When sbatch's outcome is
+uncertain (slurmctld hung, the connection dropped), the row stays ``creating`` with no
+job id and the launch answers at once; the tracker then asks Slurm for the job with
+the same key (``submit``'s reconciliation) and records it, or submits it if Slurm has
+none. Nothing else may start a job for such a row: relaunching it is refused.
 """
 
 from __future__ import annotations
@@ -43,9 +50,10 @@ from hpcportal.errors import (
     NotFound,
     PortalError,
     SlurmError,
+    SubmissionUncertain,
 )
 from hpcportal.services import job_control, rate_limits, rfb
-from hpcportal.services.apps import App, AppCatalog
+from hpcportal.services.apps import AppCatalog
 from hpcportal.services.identity import Principal
 from hpcportal.services.node_tls import NodeTLS, node_tls_for
 from hpcportal.services.secret_box import SecretBox, SecretUnreadable, box_for
@@ -176,15 +184,19 @@ def view(row: InteractiveSession, now: datetime | None = None) -> SessionView:
 # --- launching --------------------------------------------------------------------------
 
 
-def job_request(app: App, options: dict[str, int | str], script: str, folder: str) -> JobRequest:
-    """The resources as sbatch options; output and working folder in the session folder."""
+def job_request(app_id: str, options: dict[str, int | str], script: str, folder: str) -> JobRequest:
+    """The resources as sbatch options; output and working folder in the session folder.
+
+    Only the app's id, the stored options and the written script go in, so the tracker
+    rebuilds the very same request (same idempotency hash) from the row and ``job.sh``.
+    """
     gpus = options.get("gpus")
     memory = options.get("memory_gb")
     hours = options.get("hours")
     cpus = options.get("cpus")
     return JobRequest(
         script=script,
-        name=f"hpcportal-{app.id}",
+        name=f"hpcportal-{app_id}",
         partition=str(options["partition"]) if "partition" in options else None,
         cpus_per_task=int(cpus) if cpus is not None else None,
         memory=f"{memory}G" if memory is not None else None,
@@ -215,7 +227,7 @@ def launch(ctx: SessionContext, who: Principal, app_id: str, raw: dict[str, obje
         "portal_client_cert": ctx.tls.identity.cert_base64,
     }
     script = render(app.script, app.script_values(options, session_values))
-    request = job_request(app, options, script, folder)
+    request = job_request(app.id, options, script, folder)
     now = datetime.now(UTC)
     with ctx.database.session() as session:
         session.add(
@@ -233,7 +245,11 @@ def launch(ctx: SessionContext, who: Principal, app_id: str, raw: dict[str, obje
             )
         )
     try:
-        job_id = _submit(ctx, who, folder, script, request)
+        job_id = _submit(ctx, who, folder, script, request, session_key(session_id))
+    except SubmissionUncertain as exc:
+        # The job may exist: keep the row waiting for the tracker to ask Slurm.
+        log.warning("session %s: Slurm did not confirm its job yet: %s", session_id, exc.message)
+        return get_session(ctx, who, session_id)
     except PortalError as exc:
         _finish(ctx, session_id, "failed", f"The launch failed: {exc.message}")
         raise
@@ -246,8 +262,23 @@ def launch(ctx: SessionContext, who: Principal, app_id: str, raw: dict[str, obje
         return view(row)
 
 
+def session_key(session_id: str) -> str:
+    """The idempotency key of the session's job (its comment carries its marker)."""
+    return f"session:{session_id}"
+
+
+def waiting_for_slurm(row: InteractiveSession) -> bool:
+    """Launched, but Slurm has not confirmed a job yet: one may exist all the same."""
+    return row.state == "creating" and row.job_id is None
+
+
 def _submit(
-    ctx: SessionContext, who: Principal, folder: str, script: str, request: JobRequest
+    ctx: SessionContext,
+    who: Principal,
+    folder: str,
+    script: str,
+    request: JobRequest,
+    key: str,
 ) -> int:
     runas = ctx.submit.runas
     runas.call(who.username, {"op": "mkdir", "path": folder, "mode": 0o700, "parents": True})
@@ -257,7 +288,7 @@ def _submit(
         {"op": "write-file", "path": f"{folder}/job.sh", "size": len(data), "mode": 0o700},
         payload=data,
     )
-    result = submit_job(ctx.submit, request, who, count_as=None)
+    result = submit_job(ctx.submit, request, who, idempotency_key=key, count_as=None)
     assert isinstance(result, SubmitResult)
     return result.job_id
 
@@ -431,6 +462,12 @@ def relaunch(ctx: SessionContext, who: Principal, session_id: str) -> SessionVie
     """A new session of the same app with the same settings."""
     with ctx.database.session() as session:
         row = _owned(session, who, session_id)
+        if waiting_for_slurm(row):
+            raise Conflict(
+                "This session is still waiting for Slurm to confirm its job, which may "
+                "exist already; relaunching now could start a second one. Wait for it "
+                "(the page follows it), or end it first."
+            )
         app_id, options = row.app_id, dict(row.options)
     return launch(ctx, who, app_id, options)
 
