@@ -361,3 +361,41 @@ def test_extend_beyond_the_partitions_max_time_is_refused_before_slurm(
     assert executor.calls == []
     sessions.extend(tracker.ctx, alice, "a" * 16, 1)  # 10 min + 1 h fits: Slurm is asked
     assert executor.calls == [("scontrol", ["update", "JobId=10", "TimeLimit=+60"], "alice")]
+
+
+def test_a_launch_slurm_did_not_confirm_follows_its_key_row(database: Database) -> None:
+    """A row ``creating`` without a job is moved by its key row, with no Slurm call while
+    the launch is still in sbatch or once sbatch's answer was stored; relaunching it
+    is refused (it may have a job already)."""
+    from hpcportal.db.models import Submission
+    from hpcportal.errors import Conflict
+    from hpcportal.services.identity import Principal
+
+    def key(sid: str, state: str, job_id: int | None = None) -> Submission:
+        return Submission(
+            username="alice",
+            idempotency_key=sessions.session_key(sid),
+            request_hash="0" * 64,
+            state=state,
+            job_id=job_id,
+            created_at=datetime.now(UTC),
+        )
+
+    with database.session() as session:
+        session.add_all([_row("a" * 16, None), key("a" * 16, "submitted", 3)])
+        # Older than a launch without a key row may be, but its sbatch is running now.
+        session.add_all([_row("b" * 16, None, age=600), key("b" * 16, "submitting")])
+    adapter = StandInAccounting([])
+    tracker = _tracker(database, StandInRunAs({}), adapter)
+    changed = tracker.reconcile(_snap())
+    states = _states(database)
+    assert states["a" * 16] == ("pending", None, None)  # job 3 of the recorded queue
+    assert states["b" * 16] == ("creating", None, None)
+    assert [v.id for _, v in changed] == ["a" * 16]
+    assert adapter.calls == []
+    with database.session() as session:
+        row = session.get(InteractiveSession, "a" * 16)
+        assert row is not None and row.job_id == 3
+    alice = Principal("alice", 2001, 2001, ("alice",), "user")
+    with pytest.raises(Conflict, match="waiting for Slurm"):
+        sessions.relaunch(tracker.ctx, alice, "b" * 16)
