@@ -33,6 +33,30 @@ def json_of(slurm_conf: str, argv: list[str]) -> dict[str, Any]:
     return dict(json.loads(run(slurm_conf, argv)))
 
 
+def all_jobs(slurm_conf: str) -> list[dict[str, Any]]:
+    """``squeue --json`` of every job slurmctld holds, finished ones included (until
+    ``MinJobAge``): 22.05 lists those by default, 23.02 and later only with
+    ``--states=all`` (which 22.05 accepts too)."""
+    return list(json_of(slurm_conf, ["squeue", "--json", "--all", "--states=all"])["jobs"])
+
+
+def all_nodes(slurm_conf: str) -> list[dict[str, Any]]:
+    """Every node as Slurm's JSON lists it: ``sinfo --json`` on 22.05; from 23.02
+    ``sinfo --json`` groups nodes (key ``sinfo``), so ``scontrol --json show nodes``."""
+    listed = json_of(slurm_conf, ["sinfo", "--json"])
+    if "nodes" in listed:
+        return list(listed["nodes"])
+    return list(json_of(slurm_conf, ["scontrol", "--json", "show", "nodes"])["nodes"])
+
+
+def base_state(value: str | list[str]) -> str:
+    """A job's or node's state word: 22.05 writes one string, 23.02 on a list whose
+    first item is the base state and the rest flags (``["IDLE", "DRAIN"]``)."""
+    if isinstance(value, list):
+        return str(value[0]) if value else ""
+    return value
+
+
 def sbatch(slurm_conf: str, user: str, *args: str) -> int:
     """Submit as ``user`` from their home and return the job id."""
     out = run(

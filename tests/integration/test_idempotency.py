@@ -103,7 +103,7 @@ def slurmctld_pid(devcluster: dict[str, Any]) -> int:
 def jobs_carrying(slurm_conf: str, marker: str) -> list[int]:
     """Every job slurmctld knows (finished ones too, for MinJobAge) with this comment,
     asked by the test itself, as root, not through the portal."""
-    listed = slurm_cli.json_of(slurm_conf, ["squeue", "--json", "--all"])["jobs"]
+    listed = slurm_cli.all_jobs(slurm_conf)
     return sorted(int(j["job_id"]) for j in listed if j.get("comment") == marker)
 
 
@@ -306,7 +306,7 @@ def check_load(portal: RunningPortal, slurm_conf: str) -> None:
         assert statuses == [201] * CONCURRENT, [r.text for r in answers if r.status_code != 201]
         assert len(set(ids)) == CONCURRENT
         # Every job is in Slurm with its key's marker.
-        listed = slurm_cli.json_of(slurm_conf, ["squeue", "--json", "--all"])["jobs"]
+        listed = slurm_cli.all_jobs(slurm_conf)
         comments = {int(j["job_id"]): j.get("comment") for j in listed}
         for i, (answer, key) in enumerate(zip(answers, keys, strict=True)):
             user = ("alice", "bob")[i % 2]

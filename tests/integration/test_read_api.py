@@ -60,9 +60,9 @@ def fresh(portal: RunningPortal) -> None:
 def test_nodes_agree_with_sinfo(portal: RunningPortal, conf: str, alice: dict[str, str]) -> None:
     fresh(portal)
     ours = get(portal, "/api/v1/nodes", alice).json()
-    theirs = slurm_cli.json_of(conf, ["sinfo", "--json"])["nodes"]
+    theirs = slurm_cli.all_nodes(conf)
     assert {n["name"] for n in ours["items"]} == {n["name"] for n in theirs}
-    states = {n["name"]: n["state"] for n in theirs}
+    states = {n["name"]: slurm_cli.base_state(n["state"]) for n in theirs}
     for node in ours["items"]:
         assert node["state"] == states[node["name"]].lower()
         assert node["cpus_total"] == 4
@@ -88,8 +88,8 @@ def test_jobs_agree_with_squeue(
         fresh(portal)
         generation = portal.app.state.snapshot.health().generation
         ours = all_jobs(portal, alice)
-        theirs = slurm_cli.json_of(conf, ["squeue", "--json", "--all"])["jobs"]
-        their_states = {j["job_id"]: j["job_state"] for j in theirs}
+        theirs = slurm_cli.all_jobs(conf)
+        their_states = {j["job_id"]: slurm_cli.base_state(j["job_state"]) for j in theirs}
         our_states = {j["job_id"]: j["state"] for j in ours}
         same_snapshot = portal.app.state.snapshot.health().generation == generation
         if our_states == their_states and same_snapshot:
