@@ -170,14 +170,15 @@ def test_when_slurm_has_no_job_the_tracker_submits_it_once(
         slurm_cli.scancel(conf, *jobs_carrying(conf, marker), missing_ok=True)
 
 
+@pytest.mark.parametrize("ended_as", ["failed", "cancelled"])  # given up on; deleted
 def test_a_job_that_turns_up_for_an_ended_session_is_cancelled(
-    portal: Portal, devcluster: dict[str, Any]
+    portal: Portal, devcluster: dict[str, Any], ended_as: str
 ) -> None:
     conf = devcluster["slurm_conf"]
     sid = secrets.token_hex(8)
     marker = key_marker("alice", session_key(sid))
     with portal.database.session() as session:
-        session.add(_session(sid, "failed", ended=True))
+        session.add(_session(sid, ended_as, ended=True))
         session.add(_unknown_key(sid, "0" * 64))
     # What slurmctld made of the hung sbatch once it woke: a job with the key's marker.
     job_id = slurm_cli.sbatch(
@@ -187,7 +188,7 @@ def test_a_job_that_turns_up_for_an_ended_session_is_cancelled(
         changed = cancel_strays(portal.ctx)
         assert [v.id for _, v in changed] == [sid]
         view = changed[0][1]
-        assert view.state == "failed" and view.job_id == job_id
+        assert view.state == ended_as and view.job_id == job_id
         assert view.error is not None and f"job {job_id} turned up later" in view.error
         state = slurm_cli.run(conf, ["squeue", "-h", "-j", str(job_id), "-o", "%T"]).strip()
         assert state in ("", "CANCELLED", "COMPLETING"), state

@@ -28,6 +28,7 @@ from hpcportal.db.models import InteractiveSession, Submission
 from hpcportal.errors import Conflict, PortalError, SlurmError
 from hpcportal.services.identity import Principal, lookup_principal
 from hpcportal.services.sessions import (
+    ACTIVE,
     SessionContext,
     SessionView,
     end_row,
@@ -96,14 +97,20 @@ def confirm_launches(ctx: SessionContext) -> list[tuple[str, SessionView]]:
             continue
         with ctx.database.session() as session:
             current = session.get(InteractiveSession, row.id)
-            if current is None or not waiting_for_slurm(current):
-                continue  # deleted meanwhile: cancel_strays sees to its job
-            if isinstance(outcome, int):
-                current.job_id, current.state = outcome, "pending"
-                current.updated_at = datetime.now(UTC)
-            else:
-                end_row(current, "failed", outcome)
-            changed.append((current.username, view(current)))
+            if current is None:
+                continue
+            # Deleted while Slurm was asked (not merely confirmed by its launch meanwhile).
+            stray = current.state not in ACTIVE and current.job_id is None
+            if waiting_for_slurm(current):
+                if isinstance(outcome, int):
+                    current.job_id, current.state = outcome, "pending"
+                    current.updated_at = datetime.now(UTC)
+                else:
+                    end_row(current, "failed", outcome)
+                changed.append((current.username, view(current)))
+        if stray and isinstance(outcome, int):
+            # Its key row now names the job, so cancel_strays would not: cancel it here.
+            changed += _cancel_for(ctx, row.id, row.username, outcome)
     return changed
 
 
@@ -208,27 +215,36 @@ def cancel_strays(ctx: SessionContext) -> list[tuple[str, SessionView]]:
             if not match.unsure and (now - ended_at).total_seconds() > attempt_limit(settings):
                 _settle(ctx, key_id, None)
             continue
-        note = _cancel(ctx, username, match.job_id)
         _settle(ctx, key_id, match.job_id)
-        with ctx.database.session() as session:
-            row = session.get(InteractiveSession, session_id)
-            if row is None:
-                continue
-            row.job_id = match.job_id
-            row.error = f"{row.error or 'The session ended.'} {note}".strip()
-            row.updated_at = datetime.now(UTC)
-            changed.append((row.username, view(row)))
+        changed += _cancel_for(ctx, session_id, username, match.job_id)
     return changed
 
 
-def _cancel(ctx: SessionContext, username: str, job_id: int) -> str:
+def _cancel_for(
+    ctx: SessionContext, session_id: str, username: str, job_id: int
+) -> list[tuple[str, SessionView]]:
+    """Cancel, as its owner, the job of a session that ended before it knew of it, and
+    note that on the session (which keeps its ended state)."""
+    with ctx.database.session() as session:
+        row = session.get(InteractiveSession, session_id)
+        if row is None or row.state in ACTIVE or row.job_id is not None:
+            return []  # not a session that ended without knowing its job
     try:
         ctx.submit.executor.run("scancel", [str(job_id)], as_user=username)
     except PortalError as exc:
         log.warning("job %s of %s outlived its session: %s", job_id, username, exc.message)
-        return f"Its job {job_id} turned up later; cancelling it failed: {exc.message}"
-    log.info("job %s of %s turned up after its session ended: cancelled", job_id, username)
-    return f"Its job {job_id} turned up later and was cancelled."
+        note = f"Its job {job_id} turned up later; cancelling it failed: {exc.message}"
+    else:
+        log.info("job %s of %s turned up after its session ended: cancelled", job_id, username)
+        note = f"Its job {job_id} turned up later and was cancelled."
+    with ctx.database.session() as session:
+        row = session.get(InteractiveSession, session_id)
+        if row is None or row.job_id is not None:
+            return []
+        row.job_id = job_id
+        row.error = f"{row.error or 'The session ended.'} {note}"
+        row.updated_at = datetime.now(UTC)
+        return [(row.username, view(row))]
 
 
 def _settle(ctx: SessionContext, key_id: int, job_id: int | None) -> None:

@@ -257,9 +257,22 @@ def launch(ctx: SessionContext, who: Principal, app_id: str, raw: dict[str, obje
         row = session.get(InteractiveSession, session_id)
         assert row is not None
         row.job_id = job_id
-        row.state = "pending"
+        ended = row.state != "creating"  # deleted (or given up on) while sbatch ran
+        if not ended:
+            row.state = "pending"
         row.updated_at = datetime.now(UTC)
-        return view(row)
+        shown = view(row)
+    if ended:
+        _cancel_late_job(ctx, who, job_id)
+    return shown
+
+
+def _cancel_late_job(ctx: SessionContext, who: Principal, job_id: int) -> None:
+    """The session ended before sbatch answered: its job must not run on unseen."""
+    try:
+        job_control.control(ctx.submit.executor, who, str(job_id), "cancel")
+    except PortalError as exc:
+        log.warning("job %s outlived its ended session: %s", job_id, exc.message)
 
 
 def session_key(session_id: str) -> str:
