@@ -56,7 +56,12 @@ from hpcportal.slurm.executor import SlurmExecutor
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}/[^/\x00]{1,255}$")
-_TEST_ONLY = re.compile(r"to start at (?P<start>\S+) using \d+ processors on nodes (?P<nodes>\S+)")
+#: ``sbatch --test-only``'s estimate. 26.05 writes a word between the time and "using"
+#: ("... at 2026-12-02T11:42:15 a using 1 processors on nodes node001 ..."), 22.05 and
+#: 24.11 none (tests/fixtures/slurm/*/actions/sbatch_test_only.txt).
+_TEST_ONLY = re.compile(
+    r"to start at (?P<start>\S+)(?: \S+)? using \d+ processors on nodes (?P<nodes>\S+)"
+)
 #: The least time after which a row still "submitting" counts as abandoned (its
 #: process died between sbatch and the database); see ``attempt_limit``.
 IN_FLIGHT_SECONDS = 60.0
