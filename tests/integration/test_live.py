@@ -185,10 +185,10 @@ def test_a_job_lifecycle_as_owner_and_as_someone_else(
     states = job_states(alice, job_id)
     assert states.index("PENDING") < states.index("RUNNING") < states.index("COMPLETED")
     assert all(j["private"] is not None for j in job_entries(alice, job_id))
-    # Slurm's own answer: 22.05's squeue --json gives the -o pattern as written, later
-    # releases the path with %j filled in.
+    # Slurm's own answer: squeue --json's standard_output is the -o pattern as written
+    # on 22.05 and 26.05 (which adds stdout_expanded), the filled-in path on 24.11.
     pattern = "/home/alice/slurm-%j.out"
-    stdout = pattern if devcluster["release"] == "22.05" else pattern.replace("%j", job_id)
+    stdout = pattern.replace("%j", job_id) if devcluster["release"] == "24.11" else pattern
     assert job_entries(alice, job_id)[0]["private"]["stdout"] == stdout
     # Each notification once, with the unread count.
     mine = [n for n in alice.of_type("notification") if n["notification"]["job_id"] == job_id]

@@ -74,3 +74,16 @@ def test_scancel_is_silent_about_an_unknown_job_without_verbose(release: str) ->
     assert recorded(release, "scancel_unknown_job") == (0, "", "")
     code, _, stderr = recorded(release, "scancel_verbose_unknown_job")
     assert code == 0 and "Invalid job id specified" in stderr
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_refusal_reads_as_slurms_reason_alone(release: str) -> None:
+    """26.05's scontrol writes "slurm_suspend error:Invalid ..." (no space)."""
+    _, _, stderr = recorded(release, "scontrol_hold_unknown_job")
+    error = classify_failure("scontrol", stderr)
+    assert error.message == "Slurm does not know that: Invalid job id specified"
+    _, _, stderr = recorded(release, "sbatch_bad_partition")
+    error = classify_failure("sbatch", stderr)
+    assert error.message == (
+        "Slurm rejected the request: Batch job submission failed: Invalid partition name specified"
+    )

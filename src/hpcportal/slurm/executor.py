@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import threading
 import time
@@ -71,6 +72,7 @@ _UNREACHABLE = (
 _RATE_LIMITED = ("rate limit exceeded",)
 _PERMISSION = ("access/permission denied", "invalid user id", "not authorized", "permission denied")
 _NOT_FOUND = ("invalid job id specified", "invalid job id", "not found")
+_ERROR_PREFIX = re.compile(r"\berror:\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +235,7 @@ def _last_line(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     if not lines:
         return ""
-    line = lines[-1]
-    for prefix in ("error: ", "slurm_load_jobs error: "):
-        if prefix in line:
-            line = line.split(prefix, 1)[1]
+    # "sbatch: error: X", "slurm_load_jobs error: X"; 26.05's scontrol drops the space
+    # ("slurm_suspend error:Invalid job id specified").
+    line = _ERROR_PREFIX.split(lines[-1], maxsplit=1)[-1]
     return line[:300]
