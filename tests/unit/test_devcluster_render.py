@@ -64,6 +64,7 @@ def test_required_settings(slurm_conf: str) -> None:
         "AccountingStorageType": "accounting_storage/slurmdbd",
         "AccountingStorageEnforce": "associations,limits,qos",
         "AccountingStorageTRES": "gres/gpu",
+        "AccountingStoreFlags": "job_comment,job_script,job_env",
         "GresTypes": "gpu",
         "ReturnToService": "2",
         "StateSaveLocation": "/srv/dc/state",

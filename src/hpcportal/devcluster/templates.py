@@ -185,6 +185,10 @@ def render_slurm_conf(
         f"AccountingStoragePass={socket}",
         "AccountingStorageEnforce=associations,limits,qos",
         "AccountingStorageTRES=gres/gpu",
+        # What a site should keep for the portal: the comment carries a submission's
+        # idempotency marker (a retry after slurmctld forgot the job is matched in
+        # accounting), and the script and environment of finished jobs.
+        "AccountingStoreFlags=job_comment,job_script,job_env",
         "GresTypes=gpu",
         "MinJobAge=300",
         "MaxJobCount=50000",
