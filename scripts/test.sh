@@ -10,13 +10,18 @@
 #   --slurm-facing  only the integration tests whose talk with Slurm differs between
 #                   releases (marker slurm_facing, listed in tests/integration/conftest.py),
 #                   without ruff and mypy: the second and third pass of CI.
+#   --all-releases  the whole suite on 22.05, then the Slurm-facing selection on 24.11
+#                   and on 26.05 (each pass runs even if one before failed; the exit
+#                   status is the first failure's). Plain `scripts/test.sh` is unchanged.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 release=22.05
 facing=0
+all_releases=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --all-releases) all_releases=1; shift ;;
     --slurm) release="${2:?--slurm needs a release: 22.05, 24.11 or 26.05}"; shift 2 ;;
     --slurm=*) release="${1#--slurm=}"; shift ;;
     --slurm-facing) facing=1; shift ;;
@@ -27,6 +32,25 @@ case "$release" in
   22.05 | 24.11 | 26.05) ;;
   *) echo "unsupported Slurm release '$release': choose 22.05, 24.11 or 26.05" >&2; exit 2 ;;
 esac
+
+if [ "$all_releases" = 1 ]; then
+  if [ "$release" != 22.05 ] || [ "$facing" = 1 ]; then
+    echo "--all-releases chooses the releases itself: drop --slurm and --slurm-facing" >&2
+    exit 2
+  fi
+  self="${BASH_SOURCE[0]}"
+  overall=0
+  for pass in "22.05" "24.11 --slurm-facing" "26.05 --slurm-facing"; do
+    read -r rel flags <<<"$pass"
+    started=$SECONDS
+    pass_status=0
+    # shellcheck disable=SC2086 # flags is empty or one word
+    bash "$self" --slurm "$rel" $flags "$@" || pass_status=$?
+    echo "== Slurm $rel${flags:+ $flags}: exit $pass_status in $((SECONDS - started)) s" >&2
+    if [ "$overall" = 0 ]; then overall=$pass_status; fi
+  done
+  exit "$overall"
+fi
 
 need_root
 system_packages
