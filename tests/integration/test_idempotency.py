@@ -251,8 +251,10 @@ def test_asking_slurm_for_a_marker_nobody_carries(
 ) -> None:
     """The whole question, as the user: squeue, sacct and the accounting flags.
 
-    "No job" comes back only as Slurm's own answer; this cluster's accounting does
-    not store comments, so its older jobs would be "unsure" rather than "not it".
+    "No job" comes back only as Slurm's own answer. Whether accounting stores comments
+    (else older jobs would be "unsure" rather than "not it") is the cluster's
+    ``AccountingStoreFlags``, read here straight from slurmctld: the dev cluster sets
+    ``job_comment`` since it was rendered with it, an older one may not.
     """
     settings = portal_settings(tmp_path, devcluster["slurm_conf"])
     executor = SlurmExecutor.from_settings(settings)
@@ -260,7 +262,9 @@ def test_asking_slurm_for_a_marker_nobody_carries(
     marker = key_marker("dave", f"nobody-{uuid.uuid4()}")
     match = adapter.job_with_comment("dave", marker, since=datetime.now(UTC))
     assert match.job_id is None and match.unsure == ()
-    assert adapter.stores_job_comments() is False
+    config = slurm_cli.run(devcluster["slurm_conf"], ["scontrol", "show", "config"])
+    (flags,) = [ln for ln in config.splitlines() if ln.startswith("AccountingStoreFlags")]
+    assert adapter.stores_job_comments() is ("job_comment" in flags.lower())
     assert executor.calls["squeue"] == 1 and executor.calls["sacct"] == 1
 
 
