@@ -292,7 +292,9 @@ def pointer(display: int, xauthority: str, user: str = USER) -> tuple[int, int] 
 def vnc(session: Session, password: str) -> RFBClient:
     """As the portal connects: TLS with its certificate, then VNC authentication."""
     url = f"wss://{NODE_ADDRESS}:{session.info['port']}/"
-    return connect_websocket(url, password=password, tls=session.tls)
+    # websockify forks and does a TLS handshake per connection: on a loaded 2-core CI
+    # machine that once took longer than the client's default 10 s.
+    return connect_websocket(url, password=password, tls=session.tls, timeout=30.0)
 
 
 def screen_with_content(session: Session, minimum: int, timeout: float = 30.0) -> RFBClient:
