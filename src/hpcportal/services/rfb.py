@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import secrets
 import struct
-import warnings
 from collections.abc import Awaitable, Callable
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    try:  # cryptography >= 43 keeps DES in the "decrepit" corner, where it belongs
-        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-    except ImportError:  # pragma: no cover - older cryptography
-        from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
+# cryptography keeps DES in its "decrepit" corner, where it belongs (pyproject pins a
+# release that has it); nothing here silences its warnings.
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 VERSION = b"RFB 003.008\n"
@@ -51,11 +47,14 @@ def _reverse_bits(byte: int) -> int:
 
 
 def _des_encrypt(key: bytes, data: bytes) -> bytes:
-    """DES-ECB with a d3des-order key (TripleDES with one 8-byte key is single DES)."""
+    """DES-ECB with a d3des-order key.
+
+    Triple DES (encrypt, decrypt, encrypt) with the same 8-byte key three times is
+    single DES. The full 24-byte key is passed because cryptography deprecates the
+    short forms of the TripleDES key.
+    """
     standard_key = bytes(_reverse_bits(b) for b in key)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        encryptor = Cipher(TripleDES(standard_key), modes.ECB()).encryptor()  # noqa: S305
+    encryptor = Cipher(TripleDES(standard_key * 3), modes.ECB()).encryptor()  # noqa: S305
     return encryptor.update(data) + encryptor.finalize()
 
 
