@@ -26,7 +26,7 @@ from typing import TypeVar
 import msgspec
 
 from hpcportal.errors import SlurmError, SlurmNotFound, SlurmOutputUnreadable
-from hpcportal.slurm import formats, parse
+from hpcportal.slurm import formats, parse, recorded
 from hpcportal.slurm.cluster import SlurmCluster
 from hpcportal.slurm.executor import SlurmExecutor
 from hpcportal.slurm.models import (
@@ -38,6 +38,7 @@ from hpcportal.slurm.models import (
     Node,
     Partition,
     PrivateData,
+    RecordedSubmission,
     SlurmRoles,
 )
 
@@ -207,6 +208,21 @@ class SlurmAdapter:
         except SlurmNotFound:
             return None
         return next((j for j in jobs if j.id == job_id or str(j.job_id) == job_id), None)
+
+    def jobs_named(self, job_ids: Sequence[str]) -> list[Job]:
+        """The named jobs (and array tasks) in one ``squeue --jobs a,b,...``: what a
+        refresh after the portal's own action asks. 22.05's ``squeue --json`` ignores
+        ``--jobs`` and lists every job, so the answer is filtered here as well; ids
+        slurmctld does not know are simply absent."""
+        wanted = set(job_ids)
+        if not wanted:
+            return []
+        try:
+            args = [*self._all_jobs(), "--jobs", ",".join(sorted(wanted))]
+            jobs = self._read_json("squeue", [], args, parse.parse_squeue)
+        except SlurmNotFound:
+            return []
+        return [j for j in jobs if job_matches(j, wanted)]
 
     def job_with_comment(self, username: str, comment: str, *, since: datetime) -> CommentMatch:
         """``username``'s job whose comment is ``comment``, submitted after ``since``.

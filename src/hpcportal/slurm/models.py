@@ -201,6 +201,16 @@ class AccountingRecord(_Model):
     comment: str | None = None
 
 
+class RecordedSubmission(_Model):
+    """How a job was submitted, as accounting recorded it (``sacct -X``): the command
+    line (``sbatch -o out.txt job.sh``; its options override the script's ``#SBATCH``
+    lines) and the working directory relative paths start from."""
+
+    job_id: int
+    work_dir: str | None = None
+    submit_line: str | None = None
+
+
 #: Every ``PrivateData`` value Slurm knows (``man slurm.conf``, ``man slurmdbd.conf``).
 PRIVATE_DATA_FLAGS = frozenset(
     {"accounts", "cloud", "events", "jobs", "nodes", "partitions", "reservations", "usage", "users"}
