@@ -9,17 +9,24 @@ forgotten (after ``MinJobAge``) are looked up in accounting, under slurmdbd's ru
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from hpcportal.errors import InvalidInput, NotFound
+from hpcportal.errors import InvalidInput, NotFound, SlurmError
 from hpcportal.limits import SLURM_ID_MAX
 from hpcportal.services.cluster import SnapshotMeta
+from hpcportal.services.finished_jobs import (
+    JobFiles,
+    files_of_queued,
+    job_from_record,
+    recorded_files,
+)
 from hpcportal.services.identity import Principal
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.services.visibility import Visibility, for_accounting, for_snapshot, visible_jobs
@@ -32,6 +39,7 @@ SortKey = Literal[
     "-priority", "name", "-name", "user", "-user", "state", "-state", "partition", "-partition",
 ]  # fmt: skip
 
+log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SORTS: dict[str, Callable[[Job], Any]] = {
     "id": lambda j: (j.array.job_id if j.array else j.job_id, _task_order(j)),
@@ -69,6 +77,8 @@ class JobDetail(BaseModel):
     job: Job | None = None
     accounting: AccountingRecord | None = None
     script: str | None = None
+    #: Where the job reads and writes, for its owner and admins: patterns expanded.
+    files: JobFiles | None = None
     source: Literal["snapshot", "accounting"]
     snapshot: SnapshotMeta
 
@@ -153,9 +163,22 @@ def _public_record(record: AccountingRecord) -> AccountingRecord:
     return record.model_copy(update={"work_dir": None, "comment": None})
 
 
-def list_jobs(snap: ClusterSnapshot, q: JobQuery, who: Principal, meta: SnapshotMeta) -> JobPage:
+def list_jobs(
+    snap: ClusterSnapshot,
+    q: JobQuery,
+    who: Principal,
+    meta: SnapshotMeta,
+    *,
+    finished: Sequence[Job] = (),
+) -> JobPage:
+    """A page of the jobs ``who`` sees; ``finished`` (from accounting, already limited
+    to what ``who`` may see) are added where slurmctld no longer lists them."""
     states = parse_states(q.state)
     jobs = _sorted(snap, q.sort, for_snapshot(who, snap))
+    forgotten = [j for j in finished if j.id not in snap.jobs_by_id]
+    if forgotten:
+        key = q.sort.lstrip("-")
+        jobs = sorted([*jobs, *forgotten], key=_SORTS[key], reverse=q.sort.startswith("-"))
     if q.user or states or q.partition or q.account or q.name:
         match = _matches(q, states)
         jobs = [j for j in jobs if match(j)]
@@ -241,16 +264,31 @@ def find_job(
         script = None
         if with_script and can_see_private(job, who):
             script = adapter.job_script(job.job_id, as_user=who.username)
+        shown = visible(job, who, snap)
         return JobDetail(
-            job=visible(job, who, snap), script=script, source="snapshot", snapshot=meta
+            job=shown,
+            script=script,
+            files=files_of_queued(shown),
+            source="snapshot",
+            snapshot=meta,
         )
-    return find_in_accounting(adapter, job_id, who, meta)
+    return find_in_accounting(adapter, job_id, who, meta, with_script=with_script)
 
 
 def find_in_accounting(
-    adapter: SlurmAdapter, job_id: str, who: Principal, meta: SnapshotMeta
+    adapter: SlurmAdapter,
+    job_id: str,
+    who: Principal,
+    meta: SnapshotMeta,
+    *,
+    with_script: bool = False,
 ) -> JobDetail:
-    """A job slurmctld has forgotten (after ``MinJobAge``), from ``sacct``."""
+    """A job slurmctld has forgotten (after ``MinJobAge``), from ``sacct``.
+
+    For its owner and admins, also its files and (``with_script``) its script, from
+    what accounting recorded, asked as ``who``; if that cannot be read, the job is
+    still shown, without them.
+    """
     now = datetime.now(UTC)
     records = adapter.accounting(now - timedelta(days=365), now, job_ids=[job_id])
     vis = for_accounting(who, adapter)
@@ -262,8 +300,19 @@ def find_in_accounting(
     if record is None:
         raise NotFound(f"No job {job_id} in the queue or in accounting.")
     if not can_see_private(record, who):
-        record = _public_record(record)
-    return JobDetail(accounting=record, source="accounting", snapshot=meta)
+        return JobDetail(accounting=_public_record(record), source="accounting", snapshot=meta)
+    files, script = None, None
+    try:
+        files, script = recorded_files(adapter, job_from_record(record), who)
+    except SlurmError as exc:  # shown without them; the page says they are unknown
+        log.warning("What accounting recorded of job %s could not be read: %s", job_id, exc)
+    return JobDetail(
+        accounting=record,
+        script=script if with_script else None,
+        files=files,
+        source="accounting",
+        snapshot=meta,
+    )
 
 
 class AccountingPage(BaseModel):
