@@ -35,6 +35,7 @@ SLURM_FACING = frozenset(
         "test_live.py",
         "test_private_data.py",
         "test_read_api.py",
+        "test_release_equality.py",
         "test_runas_slurm.py",
         "test_sessions.py",
         "test_slurm_down.py",
