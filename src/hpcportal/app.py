@@ -31,6 +31,7 @@ from hpcportal.api import (
     notifications,
     sessions,
     templates,
+    terminal,
     tokens,
     tus,
     uploads,
@@ -46,9 +47,11 @@ from hpcportal.services.sessions import SessionContext
 from hpcportal.services.snapshot import SnapshotService
 from hpcportal.services.submit import SubmitContext
 from hpcportal.services.templates import seed_site_templates
+from hpcportal.services.terminal import TerminalService
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
 from hpcportal.web import pages
+from hpcportal.web import terminal as terminal_page
 
 API_PREFIX = "/api/v1"
 
@@ -75,6 +78,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.terminals.stop()  # hang up every shell
             await hub.stop()
             await snapshot.stop()
             client = getattr(app.state, "proxy_client", None)
@@ -109,6 +113,8 @@ def create_app(
         settings, snapshot, database, adapter, executor.runas, app.state.revocations, tracker
     )
 
+    app.state.terminals = TerminalService(settings, executor.runas, database)
+
     install_error_handlers(app)
     log_redaction.install()  # no bearer secret from a URL reaches a log line
     app.add_middleware(RefuseControlInPath)
@@ -130,9 +136,11 @@ def create_app(
     app.include_router(dashboards.router, prefix=API_PREFIX)
     app.include_router(apps.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
+    app.include_router(terminal.router, prefix=API_PREFIX)
     app.include_router(node_proxy.router)
     # The browser UI: pages at "/", their assets at "/static" (hpcportal.web).
     app.add_exception_handler(pages.PageException, pages.handle_page_exception)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    app.include_router(terminal_page.router)
     app.include_router(pages.router)
     return app

@@ -400,6 +400,28 @@ class Settings(BaseSettings):
         "./secrets/portal.key.",
     )
 
+    # The terminal in the browser (services/terminal.py)
+    terminal_enabled: bool = Field(
+        default=True,
+        description="Offer a login shell in the browser (/terminal), started as the user "
+        "through the run-as helper. Off: the page, the API and the socket say so (403).",
+    )
+    terminal_idle_seconds: float = Field(
+        default=1800.0,
+        ge=0,
+        description="A terminal nobody typed into (or resized) for this many seconds is "
+        "closed and its shell hung up; 0 never closes one for idleness.",
+    )
+    terminal_reconnect_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="A shell whose browser left (reload, lost network) waits this many "
+        "seconds for its owner to reattach, then is hung up.",
+    )
+    terminal_max_per_user: int = Field(
+        default=4, gt=0, le=64, description="Shells one person may have open at once."
+    )
+
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=8080, gt=0, lt=65536)

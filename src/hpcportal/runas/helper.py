@@ -21,6 +21,14 @@ Protocol: one JSON line on stdin (the request), optionally followed by raw bytes
   that many bytes cannot fit there for the user; prints a JSON result.
 - ``read-file``: print a JSON line describing a byte range, then those bytes.
 - ``stat``: print a JSON description of a path.
+- ``terminal``: the user's login shell on a new pseudo-terminal, started in ``path``
+  (entered as the user, so the kernel decides; by default the home folder) with a
+  fresh environment and the user's own groups (checked). It prints one JSON line,
+  then relays: stdin carries frames (1-byte kind, 4-byte big-endian length, bytes):
+  ``d`` bytes typed into the terminal, ``w`` a window size (rows, columns as two
+  2-byte numbers); stdout carries what the terminal prints. It ends when the shell
+  ends (exit code the shell's) or when stdin closes or SIGTERM comes (the shell's
+  session gets SIGHUP, as when an SSH connection drops).
 
 File operations for the file manager (``helper_files.py``) name a root and a path
 inside it (``{"root": "/home/alice", "path": "data/x.csv"}``) and never follow a
@@ -37,15 +45,21 @@ and named in the sudoers rule.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import pwd
 import re
+import select
+import signal
 import stat
+import struct
 import subprocess
 import sys
+import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -373,6 +387,137 @@ def op_stat(request: dict[str, Any]) -> None:
     print(json.dumps(result))
 
 
+#: The terminal the browser emulates (xterm.js), and the bounds of one terminal frame.
+TERMINAL_TYPE = "xterm-256color"
+TERMINAL_READ = 64 * 1024
+TERMINAL_FRAME = 1024 * 1024
+#: Typed bytes the shell has not taken yet; past this, stdin is not read until it has.
+TERMINAL_PENDING = 4 * 1024 * 1024
+
+
+def check_own_groups(user: pwd.struct_passwd) -> None:
+    """Refuse unless this process holds exactly the user's groups (sudo and runuser set
+    them with initgroups): the shell gets the user's rights, no more and no fewer."""
+    expected = set(os.getgrouplist(user.pw_name, user.pw_gid))
+    held = set(os.getgroups()) | {os.getegid()}
+    if os.getegid() != user.pw_gid or held != expected:
+        raise Refused("the helper does not hold exactly the user's groups")
+
+
+def set_window(fd: int, rows: int, cols: int) -> None:
+    """The terminal's size; on the master side the kernel signals SIGWINCH to the shell."""
+    rows, cols = min(max(rows, 1), 1000), min(max(cols, 1), 1000)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def start_shell(user: pwd.struct_passwd, request: dict[str, Any]) -> tuple[int, int]:
+    """Fork the user's login shell on a new pseudo-terminal: (pid, master descriptor).
+
+    The folder is entered here, as the user, so one they cannot enter is refused by
+    the kernel (EACCES) before any shell starts.
+    """
+    os.chdir(absolute(request.get("path") or user.pw_dir))
+    env = {
+        "HOME": user.pw_dir,
+        "USER": user.pw_name,
+        "LOGNAME": user.pw_name,
+        "SHELL": user.pw_shell,
+        "PATH": command_path(),
+        "TERM": TERMINAL_TYPE,
+        "LANG": "C.UTF-8",
+    }
+    if request.get("slurm_conf"):
+        env["SLURM_CONF"] = absolute(request["slurm_conf"])
+    shell = user.pw_shell or "/bin/sh"
+    master, slave = os.openpty()
+    set_window(slave, int(request.get("rows", 24)), int(request.get("cols", 80)))
+    pid = os.fork()
+    if pid == 0:  # the child: a new session whose controlling terminal is the slave
+        try:
+            os.close(master)
+            os.login_tty(slave)
+            for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM):
+                signal.signal(number, signal.SIG_DFL)  # Python ignores some; exec keeps that
+            os.execve(shell, ["-" + os.path.basename(shell)], env)  # noqa: S606 ("-": login)
+        finally:
+            os._exit(127)
+    os.close(slave)
+    return pid, master
+
+
+def take_frames(buffer: bytearray, pending: bytearray, master: int) -> None:
+    """Consume the whole frames at the start of ``buffer`` (see ``terminal`` above)."""
+    while len(buffer) >= 5:
+        kind, size = buffer[0], int.from_bytes(buffer[1:5], "big")
+        if size > TERMINAL_FRAME:
+            raise Refused("malformed terminal frame")
+        if len(buffer) < 5 + size:
+            return
+        body = bytes(buffer[5 : 5 + size])
+        del buffer[: 5 + size]
+        if kind == ord("d"):
+            pending += body
+        elif kind == ord("w") and size == 4:
+            rows, cols = struct.unpack(">HH", body)
+            set_window(master, rows, cols)
+        else:
+            raise Refused("malformed terminal frame")
+
+
+def relay(master: int) -> None:
+    """Copy frames from stdin into the terminal and its output to stdout, until the
+    terminal closes (every process holding it ended) or stdin does (the portal left)."""
+    os.set_blocking(master, False)
+    buffer, pending = bytearray(), bytearray()
+    while True:
+        readers = [master] + ([0] if len(pending) < TERMINAL_PENDING else [])
+        readable, writable, _ = select.select(readers, [master] if pending else [], [])
+        if writable and pending:
+            with contextlib.suppress(BlockingIOError):
+                del pending[: os.write(master, pending)]
+        if master in readable:
+            try:
+                data = os.read(master, TERMINAL_READ)
+            except BlockingIOError:
+                data = None  # nothing after all; not an end
+            except OSError:
+                return  # EIO: the terminal's last user closed it
+            if data == b"":
+                return
+            if data:
+                _write_all(1, data)
+        if 0 in readable:
+            chunk = os.read(0, TERMINAL_READ)
+            if not chunk:
+                return
+            buffer += chunk
+            take_frames(buffer, pending, master)
+
+
+def op_terminal(user: pwd.struct_passwd, request: dict[str, Any]) -> int:
+    """The ``terminal`` operation: start, answer, relay, hang up; the shell's exit code."""
+    check_own_groups(user)
+    pid, master = start_shell(user, request)
+
+    def hang_up(*_: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGHUP)
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, hang_up)
+    print(json.dumps({"ok": True, "pid": pid, "cwd": os.getcwd(), "shell": user.pw_shell}))
+    sys.stdout.flush()
+    Stream.started = True
+    try:
+        relay(master)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGHUP)  # no-op for a shell that has ended
+        os.close(master)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
 ERRNO_NAMES = {
     errno.EACCES: "permission",
     errno.EPERM: "permission",
@@ -403,6 +548,8 @@ def main() -> None:
         op = request.get("op")
         if op == "slurm":
             sys.exit(op_slurm(user, request))
+        if op == "terminal":
+            sys.exit(op_terminal(user, request))
         if "umask" in request:
             os.umask(int(request["umask"]) & 0o777)
         handlers: dict[str, Callable[[dict[str, Any]], None]] = {
