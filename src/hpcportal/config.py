@@ -11,7 +11,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -89,6 +89,19 @@ class Settings(BaseSettings):
     runas_helper: Path = Field(
         default=Path("/usr/local/libexec/hpcportal-runas"),
         description="The installed helper that sudo runs as the user (hpcportal runas install).",
+    )
+    runas_deny_users: list[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]] = Field(
+        default_factory=lambda: ["slurm", "slurmrestd", "munge", "nobody"],
+        description="Accounts the portal never acts as, whatever their shell, besides root, "
+        "UIDs below min_uid and slurm.conf's SlurmUser and SlurmdUser (always added). "
+        "`hpcportal runas install` fixes them in the helper and the sudoers rule.",
+    )
+    runas_group: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_.-]{0,31}$",
+        description="Unix group of the people the portal may act as: `hpcportal runas "
+        "install` limits the sudoers rule to its members, so sudo refuses anyone else, "
+        "and the portal answers 403 for them. Unset: any user the other rules allow.",
     )
 
     # Job submission

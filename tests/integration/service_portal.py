@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from hpcportal.config import Settings
 from hpcportal.runas.install import ensure_service_account, install
 from tests.integration.portal_server import free_port
 
@@ -60,11 +61,19 @@ def helper_path() -> Path:
 def install_boundary() -> None:
     ensure_service_account(SERVICE_ACCOUNT)
     helper, folder = helper_path(), slurm_bin_dir()
+    deny = Settings().runas_deny_users  # as `hpcportal runas install` does by default
     if folder is None:
-        install(SERVICE_ACCOUNT, HELPER, min_uid=1000)
+        install(SERVICE_ACCOUNT, HELPER, min_uid=1000, deny_users=deny)
     else:
         sudoers = Path("/etc/sudoers.d") / helper.name  # no dot: sudo skips such names
-        install(SERVICE_ACCOUNT, helper, min_uid=1000, sudoers=sudoers, slurm_bin_dir=folder)
+        install(
+            SERVICE_ACCOUNT,
+            helper,
+            min_uid=1000,
+            sudoers=sudoers,
+            slurm_bin_dir=folder,
+            deny_users=deny,
+        )
     probe = run_as_service([sys.executable, "-c", "print('ok')"])
     if probe.returncode != 0:
         raise AssertionError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import grp
 import json
 import logging
 import os
@@ -50,6 +51,12 @@ from hpcportal.errors import (
     PreconditionFailed,
     PreconditionRequired,
     RunAsUnavailable,
+)
+from hpcportal.runas.denied import (
+    DenyList,
+    fix_deny_list,
+    installed_deny_list,
+    portal_deny_list,
 )
 from hpcportal.runas.slurm_dir import (
     UnsafeSlurmDir,
@@ -101,8 +108,11 @@ class RunAsTimeout(PortalError):
     status, code = 504, "runas_timeout"
 
 
-def check_target_user(username: str, min_uid: int) -> pwd.struct_passwd:
-    """Return the user's passwd entry if the portal may act as them, else raise."""
+def check_target_user(
+    username: str, min_uid: int, deny: DenyList = DenyList(), group: str | None = None
+) -> pwd.struct_passwd:
+    """Return the user's passwd entry if the portal may act as them, else raise. The
+    helper and sudo check the same again (``denied.py``); this says why, as a 403."""
     if not _NAME.fullmatch(username):
         raise RunAsRefused(f"{username!r} is not a valid user name")
     try:
@@ -111,14 +121,43 @@ def check_target_user(username: str, min_uid: int) -> pwd.struct_passwd:
         raise RunAsRefused(f"no such user {username!r}") from exc
     if entry.pw_uid == 0 or entry.pw_uid < min_uid:
         raise RunAsRefused(f"{username!r} is a system account")
+    if deny.refuses(entry):
+        raise RunAsRefused(
+            f"{username!r} is a Slurm daemon account or on the deny list (runas_deny_users)"
+        )
+    if group is not None and not _in_group(entry, group):
+        raise RunAsRefused(f"{username!r} is not in the group {group!r} of portal users")
     if entry.pw_shell in _DISABLED_SHELLS:
         raise RunAsRefused(f"{username!r} has a disabled shell")
     return entry
 
 
+def _in_group(entry: pwd.struct_passwd, group: str) -> bool:
+    """Membership as sudo sees it: the primary group or a supplementary one."""
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return False  # a group that does not exist admits nobody, as in sudoers
+    return gid in os.getgrouplist(entry.pw_name, entry.pw_gid)
+
+
 @functools.cache
-def _helper_code(slurm_dir: Path | None) -> str:
-    return fix_slurm_dir(helper_source(), slurm_dir)
+def _helper_code(slurm_dir: Path | None, deny: DenyList) -> str:
+    return fix_deny_list(fix_slurm_dir(helper_source(), slurm_dir), deny)
+
+
+def _compare_installed_deny(helper: Path, deny: DenyList) -> None:
+    """Warn when the installed helper does not refuse every account the portal does
+    (SlurmUser changed, or runas_deny_users grew, since `hpcportal runas install`)."""
+    installed = installed_deny_list(helper)
+    missing = deny.names - (installed or frozenset()) - {"root"}
+    if installed is not None and missing:
+        log.warning(
+            "%s does not refuse %s, which the portal does (SlurmUser/SlurmdUser or "
+            "runas_deny_users changed): run `hpcportal runas install` again as root",
+            helper,
+            ", ".join(sorted(missing)),
+        )
 
 
 def _compare_installed(helper: Path, slurm_bin_dir: Path | None) -> None:
@@ -160,18 +199,24 @@ class RunAs:
         min_uid: int = 1000,
         slurm_conf: Path | None = None,
         slurm_bin_dir: Path | None = None,
+        deny_users: Iterable[str] = (),
+        group: str | None = None,
     ) -> None:
         """``slurm_bin_dir`` is the folder the helper runs Slurm commands from (before
         its fixed PATH). Under runuser the portal fixes it in the helper's text, after
         checking that only root can change it (else ``Misconfigured``); under sudo the
         installed helper has its own, fixed by ``hpcportal runas install``, and a
-        different one is logged."""
+        different one is logged. ``deny_users`` and slurm.conf's SlurmUser and
+        SlurmdUser are never acted as (fixed in the helper's text the same way), nor
+        anyone outside ``group`` when one is given."""
         if method == "auto":
             method = "runuser" if os.geteuid() == 0 else "sudo"
         self.method: Literal["runuser", "sudo"] = method
         self.helper = helper
         self.min_uid = min_uid
         self.slurm_conf = slurm_conf
+        self.deny = portal_deny_list(deny_users, slurm_conf)
+        self.group = group
         self.slurm_dir: Path | None = None
         if slurm_bin_dir is not None and method == "runuser":
             try:
@@ -180,10 +225,11 @@ class RunAs:
                 raise Misconfigured(f"The Slurm folder cannot be used for users: {exc}") from exc
         elif method == "sudo":
             _compare_installed(helper, slurm_bin_dir)
+            _compare_installed_deny(helper, self.deny)
 
     def command(self, username: str) -> list[str]:
         """The argv that starts the helper as ``username`` (after checking the user)."""
-        check_target_user(username, self.min_uid)
+        check_target_user(username, self.min_uid, self.deny, self.group)
         if self.method == "runuser":
             # The code travels in argv, so no file of ours needs to be readable by the user.
             return [
@@ -195,7 +241,7 @@ class RunAs:
                 "-I",
                 "-S",
                 "-c",
-                _helper_code(self.slurm_dir),
+                _helper_code(self.slurm_dir, self.deny),
             ]
         return ["sudo", "-n", "-u", username, "--", str(self.helper)]
 
@@ -233,7 +279,8 @@ class RunAs:
         if proc.returncode == 1 and not stdout and text.startswith("sudo:"):
             raise RunAsUnavailable(
                 f"The portal cannot act as users: {text} "
-                "(is the sudoers rule from `hpcportal runas install` in place?)"
+                "(is the sudoers rule from `hpcportal runas install` in place, and does "
+                "its runas_group admit this user?)"
             )
         return Completed(proc.returncode, stdout, text, seconds)
 
@@ -372,7 +419,8 @@ class HelperStream:
             if text.startswith("sudo:"):
                 raise RunAsUnavailable(
                     f"The portal cannot act as users: {text} "
-                    "(is the sudoers rule from `hpcportal runas install` in place?)"
+                    "(is the sudoers rule from `hpcportal runas install` in place, and does "
+                    "its runas_group admit this user?)"
                 )
             raise PortalError(f"The run-as helper gave no answer: {text[:300]}")
         try:

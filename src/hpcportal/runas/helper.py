@@ -64,6 +64,11 @@ from collections.abc import Callable
 from typing import Any
 
 MIN_UID = 1000  # replaced by `hpcportal runas install --min-uid`
+#: Accounts never acted as, whatever their shell: Slurm's SlurmUser and SlurmdUser and the
+#: site's deny list, and the UIDs they had; fixed in this text by `hpcportal runas
+#: install` (or by the portal under runuser), never by a request.
+DENY_USERS: frozenset[str] = frozenset()
+DENY_UIDS: frozenset[int] = frozenset()
 #: A root-owned folder of Slurm clients searched before TRUSTED_PATH; fixed in this text
 #: by `hpcportal runas install --slurm-bin-dir` (or by the portal under runuser), never
 #: by a request. Empty: the system's Slurm.
@@ -112,10 +117,12 @@ def fail(message: str, code: int = 1, error: str = "error") -> None:
 
 
 def check_identity() -> pwd.struct_passwd:
-    """Refuse to act as root, a system account or a disabled one."""
+    """Refuse to act as root, a system account, a denied one or a disabled one."""
     user = pwd.getpwuid(os.getuid())
     if user.pw_uid == 0 or user.pw_uid < MIN_UID:
         raise Refused(f"refusing to run as system account {user.pw_name}")
+    if user.pw_name in DENY_USERS or user.pw_uid in DENY_UIDS:
+        raise Refused(f"refusing to run as {user.pw_name}: a Slurm daemon or denied account")
     if not NAME.fullmatch(user.pw_name) or user.pw_shell in DISABLED_SHELLS:
         raise Refused(f"refusing to run as {user.pw_name}")
     return user

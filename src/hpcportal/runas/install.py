@@ -2,10 +2,11 @@
 
 The helper is copied, root-owned and not writable by anyone else, to a fixed path
 that the sudoers rule names; the portal's service account may run that program,
-and nothing else, as any user but root. The helper itself refuses UIDs below
-``min_uid``, disabled shells and malformed names. ``--slurm-bin-dir`` fixes the one
-folder it runs Slurm clients from (a newer Slurm than the system's), checked to be
-changeable by root alone.
+and nothing else, as any user but root, Slurm's daemon accounts and the deny list
+(``denied.py``), and, given a group, only as its members. The helper itself refuses
+UIDs below ``min_uid``, those denied accounts (fixed in its text), disabled shells
+and malformed names. ``--slurm-bin-dir`` fixes the one folder it runs Slurm clients
+from (a newer Slurm than the system's), checked to be changeable by root alone.
 """
 
 from __future__ import annotations
@@ -16,40 +17,67 @@ import pwd
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hpcportal.runas.boundary import SYSTEM_PYTHON, helper_source
+from hpcportal.runas.denied import DenyList, DenyListError, deny_list, fix_deny_list
 from hpcportal.runas.slurm_dir import UnsafeSlurmDir, fix_slurm_dir, trusted_slurm_dir
 
 SUDOERS_FILE = Path("/etc/sudoers.d/hpcportal")
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+#: A user or group name as sudoers spells it in a Runas list.
+_SUDOERS_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
 
 class InstallError(Exception):
     pass
 
 
-def sudoers_rule(service_user: str, helper: Path) -> str:
-    """The sudoers text: exactly one program, as anyone but root, no password."""
+def runas_list(group: str | None, deny: DenyList) -> str:
+    """Whom sudo lets the service account become: the group's members (or anyone),
+    never root nor a denied name or UID (in sudoers the last match in a list wins)."""
+    if group is not None and not _SUDOERS_NAME.fullmatch(group):
+        raise InstallError(f"{group!r} is not a valid group name")
+    names = sorted(deny.names - {"root"})
+    if not all(_SUDOERS_NAME.fullmatch(n) for n in names):
+        raise InstallError("the deny list holds a name sudoers cannot spell")
+    members = [f"%{group}" if group else "ALL", "!root"]
+    members += [f"!{n}" for n in names] + [f"!#{u}" for u in sorted(deny.uids - {0})]
+    return ", ".join(members)
+
+
+def sudoers_rule(
+    service_user: str, helper: Path, *, group: str | None = None, deny: DenyList = DenyList()
+) -> str:
+    """The sudoers text: exactly one program, as the group's members (or anyone) but
+    root and the denied accounts, no password."""
     if not _ACCOUNT.fullmatch(service_user):
         raise InstallError(f"{service_user!r} is not a valid account name")
     if not helper.is_absolute() or any(c in str(helper) for c in " ,:=\\\n"):
         raise InstallError(f"{helper} must be an absolute path without spaces or , : = \\")
+    whom = f"members of group {group}" if group else "any user"
     return (
         "# Written by `hpcportal runas install`. The portal's service account may run the\n"
-        "# run-as helper, and only it, as any user but root, without a password. The\n"
-        "# helper refuses system accounts (UID below its MIN_UID) and disabled shells.\n"
+        f"# run-as helper, and only it, as {whom} but root and Slurm's daemon\n"
+        "# accounts and the deny list, without a password. The helper refuses those too,\n"
+        "# and system accounts (UID below its MIN_UID) and disabled shells.\n"
         f"Defaults:{service_user} !requiretty, !lecture\n"
         f"Defaults!{helper} env_reset\n"
-        f"{service_user} ALL=(ALL,!root) NOPASSWD: {helper}\n"
+        f"{service_user} ALL=({runas_list(group, deny)}) NOPASSWD: {helper}\n"
     )
 
 
-def helper_text(min_uid: int, python: str = SYSTEM_PYTHON, slurm_dir: Path | None = None) -> str:
-    """The helper's source with the interpreter, minimum UID and Slurm folder fixed at
-    install time (``slurm_dir`` must have passed ``trusted_slurm_dir``)."""
-    source = fix_slurm_dir(helper_source(), slurm_dir)
+def helper_text(
+    min_uid: int,
+    python: str = SYSTEM_PYTHON,
+    slurm_dir: Path | None = None,
+    deny: DenyList = DenyList(),
+) -> str:
+    """The helper's source with the interpreter, minimum UID, Slurm folder and deny list
+    fixed at install time (``slurm_dir`` must have passed ``trusted_slurm_dir``)."""
+    source = fix_deny_list(fix_slurm_dir(helper_source(), slurm_dir), deny)
     source = re.sub(r"^MIN_UID = \d+", f"MIN_UID = {int(min_uid)}", source, count=1, flags=re.M)
     return f"#!{python} -IS\n{source}"
 
@@ -60,6 +88,8 @@ class Installed:
     sudoers: Path
     service_user: str
     slurm_dir: Path | None = None
+    denied: frozenset[str] = frozenset()
+    group: str | None = None
 
 
 def _write_root_file(path: Path, text: str, mode: int) -> None:
@@ -106,26 +136,41 @@ def install(
     min_uid: int = 1000,
     sudoers: Path = SUDOERS_FILE,
     slurm_bin_dir: Path | None = None,
+    slurm_conf: Path | None = None,
+    deny_users: Iterable[str] = (),
+    group: str | None = None,
 ) -> Installed:
     """Install (or refresh) the helper and the sudoers rule; idempotent.
 
     ``slurm_bin_dir`` is the folder of Slurm clients the helper runs (before its fixed
     PATH); it is refused unless only root can change it (``slurm_dir.py``).
+    ``SlurmUser`` and ``SlurmdUser`` are read from ``slurm_conf`` (None: not read) and
+    refused with ``deny_users`` by the helper and by sudo; ``group`` (which must exist)
+    limits sudo to its members.
     """
     if os.geteuid() != 0:
         raise InstallError("run this as root")
-    rule = sudoers_rule(service_user, helper)
+    try:
+        deny = deny_list(deny_users, slurm_conf)
+    except DenyListError as exc:
+        raise InstallError(f"refusing the deny list: {exc}") from exc
+    if group is not None:
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            raise InstallError(f"there is no group {group!r} (runas_group)") from None
+    rule = sudoers_rule(service_user, helper, group=group, deny=deny)
     slurm_dir = None
     if slurm_bin_dir is not None:
         try:
             slurm_dir = trusted_slurm_dir(slurm_bin_dir)
         except (UnsafeSlurmDir, OSError) as exc:
             raise InstallError(f"refusing --slurm-bin-dir: {exc}") from exc
-    _write_root_file(helper, helper_text(min_uid, slurm_dir=slurm_dir), 0o755)
+    _write_root_file(helper, helper_text(min_uid, slurm_dir=slurm_dir, deny=deny), 0o755)
     check = subprocess.run(
         ["visudo", "-cf", "-"], input=rule, text=True, capture_output=True, check=False
     )
     if check.returncode != 0:
         raise InstallError(f"visudo rejected the rule: {check.stderr.strip() or check.stdout}")
     _write_root_file(sudoers, rule, 0o440)
-    return Installed(helper=helper, sudoers=sudoers, service_user=service_user, slurm_dir=slurm_dir)
+    return Installed(helper, sudoers, service_user, slurm_dir, deny.names, group)

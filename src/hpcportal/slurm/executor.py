@@ -123,6 +123,8 @@ class SlurmExecutor:
                 min_uid=settings.min_uid,
                 slurm_conf=settings.slurm_conf,
                 slurm_bin_dir=settings.slurm_bin_dir,
+                deny_users=settings.runas_deny_users,
+                group=settings.runas_group,
             ),
         )
 
