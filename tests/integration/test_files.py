@@ -620,6 +620,74 @@ def test_tus_options_checksum_and_termination(
         assert exists.status_code == 409  # never replaces a file
 
 
+def create_with_body(
+    c: httpx.Client,
+    headers: dict[str, str],
+    name: str,
+    folder: str,
+    length: int,
+    body: bytes,
+    **extra: str,
+) -> httpx.Response:
+    """tus creation-with-upload: the POST that creates the upload carries its first bytes."""
+    metadata = f"filename {b64(name)},root {b64('home')},folder {b64(folder)}"
+    return c.post(
+        f"{API}/uploads/tus", content=body,
+        headers={**headers, **TUS, "Upload-Length": str(length), "Upload-Metadata": metadata,
+                 "Content-Type": "application/offset+octet-stream", **extra},
+    )  # fmt: skip
+
+
+def upload_runs(portal: ServicePortal) -> float:
+    """How often the portal ran the helper's upload operation so far."""
+    with portal.client() as c:
+        text = c.get("/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('hpcportal_runas_seconds_count{op="upload"}')
+    )
+
+
+def test_creation_with_upload_writes_a_small_file_in_one_request(
+    portal: ServicePortal, alice: dict[str, str], wd: str
+) -> None:
+    """A small file is created, written, fsynced and linked by one request and one run
+    of the helper; a first chunk is resumed with PATCH; a bad checksum, a body past
+    Upload-Length or a name that exists leave neither a partial file nor an upload."""
+    folder = Path(f"/home/alice/{wd}")
+    with portal.client() as c:
+        options = c.options(f"{API}/uploads/tus")
+        assert "creation-with-upload" in options.headers["tus-extension"].split(",")
+        before = upload_runs(portal)
+        data = os.urandom(3000)
+        r = create_with_body(c, alice, "one-shot.bin", wd, len(data), data)
+        assert r.status_code == 201, r.text
+        assert int(r.headers["upload-offset"]) == len(data)
+        assert upload_runs(portal) - before == 1  # create and write: one helper run
+        assert (folder / "one-shot.bin").read_bytes() == data
+        assert (folder / "one-shot.bin").stat().st_uid == pwd.getpwnam("alice").pw_uid
+        assert patch(c, alice, r.headers["location"], len(data), b"x").status_code == 409
+        # A first chunk, then the rest with PATCH.
+        first = create_with_body(c, alice, "two-part.bin", wd, len(data), data[:1000])
+        assert first.status_code == 201 and first.headers["upload-offset"] == "1000"
+        assert not (folder / "two-part.bin").exists()
+        rest = patch(c, alice, first.headers["location"], 1000, data[1000:])
+        assert rest.status_code == 204 and (folder / "two-part.bin").read_bytes() == data
+        # Refused bodies leave nothing behind.
+        wrong = "sha256 " + base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+        bad = create_with_body(c, alice, "bad-sum.bin", wd, 5, b"12345",
+                               **{"Upload-Checksum": wrong})  # fmt: skip
+        assert bad.status_code == 460, bad.text
+        past = create_with_body(c, alice, "too-long.bin", wd, 3, b"12345")
+        assert past.status_code == 413, past.text
+        exists = create_with_body(c, alice, "one-shot.bin", wd, 2, b"ab")
+        assert exists.status_code == 409, exists.text
+        assert (folder / "one-shot.bin").read_bytes() == data  # never replaced
+    leftovers = [p.name for p in folder.iterdir() if p.name.startswith(".") and ".part" in p.name]
+    assert not leftovers, leftovers
+
+
 def test_upload_cut_at_half_resumes_with_matching_checksum(
     portal: ServicePortal, alice: dict[str, str], wd: str
 ) -> None:

@@ -3,7 +3,7 @@ expiration) at ``/api/v1/uploads/tus``; the bytes are written as the user."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -120,20 +120,63 @@ async def create_upload(
     tus_resumable: TusResumable = None,
     upload_length: Annotated[str | None, Header(alias="Upload-Length")] = None,
     upload_metadata: Annotated[str | None, Header(alias="Upload-Metadata")] = None,
+    content_type: Annotated[str | None, Header(alias="Content-Type")] = None,
+    upload_checksum: Annotated[str | None, Header(alias="Upload-Checksum")] = None,
+    content_length: Annotated[str | None, Header(alias="Content-Length")] = None,
 ) -> Response:
     """Create an upload: ``Upload-Length`` and ``Upload-Metadata`` with ``filename``,
     ``root`` (a file area, default the first) and ``folder`` (inside it, default its
-    top). Answers 201 with the upload's ``Location``."""
+    top). Answers 201 with the upload's ``Location``.
+
+    With a body (``Content-Type: application/offset+octet-stream``, tus
+    creation-with-upload) the body is the file's first bytes, written at once; a small
+    file is then complete in this one request (``Upload-Offset`` equals its length)."""
     with tus_errors():
         _check_version(tus_resumable)
         length = _int_header(upload_length, "Upload-Length")
-        state = await run_in_threadpool(tus.create, who, length, upload_metadata)
+        declared = _int_header(content_length, "Content-Length")
+        with_body = _is_offset_type(content_type) and declared != 0
+        if with_body:
+            state = await _with_body(
+                request, declared, lambda body: tus.create_with_body(
+                    who, length, upload_metadata, content_length=declared,
+                    checksum=parse_checksum(upload_checksum), body=body,
+                ),
+            )  # fmt: skip
+        else:
+            state = await run_in_threadpool(tus.create, who, length, upload_metadata)
     if state.complete:
         await run_in_threadpool(_audit_upload, tus, who.username, state, address)
     return Response(
         status_code=status.HTTP_201_CREATED,
         headers={**_state_headers(state), "Location": f"{request.url.path.rstrip('/')}/{state.id}"},
     )
+
+
+def _is_offset_type(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() == OFFSET_TYPE
+
+
+async def _with_body(
+    request: Request,
+    declared: int | None,
+    write: Callable[[AsyncIterator[bytes]], Awaitable[UploadState]],
+) -> UploadState:
+    """Run ``write`` on the request's body, counting what arrived: refused with the body
+    partly unread (a full disk, a body past Upload-Length), the connection is closed
+    rather than the rest read on and on to be discarded."""
+    received = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal received
+        async for chunk in request.stream():
+            received += len(chunk)
+            yield chunk
+
+    try:
+        return await write(body())
+    except PortalError as exc:
+        raise close_unless_short(exc, declared, received) from None
 
 
 @router.head("/{upload_id}", response_class=Response)
@@ -168,33 +211,18 @@ async def append_chunk(
     the chunk (460 if it differs). The file appears when the last byte is in."""
     with tus_errors():
         _check_version(tus_resumable)
-        if (content_type or "").split(";")[0].strip().lower() != OFFSET_TYPE:
+        if not _is_offset_type(content_type):
             raise UnsupportedMediaType(f"A PATCH carries Content-Type: {OFFSET_TYPE}.")
         offset = _int_header(upload_offset, "Upload-Offset")
         if offset is None:
             raise BadRequest("Upload-Offset is required.")
         declared = _int_header(content_length, "Content-Length")
-        received = 0
-
-        async def body() -> AsyncIterator[bytes]:
-            nonlocal received
-            async for chunk in request.stream():
-                received += len(chunk)
-                yield chunk
-
-        try:
-            state = await tus.append(
-                who,
-                upload_id,
-                offset=offset,
-                content_length=declared,
-                checksum=parse_checksum(upload_checksum),
-                body=body(),
-            )
-        except PortalError as exc:
-            # Refused with the body partly unread (a full disk, a chunk past
-            # Upload-Length): the rest is not read on and on to be discarded.
-            raise close_unless_short(exc, declared, received) from None
+        state = await _with_body(
+            request, declared, lambda body: tus.append(
+                who, upload_id, offset=offset, content_length=declared,
+                checksum=parse_checksum(upload_checksum), body=body,
+            ),
+        )  # fmt: skip
     if state.complete:
         await run_in_threadpool(_audit_upload, tus, who.username, state, address)
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=_state_headers(state))

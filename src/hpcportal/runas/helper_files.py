@@ -1441,7 +1441,12 @@ def op_upload(request: dict[str, Any]) -> None:
             )
             check_room(folder, length + reserved, what)
             os.close(os.open(temp, O_CREATE, 0o600, dir_fd=folder))
-            answer({"ok": True, "offset": 0, "temp": temp})
+            if request.get("append"):
+                # tus creation-with-upload: the first bytes follow on stdin, so a small
+                # file is created, written and linked by this one run of the helper.
+                answer(append_upload(folder, temp, name, {**request, "offset": 0}, checked=True))
+            else:
+                answer({"ok": True, "offset": 0, "temp": temp})
         elif action == "abort":
             unlink_quietly(temp, folder)
             answer({"ok": True})
@@ -1453,7 +1458,11 @@ def op_upload(request: dict[str, Any]) -> None:
         os.close(folder)
 
 
-def append_upload(folder: int, temp: str, name: str, request: dict[str, Any]) -> dict[str, Any]:
+def append_upload(
+    folder: int, temp: str, name: str, request: dict[str, Any], *, checked: bool = False
+) -> dict[str, Any]:
+    """Append the payload to the partial file (``checked``: the room for the whole file
+    was checked by this run already, at creation)."""
     offset = int(request["offset"])
     length = int(request["length"])
     fd = os.open(temp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
@@ -1471,7 +1480,8 @@ def append_upload(folder: int, temp: str, name: str, request: dict[str, Any]) ->
         try:
             # The rest of the file must fit; if it cannot, the upload cannot finish, and
             # its partial file goes now rather than fill the user's area until it expires.
-            check_room(fd, length - offset, "the rest of the upload")
+            if not checked:
+                check_room(fd, length - offset, "the rest of the upload")
             return append_chunk(fd, folder, temp, name, request)
         except Refused as exc:
             if exc.kind not in NO_ROOM.values():

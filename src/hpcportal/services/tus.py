@@ -61,7 +61,7 @@ from hpcportal.services.files import check_name, clean_path, root_named
 from hpcportal.services.identity import Principal
 
 TUS_VERSION = "1.0.0"
-EXTENSIONS = "creation,termination,checksum,expiration"
+EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
 CHECKSUM_ALGORITHMS = "sha256"
 #: A lock older than this belongs to a request that died; streaming refreshes it.
 LOCK_STALE = timedelta(seconds=120)
@@ -150,7 +150,11 @@ class TusService:
 
     # --- create ------------------------------------------------------------------
 
-    def create(self, who: Principal, length: int | None, metadata: str | None) -> UploadState:
+    def _prepare(
+        self, who: Principal, length: int | None, metadata: str | None
+    ) -> tuple[TusUpload, int]:
+        """A new upload's row (not stored yet), after the limits, and what the user's
+        other unfinished uploads into the same area still need (``reserved``)."""
         if length is None:
             raise BadRequest("Upload-Length is required (deferred lengths are not supported).")
         if length < 0:
@@ -166,12 +170,20 @@ class TusService:
         root = root_named(self.settings, who, meta.get("root") or (roots[0].name if roots else ""))
         folder = clean_path(meta.get("folder") or "")
         self.expire(who)
+        unfinished = (TusUpload.username == who.username, TusUpload.completed_at.is_(None))
         with self.database.session() as session:
             count, pending = session.execute(
                 select(func.count(), func.coalesce(func.sum(TusUpload.length), 0)).where(
-                    TusUpload.username == who.username, TusUpload.completed_at.is_(None)
+                    *unfinished
                 )
             ).one()
+            # What the user's other unfinished uploads into this area still need: the
+            # room check counts it, so several uploads cannot each claim the same space.
+            reserved = session.scalar(
+                select(func.coalesce(func.sum(TusUpload.length - TusUpload.received), 0)).where(
+                    *unfinished, TusUpload.root_path == root.path
+                )
+            )
         if count >= self.settings.tus_user_max_uploads:
             raise Conflict(
                 f"You have {count} unfinished uploads; finish or cancel one first "
@@ -181,16 +193,6 @@ class TusService:
             raise PayloadTooLarge(
                 f"Unfinished uploads may hold at most {self.settings.tus_user_max_bytes} bytes "
                 f"per person; yours hold {int(pending)}."
-            )
-        with self.database.session() as session:
-            # What the user's other unfinished uploads into this area still need: the
-            # room check counts it, so several uploads cannot each claim the same space.
-            reserved = session.scalar(
-                select(func.coalesce(func.sum(TusUpload.length - TusUpload.received), 0)).where(
-                    TusUpload.username == who.username,
-                    TusUpload.completed_at.is_(None),
-                    TusUpload.root_path == root.path,
-                )
             )
         now = utcnow()
         row = TusUpload(
@@ -207,21 +209,79 @@ class TusService:
             updated_at=now,
             expires_at=now + timedelta(seconds=self.settings.tus_expire_seconds),
         )
+        return row, int(reserved or 0)
+
+    def create(self, who: Principal, length: int | None, metadata: str | None) -> UploadState:
+        row, reserved = self._prepare(who, length, metadata)
         self.runas.call(
-            who.username, self._helper(row, "create", length=length, reserved=int(reserved or 0))
+            who.username, self._helper(row, "create", length=row.length, reserved=reserved)
         )
         try:
-            if length == 0:  # complete on creation: link the empty file now
+            if row.length == 0:  # complete on creation: link the empty file now
                 answer = self.runas.call(
                     who.username, self._helper(row, "append", offset=0, length=0), payload=b""
                 )
-                row.completed_at = now if answer.get("complete") else None
+                row.completed_at = row.created_at if answer.get("complete") else None
             with self.database.session() as session:
                 session.add(row)
         except BaseException:
             self.runas.call(who.username, self._helper(row, "abort"))
             raise
         return _state(row)
+
+    async def create_with_body(
+        self,
+        who: Principal,
+        length: int | None,
+        metadata: str | None,
+        *,
+        content_length: int | None,
+        checksum: str | None,
+        body: AsyncIterator[bytes],
+    ) -> UploadState:
+        """tus creation-with-upload: create the upload and write the request's body
+        into it with one run of the helper, which checks the room, writes the hidden
+        partial file, fsyncs it and links it to its name once whole. A small file thus
+        costs one request and one helper run instead of two of each. The row is stored
+        first, locked, so the per-user limits count it and no PATCH can interleave; a
+        refused body removes the partial file and the row (the client starts again), a
+        body cut short is kept, to be resumed like any other."""
+        row, reserved = await run_in_threadpool(self._prepare, who, length, metadata)
+        if content_length is not None and content_length > row.length:
+            raise PayloadTooLarge(
+                f"The body would take the upload past its Upload-Length ({row.length})."
+            )
+        token = secrets.token_hex(16)
+        row.lock_token, row.locked_at = token, row.created_at
+        await run_in_threadpool(self._store, row)
+        request = self._helper(
+            row, "create", length=row.length, reserved=reserved, append=True,
+            expected=content_length, checksum=checksum,
+        )  # fmt: skip
+        try:
+            stream = await self.runas.open_stream(who.username, request)
+            try:
+                await self._feed(stream.write, body, row.id, token)
+                await stream.end_input()
+                answer = await stream.answer(timeout=900)
+            finally:
+                await stream.aclose()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self._abort_quietly, who, row)
+            raise
+        await self._release(row, token, answer)
+        return _state(row)
+
+    def _store(self, row: TusUpload) -> None:
+        with self.database.session() as session:
+            session.add(row)
+
+    def _abort_quietly(self, who: Principal, row: TusUpload) -> None:
+        """Remove a failed new upload: its partial file (if any) and its row."""
+        with contextlib.suppress(PortalError):
+            self.runas.call(who.username, self._helper(row, "abort"))
+        self._forget(row.id)
 
     def expire(self, who: Principal) -> int:
         """Remove the user's expired uploads (their partial files, as the user)."""

@@ -63,7 +63,6 @@ from hpcportal.services.cluster import SnapshotMeta, partition_loads, summarize
 from hpcportal.services.files import FileInfo, FileService, Listing, RootInfo
 from hpcportal.services.files import Sort as FileSort
 from hpcportal.services.identity import Principal
-from hpcportal.services.job_output import FINISHED, OutputChunk, read_chunk
 from hpcportal.services.jobs import AccountingQuery, JobDetail, JobQuery
 from hpcportal.services.sessions import SessionContext, SessionView
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
@@ -607,169 +606,11 @@ def _csv(values: list[str]) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
-@router.get("/jobs", response_class=HTMLResponse)
-async def jobs_page(
-    request: Request,
-    page: PageDep,
-    snapshot: SnapshotDep,
-    scope: Literal["mine", "all"] = "mine",
-    state: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI copies defaults)
-    partition: str | None = None,
-    q: str | None = None,
-    user: str | None = None,
-    sort: str = "-submit_time",
-    page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    arrays: Literal["collapsed", "expanded"] = "collapsed",
-) -> HTMLResponse:
-    """Jobs: the person's own, or (admins) everyone's; filtered, sorted, paged."""
-    who = page.user
-    assert who is not None
-    snap = await _snapshot(page, snapshot)
-    if not who.is_admin:
-        scope = "mine"
-    users = [who.username] if scope == "mine" else ([user] if user else [])
-    states = _csv(state)
-    error = None
-    if sort not in {s for s, _ in SORTS} | {s.lstrip("-") for s, _ in SORTS}:
-        sort = "-submit_time"
-    try:
-        query = JobQuery(
-            user=users,
-            state=states,
-            partition=[partition] if partition else [],
-            name=q or None,
-            sort=sort,
-            page=page_no,
-            limit=limit,
-            arrays=arrays,
-        )
-        result = job_service.list_jobs(snap, query, who, SnapshotMeta.of(snapshot.health()))
-    except (InvalidInput, ValueError) as exc:
-        error = getattr(exc, "message", str(exc))
-        query = JobQuery(user=users, sort="-submit_time", limit=limit, arrays=arrays)
-        result = job_service.list_jobs(snap, query, who, SnapshotMeta.of(snapshot.health()))
-    pages = max(1, -(-result.total // result.limit))
-    # htmx asks for the results only; restoring history (or a plain visit) needs the page.
-    fragment = request.headers.get("HX-Request") and not request.headers.get(
-        "HX-History-Restore-Request"
-    )
-    template = "jobs_table.html" if fragment else "jobs.html"
-    return page.render(
-        template,
-        page_key="jobs",
-        result=result,
-        pages=pages,
-        scope=scope,
-        states=states,
-        partition=partition or "",
-        q=q or "",
-        user_filter=user or "",
-        sort=sort,
-        sorts=SORTS,
-        limit=limit,
-        page_sizes=PAGE_SIZES,
-        arrays=arrays,
-        status_choices=list(i18n.JOB_STATUS_LABELS),
-        partitions=[]
-        if for_snapshot(who, snap).hides("partitions")
-        else [p.name for p in snap.partitions],
-        error=error,
-    )
+# ``/jobs`` and ``/jobs/{id}`` are in ``web/job_pages.py``.
 
 
 def _may_act(job: Job | AccountingRecord, who: Principal) -> bool:
     return who.is_admin or job.user == who.username
-
-
-def _actions(job: Job | None, who: Principal) -> list[str]:
-    """The actions the page offers (Slurm has the last word on each)."""
-    if job is None or not _may_act(job, who):
-        return []
-    status = job.status
-    actions = []
-    if status not in FINISHED:
-        actions.append("cancel")
-    if status is JobStatus.QUEUED:
-        actions.append("hold")
-    if status is JobStatus.QUEUED_HELD:
-        actions.append("release")
-    if status is JobStatus.RUNNING or status in FINISHED:
-        actions.append("requeue")
-    return actions
-
-
-ACTION_LABELS: Final = {
-    "cancel": N_("Cancel"),
-    "hold": N_("Hold"),
-    "release": N_("Release"),
-    "requeue": N_("Requeue"),
-}
-
-
-def _tail(runas: Any, who: Principal, detail: JobDetail) -> tuple[OutputChunk | None, str | None]:
-    """The last ``OUTPUT_TAIL_BYTES`` of stdout, or why there is none."""
-    try:
-        first = read_chunk(runas, who, detail, "stdout", 0, 1)
-        start = max(0, first.size - OUTPUT_TAIL_BYTES)
-        return read_chunk(runas, who, detail, "stdout", start, OUTPUT_TAIL_BYTES), None
-    except PortalError as exc:
-        return None, exc.message
-
-
-@router.get("/jobs/{job_id}", response_class=HTMLResponse)
-async def job_page(
-    job_id: str,
-    page: PageDep,
-    snapshot: SnapshotDep,
-    adapter: AdapterDep,
-    runas: RunAsDep,
-    script: bool = False,
-) -> HTMLResponse:
-    """One job: resources, timeline, script (``?script=true``), output tail, actions."""
-    who = page.user
-    assert who is not None
-    snap = await _snapshot(page, snapshot)
-    meta = SnapshotMeta.of(snapshot.health())
-    try:
-        job_service.validate_job_id(job_id)
-        detail = await run_in_threadpool(
-            job_service.find_job, snap, adapter, job_id, who, meta, with_script=script
-        )
-    except PortalError as exc:
-        raise _page_error(exc) from None
-    record: Job | AccountingRecord | None = detail.job or detail.accounting
-    assert record is not None
-    tail: OutputChunk | None = None
-    tail_error = None
-    if _may_act(record, who):
-        tail, tail_error = await run_in_threadpool(_tail, runas, who, detail)
-    tasks: list[Job] = []
-    summary: dict[str, int] = {}
-    if detail.job is not None and detail.job.array is not None:
-        parent = detail.job.array.job_id
-        tasks = [
-            job_service.visible(j, who, snap)
-            for j in visible_jobs(snap, for_snapshot(who, snap))
-            if j.array is not None and j.array.job_id == parent
-        ]
-        summary = dict(Counter(j.status.value for j in tasks))
-    return page.render(
-        "job.html",
-        page_key="jobs",
-        detail=detail,
-        job=record,
-        live=detail.job,
-        actions=_actions(detail.job, who),
-        action_labels=ACTION_LABELS,
-        may_act=_may_act(record, who),
-        tail=tail,
-        tail_error=tail_error,
-        tasks=tasks[:200],
-        task_summary=sorted(summary.items()),
-        show_script=script,
-        now=datetime.now(UTC),
-    )
 
 
 # --- Submitting -----------------------------------------------------------------------------
