@@ -1,39 +1,35 @@
 // The file manager: previews, the small text editor, actions and resumable uploads
-// (tus) on top of the files API. File names come from users: they only ever reach
-// the page as text (textContent, attributes set through the DOM), never as HTML.
+// (tus) on top of the files API; copy, move, search, trash and storage are in
+// fileops.js. File names come from users: they only ever reach the page as text
+// (textContent, attributes set through the DOM), never as HTML.
 
 import { api, ApiError, csrfToken, el, showResult, t, toast } from "./core.js";
+import {
+  act,
+  fileUrl,
+  formatSize,
+  joinPath,
+  provisionalRow,
+  refreshList,
+  search,
+  showTrash,
+  showUsage,
+  transfer,
+  validName,
+} from "./fileops.js";
+
+export { fileUrl };
 
 const manager = document.getElementById("file-manager");
 const TUS = "/api/v1/uploads/tus";
 const CHUNK = 4 * 1024 * 1024;
 const RETRIES = 5;
-
-/** The API URL of a path in a file area, each segment encoded. */
-export function fileUrl(root, path = "", query = "") {
-  const segments = path ? "/" + path.split("/").map(encodeURIComponent).join("/") : "";
-  return `/api/v1/files/${encodeURIComponent(root)}${segments}${query ? `?${query}` : ""}`;
-}
-
-function joinPath(folder, name) {
-  return folder ? `${folder}/${name}` : name;
-}
+const PARALLEL = 3;
 
 function base64(text) {
   let binary = "";
   for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
   return btoa(binary);
-}
-
-function formatSize(bytes) {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${new Intl.NumberFormat(document.documentElement.lang, { maximumFractionDigits: unit ? 1 : 0 }).format(value)} ${units[unit]}`;
 }
 
 // --- The name dialog (new folder, rename) -------------------------------------------------
@@ -56,22 +52,7 @@ function askName(title, value = "") {
   });
 }
 
-function validName(name) {
-  return name && name !== "." && name !== ".." && !name.includes("/") && !name.includes("\0");
-}
-
 // --- Actions --------------------------------------------------------------------------------
-
-async function act(work, done) {
-  const result = document.getElementById("file-result");
-  try {
-    await work();
-    toast(done);
-    setTimeout(() => location.reload(), 300);
-  } catch (error) {
-    showResult(result, error instanceof ApiError ? error.message : t("error.generic"), true);
-  }
-}
 
 async function makeFolder(root, folder) {
   const name = await askName(t("files.new_folder"));
@@ -261,6 +242,8 @@ async function tusError(response) {
   return new ApiError(response.status, data.detail || t("error.generic"));
 }
 
+/** Create the upload with its first chunk in the same request (tus creation-with-upload):
+ * a small file is whole after this one request. */
 async function createUpload(file, root, folder) {
   const metadata = [
     `filename ${base64(file.name)}`,
@@ -270,10 +253,15 @@ async function createUpload(file, root, folder) {
   const response = await fetch(TUS, {
     method: "POST",
     credentials: "same-origin",
-    headers: tusHeaders({ "Upload-Length": String(file.size), "Upload-Metadata": metadata }),
+    headers: tusHeaders({
+      "Upload-Length": String(file.size),
+      "Upload-Metadata": metadata,
+      "Content-Type": "application/offset+octet-stream",
+    }),
+    body: file.slice(0, CHUNK),
   });
   if (!response.ok) throw await tusError(response);
-  return response.headers.get("Location");
+  return { location: response.headers.get("Location"), offset: Number(response.headers.get("Upload-Offset") || 0) };
 }
 
 async function currentOffset(location) {
@@ -284,10 +272,12 @@ async function currentOffset(location) {
 
 /** Send one file in chunks; on a dropped connection ask where to resume and go on. */
 export async function tusUpload(file, root, folder, onProgress) {
-  const location = await createUpload(file, root, folder);
-  let offset = 0;
-  let failures = 0;
   onProgress(0);
+  const created = await createUpload(file, root, folder);
+  const location = created.location;
+  let offset = created.offset;
+  let failures = 0;
+  onProgress(offset);
   while (offset < file.size) {
     try {
       const response = await fetch(location, {
@@ -318,37 +308,49 @@ export async function tusUpload(file, root, folder, onProgress) {
   onProgress(file.size);
 }
 
+async function uploadOne(file, root, folder, list) {
+  const item = el("li", "upload");
+  const label = el("span", "upload-name", file.name);
+  label.translate = false;
+  const bar = el("progress");
+  bar.max = Math.max(file.size, 1);
+  bar.value = 0;
+  bar.setAttribute("aria-label", t("files.uploading", { name: file.name }));
+  const status = el("span", "muted", t("submit.uploading"));
+  item.append(label, bar, status);
+  list.append(item);
+  try {
+    await tusUpload(file, root, folder, (sent) => {
+      bar.value = sent;
+      status.textContent = `${formatSize(sent)} / ${formatSize(file.size)}`;
+    });
+    bar.value = bar.max;
+    status.textContent = t("files.uploaded");
+    item.dataset.done = "true";
+    provisionalRow(file.name, file.size);
+    return true;
+  } catch (error) {
+    status.textContent = error instanceof ApiError ? error.message : t("error.generic");
+    status.className = "form-result error";
+    return false;
+  }
+}
+
+/** Upload a few files at a time; each shows in the list as soon as it is whole, and the
+ * list is refreshed in place (no reload) once all are done. */
 async function uploadAll(files, root, folder) {
   const list = document.getElementById("upload-list");
+  const queue = [...files];
   let ok = 0;
-  for (const file of files) {
-    const item = el("li", "upload");
-    const label = el("span", "upload-name", file.name);
-    label.translate = false;
-    const bar = el("progress");
-    bar.max = Math.max(file.size, 1);
-    bar.value = 0;
-    bar.setAttribute("aria-label", t("files.uploading", { name: file.name }));
-    const status = el("span", "muted", t("submit.uploading"));
-    item.append(label, bar, status);
-    list.append(item);
-    try {
-      await tusUpload(file, root, folder, (sent) => {
-        bar.value = sent;
-        status.textContent = `${formatSize(sent)} / ${formatSize(file.size)}`;
-      });
-      bar.value = bar.max;
-      status.textContent = t("files.uploaded");
-      item.dataset.done = "true";
-      ok += 1;
-    } catch (error) {
-      status.textContent = error instanceof ApiError ? error.message : t("error.generic");
-      status.className = "form-result error";
+  const worker = async () => {
+    while (queue.length) {
+      if (await uploadOne(queue.shift(), root, folder, list)) ok += 1;
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, queue.length) }, worker));
   if (ok) {
     toast(t("files.uploaded_count", { count: ok }));
-    setTimeout(() => location.reload(), 600);
+    await refreshList();
   }
 }
 
@@ -358,7 +360,7 @@ if (manager) {
   const root = manager.dataset.root;
   const folder = manager.dataset.folder || "";
   document.getElementById("file-mkdir").addEventListener("click", () => makeFolder(root, folder));
-  manager.querySelector("tbody").addEventListener("click", (event) => {
+  manager.querySelector("[data-testid=file-list] tbody").addEventListener("click", (event) => {
     const target = event.target.closest("[data-open], [data-action]");
     const row = event.target.closest("tr[data-path]");
     if (!target || !row) return;
@@ -371,7 +373,24 @@ if (manager) {
       rename(root, folder, row);
     } else if (target.dataset.action === "delete") {
       remove(root, row);
+    } else if (target.dataset.action === "copy" || target.dataset.action === "move") {
+      transfer(target.dataset.action, root, folder, row);
     }
+  });
+  const searchForm = document.getElementById("file-search");
+  searchForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    search(root, folder, searchForm);
+  });
+  document.getElementById("search-close").addEventListener("click", () => {
+    document.getElementById("search-results").hidden = true;
+  });
+  const trashButton = document.getElementById("file-trash");
+  trashButton.addEventListener("click", () => {
+    const panel = document.getElementById("trash-panel");
+    panel.hidden = !panel.hidden;
+    trashButton.setAttribute("aria-expanded", String(!panel.hidden));
+    if (!panel.hidden) showTrash();
   });
   document.getElementById("preview-close").addEventListener("click", () => {
     preview.pane.hidden = true;
@@ -408,3 +427,6 @@ if (manager) {
     if (row) openPreview(root, row);
   }
 }
+
+const usageBox = document.getElementById("file-usage");
+if (usageBox) showUsage(usageBox);
