@@ -50,7 +50,7 @@ from hpcportal.services.templates import seed_site_templates
 from hpcportal.services.terminal import TerminalService
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
-from hpcportal.web import pages
+from hpcportal.web import job_pages, pages
 from hpcportal.web import terminal as terminal_page
 
 API_PREFIX = "/api/v1"
@@ -141,6 +141,7 @@ def create_app(
     # The browser UI: pages at "/", their assets at "/static" (hpcportal.web).
     app.add_exception_handler(pages.PageException, pages.handle_page_exception)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    app.include_router(job_pages.router)
     app.include_router(terminal_page.router)
     app.include_router(pages.router)
     return app

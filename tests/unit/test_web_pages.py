@@ -30,8 +30,9 @@ from hpcportal.services.files import Entry, FileInfo, Listing, RootInfo
 from hpcportal.services.identity import Principal
 from hpcportal.services.job_output import OutputChunk
 from hpcportal.slurm import parse
-from hpcportal.slurm.models import Job, PrivateData
-from hpcportal.web import pages
+from hpcportal.slurm import recorded as slurm_recorded
+from hpcportal.slurm.models import Job, PrivateData, RecordedSubmission
+from hpcportal.web import job_pages, pages
 from hpcportal.web.pages import (
     STATIC_DIR,
     accounting_series,
@@ -89,6 +90,12 @@ def _jobs() -> list[Job]:
     return [j.model_copy(update={"name": XSS}) if j.id == "6" else j for j in jobs]
 
 
+def _recorded_stdout(name: str) -> bytes:
+    """What 22.05's sacct printed (``fixtures/slurm/22.05/recorded``)."""
+    text = recorded(f"22.05/recorded/{name}.txt").decode()
+    return text.partition("--- stdout\n")[2].rpartition("--- stderr\n")[0].encode()
+
+
 class RecordedAdapter:
     """The adapter's questions answered from recordings."""
 
@@ -112,6 +119,15 @@ class RecordedAdapter:
 
     def accounting(self, *args: Any, **kwargs: Any) -> list[Any]:
         return parse.parse_sacct(recorded("sacct.json"))
+
+    def recorded_script(self, job_id: str, *, as_user: str) -> str | None:
+        return slurm_recorded.parse_batch_script(_recorded_stdout("batch_script"))
+
+    def recorded_environment(self, job_id: str, *, as_user: str) -> dict[str, str] | None:
+        return slurm_recorded.parse_environment(_recorded_stdout("env_vars"))
+
+    def recorded_submission(self, job_id: str, *, as_user: str) -> RecordedSubmission | None:
+        return RecordedSubmission(job_id=int(job_id.split("_")[0]), work_dir="/home/alice")
 
     def associations(self) -> list[Any]:
         return parse.parse_associations(recorded("sacctmgr_assoc.txt"))
@@ -250,7 +266,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setattr(auth, "lookup_principal", lambda name, _group: PEOPLE.get(name))
     # Fake people have no Unix account for PAM to check.
     monkeypatch.setattr(auth, "account_refusal", lambda _who, _settings: None)
-    monkeypatch.setattr(pages, "read_chunk", _fake_chunk)
+    monkeypatch.setattr(job_pages, "read_chunk", _fake_chunk)
     monkeypatch.setattr(pages, "FileService", FakeFiles)
     monkeypatch.setattr(session_service, "output_tail", _fake_log)
     _seed_sessions(values)
