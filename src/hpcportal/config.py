@@ -74,6 +74,20 @@ class Settings(BaseSettings):
         description="The longest interval the refresher backs off to; stale_after grows "
         "with the back-off, so backing off alone never marks the data stale.",
     )
+    refresh_soon_delay: float = Field(
+        default=0.15,
+        ge=0,
+        le=10,
+        description="After the portal acts on a job, how long it gathers more such requests "
+        "before reading those jobs again (one squeue --jobs for all of them).",
+    )
+    refresh_soon_min_gap: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Fewest seconds between two such reads, however many actions come in "
+        "(while the refresher backs off, its interval is the gap).",
+    )
     accounting_cache_seconds: float = Field(
         default=15.0,
         ge=0,
@@ -365,6 +379,20 @@ class Settings(BaseSettings):
         le=10_000,
         description="Messages a live WebSocket may fall behind before it is dropped (close "
         "code 1013), so that a slow client never slows the others.",
+    )
+    live_output_poll_seconds: float = Field(
+        default=0.5,
+        ge=0.05,
+        le=60,
+        description="How often a watched running job's output file is read (one reader per "
+        "job, however many pages and streams watch it).",
+    )
+    sse_keepalive_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="A Server-Sent Events stream with nothing to say sends a comment this "
+        "often, so proxies and browsers keep it open.",
     )
     notify_time_left_minutes: int = Field(
         default=10,

@@ -345,53 +345,75 @@ def test_notifications_go_to_their_owner_only() -> None:
 # --- Job output -----------------------------------------------------------------------------
 
 
-def test_job_output_is_read_as_the_owner_once_per_refresh() -> None:
+def test_one_follower_reads_the_output_as_the_owner_for_every_tab() -> None:
     job = next(j for j in JOBS if j.id == "6")  # alice's, running, -o train-%j.out
     assert job.private is not None
     path = f"{job.private.work_dir}/train-6.out"
     runas = FakeRunAs({path: b"epoch 1\n"})
-    hub = make_hub(runas)
-    snap = build(1, JOBS)
-    hub.on_refresh(None, snap)
-    tabs = [hub.register(FakeSocket(), LiveIdentity(ALICE)) for _ in range(2)]
-    bob = hub.register(FakeSocket(), LiveIdentity(BOB))
-    for conn in tabs:
-        hub.handle(conn, json.dumps({"type": "subscribe", "channels": ["job_output:6"]}))
-    hub.handle(bob, json.dumps({"type": "subscribe", "channels": ["job_output:6"]}))
-    assert messages(bob) == [{"type": "error", "message": NOT_YOURS}]
-    assert "job_output:6" not in bob.channels
+    hub = make_hub(runas, live_output_poll_seconds=0.05)
+    subscribe = json.dumps({"type": "subscribe", "channels": ["job_output:6"]})
 
-    asyncio.run(hub._poll_outputs(snap))
-    assert runas.reads == [("alice", path, 0)]  # one read for both tabs
-    for conn in tabs:
-        assert messages(conn) == [
-            {
-                "type": "job_output",
-                "job_id": "6",
-                "stream": "stdout",
-                "offset": 0,
-                "data": "epoch 1\n",
-            }
-        ]
-    runas.files[path] += b"epoch 2\n"
-    asyncio.run(hub._poll_outputs(snap))
-    assert runas.reads[-1] == ("alice", path, 8)
-    assert [m["data"] for m in messages(tabs[0])] == ["epoch 2\n"]
+    async def scenario() -> None:
+        hub.on_refresh(None, build(1, JOBS))
+        tabs = [hub.register(FakeSocket(), LiveIdentity(ALICE)) for _ in range(2)]
+        bob = hub.register(FakeSocket(), LiveIdentity(BOB))
+        for conn in tabs:
+            hub.handle(conn, subscribe)
+        hub.handle(bob, subscribe)
+        assert messages(bob) == [{"type": "error", "message": NOT_YOURS}]
+        assert "job_output:6" not in bob.channels
+        assert len(hub._followers) == 1
+
+        await asyncio.sleep(0.2)  # a few polls
+        assert {r[:2] for r in runas.reads} == {("alice", path)}  # as alice, for both tabs
+        assert runas.reads[0][2] == 0 and {r[2] for r in runas.reads[1:]} == {8}
+        first = {"type": "job_output", "job_id": "6", "stream": "stdout", "offset": 0}
+        for conn in tabs:
+            assert messages(conn) == [{**first, "data": "epoch 1\n"}]
+        runas.files[path] += b"epoch 2\n"
+        await asyncio.sleep(0.2)
+        assert [m["data"] for m in messages(tabs[0])] == ["epoch 2\n"]
+
+        # A third tab joins late: told how far the follower has read, so it can fetch
+        # what it missed; it shares the same follower.
+        late = hub.register(FakeSocket(), LiveIdentity(ALICE))
+        hub.handle(late, subscribe)
+        assert messages(late) == [{**first, "offset": 16, "data": ""}]
+        assert len(hub._followers) == 1
+
+        # The last one to leave stops the reading at once.
+        for conn in (*tabs, late):
+            hub.handle(conn, json.dumps({"type": "unsubscribe", "channels": ["job_output:6"]}))
+        assert hub._followers == {}
+        await asyncio.sleep(0.01)
+        reads = len(runas.reads)
+        await asyncio.sleep(0.2)
+        assert len(runas.reads) == reads
+
+    asyncio.run(scenario())
 
 
 def test_output_of_a_job_not_in_the_snapshot_yet_waits_for_it() -> None:
-    hub = make_hub(FakeRunAs({}))
-    hub.on_refresh(None, build(1, JOBS))
-    bob = hub.register(FakeSocket(), LiveIdentity(BOB))
-    hub.handle(bob, json.dumps({"type": "subscribe", "channels": ["job_output:12345"]}))
-    assert queued(bob) == [] and "job_output:12345" in bob.channels
-    # It shows up, and it is alice's: bob is told and unsubscribed, nothing is read.
+    hub = make_hub(FakeRunAs({}), live_output_poll_seconds=0.05)
     theirs = next(j for j in JOBS if j.id == "6").model_copy(
         update={"id": "12345", "job_id": 12345}
     )
-    asyncio.run(hub._poll_outputs(build(2, [*JOBS, theirs])))
-    assert messages(bob) == [{"type": "error", "message": NOT_YOURS}]
-    assert "job_output:12345" not in bob.channels
+
+    async def scenario() -> None:
+        first = build(1, JOBS)
+        hub.on_refresh(None, first)
+        bob = hub.register(FakeSocket(), LiveIdentity(BOB))
+        hub.handle(bob, json.dumps({"type": "subscribe", "channels": ["job_output:12345"]}))
+        await asyncio.sleep(0.1)
+        assert queued(bob) == [] and "job_output:12345" in bob.channels
+        # It shows up, and it is alice's: bob is told and unsubscribed, nothing is read.
+        hub.on_refresh(first, build(2, [*JOBS, theirs]))
+        await asyncio.sleep(0.1)
+        assert messages(bob) == [{"type": "error", "message": NOT_YOURS}]
+        assert "job_output:12345" not in bob.channels
+        assert hub._followers == {}
+
+    asyncio.run(scenario())
 
 
 # --- The protocol, through serve() ---------------------------------------------------------

@@ -6,10 +6,8 @@ action is written to the audit log with its result.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from functools import partial
+from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Body, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -29,7 +27,6 @@ from hpcportal.api.deps import (
 )
 from hpcportal.api.params import ByteCount, Offset
 from hpcportal.db.session import Database
-from hpcportal.errors import NotFound
 from hpcportal.services import audit
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
@@ -42,6 +39,8 @@ from hpcportal.services.job_output import (
     check_may_read,
     read_chunk,
 )
+from hpcportal.services.live import LiveHub
+from hpcportal.services.output_stream import HEADERS, OutputStream, resume_offset
 from hpcportal.services.submit import submit_job
 from hpcportal.services.submit_models import JobRequest, SubmitPreview, SubmitResult
 from hpcportal.services.visibility import for_accounting
@@ -63,6 +62,7 @@ async def submit(
     database: DatabaseDep,
     address: ClientAddress,
     response: Response,
+    snapshot: SnapshotDep,
     dry_run: bool = False,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> SubmitResult | SubmitPreview:
@@ -86,6 +86,7 @@ async def submit(
     if isinstance(result, SubmitPreview):
         response.status_code = status.HTTP_200_OK
         return result
+    snapshot.request_refresh(result.job_id)
     if result.replayed:
         response.status_code = status.HTTP_200_OK
     else:
@@ -105,6 +106,7 @@ async def _control(
     database: Database,
     address: str,
     adapter: AdapterDep,
+    snapshot: SnapshotDep,
     job_id: str,
     action: Literal["cancel", "hold", "release", "requeue", "signal"],
     signal: str | None = None,
@@ -117,6 +119,7 @@ async def _control(
             audit.write_outcome, database, who, f"job.{action}", target, address, exc
         )
         raise
+    snapshot.request_refresh(job_id)
     await run_in_threadpool(
         audit.write_outcome, database, who, f"job.{action}", target, address, None
     )
@@ -131,8 +134,9 @@ async def send_signal(
     database: DatabaseDep,
     address: ClientAddress,
     adapter: AdapterDep,
+    snapshot: SnapshotDep,
 ) -> ControlResult:
-    return await _control(who, database, address, adapter, job_id, "signal", body.signal)
+    return await _control(who, database, address, adapter, snapshot, job_id, "signal", body.signal)
 
 
 @router.post("/jobs/{job_id}/{action}", response_model=ControlResult)
@@ -143,13 +147,15 @@ async def act(
     database: DatabaseDep,
     address: ClientAddress,
     adapter: AdapterDep,
+    snapshot: SnapshotDep,
 ) -> ControlResult:
     """Cancel, hold, release or requeue a job or array task, as you.
 
     Slurm decides whether you may (your own jobs; any job for Slurm operators and
-    administrators); its refusal is a 403 with its reason.
+    administrators); its refusal is a 403 with its reason. The job is read again at
+    once, so open pages show its new state within about a second.
     """
-    return await _control(who, database, address, adapter, job_id, action)
+    return await _control(who, database, address, adapter, snapshot, job_id, action)
 
 
 async def _detail(
@@ -199,35 +205,31 @@ async def follow_output(
     settings: SettingsDep,
     stream: Stream = "stdout",
     offset: Offset = 0,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Follow a job's output live (Server-Sent Events) until it has finished.
 
-    Each ``output`` event carries an ``OutputChunk`` as JSON; an ``end`` event closes
-    the stream once the job has finished and everything was sent.
+    Each ``output`` event carries an ``OutputChunk`` as JSON and, as its ``id``, the
+    byte offset after it: a browser that reconnects sends it back as ``Last-Event-ID``
+    and the stream resumes there. An ``end`` event closes the stream once the job has
+    finished and everything was sent; ``: keep-alive`` comments keep a quiet stream
+    open. However many streams follow a job, its file is read once per poll.
     """
+    start = resume_offset(last_event_id, offset)
     check_may_read(await _detail(job_id, who, snapshot, adapter), who)  # 403 before streaming
-
-    async def events() -> AsyncIterator[bytes]:
-        position = offset
-        while not await request.is_disconnected():
-            detail = await _detail(job_id, who, snapshot, adapter)
-            try:
-                chunk = await run_in_threadpool(
-                    read_chunk, runas, who, detail, stream, position, settings.output_chunk_bytes
-                )
-            except NotFound:  # finished without an output file
-                yield b"event: end\ndata: {}\n\n"
-                return
-            if chunk.data:
-                position = chunk.next_offset
-                yield f"event: output\ndata: {chunk.model_dump_json()}\n\n".encode()
-            if chunk.finished and chunk.eof:
-                yield f"event: end\ndata: {json.dumps({'next_offset': position})}\n\n".encode()
-                return
-            if chunk.eof:
-                await asyncio.sleep(1.0)
-
-    return StreamingResponse(events(), media_type="text/event-stream")
+    follow = OutputStream(
+        hub=cast(LiveHub, request.app.state.live),
+        runas=runas,
+        who=who,
+        job_id=job_id,
+        stream=stream,
+        position=start,
+        chunk_bytes=settings.output_chunk_bytes,
+        keepalive=settings.sse_keepalive_seconds,
+        detail=partial(_detail, job_id, who, snapshot, adapter),
+        disconnected=request.is_disconnected,
+    )
+    return StreamingResponse(follow.events(), media_type="text/event-stream", headers=HEADERS)
 
 
 @router.get("/jobs/{job_id}/efficiency", response_model=Efficiency)

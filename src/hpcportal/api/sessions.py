@@ -83,6 +83,8 @@ class Actions:
 
     def tell(self, session: SessionView) -> SessionView:
         self.hub.push_session(self.who.username, session)
+        if session.job_id is not None:  # its job changed: read it again now
+            self.hub.snapshot.request_refresh(session.job_id)
         return session
 
 

@@ -11,7 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from hpcportal.api.deps import ClientAddress, CurrentUser, DbDep, SubmitContextDep, strict_query
+from hpcportal.api.deps import (
+    ClientAddress,
+    CurrentUser,
+    DbDep,
+    SnapshotDep,
+    SubmitContextDep,
+    strict_query,
+)
 from hpcportal.api.params import DbId
 from hpcportal.services import templates as service
 from hpcportal.services.submit_models import JobRequest, SubmitPreview, SubmitResult
@@ -114,6 +121,7 @@ async def submit_template(
     ctx: SubmitContextDep,
     address: ClientAddress,
     response: Response,
+    snapshot: SnapshotDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     dry_run: bool = False,
 ) -> SubmitResult | SubmitPreview:
@@ -130,6 +138,8 @@ async def submit_template(
         dry_run=dry_run,
         address=address,
     )
+    if isinstance(result, SubmitResult):
+        snapshot.request_refresh(result.job_id)
     if isinstance(result, SubmitPreview) or result.replayed:
         response.status_code = status.HTTP_200_OK
     return result

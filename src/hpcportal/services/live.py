@@ -28,9 +28,13 @@ sees (a message with nothing for them is not sent), under ``nodes`` of no node.
 ``jobs`` carries a job's private part only to its owner and admins. Subscribing to
 ``nodes`` or ``cluster`` first sends the current state; the job list itself comes
 from ``GET /api/v1/jobs`` (changes are idempotent, so applying one twice is harmless).
-``job_output:<id>`` is for the job's owner: the file is read as the owner, at most
-once per refresh per job, and ``offset`` says where ``data`` starts (anything before
-it is at ``GET /api/v1/jobs/{id}/output``).
+``job_output:<id>`` is for the job's owner. One follower per job (however many
+sockets and Server-Sent Event streams watch it) reads the file as the owner every
+``live_output_poll_seconds`` while the job runs, and stops when its last watcher
+leaves; ``offset`` says where ``data`` starts (anything before it is at
+``GET /api/v1/jobs/{id}/output``). A socket joining a follower that has already read
+part of the file first gets an empty ``job_output`` message whose ``offset`` says how
+far it has read, so it can fetch the part it missed.
 
 Refusals happen before accepting: HTTP 401 (not authenticated) or 403 (foreign
 origin), or close code 4401 / 4403 on a server that cannot answer HTTP there. Close
@@ -51,7 +55,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel
@@ -67,7 +71,13 @@ from hpcportal.services import auth
 from hpcportal.services.changes import SnapshotChanges, compute_changes, jobs_by_display_id
 from hpcportal.services.cluster import SnapshotMeta, summarize
 from hpcportal.services.identity import Principal
-from hpcportal.services.job_output import FINISHED, Stream, output_path, read_chunk
+from hpcportal.services.job_output import (
+    FINISHED,
+    OutputChunk,
+    Stream,
+    output_path,
+    read_chunk,
+)
 from hpcportal.services.jobs import JobDetail, validate_job_id, visible
 from hpcportal.services.notifications import Delivery, NotificationDetector
 from hpcportal.services.session_tracker import SessionTracker
@@ -89,6 +99,9 @@ MAX_OUTPUT_CHANNELS = 16
 OUTPUT_WAIT_SECONDS = 30.0
 #: Output files read side by side (each read is one run-as call, ~40 ms).
 OUTPUT_PARALLEL = 8
+#: A job the snapshot still calls pending is read every this many polls (it may have
+#: started since), a running one at every poll.
+QUEUED_POLL_EVERY = 2
 CLOSE_TIMEOUT = 5.0
 
 CLOSE_GOING_AWAY = 1001
@@ -106,6 +119,12 @@ TOKEN_REVOKED = "This API token is no longer valid."  # noqa: S105 (a message)
 LIVE_SOCKETS = Gauge("hpcportal_live_sockets", "Open live WebSockets")
 LIVE_MESSAGES = Counter("hpcportal_live_messages", "Messages queued to live WebSockets", ["type"])
 LIVE_DROPPED = Counter("hpcportal_live_dropped", "Live WebSockets dropped for being too slow")
+OUTPUT_FOLLOWERS = Gauge(
+    "hpcportal_live_output_followers", "Job outputs being followed (one per job and reader)"
+)
+OUTPUT_READS = Counter(
+    "hpcportal_live_output_reads", "Reads of job output files by followers (run-as calls)"
+)
 
 PONG = '{"type":"pong"}'
 #: Nobody: sees only public fields (``visible`` memoizes public copies per snapshot).
@@ -232,9 +251,28 @@ class Connection:
         return self.queue.qsize() >= self.limit
 
 
+@dataclass(frozen=True, slots=True)
+class OutputEvent:
+    """What a follower tells a Server-Sent Events watcher: a chunk it read, that the
+    job has finished and everything was read (``end``), or why it stopped (``error``)."""
+
+    kind: Literal["output", "end", "error"]
+    chunk: OutputChunk | None = None
+    message: str = ""
+
+
+@dataclass(eq=False)
+class OutputWatch:
+    """One Server-Sent Events stream watching a follower (``LiveHub.watch_output``)."""
+
+    follower: Follower
+    queue: asyncio.Queue[OutputEvent] = field(default_factory=asyncio.Queue)
+
+
 @dataclass(eq=False)
 class Follower:
-    """One user's subscription to one job's output, shared by their sockets."""
+    """One user's reading of one job's output, shared by all their sockets and streams;
+    its task (``LiveHub._follow_loop``) runs while anyone watches."""
 
     principal: Principal
     job_id: str
@@ -242,8 +280,15 @@ class Follower:
     offsets: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
     finished_streams: set[str] = field(default_factory=set)
     subscribers: set[Connection] = field(default_factory=set)
+    watches: set[OutputWatch] = field(default_factory=set)
     verified: bool = False
     done: bool = False
+    task: asyncio.Task[None] | None = None
+    queued_polls: int = 0
+
+    @property
+    def watched(self) -> bool:
+        return bool(self.subscribers or self.watches)
 
 
 class _Latest:
@@ -330,13 +375,13 @@ class LiveHub:
         self._connections: set[Connection] = set()
         self._by_user: dict[str, set[Connection]] = {}
         self._followers: dict[tuple[str, str], Follower] = {}
+        self._reads = asyncio.Semaphore(OUTPUT_PARALLEL)
         self._current: ClusterSnapshot | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tokens_checked = 0.0
         self._workers = [
             _Latest("notifications", self._notify),
-            _Latest("output", self._poll_outputs),
             _Latest("sessions", self._check_sessions),
             _Latest("interactive", self._track_interactive),
         ]
@@ -355,6 +400,8 @@ class LiveHub:
     async def stop(self) -> None:
         for worker in self._workers:
             await worker.stop()
+        for follower in list(self._followers.values()):
+            await self._stop_follower(follower)
         for conn in list(self._connections):
             self.close(conn, CLOSE_GOING_AWAY, "The portal is stopping.", graceful=False)
         if self._tasks:
@@ -689,14 +736,28 @@ class LiveHub:
         job = snap.jobs_by_id.get(job_id) if snap is not None else None
         if snap is not None and job is not None and job.user != conn.user:
             return NOT_YOURS if self._visibility(conn, snap).sees_job(job) else _no_job(job_id)
-        key = (conn.user, job_id)
-        follower = self._followers.get(key)
-        if follower is None:
-            follower = self._followers[key] = Follower(conn.identity.principal, job_id)
+        follower = self._follower(conn.identity.principal, job_id)
+        for stream, offset in follower.offsets.items():
+            if offset > 0:  # already read past this: say so, the client fetches the gap
+                marker = _message(
+                    "job_output", job_id=job_id, stream=stream, offset=offset, data=""
+                )
+                self._push(conn, marker, "job_output")
         follower.subscribers.add(conn)
         conn.outputs[job_id] = follower
         conn.channels.add(channel)
         return None
+
+    def _follower(self, principal: Principal, job_id: str) -> Follower:
+        """The follower of ``job_id``'s output as ``principal``, started if need be."""
+        key = (principal.username, job_id)
+        follower = self._followers.get(key)
+        if follower is None:
+            follower = self._followers[key] = Follower(principal, job_id)
+            follower.task = asyncio.get_running_loop().create_task(
+                self._follow_loop(follower), name=f"live-output-{job_id}"
+            )
+        return follower
 
     def _unfollow(self, conn: Connection, job_id: str) -> None:
         follower = conn.outputs.pop(job_id, None)
@@ -704,34 +765,80 @@ class LiveHub:
         if follower is None:
             return
         follower.subscribers.discard(conn)
-        if not follower.subscribers:
-            self._followers.pop((follower.principal.username, job_id), None)
+        self._forget_follower_if_idle(follower)
+
+    def watch_output(self, principal: Principal, job_id: str) -> OutputWatch:
+        """Watch a job's output from a Server-Sent Events stream: the same follower as
+        the sockets' (``principal`` may read it: the caller checked). Call
+        ``unwatch_output`` when the stream ends."""
+        watch = OutputWatch(self._follower(principal, job_id))
+        watch.follower.watches.add(watch)
+        if watch.follower.done:
+            watch.queue.put_nowait(OutputEvent("end"))
+        return watch
+
+    def unwatch_output(self, watch: OutputWatch) -> None:
+        watch.follower.watches.discard(watch)
+        self._forget_follower_if_idle(watch.follower)
+
+    def _tell(self, watch: OutputWatch, event: OutputEvent) -> None:
+        """Queue an event for a stream; one too far behind is ended (it can resume)."""
+        if watch.queue.qsize() >= self.settings.live_queue_messages:
+            watch.follower.watches.discard(watch)
+            watch.queue.put_nowait(OutputEvent("error", message=TOO_SLOW))
+            self._forget_follower_if_idle(watch.follower)
+            return
+        watch.queue.put_nowait(event)
+
+    def _forget_follower_if_idle(self, follower: Follower) -> None:
+        """The last watcher left: stop reading (at once, not at the next poll)."""
+        if follower.watched:
+            return
+        key = (follower.principal.username, follower.job_id)
+        if self._followers.get(key) is follower:
+            del self._followers[key]
+        if follower.task is not None and not follower.task.done():
+            follower.task.cancel()
+
+    async def _stop_follower(self, follower: Follower) -> None:
+        task = follower.task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _end_follower(self, follower: Follower, text: str | None) -> None:
-        """Stop following; with ``text``, tell the subscribers why and unsubscribe them."""
+        """Stop following; with ``text``, tell the watchers why and unsubscribe them."""
         follower.done = True
+        for watch in list(follower.watches):
+            self._tell(watch, OutputEvent("error", message=text) if text else OutputEvent("end"))
         if text is None:
             return
         for conn in list(follower.subscribers):
             self._push(conn, error_message(text), "error")
             self._unfollow(conn, follower.job_id)
 
-    async def _poll_outputs(self, snap: ClusterSnapshot) -> None:
-        """Read every followed job's new output once, as its owner, side by side."""
-        followers = [f for f in self._followers.values() if not f.done and f.subscribers]
-        if not followers:
-            return
-        meta = SnapshotMeta.of(self.snapshot.health())
-        limit = asyncio.Semaphore(OUTPUT_PARALLEL)
-        await asyncio.gather(*(self._poll_one(f, snap, meta, limit) for f in followers))
+    async def _follow_loop(self, follower: Follower) -> None:
+        """Read the job's new output every ``live_output_poll_seconds`` while anyone
+        watches: one task per job and reader, whatever the number of watchers."""
+        OUTPUT_FOLLOWERS.inc()
+        try:
+            while follower.watched and not follower.done:
+                snap = self._current
+                if snap is not None:
+                    try:
+                        await self._poll_one(follower, snap)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("following the output of %s failed", follower.job_id)
+                if follower.done:
+                    return
+                await asyncio.sleep(self.settings.live_output_poll_seconds)
+        finally:
+            OUTPUT_FOLLOWERS.dec()
 
-    async def _poll_one(
-        self,
-        follower: Follower,
-        snap: ClusterSnapshot,
-        meta: SnapshotMeta,
-        limit: asyncio.Semaphore,
-    ) -> None:
+    async def _poll_one(self, follower: Follower, snap: ClusterSnapshot) -> None:
         job = snap.jobs_by_id.get(follower.job_id)
         if job is None:
             if follower.verified:
@@ -739,22 +846,29 @@ class LiveHub:
             elif time.monotonic() - follower.created > OUTPUT_WAIT_SECONDS:
                 self._end_follower(follower, _no_job(follower.job_id))
             return
-        if job.user != follower.principal.username:
-            sees = for_snapshot(follower.principal, snap).sees_job(job)
+        reader = follower.principal
+        if job.user != reader.username and not reader.is_admin:
+            sees = for_snapshot(reader, snap).sees_job(job)
             self._end_follower(follower, NOT_YOURS if sees else _no_job(follower.job_id))
             return
         follower.verified = True
-        if job.status in (JobStatus.QUEUED, JobStatus.QUEUED_HELD):
+        if job.status is JobStatus.QUEUED_HELD:
             return  # nothing written yet
+        if job.status is JobStatus.QUEUED:
+            # It may have started since the snapshot was taken: look now and then.
+            follower.queued_polls += 1
+            if follower.queued_polls % QUEUED_POLL_EVERY != 1:
+                return
+        meta = SnapshotMeta.of(self.snapshot.health())
         detail = JobDetail(job=job, source="snapshot", snapshot=meta)
         streams = self._streams(job, detail)
         for stream in streams:
-            if stream in follower.finished_streams:
+            if stream in follower.finished_streams or follower.done:
                 continue
-            async with limit:
+            async with self._reads:
                 await self._read_stream(follower, detail, stream)
         if job.status in FINISHED and follower.finished_streams.issuperset(streams):
-            follower.done = True
+            self._end_follower(follower, None)
 
     @staticmethod
     def _streams(job: Job, detail: JobDetail) -> tuple[Stream, ...]:
@@ -769,6 +883,7 @@ class LiveHub:
 
     async def _read_stream(self, follower: Follower, detail: JobDetail, stream: Stream) -> None:
         offset = follower.offsets[stream]
+        OUTPUT_READS.inc()
         try:
             chunk = await run_in_threadpool(
                 read_chunk,
@@ -793,6 +908,8 @@ class LiveHub:
                 "job_output", job_id=follower.job_id, stream=stream, offset=offset, data=chunk.data
             )
             self._send_all(list(follower.subscribers), text, "job_output")
+            for watch in list(follower.watches):
+                self._tell(watch, OutputEvent("output", chunk))
         if chunk.finished and chunk.eof:
             follower.finished_streams.add(stream)
 

@@ -6,7 +6,9 @@ Every read of jobs, nodes and partitions is served from the latest
 interval, however many people are reading, so Slurm's load does not grow with users.
 When Slurm fails, readers keep the last snapshot and are told its age and that it is
 stale. When slurmctld answers slowly or rate-limits, the interval grows until it
-recovers (``load_guard.py``).
+recovers (``load_guard.py``). After the portal's own actions, the jobs acted on are read
+again at once (``request_refresh``, coalesced and rate-bounded in ``refresh_soon.py``)
+and published into a new snapshot, so pages see the change without waiting an interval.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import logging
 import os
 import pwd
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +30,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from hpcportal.config import Settings
 from hpcportal.errors import PortalError, SlurmRateLimited, SlurmUnreachable
 from hpcportal.services.load_guard import LoadGuard
-from hpcportal.slurm.adapter import SlurmAdapter
+from hpcportal.services.refresh_soon import RefreshSoon
+from hpcportal.slurm.adapter import SlurmAdapter, job_matches
 from hpcportal.slurm.models import Job, Node, Partition, PrivateData, SlurmRoles
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,33 @@ class ClusterSnapshot:
             roles=roles or SlurmRoles(),
         )
 
+    def with_jobs(self, generation: int, job_ids: set[str], fresh: list[Job]) -> ClusterSnapshot:
+        """This snapshot with the jobs named in ``job_ids`` as Slurm just listed them.
+
+        Only ids Slurm answered for are replaced (an array's tasks all at once); the
+        rest, nodes and partitions included, stay as they were, and so do ``taken_at``
+        and the age: the picture as a whole is no fresher than its last full refresh.
+        """
+        answered = {i for i in job_ids if any(job_matches(j, {i}) for j in fresh)}
+        by_id = {j.id: j for j in fresh}
+        jobs: list[Job] = []
+        for job in self.jobs:
+            if job.id in by_id:
+                jobs.append(by_id.pop(job.id))
+            elif not job_matches(job, answered):
+                jobs.append(job)
+        jobs.extend(j for j in fresh if j.id in by_id)
+        built = ClusterSnapshot.build(
+            generation,
+            self.duration,
+            jobs,
+            list(self.nodes),
+            list(self.partitions),
+            self.private_data,
+            self.roles,
+        )
+        return replace(built, taken_at=self.taken_at, monotonic=self.monotonic)
+
     def age(self) -> float:
         return time.monotonic() - self.monotonic
 
@@ -149,6 +179,12 @@ class SnapshotService:
         self._roles = SlurmRoles()
         self._warned_blind: PrivateData | None = None
         self._listeners: list[SnapshotListener] = []
+        self.soon = RefreshSoon(
+            self.refresh_jobs,
+            delay=settings.refresh_soon_delay,
+            min_gap=settings.refresh_soon_min_gap,
+            gap=lambda: self.guard.interval if self.guard.backing_off else 0.0,
+        )
         SNAPSHOT_AGE.set_function(self._age_for_metrics)
 
     def add_listener(self, listener: SnapshotListener) -> None:
@@ -165,8 +201,10 @@ class SnapshotService:
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="snapshot-refresher")
+        self.soon.start()
 
     async def stop(self) -> None:
+        await self.soon.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -231,12 +269,47 @@ class SnapshotService:
             REFRESHES.labels("ok").inc()
             REFRESH_SECONDS.observe(duration)
             SNAPSHOT_JOBS.set(len(jobs))
-            for listener in self._listeners:
-                try:
-                    listener(previous, current)
-                except Exception:  # a listener must never stop the refresher
-                    log.exception("snapshot listener %r failed", listener)
+            self._tell_listeners(previous, current)
             return current
+
+    def _tell_listeners(self, previous: ClusterSnapshot | None, current: ClusterSnapshot) -> None:
+        for listener in self._listeners:
+            try:
+                listener(previous, current)
+            except Exception:  # a listener must never stop the refresher
+                log.exception("snapshot listener %r failed", listener)
+
+    # --- after the portal's own actions ------------------------------------------------
+
+    def request_refresh(self, *job_ids: str | int) -> None:
+        """The portal just acted on these jobs: read them again soon and publish the
+        result (coalesced and rate-bounded, see ``refresh_soon.py``)."""
+        self.soon.request(str(j) for j in job_ids)
+
+    async def refresh_jobs(self, job_ids: Iterable[str]) -> list[Job] | None:
+        """Read only the named jobs (one ``squeue --jobs``) into a new snapshot.
+
+        Runs under the refresh lock, so a full refresh that began before the action can
+        never publish after it and undo what this one showed.
+        """
+        ids = set(job_ids)
+        async with self._refresh_lock:
+            previous = self._current
+            if previous is None or not ids:
+                return None
+            loop = asyncio.get_running_loop()
+            started = time.perf_counter()
+            try:
+                fresh = await loop.run_in_executor(self._pool, self.adapter.jobs_named, sorted(ids))
+            except PortalError as exc:
+                if isinstance(exc, SlurmRateLimited):
+                    self.guard.observe(time.perf_counter() - started, ok=False, rate_limited=True)
+                log.info("reading jobs %s again failed: %s", ",".join(sorted(ids)), exc.message)
+                return None
+            self._generation += 1
+            self._current = current = previous.with_jobs(self._generation, ids, fresh)
+            self._tell_listeners(previous, current)
+            return fresh
 
     def _read_roles(self) -> SlurmRoles:
         """Slurm's operators and coordinators (cached by the adapter). If slurmdbd cannot
