@@ -105,9 +105,7 @@ def create_app(
     app.state.apptainer = apptainer.create_catalog(settings)
     app.state.revocations = RevocationList(settings.revocation_sync_seconds)
     app.state.apps = AppCatalog.load(settings)
-    submit_context = SubmitContext(
-        settings, executor, adapter, executor.runas, database, app.state.apptainer
-    )
+    submit_context = SubmitContext(settings, adapter, executor.runas, database, app.state.apptainer)
     tracker = SessionTracker(SessionContext(submit_context, app.state.apps))
     app.state.live = hub = live.create_hub(
         settings, snapshot, database, adapter, executor.runas, app.state.revocations, tracker

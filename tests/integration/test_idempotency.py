@@ -51,9 +51,8 @@ def test_a_retry_after_a_crash_finds_the_job_by_its_comment(
     database = Database(settings)
     executor = SlurmExecutor.from_settings(settings)
     ctx = SubmitContext(
-        settings, executor, SlurmAdapter(executor), executor.runas, database,
-        ApptainerCatalog([]),
-    )  # fmt: skip
+        settings, SlurmAdapter(executor), executor.runas, database, ApptainerCatalog([])
+    )
     alice = lookup_principal("alice", settings.admin_group)
     assert alice is not None
     request = JobRequest(script="#!/bin/bash\nsleep 30\n", name="crashed-submit")

@@ -103,9 +103,8 @@ def portal(devcluster: dict[str, Any], tmp_path: Path) -> Iterator[Portal]:
     database = Database(settings)
     executor = SlurmExecutor.from_settings(settings)
     submit = SubmitContext(
-        settings, executor, SlurmAdapter(executor), executor.runas, database,
-        ApptainerCatalog([]),
-    )  # fmt: skip
+        settings, SlurmAdapter(executor), executor.runas, database, ApptainerCatalog([])
+    )
     yield Portal(SessionContext(submit, AppCatalog([])), database)
     database.dispose()
 

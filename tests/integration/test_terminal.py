@@ -370,3 +370,24 @@ def test_every_terminal_is_audited(portal: RunningPortal, alice: dict[str, str])
 @pytest.fixture(scope="module")
 def conf_env(devcluster: dict[str, Any]) -> dict[str, str]:
     return {**os.environ, "SLURM_CONF": str(devcluster["slurm_conf"])}
+
+
+def test_at_the_limit_the_longest_waiting_shell_makes_room(
+    portal: RunningPortal, carol: dict[str, str]
+) -> None:
+    with changed(portal, terminal_max_per_user=2):
+        first, second = open_terminal(portal, carol), open_terminal(portal, carol)
+        try:
+            with attached(portal, carol, first["id"]), attached(portal, carol, second["id"]):
+                with portal.client() as c:
+                    r = c.post("/api/v1/terminal/sessions", json={}, headers=carol)
+                assert r.status_code == 409 and "close one first" in r.json()["detail"]
+            with attached(portal, carol, second["id"]):
+                pass  # both wait for a browser now, the first one longer
+            time.sleep(0.3)
+            third = open_terminal(portal, carol)
+            assert sorted(mine(portal, carol)) == sorted([second["id"], third["id"]])
+        finally:
+            with portal.client() as c:
+                for terminal_id in mine(portal, carol):
+                    c.delete(f"/api/v1/terminal/sessions/{terminal_id}", headers=carol)

@@ -31,7 +31,10 @@ from hpcportal.services.sessions import SessionContext
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.services.submit import SubmitContext
 from hpcportal.slurm import parse
-from hpcportal.slurm.models import AccountingRecord
+from hpcportal.slurm.actions import SlurmActions
+from hpcportal.slurm.cluster import SlurmCluster
+from hpcportal.slurm.executor import CommandResult
+from hpcportal.slurm.models import AccountingRecord, SlurmRoles
 from tests.unit.conftest import TEST_SECRET
 from tests.unit.slurm_fixtures import recorded
 
@@ -109,7 +112,7 @@ def _tracker(database: Database, runas: StandInRunAs, adapter: StandInAccounting
         secret_key_file=KEY_FILE[0],
     )
     submit = SubmitContext(
-        settings, cast(Any, None), cast(Any, adapter), cast(Any, runas), database, cast(Any, None)
+        settings, cast(Any, adapter), cast(Any, runas), database, cast(Any, None)
     )
     return SessionTracker(SessionContext(submit, AppCatalog([])))
 
@@ -251,25 +254,35 @@ def test_connection_files_that_are_not_usable() -> None:
 
 
 class StandInExecutor:
+    """Slurm's process boundary: notes each command and answers as Slurm does when it
+    did it (``scancel --verbose`` says so; ``scontrol`` says nothing)."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[str], str | None]] = []
 
-    def run(self, command: str, args: list[str], *, as_user: str | None = None) -> None:
+    def run(self, command: str, args: list[str], *, as_user: str | None = None) -> CommandResult:
         self.calls.append((command, args, as_user))
+        said = f"scancel: Terminating job {args[-1]}" if command == "scancel" else ""
+        return CommandResult((command, *args), 0, b"", said, 0.01)
+
+
+def _act_through(tracker: SessionTracker, executor: StandInExecutor) -> None:
+    """The adapter's typed actions run their commands on ``executor``."""
+    tracker.ctx.submit.adapter.actions = SlurmActions(cast(Any, executor), SlurmCluster())
 
 
 def test_a_session_that_never_gets_ready_is_cancelled_as_its_owner(database: Database) -> None:
     runas = StandInRunAs({FOLDER.format("a" * 16) + "/output.log": b"jupyter: not found\n"})
     tracker = _tracker(database, runas, StandInAccounting([]))
     executor = StandInExecutor()
-    object.__setattr__(tracker.ctx.submit, "executor", executor)
+    _act_through(tracker, executor)
     with database.session() as session:
         session.add(_row("a" * 16, 10))
     tracker.reconcile(_snap())  # the recorded job started long before the 60 s allowed
     state, port, error = _states(database)["a" * 16]
     assert state == "failed" and port is None
     assert "did not start within 60 s" in (error or "") and "jupyter: not found" in (error or "")
-    assert executor.calls == [("scancel", ["10"], "alice")]
+    assert executor.calls == [("scancel", ["--verbose", "10"], "alice")]
 
 
 def test_a_session_without_tls_is_ended_as_its_owner(database: Database) -> None:
@@ -281,13 +294,13 @@ def test_a_session_without_tls_is_ended_as_its_owner(database: Database) -> None
     )
     tracker = _tracker(database, runas, StandInAccounting([]))
     executor = StandInExecutor()
-    object.__setattr__(tracker.ctx.submit, "executor", executor)
+    _act_through(tracker, executor)
     with database.session() as session:
         session.add(_row("a" * 16, 10, connection="web"))
     tracker.reconcile(_started_now())
     state, port, error = _states(database)["a" * 16]
     assert (state, port, error) == ("failed", None, NO_TLS)
-    assert executor.calls == [("scancel", ["10"], "alice")]
+    assert executor.calls == [("scancel", ["--verbose", "10"], "alice")]
     with database.session() as session:
         row = session.get(InteractiveSession, "a" * 16)
         assert row is not None and row.secret is None and row.server_cert is None
@@ -324,7 +337,8 @@ def test_a_secret_that_does_not_open_makes_the_tracker_read_the_session_again(
 
 
 class StandInSlurm(StandInAccounting):
-    """The adapter's ``job`` and ``partitions`` from the recording, viz capped at 2 h."""
+    """The adapter's ``job`` and ``partitions`` from the recording, viz capped at 2 h;
+    carol is a Slurm Administrator."""
 
     def job(self, job_id: str) -> Any:
         return next(j for j in JOBS if j.id == job_id)
@@ -335,32 +349,60 @@ class StandInSlurm(StandInAccounting):
             for p in PARTITIONS
         ]
 
+    def roles(self) -> SlurmRoles:
+        return SlurmRoles(admin_levels={"carol": "Administrator"})
+
+
+def _extending(database: Database, user: str, state: str) -> tuple[Any, StandInExecutor]:
+    """A tracker whose Slurm is ``StandInSlurm``, and ``user``'s session in ``state``."""
+    tracker = _tracker(database, StandInRunAs({}), StandInSlurm([]))
+    executor = StandInExecutor()
+    _act_through(tracker, executor)
+    with database.session() as session:
+        row = _row("a" * 16, 10)
+        row.username, row.state = user, state
+        session.add(row)
+    return tracker, executor
+
 
 def test_extend_beyond_the_partitions_max_time_is_refused_before_slurm(
     database: Database,
 ) -> None:
+    """A pending session's owner may raise its limit, up to the partition's MaxTime."""
     from hpcportal.errors import Conflict
-    from hpcportal.services import sessions
     from hpcportal.services.identity import Principal
 
-    tracker = _tracker(database, StandInRunAs({}), StandInSlurm([]))
-    executor = StandInExecutor()
-    object.__setattr__(tracker.ctx.submit, "adapter", StandInSlurm([]))
-    object.__setattr__(tracker.ctx.submit, "executor", executor)
-    with database.session() as session:
-        row = _row("a" * 16, 10)
-        row.state = "running"
-        session.add(row)
+    tracker, executor = _extending(database, "alice", "pending")
     alice = Principal("alice", 2001, 2001, ("alice",), "user")
-    try:
+    with pytest.raises(Conflict, match="allows at most 2 h 0 min"):
         sessions.extend(tracker.ctx, alice, "a" * 16, 2)  # 10 min + 2 h > 2 h
-    except Conflict as exc:
-        assert "allows at most 2 h 0 min" in exc.message
-    else:
-        raise AssertionError("extend past MaxTime was not refused")
     assert executor.calls == []
     sessions.extend(tracker.ctx, alice, "a" * 16, 1)  # 10 min + 1 h fits: Slurm is asked
     assert executor.calls == [("scontrol", ["update", "JobId=10", "TimeLimit=+60"], "alice")]
+
+
+def test_a_running_session_is_extended_only_by_slurm_operators(database: Database) -> None:
+    """Slurm refuses a running job's owner more time; the portal says so in one
+    sentence without asking, and offers it to operators and administrators."""
+    from hpcportal.errors import Forbidden
+    from hpcportal.services.identity import Principal
+
+    tracker, executor = _extending(database, "alice", "running")
+    alice = Principal("alice", 2001, 2001, ("alice",), "user")
+    assert not sessions.may_extend(tracker.ctx, alice, "running")
+    assert sessions.may_extend(tracker.ctx, alice, "pending")
+    with pytest.raises(Forbidden) as refused:
+        sessions.extend(tracker.ctx, alice, "a" * 16, 1)
+    assert refused.value.message == sessions.RUNNING_LIMIT_REFUSED
+    assert refused.value.message.count("Slurm") == 1
+    assert executor.calls == []
+    with database.session() as session:
+        session.delete(session.get(InteractiveSession, "a" * 16))
+    tracker, executor = _extending(database, "carol", "running")
+    carol = Principal("carol", 2003, 2003, ("carol",), "user")
+    assert sessions.may_extend(tracker.ctx, carol, "running")
+    sessions.extend(tracker.ctx, carol, "a" * 16, 1)
+    assert executor.calls == [("scontrol", ["update", "JobId=10", "TimeLimit=+60"], "carol")]
 
 
 def test_a_launch_slurm_did_not_confirm_follows_its_key_row(database: Database) -> None:

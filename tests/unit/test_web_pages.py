@@ -31,7 +31,7 @@ from hpcportal.services.identity import Principal
 from hpcportal.services.job_output import OutputChunk
 from hpcportal.slurm import parse
 from hpcportal.slurm import recorded as slurm_recorded
-from hpcportal.slurm.models import Job, PrivateData, RecordedSubmission
+from hpcportal.slurm.models import Job, PrivateData, RecordedSubmission, SlurmRoles
 from hpcportal.web import job_pages, pages
 from hpcportal.web.pages import (
     STATIC_DIR,
@@ -137,6 +137,10 @@ class RecordedAdapter:
 
     def database_private_data(self) -> PrivateData:
         return PrivateData()
+
+    def roles(self) -> SlurmRoles:
+        """carol is a Slurm Administrator (she may extend a running session)."""
+        return SlurmRoles(admin_levels={"carol": "Administrator"})
 
 
 def _fake_chunk(
@@ -798,3 +802,18 @@ def test_share_links_open_for_anyone_logged_in_until_revoked(
     # A cookie for another share, or a forged one, opens nothing here.
     client.cookies.set("hpcportal_share", "forged", path=f"/shares/{sid}")
     assert client.get(f"/shares/{sid}/status").json() == {"status": "gone"}
+
+
+def test_extend_is_offered_only_where_slurm_would_allow_it(
+    client: TestClient, settings: Settings
+) -> None:
+    """Slurm lets alice raise her pending job's limit but not her running one's (she is
+    no operator): the running session's page hides Extend, the pending one shows it."""
+    log_in(client, settings, ALICE)
+    extend = re.compile(
+        r'<span class="extend" data-field="extend" data-operator="(\w+)"( hidden)?>'
+    )
+    running = extend.search(client.get("/sessions/a1a1a1a1a1a1a1a1").text)
+    pending = extend.search(client.get("/sessions/b2b2b2b2b2b2b2b2").text)
+    assert running is not None and running.groups() == ("false", " hidden")
+    assert pending is not None and pending.groups() == ("false", None)

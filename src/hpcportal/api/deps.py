@@ -238,9 +238,8 @@ RunAsDep = Annotated[RunAs, Depends(get_runas)]
 async def get_submit_context(
     request: Request, settings: SettingsDep, database: DatabaseDep, apptainer: ApptainerDep
 ) -> SubmitContext:
-    executor = request.app.state.executor
     adapter = request.app.state.adapter
-    return SubmitContext(settings, executor, adapter, executor.runas, database, apptainer)
+    return SubmitContext(settings, adapter, adapter.executor.runas, database, apptainer)
 
 
 SubmitContextDep = Annotated[SubmitContext, Depends(get_submit_context)]
@@ -259,10 +258,8 @@ def session_context(connection: HTTPConnection) -> SessionContext:
     """The sessions context from the app's state; also for WebSocket endpoints, which
     build it themselves (they take no ``Request`` dependencies)."""
     state = connection.app.state
-    executor = state.executor
-    submit = SubmitContext(
-        state.settings, executor, state.adapter, executor.runas, state.db, state.apptainer
-    )
+    runas = state.executor.runas
+    submit = SubmitContext(state.settings, state.adapter, runas, state.db, state.apptainer)
     return SessionContext(submit, cast(AppCatalog, state.apps))
 
 

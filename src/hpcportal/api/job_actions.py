@@ -113,7 +113,7 @@ async def _control(
 ) -> ControlResult:
     target = f"job:{job_id}"
     try:
-        result = await run_in_threadpool(control, adapter.executor, who, job_id, action, signal)
+        result = await run_in_threadpool(control, adapter.actions, who, job_id, action, signal)
     except Exception as exc:
         await run_in_threadpool(
             audit.write_outcome, database, who, f"job.{action}", target, address, exc
@@ -238,6 +238,6 @@ async def job_efficiency(job_id: str, who: CurrentUser, adapter: AdapterDep) -> 
     ``sacct`` run as you would list it (``PrivateData=jobs``)."""
 
     def compute() -> Efficiency:
-        return efficiency(adapter.executor, job_id, for_accounting(who, adapter))
+        return efficiency(adapter.actions, job_id, for_accounting(who, adapter))
 
     return await run_in_threadpool(compute)

@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from hpcportal.errors import InvalidInput
+from hpcportal.errors import InvalidInput, SlurmError, SlurmNotFound
 from hpcportal.services.identity import Principal
 from hpcportal.services.jobs import validate_job_id
-from hpcportal.slurm.executor import SlurmExecutor, classify_failure
+from hpcportal.slurm.actions import ControlOutcome, SlurmActions
 
 Action = Literal["cancel", "hold", "release", "requeue", "signal"]
 SIGNALS = frozenset(
@@ -33,31 +33,48 @@ class ControlResult(BaseModel):
     message: str
 
 
-def _command(action: Action, job_id: str, signal: str | None) -> tuple[str, list[str]]:
-    # --verbose: without it scancel says nothing, and exits 0, for an unknown job id.
-    if action == "cancel":
-        return "scancel", ["--verbose", job_id]
-    if action == "signal":
-        return "scancel", ["--verbose", f"--signal={signal}", "--full", job_id]
-    return "scontrol", [action, job_id]
+def normal_signal(signal: str | None) -> str:
+    """``usr1``, ``SIGUSR1`` -> ``USR1``; one of ``SIGNALS`` or ``InvalidInput``."""
+    name = (signal or "").upper().removeprefix("SIG")
+    if name not in SIGNALS:
+        raise InvalidInput(f"Unknown signal; use one of {', '.join(sorted(SIGNALS))}.")
+    return name
 
 
 def control(
-    executor: SlurmExecutor, who: Principal, job_id: str, action: Action, signal: str | None = None
+    slurm: SlurmActions, who: Principal, job_id: str, action: Action, signal: str | None = None
 ) -> ControlResult:
     """Run one action on ``job_id`` (``123`` or an array task ``123_4``) as ``who``."""
     validate_job_id(job_id)
+    outcome = _act(slurm, who.username, job_id, action, signal)
+    return ControlResult(
+        job_id=job_id, action=action, signal=outcome.signal, message=message(outcome)
+    )
+
+
+def _act(
+    slurm: SlurmActions, user: str, job_id: str, action: Action, signal: str | None
+) -> ControlOutcome:
     if action == "signal":
-        signal = (signal or "").upper().removeprefix("SIG")
-        if signal not in SIGNALS:
-            raise InvalidInput(f"Unknown signal; use one of {', '.join(sorted(SIGNALS))}.")
-    command, args = _command(action, job_id, signal)
-    done = executor.run(command, args, as_user=who.username)
-    if "error:" in done.stderr.lower():
-        # scancel reports some refusals (an unknown job id) with exit code 0.
-        raise classify_failure(command, done.stderr)
-    if action == "signal":
-        message = f"Sent SIG{signal} to job {job_id}."
-    else:
-        message = f"Job {job_id} {PAST_TENSE[action]}."
-    return ControlResult(job_id=job_id, action=action, signal=signal, message=message)
+        return slurm.signal(job_id, normal_signal(signal), as_user=user)
+    if action == "cancel":
+        return slurm.cancel(job_id, as_user=user)
+    if action == "hold":
+        return slurm.hold(job_id, as_user=user)
+    if action == "release":
+        return slurm.release(job_id, as_user=user)
+    return slurm.requeue(job_id, as_user=user)
+
+
+def already_ended(exc: SlurmError) -> bool:
+    """Was a cancel refused only because the job is gone or finishing? (What plain
+    ``scancel`` keeps quiet about, and callers ending a session take as done.)"""
+    text = exc.message.lower()
+    return isinstance(exc, SlurmNotFound) or "already completing" in text
+
+
+def message(outcome: ControlOutcome) -> str:
+    """What the person is told Slurm did."""
+    if outcome.action == "signal":
+        return f"Sent SIG{outcome.signal} to job {outcome.job_id}."
+    return f"Job {outcome.job_id} {PAST_TENSE[outcome.action]}."

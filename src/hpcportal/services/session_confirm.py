@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from hpcportal.db.models import InteractiveSession, Submission
 from hpcportal.errors import Conflict, PortalError, SlurmError
+from hpcportal.services import job_control
 from hpcportal.services.identity import Principal, lookup_principal
 from hpcportal.services.sessions import (
     ACTIVE,
@@ -230,10 +231,14 @@ def _cancel_for(
         if row is None or row.state in ACTIVE or row.job_id is not None:
             return []  # not a session that ended without knowing its job
     try:
-        ctx.submit.executor.run("scancel", [str(job_id)], as_user=username)
+        ctx.submit.slurm.cancel(str(job_id), as_user=username)
     except PortalError as exc:
-        log.warning("job %s of %s outlived its session: %s", job_id, username, exc.message)
-        note = f"Its job {job_id} turned up later; cancelling it failed: {exc.message}"
+        if isinstance(exc, SlurmError) and job_control.already_ended(exc):
+            log.info("job %s of %s turned up after its session ended, and ended", job_id, username)
+            note = f"Its job {job_id} turned up later and has ended."
+        else:
+            log.warning("job %s of %s outlived its session: %s", job_id, username, exc.message)
+            note = f"Its job {job_id} turned up later; cancelling it failed: {exc.message}"
     else:
         log.info("job %s of %s turned up after its session ended: cancelled", job_id, username)
         note = f"Its job {job_id} turned up later and was cancelled."

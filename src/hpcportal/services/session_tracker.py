@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from hpcportal.db.models import InteractiveSession
 from hpcportal.errors import PortalError, SlurmError
-from hpcportal.services import rfb
+from hpcportal.services import job_control, rfb
 from hpcportal.services.node_tls import server_cert_pem
 from hpcportal.services.session_confirm import cancel_strays, confirm_launches
 from hpcportal.services.sessions import (
@@ -215,7 +215,10 @@ class SessionTracker:
     def _cancel(self, row: InteractiveSession, message: str, tail: str = "") -> None:
         """Cancel the session's job as the user and end the session ``failed``."""
         try:
-            self.ctx.submit.executor.run("scancel", [str(row.job_id)], as_user=row.username)
+            self.ctx.submit.slurm.cancel(str(row.job_id), as_user=row.username)
+        except SlurmError as exc:
+            if not job_control.already_ended(exc):
+                message += f" Cancelling its job failed: {exc.message}"
         except PortalError as exc:
             message += f" Cancelling its job failed: {exc.message}"
         end_row(row, "failed", f"{message} Its log ends with:\n{tail}" if tail else message)

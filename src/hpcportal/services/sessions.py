@@ -50,6 +50,7 @@ from hpcportal.errors import (
     NotFound,
     PortalError,
     SlurmError,
+    SlurmPermissionDenied,
     SubmissionUncertain,
 )
 from hpcportal.services import job_control, rate_limits, rfb
@@ -70,6 +71,11 @@ ACTIVE: frozenset[str] = frozenset({"creating", "pending", "running"})
 SESSION_ID = re.compile(r"^[a-f0-9]{16}$")
 SHARE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 LOG_TAIL_BYTES = 4096
+#: Slurm's rule, said once (``may_extend``); shown as it is on the session page.
+RUNNING_LIMIT_REFUSED = (
+    "Slurm lets only its operators and administrators give a running job more time; "
+    "the time limit was not changed."
+)
 
 STATUS_STATE: dict[JobStatus, State] = {
     JobStatus.QUEUED: "pending",
@@ -270,7 +276,7 @@ def launch(ctx: SessionContext, who: Principal, app_id: str, raw: dict[str, obje
 def _cancel_late_job(ctx: SessionContext, who: Principal, job_id: int) -> None:
     """The session ended before sbatch answered: its job must not run on unseen."""
     try:
-        job_control.control(ctx.submit.executor, who, str(job_id), "cancel")
+        job_control.control(ctx.submit.slurm, who, str(job_id), "cancel")
     except PortalError as exc:
         log.warning("job %s outlived its ended session: %s", job_id, exc.message)
 
@@ -423,12 +429,10 @@ def delete(ctx: SessionContext, who: Principal, session_id: str) -> SessionView:
         job_id, active = row.job_id, row.state in ACTIVE
     if active and job_id is not None:
         try:
-            job_control.control(ctx.submit.executor, who, str(job_id), "cancel")
+            job_control.control(ctx.submit.slurm, who, str(job_id), "cancel")
         except SlurmError as exc:
             # A job that already ended is fine: the session ends all the same.
-            if "invalid job id" not in exc.message.lower() and "already completing" not in (
-                exc.message.lower()
-            ):
+            if not job_control.already_ended(exc):
                 raise
     with ctx.database.session() as session:
         row = _owned(session, who, session_id)
@@ -437,17 +441,44 @@ def delete(ctx: SessionContext, who: Principal, session_id: str) -> SessionView:
         return view(row)
 
 
+def may_extend(ctx: SessionContext, who: Principal, state: str) -> bool:
+    """Would Slurm let ``who`` raise the time limit of their session's job now?
+
+    slurmctld (``_update_job``, the same from 22.05 to 26.05) lets a job's owner raise
+    its limit only while it is pending, up to the partition's MaxTime; a running job's
+    only root, its SlurmUser and AdminLevel Operator or Administrator
+    (``raises_any_limit``). No site setting widens that.
+    """
+    if state == "pending":
+        return True
+    return state == "running" and raises_any_limit(ctx, who)
+
+
+def raises_any_limit(ctx: SessionContext, who: Principal) -> bool:
+    """Is ``who`` a Slurm operator or administrator (``sacctmgr``'s AdminLevel, cached)?
+
+    Root and the SlurmUser never log in (below ``min_uid``); roles that cannot be read
+    privilege nobody, as everywhere in the portal.
+    """
+    try:
+        return ctx.submit.adapter.roles().is_operator(who.username)
+    except PortalError as exc:
+        log.warning("Slurm roles unreadable, extending is offered to nobody: %s", exc.message)
+        return False
+
+
 def extend(ctx: SessionContext, who: Principal, session_id: str, hours: int) -> SessionView:
-    """Ask Slurm, as the user, for ``hours`` more, if the partition's MaxTime allows
-    the new limit. Slurm lets only operators raise a time limit unless the site allows
-    it, and its answer is passed on as it is."""
+    """Ask Slurm, as the user, for ``hours`` more, when Slurm would allow it
+    (``may_extend``) and the partition's MaxTime allows the new limit."""
     if not 1 <= hours <= 24:
         raise InvalidInput("Extend by 1 to 24 hours.")
     with ctx.database.session() as session:
         row = _owned(session, who, session_id)
         if row.state not in ("pending", "running") or row.job_id is None:
             raise Conflict("Only a pending or running session can be extended.")
-        job_id = row.job_id
+        job_id, state = row.job_id, row.state
+    if not may_extend(ctx, who, state):
+        raise Forbidden(RUNNING_LIMIT_REFUSED)
     job = ctx.submit.adapter.job(str(job_id))
     if job is not None and job.time_limit_minutes is not None:
         partition = next(
@@ -460,8 +491,11 @@ def extend(ctx: SessionContext, who: Principal, session_id: str, hours: int) -> 
                 f"this session already has {job.time_limit_minutes // 60} h "
                 f"{job.time_limit_minutes % 60} min."
             )
-    args = ["update", f"JobId={job_id}", f"TimeLimit=+{hours * 60}"]
-    ctx.submit.executor.run("scontrol", args, as_user=who.username)
+    try:
+        ctx.submit.slurm.add_time(str(job_id), hours * 60, as_user=who.username)
+    except SlurmPermissionDenied as exc:
+        # The job started since the page looked, or the roles changed.
+        raise Forbidden(RUNNING_LIMIT_REFUSED) from exc
     job = ctx.submit.adapter.job(str(job_id))
     with ctx.database.session() as session:
         row = _owned(session, who, session_id)

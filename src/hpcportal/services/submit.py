@@ -51,17 +51,11 @@ from hpcportal.services.submit_models import (
     TestOnlyVerdict,
 )
 from hpcportal.services.user_paths import user_area
+from hpcportal.slurm.actions import BatchJob, SlurmActions
 from hpcportal.slurm.adapter import SlurmAdapter
-from hpcportal.slurm.executor import SlurmExecutor
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}/[^/\x00]{1,255}$")
-#: ``sbatch --test-only``'s estimate. 26.05 writes a word between the time and "using"
-#: ("... at 2026-12-02T11:42:15 a using 1 processors on nodes node001 ..."), 22.05 and
-#: 24.11 none (tests/fixtures/slurm/*/actions/sbatch_test_only.txt).
-_TEST_ONLY = re.compile(
-    r"to start at (?P<start>\S+)(?: \S+)? using \d+ processors on nodes (?P<nodes>\S+)"
-)
 #: The least time after which a row still "submitting" counts as abandoned (its
 #: process died between sbatch and the database); see ``attempt_limit``.
 IN_FLIGHT_SECONDS = 60.0
@@ -75,11 +69,15 @@ class SubmitContext:
     """What a submission needs from the running portal."""
 
     settings: Settings
-    executor: SlurmExecutor
     adapter: SlurmAdapter
     runas: RunAs
     database: Database
     apptainer: ApptainerCatalog
+
+    @property
+    def slurm(self) -> SlurmActions:
+        """The typed Slurm actions (sbatch, scancel, scontrol) of the adapter's cluster."""
+        return self.adapter.actions
 
 
 def submit_job(
@@ -201,27 +199,22 @@ def preview(ctx: SubmitContext, request: JobRequest, who: Principal) -> SubmitPr
 
 def test_only(ctx: SubmitContext, who: Principal, built: Built) -> TestOnlyVerdict:
     """``sbatch --test-only``: Slurm's verdict and start estimate, no job created."""
-    argv = ["--test-only", *[a for a in built.argv if a != "--parsable"]]
     try:
-        done = ctx.executor.run(
-            "sbatch", argv, as_user=who.username, stdin=built.script.encode(), env=built.env
-        )
+        verdict = ctx.slurm.test_only(_batch_job(built), as_user=who.username)
     except SlurmError as exc:
         return TestOnlyVerdict(accepted=False, message=exc.message)
-    text = (done.stderr or done.stdout.decode()).strip()
-    match = _TEST_ONLY.search(text)
-    start = None
-    if match:
-        try:
-            start = datetime.fromisoformat(match["start"]).replace(tzinfo=UTC)
-        except ValueError:
-            start = None
     return TestOnlyVerdict(
         accepted=True,
-        message=text.removeprefix("sbatch: "),
-        start_estimate=start,
-        nodes=match["nodes"] if match else None,
+        message=verdict.message,
+        start_estimate=verdict.start_estimate,
+        nodes=verdict.nodes,
     )
+
+
+def _batch_job(built: Built) -> BatchJob:
+    """What sbatch gets; ``SlurmActions`` adds ``--parsable`` or ``--test-only``."""
+    options = tuple(a for a in built.argv if a != "--parsable")
+    return BatchJob(options, built.script, built.env)
 
 
 def _run_sbatch(ctx: SubmitContext, who: Principal, built: Built) -> int:
@@ -233,13 +226,7 @@ def _run_sbatch(ctx: SubmitContext, who: Principal, built: Built) -> int:
             {"op": "write-file", "path": path, "size": len(data), "mode": 0o700, "parents": True},
             payload=data,
         )
-    done = ctx.executor.run(
-        "sbatch", built.argv, as_user=who.username, stdin=built.script.encode(), env=built.env
-    )
-    try:
-        return int(done.stdout.decode().strip().split(";")[0])
-    except ValueError as exc:
-        raise SlurmError(f"sbatch answered something unexpected: {done.stdout[:200]!r}") from exc
+    return ctx.slurm.submit(_batch_job(built), as_user=who.username).job_id
 
 
 def _result(built: Built, job_id: int, *, replayed: bool) -> SubmitResult:

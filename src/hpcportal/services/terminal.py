@@ -230,11 +230,7 @@ class TerminalService:
     async def _start(
         self, who: Principal, address: str, cwd: str | None, rows: int, cols: int
     ) -> Terminal:
-        mine = sum(1 for t in self.terminals.values() if t.owner == who.username)
-        if mine >= self.settings.terminal_max_per_user:
-            raise Conflict(
-                f"You have {mine} terminals open, the most this portal allows; close one first."
-            )
+        await self._make_room(who)
         request: dict[str, object] = {"op": "terminal", "rows": rows, "cols": cols}
         if cwd:
             request["path"] = cwd
@@ -257,6 +253,20 @@ class TerminalService:
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap(), name="terminal-reaper")
         return terminal
+
+    async def _make_room(self, who: Principal) -> None:
+        """At the limit, hang up the person's shell that has waited longest for a
+        browser (closed tabs leave theirs waiting); if every one is attached, refuse."""
+        mine = [t for t in self.terminals.values() if t.owner == who.username]
+        if len(mine) < self.settings.terminal_max_per_user:
+            return
+        waiting = [t for t in mine if t.detached_at is not None]
+        if not waiting:
+            raise Conflict(
+                f"You have {len(mine)} terminals open, the most this portal allows; "
+                "close one first."
+            )
+        await self.close(min(waiting, key=lambda t: t.detached_at or 0.0), Ended("detached"))
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:

@@ -27,6 +27,7 @@ import msgspec
 
 from hpcportal.errors import SlurmError, SlurmNotFound, SlurmOutputUnreadable
 from hpcportal.slurm import formats, parse, recorded
+from hpcportal.slurm.actions import SlurmActions
 from hpcportal.slurm.cluster import SlurmCluster
 from hpcportal.slurm.executor import SlurmExecutor
 from hpcportal.slurm.models import (
@@ -103,6 +104,8 @@ class SlurmAdapter:
         """``cluster`` defaults to the executor's; one whose release and format are
         already known (a test's) is used as it is, without asking Slurm."""
         self.executor = executor
+        #: The typed actions (submit, control, time limit, efficiency) on this cluster.
+        self.actions = SlurmActions(executor, cluster or executor.cluster)
         self.cache = TTLCache(cache_seconds)
         self._job_parser = parse.JobParser()
         self._job_parser_lock = threading.Lock()

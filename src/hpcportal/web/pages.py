@@ -1263,12 +1263,16 @@ async def session_page(session_id: str, page: PageDep, ctx: SessionContextDep) -
     log_text = None
     if session.state == "failed":
         log_text = await run_in_threadpool(session_service.output_tail, ctx, who, session.id)
+    raises_any_limit = session.state in ("pending", "running") and await run_in_threadpool(
+        session_service.raises_any_limit, ctx, who
+    )
     return page.render(
         "session.html",
         page_key="sessions",
         s=session,
         data=_session_json(page, session),
         log_text=log_text,
+        raises_any_limit=raises_any_limit,
         **_session_context(page, ctx, who),
     )
 

@@ -28,7 +28,12 @@ function render(fresh) {
   $('[data-field="node"]').textContent = session.node || "—";
   setTimeLeft($('[data-field="time-left"]'), session);
   tickTimes(view);
-  show('[data-field="extend"]', active);
+  // Slurm lets the owner raise a pending job's time limit, a running job's only
+  // operators and administrators (data-operator, from the page).
+  const extendBox = $('[data-field="extend"]');
+  const operator = extendBox && extendBox.dataset.operator === "true";
+  const extendable = session.state === "pending" || (session.state === "running" && operator);
+  show('[data-field="extend"]', extendable);
   show('[data-action="delete"]', active);
   show('[data-panel="waiting"]', active && !session.ready);
   show('[data-when="queued"]', session.state !== "running");
@@ -115,9 +120,9 @@ function wireActions() {
       render(await api(path("/extend"), { method: "POST", json: { hours } }));
       showResult(result, t("sessions.extended"));
     } catch (error) {
-      // Slurm lets only operators raise a time limit, unless the site allows it:
-      // its refusal is shown as it is.
-      showResult(result, t("sessions.extend_refused", { message: error.message }), true);
+      // The portal's answer is one sentence already (Slurm's rule, or the partition's
+      // MaxTime): shown as it is, with no prefix of its own.
+      showResult(result, error.message, true);
     } finally {
       extend.disabled = false;
     }
