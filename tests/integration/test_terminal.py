@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from hpcportal.db.models import AuditEntry
+from hpcportal.runas.install import ensure_service_account, install
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.service_portal import SERVICE_ACCOUNT
 
 TIMEOUT = 20.0
 
@@ -391,3 +394,58 @@ def test_at_the_limit_the_longest_waiting_shell_makes_room(
             with portal.client() as c:
                 for terminal_id in mine(portal, carol):
                     c.delete(f"/api/v1/terminal/sessions/{terminal_id}", headers=carol)
+
+
+#: As the portal's service account: the installed helper through sudo, as in production.
+SUDO_PROGRAM = """
+import asyncio, json, sys
+from pathlib import Path
+from hpcportal.runas import RunAs
+
+async def main():
+    runas = RunAs(method="sudo", helper=Path(sys.argv[1]))
+    stream = await runas.open_stream("alice", {"op": "terminal", "rows": 33, "cols": 99})
+    answer = await stream.answer()
+    line = b"tty; id -un; id -G; stty size; exit 4\\n"
+    await stream.write(b"d" + len(line).to_bytes(4, "big") + line)
+    output = b""
+    while chunk := await stream.proc.stdout.read(65536):
+        output += chunk
+    code = await stream.proc.wait()
+    await stream.aclose()
+    print(json.dumps({"answer": answer, "output": output.decode(), "code": code}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def sudo_helper() -> Iterator[Path]:
+    """A helper and sudoers rule of this test's own (sudo skips names with a dot)."""
+    name = f"hpcportal-runas-terminal-{os.getpid()}"
+    helper, sudoers = Path("/usr/local/libexec") / name, Path("/etc/sudoers.d") / name
+    ensure_service_account(SERVICE_ACCOUNT)
+    try:
+        install(SERVICE_ACCOUNT, helper, min_uid=1000, sudoers=sudoers)
+        yield helper
+    finally:
+        sudoers.unlink(missing_ok=True)
+        helper.unlink(missing_ok=True)
+
+
+def test_the_service_account_starts_alices_shell_through_sudo(sudo_helper: Path) -> None:
+    argv = [sys.executable, "-c", SUDO_PROGRAM, str(sudo_helper)]
+    result = subprocess.run(
+        ["runuser", "-u", SERVICE_ACCOUNT, "--", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/tmp",
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+    )
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout)
+    groups = subprocess.run(["id", "-G", "alice"], capture_output=True, text=True, check=True)
+    output = done["output"].replace("\r", "")
+    assert done["answer"]["cwd"] == "/home/alice" and done["code"] == 4
+    assert re.search(r"/dev/pts/\d+\nalice\n" + groups.stdout.strip() + r"\n33 99\n", output)
