@@ -25,7 +25,16 @@ bench
    then warm ones (target: <= 300 ms), also sorted by ``-mtime`` (every entry
    stat-ed) for reference, and removes the folder;
 6. prints the portal process's peak RSS (``VmHWM`` of ``/proc/<pid>/status``)
-   before and after the transfers against the file size.
+   before and after the transfers against the file size;
+7. uploads ``--small`` small files (``--small-kib`` KiB each) one after the other, as
+   the file manager does: with one request each (tus creation-with-upload: the POST
+   carries the bytes, one run of the helper creates, writes, fsyncs and links the
+   file) and, for comparison, with two (POST, then PATCH: two helper runs), against
+   alice copying the same file with ``cp`` followed by ``sync`` of the copy and the
+   folder, started through ``runuser`` like the portal's helper through ``sudo``. The
+   three are interleaved so load changes hit them alike; the ratio of the medians
+   is printed (target: one request well under a second). ``--small-only`` runs just
+   this part.
 
 Everything it creates is removed at the end.
 """
@@ -220,6 +229,66 @@ def bare_copy(folder: str, size: int) -> tuple[float, float]:
     return written, read
 
 
+def one_request(
+    client: httpx.Client, headers: dict[str, str], name: str, folder: str, data: bytes
+) -> None:
+    """A whole small file in the creating POST (tus creation-with-upload)."""
+    metadata = f"filename {b64(name)},root {b64('home')},folder {b64(folder)}"
+    r = client.post(
+        "/api/v1/uploads/tus",
+        headers={**headers, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": metadata,
+                 "Content-Type": "application/offset+octet-stream"},
+        content=data,
+    )  # fmt: skip
+    if r.status_code != 201 or int(r.headers["upload-offset"]) != len(data):
+        raise SystemExit(f"one-request upload failed: {r.status_code} {r.text}")
+
+
+def small_files(
+    client: httpx.Client, headers: dict[str, str], folder: str, count: int, size: int
+) -> dict[str, list[float]]:
+    """Seconds per small file: one request, two requests, and ``cp`` + ``sync`` as alice,
+    interleaved. Every file is checked on disk afterwards."""
+    data = os.urandom(size)
+    seconds: dict[str, list[float]] = {"one": [], "two": [], "cp": []}
+    base = f"/home/alice/{folder}"
+    for i in range(count):
+        started = time.perf_counter()
+        one_request(client, headers, f"one-{i}.bin", folder, data)
+        seconds["one"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        upload(client, headers, f"two-{i}.bin", folder, size, 0)
+        seconds["two"].append(time.perf_counter() - started)
+        src, dst = shlex.quote(f"{base}/one-0.bin"), shlex.quote(f"{base}/cp-{i}.bin")
+        started = time.perf_counter()
+        as_alice(f"cp --reflink=never {src} {dst} && sync {dst} {shlex.quote(base)}")
+        seconds["cp"].append(time.perf_counter() - started)
+    for i in range(count):
+        if Path(f"{base}/one-{i}.bin").read_bytes() != data:
+            raise SystemExit(f"one-{i}.bin differs from what was sent")
+        if Path(f"{base}/two-{i}.bin").stat().st_size != size:
+            raise SystemExit(f"two-{i}.bin has the wrong size")
+    return seconds
+
+
+def report_small(seconds: dict[str, list[float]], size: int) -> None:
+    count = len(seconds["cp"])
+    p50 = {k: statistics.median(v) for k, v in seconds.items()}
+    p90 = {k: sorted(v)[max(0, int(len(v) * 0.9) - 1)] for k, v in seconds.items()}
+    print(f"small files: {count} x {size // 1024} KiB each way, one at a time, interleaved")
+    for key, label in (("one", "portal, one request (creation-with-upload)"),
+                       ("two", "portal, two requests (POST + PATCH)"),
+                       ("cp", "cp + sync as alice through runuser")):  # fmt: skip
+        print(f"  {label:44s} p50 {ms(p50[key]):>7s}  p90 {ms(p90[key]):>7s}")
+    print(
+        f"  ratio to cp (p50): one request {p50['one'] / p50['cp']:.1f}x, "
+        f"two requests {p50['two'] / p50['cp']:.1f}x; one request saves "
+        f"{(1 - p50['one'] / p50['two']) * 100:.0f} % of the two-request time"
+    )
+    verdict = "met" if p90["one"] < 1.0 else "MISSED"
+    print(f"  one request p90 {ms(p90['one'])} (target < 1000 ms: {verdict})")
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
@@ -230,8 +299,13 @@ def main() -> None:
     parser.add_argument("--chunk-mib", type=int, default=0, help="0: one streamed PATCH")
     parser.add_argument("--entries", type=int, default=100_000, help="files in the big folder")
     parser.add_argument("--pages", type=int, default=10, help="first-page requests to time")
+    parser.add_argument("--small", type=int, default=20, help="small files to upload")
+    parser.add_argument("--small-kib", type=int, default=4, help="size of each small file")
+    parser.add_argument("--small-only", action="store_true", help="only the small files")
     parser.add_argument("--dir", type=Path, default=REPO / ".devcluster")
     args = parser.parse_args()
+    if not (1 <= args.small <= 1000 and 1 <= args.small_kib <= 4096):
+        raise SystemExit("bounded: --small 1..1000, --small-kib 1..4096")
     if not (0 < args.gib <= 8 and 1 <= args.entries <= 1_000_000 and 2 <= args.pages <= 100):
         raise SystemExit("bounded: --gib up to 8, --entries up to 1,000,000, --pages 2..100")
     size = int(args.gib * (1 << 30))
@@ -243,6 +317,22 @@ def main() -> None:
     folder = f"bench-files-{secrets.token_hex(4)}"
     subprocess.run(["runuser", "-u", "alice", "--", "mkdir", f"/home/alice/{folder}"], check=True)
     cp_seconds: list[float] = []
+    if args.small_only:
+        try:
+            with (
+                service_portal(str(cluster.slurm_conf), workdir) as portal,
+                httpx.Client(base_url=portal.url, timeout=600) as client,
+            ):
+                headers = portal.login("alice")
+                client.get("/api/v1/files", headers=headers)  # warm-up
+                small = small_files(client, headers, folder, args.small, args.small_kib * 1024)
+        finally:
+            shutil.rmtree(f"/home/alice/{folder}", ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
+        print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; "
+              f"load average at the end {os.getloadavg()[0]:.1f}")  # fmt: skip
+        report_small(small, args.small_kib * 1024)
+        return
     try:
         with (
             service_portal(str(cluster.slurm_conf), workdir) as portal,
@@ -279,6 +369,7 @@ def main() -> None:
             started = time.perf_counter()
             shutil.rmtree(f"/home/alice/{many}")
             remove_seconds = time.perf_counter() - started
+            small = small_files(client, headers, folder, args.small, args.small_kib * 1024)
     finally:
         shutil.rmtree(f"/home/alice/{folder}", ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -324,6 +415,7 @@ def main() -> None:
     )
     grew = (end["VmHWM"] - start["VmHWM"]) / MIB
     print(f"peak grew by {grew:.1f} MiB for a {mib:.0f} MiB file ({grew / mib * 100:.2f} % of it)")
+    report_small(small, args.small_kib * 1024)
 
 
 if __name__ == "__main__":

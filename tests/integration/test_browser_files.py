@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.integration.browser import axe_violations, describe, login
+from tests.integration.browser import axe_violations, describe, login, page_problems
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.webcheck import english_messages
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +260,39 @@ def test_uploads_show_their_files_without_an_empty_flash_and_icons_are_svg(
     finally:
         context.close()
         _as_alice('rm -rf "$HOME/$1"', top)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_file_manager_with_its_panels_open_passes_the_page_checks(
+    browser: Browser, portal: RunningPortal, lang: str
+) -> None:
+    """With search results, the trash and the storage box shown: no serious axe finding,
+    no untranslated text in Korean, and no horizontal scroll at phone width."""
+    top = f"checks-{lang}-{uuid.uuid4().hex[:8]}"
+    _as_alice('mkdir -p "$HOME/$1/sub" && echo x > "$HOME/$1/a.txt"', top)
+    problems: list[str] = []
+    try:
+        for desktop, viewport in ((True, {"width": 1280, "height": 900}),
+                                  (False, {"width": 390, "height": 844})):  # fmt: skip
+            context, page = _context(browser, portal, lang)
+            page.set_viewport_size(viewport)
+            page.goto(f"{portal.url}/files/home/{top}")
+            page.locator("[data-testid=usage-area]").first.wait_for(timeout=15_000)
+            page.fill("[data-testid=search-name]", "*")
+            page.click("[data-testid=search-submit]")
+            page.locator("#search-list a").first.wait_for(timeout=15_000)
+            page.click("[data-testid=file-trash]")
+            page.wait_for_function(
+                "() => document.getElementById('trash-status').textContent.trim() !== ''"
+                " && !document.getElementById('trash-status').textContent.includes('…')"
+            )
+            page.wait_for_load_state("networkidle")
+            problems += page_problems(
+                page, f"/files ({'desktop' if desktop else 'phone'})", lang=lang,
+                desktop=desktop, weight=0, budget=1, messages=english_messages(),
+                phone_width=viewport["width"],
+            )  # fmt: skip
+            context.close()
+    finally:
+        _as_alice('rm -rf "$HOME/$1"', top)
+    assert not problems, problems

@@ -273,6 +273,25 @@ def test_tus_larger_than_the_free_space_is_refused_at_creation(
     assert everything(clean) == {}  # not even an empty partial file
 
 
+def test_tus_creation_with_upload_is_refused_whole_when_it_cannot_fit(
+    portal: ServicePortal, alice: dict[str, str], clean: Path
+) -> None:
+    """The creating POST with a body (creation-with-upload) checks the room for the whole
+    file before writing a byte: refused with 507, nothing written, no upload left."""
+    free = free_bytes(clean)
+    metadata = f"filename {b64('huge.bin')},root {b64('small')}"
+    headers = {**alice, **TUS, "Upload-Length": str(free + MiB), "Upload-Metadata": metadata,
+               "Content-Type": "application/offset+octet-stream"}  # fmt: skip
+    answer = raw_request(portal, "POST", f"{API}/uploads/tus", headers, iter([b"h" * MiB]))
+    assert answer.status == 507, answer
+    assert f"{free + MiB} bytes" in json.loads(answer.body)["detail"]
+    assert everything(clean) == {}  # not even an empty partial file
+    with portal.client() as c:
+        fits = tus_create(c, alice, "fits.bin", MiB)  # the refused one reserves nothing
+        assert fits.status_code == 201, fits.text
+        assert c.delete(fits.headers["location"], headers={**alice, **TUS}).status_code == 204
+
+
 def test_tus_disk_full_mid_write_removes_the_partial_file(
     portal: ServicePortal, alice: dict[str, str], clean: Path
 ) -> None:
