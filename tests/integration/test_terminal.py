@@ -449,3 +449,20 @@ def test_the_service_account_starts_alices_shell_through_sudo(sudo_helper: Path)
     output = done["output"].replace("\r", "")
     assert done["answer"]["cwd"] == "/home/alice" and done["code"] == 4
     assert re.search(r"/dev/pts/\d+\nalice\n" + groups.stdout.strip() + r"\n33 99\n", output)
+
+
+def test_logging_out_closes_the_socket_and_the_shell_waits(portal: RunningPortal) -> None:
+    login = portal.login("alice")
+    made = open_terminal(portal, login)
+    try:
+        with attached(portal, login, made["id"]) as shell:
+            pid = shell.run("echo $$").strip()
+            with portal.client() as c:
+                assert c.post("/api/v1/auth/logout", headers=login).status_code == 204
+            assert shell.closed(timeout=10)["reason"] == "logged_out"
+        fresh = portal.login("alice")
+        with attached(portal, fresh, made["id"]) as shell:
+            assert shell.run("echo $$").strip() == pid
+    finally:
+        with portal.client() as c:
+            c.delete(f"/api/v1/terminal/sessions/{made['id']}", headers=portal.login("alice"))

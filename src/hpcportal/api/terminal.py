@@ -5,7 +5,9 @@ hangs one up. ``/terminal/sessions/{id}/ws`` attaches the owner's browser: binar
 messages are keystrokes one way and terminal output the other; the text message
 ``{"type": "resize", "rows": r, "cols": c}`` sets the size. The server's first text
 message is ``{"type": "attached", ...}`` (then the backlog, so a reattaching browser
-resets its screen first), its last ``{"type": "closed", "reason": ...}``.
+resets its screen first), its last ``{"type": "closed", "reason": ...}`` (the shell
+ended, or this socket's login expired or logged out: the shell then waits for a
+reattach).
 
 The socket is checked like the live-update socket (``api/live.py``): the portal's own
 Origin, then the login; a terminal that is not the caller's is "not found" (and the
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator
 
 from hpcportal.api.deps import ClientAddress, CurrentUser
@@ -41,6 +44,8 @@ router = APIRouter(tags=["terminal"])
 #: The largest message a browser may send at once (a paste); the shell gets it in pieces.
 MAX_INPUT = 1024 * 1024
 CLOSE_NORMAL = 1000
+#: How often an attached socket checks that its login still holds (expiry, logout).
+LOGIN_CHECK_SECONDS = 2.0
 CLOSE_TOO_BIG = 1009
 
 
@@ -129,7 +134,7 @@ async def _serve(
     identity: LiveIdentity,
 ) -> None:
     """Relay both ways until the terminal ends, the browser leaves or the login expires."""
-    settings = terminals.settings
+    settings, hub = terminals.settings, cast(LiveHub, websocket.app.state.live)
     await websocket.send_json(
         {
             "type": "attached",
@@ -139,21 +144,38 @@ async def _serve(
             "reconnect_seconds": settings.terminal_reconnect_seconds,
         }
     )
+    watcher = asyncio.create_task(_login_ends(hub, identity))
     tasks = {
         asyncio.create_task(_send(websocket, attachment)),
         asyncio.create_task(_receive(websocket, terminal)),
+        watcher,
     }
-    remaining = None
-    if identity.expires_at is not None:
-        remaining = max(0.0, (identity.expires_at - datetime.now(UTC)).total_seconds())
-    done, pending = await asyncio.wait(tasks, timeout=remaining, return_when="FIRST_COMPLETED")
+    done, pending = await asyncio.wait(tasks, return_when="FIRST_COMPLETED")
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    if not done:  # the login ended; the shell waits for a reattach with a fresh one
+    if watcher in done:  # the shell waits for a reattach with a fresh login
         with contextlib.suppress(Exception):
-            await websocket.send_json({"type": "closed", "reason": "expired"})
-            await websocket.close(CLOSE_NOT_AUTHENTICATED, "Your session has expired.")
+            await websocket.send_json({"type": "closed", "reason": watcher.result()})
+            await websocket.close(CLOSE_NOT_AUTHENTICATED, "Log in again.")
+
+
+async def _login_ends(hub: LiveHub, identity: LiveIdentity) -> str:
+    """Return when the socket's login expires or is logged out (on any replica)."""
+    while True:
+        await asyncio.sleep(LOGIN_CHECK_SECONDS)
+        if identity.expires_at is not None and identity.expires_at <= datetime.now(UTC):
+            return "expired"
+        if identity.jti is not None:
+            if hub.revocations.needs_sync():
+                await run_in_threadpool(_sync_logouts, hub)
+            if identity.jti in hub.revocations:
+                return "logged_out"
+
+
+def _sync_logouts(hub: LiveHub) -> None:
+    with hub.database.session() as session:
+        hub.revocations.sync(session)
 
 
 async def _send(websocket: WebSocket, attachment: Attachment) -> None:

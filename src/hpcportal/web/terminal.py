@@ -35,6 +35,7 @@ MESSAGES = {
     "stopping": N_("The portal is restarting; open a new terminal."),
     "taken": N_("This terminal is now open in another window."),
     "expired": N_("Your login has expired; reload the page to log in again."),
+    "logged_out": N_("You have logged out."),
     "failed": N_("The shell could not be started."),
     "copied": N_("Copied."),
     "nothing_selected": N_("Select text in the terminal first."),

@@ -95,7 +95,7 @@ function control(message) {
     term.focus();
   } else if (message.type === "closed" && message.reason !== "too_slow") {
     ended = true;
-    if (message.reason !== "expired") sessionStorage.removeItem(STORE);
+    if (!["expired", "logged_out"].includes(message.reason)) sessionStorage.removeItem(STORE);
     box.dataset.reason = message.reason;
     setState("closed");
     say(messages[message.reason] || messages.closed, message.reason !== "exit");
