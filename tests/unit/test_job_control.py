@@ -75,7 +75,10 @@ def test_efficiency_of_a_finished_job(release: str) -> None:
     job_id = rec.argv[2]
     result = efficiency(actions, job_id)
     assert result.job_id == job_id and result.state == "COMPLETED" and result.cpus == 1
-    assert result.cpu_efficiency is None  # elapsed 0 s: no ratio, not a division by zero
+    if result.elapsed_seconds == 0:  # no ratio, not a division by zero
+        assert result.cpu_efficiency is None
+    else:
+        assert result.cpu_efficiency == round(result.cpu_time_seconds / result.elapsed_seconds, 4)
     assert result.memory_efficiency is None
     assert result.memory_requested_mb == (None if release == "22.05" else 500.0)
 
