@@ -15,11 +15,16 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from hpcportal.config import Settings
-from hpcportal.db.models import JobSeen, Notification
+from hpcportal.db.models import JobSeen, Notification, NotificationPreference
 from hpcportal.db.session import Database
 from hpcportal.errors import NotFound, SlurmUnreachable
 from hpcportal.services import notifications as service
 from hpcportal.services.identity import Principal
+from hpcportal.services.notification_settings import (
+    NotificationSettingsChange,
+    change_settings,
+    read_settings,
+)
 from hpcportal.services.notifications import (
     GIVE_UP_AFTER,
     LOOKUP_BACKOFF,
@@ -104,8 +109,18 @@ def settings_for(database: Database, **overrides: Any) -> Settings:
 
 
 def detector(
-    database: Database, accounting: FakeAccounting | None = None, clock: Clock | None = None
+    database: Database,
+    accounting: FakeAccounting | None = None,
+    clock: Clock | None = None,
+    *,
+    every_event: bool = True,
 ) -> NotificationDetector:
+    """A detector; with ``every_event`` the recording's users have switched "started"
+    on too (off by default), so these tests see every transition."""
+    if every_event:
+        with database.session() as session:
+            for user in ("alice", "bob", "dave"):
+                change_settings(session, user, NotificationSettingsChange(started=True))
     return NotificationDetector(
         database, accounting or FakeAccounting(), settings_for(database), clock=clock or Clock()
     )
@@ -450,3 +465,51 @@ def test_disk_events_are_keyed_by_user_target_episode_and_event(database: Databa
     assert events(d.process(snap(2, **{"6": {"state": "COMPLETED"}}))) == [
         ("alice", "6", "completed")
     ]
+
+
+# --- Notification settings (services/notification_settings.py) ---------------------------
+
+
+def test_a_job_start_notifies_nobody_by_default(database: Database) -> None:
+    d = detector(database, every_event=False)
+    d.process(snap(1))
+    found = d.process(
+        snap(2, **{"3": {"state": "RUNNING", "batch_host": "node002", "nodes": "node002"},
+                   "6": {"state": "COMPLETED", "exit_code": 0}})
+    )  # fmt: skip
+    assert events(found) == [("alice", "6", "completed")]
+    assert stored(database) == [("alice", "6", "completed")]
+
+
+def test_switching_events_applies_to_the_next_refresh(database: Database) -> None:
+    d = detector(database, every_event=False)
+    d.process(snap(1))
+    with database.session() as session:
+        assert read_settings(session, "dave").started is False
+        change_settings(session, "dave", NotificationSettingsChange(started=True))
+        change_settings(session, "alice", NotificationSettingsChange(completed=False))
+    found = d.process(
+        snap(2, **{"3": {"state": "RUNNING", "batch_host": "node002", "nodes": "node002"},
+                   "6": {"state": "COMPLETED", "exit_code": 0},
+                   "10": {"state": "FAILED", "exit_code": 3}})
+    )  # fmt: skip
+    assert events(found) == [("alice", "10", "failed"), ("dave", "3", "started")]
+    with database.session() as session:
+        dave = read_settings(session, "dave")
+        alice = read_settings(session, "alice")
+        bob = read_settings(session, "bob")
+    assert dave.started and dave.completed
+    assert not alice.completed and not alice.started and alice.failed
+    assert bob.model_dump() == {
+        "started": False, "completed": True, "failed": True,
+        "timed_out": True, "cancelled": True, "time_limit": True,
+    }  # fmt: skip
+
+
+def test_a_changed_switch_is_stored_once_and_can_be_turned_back(database: Database) -> None:
+    with database.session() as session:
+        change_settings(session, "alice", NotificationSettingsChange(started=True))
+        change_settings(session, "alice", NotificationSettingsChange(started=False))
+        assert read_settings(session, "alice").started is False
+        rows = session.scalar(select(func.count()).select_from(NotificationPreference))
+    assert rows == 1

@@ -10,6 +10,12 @@ from pydantic import BaseModel
 from hpcportal.api.deps import CurrentUser, DbDep, strict_query
 from hpcportal.api.params import DbId, PageNumber, PageSize
 from hpcportal.services import notifications as service
+from hpcportal.services.notification_settings import (
+    NotificationSettings,
+    NotificationSettingsChange,
+    change_settings,
+    read_settings,
+)
 from hpcportal.services.notifications import (
     MAX_PAGE_SIZE,
     NotificationOut,
@@ -53,6 +59,21 @@ def read_all(who: CurrentUser, db: DbDep) -> ReadAll:
     """Mark all your notifications read."""
     updated = service.mark_all_read(db, who)
     return ReadAll(updated=updated, unread=service.unread_count(db, who.username))
+
+
+@router.get("/settings", response_model=NotificationSettings, dependencies=[strict_query()])
+def get_settings(who: CurrentUser, db: DbDep) -> NotificationSettings:
+    """Which job events notify you; ``started`` is off unless you switch it on."""
+    return read_settings(db, who.username)
+
+
+@router.put("/settings", response_model=NotificationSettings, dependencies=[strict_query()])
+def put_settings(
+    change: NotificationSettingsChange, who: CurrentUser, db: DbDep
+) -> NotificationSettings:
+    """Switch job events on or off for you (those left out keep their setting); applies
+    from the next job event on."""
+    return change_settings(db, who.username, change)
 
 
 @router.post(

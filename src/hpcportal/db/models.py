@@ -266,6 +266,20 @@ class JobSeen(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
+class NotificationPreference(Base):
+    """A person's choice for one job event (``started``, ``completed``, ...): whether
+    it becomes a notification. Only choices differ from the defaults in
+    ``services/notification_settings.py`` need a row; every replica's detector reads
+    them before inserting, so a change holds at once across replicas."""
+
+    __tablename__ = "notification_preferences"
+
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), primary_key=True)
+    event: Mapped[str] = mapped_column(String(32), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 # --- Files: resumable uploads and disk alerts (services/tus.py, disk_alerts.py) ------
 class TusUpload(Base):
     """A resumable (tus) upload in progress, shared by every replica.

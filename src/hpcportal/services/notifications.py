@@ -50,6 +50,7 @@ from hpcportal.db.session import Database
 from hpcportal.errors import NotFound, PortalError
 from hpcportal.services.auth import utcnow
 from hpcportal.services.identity import Principal
+from hpcportal.services.notification_settings import wanted_events
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.slurm.models import AccountingRecord, Job
 from hpcportal.slurm.states import JobStatus
@@ -510,12 +511,19 @@ class NotificationDetector:
         if not (events or changed or dropped):
             return []
         with self.database.session() as session:
-            inserted = _insert_if_absent(session, events, now)
+            inserted = _insert_if_absent(session, _wanted(session, events), now)
             _upsert_seen(session, changed)
             for chunk in _chunks(sorted(dropped)):
                 session.execute(delete(JobSeen).where(JobSeen.job_id.in_(chunk)))
             deliveries = _deliveries(session, inserted)
         return deliveries
+
+
+def _wanted(session: Session, events: list[JobEvent]) -> list[JobEvent]:
+    """The events their owners want as notifications (``notification_settings``);
+    the rest are dropped here, before they exist."""
+    wanted = wanted_events(session, {e.username for e in events})
+    return [e for e in events if e.event in wanted[e.username]]
 
 
 def _deliveries(session: Session, inserted: Sequence[Notification]) -> list[Delivery]:
