@@ -50,7 +50,7 @@ from hpcportal.services.templates import seed_site_templates
 from hpcportal.services.terminal import TerminalService
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
-from hpcportal.web import job_pages, pages
+from hpcportal.web import api_docs, job_pages, notification_settings, pages
 from hpcportal.web import terminal as terminal_page
 
 API_PREFIX = "/api/v1"
@@ -91,7 +91,7 @@ def create_app(
         version=__version__,
         description="Web portal for Slurm clusters: read API over one shared snapshot.",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # web/api_docs.py serves Swagger UI from static/vendor
         redoc_url=None,
         lifespan=lifespan,
         # Unknown query parameters, control characters, NUL in bodies: 422 on /api/.
@@ -136,10 +136,12 @@ def create_app(
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(terminal.router, prefix=API_PREFIX)
     app.include_router(node_proxy.router)
+    app.include_router(api_docs.docs_router(API_PREFIX, app.title))
     # The browser UI: pages at "/", their assets at "/static" (hpcportal.web).
     app.add_exception_handler(pages.PageException, pages.handle_page_exception)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     app.include_router(job_pages.router)
     app.include_router(terminal_page.router)
+    app.include_router(notification_settings.router)
     app.include_router(pages.router)
     return app
