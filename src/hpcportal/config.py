@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         "with the back-off, so backing off alone never marks the data stale.",
     )
     refresh_soon_delay: float = Field(
-        default=0.15,
+        default=0.05,
         ge=0,
         le=10,
         description="After the portal acts on a job, how long it gathers more such requests "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from typing import Any, cast
 
@@ -211,3 +212,39 @@ def test_last_event_id_says_where_to_resume(header: str | None, offset: int, exp
 def test_a_last_event_id_that_is_no_offset_is_refused(header: str) -> None:
     with pytest.raises(InvalidInput):
         resume_offset(header, 0)
+
+
+def test_a_full_refresh_asked_before_an_action_cannot_undo_it() -> None:
+    """The read after an action does not wait for a slow full refresh under way, and
+    that refresh (whose squeue ran before the action) keeps what the read found."""
+    adapter = FakeAdapter()
+    release = threading.Event()
+    asked = threading.Event()
+    slow_jobs = adapter.jobs
+
+    def jobs() -> list[Job]:
+        asked.set()
+        release.wait(5)
+        return slow_jobs()  # still running: read before the cancel
+
+    settings = Settings(
+        jwt_secret=SecretStr(TEST_SECRET), database_url="sqlite://", refresh_interval=60
+    )
+    service = SnapshotService(cast(SlurmAdapter, adapter), settings)
+
+    async def scenario() -> tuple[JobStatus, JobStatus]:
+        await service.refresh()
+        adapter.jobs = jobs  # type: ignore[method-assign]
+        full = asyncio.create_task(service.refresh())
+        await asyncio.get_running_loop().run_in_executor(None, asked.wait, 5)
+        adapter.status = JobStatus.CANCELLED
+        await asyncio.wait_for(service.refresh_jobs({"6"}), 2)  # not behind the refresh
+        during = (await service.current()).jobs_by_id["6"].status
+        release.set()
+        await full
+        after = (await service.current()).jobs_by_id["6"].status
+        await service.stop()
+        return during, after
+
+    assert asyncio.run(scenario()) == (JobStatus.CANCELLED, JobStatus.CANCELLED)
+    assert service.health().generation == 3

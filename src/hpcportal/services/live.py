@@ -824,6 +824,7 @@ class LiveHub:
         OUTPUT_FOLLOWERS.inc()
         try:
             while follower.watched and not follower.done:
+                started = time.monotonic()
                 snap = self._current
                 if snap is not None:
                     try:
@@ -834,7 +835,8 @@ class LiveHub:
                         log.exception("following the output of %s failed", follower.job_id)
                 if follower.done:
                     return
-                await asyncio.sleep(self.settings.live_output_poll_seconds)
+                took = time.monotonic() - started
+                await asyncio.sleep(max(0.05, self.settings.live_output_poll_seconds - took))
         finally:
             OUTPUT_FOLLOWERS.dec()
 

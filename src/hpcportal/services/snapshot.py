@@ -176,6 +176,10 @@ class SnapshotService:
         self._refresh_lock = asyncio.Lock()
         # Four threads: the four Slurm commands of one refresh run side by side.
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="snapshot")
+        # Reads after actions: their own thread, never queued behind a full refresh.
+        self._jobs_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-jobs")
+        #: Job id -> (when Slurm was asked, the jobs it listed): see ``refresh_jobs``.
+        self._job_reads: dict[str, tuple[float, list[Job]]] = {}
         self._roles = SlurmRoles()
         self._warned_blind: PrivateData | None = None
         self._listeners: list[SnapshotListener] = []
@@ -211,6 +215,7 @@ class SnapshotService:
                 await self._task
             self._task = None
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._jobs_pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def interval(self) -> float:
@@ -234,6 +239,7 @@ class SnapshotService:
         async with self._refresh_lock:
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
+            asked_at = time.monotonic()
             try:
                 jobs, nodes, partitions, private_data = await asyncio.gather(
                     loop.run_in_executor(self._pool, self.adapter.jobs),
@@ -259,9 +265,10 @@ class SnapshotService:
             self.guard.observe(duration, ok=True)
             self._generation += 1
             previous = self._current
-            self._current = current = ClusterSnapshot.build(
+            current = ClusterSnapshot.build(
                 self._generation, duration, jobs, nodes, partitions, private_data, roles
             )
+            self._current = current = self._with_newer_job_reads(current, asked_at)
             self._last_failed = False
             self._last_error = None
             self._last_error_code = None
@@ -289,27 +296,42 @@ class SnapshotService:
     async def refresh_jobs(self, job_ids: Iterable[str]) -> list[Job] | None:
         """Read only the named jobs (one ``squeue --jobs``) into a new snapshot.
 
-        Runs under the refresh lock, so a full refresh that began before the action can
-        never publish after it and undo what this one showed.
+        It never waits for a full refresh under way (that may take seconds on a busy
+        slurmctld); instead, a full refresh that asked Slurm before this read keeps
+        what this read found (``_with_newer_job_reads``), so it cannot undo it.
         """
         ids = set(job_ids)
-        async with self._refresh_lock:
-            previous = self._current
-            if previous is None or not ids:
-                return None
-            loop = asyncio.get_running_loop()
-            started = time.perf_counter()
-            try:
-                fresh = await loop.run_in_executor(self._pool, self.adapter.jobs_named, sorted(ids))
-            except PortalError as exc:
-                if isinstance(exc, SlurmRateLimited):
-                    self.guard.observe(time.perf_counter() - started, ok=False, rate_limited=True)
-                log.info("reading jobs %s again failed: %s", ",".join(sorted(ids)), exc.message)
-                return None
-            self._generation += 1
-            self._current = current = previous.with_jobs(self._generation, ids, fresh)
-            self._tell_listeners(previous, current)
-            return fresh
+        if self._current is None or not ids:
+            return None
+        loop = asyncio.get_running_loop()
+        asked_at = time.monotonic()
+        try:
+            fresh = await loop.run_in_executor(
+                self._jobs_pool, self.adapter.jobs_named, sorted(ids)
+            )
+        except PortalError as exc:
+            if isinstance(exc, SlurmRateLimited):
+                self.guard.observe(time.monotonic() - asked_at, ok=False, rate_limited=True)
+            log.info("reading jobs %s again failed: %s", ",".join(sorted(ids)), exc.message)
+            return None
+        for job_id in ids:
+            mine = [j for j in fresh if job_matches(j, {job_id})]
+            if mine:
+                self._job_reads[job_id] = (asked_at, mine)
+        previous = self._current
+        self._generation += 1
+        self._current = current = previous.with_jobs(self._generation, ids, fresh)
+        self._tell_listeners(previous, current)
+        return fresh
+
+    def _with_newer_job_reads(self, snap: ClusterSnapshot, asked_at: float) -> ClusterSnapshot:
+        """``snap`` (whose squeue was asked at ``asked_at``) with the jobs read on their
+        own since then; reads older than it are forgotten, it is newer."""
+        self._job_reads = {i: r for i, r in self._job_reads.items() if r[0] > asked_at}
+        if not self._job_reads:
+            return snap
+        fresh = list({j.id: j for _, jobs in self._job_reads.values() for j in jobs}.values())
+        return snap.with_jobs(snap.generation, set(self._job_reads), fresh)
 
     def _read_roles(self) -> SlurmRoles:
         """Slurm's operators and coordinators (cached by the adapter). If slurmdbd cannot

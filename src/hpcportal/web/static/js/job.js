@@ -24,8 +24,14 @@ if (actions) {
     try {
       const answer = await api(`/api/v1/jobs/${encodeURIComponent(id)}/${action}`, { method: "POST" });
       showResult(result, t("action.done", { message: answer.message || action }));
-      const fresh = await api(`/api/v1/jobs/${encodeURIComponent(id)}`);
-      if (fresh && fresh.job) live.applyJob(fresh.job);
+      // The portal reads the job again and pushes its new state over the socket within
+      // a second; a GET now could answer the state from before and land after the push.
+      // Without the socket, ask once that read has had time to finish.
+      if (!live.isConnected()) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        const fresh = await api(`/api/v1/jobs/${encodeURIComponent(id)}`);
+        if (fresh && fresh.job) live.applyJob(fresh.job);
+      }
     } catch (error) {
       showResult(result, error.message, true);
     } finally {
