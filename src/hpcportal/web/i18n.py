@@ -430,6 +430,10 @@ JS_MESSAGES: Final = {
     "sessions.action_failed": N_("That did not work: %(message)s"),
     "sessions.left": N_("%(time)s left"),
     "sessions.extended": N_("The time limit was extended."),
+    "sessions.extend_running_refused": N_(
+        "Slurm lets only its operators and administrators give a running job more time; "
+        "the time limit was not changed."
+    ),
     "sessions.log_empty": N_("The log is empty."),
     "sessions.new_list": N_("Your sessions changed: refreshing the list"),
     "vnc.connecting": N_("Connecting…"),

@@ -120,9 +120,11 @@ function wireActions() {
       render(await api(path("/extend"), { method: "POST", json: { hours } }));
       showResult(result, t("sessions.extended"));
     } catch (error) {
-      // The portal's answer is one sentence already (Slurm's rule, or the partition's
-      // MaxTime): shown as it is, with no prefix of its own.
-      showResult(result, error.message, true);
+      // One sentence, no prefix of the page's own: Slurm's rule (403: a running job's
+      // limit is raised only by operators) in the page's language, or the portal's
+      // answer (the partition's MaxTime) as it is.
+      const running = error.status === 403;
+      showResult(result, running ? t("sessions.extend_running_refused") : error.message, true);
     } finally {
       extend.disabled = false;
     }
