@@ -319,6 +319,7 @@ JS_MESSAGES: Final = {
     "node.cpus": N_("CPUs %(used)s/%(total)s"),
     "bell.mark_read": N_("Mark all as read"),
     "nav.more": N_("More"),
+    "settings.saved": N_("Saved. The change applies to the next job events."),
     "submit.copy_variable": N_("Click to copy the variable your script uses for this file"),
     "submit.copy_variable_named": N_("Copy %(name)s"),
     "submit.variable_copied": N_("Copied %(name)s"),

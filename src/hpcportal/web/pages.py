@@ -66,6 +66,7 @@ from hpcportal.services.identity import Principal
 from hpcportal.services.jobs import AccountingQuery, JobDetail, JobQuery
 from hpcportal.services.sessions import SessionContext, SessionView
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
+from hpcportal.services.submit_choices import submit_choices
 from hpcportal.services.template_render import INT_OPTIONS, STR_OPTIONS
 from hpcportal.services.visibility import for_snapshot, visible_jobs
 from hpcportal.slurm import hostlist
@@ -705,7 +706,7 @@ async def submit_page(
         images = catalog.images()
     except PortalError:
         images = []
-    accounts = await run_in_threadpool(_accounts_of, adapter, who)
+    choices = await run_in_threadpool(submit_choices, adapter, who)
     partitions = [
         {
             "name": load.partition.name,
@@ -750,19 +751,11 @@ async def submit_page(
             }
             for i in images
         ],
-        accounts=accounts,
+        choices=choices,
         idempotency_key=str(uuid.uuid4()),
         parameter_types=i18n.PARAMETER_TYPE_LABELS,
         mail_types=["BEGIN", "END", "FAIL", "ALL"],
     )
-
-
-def _accounts_of(adapter: Any, who: Principal) -> list[str]:
-    try:
-        rows = adapter.associations()
-    except PortalError:
-        return []
-    return sorted({a.account for a in rows if a.user == who.username})
 
 
 # --- Templates -----------------------------------------------------------------------------

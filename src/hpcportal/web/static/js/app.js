@@ -37,6 +37,41 @@ if (navToggle && nav) {
   });
 }
 
+// --- Navigation on wide screens: entries that do not fit go under "More" ----------------
+// The header is one row from 801 px up, however many entries, tools or unread
+// notifications: when the entries overflow their row, the last ones move into a "More"
+// menu (and back when there is room). Without JavaScript the row scrolls instead.
+const navList = nav?.querySelector(":scope > ul");
+if (nav && navList && navToggle) {
+  const entries = [...navList.children];
+  const more = el("details", "menu nav-more");
+  const moreSummary = el("summary", "", t("nav.more"));
+  moreSummary.dataset.testid = "nav-more";
+  const moreList = el("ul", "menu-panel nav-more-list");
+  more.append(moreSummary, moreList);
+  more.hidden = true;
+  nav.append(more);
+  let fitting = false;
+  const fitNav = () => {
+    if (fitting) return;
+    fitting = true;
+    more.open = false;
+    navList.append(...entries);
+    more.hidden = true;
+    const narrow = getComputedStyle(navToggle).display !== "none"; // the ☰ layout
+    for (let last = entries.length - 1; !narrow && last > 0; last -= 1) {
+      if (navList.scrollWidth <= navList.clientWidth + 1) break;
+      more.hidden = false;
+      moreList.prepend(entries[last]);
+    }
+    moreSummary.toggleAttribute("data-current", !!moreList.querySelector("[aria-current]"));
+    fitting = false;
+  };
+  new ResizeObserver(fitNav).observe(nav.parentElement);
+  document.fonts?.ready.then(fitNav);
+  fitNav();
+}
+
 // --- Language: switching submits the form (the server sets the cookie) ---------------------
 const langSwitch = document.getElementById("lang-switch");
 if (langSwitch) langSwitch.addEventListener("change", () => langSwitch.form.submit());
@@ -106,7 +141,10 @@ let bellLoaded = false;
 export function setUnread(count) {
   if (!badge) return;
   const n = Number(count) || 0;
-  badge.textContent = formatNumber(n);
+  // "99+" past 99: the header keeps one row whatever the count (the exact number is
+  // in the label and data-count).
+  badge.textContent = n > 99 ? `${formatNumber(99)}+` : formatNumber(n);
+  badge.title = formatNumber(n);
   badge.dataset.count = String(n);
   badge.hidden = n === 0;
 }

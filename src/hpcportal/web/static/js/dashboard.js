@@ -14,6 +14,8 @@ const presetSelect = document.getElementById("preset-pick");
 const resetButton = document.getElementById("dashboard-reset");
 const doneButton = document.getElementById("dashboard-done");
 const COLUMNS = 12;
+// The tallest a widget can be resized to (rows of 80 px): about a window's height.
+const MAX_WIDGET_ROWS = 10;
 let grid = null;
 let editing = false;
 let saveTimer = 0;
@@ -104,6 +106,9 @@ function wire(item) {
     else if (button.dataset.move) move(item, button.dataset.move);
   });
   for (const box of item.querySelectorAll("[data-edit-only]")) box.hidden = !editing;
+  // A saved layout may be taller (the API allows 24 rows): never shrink it here.
+  const rows = item.gridstackNode?.h ?? 1;
+  grid.update(item, { maxH: Math.max(MAX_WIDGET_ROWS, rows) });
   setupWidget(item);
 }
 
@@ -126,6 +131,9 @@ async function addWidget(kind) {
 }
 
 async function reset() {
+  // The preset replaces the whole layout: ask first.
+  const preset = presetSelect.selectedOptions[0]?.textContent?.trim() || presetSelect.value;
+  if (!window.confirm(t("dashboard.confirm_reset", { preset }))) return;
   try {
     await api("/api/v1/dashboard/layouts/reset", {
       method: "POST",
@@ -210,6 +218,10 @@ function setupWidget(item) {
 // --- Start ---------------------------------------------------------------------------------------
 
 if (gridElement && GridStack) {
+  // Resizing near the window's bottom edge scrolled the page, and the scroll grew the
+  // widget, which scrolled the page again: a 150 px drag became 1,440 px. A widget now
+  // follows the pointer only (the wheel still scrolls) and stops at MAX_WIDGET_ROWS.
+  if (GridStack.Utils?.updateScrollResize) GridStack.Utils.updateScrollResize = () => {};
   grid = GridStack.init(
     {
       column: COLUMNS,

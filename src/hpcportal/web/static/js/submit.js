@@ -2,7 +2,7 @@
 // uploads, the Apptainer image, the script editor, a dry-run preview, and submission
 // with one Idempotency-Key per form instance.
 
-import { ApiError, api, el, formatDate, formatNumber, newKey, showResult, t } from "./core.js";
+import { ApiError, api, el, formatDate, formatNumber, newKey, showResult, t, toast } from "./core.js";
 import { attachEditor } from "./editor.js";
 
 const data = JSON.parse(document.getElementById("submit-data").textContent);
@@ -207,6 +207,30 @@ function parameterValues() {
   return values;
 }
 
+// --- Account and QoS --------------------------------------------------------------------------
+// Once an account is chosen, only the QoS its association allows can be picked; its
+// default QoS is named on the "default" choice.
+const accountSelect = document.getElementById("f-account");
+const qosSelect = document.getElementById("f-qos");
+const accountChoices = new Map((data.accounts || []).map((a) => [a.name, a]));
+
+function syncQos() {
+  if (!(accountSelect instanceof HTMLSelectElement) || !(qosSelect instanceof HTMLSelectElement)) return;
+  const account = accountChoices.get(accountSelect.value);
+  for (const option of qosSelect.options) {
+    if (!option.value) {
+      option.textContent = account?.default_qos
+        ? t("submit.qos_default_named", { qos: account.default_qos })
+        : t("submit.qos_default");
+      continue;
+    }
+    option.disabled = Boolean(account) && !account.qos.includes(option.value);
+  }
+  if (qosSelect.selectedOptions[0]?.disabled) qosSelect.value = "";
+}
+accountSelect?.addEventListener("change", syncQos);
+syncQos();
+
 // --- Uploads ------------------------------------------------------------------------------------
 
 async function upload(files) {
@@ -223,10 +247,55 @@ async function upload(files) {
   }
 }
 
+/** Put ``text`` on the clipboard (the textarea fallback covers a page without the
+ * Clipboard API, e.g. plain HTTP on a host other than localhost). */
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const area = el("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.append(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    return copied;
+  }
+}
+
+/** A button showing ``$NAME`` that copies it: the variable the script must use. */
+function variableChip(name) {
+  const chip = el("button", "var-chip", `$${name}`);
+  chip.type = "button";
+  chip.translate = false;
+  chip.dataset.testid = "upload-variable";
+  chip.dataset.variable = name;
+  chip.title = t("submit.copy_variable");
+  chip.setAttribute("aria-label", t("submit.copy_variable_named", { name: `$${name}` }));
+  chip.addEventListener("click", async () => {
+    const copied = await copyText(`$${name}`);
+    toast(copied ? t("submit.variable_copied", { name: `$${name}` }) : t("submit.copy_failed"), 2500);
+  });
+  return chip;
+}
+
 function showUploads() {
+  // The names the server gives (services/sbatch_script.environment_names): in upload
+  // order, FILE_<NAME> with _2, _3 for repeats; the first file is also $INPUT.
+  const taken = new Set();
+  const names = uploads.map((file) => fileVariable(file.name, taken));
   uploadedList.replaceChildren(
     ...uploads.map((file, index) => {
-      const item = el("li", "", `${file.name} (${formatNumber(file.size)} B) `);
+      const item = el("li", "uploaded-file");
+      item.dataset.testid = "uploaded-file";
+      const label = el("span", "", `${file.name} (${formatNumber(file.size)} B)`);
+      label.translate = false;
+      item.append(label, " ", variableChip(names[index]));
+      if (index === 0) item.append(" ", variableChip("INPUT"));
       const remove = el("button", "icon-button", "✕");
       remove.type = "button";
       remove.setAttribute("aria-label", `${t("common.remove")}: ${file.name}`);
@@ -235,7 +304,7 @@ function showUploads() {
         showUploads();
         filesInput.focus();
       });
-      item.append(remove);
+      item.append(" ", remove);
       return item;
     }),
   );
