@@ -50,7 +50,7 @@ from hpcportal.services.templates import seed_site_templates
 from hpcportal.services.terminal import TerminalService
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
-from hpcportal.web import api_docs, job_pages, notification_settings, pages
+from hpcportal.web import api_docs, file_pages, job_pages, notification_settings, pages
 from hpcportal.web import terminal as terminal_page
 
 API_PREFIX = "/api/v1"
@@ -140,8 +140,9 @@ def create_app(
     # The browser UI: pages at "/", their assets at "/static" (hpcportal.web).
     app.add_exception_handler(pages.PageException, pages.handle_page_exception)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
-    app.include_router(job_pages.router)
-    app.include_router(terminal_page.router)
     app.include_router(notification_settings.router)
+    app.include_router(job_pages.router)
+    app.include_router(file_pages.router)
+    app.include_router(terminal_page.router)
     app.include_router(pages.router)
     return app

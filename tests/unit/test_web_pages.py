@@ -32,13 +32,12 @@ from hpcportal.services.job_output import OutputChunk
 from hpcportal.slurm import parse
 from hpcportal.slurm import recorded as slurm_recorded
 from hpcportal.slurm.models import Job, PrivateData, RecordedSubmission, SlurmRoles
-from hpcportal.web import job_pages, pages
+from hpcportal.web import file_pages, job_pages, pages
+from hpcportal.web.file_pages import file_href, human_size
 from hpcportal.web.pages import (
     STATIC_DIR,
     accounting_series,
     expand_hostlist,
-    file_href,
-    human_size,
     safe_next,
 )
 from tests.unit.slurm_fixtures import recorded
@@ -271,7 +270,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     # Fake people have no Unix account for PAM to check.
     monkeypatch.setattr(auth, "account_refusal", lambda _who, _settings: None)
     monkeypatch.setattr(job_pages, "read_chunk", _fake_chunk)
-    monkeypatch.setattr(pages, "FileService", FakeFiles)
+    monkeypatch.setattr(file_pages, "FileService", FakeFiles)
     monkeypatch.setattr(session_service, "output_tail", _fake_log)
     _seed_sessions(values)
     return values
