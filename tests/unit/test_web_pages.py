@@ -80,6 +80,7 @@ PAGES = [
     "/shares/d64b93c9f1b60eb3",  # the share of SHARE_TOKEN (without its cookie: "gone")
     "/shares/" + "x" * 43,
     "/shares/open",
+    "/settings/notifications",
 ]
 BUDGET_BYTES = 200 * 1024
 
@@ -816,3 +817,18 @@ def test_extend_is_offered_only_where_slurm_would_allow_it(
     pending = extend.search(client.get("/sessions/b2b2b2b2b2b2b2b2").text)
     assert running is not None and running.groups() == ("false", " hidden")
     assert pending is not None and pending.groups() == ("false", None)
+
+
+# --- API docs: every asset from the portal itself ---------------------------------------------
+
+
+def test_api_docs_load_nothing_from_another_site(client: TestClient, settings: Settings) -> None:
+    html = client.get("/api/v1/docs").text
+    assert "SwaggerUIBundle" in html and "/api/v1/openapi.json" in html
+    assert "cdn." not in html and "validatorUrl" in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert len(assets) == 3, assets
+    for url in assets:
+        assert url.startswith("/static/vendor/swagger-ui/"), url
+        response = client.get(url)
+        assert response.status_code == 200 and len(response.content) > 500, url
