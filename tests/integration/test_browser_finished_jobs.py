@@ -196,3 +196,46 @@ def test_the_jobs_list_shows_it_and_the_jump_box_finds_it(
         )
     finally:
         context.close()
+
+
+def test_a_waiting_job_page_follows_it_to_the_end_without_reloading(
+    browser: Browser, portal: RunningPortal, conf: str
+) -> None:
+    """Reason, dependency and expected start while it waits; a ticking elapsed bar
+    while it runs; end time and efficiency once it ends — on a page never reloaded."""
+    first = slurm_cli.sbatch(conf, "alice", "--hold", "-J", "first", "--wrap", "true")
+    second = slurm_cli.sbatch(
+        conf, "alice", "-J", "second", "-t", "5", f"--dependency=afterok:{first}",
+        "--wrap", "sleep 4",
+    )  # fmt: skip
+    context = session(browser, portal, "en")
+    page = context.new_page()
+    try:
+        portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+        page.goto(f"{portal.url}/jobs/{second}")
+        expect(page.locator("[data-testid=job-reason]")).to_have_text("Dependency")
+        expect(page.locator("[data-testid=job-dependency]")).to_contain_text(f"afterok:{first}")
+        expect(page.locator("[data-testid=expected-start]")).not_to_be_empty()
+        expect(page.locator("[data-testid=job-progress]")).to_be_hidden()
+
+        slurm_cli.run(conf, ["scontrol", "release", str(first)], user="alice")
+        state = page.locator("[data-testid=job-state]").first
+        expect(state).to_have_attribute("data-status", "running", timeout=60_000)
+        progress = page.locator("[data-testid=job-progress]")
+        expect(progress).to_be_visible()
+        expect(progress).to_contain_text("of 0:05:00")
+        for testid in ("job-reason", "job-dependency"):
+            expect(page.locator(f"[data-testid={testid}]")).to_be_hidden()
+        expect(page.locator("[data-testid=expected-start]")).to_have_text("")
+
+        expect(state).to_have_attribute("data-status", "completed", timeout=60_000)
+        expect(progress).to_be_hidden()
+        ended = page.locator("[data-testid=job-ended]")
+        expect(ended).not_to_have_text("—")
+        assert ended.get_attribute("datetime")
+        expect(page.locator("[data-testid=job-efficiency]")).to_have_attribute(
+            "data-loaded", "true", timeout=30_000
+        )
+    finally:
+        slurm_cli.scancel(conf, first, second, missing_ok=True)
+        context.close()

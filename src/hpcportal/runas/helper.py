@@ -60,6 +60,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -443,6 +444,9 @@ def start_shell(user: pwd.struct_passwd, request: dict[str, Any]) -> tuple[int, 
         try:
             os.close(master)
             os.login_tty(slave)
+            # Nothing else the helper was handed (copies of the portal's pipes) may
+            # reach the shell: a job it leaves behind would hold the portal's pipe.
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
             for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM):
                 signal.signal(number, signal.SIG_DFL)  # Python ignores some; exec keeps that
             os.execve(shell, ["-" + os.path.basename(shell)], env)  # noqa: S606 ("-": login)
@@ -471,14 +475,22 @@ def take_frames(buffer: bytearray, pending: bytearray, master: int) -> None:
             raise Refused("malformed terminal frame")
 
 
-def relay(master: int) -> None:
+def _drain(master: int) -> None:
+    """Pass on what the terminal still holds (the shell's last words)."""
+    with contextlib.suppress(OSError):  # BlockingIOError: empty; EIO: closed
+        while data := os.read(master, TERMINAL_READ):
+            _write_all(1, data)
+
+
+def relay(master: int, pid: int) -> int | None:
     """Copy frames from stdin into the terminal and its output to stdout, until the
-    terminal closes (every process holding it ended) or stdin does (the portal left)."""
+    shell ends (its wait status; a job it left behind may still hold the terminal),
+    the terminal closes or stdin does (the portal left): then None."""
     os.set_blocking(master, False)
     buffer, pending = bytearray(), bytearray()
     while True:
         readers = [master] + ([0] if len(pending) < TERMINAL_PENDING else [])
-        readable, writable, _ = select.select(readers, [master] if pending else [], [])
+        readable, writable, _ = select.select(readers, [master] if pending else [], [], 1.0)
         if writable and pending:
             with contextlib.suppress(BlockingIOError):
                 del pending[: os.write(master, pending)]
@@ -488,17 +500,36 @@ def relay(master: int) -> None:
             except BlockingIOError:
                 data = None  # nothing after all; not an end
             except OSError:
-                return  # EIO: the terminal's last user closed it
+                return None  # EIO: the terminal's last user closed it
             if data == b"":
-                return
+                return None
             if data:
                 _write_all(1, data)
         if 0 in readable:
             chunk = os.read(0, TERMINAL_READ)
             if not chunk:
-                return
+                return None
             buffer += chunk
             take_frames(buffer, pending, master)
+        ended, status = os.waitpid(pid, os.WNOHANG)
+        if ended:
+            _drain(master)
+            return status
+
+
+def hang_up(pid: int) -> int:
+    """SIGHUP to the shell's process group (as a dropped SSH connection does), a
+    moment for it to end, then SIGKILL; the shell's wait status."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGHUP)
+    for _ in range(30):
+        ended, status = os.waitpid(pid, os.WNOHANG)
+        if ended:
+            return status
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
 
 
 def op_terminal(user: pwd.struct_passwd, request: dict[str, Any]) -> int:
@@ -506,23 +537,22 @@ def op_terminal(user: pwd.struct_passwd, request: dict[str, Any]) -> int:
     check_own_groups(user)
     pid, master = start_shell(user, request)
 
-    def hang_up(*_: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGHUP)
-        raise SystemExit(143)
+    def stop(*_: object) -> None:
+        raise SystemExit(143)  # the portal ends the terminal: hang up below
 
-    signal.signal(signal.SIGTERM, hang_up)
+    signal.signal(signal.SIGTERM, stop)
     print(json.dumps({"ok": True, "pid": pid, "cwd": os.getcwd(), "shell": user.pw_shell}))
     sys.stdout.flush()
     Stream.started = True
+    status = None
     try:
-        relay(master)
+        status = relay(master, pid)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGHUP)  # no-op for a shell that has ended
+        if status is None:
+            status = hang_up(pid)
         os.close(master)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return os.waitstatus_to_exitcode(status)
 
 
 ERRNO_NAMES = {
