@@ -172,6 +172,9 @@ def test_alice_gets_her_own_login_shell(
         assert "HPCPORTAL" not in environment and "JWT" not in environment
         assert "SLURM_CONF=" + conf_env["SLURM_CONF"] in environment
         assert shell.run("shopt -q login_shell && echo login").strip() == "login"
+        # The shell holds its terminal and nothing of the portal's (pipes, sockets).
+        held = shell.run('for f in /proc/$$/fd/*; do readlink "$f"; done | sort -u').split()
+        assert len(held) == 1 and re.fullmatch(r"/dev/pts/\d+", held[0]), held
     with portal.client() as c:
         assert c.delete(f"/api/v1/terminal/sessions/{made['id']}", headers=alice).status_code == 204
     assert made["id"] not in mine(portal, alice)
@@ -466,3 +469,14 @@ def test_logging_out_closes_the_socket_and_the_shell_waits(portal: RunningPortal
     finally:
         with portal.client() as c:
             c.delete(f"/api/v1/terminal/sessions/{made['id']}", headers=portal.login("alice"))
+
+
+def test_the_terminal_ends_with_the_shell_even_if_a_job_holds_it(
+    portal: RunningPortal, alice: dict[str, str]
+) -> None:
+    made = open_terminal(portal, alice)
+    with attached(portal, alice, made["id"]) as shell:
+        shell.type("sleep 30 & exit 3\r")  # the job keeps the terminal open after exit
+        started = time.monotonic()
+        assert shell.closed(timeout=10) == {"type": "closed", "reason": "exit", "exit_code": 3}
+        assert time.monotonic() - started < 5

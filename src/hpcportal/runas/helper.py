@@ -522,7 +522,7 @@ def hang_up(pid: int) -> int:
     moment for it to end, then SIGKILL; the shell's wait status."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGHUP)
-    for _ in range(30):
+    for _ in range(20):  # within the 3 s the portal gives before SIGKILL
         ended, status = os.waitpid(pid, os.WNOHANG)
         if ended:
             return status
