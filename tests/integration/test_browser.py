@@ -51,6 +51,7 @@ PAGES = [
     "/nodes",
     "/partitions",
     "/accounting",
+    "/settings/notifications",
 ]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
