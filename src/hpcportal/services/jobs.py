@@ -289,8 +289,11 @@ def find_in_accounting(
     what accounting recorded, asked as ``who``; if that cannot be read, the job is
     still shown, without them.
     """
-    now = datetime.now(UTC)
-    records = adapter.accounting(now - timedelta(days=365), now, job_ids=[job_id])
+    # A window on whole hours, so the same question asked again is the adapter's cached
+    # answer (a page and its output and efficiency requests ask it in turn).
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    start, end = hour - timedelta(days=365), hour + timedelta(hours=1)
+    records = adapter.accounting(start, end, job_ids=[job_id])
     vis = for_accounting(who, adapter)
     # Job ids can repeat over a cluster's life (a reset counter); take the newest.
     matches = [
