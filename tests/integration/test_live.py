@@ -35,6 +35,15 @@ def portal(
         tmp_path_factory.mktemp("live"), devcluster["slurm_conf"], refresh_interval=1.0
     )
     with run_portal(settings) as running:
+        # These tests follow both events of a job: alice switches "started" on (it is
+        # off by default, services/notification_settings.py).
+        with running.client() as c:
+            switched = c.put(
+                "/api/v1/notifications/settings",
+                headers=running.login("alice"),
+                json={"started": True},
+            )
+        assert switched.status_code == 200 and switched.json()["started"], switched.text
         yield running
 
 
