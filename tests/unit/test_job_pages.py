@@ -14,6 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hpcportal.config import Settings
+from hpcportal.db.models import Submission
+from hpcportal.db.session import Database
 from hpcportal.errors import NotFound
 from hpcportal.services.finished_jobs import RECENT_DAYS
 from hpcportal.services.identity import Principal
@@ -22,7 +24,7 @@ from hpcportal.slurm.models import Job
 from hpcportal.slurm.states import JobStatus
 from hpcportal.web import job_pages
 from tests.unit import test_web_pages as web
-from tests.unit.test_web_pages import ALICE, log_in
+from tests.unit.test_web_pages import ALICE, BOB, log_in
 
 Client = TestClient
 # The app with recorded Slurm answers, and its settings: ``test_web_pages``' fixtures.
@@ -101,6 +103,34 @@ def test_recent_adds_jobs_that_ended_within_the_days_asked(
     assert '<tr data-job-id="9"' not in client.get("/jobs?recent=0").text
     # Someone else's finished jobs stay theirs.
     assert 'data-user="bob"' not in listed
+
+
+def test_a_job_only_the_portal_remembers_is_found_not_lost(
+    client: Client, settings: Settings
+) -> None:
+    """Neither slurmctld nor accounting knows job 4242, but alice submitted it through
+    the portal yesterday: her page and list show it as undetermined; bob gets a 404."""
+    submitted = datetime.now(UTC) - timedelta(days=1, hours=-1)
+    with Database(settings).session() as db:
+        db.add(
+            Submission(
+                username="alice", request_hash="x" * 64, state="submitted", job_id=4242,
+                created_at=submitted, finished_at=submitted,
+            )
+        )  # fmt: skip
+        db.commit()
+    log_in(client, settings, ALICE)
+    page = client.get("/jobs/4242")
+    assert page.status_code == 200
+    assert 'data-source="portal"' in page.text and 'data-testid="from-portal"' in page.text
+    assert 'data-status="undetermined"' in page.text and 'data-testid="job-actions"' in page.text
+    assert 'data-testid="action-cancel" hidden' in page.text
+    assert "Where this job wrote its output is not known." in page.text
+    assert '<tr data-job-id="4242"' in client.get("/jobs?recent=7").text
+    assert '<tr data-job-id="4242"' not in client.get("/jobs?recent=0").text
+    assert client.get("/jobs/4243").status_code == 404
+    log_in(client, settings, BOB)
+    assert client.get("/jobs/4242").status_code == 404
 
 
 def test_the_jump_box_redirects_and_refuses_what_is_not_a_job_id(

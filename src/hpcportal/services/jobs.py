@@ -79,7 +79,9 @@ class JobDetail(BaseModel):
     script: str | None = None
     #: Where the job reads and writes, for its owner and admins: patterns expanded.
     files: JobFiles | None = None
-    source: Literal["snapshot", "accounting"]
+    #: ``portal``: neither Slurm nor accounting knows the job any more; the page shows
+    #: what the portal recorded when it submitted it (``services.portal_jobs``).
+    source: Literal["snapshot", "accounting", "portal"]
     snapshot: SnapshotMeta
 
 

@@ -21,14 +21,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from hpcportal.api.deps import AdapterDep, RunAsDep, SnapshotDep
-from hpcportal.errors import InvalidInput, PortalError
+from hpcportal.api.deps import AdapterDep, DatabaseDep, RunAsDep, SnapshotDep
+from hpcportal.db.session import Database
+from hpcportal.errors import InvalidInput, NotFound, PortalError
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.finished_jobs import RECENT_DAYS, job_from_record, recent_jobs
 from hpcportal.services.identity import Principal
 from hpcportal.services.job_output import FINISHED, OutputChunk, read_chunk
 from hpcportal.services.jobs import JobDetail, JobQuery
+from hpcportal.services.portal_jobs import submitted_job, submitted_since
 from hpcportal.services.visibility import for_snapshot, visible_jobs
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.models import Job
@@ -42,6 +44,7 @@ from hpcportal.web.pages import (
     Page,
     PageDep,
     _csv,
+    _in_session,
     _may_act,
     _page_error,
     _snapshot,
@@ -72,13 +75,34 @@ _NO_VAL: Final = 0xFFFFFFFE
 
 
 def _recent(
-    adapter: SlurmAdapter, who: Principal, users: list[str], days: int
+    adapter: SlurmAdapter,
+    database: Database,
+    snap: Any,
+    who: Principal,
+    users: list[str],
+    days: int,
 ) -> tuple[list[Job], str | None]:
-    """Jobs that ended in the last ``days`` days, or why they cannot be shown."""
+    """Jobs that ended in the last ``days`` days (or why accounting cannot say), and the
+    person's own portal submissions of those days that neither Slurm nor accounting
+    lists any more."""
+    error = None
     try:
-        return recent_jobs(adapter, who, users, days), None
+        finished = recent_jobs(adapter, who, users, days)
     except PortalError as exc:
-        return [], exc.message
+        finished, error = [], exc.message
+    if days <= 0 or (users and users != [who.username]):
+        return finished, error
+    known = {key for j in [*snap.jobs, *finished] for key in _ids(j)}
+    mine = _in_session(
+        database, lambda session: submitted_since(session, who.username, days, known)
+    )
+    return [*finished, *mine], error
+
+
+def _ids(job: Job) -> tuple[str, ...]:
+    """The ids a job answers to: its own, its number, its array's."""
+    parent = (str(job.array.job_id),) if job.array is not None else ()
+    return (job.id, str(job.job_id), *parent)
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -87,6 +111,7 @@ async def jobs_page(
     page: PageDep,
     snapshot: SnapshotDep,
     adapter: AdapterDep,
+    database: DatabaseDep,
     scope: Literal["mine", "all"] = "mine",
     state: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI copies defaults)
     partition: str | None = None,
@@ -109,7 +134,9 @@ async def jobs_page(
     states = _csv(state)
     if recent not in RECENT_DAYS:
         recent = min(RECENT_DAYS, key=lambda d: abs(d - recent))
-    finished, recent_error = await run_in_threadpool(_recent, adapter, who, users, recent)
+    finished, recent_error = await run_in_threadpool(
+        _recent, adapter, database, snap, who, users, recent
+    )
     error = None
     if sort not in {s for s, _ in SORTS} | {s.lstrip("-") for s, _ in SORTS}:
         sort = "-submit_time"
@@ -285,6 +312,7 @@ async def job_page(
     snapshot: SnapshotDep,
     adapter: AdapterDep,
     runas: RunAsDep,
+    database: DatabaseDep,
     script: bool = False,
 ) -> HTMLResponse:
     """One job, from the queue or from accounting: resources, timeline, progress,
@@ -293,22 +321,35 @@ async def job_page(
     assert who is not None
     snap = await _snapshot(page, snapshot)
     meta = SnapshotMeta.of(snapshot.health())
+    portal_job: Job | None = None
     try:
         job_service.validate_job_id(job_id)
         detail = await run_in_threadpool(
             job_service.find_job, snap, adapter, job_id, who, meta, with_script=script
         )
+    except NotFound as exc:
+        portal_job = await run_in_threadpool(
+            _in_session, database, lambda s: submitted_job(s, who.username, job_id)
+        )
+        if portal_job is None:
+            raise _page_error(exc) from None
+        detail = JobDetail(source="portal", snapshot=meta)
     except PortalError as exc:
         raise _page_error(exc) from None
-    job = detail.job
-    if job is None:
-        assert detail.accounting is not None
+    if detail.job is not None:
+        job = detail.job
+    elif detail.accounting is not None:
         job = job_from_record(detail.accounting)
+    else:
+        assert portal_job is not None
+        job = portal_job
     may_act = _may_act(job, who)
     tail: OutputChunk | None = None
     tail_error = None
-    if may_act:
+    if may_act and portal_job is None:
         tail, tail_error = await run_in_threadpool(_tail, runas, who, detail)
+    elif may_act:
+        tail_error = page.gettext(N_("Where this job wrote its output is not known."))
     environment = None
     if script and may_act:
         environment = await run_in_threadpool(_environment, adapter, detail, job, who)
