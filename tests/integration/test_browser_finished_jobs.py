@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.integration import slurm_cli
-from tests.integration.browser import login, page_problems
+from tests.integration.browser import login, page_problems, screenshot
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
 from tests.webcheck import english_messages, page_assets
 
@@ -152,6 +152,7 @@ def test_a_forgotten_job_keeps_its_output_script_and_resubmit(
             phone_width=390,
         )
         assert not problems, "\n".join(problems)
+        screenshot(page, f"screenshots/job-finished-{lang}-desktop")
 
         page.click("[data-testid=show-script]")
         expect(page.locator("[data-testid=job-script]")).to_contain_text(

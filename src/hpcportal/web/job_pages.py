@@ -31,6 +31,7 @@ from hpcportal.services.identity import Principal
 from hpcportal.services.job_output import FINISHED, OutputChunk, read_chunk
 from hpcportal.services.jobs import JobDetail, JobQuery
 from hpcportal.services.portal_jobs import submitted_job, submitted_since
+from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.services.visibility import for_snapshot, visible_jobs
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.models import Job
@@ -77,7 +78,7 @@ _NO_VAL: Final = 0xFFFFFFFE
 def _recent(
     adapter: SlurmAdapter,
     database: Database,
-    snap: Any,
+    snap: ClusterSnapshot,
     who: Principal,
     users: list[str],
     days: int,
@@ -292,7 +293,7 @@ def _environment(
 
 
 def _array_tasks(
-    snap: Any, detail: JobDetail, who: Principal
+    snap: ClusterSnapshot, detail: JobDetail, who: Principal
 ) -> tuple[list[Job], list[tuple[str, int]]]:
     if detail.job is None or detail.job.array is None:
         return [], []
