@@ -59,6 +59,7 @@ from hpcportal.runas import RunAs
 from hpcportal.services.auth import utcnow
 from hpcportal.services.files import check_name, clean_path, root_named
 from hpcportal.services.identity import Principal
+from hpcportal.services.uploads import final_answer
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -263,7 +264,7 @@ class TusService:
             try:
                 await self._feed(stream.write, body, row.id, token)
                 await stream.end_input()
-                answer = await stream.answer(timeout=900)
+                answer = await final_answer(stream, 900)
             finally:
                 await stream.aclose()
         except BaseException:
@@ -400,7 +401,7 @@ class TusService:
             try:
                 await self._feed(stream.write, body, row.id, token)
                 await stream.end_input()
-                answer = await stream.answer(timeout=900)
+                answer = await final_answer(stream, 900)
             finally:
                 await stream.aclose()
         except InsufficientStorage as exc:
