@@ -34,7 +34,8 @@ bench
    folder, started through ``runuser`` like the portal's helper through ``sudo``. The
    three are interleaved so load changes hit them alike; the ratio of the medians
    is printed (target: one request well under a second). ``--small-only`` runs just
-   this part.
+   this part; with ``--root`` the portal runs as root instead (in this process, the
+   helper started with ``runuser``, as in the demo and the browser tests).
 
 Everything it creates is removed at the end.
 """
@@ -54,7 +55,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -62,6 +65,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hpcportal.devcluster import DevCluster  # noqa: E402
+from tests.integration.portal_server import portal_settings, run_portal  # noqa: E402
 from tests.integration.service_portal import service_portal  # noqa: E402
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -289,6 +293,19 @@ def report_small(seconds: dict[str, list[float]], size: int) -> None:
     print(f"  one request p90 {ms(p90['one'])} (target < 1000 ms: {verdict})")
 
 
+@contextmanager
+def small_portal(slurm_conf: str, workdir: Path, *, as_root: bool) -> Iterator[Any]:
+    """The production portal (service account, sudo), or one running as root in this
+    process (the helper under runuser)."""
+    if not as_root:
+        with service_portal(slurm_conf, workdir) as portal:
+            yield portal
+        return
+    settings = portal_settings(workdir, slurm_conf)
+    with run_portal(settings) as portal:
+        yield portal
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
@@ -302,6 +319,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=20, help="small files to upload")
     parser.add_argument("--small-kib", type=int, default=4, help="size of each small file")
     parser.add_argument("--small-only", action="store_true", help="only the small files")
+    parser.add_argument("--root", action="store_true", help="small files, portal as root")
     parser.add_argument("--dir", type=Path, default=REPO / ".devcluster")
     args = parser.parse_args()
     if not (1 <= args.small <= 1000 and 1 <= args.small_kib <= 4096):
@@ -317,10 +335,10 @@ def main() -> None:
     folder = f"bench-files-{secrets.token_hex(4)}"
     subprocess.run(["runuser", "-u", "alice", "--", "mkdir", f"/home/alice/{folder}"], check=True)
     cp_seconds: list[float] = []
-    if args.small_only:
+    if args.small_only or args.root:
         try:
             with (
-                service_portal(str(cluster.slurm_conf), workdir) as portal,
+                small_portal(str(cluster.slurm_conf), workdir, as_root=args.root) as portal,
                 httpx.Client(base_url=portal.url, timeout=600) as client,
             ):
                 headers = portal.login("alice")
@@ -329,7 +347,8 @@ def main() -> None:
         finally:
             shutil.rmtree(f"/home/alice/{folder}", ignore_errors=True)
             shutil.rmtree(workdir, ignore_errors=True)
-        print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; "
+        how = "as root (runuser)" if args.root else "as the service account (sudo)"
+        print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; portal {how}; "
               f"load average at the end {os.getloadavg()[0]:.1f}")  # fmt: skip
         report_small(small, args.small_kib * 1024)
         return
