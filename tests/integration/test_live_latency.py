@@ -277,3 +277,42 @@ def test_twenty_watchers_cost_one_follower(portal: RunningPortal, conf: str) -> 
     while metric(portal, "hpcportal_live_output_followers") != followed_before:
         assert time.monotonic() < deadline, "the follower outlived its watchers"
         time.sleep(0.2)
+
+
+def test_a_burst_of_actions_costs_a_bounded_number_of_squeue_calls(
+    portal: RunningPortal, conf: str
+) -> None:
+    """Forty holds and releases from eight clients at once: one squeue --jobs per gap
+    (0.5 s) at most, however many actions, plus the regular refresh."""
+    jobs = [
+        slurm_cli.sbatch(conf, "alice", "--hold", "--begin=now+1hour", "--wrap", "sleep 60")
+        for _ in range(10)
+    ]
+    headers = portal.login("alice")
+    calls = portal.app.state.snapshot.adapter.executor.calls
+    soon = portal.app.state.snapshot.soon
+    try:
+        portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+
+        def act(job_id: int) -> None:
+            with portal.client(headers=headers) as c:
+                for action in ("release", "hold", "release", "hold"):
+                    assert c.post(f"/api/v1/jobs/{job_id}/{action}").status_code == 200
+
+        before, reads_before = calls["squeue"], soon.reads
+        started = time.monotonic()
+        threads = [threading.Thread(target=act, args=(j,)) for j in jobs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        time.sleep(1.0)  # the last reads and their follow-ups
+        took = time.monotonic() - started
+        squeues, reads = calls["squeue"] - before, soon.reads - reads_before
+    finally:
+        slurm_cli.scancel(conf, *jobs, missing_ok=True)
+    gap = portal.settings.refresh_soon_min_gap
+    full = took / portal.settings.refresh_interval + 1
+    print(f"40 actions in {took:.1f} s: {reads} reads after actions, {squeues} squeue calls")
+    assert 1 <= reads <= took / gap + 1, (reads, took)
+    assert squeues <= reads + full, (squeues, reads, took)
