@@ -217,6 +217,8 @@ def test_paste_types_the_clipboard(browser: Browser, portal: RunningPortal) -> N
         page = open_terminal(context, portal)
         page.evaluate("() => navigator.clipboard.writeText('echo pasted-$((6*7))')")
         page.click("[data-testid=terminal-paste]")
+        wait_for_screen(page, r"echo pasted-\$\(\(6\*7\)\)")  # typed, not yet run
+        page.click("#terminal")
         page.keyboard.press("Enter")
         wait_for_screen(page, r"^pasted-42")
     finally:
