@@ -20,6 +20,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hpcportal.db.models import NotificationPreference
@@ -88,17 +89,24 @@ def change_settings(
     change: NotificationSettingsChange,
     now: datetime | None = None,
 ) -> NotificationSettings:
-    """Store the switches given in ``change`` (one row per event) and return them all."""
-    when = now or utcnow()
-    for event, enabled in change.model_dump(exclude_none=True).items():
-        row = session.get(NotificationPreference, (username, event))
-        if row is None:
-            session.add(NotificationPreference(
-                username=username, event=event, enabled=enabled, updated_at=when
-            ))  # fmt: skip
-        else:
-            row.enabled, row.updated_at = enabled, when
-    session.flush()
+    """Store the switches given in ``change`` and return them all.
+
+    One INSERT ... ON CONFLICT DO UPDATE (SQLite and PostgreSQL spell it alike), so two
+    replicas saving the same person's first choice at once cannot collide."""
+    rows = [
+        {"username": username, "event": event, "enabled": enabled, "updated_at": now or utcnow()}
+        for event, enabled in sorted(change.model_dump(exclude_none=True).items())
+    ]
+    if rows:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(NotificationPreference).values(rows)
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["username", "event"],
+                set_={"enabled": stmt.excluded.enabled, "updated_at": stmt.excluded.updated_at},
+            )
+        )
     return read_settings(session, username)
 
 
