@@ -400,7 +400,7 @@ JS_MESSAGES: Final = {
     "files.copied": N_("Copied %(name)s to %(where)s."),
     "files.moved": N_("Moved %(name)s to %(where)s."),
     "files.searching": N_("Searching…"),
-    "files.search_found": N_("%(count)s matches."),
+    "files.search_found": N_("Matches: %(count)s"),
     "files.search_none": N_("No matches."),
     "files.search_truncated": N_(
         "Stopped after %(count)s matches: the search took too long or found too many."
@@ -409,7 +409,7 @@ JS_MESSAGES: Final = {
     "files.restore": N_("Restore"),
     "files.restore_name": N_("Restore %(name)s"),
     "files.restored": N_("Restored %(name)s."),
-    "files.trash_count": N_("%(count)s items in the trash."),
+    "files.trash_count": N_("In the trash: %(count)s"),
     "files.trash_empty": N_("The trash is empty."),
     "files.storage": N_("Storage"),
     "files.disk_used": N_("Disk used in %(name)s"),

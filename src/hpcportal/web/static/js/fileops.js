@@ -90,7 +90,7 @@ export function provisionalRow(name, size) {
   const cell = el("th", "file-name");
   cell.scope = "row";
   cell.translate = false;
-  cell.append(icon("file"), ` ${name}`);
+  cell.append(icon("file"), name);
   row.append(cell, el("td", "num", formatSize(size)), el("td"), el("td"), el("td"), el("td"));
   tbody.append(row);
 }
@@ -163,7 +163,7 @@ function searchItem(root, item) {
   const li = el("li", "search-hit");
   const link = el("a");
   link.href = pageUrl(root, item.path);
-  link.append(icon(ICONS[item.type] || "other"), ` ${item.path}`);
+  link.append(icon(ICONS[item.type] || "other"), item.path);
   li.append(link);
   if (item.match && item.match.text) li.append(el("small", "muted search-match", item.match.text));
   return li;
@@ -232,7 +232,7 @@ function trashRow(item, reload) {
   const name = el("th", "file-name");
   name.scope = "row";
   name.translate = false;
-  name.append(icon(ICONS[item.type] || "other"), ` ${item.name}`);
+  name.append(icon(ICONS[item.type] || "other"), item.name);
   const place = el("td", "", `${item.root ?? item.root_path}:${dirname(item.path) || "/"}`);
   place.translate = false;
   const when = el("td", "", formatDate(item.deleted_at));
