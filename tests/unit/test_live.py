@@ -393,6 +393,27 @@ def test_one_follower_reads_the_output_as_the_owner_for_every_tab() -> None:
     asyncio.run(scenario())
 
 
+def test_a_long_output_is_followed_from_its_last_chunk() -> None:
+    job = next(j for j in JOBS if j.id == "6")
+    assert job.private is not None
+    path = f"{job.private.work_dir}/train-6.out"
+    runas = FakeRunAs({path: b"x" * 1000 + b"tail\n"})
+    hub = make_hub(runas, live_output_poll_seconds=0.05, output_chunk_bytes=100)
+
+    async def scenario() -> list[dict[str, Any]]:
+        hub.on_refresh(None, build(1, JOBS))
+        tab = hub.register(FakeSocket(), LiveIdentity(ALICE))
+        hub.handle(tab, json.dumps({"type": "subscribe", "channels": ["job_output:6"]}))
+        await asyncio.sleep(0.3)
+        got = messages(tab)
+        hub.handle(tab, json.dumps({"type": "unsubscribe", "channels": ["job_output:6"]}))
+        return got
+
+    got = asyncio.run(scenario())
+    assert [(m["offset"], m["data"]) for m in got] == [(905, "x" * 95 + "tail\n")]
+    assert [r[2] for r in runas.reads[:2]] == [0, 905]  # not the 900 bytes before
+
+
 def test_output_of_a_job_not_in_the_snapshot_yet_waits_for_it() -> None:
     hub = make_hub(FakeRunAs({}), live_output_poll_seconds=0.05)
     theirs = next(j for j in JOBS if j.id == "6").model_copy(

@@ -32,7 +32,8 @@ from ``GET /api/v1/jobs`` (changes are idempotent, so applying one twice is harm
 sockets and Server-Sent Event streams watch it) reads the file as the owner every
 ``live_output_poll_seconds`` while the job runs, and stops when its last watcher
 leaves; ``offset`` says where ``data`` starts (anything before it is at
-``GET /api/v1/jobs/{id}/output``). A socket joining a follower that has already read
+``GET /api/v1/jobs/{id}/output``: a file longer than two chunks is followed from its
+last chunk). A socket joining a follower that has already read
 part of the file first gets an empty ``job_output`` message whose ``offset`` says how
 far it has read, so it can fetch the part it missed.
 
@@ -885,16 +886,11 @@ class LiveHub:
 
     async def _read_stream(self, follower: Follower, detail: JobDetail, stream: Stream) -> None:
         offset = follower.offsets[stream]
+        limit = self.settings.output_chunk_bytes
         OUTPUT_READS.inc()
         try:
             chunk = await run_in_threadpool(
-                read_chunk,
-                self.runas,
-                follower.principal,
-                detail,
-                stream,
-                offset,
-                self.settings.output_chunk_bytes,
+                read_chunk, self.runas, follower.principal, detail, stream, offset, limit
             )
         except NotFound:  # finished without this file
             follower.finished_streams.add(stream)
@@ -903,6 +899,11 @@ class LiveHub:
             self._end_follower(
                 follower, f"Cannot read the output of {follower.job_id}: {exc.message}"
             )
+            return
+        if offset == 0 and chunk.size > 2 * limit:
+            # A long file met for the first time: follow from its last chunk rather than
+            # send every watcher all of it (pages show the tail; the rest is at GET /output).
+            follower.offsets[stream] = chunk.size - limit
             return
         if chunk.data:
             follower.offsets[stream] = chunk.next_offset

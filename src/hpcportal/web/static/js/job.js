@@ -120,7 +120,8 @@ if (output) {
     if (message.job_id !== id || message.stream !== "stdout") return;
     receive(Number(message.offset) || 0, message.data || "");
   });
-  live.subscribe(`job_output:${id}`);
+  // A finished job's output is all on the page (or a fetch away): nothing to follow.
+  if (!finished) live.subscribe(`job_output:${id}`);
   live.addPoller(async () => {
     if (!finished) await fetchMore();
   });
