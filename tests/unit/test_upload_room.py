@@ -7,6 +7,7 @@ kernel has no quota support to produce a real one (see
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shutil
@@ -21,6 +22,7 @@ import pytest
 from hpcportal.errors import InsufficientStorage, InvalidInput, PayloadTooLarge
 from hpcportal.runas import RunAs
 from hpcportal.runas.helper_files import parse_quota, quota_left, room_refusal, sized
+from hpcportal.services.uploads import final_answer
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
@@ -125,3 +127,32 @@ def test_mkdir_with_room_for_refuses_what_cannot_fit(runas: RunAs, folder: Path)
     assert not (folder / "uploads").exists()  # measured on the nearest existing folder
     runas.call("alice", {**request, "room_for": 1})
     assert target.is_dir()
+
+
+def test_creation_with_upload_is_one_helper_run_that_exits_by_itself(
+    runas: RunAs, folder: Path
+) -> None:
+    """One run creates, writes and links a small file; once it has answered it is waited
+    for, not terminated: under runuser a relayed SIGTERM costs 2 s (runuser sleeps
+    before it exits), which was most of a small upload's time."""
+
+    async def upload() -> tuple[dict[str, Any], int | None]:
+        request = {
+            "op": "upload", "action": "create", "root": str(folder), "path": "",
+            "name": "small.bin", "upload_id": "0" * 32, "length": 3, "append": True,
+            "expected": 3,
+        }  # fmt: skip
+        stream = await runas.open_stream("alice", request)
+        try:
+            await stream.write(b"abc")
+            await stream.end_input()
+            answer = await final_answer(stream, 60)
+            return answer, stream.proc.returncode
+        finally:
+            await stream.aclose()
+
+    answer, code = asyncio.run(upload())
+    assert answer["complete"] and answer["offset"] == 3
+    assert code == 0  # exited by itself: not signalled
+    assert (folder / "small.bin").read_bytes() == b"abc"
+    assert os.listdir(folder) == ["small.bin"]  # no partial file left
