@@ -23,11 +23,12 @@ RELEASE_ENV = "HPCPORTAL_DEVCLUSTER_SLURM"
 
 
 #: The modules whose talk with Slurm differs between releases: the read API against
-#: squeue/sinfo JSON and accounting, submit/control/output/efficiency as the user (through
-#: sudo and runuser), idempotent submits (squeue and sacct by comment), templates, the
+#: squeue/sinfo JSON and accounting (field by field on a mix of jobs in
+#: test_release_equality), submit/control/output/efficiency as the user (through sudo
+#: and runuser), idempotent submits (squeue and sacct by comment), templates, the
 #: snapshot and live updates, sessions, PrivateData (on a cluster of the same release
-#: with it set), and slurmctld hung, stopped or slow. CI runs them again on 24.11 and
-#: 26.05 after the whole suite on 22.05 (`test.sh --slurm-facing`).
+#: with it set), and slurmctld hung, stopped or slow. Plain `scripts/test.sh` (CI) runs
+#: them again on 24.11 and 26.05 after the whole suite on 22.05.
 SLURM_FACING = frozenset(
     {
         "test_idempotency.py",

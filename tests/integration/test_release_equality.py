@@ -55,15 +55,16 @@ class Mix:
     ids: dict[str, int]
 
 
-def wait_for_state(conf: str, job_id: int, states: set[str], timeout: float) -> str:
-    """Wait for an ended state too: plain ``squeue -j`` stops listing the job then."""
+def wait_for_state(conf: str, job_id: int, states: set[str], timeout: float) -> None:
+    """Wait until the job (every task of an array) is in one of ``states``; ended states
+    too, which plain ``squeue -j`` no longer lists."""
     deadline = time.monotonic() + timeout
     argv = ["squeue", "-h", "--states=all", "-j", str(job_id), "-o", "%T"]
     while True:
-        state = slurm_cli.run(conf, argv).strip() or "gone"
-        if state in states:
-            return state
-        assert time.monotonic() < deadline, f"job {job_id} is {state}, not {states}"
+        seen = set(slurm_cli.run(conf, argv).split()) or {"gone"}
+        if seen <= states:
+            return
+        assert time.monotonic() < deadline, f"job {job_id} is {seen}, not {states}"
         time.sleep(1)
 
 
@@ -95,7 +96,8 @@ def mix(conf: str) -> Iterator[Mix]:
         ids["held"] = sb(conf, "dave", "-J", "eq-held", "-H", "--wrap", "true")
         ids["failed"] = sb(conf, "alice", "-J", "eq-failed", "--wrap", "exit 3")
         ids["cancelled"] = sb(conf, "bob", "-J", "eq-cancelled", "--wrap", "sleep 600")
-        slurm_cli.wait_running(conf, ids["cancelled"], ids["multi"], ids["gpu"], timeout=90)
+        for role in ("cancelled", "array", "multi", "gpu"):
+            wait_for_state(conf, ids[role], {"RUNNING"}, 90)
         slurm_cli.scancel(conf, ids["cancelled"])
         wait_for_state(conf, ids["failed"], {"FAILED"}, 60)
         wait_for_state(conf, ids["cancelled"], {"CANCELLED"}, 60)
