@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.integration.browser import axe_violations, describe, login, page_problems
+from tests.integration.browser import axe_violations, describe, login, page_problems, screenshot
 from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
 from tests.webcheck import english_messages
 
@@ -293,6 +293,8 @@ def test_the_file_manager_with_its_panels_open_passes_the_page_checks(
                 " && !document.getElementById('trash-status').textContent.includes('…')"
             )
             page.wait_for_load_state("networkidle")
+            kind = "desktop" if desktop else "phone"
+            screenshot(page, f"screenshots/files-panels-{lang}-{kind}")
             problems += page_problems(
                 page, f"/files ({'desktop' if desktop else 'phone'})", lang=lang,
                 desktop=desktop, weight=0, budget=1, messages=english_messages(),

@@ -252,6 +252,11 @@ function trashRow(item, reload) {
   });
   actions.append(restore);
   row.append(name, place, when, actions);
+  // The column names, for the stacked rows of a narrow screen (as the server's tables).
+  const labels = [...document.querySelectorAll("[data-testid=trash-list] thead th")].map((th) => th.textContent);
+  [...row.children].forEach((cell, i) => {
+    if (labels[i] && i < 3) cell.dataset.label = labels[i];
+  });
   return row;
 }
 
