@@ -353,7 +353,7 @@ class DiskAlert(Base):
     notified_rank: Mapped[int] = mapped_column(Integer, default=0)
 
 
-# --- Interactive app sessions (services/sessions.py, session_tracker.py) -------------
+# --- Interactive app sessions (services/sessions/: contract, slurm_batch, tracker) -------
 class InteractiveSession(Base):
     """One interactive app session: a Slurm job the portal launched and connects to.
 
