@@ -110,14 +110,15 @@ def test_a_job_only_the_portal_remembers_is_found_not_lost(
 ) -> None:
     """Neither slurmctld nor accounting knows job 4242, but alice submitted it through
     the portal yesterday: her page and list show it as undetermined; bob gets a 404."""
-    submitted = datetime.now(UTC) - timedelta(days=1, hours=-1)
+    now = datetime.now(UTC)
     with Database(settings).session() as db:
-        db.add(
-            Submission(
-                username="alice", request_hash="x" * 64, state="submitted", job_id=4242,
-                created_at=submitted, finished_at=submitted,
-            )
-        )  # fmt: skip
+        for job_id, submitted in ((4242, now - timedelta(hours=23)), (4244, now)):
+            db.add(
+                Submission(
+                    username="alice", request_hash="x" * 64, state="submitted",
+                    job_id=job_id, created_at=submitted, finished_at=submitted,
+                )
+            )  # fmt: skip
         db.commit()
     log_in(client, settings, ALICE)
     page = client.get("/jobs/4242")
@@ -128,6 +129,8 @@ def test_a_job_only_the_portal_remembers_is_found_not_lost(
     assert "Where this job wrote its output is not known." in page.text
     assert '<tr data-job-id="4242"' in client.get("/jobs?recent=7").text
     assert '<tr data-job-id="4242"' not in client.get("/jobs?recent=0").text
+    # Just submitted and not in the snapshot yet: not listed as "unknown" meanwhile.
+    assert '<tr data-job-id="4244"' not in client.get("/jobs?recent=7").text
     assert client.get("/jobs/4243").status_code == 404
     log_in(client, settings, BOB)
     assert client.get("/jobs/4242").status_code == 404

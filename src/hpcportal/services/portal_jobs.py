@@ -22,6 +22,10 @@ from hpcportal.slurm.states import JobStatus
 
 #: What the portal knows of a job Slurm no longer reports: the state it shows.
 UNKNOWN_STATE = "UNKNOWN"
+#: Younger submissions are left out of lists: a job just submitted may not be in the
+#: snapshot yet, and slurmctld keeps every job at least this long (the default
+#: ``MinJobAge``), so missing from it this early means "not seen yet", not "forgotten".
+SETTLED_AFTER = timedelta(minutes=5)
 
 
 def job_of(row: Submission) -> Job:
@@ -55,17 +59,20 @@ def submitted_job(session: Session, username: str, job_id: str) -> Job | None:
 def submitted_since(
     session: Session, username: str, days: int, known: Collection[str], *, limit: int = 1000
 ) -> list[Job]:
-    """``username``'s jobs submitted through the portal in the last ``days`` days that
-    neither slurmctld nor accounting lists (``known``: the ids they do)."""
+    """``username``'s jobs submitted through the portal in the last ``days`` days (and
+    at least ``SETTLED_AFTER`` ago) that neither slurmctld nor accounting lists
+    (``known``: the ids they do)."""
     if days <= 0:
         return []
-    since = datetime.now(UTC) - timedelta(days=days)
+    now = datetime.now(UTC)
+    since = now - timedelta(days=days)
     rows = session.scalars(
         select(Submission)
         .where(
             Submission.username == username,
             Submission.job_id.is_not(None),
             Submission.created_at >= since,
+            Submission.created_at <= now - SETTLED_AFTER,
         )
         .order_by(Submission.created_at.desc())
         .limit(limit)
