@@ -6,7 +6,9 @@ import pytest
 
 from hpcportal.slurm.filenames import PatternJob, default_pattern, expand, output_file
 
-JOB = PatternJob(job_id=42, user="alice", name="train", host="node001.cluster", work_dir="/home/alice")
+JOB = PatternJob(
+    job_id=42, user="alice", name="train", host="node001.cluster", work_dir="/home/alice"
+)
 TASK = PatternJob(
     job_id=57, user="alice", name="sweep", array_job_id=50, array_task_id=7, host="node002"
 )

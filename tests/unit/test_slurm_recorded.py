@@ -72,7 +72,9 @@ def test_the_submit_line_and_work_dir(release: str) -> None:
     assert row is not None and row.job_id > 0
     assert row.work_dir == "/home/alice"
     assert row.submit_line is not None
-    assert row.submit_line.startswith("sbatch --parsable --wait --chdir=/home/alice -o cmdline-%j.out")
+    assert row.submit_line.startswith(
+        "sbatch --parsable --wait --chdir=/home/alice -o cmdline-%j.out"
+    )
 
 
 def test_a_submit_line_holding_the_separator_is_kept_whole() -> None:

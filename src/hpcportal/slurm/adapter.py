@@ -50,6 +50,14 @@ _SACCT_TIME = "%Y-%m-%dT%H:%M:%S"
 _CLOCK_SKEW = timedelta(minutes=1)
 
 
+def job_matches(job: Job, ids: set[str]) -> bool:
+    """Whether ``job`` is one named in ``ids``: by its own id (``123``, ``123_4``) or,
+    for an array task, by its array's id (``squeue --jobs 123`` lists every task)."""
+    if job.id in ids or str(job.job_id) in ids:
+        return True
+    return job.array is not None and str(job.array.job_id) in ids
+
+
 @dataclass(frozen=True, slots=True)
 class CommentMatch:
     """What Slurm says about a job carrying a comment (``job_with_comment``).
@@ -355,3 +363,34 @@ class SlurmAdapter:
             "scontrol", ["write", "batch_script", str(job_id), "-"], as_user=as_user
         )
         return out.stdout.decode("utf-8", "replace")
+
+    # --- what accounting recorded of one job, read as the asking user ---------------
+
+    def recorded_script(self, job_id: str, *, as_user: str) -> str | None:
+        """The batch script accounting stored (``sacct --batch-script``), or None.
+
+        For jobs slurmctld has forgotten; needs ``AccountingStoreFlags=job_script``.
+        Asked as ``as_user``, so slurmdbd decides whose scripts they see (another
+        user's prints nothing: None); cached briefly like the other accounting reads.
+        """
+        return self._recorded("--batch-script", job_id, as_user, recorded.parse_batch_script)
+
+    def recorded_environment(self, job_id: str, *, as_user: str) -> dict[str, str] | None:
+        """The environment the job was submitted with (``sacct --env-vars``), or None;
+        needs ``AccountingStoreFlags=job_env``."""
+        return self._recorded("--env-vars", job_id, as_user, recorded.parse_environment)
+
+    def recorded_submission(self, job_id: str, *, as_user: str) -> RecordedSubmission | None:
+        """The submit line and working directory accounting recorded (``sacct -X``)."""
+        fields = ",".join(recorded.SUBMISSION_FIELDS)
+        args = ["-X", "--parsable2", f"--format={fields}", "--jobs", job_id]
+        return self.cache.get_or_compute(
+            ("sacct-submission", job_id, as_user),
+            lambda: self._read("sacct", args, recorded.parse_submission, as_user=as_user),
+        )
+
+    def _recorded(self, flag: str, job_id: str, as_user: str, parser: Callable[[bytes], T]) -> T:
+        return self.cache.get_or_compute(
+            ("sacct", flag, job_id, as_user),
+            lambda: self._read("sacct", [flag, "--jobs", job_id], parser, as_user=as_user),
+        )
