@@ -468,6 +468,12 @@ class HelperStream:
         self._closed = True
         proc = self.proc
         with anyio.CancelScope(shield=True):
+            if proc.returncode is None and proc.stdout is not None and proc.stdout.at_eof():
+                # The helper has said all it will and is exiting: wait for that rather
+                # than terminate it, since runuser answers a relayed SIGTERM by sleeping
+                # 2 s before it exits.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 2)
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()
