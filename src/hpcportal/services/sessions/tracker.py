@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,19 +126,12 @@ class SessionTracker:
             row.state = state
 
     def _ended(self, row: InteractiveSession, state: State, status: JobStatus) -> None:
-        error = None
-        if state == "failed" or (state == "completed" and row.port is None):
+        end = ending(state, status, connected=row.port is not None)
+        error = end.reason
+        if end.show_log:
             tail = log_tail(self.ctx, row.username, row.session_dir).strip()
-            reason = (
-                "The session's job failed"
-                if state == "failed"
-                else ("The session's job ended before its app was ready")
-            )
-            error = f"{reason}. Its log ends with:\n{tail}" if tail else f"{reason}."
-            state = "failed"
-        elif status == JobStatus.TIMEOUT:
-            error = "The session reached its time limit."
-        end_row(row, state, error)
+            error = f"{end.reason}. Its log ends with:\n{tail}" if tail else f"{end.reason}."
+        end_row(row, end.state, error)
 
     def _running(
         self, row: InteractiveSession, job: Job, snap: ClusterSnapshot, now: datetime
@@ -215,6 +209,30 @@ class SessionTracker:
         except PortalError as exc:
             message += f" Cancelling its job failed: {exc.message}"
         end_row(row, "failed", f"{message} Its log ends with:\n{tail}" if tail else message)
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a session ends when its job has: its final state, and why (None: no error).
+
+    With ``show_log`` the reason is a sentence the end of the job's log follows."""
+
+    state: State
+    reason: str | None
+    show_log: bool = False
+
+
+def ending(state: State, status: JobStatus, *, connected: bool) -> Ending:
+    """The end of a session whose job ended in ``status`` (``state`` in the contract's
+    terms); ``connected``: the portal had read its connection file. A job that ended
+    before its app was ready failed, whatever Slurm says of it."""
+    if state == "failed":
+        return Ending("failed", "The session's job failed", show_log=True)
+    if state == "completed" and not connected:
+        return Ending("failed", "The session's job ended before its app was ready", show_log=True)
+    if status == JobStatus.TIMEOUT:
+        return Ending(state, "The session reached its time limit.")
+    return Ending(state, None)
 
 
 def parse_connection(data: bytes, connection: str, folder: str) -> dict[str, Any] | None:
