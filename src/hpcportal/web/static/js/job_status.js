@@ -131,10 +131,13 @@ function renderEfficiency(e) {
   const percent = (ratio) => (ratio === null || ratio === undefined ? none : formatPercent(100 * ratio));
   const cpu = percent(e.cpu_efficiency);
   const available = e.cpus * e.elapsed_seconds;
-  const cpuNote = fill(efficiency.dataset.labelCpuDetail, {
-    used: clock(e.cpu_time_seconds),
-    available: clock(available),
-  });
+  const cpuNote =
+    available > 0
+      ? fill(efficiency.dataset.labelCpuDetail, {
+          used: clock(e.cpu_time_seconds),
+          available: clock(available),
+        })
+      : "";
   const memory = percent(e.memory_efficiency);
   const memoryNote =
     e.memory_max_used_mb == null || e.memory_requested_mb == null
