@@ -160,8 +160,8 @@ def test_when_slurm_has_no_job_the_tracker_submits_it_once(
     marker = key_marker("alice", session_key(sid))
     try:
         changed = confirm_launches(portal.ctx)
-        assert [(owner, v.id, v.state) for owner, v in changed] == [("alice", sid, "pending")]
-        job_id = changed[0][1].job_id
+        assert [(s.username, s.id, s.state) for s in changed] == [("alice", sid, "pending")]
+        job_id = changed[0].job_id
         assert job_id is not None and jobs_carrying(conf, marker) == [job_id]
         assert confirm_launches(portal.ctx) == []  # recorded: nothing more to do
         assert jobs_carrying(conf, marker) == [job_id]
@@ -185,10 +185,10 @@ def test_a_job_that_turns_up_for_an_ended_session_is_cancelled(
     )
     try:
         changed = cancel_strays(portal.ctx)
-        assert [v.id for _, v in changed] == [sid]
-        view = changed[0][1]
-        assert view.state == ended_as and view.job_id == job_id
-        assert view.error is not None and f"job {job_id} turned up later" in view.error
+        assert [s.id for s in changed] == [sid]
+        ended = changed[0]
+        assert ended.state == ended_as and ended.job_id == job_id
+        assert ended.error is not None and f"job {job_id} turned up later" in ended.error
         state = slurm_cli.run(conf, ["squeue", "-h", "-j", str(job_id), "-o", "%T"]).strip()
         assert state in ("", "CANCELLED", "COMPLETING"), state
         with portal.database.session() as session:

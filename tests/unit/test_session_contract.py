@@ -168,6 +168,11 @@ def test_time_left_never_goes_below_zero_nor_shows_before_running() -> None:
     assert (pending.seconds_left, pending.ready, pending.proxy_url) == (None, False, None)
 
 
+def test_a_row_and_its_state_show_the_same() -> None:
+    row = _row(port=5901, node="viz1", ends_at=NOW + timedelta(minutes=1), share_token_hash="x")
+    assert view(row, NOW) == view(SessionState.of(row), NOW)
+
+
 def test_a_shared_session_says_so_but_not_how() -> None:
     shown = view(_row(share_token_hash="ab" * 32, secret="sealed"), NOW)
     assert shown.shared
@@ -229,8 +234,8 @@ def test_stopping_an_ended_session_changes_nothing(
     with database.session() as session:
         session.add(_row(state="completed", ended_at=NOW, error=None))
     sessions = _backend(database, db_settings)
-    shown = sessions.stop(ALICE, "0123456789abcdef")
-    assert (shown.state, shown.ended_at) == ("completed", NOW)
+    stopped = sessions.stop(ALICE, "0123456789abcdef")
+    assert (stopped.state, stopped.ended_at, stopped.active) == ("completed", NOW, False)
 
 
 def test_only_the_owner_stops_a_session(database: Database, db_settings: Settings) -> None:

@@ -30,8 +30,7 @@ from hpcportal.services import job_control
 from hpcportal.services.identity import Principal, lookup_principal
 from hpcportal.services.sessions.batch_job import job_request, session_key, waiting_for_slurm
 from hpcportal.services.sessions.context import SessionContext
-from hpcportal.services.sessions.contract import ACTIVE, end_row
-from hpcportal.services.sessions.views import SessionView, view
+from hpcportal.services.sessions.contract import ACTIVE, SessionState, end_row
 from hpcportal.services.submit import attempt_limit, definitely_refused, key_marker, submit_job
 from hpcportal.services.submit_models import SubmitResult
 
@@ -69,7 +68,7 @@ def _key_row(session: Session, username: str, session_id: str) -> Submission | N
     ).one_or_none()
 
 
-def confirm_launches(ctx: SessionContext) -> list[tuple[str, SessionView]]:
+def confirm_launches(ctx: SessionContext) -> list[SessionState]:
     """Record the job of every session Slurm has not confirmed, or fail it in the end.
 
     Slurm is asked (and sbatch run) outside any database transaction of the tracker,
@@ -85,7 +84,7 @@ def confirm_launches(ctx: SessionContext) -> list[tuple[str, SessionView]]:
             _Waiting(r.id, r.username, r.app_id, dict(r.options), r.session_dir, r.created_at)
             for r in rows
         ]
-    changed = []
+    changed: list[SessionState] = []
     for row in waiting:
         outcome = _confirm(ctx, row)
         if outcome is None:
@@ -102,7 +101,7 @@ def confirm_launches(ctx: SessionContext) -> list[tuple[str, SessionView]]:
                     current.updated_at = datetime.now(UTC)
                 else:
                     end_row(current, "failed", outcome)
-                changed.append((current.username, view(current)))
+                changed.append(SessionState.of(current))
         if stray and isinstance(outcome, int):
             # Its key row now names the job, so cancel_strays would not: cancel it here.
             changed += _cancel_for(ctx, row.id, row.username, outcome)
@@ -165,7 +164,7 @@ def _submit_again(ctx: SessionContext, row: _Waiting) -> int:
     return result.job_id
 
 
-def cancel_strays(ctx: SessionContext) -> list[tuple[str, SessionView]]:
+def cancel_strays(ctx: SessionContext) -> list[SessionState]:
     """Cancel, as the owner, a job that turned up for a session that ended without one.
 
     Such a session failed waiting for Slurm, or was deleted while waiting; its key row
@@ -193,7 +192,7 @@ def cancel_strays(ctx: SessionContext) -> list[tuple[str, SessionView]]:
     )
     with ctx.database.session() as session:
         found = session.execute(query).all()
-    changed = []
+    changed: list[SessionState] = []
     for session_id, key_id, _state, claimed_at in found:
         with ctx.database.session() as session:
             row = session.get(InteractiveSession, session_id)
@@ -217,7 +216,7 @@ def cancel_strays(ctx: SessionContext) -> list[tuple[str, SessionView]]:
 
 def _cancel_for(
     ctx: SessionContext, session_id: str, username: str, job_id: int
-) -> list[tuple[str, SessionView]]:
+) -> list[SessionState]:
     """Cancel, as its owner, the job of a session that ended before it knew of it, and
     note that on the session (which keeps its ended state)."""
     with ctx.database.session() as session:
@@ -243,7 +242,7 @@ def _cancel_for(
         row.job_id = job_id
         row.error = f"{row.error or 'The session ended.'} {note}"
         row.updated_at = datetime.now(UTC)
-        return [(row.username, view(row))]
+        return [SessionState.of(row)]
 
 
 def _settle(ctx: SessionContext, key_id: int, job_id: int | None) -> None:

@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 from hpcportal.db.models import InteractiveSession
 from hpcportal.slurm.states import JobStatus
 
-if TYPE_CHECKING:  # views.py imports this module: its model is named, not imported
+if TYPE_CHECKING:
     from hpcportal.services.identity import Principal
-    from hpcportal.services.sessions.views import SessionView
     from hpcportal.services.snapshot import ClusterSnapshot
 
 State = Literal["creating", "pending", "running", "completed", "failed", "cancelled"]
@@ -57,6 +56,7 @@ class SessionState:
     id: str
     username: str
     app_id: str
+    app_name: str
     connection: str
     state: State
     options: dict[str, Any]
@@ -70,6 +70,8 @@ class SessionState:
     started_at: datetime | None
     ends_at: datetime | None
     ended_at: datetime | None
+    #: A view-only share link is out (the link itself is never kept, only its hash).
+    shared: bool
 
     @classmethod
     def of(cls, row: InteractiveSession) -> SessionState:
@@ -77,6 +79,7 @@ class SessionState:
             id=row.id,
             username=row.username,
             app_id=row.app_id,
+            app_name=row.app_name,
             connection=row.connection,
             state=cast(State, row.state),
             options=dict(row.options),
@@ -90,6 +93,7 @@ class SessionState:
             started_at=row.started_at,
             ends_at=row.ends_at,
             ended_at=row.ended_at,
+            shared=row.share_token_hash is not None,
         )
 
     @property
@@ -107,10 +111,6 @@ class SessionState:
         return self.state == "creating" and self.job_id is None
 
 
-#: ``(owner, view)`` of a session a poll changed, to tell its owner's pages.
-Change = tuple[str, "SessionView"]
-
-
 class SessionBackend(Protocol):
     """Starts, polls and stops interactive sessions; their state lives in the database.
 
@@ -120,16 +120,16 @@ class SessionBackend(Protocol):
     its owner, and is idempotent: stopping an ended session changes nothing.
     """
 
-    def start(self, who: Principal, app_id: str, raw: dict[str, object]) -> SessionView:
+    def start(self, who: Principal, app_id: str, raw: dict[str, object]) -> SessionState:
         """Start a session of app ``app_id`` with the options in ``raw`` for ``who``."""
         ...
 
-    def poll(self, snap: ClusterSnapshot) -> list[Change]:
-        """Move every active session along from ``snap``; return those that changed."""
+    def poll(self, snap: ClusterSnapshot) -> list[SessionState]:
+        """Move every active session along from ``snap``; the states of those that changed."""
         ...
 
-    def stop(self, who: Principal, session_id: str) -> SessionView:
-        """End ``who``'s session ``session_id``; how it looks afterwards."""
+    def stop(self, who: Principal, session_id: str) -> SessionState:
+        """End ``who``'s session ``session_id``; its state afterwards."""
         ...
 
     def state(self, session_id: str) -> SessionState | None:

@@ -33,14 +33,13 @@ from hpcportal.services.sessions.batch_job import job_request, session_key, wait
 from hpcportal.services.sessions.context import SessionContext
 from hpcportal.services.sessions.contract import (
     ACTIVE,
-    Change,
     SessionBackend,
     SessionState,
     State,
     end_row,
 )
 from hpcportal.services.sessions.tracker import SessionTracker
-from hpcportal.services.sessions.views import SessionView, base_url, get_session, owned, view
+from hpcportal.services.sessions.views import SessionView, base_url, owned, view
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.services.submit import submit_job
 from hpcportal.services.submit_models import JobRequest, SubmitResult
@@ -56,79 +55,110 @@ class SlurmBatchBackend:
     def __init__(self, ctx: SessionContext) -> None:
         self.ctx = ctx
 
-    def start(self, who: Principal, app_id: str, raw: dict[str, object]) -> SessionView:
-        return launch(self.ctx, who, app_id, raw)
+    def start(self, who: Principal, app_id: str, raw: dict[str, object]) -> SessionState:
+        """Render, write and submit the app's job as ``who``; the row exists before sbatch.
 
-    def poll(self, snap: ClusterSnapshot) -> list[Change]:
-        return SessionTracker(self.ctx).reconcile(snap)
+        Counts against ``who``'s session launch limit (once the options are valid, before
+        anything is written); the job itself then does not count as a job submission.
+        """
+        ctx = self.ctx
+        app = ctx.catalog.get(app_id, who)
+        options = app.options(raw)
+        rate_limits.count(ctx.database, ctx.submit.settings, who, "session.launch")
+        session_id = secrets.token_hex(8)
+        root = user_area(ctx.submit.settings, who, ctx.submit.settings.session_root)
+        folder = f"{root}/{session_id}"
+        session_values = {
+            "session_id": session_id,
+            "session_dir": folder,
+            "connection_file": f"{folder}/connection.json",
+            "base_url": base_url(session_id),
+            "portal_client_cert": ctx.tls.identity.cert_base64,
+        }
+        script = render(app.script, app.script_values(options, session_values))
+        request = job_request(app.id, options, script, folder)
+        now = datetime.now(UTC)
+        with ctx.database.session() as session:
+            session.add(
+                InteractiveSession(
+                    id=session_id,
+                    username=who.username,
+                    app_id=app.id,
+                    app_name=app.definition.name,
+                    connection=app.definition.connection,
+                    state="creating",
+                    options=options,
+                    session_dir=folder,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        try:
+            job_id = _submit(ctx, who, folder, script, request, session_key(session_id))
+        except SubmissionUncertain as exc:
+            # The job may exist: keep the row waiting for the tracker to ask Slurm.
+            log.warning(
+                "session %s: Slurm did not confirm its job yet: %s", session_id, exc.message
+            )
+            return self._read(session_id)
+        except PortalError as exc:
+            _finish(ctx, session_id, "failed", f"The launch failed: {exc.message}")
+            raise
+        with ctx.database.session() as session:
+            row = session.get(InteractiveSession, session_id)
+            assert row is not None
+            row.job_id = job_id
+            ended = row.state != "creating"  # deleted (or given up on) while sbatch ran
+            if not ended:
+                row.state = "pending"
+            row.updated_at = datetime.now(UTC)
+            shown = SessionState.of(row)
+        if ended:
+            _cancel_late_job(ctx, who, job_id)
+        return shown
 
-    def stop(self, who: Principal, session_id: str) -> SessionView:
-        return delete(self.ctx, who, session_id)
+    def poll(self, snap: ClusterSnapshot) -> list[SessionState]:
+        """The tracker's pass over every active session (``tracker``)."""
+        return SessionTracker(self.ctx).poll(snap)
+
+    def stop(self, who: Principal, session_id: str) -> SessionState:
+        """Cancel the job as the user (Slurm ends every process of it) and end the session."""
+        ctx = self.ctx
+        with ctx.database.session() as session:
+            row = owned(session, who, session_id)
+            job_id, active = row.job_id, row.state in ACTIVE
+        if active and job_id is not None:
+            try:
+                job_control.control(ctx.submit.slurm, who, str(job_id), "cancel")
+            except SlurmError as exc:
+                # A job that already ended is fine: the session ends all the same.
+                if not job_control.already_ended(exc):
+                    raise
+        with ctx.database.session() as session:
+            row = owned(session, who, session_id)
+            if row.state in ACTIVE:
+                end_row(row, "cancelled", None)
+            return SessionState.of(row)
 
     def state(self, session_id: str) -> SessionState | None:
         with self.ctx.database.session() as session:
             row = session.get(InteractiveSession, session_id)
             return SessionState.of(row) if row is not None else None
 
+    def _read(self, session_id: str) -> SessionState:
+        found = self.state(session_id)
+        assert found is not None  # written by this launch a moment ago
+        return found
+
 
 def launch(ctx: SessionContext, who: Principal, app_id: str, raw: dict[str, object]) -> SessionView:
-    """Render, write and submit the app's job as ``who``; the row exists before sbatch.
+    """Start a session (``SlurmBatchBackend.start``); what its page shows."""
+    return view(SlurmBatchBackend(ctx).start(who, app_id, raw))
 
-    Counts against ``who``'s session launch limit (once the options are valid, before
-    anything is written); the job itself then does not count as a job submission.
-    """
-    app = ctx.catalog.get(app_id, who)
-    options = app.options(raw)
-    rate_limits.count(ctx.database, ctx.submit.settings, who, "session.launch")
-    session_id = secrets.token_hex(8)
-    root = user_area(ctx.submit.settings, who, ctx.submit.settings.session_root)
-    folder = f"{root}/{session_id}"
-    session_values = {
-        "session_id": session_id,
-        "session_dir": folder,
-        "connection_file": f"{folder}/connection.json",
-        "base_url": base_url(session_id),
-        "portal_client_cert": ctx.tls.identity.cert_base64,
-    }
-    script = render(app.script, app.script_values(options, session_values))
-    request = job_request(app.id, options, script, folder)
-    now = datetime.now(UTC)
-    with ctx.database.session() as session:
-        session.add(
-            InteractiveSession(
-                id=session_id,
-                username=who.username,
-                app_id=app.id,
-                app_name=app.definition.name,
-                connection=app.definition.connection,
-                state="creating",
-                options=options,
-                session_dir=folder,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-    try:
-        job_id = _submit(ctx, who, folder, script, request, session_key(session_id))
-    except SubmissionUncertain as exc:
-        # The job may exist: keep the row waiting for the tracker to ask Slurm.
-        log.warning("session %s: Slurm did not confirm its job yet: %s", session_id, exc.message)
-        return get_session(ctx, who, session_id)
-    except PortalError as exc:
-        _finish(ctx, session_id, "failed", f"The launch failed: {exc.message}")
-        raise
-    with ctx.database.session() as session:
-        row = session.get(InteractiveSession, session_id)
-        assert row is not None
-        row.job_id = job_id
-        ended = row.state != "creating"  # deleted (or given up on) while sbatch ran
-        if not ended:
-            row.state = "pending"
-        row.updated_at = datetime.now(UTC)
-        shown = view(row)
-    if ended:
-        _cancel_late_job(ctx, who, job_id)
-    return shown
+
+def delete(ctx: SessionContext, who: Principal, session_id: str) -> SessionView:
+    """Stop a session (``SlurmBatchBackend.stop``); what its page shows."""
+    return view(SlurmBatchBackend(ctx).stop(who, session_id))
 
 
 def _cancel_late_job(ctx: SessionContext, who: Principal, job_id: int) -> None:
@@ -165,25 +195,6 @@ def _finish(ctx: SessionContext, session_id: str, state: State, error: str | Non
         row = session.get(InteractiveSession, session_id)
         if row is not None:
             end_row(row, state, error)
-
-
-def delete(ctx: SessionContext, who: Principal, session_id: str) -> SessionView:
-    """Cancel the job as the user (Slurm ends every process of it) and end the session."""
-    with ctx.database.session() as session:
-        row = owned(session, who, session_id)
-        job_id, active = row.job_id, row.state in ACTIVE
-    if active and job_id is not None:
-        try:
-            job_control.control(ctx.submit.slurm, who, str(job_id), "cancel")
-        except SlurmError as exc:
-            # A job that already ended is fine: the session ends all the same.
-            if not job_control.already_ended(exc):
-                raise
-    with ctx.database.session() as session:
-        row = owned(session, who, session_id)
-        if row.state in ACTIVE:
-            end_row(row, "cancelled", None)
-        return view(row)
 
 
 def relaunch(ctx: SessionContext, who: Principal, session_id: str) -> SessionView:

@@ -30,7 +30,13 @@ from hpcportal.services import job_control, rfb
 from hpcportal.services.node_tls import server_cert_pem
 from hpcportal.services.sessions.confirm import cancel_strays, confirm_launches
 from hpcportal.services.sessions.context import SessionContext
-from hpcportal.services.sessions.contract import ACTIVE, STATUS_STATE, State, end_row
+from hpcportal.services.sessions.contract import (
+    ACTIVE,
+    STATUS_STATE,
+    SessionState,
+    State,
+    end_row,
+)
 from hpcportal.services.sessions.sealing import seal_secrets
 from hpcportal.services.sessions.views import SessionView, log_tail, view
 from hpcportal.services.snapshot import ClusterSnapshot
@@ -60,10 +66,14 @@ class SessionTracker:
         self.ctx = ctx
 
     def reconcile(self, snap: ClusterSnapshot) -> list[tuple[str, SessionView]]:
-        """Update every active session; return ``(owner, view)`` of those that changed.
+        """``poll``, as ``(owner, view)`` of each session that changed (for its pages)."""
+        return [(state.username, view(state)) for state in self.poll(snap)]
 
-        Sessions whose launch Slurm did not confirm come first (``session_confirm``:
-        Slurm is asked about each one, outside this pass's transaction).
+    def poll(self, snap: ClusterSnapshot) -> list[SessionState]:
+        """Update every active session; return the states of those that changed.
+
+        Sessions whose launch Slurm did not confirm come first (``confirm``: Slurm is
+        asked about each one, outside this pass's transaction).
         """
         changed = confirm_launches(self.ctx) + cancel_strays(self.ctx)
         with self.ctx.database.session() as session:
@@ -81,7 +91,7 @@ class SessionTracker:
                 self._step(row, snap, finished)
                 if (row.state, row.port, row.ends_at, row.error) != before:
                     row.updated_at = datetime.now(UTC)
-                    changed.append((row.username, view(row)))
+                    changed.append(SessionState.of(row))
         return changed
 
     def _accounting(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -18,7 +18,7 @@ from hpcportal.db.models import InteractiveSession
 from hpcportal.errors import Forbidden, NotFound, PortalError
 from hpcportal.services.identity import Principal
 from hpcportal.services.sessions.context import SessionContext
-from hpcportal.services.sessions.contract import ACTIVE, State
+from hpcportal.services.sessions.contract import ACTIVE, SessionState, State
 
 SESSION_ID = re.compile(r"^[a-f0-9]{16}$")
 LOG_TAIL_BYTES = 4096
@@ -51,33 +51,35 @@ def base_url(session_id: str) -> str:
     return f"/node/{session_id}/"
 
 
-def view(row: InteractiveSession, now: datetime | None = None) -> SessionView:
+def view(session: InteractiveSession | SessionState, now: datetime | None = None) -> SessionView:
+    """What is shown of a session, from its row or its state (the same either way)."""
+    state = session if isinstance(session, SessionState) else SessionState.of(session)
     now = now or datetime.now(UTC)
     left = None
-    if row.state == "running" and row.ends_at is not None:
-        left = max(0, int((row.ends_at - now).total_seconds()))
-    ready = row.state == "running" and row.port is not None
+    if state.state == "running" and state.ends_at is not None:
+        left = max(0, int((state.ends_at - now).total_seconds()))
     proxy = None
-    if ready:
-        proxy = f"/api/v1/sessions/{row.id}/vnc" if row.connection == "vnc" else base_url(row.id)
+    if state.ready:
+        sid = state.id
+        proxy = f"/api/v1/sessions/{sid}/vnc" if state.connection == "vnc" else base_url(sid)
     return SessionView(
-        id=row.id,
-        app_id=row.app_id,
-        app_name=row.app_name,
-        connection=row.connection,
-        state=cast(State, row.state),
-        ready=ready,
-        job_id=row.job_id,
-        node=row.node,
-        options=dict(row.options),
-        created_at=row.created_at,
-        started_at=row.started_at,
-        ends_at=row.ends_at,
-        ended_at=row.ended_at,
+        id=state.id,
+        app_id=state.app_id,
+        app_name=state.app_name,
+        connection=state.connection,
+        state=state.state,
+        ready=state.ready,
+        job_id=state.job_id,
+        node=state.node,
+        options=dict(state.options),
+        created_at=state.created_at,
+        started_at=state.started_at,
+        ends_at=state.ends_at,
+        ended_at=state.ended_at,
         seconds_left=left,
-        error=row.error,
-        shared=row.share_token_hash is not None,
-        view_url=f"/sessions/{row.id}",
+        error=state.error,
+        shared=state.shared,
+        view_url=f"/sessions/{state.id}",
         proxy_url=proxy,
     )
 
