@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 from hpcportal.db.models import InteractiveSession
 from hpcportal.slurm.states import JobStatus
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # named in the signatures only
     from hpcportal.services.identity import Principal
     from hpcportal.services.snapshot import ClusterSnapshot
 
