@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 from babel.messages.pofile import read_po
 
+from hpcportal.web.common import STATIC_DIR
 from hpcportal.web.i18n import JS_MESSAGES, LOCALE_DIR
-from hpcportal.web.pages import STATIC_DIR
 
 _ATTRIBUTES = ("aria-label", "title", "placeholder", "alt", "label")
 _PLACEHOLDER = re.compile(r"%\(\w+\)s")

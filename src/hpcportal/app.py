@@ -50,7 +50,20 @@ from hpcportal.services.templates import seed_site_templates
 from hpcportal.services.terminal import TerminalService
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
-from hpcportal.web import api_docs, file_pages, job_pages, notification_settings, pages
+from hpcportal.web import (
+    accounting_pages,
+    api_docs,
+    auth_pages,
+    cluster_pages,
+    common,
+    dashboard,
+    file_pages,
+    job_pages,
+    notification_settings,
+    session_pages,
+    submit_pages,
+    template_pages,
+)
 from hpcportal.web import terminal as terminal_page
 
 API_PREFIX = "/api/v1"
@@ -138,11 +151,17 @@ def create_app(
     app.include_router(node_proxy.router)
     app.include_router(api_docs.docs_router(API_PREFIX, app.title))
     # The browser UI: pages at "/", their assets at "/static" (hpcportal.web).
-    app.add_exception_handler(pages.PageException, pages.handle_page_exception)
-    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    app.add_exception_handler(common.PageException, common.handle_page_exception)
+    app.mount("/static", StaticFiles(directory=common.STATIC_DIR), name="static")
     app.include_router(notification_settings.router)
     app.include_router(job_pages.router)
     app.include_router(file_pages.router)
     app.include_router(terminal_page.router)
-    app.include_router(pages.router)
+    app.include_router(auth_pages.router)
+    app.include_router(dashboard.router)
+    app.include_router(cluster_pages.router)
+    app.include_router(submit_pages.router)
+    app.include_router(template_pages.router)
+    app.include_router(accounting_pages.router)
+    app.include_router(session_pages.router)
     return app

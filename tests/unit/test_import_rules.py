@@ -57,3 +57,113 @@ def test_the_rule_sees_what_it_forbids() -> None:
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
 def test_no_module_above_the_boundary_runs_slurm(path: Path) -> None:
     assert breaches(path.read_text()) == [], path
+
+
+# --- Pages act through services; nothing reaches into another module's privates -------
+
+PACKAGE = "hpcportal"
+#: What pages may take from ``api/``: the request plumbing (FastAPI dependencies that
+#: hand out the settings, database, snapshot, adapter and the caller) and parameter
+#: types. No router: a page calls the service the router calls.
+WEB_MAY_IMPORT_FROM_API = frozenset({"hpcportal.api.deps", "hpcportal.api.params"})
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _absolute(module: str | None, level: int, path: Path) -> str:
+    """The absolute name of a (possibly relative) ``from ... import``'s module."""
+    if level == 0:
+        return module or ""
+    parts = ["hpcportal", *path.relative_to(SRC).with_suffix("").parts]
+    base = parts[: len(parts) - level]
+    return ".".join(base + ([module] if module else []))
+
+
+def api_imports(source: str) -> list[str]:
+    """The ``hpcportal.api`` modules ``source`` imports, but the plumbing pages may use."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            module = node.module or ""
+            names = [
+                f"{module}.{a.name}" if module == "hpcportal.api" else module for a in node.names
+            ]
+        else:
+            continue
+        found += [
+            n
+            for n in names
+            if (n == "hpcportal.api" or n.startswith("hpcportal.api."))
+            and n not in WEB_MAY_IMPORT_FROM_API
+        ]
+    return found
+
+
+def private_imports(source: str, path: Path) -> list[str]:
+    """Private names ``source`` takes from other modules of the package: imported
+    (``from hpcportal.x import _name``) or reached through an imported name
+    (``x._name``)."""
+    found = []
+    tree = ast.parse(source)
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = _absolute(node.module, node.level, path)
+            if module.split(".")[0] != PACKAGE:
+                continue
+            for alias in node.names:
+                if _is_private(alias.name):
+                    found.append(f"line {node.lineno}: from {module} import {alias.name}")
+                imported.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == PACKAGE:
+                    imported.add(alias.asname or alias.name.split(".")[0])
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in imported
+            and _is_private(node.attr)
+        ):
+            found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_the_import_rules_see_what_they_forbid() -> None:
+    """Both checks can fail."""
+    bad_api = (
+        "from hpcportal.api import auth as auth_api\n"
+        "import hpcportal.api.jobs\n"
+        "from hpcportal.api.sessions import router\n"
+    )
+    assert len(api_imports(bad_api)) == 3
+    assert api_imports("from hpcportal.api.deps import SnapshotDep\n") == []
+    where = SRC / "web" / "common.py"
+    bad_private = (
+        "from hpcportal.web.pages import _csv, safe_next\n"
+        "from hpcportal.api import auth as auth_api\n"
+        "auth_api._clear_session_cookies(response, settings)\n"
+        "from .i18n import _catalog\n"
+    )
+    assert len(private_imports(bad_private, where)) == 3
+    fine = "from hpcportal.web.common import page_error as _page_error\nself._x = __name__\n"
+    assert private_imports(fine, where) == []
+
+
+WEB_MODULES = sorted((SRC / "web").rglob("*.py"))
+PACKAGE_MODULES = sorted(SRC.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", WEB_MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_pages_import_no_router(path: Path) -> None:
+    assert api_imports(path.read_text()) == [], path
+
+
+@pytest.mark.parametrize("path", PACKAGE_MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_no_module_imports_another_modules_private_names(path: Path) -> None:
+    assert private_imports(path.read_text(), path) == [], path

@@ -32,14 +32,11 @@ from hpcportal.services.job_output import OutputChunk
 from hpcportal.slurm import parse
 from hpcportal.slurm import recorded as slurm_recorded
 from hpcportal.slurm.models import Job, PrivateData, RecordedSubmission, SlurmRoles
-from hpcportal.web import file_pages, job_pages, pages
+from hpcportal.web import common, file_pages, i18n, job_pages, session_pages
+from hpcportal.web.accounting_pages import accounting_series
+from hpcportal.web.cluster_pages import expand_hostlist
+from hpcportal.web.common import STATIC_DIR, safe_next
 from hpcportal.web.file_pages import file_href, human_size
-from hpcportal.web.pages import (
-    STATIC_DIR,
-    accounting_series,
-    expand_hostlist,
-    safe_next,
-)
 from tests.unit.slurm_fixtures import recorded
 from tests.webcheck import gzipped_size, page_assets, untranslated
 
@@ -543,7 +540,7 @@ def test_static_files_are_served_with_types(client: TestClient) -> None:
 
 
 def test_the_import_map_names_every_module() -> None:
-    imports = pages.import_map()["imports"]
+    imports = common.import_map()["imports"]
     modules = {p.name for p in (STATIC_DIR / "js").glob("*.js")}
     assert {k.rsplit("/", 1)[1] for k in imports} == modules
     assert all(v.startswith(k + "?v=") for k, v in imports.items())
@@ -635,7 +632,7 @@ def test_unknown_file_areas_and_paths_are_error_pages(
 
 
 def test_human_size_and_file_href() -> None:
-    fmt = pages.i18n.Formatter("en", UTC)
+    fmt = i18n.Formatter("en", UTC)
     assert human_size(0, fmt) == "0 B"
     assert human_size(1536, fmt) == "1.5 KB"
     assert human_size(5 * 1024**3, fmt) == "5.0 GB"
@@ -683,8 +680,8 @@ def test_app_forms_fall_back_to_the_clusters_default_partition() -> None:
     class Ctx:
         catalog = AppCatalog.load(Settings(jwt_secret=SecretStr(TEST_SECRET)))
 
-    page = pages.Page(None, None, ALICE, "en", pages.i18n.Formatter("en"), "auto")  # type: ignore[arg-type]
-    groups = pages.app_cards(page, Ctx(), ALICE, ["normal", "gpu"], "normal")  # type: ignore[arg-type]
+    page = common.Page(None, None, ALICE, "en", i18n.Formatter("en"), "auto")  # type: ignore[arg-type]
+    groups = session_pages.app_cards(page, Ctx(), ALICE, ["normal", "gpu"], "normal")  # type: ignore[arg-type]
     fields = {a["id"]: a["fields"] for _, apps in groups for a in apps}
     partition = next(f for f in fields["desktop"] if f["name"] == "partition")
     assert partition["options"] == ["normal", "gpu"] and partition["default"] == "normal"
@@ -698,8 +695,8 @@ def test_shipped_app_texts_are_in_the_catalog() -> None:
     for app in catalog.visible(ALICE):
         d = app.definition
         for text in [d.name, d.description, d.category, *(f.label for f in d.form)]:
-            assert text in pages.i18n.SHIPPED_APP_TEXTS, text
-            assert pages.i18n.gettext("ko", text) != text or text == "JupyterLab", text
+            assert text in i18n.SHIPPED_APP_TEXTS, text
+            assert i18n.gettext("ko", text) != text or text == "JupyterLab", text
 
 
 def test_sessions_page_shows_only_your_sessions_and_no_secret(

@@ -29,11 +29,6 @@ router = APIRouter(tags=["jobs"])
 CsvList = Annotated[list[str], Query()]
 
 
-def _csv(values: list[str]) -> list[str]:
-    """Accept both ``?user=a&user=b`` and ``?user=a,b``."""
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
 @router.get(
     "/jobs",
     response_model=JobPage,
@@ -59,10 +54,10 @@ async def list_jobs(
     statuses (``queued``, ``running``...) or Slurm state names (``PENDING``...).
     """
     query = JobQuery(
-        user=_csv(user),
-        state=_csv(state),
-        partition=_csv(partition),
-        account=_csv(account),
+        user=job_service.split_csv(user),
+        state=job_service.split_csv(state),
+        partition=job_service.split_csv(partition),
+        account=job_service.split_csv(account),
         name=name,
         sort=sort,
         page=page,
@@ -136,10 +131,10 @@ async def accounting_jobs(
     query = AccountingQuery(
         start=_as_datetime(start, end_at - timedelta(days=7), end=False),
         end=end_at,
-        user=_csv(user),
-        account=_csv(account),
-        partition=_csv(partition),
-        state=_csv(state),
+        user=job_service.split_csv(user),
+        account=job_service.split_csv(account),
+        partition=job_service.split_csv(partition),
+        state=job_service.split_csv(state),
         page=page,
         limit=limit,
     )

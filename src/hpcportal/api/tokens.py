@@ -10,11 +10,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 
-from hpcportal.api.auth import client_address
 from hpcportal.api.deps import ApiTokenCacheDep, CurrentUser, DbDep, SessionUser, strict_query
 from hpcportal.api.params import DbId
 from hpcportal.services import api_tokens
 from hpcportal.services.api_tokens import ApiTokenCreate, ApiTokenInfo, CreatedApiToken
+from hpcportal.services.browser_session import client_address
 
 router = APIRouter(prefix="/auth/api-tokens", tags=["auth"])
 

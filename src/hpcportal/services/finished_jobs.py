@@ -204,7 +204,7 @@ def recent_jobs(adapter: SlurmAdapter, who: Principal, users: list[str], days: i
             continue
         if not ended_within(record, since):
             continue
-        if not (who.is_admin or record.user == who.username):
+        if not who.owns_or_admin(record.user):
             record = record.model_copy(update={"work_dir": None, "comment": None})
         jobs.append(job_from_record(record))
     return jobs

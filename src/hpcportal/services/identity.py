@@ -30,6 +30,11 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    def owns_or_admin(self, owner: str) -> bool:
+        """Whether this person may see the private part of, and act on, something
+        ``owner`` owns (a job, a record): the owner and admins may."""
+        return self.is_admin or owner == self.username
+
 
 def lookup_principal(username: str, admin_group: str) -> Principal | None:
     """Read the user from the system's user database (NSS); ``None`` if unknown."""

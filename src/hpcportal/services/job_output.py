@@ -42,7 +42,7 @@ NOT_YOURS = "Only the job's owner (and admins) can read its output."
 def check_may_read(detail: JobDetail, who: Principal) -> None:
     """Output belongs to the job's owner; admins may try (the file system decides)."""
     owner = detail.job.user if detail.job else detail.accounting.user if detail.accounting else None
-    if not (who.is_admin or owner == who.username):
+    if not who.owns_or_admin(owner or ""):
         raise Forbidden(NOT_YOURS)
 
 

@@ -113,8 +113,21 @@ def parse_states(values: Iterable[str]) -> frozenset[JobStatus | str]:
     return frozenset(wanted)
 
 
+def split_csv(values: Iterable[str]) -> list[str]:
+    """Filter values as people write them: ``?user=a&user=b`` or ``?user=a,b``."""
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
 def can_see_private(job: Job | AccountingRecord, who: Principal) -> bool:
-    return who.is_admin or job.user == who.username
+    """The owner-or-admin check: who sees a job's private part and may act on it."""
+    return who.owns_or_admin(job.user)
+
+
+def cpu_hours(record: AccountingRecord) -> float:
+    """CPU-hours a finished (or running) job took: allocated CPUs x elapsed time
+    (the CPUs asked for when accounting recorded no allocation)."""
+    cpus = record.tres_allocated.get("cpu") or record.cpus_requested or 0
+    return cpus * record.elapsed_seconds / 3600
 
 
 def visible(job: Job, who: Principal, snap: ClusterSnapshot | None = None) -> Job:
@@ -388,3 +401,20 @@ def list_accounting(adapter: SlurmAdapter, q: AccountingQuery, who: Principal) -
         start=q.start,
         end=q.end,
     )
+
+
+def all_accounting(
+    adapter: SlurmAdapter, query: AccountingQuery, who: Principal, max_records: int
+) -> tuple[AccountingPage, list[AccountingRecord]]:
+    """The first page of ``query`` and the records of it and the pages after, up to
+    ``max_records`` (charts over a range read them all, not one page)."""
+    first = list_accounting(adapter, query, who)
+    records = list(first.items)
+    page_no = 1
+    while len(records) < min(first.total, max_records):
+        page_no += 1
+        more = list_accounting(adapter, query.model_copy(update={"page": page_no}), who)
+        if not more.items:
+            break
+        records.extend(more.items)
+    return first, records

@@ -23,7 +23,9 @@ form ``/shares/<token>`` still open, through the same exchange and a redirect.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import jwt
 from sqlalchemy import select
@@ -31,7 +33,8 @@ from sqlalchemy import select
 from hpcportal.config import Settings
 from hpcportal.db.models import InteractiveSession
 from hpcportal.db.session import Database
-from hpcportal.services.sessions import ACTIVE, SHARE_TOKEN, token_hash
+from hpcportal.services.sessions import ACTIVE, SHARE_TOKEN, token_hash, view
+from hpcportal.services.sessions.access import shared_row
 
 COOKIE = "hpcportal_share"
 AUDIENCE = "hpcportal-share"
@@ -98,3 +101,33 @@ def digest_from_cookie(settings: Settings, value: str | None, sid: str) -> str |
     if not isinstance(digest, str) or share_id(digest) != sid:
         return None
     return digest
+
+
+@dataclass(frozen=True)
+class SharedSession:
+    """What a share link's page shows: never the session's id, job or secrets."""
+
+    app_name: str
+    owner: str
+    state: str
+    ready: bool
+
+
+def shared_session(database: Database, digest: str | None) -> SharedSession | None:
+    """The session of the view-only link whose token hashes to ``digest`` (what the
+    share cookie names), or None when there is none (any more)."""
+    if digest is None:
+        return None
+    with database.session() as db:
+        row = shared_row(db, digest)
+        if row is None:
+            return None
+        shown = view(row)
+        return SharedSession(row.app_name, row.username, shown.state, shown.ready)
+
+
+def share_status(shared: SharedSession | None) -> Literal["ready", "waiting", "gone"]:
+    """Whether the share still opens: ``ready``, ``waiting`` (not yet), or ``gone``."""
+    if shared is None or shared.state not in ACTIVE:
+        return "gone"
+    return "ready" if shared.ready else "waiting"

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
-from hpcportal.web.pages import static_url
+from hpcportal.web.common import static_url
 
 VENDOR = "vendor/swagger-ui"
 

@@ -22,7 +22,8 @@ from hpcportal.errors import NotFound, PortalError
 from hpcportal.services.files import FileInfo, FileService, Listing, RootInfo
 from hpcportal.services.files import Sort as FileSort
 from hpcportal.web import i18n
-from hpcportal.web.pages import PageDep, _page_error
+from hpcportal.web.common import PageDep
+from hpcportal.web.common import page_error as _page_error
 
 router = APIRouter(include_in_schema=False)
 

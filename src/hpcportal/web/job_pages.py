@@ -37,19 +37,20 @@ from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.models import Job
 from hpcportal.slurm.states import JobStatus
 from hpcportal.web import i18n
-from hpcportal.web.i18n import N_
-from hpcportal.web.pages import (
+from hpcportal.web.common import (
     OUTPUT_TAIL_BYTES,
     PAGE_SIZES,
     SORTS,
     Page,
     PageDep,
-    _csv,
-    _in_session,
-    _may_act,
-    _page_error,
-    _snapshot,
 )
+from hpcportal.web.common import current_snapshot as _snapshot
+from hpcportal.web.common import in_session as _in_session
+from hpcportal.web.common import page_error as _page_error
+from hpcportal.web.i18n import N_
+
+_csv = job_service.split_csv
+_may_act = job_service.can_see_private
 
 router = APIRouter(include_in_schema=False)
 

@@ -19,8 +19,8 @@ from hpcportal.services.notification_settings import (
     NotificationSettings,
     read_settings,
 )
+from hpcportal.web.common import PageDep
 from hpcportal.web.i18n import N_
-from hpcportal.web.pages import PageDep
 
 router = APIRouter(include_in_schema=False)
 

@@ -14,8 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
+from hpcportal.web.common import PageDep
 from hpcportal.web.i18n import N_
-from hpcportal.web.pages import PageDep
 
 router = APIRouter(include_in_schema=False)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session, object_session
 
 from hpcportal.db.models import InteractiveSession
 from hpcportal.errors import Conflict, NotFound
@@ -94,12 +94,18 @@ def shared_target(ctx: SessionContext, digest: str | None) -> Target:
     if digest is None:
         raise NotFound("This share link is not valid (it may have been revoked).")
     with ctx.database.session() as session:
-        row = session.scalars(
-            select(InteractiveSession).where(InteractiveSession.share_token_hash == digest)
-        ).first()
+        row = shared_row(session, digest)
         if row is None:
             raise NotFound("This share link is not valid (it may have been revoked).")
         return _target(ctx, row, "vnc", view_only=True)
+
+
+def shared_row(session: Session, digest: str) -> InteractiveSession | None:
+    """The session whose view-only link's token hashes to ``digest``, if any (the one
+    share lookup: the share's WebSocket and its page both ask here)."""
+    return session.scalars(
+        select(InteractiveSession).where(InteractiveSession.share_token_hash == digest)
+    ).first()
 
 
 def share_still_valid(ctx: SessionContext, session_id: str, digest: str) -> bool:
