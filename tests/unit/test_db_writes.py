@@ -62,9 +62,9 @@ def test_a_write_is_retried_when_sqlites_writer_ahead_holds_on_too_long(
     holding.wait(5)
     try:
         with pytest.raises(OperationalError, match="locked"), busy.session() as session:
-            audit.record_outcome(session, ALICE, "probe.once", None, None, None)
+            audit.add(session, audit.Event.of(ALICE, "probe.once", None, None))
         stored = busy.write(
-            lambda s: audit.record_outcome(s, ALICE, "probe.retried", None, None, None),
+            lambda s: audit.add(s, audit.Event.of(ALICE, "probe.retried", None, None)),
             what="audit",
             attempts=8,
         )
@@ -85,9 +85,8 @@ def test_a_lost_side_write_is_logged_and_counted_never_raised(
     unmigrated = Database(db_settings)
     before = LOST_WRITES.labels("audit")._value.get()
     try:
-        stored = audit.write_outcome(
-            unmigrated, ALICE, "job.cancel", "job:1", "127.0.0.1", SlurmTimeout("slow")
-        )
+        event = audit.Event.of(ALICE, "job.cancel", "job:1", "127.0.0.1", SlurmTimeout("slow"))
+        stored = audit.write(unmigrated, event)
     finally:
         unmigrated.dispose()
     assert stored is False
@@ -97,7 +96,9 @@ def test_a_lost_side_write_is_logged_and_counted_never_raised(
 
 
 def test_an_audit_entry_is_written_in_its_own_transaction(database: Database) -> None:
-    assert audit.write_outcome(database, ALICE, "job.submit", None, "::1", InvalidInput("bad"))
+    assert audit.write(
+        database, audit.Event.of(ALICE, "job.submit", None, "::1", InvalidInput("bad"))
+    )
     with database.session() as session:
         entry = session.scalars(select(AuditEntry)).one()
         assert (entry.result, entry.detail, entry.address) == ("refused", "bad", "::1")

@@ -76,15 +76,9 @@ async def put_thresholds(
     that starts, escalates or ends is told as at a check."""
 
     def record_audit(session: Session) -> None:
-        audit.record(
-            session,
-            username=who.username,
-            action="alerts.disk.thresholds",
-            target=None,
-            result="ok",
-            detail=body.model_dump_json()[:4000],
-            address=address,
-        )
+        detail = body.model_dump_json()[:4000]
+        event = audit.Event.of(who, "alerts.disk.thresholds", None, address, None, detail)
+        audit.add(session, event)
 
     result = await run_in_threadpool(watcher.change_thresholds, body, who.username, record_audit)
     watcher.push(result)

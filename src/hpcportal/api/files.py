@@ -382,6 +382,4 @@ async def _audit(
 ) -> None:
     """The action's audit entry, in its own transaction and a worker thread: a busy
     database delays it, and a lost entry is logged, never the answer."""
-    await run_in_threadpool(
-        audit.write_outcome, database, files.who, action, target, address, error
-    )
+    await audit.log(database, audit.Event.of(files.who, action, target, address, error))

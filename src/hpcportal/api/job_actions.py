@@ -79,9 +79,7 @@ async def submit(
         )
     except Exception as exc:
         if not dry_run:
-            await run_in_threadpool(
-                audit.write_outcome, database, who, "job.submit", None, address, exc
-            )
+            await audit.log(database, audit.Event.of(who, "job.submit", None, address, exc))
         raise
     if isinstance(result, SubmitPreview):
         response.status_code = status.HTTP_200_OK
@@ -91,9 +89,7 @@ async def submit(
         response.status_code = status.HTTP_200_OK
     else:
         target = f"job:{result.job_id}"
-        await run_in_threadpool(
-            audit.write_outcome, database, who, "job.submit", target, address, None
-        )
+        await audit.log(database, audit.Event.of(who, "job.submit", target, address))
     return result
 
 
@@ -115,14 +111,10 @@ async def _control(
     try:
         result = await run_in_threadpool(control, adapter.actions, who, job_id, action, signal)
     except Exception as exc:
-        await run_in_threadpool(
-            audit.write_outcome, database, who, f"job.{action}", target, address, exc
-        )
+        await audit.log(database, audit.Event.of(who, f"job.{action}", target, address, exc))
         raise
     snapshot.request_refresh(job_id)
-    await run_in_threadpool(
-        audit.write_outcome, database, who, f"job.{action}", target, address, None
-    )
+    await audit.log(database, audit.Event.of(who, f"job.{action}", target, address))
     return result
 
 

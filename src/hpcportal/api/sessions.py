@@ -77,8 +77,8 @@ class Actions:
 
     async def _audit(self, action: str, target: str, error: Exception | None) -> None:
         """In its own transaction and a worker thread; never changes the answer."""
-        await run_in_threadpool(
-            audit.write_outcome, self.database, self.who, action, target, self.address, error
+        await audit.log(
+            self.database, audit.Event.of(self.who, action, target, self.address, error)
         )
 
     def tell(self, session: SessionView) -> SessionView:

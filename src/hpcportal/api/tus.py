@@ -85,15 +85,9 @@ def _state_headers(state: UploadState) -> dict[str, str]:
 
 def _audit_upload(tus: TusService, username: str, state: UploadState, address: str) -> None:
     with tus.database.session() as session:
-        audit.record(
-            session,
-            username=username,
-            action="file.upload",
-            target=f"{state.root}:{state.path}",
-            result="ok",
-            detail=f"{state.length} bytes (tus {state.id})",
-            address=address,
-        )
+        target = f"{state.root}:{state.path}"
+        detail = f"{state.length} bytes (tus {state.id})"
+        audit.add(session, audit.Event.of(username, "file.upload", target, address, None, detail))
 
 
 @router.options("", status_code=status.HTTP_204_NO_CONTENT)

@@ -52,25 +52,13 @@ async def upload(
     except Exception as exc:
         if isinstance(exc, PortalError):
             close_unless_short(exc, declared, receiver.received)
-        audit.record(
-            db,
-            username=who.username,
-            action="upload",
-            target=", ".join(receiver.names)[:500] or None,
-            result="refused",
-            detail=getattr(exc, "message", str(exc)),
-            address=address,
-        )
+        names = ", ".join(receiver.names)[:500] or None
+        problem = getattr(exc, "message", str(exc))
+        audit.add(db, audit.Event(who.username, "upload", names, address, "refused", problem))
         db.commit()
         raise
-    audit.record(
-        db,
-        username=who.username,
-        action="upload",
-        target=", ".join(s.path for s in stored)[:500],
-        result="ok",
-        address=address,
-    )
+    names = ", ".join(s.path for s in stored)[:500]
+    audit.add(db, audit.Event.of(who, "upload", names, address))
     return stored
 
 

@@ -411,15 +411,9 @@ def create_token(
     )
     session.add(row)
     session.flush()  # assigns the id
-    audit.record(
-        session,
-        username=owner.username,
-        action="api_token.create",
-        target=f"api_token:{row.id}",
-        result="ok",
-        detail=f"name={request.name!r} scopes={row.scopes}",
-        address=address,
-    )
+    detail = f"name={request.name!r} scopes={row.scopes}"
+    event = audit.Event.of(owner, "api_token.create", f"api_token:{row.id}", address, None, detail)
+    audit.add(session, event)
     return CreatedApiToken(
         id=row.id,
         name=row.name,
@@ -462,15 +456,9 @@ def revoke_token(
     if row is None or not allowed or row.revoked_at is not None:
         raise NotFound(f"No API token {token_id}.")
     row.revoked_at = now or utcnow()
-    audit.record(
-        session,
-        username=actor.username,
-        action="api_token.revoke",
-        target=f"api_token:{row.id}",
-        result="ok",
-        detail=None if row.username == actor.username else f"owner={row.username}",
-        address=address,
-    )
+    owner = None if row.username == actor.username else f"owner={row.username}"
+    event = audit.Event.of(actor, "api_token.revoke", f"api_token:{row.id}", address, None, owner)
+    audit.add(session, event)
     # Commit before dropping the cache entry: a check starting after this sees the
     # revocation, one already under way is discarded by ``forget``.
     session.commit()

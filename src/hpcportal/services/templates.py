@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from hpcportal.db.models import JobTemplate, JobTemplateVersion
 from hpcportal.db.session import Database
-from hpcportal.errors import Forbidden, InvalidInput, NotFound, PortalError
+from hpcportal.errors import Forbidden, InvalidInput, NotFound
 from hpcportal.limits import Text
 from hpcportal.services import audit
 from hpcportal.services.identity import Principal
@@ -287,15 +287,7 @@ def _audit(
     detail: str,
     address: str | None,
 ) -> None:
-    audit.record(
-        session,
-        username=who.username,
-        action=action,
-        target=f"template:{row.id}",
-        result="ok",
-        detail=detail,
-        address=address,
-    )
+    audit.add(session, audit.Event.of(who, action, f"template:{row.id}", address, None, detail))
 
 
 # --- Using ----------------------------------------------------------------------------
@@ -365,21 +357,9 @@ def _audit_submit(
     address: str | None,
     error: Exception | None,
 ) -> None:
-    result: audit.Result = "ok"
+    target = f"job:{job_id}" if job_id is not None else None
     detail = f"from template:{template_id}"
-    if error is not None:
-        refused = isinstance(error, PortalError) and error.status < 500
-        result = "refused" if refused else "error"
-        detail += f": {getattr(error, 'message', error)}"
-    audit.write(
-        database,
-        username=who.username,
-        action="job.submit",
-        target=f"job:{job_id}" if job_id is not None else None,
-        result=result,
-        detail=detail,
-        address=address,
-    )
+    audit.write(database, audit.Event.of(who, "job.submit", target, address, error, detail))
 
 
 def _count_use_quietly(database: Database, template_id: int) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import secrets
 import time
@@ -29,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from anyio import to_thread
 from pydantic import BaseModel
 
 from hpcportal.config import Settings
@@ -347,15 +345,6 @@ class TerminalService:
         error: BaseException | None,
         detail: str | None = None,
     ) -> None:
-        result, problem = audit.outcome(error)
-        write = functools.partial(
-            audit.write,
-            self.database,
-            username=username,
-            action=action,
-            target=target,
-            result=result,
-            detail=problem or detail,
-            address=address,
+        await audit.log(
+            self.database, audit.Event.of(username, action, target, address, error, detail)
         )
-        await to_thread.run_sync(write)
