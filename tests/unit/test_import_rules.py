@@ -167,3 +167,72 @@ def test_pages_import_no_router(path: Path) -> None:
 @pytest.mark.parametrize("path", PACKAGE_MODULES, ids=lambda p: str(p.relative_to(SRC)))
 def test_no_module_imports_another_modules_private_names(path: Path) -> None:
     assert private_imports(path.read_text(), path) == [], path
+
+
+# --- The run-as helper's wire format stays inside runas/ ---------------------------------
+
+#: What services, routers and pages may import of ``hpcportal.runas``: the package (the
+#: ``AsUser`` typed client, ``RunAs``, ``HelperStream``) and the client module. Never
+#: the helper program, its file operations or the boundary's internals.
+RUNAS_PUBLIC = frozenset({"hpcportal.runas", "hpcportal.runas.client"})
+RUNAS_INTERNALS = frozenset({"helper", "helper_files", "boundary"})
+
+
+def helper_wire(source: str, path: Path) -> list[str]:
+    """Helper requests built by hand (a dict literal with an ``"op"`` key, or
+    ``dict(op=...)``) and imports of runas modules other than the public ones."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Dict) and any(
+            isinstance(k, ast.Constant) and k.value == "op" for k in node.keys
+        ):
+            found.append(f"line {node.lineno}: a dict with an 'op' key")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "dict"
+            and any(k.arg == "op" for k in node.keywords)
+        ):
+            found.append(f"line {node.lineno}: dict(op=...)")
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node.module, node.level, path)
+            named = (
+                [f"{module}.{a.name}" for a in node.names] if module == "hpcportal.runas" else []
+            )
+            wanted = [n for n in named if n.rsplit(".", 1)[1] in RUNAS_INTERNALS]
+            if module.startswith("hpcportal.runas.") and module not in RUNAS_PUBLIC:
+                wanted.append(module)
+            found += [f"line {node.lineno}: imports {n}" for n in wanted]
+        elif isinstance(node, ast.Import):
+            found += [
+                f"line {node.lineno}: imports {a.name}"
+                for a in node.names
+                if a.name.startswith("hpcportal.runas.") and a.name not in RUNAS_PUBLIC
+            ]
+    return found
+
+
+def test_the_helper_rule_sees_what_it_forbids() -> None:
+    where = SRC / "services" / "files.py"
+    bad = (
+        'request = {"op": "stat", "path": "/x"}\n'
+        'runas.call("alice", dict(op="mkdir", path="/x"))\n'
+        "from hpcportal.runas.boundary import helper_error\n"
+        "from hpcportal.runas import helper_files\n"
+        "from hpcportal.runas import boundary\n"
+        "import hpcportal.runas.helper\n"
+        "from ..runas.helper import FILE_OPERATIONS\n"
+    )
+    assert len(helper_wire(bad, where)) == 7
+    fine = (
+        "from hpcportal.runas import AsUser, HelperStream, RunAs\n"
+        "from hpcportal.runas.client import ReadHead\n"
+        'body = {"operation": "x"}\n'
+        'FileOp(op="mkdir")\n'
+    )
+    assert helper_wire(fine, where) == []
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_no_module_above_the_boundary_speaks_the_helpers_wire_format(path: Path) -> None:
+    assert helper_wire(path.read_text(), path) == [], path

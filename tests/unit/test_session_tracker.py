@@ -83,13 +83,17 @@ class StandInRunAs:
         return {"size": len(data)}, data[offset : offset + length]
 
     def call(
-        self, username: str, request: dict[str, Any], payload: bytes | None = None
+        self,
+        username: str,
+        request: dict[str, Any],
+        payload: bytes | None = None,
+        timeout: float = 60.0,
     ) -> dict[str, Any]:
         """Only ``write-file`` (the VNC password file, rewritten as the user)."""
         assert username == "alice" and request["op"] == "write-file" and request["replace"]
         assert payload is not None
         self.files[request["path"]] = payload
-        return {}
+        return {"ok": True, "path": request["path"], "size": len(payload), "sha256": ""}
 
 
 class StandInAccounting:

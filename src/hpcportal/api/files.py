@@ -161,7 +161,7 @@ async def read_path(
     if sum((download, zip_, preview, search is not None)) > 1:
         raise InvalidInput("Use only one of download, zip, preview and search.")
     if search is not None:
-        stream, _ = await files.open_search(
+        stream = await files.open_search(
             root, path, glob=search or "*", content=content or None, hidden=hidden
         )
         return StreamingResponse(
@@ -203,25 +203,25 @@ async def _file_response(
     stream, head = await files.open_read(
         root, path, byte_range=parse_range(range_header), if_range=condition
     )
-    size = int(head["size"])
-    if not head.get("satisfiable", True):
+    size = head.size
+    if not head.satisfiable:
         await stream.aclose()
         raise RangeNotSatisfiable(
             f"The range lies beyond the end of the file ({size} bytes).",
             headers={"Content-Range": f"bytes */{size}", **SECURITY_HEADERS},
         )
-    start, length = int(head["offset"]), int(head["length"])
-    name = str(head.get("name") or posixpath.basename(path) or "download")
+    start, length = head.offset, head.length
+    name = head.name or posixpath.basename(path) or "download"
     headers = {
         **(PDF_SECURITY_HEADERS if inline_type == "application/pdf" else SECURITY_HEADERS),
         "Accept-Ranges": "bytes",
-        "ETag": f'"{head["etag"]}"',
-        "Last-Modified": http_date(float(head["mtime"])),
+        "ETag": f'"{head.etag}"',
+        "Last-Modified": http_date(head.mtime),
         "Content-Length": str(length),
         "Content-Disposition": content_disposition(name, inline=inline_type is not None),
     }
     code = status.HTTP_200_OK
-    if head.get("partial"):
+    if head.partial:
         code = status.HTTP_206_PARTIAL_CONTENT
         headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
     return StreamingResponse(
@@ -233,8 +233,8 @@ async def _file_response(
 
 
 async def _zip_response(files: FileService, root: str, path: str) -> Response:
-    stream, head = await files.open_zip(root, path)
-    name = f"{head.get('name') or 'files'}.zip"
+    stream, folder = await files.open_zip(root, path)
+    name = f"{folder or 'files'}.zip"
     return StreamingResponse(
         stream.chunks(),
         media_type="application/zip",

@@ -26,10 +26,10 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -37,8 +37,8 @@ from pydantic import BaseModel
 from hpcportal.config import Settings
 from hpcportal.errors import Conflict, InvalidInput, NotFound
 from hpcportal.limits import Line
-from hpcportal.runas import RunAs
-from hpcportal.runas.boundary import HelperStream
+from hpcportal.runas import HelperStream, RunAs
+from hpcportal.runas.client import AsUser, ReadHead
 from hpcportal.services.identity import Principal
 
 Sort = Literal["name", "-name", "size", "-size", "mtime", "-mtime"]
@@ -466,20 +466,7 @@ class FileService:
         self.settings = settings
         self.runas = runas
         self.who = who
-
-    # plumbing
-
-    def _request(self, op: str, root: Root, path: str, **fields: Any) -> dict[str, Any]:
-        return {
-            "op": op,
-            "root": root.path,
-            "path": path,
-            "umask": self.settings.file_umask,
-            **fields,
-        }
-
-    def _call(self, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-        return self.runas.call(self.who.username, request, timeout=timeout)
+        self.helper = AsUser(runas, who.username, umask=settings.file_umask)
 
     def root(self, name: str) -> Root:
         return root_named(self.settings, self.who, name)
@@ -495,18 +482,17 @@ class FileService:
     def roots(self) -> list[RootInfo]:
         """The file areas that exist for this user (looked at as the user)."""
         candidates = roots_of(self.settings, self.who)
-        answer = self._call({"op": "roots", "roots": [r.path for r in candidates]})
-        found = {str(r.get("root")): r for r in answer.get("roots", []) if isinstance(r, dict)}
+        found = {r.root: r for r in self.helper.roots(r.path for r in candidates).roots}
         listed = []
         for root in candidates:
-            state = found.get(root.path, {})
-            if state.get("exists"):
+            state = found.get(root.path)
+            if state is not None and state.exists:
                 listed.append(
                     RootInfo(
                         name=root.name,
                         path=root.path,
-                        accessible=bool(state.get("accessible")),
-                        writable=state.get("writable"),
+                        accessible=state.accessible,
+                        writable=state.writable,
                     )
                 )
         return listed
@@ -525,26 +511,26 @@ class FileService:
         root = self.root(root_name)
         path = clean_path(path)
         limit = min(limit, self.settings.file_list_max_limit)
-        answer = self._call(
-            self._request("list", root, path, offset=offset, limit=limit, sort=sort, hidden=hidden)
+        listed = self.helper.listing(
+            root.path, path, offset=offset, limit=limit, sort=sort, hidden=hidden
         )
-        base = {**answer, "root": root.name, "path": path}
-        if answer.get("type") == "directory" and "entries" in answer:
-            entries = [
-                Entry(**{**e, "path": _join(path, str(e.get("name")))})
-                for e in answer["entries"]
-                if isinstance(e, dict)
-            ]
-            return Listing(**{**base, "entries": entries})
-        mime = mimetypes.guess_type(str(answer.get("name", "")))[0]
-        return FileInfo(**{**base, "mime": mime if answer.get("type") == "file" else None})
+        base = {**asdict(listed.item), "root": root.name, "path": path}
+        if listed.entries is not None:
+            entries = [Entry(**{**asdict(e), "path": _join(path, e.name)}) for e in listed.entries]
+            return Listing(
+                **base,
+                entries=entries,
+                total=listed.total,
+                offset=listed.offset,
+                limit=listed.limit,
+                sort=listed.sort,
+            )
+        mime = mimetypes.guess_type(listed.item.name)[0]
+        return FileInfo(**base, mime=mime if listed.item.type == "file" else None)
 
-    def read_head(self, root_name: str, path: str, cap: int) -> tuple[dict[str, Any], bytes]:
+    def read_head(self, root_name: str, path: str, cap: int) -> tuple[ReadHead, bytes]:
         """The file's description and its first ``cap`` bytes (for previews)."""
-        root = self.root(root_name)
-        return self.runas.read(
-            self.who.username, self._request("read", root, clean_path(path), max_length=cap)
-        )
+        return self.helper.read_head(self.root(root_name).path, clean_path(path), cap)
 
     def preview(
         self, root_name: str, path: str, kind: PreviewKind, hint: str | None
@@ -554,13 +540,13 @@ class FileService:
         head, data = self.read_head(root_name, path, cap + 1)
         if looks_binary(data):
             return None
-        cut = len(data) > cap or int(head["size"]) > cap
+        cut = len(data) > cap or head.size > cap
         text = decode_prefix(data[:cap])
         common = {
             "root": root_name,
             "path": clean_path(path),
-            "size": int(head["size"]),
-            "etag": str(head["etag"]),
+            "size": head.size,
+            "etag": head.etag,
         }
         if kind == "table" and hint:
             try:
@@ -575,25 +561,22 @@ class FileService:
 
     def trash(self) -> list[TrashItem]:
         roots = roots_of(self.settings, self.who)
-        answer = self._call({"op": "trash", "roots": [r.path for r in roots]})
         items = []
-        for meta in answer.get("items", []):
-            if not isinstance(meta, dict):
-                continue
+        for item in self.helper.trash(r.path for r in roots):
             try:
                 items.append(
                     TrashItem(
-                        id=str(meta["id"]),
-                        root=self._root_name(str(meta.get("root"))),
-                        root_path=str(meta.get("root")),
-                        path=str(meta.get("path")),
-                        name=str(meta.get("name")),
-                        type=meta.get("type", "other"),
-                        size=int(meta.get("size") or 0),
-                        deleted_at=datetime.fromtimestamp(float(meta["deleted_at"]), UTC),
+                        id=item.id,
+                        root=self._root_name(item.root),
+                        root_path=item.root,
+                        path=item.path,
+                        name=item.name,
+                        type=item.type,  # validated by pydantic
+                        size=item.size,
+                        deleted_at=datetime.fromtimestamp(item.deleted_at, UTC),
                     )
                 )
-            except (KeyError, ValueError, TypeError):
+            except (ValueError, TypeError):
                 continue  # damaged metadata: the item stays in the trash folder
         return items
 
@@ -601,33 +584,37 @@ class FileService:
         self, root_name: str | None, path: str | None, *, refresh: bool = False
     ) -> UsageReport:
         roots = roots_of(self.settings, self.who)
-        answer = self._call(
-            {"op": "roots", "roots": [r.path for r in roots], "space": True, "quota": True}
-        )
-        quota = answer.get("quota") or {}
-        quota_entries = [q for q in quota.get("entries", []) if isinstance(q, dict)]
+        answer = self.helper.roots((r.path for r in roots), space=True)
         report_roots = []
-        by_path = {str(r.get("root")): r for r in answer.get("roots", []) if isinstance(r, dict)}
+        by_path = {r.root: r for r in answer.roots}
         for root in roots:
-            state = by_path.get(root.path, {})
-            if not state.get("exists"):
+            state = by_path.get(root.path)
+            if state is None or not state.exists:
                 continue
-            space = Space(**state) if "total" in state else None
-            device = state.get("device")
-            match = next((Quota(**q) for q in quota_entries if q.get("filesystem") == device), None)
+            space = None
+            if state.total is not None:
+                space = Space(
+                    total=state.total,
+                    used=state.used or 0,
+                    available=state.available or 0,
+                    percent=state.percent or 0.0,
+                )
+            match = next(
+                (Quota(**asdict(q)) for q in answer.quota if q.filesystem == state.device), None
+            )
             report_roots.append(
                 RootUsage(
                     name=root.name,
                     path=root.path,
                     space=space,
                     quota=match,
-                    error=state.get("error"),
+                    error=state.error,
                 )
             )
         report = UsageReport(
             roots=report_roots,
-            quota_known=bool(quota.get("known")),
-            quota_note=quota.get("reason") or (None if quota_entries else "no quota set"),
+            quota_known=answer.quota_known,
+            quota_note=answer.quota_reason or (None if answer.quota else "no quota set"),
         )
         if root_name is not None:
             report.folder = self.folder_sizes(root_name, path or "", refresh=refresh)
@@ -641,15 +628,12 @@ class FileService:
         cached = None if refresh else FOLDER_SIZES.get(key, self.settings.file_usage_cache_seconds)
         if cached is not None:
             return cached
-        sizes = self._call(
-            self._request("usage", root, clean, seconds=self.settings.file_usage_seconds),
-            timeout=self.settings.file_usage_seconds + 60,
-        )
+        sizes = self.helper.sizes(root.path, clean, seconds=self.settings.file_usage_seconds)
         folder = FolderUsage(
             root=root.name,
             path=clean,
-            complete=bool(sizes.get("complete")),
-            entries=[FolderSize(**e) for e in sizes.get("entries", []) if isinstance(e, dict)],
+            complete=sizes.complete,
+            entries=[FolderSize(**asdict(e)) for e in sizes.entries],
             computed_at=datetime.now(UTC),
         )
         FOLDER_SIZES.put(key, folder)
@@ -670,17 +654,14 @@ class FileService:
         clean = clean_path(path)
         if not clean:
             raise InvalidInput("Name a file to write.")
-        request = self._request(
-            "write", root, clean, size=len(data), if_match=if_match, if_none_match=create_only
-        )
-        answer = self.runas.call(self.who.username, request, payload=data, timeout=120)
+        done = self.helper.write(root.path, clean, data, if_match=if_match, create_only=create_only)
         return WriteResult(
             root=root.name,
             path=clean,
-            size=int(answer["size"]),
-            sha256=str(answer["sha256"]),
-            etag=str(answer["etag"]),
-            created=bool(answer.get("created")),
+            size=done.size,
+            sha256=done.sha256,
+            etag=done.etag,
+            created=done.created,
         )
 
     def operate(self, root_name: str, path: str, body: FileOp) -> OpResult:
@@ -689,28 +670,19 @@ class FileService:
         if body.op == "mkdir":
             if not clean:
                 raise InvalidInput("Name the folder to create.")
-            self._call(self._request("mkdir", root, clean, parents=body.parents))
+            self.helper.mkdir(root.path, clean, parents=body.parents)
             return OpResult(op="mkdir", root=root.name, path=clean)
         if body.op == "chmod":
-            mode = parse_mode(body.mode)
-            answer = self._call(self._request("chmod", root, clean, mode=mode))
-            return OpResult(op="chmod", root=root.name, path=clean, mode=int(answer["mode"]))
+            mode = self.helper.chmod(root.path, clean, parse_mode(body.mode))
+            return OpResult(op="chmod", root=root.name, path=clean, mode=mode)
         if body.op == "restore":
-            answer = self._call(
-                self._request(
-                    "restore",
-                    root,
-                    clean,
-                    trash_id=body.trash_id,
-                    roots=[r.path for r in roots_of(self.settings, self.who)],
-                )
-            )
-            restored_root = self._root_name(str(answer.get("root"))) or str(answer.get("root"))
+            roots = [r.path for r in roots_of(self.settings, self.who)]
+            placed = self.helper.restore(root.path, clean, body.trash_id, roots)
             return OpResult(
                 op="restore",
-                root=restored_root,
-                path=str(answer.get("path")),
-                trash_id=str(answer.get("trash_id")),
+                root=self._root_name(placed.root) or placed.root,
+                path=placed.path,
+                trash_id=placed.trash_id,
             )
         if body.to is None:
             raise InvalidInput(f"'{body.op}' needs 'to': the new path.")
@@ -718,15 +690,15 @@ class FileService:
         to = clean_path(body.to)
         if not clean or not to:
             raise InvalidInput("Neither the source nor the destination may be a file area itself.")
-        op = "copy" if body.op == "copy" else "rename"
-        timeout = self.settings.file_copy_timeout if op == "copy" else 120.0
-        answer = self._call(
-            self._request(op, root, clean, to_root=to_root.path, to=to), timeout=timeout
-        )
         result = OpResult(op=body.op, root=root.name, path=clean, to_root=to_root.name, to=to)
-        if op == "copy":
-            result.files, result.dirs = int(answer["files"]), int(answer["dirs"])
-            result.bytes, result.skipped = int(answer["bytes"]), list(answer.get("skipped", []))
+        if body.op != "copy":
+            self.helper.rename(root.path, clean, to_root.path, to)
+            return result
+        copied = self.helper.copy(
+            root.path, clean, to_root.path, to, timeout=self.settings.file_copy_timeout
+        )
+        result.files, result.dirs = copied.files, copied.dirs
+        result.bytes, result.skipped = copied.bytes, copied.skipped
         return result
 
     def delete(self, root_name: str, path: str, *, permanent: bool) -> OpResult:
@@ -734,8 +706,11 @@ class FileService:
         clean = clean_path(path)
         if not clean:
             raise Conflict("A file area itself cannot be deleted.")
-        answer = self._call(
-            self._request("delete", root, clean, permanent=permanent, label=root.name),
+        placed = self.helper.delete(
+            root.path,
+            clean,
+            permanent=permanent,
+            label=root.name,
             timeout=self.settings.file_copy_timeout,
         )
         return OpResult(
@@ -743,7 +718,7 @@ class FileService:
             root=root.name,
             path=clean,
             permanent=permanent,
-            trash_id=answer.get("trash_id"),
+            trash_id=placed.trash_id,
         )
 
     # streams
@@ -755,25 +730,24 @@ class FileService:
         *,
         byte_range: dict[str, int | None] | None,
         if_range: str | None,
-    ) -> tuple[HelperStream, dict[str, Any]]:
+    ) -> tuple[HelperStream, ReadHead]:
         """Start a streamed read: (stream, header). The caller must close the stream."""
         root = self.root(root_name)
-        request = self._request("read", root, clean_path(path), range=byte_range, if_range=if_range)
-        return await self._open(request)
+        return await self.helper.open_read(
+            root.path, clean_path(path), byte_range=byte_range, if_range=if_range
+        )
 
-    async def open_zip(self, root_name: str, path: str) -> tuple[HelperStream, dict[str, Any]]:
-        root = self.root(root_name)
-        return await self._open(self._request("zip", root, clean_path(path)))
+    async def open_zip(self, root_name: str, path: str) -> tuple[HelperStream, str]:
+        """A folder as a streamed zip: (stream, the folder's name)."""
+        return await self.helper.open_zip(self.root(root_name).path, clean_path(path))
 
     async def open_search(
         self, root_name: str, path: str, *, glob: str, content: str | None, hidden: bool
-    ) -> tuple[HelperStream, dict[str, Any]]:
+    ) -> HelperStream:
         if len(glob) > 255 or "\0" in glob or (content is not None and len(content) > 1000):
             raise InvalidInput("The search pattern is too long or contains a NUL byte.")
-        root = self.root(root_name)
-        request = self._request(
-            "search",
-            root,
+        return await self.helper.open_search(
+            self.root(root_name).path,
             clean_path(path),
             glob=glob,
             content=content,
@@ -782,17 +756,6 @@ class FileService:
             max_results=self.settings.file_search_max_results,
             content_max_bytes=self.settings.file_search_content_max_bytes,
         )
-        return await self._open(request)
-
-    async def _open(self, request: dict[str, Any]) -> tuple[HelperStream, dict[str, Any]]:
-        stream = await self.runas.open_stream(self.who.username, request)
-        try:
-            await stream.end_input()
-            header = await stream.answer()
-        except BaseException:
-            await stream.aclose()
-            raise
-        return stream, header
 
 
 async def search_lines(stream: HelperStream, root_name: str) -> AsyncIterator[bytes]:

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from hpcportal.errors import Forbidden, NotFound
-from hpcportal.runas import RunAs
+from hpcportal.runas import AsUser, RunAs
 from hpcportal.services.finished_jobs import files_of_queued
 from hpcportal.services.identity import Principal
 from hpcportal.services.jobs import JobDetail
@@ -82,12 +82,12 @@ def read_chunk(
     check_may_read(detail, who)
     path = output_path(detail, stream)
     try:
-        info, data = runas.read_file(who.username, path, offset=offset, length=limit)
+        head, data = AsUser(runas, who.username).read_range(path, offset=offset, length=limit)
+        size = head.size
     except NotFound:
         if job_finished(detail):
             raise
-        info, data = {"size": 0}, b""  # not started yet: no output so far
-    size = int(info["size"])
+        size, data = 0, b""  # not started yet: no output so far
     next_offset = offset + len(data)
     return OutputChunk(
         job_id=detail.job.id if detail.job else detail.accounting.id,  # type: ignore[union-attr]

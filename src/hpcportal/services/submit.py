@@ -40,7 +40,7 @@ from hpcportal.errors import (
     SlurmPermissionDenied,
     SubmissionUncertain,
 )
-from hpcportal.runas import RunAs
+from hpcportal.runas import AsUser, RunAs
 from hpcportal.services import rate_limits, sbatch_script
 from hpcportal.services.apptainer import ApptainerCatalog, find_image, wrap_script
 from hpcportal.services.identity import Principal
@@ -176,8 +176,8 @@ def _input_environment(ctx: SubmitContext, request: JobRequest, who: Principal) 
         if not _UPLOAD_ID.fullmatch(upload_id) or ".." in upload_id.split("/"):
             raise InvalidInput(f"{upload_id!r} is not an upload id (like 20261121-abc/data.csv).")
         path = f"{root}/{upload_id}"
-        found = ctx.runas.call(who.username, {"op": "stat", "path": path})
-        if not found.get("exists") or found.get("type") != "file":
+        found = AsUser(ctx.runas, who.username).stat(path)
+        if not found.exists or found.type != "file":
             raise InvalidInput(f"No uploaded file {upload_id!r}; upload it first.")
         paths.append(path)
     names = sbatch_script.environment_names([p.rsplit("/", 1)[1] for p in paths])
@@ -220,12 +220,7 @@ def _batch_job(built: Built) -> BatchJob:
 def _run_sbatch(ctx: SubmitContext, who: Principal, built: Built) -> int:
     if built.inner_script is not None:
         path, text = built.inner_script
-        data = text.encode()
-        ctx.runas.call(
-            who.username,
-            {"op": "write-file", "path": path, "size": len(data), "mode": 0o700, "parents": True},
-            payload=data,
-        )
+        AsUser(ctx.runas, who.username).write_file(path, text.encode(), mode=0o700, parents=True)
     return ctx.slurm.submit(_batch_job(built), as_user=who.username).job_id
 
 

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
 from hpcportal.errors import Conflict, Forbidden, NotFound, PortalError
-from hpcportal.runas.boundary import HelperStream, RunAs
+from hpcportal.runas import AsUser, HelperStream, RunAs
 from hpcportal.services import audit
 from hpcportal.services.identity import Principal
 
@@ -229,21 +229,15 @@ class TerminalService:
         self, who: Principal, address: str, cwd: str | None, rows: int, cols: int
     ) -> Terminal:
         await self._make_room(who)
-        request: dict[str, object] = {"op": "terminal", "rows": rows, "cols": cols}
-        if cwd:
-            request["path"] = cwd
-        stream = await self.runas.open_stream(who.username, request)
-        try:
-            answer = await stream.answer(timeout=START_TIMEOUT)
-        except BaseException:
-            await stream.aclose()
-            raise
+        stream, started = await AsUser(self.runas, who.username).open_terminal(
+            rows=rows, cols=cols, cwd=cwd, timeout=START_TIMEOUT
+        )
         terminal = Terminal(
             id=secrets.token_urlsafe(24),
             owner=who.username,
             address=address,
-            cwd=str(answer.get("cwd") or cwd or ""),
-            shell=str(answer.get("shell") or ""),
+            cwd=started.cwd,
+            shell=started.shell,
             stream=stream,
         )
         self.terminals[terminal.id] = terminal

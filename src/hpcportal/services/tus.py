@@ -56,10 +56,10 @@ from hpcportal.errors import (
     PortalError,
 )
 from hpcportal.runas import RunAs
+from hpcportal.runas.client import AsUser, UploadStep, UploadTarget, finish_upload
 from hpcportal.services.auth import utcnow
 from hpcportal.services.files import check_name, clean_path, root_named
 from hpcportal.services.identity import Principal
-from hpcportal.services.uploads import final_answer
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -129,6 +129,11 @@ def _state(row: TusUpload) -> UploadState:
     )
 
 
+def _target(row: TusUpload) -> UploadTarget:
+    """Where the helper keeps the upload: its root, folder, name and id."""
+    return UploadTarget(row.root_path, row.folder, row.filename, row.id)
+
+
 class TusService:
     """tus uploads for one process: the database and the run-as boundary."""
 
@@ -137,17 +142,8 @@ class TusService:
         self.runas = runas
         self.database = database
 
-    def _helper(self, row: TusUpload, action: str, **fields: object) -> dict[str, object]:
-        return {
-            "op": "upload",
-            "action": action,
-            "root": row.root_path,
-            "path": row.folder,
-            "name": row.filename,
-            "upload_id": row.id,
-            "umask": self.settings.file_umask,
-            **fields,
-        }
+    def _as(self, who: Principal) -> AsUser:
+        return AsUser(self.runas, who.username, umask=self.settings.file_umask)
 
     # --- create ------------------------------------------------------------------
 
@@ -214,19 +210,16 @@ class TusService:
 
     def create(self, who: Principal, length: int | None, metadata: str | None) -> UploadState:
         row, reserved = self._prepare(who, length, metadata)
-        self.runas.call(
-            who.username, self._helper(row, "create", length=row.length, reserved=reserved)
-        )
+        helper = self._as(who)
+        helper.upload_create(_target(row), length=row.length, reserved=reserved)
         try:
             if row.length == 0:  # complete on creation: link the empty file now
-                answer = self.runas.call(
-                    who.username, self._helper(row, "append", offset=0, length=0), payload=b""
-                )
-                row.completed_at = row.created_at if answer.get("complete") else None
+                step = helper.upload_append(_target(row), offset=0, length=0, data=b"")
+                row.completed_at = row.created_at if step.complete else None
             with self.database.session() as session:
                 session.add(row)
         except BaseException:
-            self.runas.call(who.username, self._helper(row, "abort"))
+            helper.upload_abort(_target(row))
             raise
         return _state(row)
 
@@ -255,23 +248,22 @@ class TusService:
         token = secrets.token_hex(16)
         row.lock_token, row.locked_at = token, row.created_at
         await run_in_threadpool(self._store, row)
-        request = self._helper(
-            row, "create", length=row.length, reserved=reserved, append=True,
-            expected=content_length, checksum=checksum,
-        )  # fmt: skip
         try:
-            stream = await self.runas.open_stream(who.username, request)
+            stream = await self._as(who).open_upload_create(
+                _target(row), length=row.length, reserved=reserved, expected=content_length,
+                checksum=checksum,
+            )  # fmt: skip
             try:
                 await self._feed(stream.write, body, row.id, token)
                 await stream.end_input()
-                answer = await final_answer(stream, 900)
+                step = await finish_upload(stream, 900)
             finally:
                 await stream.aclose()
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(self._abort_quietly, who, row)
             raise
-        await self._release(row, token, answer)
+        await self._release(row, token, step)
         return _state(row)
 
     def _store(self, row: TusUpload) -> None:
@@ -281,7 +273,7 @@ class TusService:
     def _abort_quietly(self, who: Principal, row: TusUpload) -> None:
         """Remove a failed new upload: its partial file (if any) and its row."""
         with contextlib.suppress(PortalError):
-            self.runas.call(who.username, self._helper(row, "abort"))
+            self._as(who).upload_abort(_target(row))
         self._forget(row.id)
 
     def expire(self, who: Principal) -> int:
@@ -299,7 +291,7 @@ class TusService:
             if row.completed_at is None:
                 # A folder that is gone or no longer ours leaves nothing to remove.
                 with contextlib.suppress(PortalError):
-                    self.runas.call(who.username, self._helper(row, "abort"))
+                    self._as(who).upload_abort(_target(row))
             with self.database.session() as session:
                 session.execute(delete(TusUpload).where(TusUpload.id == row.id))
         return len(rows)
@@ -386,22 +378,21 @@ class TusService:
     ) -> UploadState:
         """Stream ``body`` into the upload at ``offset``; the new state."""
         row, token = await run_in_threadpool(self._lock, who, upload_id, offset)
-        answer: dict[str, object] | None = None
+        step: UploadStep | None = None
         removed = False
         try:
             if content_length is not None and offset + content_length > row.length:
                 raise PayloadTooLarge(
                     f"The chunk would take the upload past its Upload-Length ({row.length})."
                 )
-            request = self._helper(
-                row, "append", offset=offset, length=row.length, expected=content_length,
+            stream = await self._as(who).open_upload_append(
+                _target(row), offset=offset, length=row.length, expected=content_length,
                 checksum=checksum,
             )  # fmt: skip
-            stream = await self.runas.open_stream(who.username, request)
             try:
                 await self._feed(stream.write, body, row.id, token)
                 await stream.end_input()
-                answer = await final_answer(stream, 900)
+                step = await finish_upload(stream, 900)
             finally:
                 await stream.aclose()
         except InsufficientStorage as exc:
@@ -417,23 +408,23 @@ class TusService:
             ) from exc
         finally:
             if not removed:
-                await self._release(row, token, answer)
+                await self._release(row, token, step)
         return _state(row)
 
     def _forget(self, upload_id: str) -> None:
         with self.database.session() as session:
             session.execute(delete(TusUpload).where(TusUpload.id == upload_id))
 
-    async def _release(self, row: TusUpload, token: str, answer: dict[str, object] | None) -> None:
+    async def _release(self, row: TusUpload, token: str, step: UploadStep | None) -> None:
         """Record what the helper answered (offset, completion) in the row and free the
         lock, whatever happened to the request."""
         now = utcnow()
-        row.received = int(str(answer["offset"])) if answer else row.received
+        row.received = step.offset if step else row.received
         values: dict[str, object] = {"updated_at": now, "received": row.received}
-        if answer:
+        if step:
             expires = now + timedelta(seconds=self.settings.tus_expire_seconds)
             values["expires_at"] = row.expires_at = expires
-        if answer and answer.get("complete"):
+        if step and step.complete:
             values["completed_at"] = row.completed_at = now
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(self._unlock, row.id, token, **values)
@@ -465,7 +456,7 @@ class TusService:
         row, token = self._lock_any(who, upload_id)
         try:
             if not state.complete:
-                self.runas.call(who.username, self._helper(row, "abort"))
+                self._as(who).upload_abort(_target(row))
         except BaseException:
             self._unlock(row.id, token)
             raise

@@ -19,7 +19,6 @@ removes the temporary file of the file it was writing.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import contextlib
 import re
@@ -27,6 +26,7 @@ import secrets
 import struct
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import anyio
@@ -38,8 +38,8 @@ from starlette.requests import ClientDisconnect
 
 from hpcportal.config import Settings
 from hpcportal.errors import InvalidInput, PayloadTooLarge, PortalError
-from hpcportal.runas import RunAs
-from hpcportal.runas.boundary import HelperStream
+from hpcportal.runas import HelperStream, RunAs
+from hpcportal.runas.client import AsUser, finish_write
 from hpcportal.services.identity import Principal
 from hpcportal.services.user_paths import user_area
 
@@ -51,22 +51,6 @@ MAX_HEADER_BYTES = 16 * 1024
 #: Room for the multipart framing (boundaries, part headers) beyond the files' bytes.
 ENVELOPE_BYTES = 1024 * 1024
 _END_FRAME = struct.pack(">I", 0)
-#: How long a helper that has answered may take to exit before it is terminated.
-EXIT_GRACE_SECONDS = 5.0
-
-
-async def final_answer(stream: HelperStream, timeout: float) -> dict[str, Any]:
-    """The helper's answer after its input ended, once the helper has exited by itself.
-
-    Closing a helper that is still running sends it SIGTERM, and ``runuser`` (the
-    portal running as root: the demo, the tests) answers a relayed SIGTERM by sleeping
-    2 s before it exits. A helper that has answered is exiting anyway, so it is waited
-    for (briefly) instead: that wait was most of a small upload's time (~2.4 s)."""
-    try:
-        return await stream.answer(timeout=timeout)
-    finally:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stream.proc.wait(), EXIT_GRACE_SECONDS)
 
 
 class UploadedFile(BaseModel):
@@ -181,6 +165,7 @@ class UploadReceiver:
         self.runas = runas
         self.who = who
         self.declared = declared
+        self.helper = AsUser(runas, who.username)
         self.area = user_area(settings, who, settings.upload_root)
         self.batch = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         self.folder_made = False
@@ -260,29 +245,21 @@ class UploadReceiver:
         if not self.folder_made:
             await self._make_folder()
         self._file_name, self._file_bytes = name, 0
-        self._file = await self.runas.open_stream(
-            self.who.username,
-            {
-                "op": "write-file",
-                "path": f"{self.area}/{self.batch}/{name}",
-                "framed": True,
-                "max_size": self.settings.upload_max_bytes,
-                "mode": 0o600,
-            },
+        self._file = await self.helper.open_framed_write(
+            f"{self.area}/{self.batch}/{name}", max_size=self.settings.upload_max_bytes
         )
 
     async def _make_folder(self) -> None:
         """The request's folder, made as the user, who must have room for the declared
         body there (free space and quota, measured by the helper as them)."""
-        request: dict[str, Any] = {
-            "op": "mkdir",
-            "path": f"{self.area}/{self.batch}",
-            "mode": 0o700,
-            "parents": True,
-        }
-        if self.declared:
-            request["room_for"] = self.declared
-        await run_in_threadpool(self.runas.call, self.who.username, request)
+        await run_in_threadpool(
+            partial(
+                self.helper.mkdir_at,
+                f"{self.area}/{self.batch}",
+                parents=True,
+                room_for=self.declared or 0,
+            )
+        )
         self.folder_made = True
 
     async def _write(self, data: bytes) -> None:
@@ -307,16 +284,16 @@ class UploadReceiver:
         try:
             await stream.write(_END_FRAME)
             await stream.end_input()
-            answer = await final_answer(stream, 600)
+            done = await finish_write(stream, 600)
         finally:
             await stream.aclose()
         self.stored.append(
             UploadedFile(
                 id=f"{self.batch}/{self._file_name}",
                 name=self._file_name,
-                path=str(answer["path"]),
-                size=int(answer["size"]),
-                sha256=str(answer["sha256"]),
+                path=done.path,
+                size=done.size,
+                sha256=done.sha256,
             )
         )
 
@@ -331,6 +308,6 @@ class UploadReceiver:
                     await stream.answer(timeout=30)
                 await stream.aclose()
             if self.folder_made:
-                request = {"op": "delete", "root": self.area, "path": self.batch, "permanent": True}
+                remove = partial(self.helper.delete, self.area, self.batch, permanent=True)
                 with contextlib.suppress(PortalError):
-                    await run_in_threadpool(self.runas.call, self.who.username, request)
+                    await run_in_threadpool(remove)

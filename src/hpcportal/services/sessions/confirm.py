@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from hpcportal.db.models import InteractiveSession, Submission
 from hpcportal.errors import Conflict, PortalError, SlurmError
+from hpcportal.runas import AsUser
 from hpcportal.services import job_control
 from hpcportal.services.identity import Principal, lookup_principal
 from hpcportal.services.sessions.batch_job import job_request, session_key, waiting_for_slurm
@@ -153,8 +154,8 @@ def _owner(ctx: SessionContext, username: str) -> Principal:
 def _submit_again(ctx: SessionContext, row: _Waiting) -> int:
     """The same idempotent submit as the launch, rebuilt from the row and ``job.sh``."""
     who = _owner(ctx, row.username)
-    _, data = ctx.submit.runas.read_file(
-        row.username, f"{row.folder}/job.sh", offset=0, length=SCRIPT_MAX_BYTES
+    _, data = AsUser(ctx.submit.runas, row.username).read_range(
+        f"{row.folder}/job.sh", offset=0, length=SCRIPT_MAX_BYTES
     )
     request = job_request(row.app_id, row.options, data.decode(), row.folder)
     result = submit_job(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import update
 
 from hpcportal.db.models import InteractiveSession
+from hpcportal.runas import AsUser
 from hpcportal.services import rfb
 from hpcportal.services.secret_box import SecretBox, SecretUnreadable
 from hpcportal.services.sessions.context import SessionContext
@@ -84,9 +85,8 @@ def rotate_passwords(ctx: SessionContext, session_id: str, *, view_only: bool = 
     if not _swap_secrets(ctx, session_id, old_sealed, new_sealed):
         return False  # someone else rotated just now: their passwords stand
     data = rfb.password_file(*new)
-    request = {"op": "write-file", "path": path, "size": len(data), "mode": 0o600, "replace": True}
     try:
-        ctx.submit.runas.call(username, request, payload=data)
+        AsUser(ctx.submit.runas, username).write_file(path, data, mode=0o600, replace=True)
     except Exception:
         _swap_secrets(ctx, session_id, new_sealed, old_sealed)
         raise

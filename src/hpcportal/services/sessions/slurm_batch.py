@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 from hpcportal.db.models import InteractiveSession
 from hpcportal.errors import Conflict, PortalError, SlurmError, SubmissionUncertain
+from hpcportal.runas import AsUser
 from hpcportal.services import job_control, rate_limits
 from hpcportal.services.identity import Principal
 from hpcportal.services.sessions.batch_job import job_request, session_key, waiting_for_slurm
@@ -177,14 +178,9 @@ def _submit(
     request: JobRequest,
     key: str,
 ) -> int:
-    runas = ctx.submit.runas
-    runas.call(who.username, {"op": "mkdir", "path": folder, "mode": 0o700, "parents": True})
-    data = script.encode()
-    runas.call(
-        who.username,
-        {"op": "write-file", "path": f"{folder}/job.sh", "size": len(data), "mode": 0o700},
-        payload=data,
-    )
+    helper = AsUser(ctx.submit.runas, who.username)
+    helper.mkdir_at(folder, mode=0o700, parents=True)
+    helper.write_file(f"{folder}/job.sh", script.encode(), mode=0o700)
     result = submit_job(ctx.submit, request, who, idempotency_key=key, count_as=None)
     assert isinstance(result, SubmitResult)
     return result.job_id

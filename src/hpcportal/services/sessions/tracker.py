@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from hpcportal.db.models import InteractiveSession
 from hpcportal.errors import PortalError, SlurmError
+from hpcportal.runas import AsUser
 from hpcportal.services import job_control, rfb
 from hpcportal.services.node_tls import server_cert_pem
 from hpcportal.services.sessions.confirm import cancel_strays, confirm_launches
@@ -178,15 +179,9 @@ class SessionTracker:
         assert row.passwd_file is not None
         new = (rfb.new_password(), rfb.new_password())
         data = rfb.password_file(*new)
-        request = {
-            "op": "write-file",
-            "path": row.passwd_file,
-            "size": len(data),
-            "mode": 0o600,
-            "replace": True,
-        }
+        helper = AsUser(self.ctx.submit.runas, row.username)
         try:
-            self.ctx.submit.runas.call(row.username, request, payload=data)
+            helper.write_file(row.passwd_file, data, mode=0o600, replace=True)
         except PortalError as exc:
             log.warning("session %s: could not change its passwords: %s", row.id, exc.message)
             return old
@@ -196,8 +191,8 @@ class SessionTracker:
         """The job's connection file, read as the user and checked; None until written."""
         path = f"{row.session_dir}/connection.json"
         try:
-            _, data = self.ctx.submit.runas.read_file(
-                row.username, path, offset=0, length=CONNECTION_MAX_BYTES
+            _, data = AsUser(self.ctx.submit.runas, row.username).read_range(
+                path, offset=0, length=CONNECTION_MAX_BYTES
             )
         except PortalError:
             return None

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from hpcportal.db.models import InteractiveSession
 from hpcportal.errors import Forbidden, NotFound, PortalError
+from hpcportal.runas import AsUser
 from hpcportal.services.identity import Principal
 from hpcportal.services.sessions.context import SessionContext
 from hpcportal.services.sessions.contract import ACTIVE, SessionState, State
@@ -123,10 +124,10 @@ def output_tail(ctx: SessionContext, who: Principal, session_id: str) -> str:
 def log_tail(ctx: SessionContext, username: str, folder: str) -> str:
     path = f"{folder}/output.log"
     try:
-        info, _ = ctx.submit.runas.read_file(username, path, offset=0, length=0)
-        size = int(info.get("size", 0))
-        _, data = ctx.submit.runas.read_file(
-            username, path, offset=max(0, size - LOG_TAIL_BYTES), length=LOG_TAIL_BYTES
+        helper = AsUser(ctx.submit.runas, username)
+        head, _ = helper.read_range(path, offset=0, length=0)
+        _, data = helper.read_range(
+            path, offset=max(0, head.size - LOG_TAIL_BYTES), length=LOG_TAIL_BYTES
         )
     except PortalError:
         return ""

@@ -1,0 +1,551 @@
+"""Typed operations of the run-as helper: the only place that speaks its wire format.
+
+Services and routers call these methods and get dataclasses back; none of them builds
+a helper request (``{"op": ...}``) or reads a key of the helper's answer. So the
+helper's protocol can change in one module, and what the portal asks of the helper
+can be read here in one sitting.
+
+:class:`AsUser` acts for one user. File operations name a *root* (an absolute folder
+the portal derives from its settings) and a path relative to it, except the few that
+still address an absolute path (``stat``, ``mkdir_at``, ``write_file``, ``read_range``,
+``open_framed_write``); they are marked below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar
+
+from hpcportal.runas.boundary import HelperStream, RunAs
+
+T = TypeVar("T")
+Sort = Literal["name", "size", "mtime", "-name", "-size", "-mtime"]
+
+
+def _pick(kind: type[T], answer: dict[str, Any]) -> T:
+    """The dataclass ``kind`` from the answer's keys it names (others ignored)."""
+    names = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+    return kind(**{k: v for k, v in answer.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class PathStat:
+    """What ``stat`` says of an absolute path (a link is described, not followed)."""
+
+    path: str
+    exists: bool
+    type: str = "other"
+    size: int = 0
+    mtime: float = 0.0
+    mode: int = 0
+    uid: int = -1
+    readable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A file written atomically: where, how many bytes, their SHA-256."""
+
+    path: str
+    size: int
+    sha256: str
+    etag: str = ""
+    created: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """The header of a read: the file's size and the byte range that follows it."""
+
+    size: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """One file or folder as the helper describes it (``describe`` in helper_files)."""
+
+    name: str
+    type: str
+    size: int
+    mtime: float
+    mode: int
+    permissions: str
+    owner: str
+    group: str
+    etag: str = ""
+    readable: bool | None = None
+    writable: bool | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A path's description and, for a folder, one page of its entries."""
+
+    item: Described
+    entries: list[Described] | None = None
+    total: int = 0
+    offset: int = 0
+    limit: int = 0
+    sort: str = "name"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHead:
+    """The header of a streamed read: the file, and which bytes follow."""
+
+    name: str
+    size: int
+    mtime: float
+    etag: str
+    satisfiable: bool = True
+    partial: bool = False
+    offset: int = 0
+    length: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RootState:
+    """Whether a root exists for the user, and its free space when asked."""
+
+    root: str
+    exists: bool
+    accessible: bool = False
+    writable: bool | None = None
+    error: str | None = None
+    device: str | None = None
+    total: int | None = None
+    used: int | None = None
+    available: int | None = None
+    percent: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaEntry:
+    filesystem: str
+    used: int
+    soft: int
+    hard: int
+    files: int
+    files_soft: int
+    files_hard: int
+    over: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RootsReport:
+    roots: list[RootState]
+    quota_known: bool = False
+    quota_reason: str | None = None
+    quota: list[QuotaEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TrashEntry:
+    """One item in a trash folder, as its metadata says (damaged ones are left out)."""
+
+    id: str
+    root: str
+    path: str
+    name: str
+    type: str
+    size: int
+    deleted_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySize:
+    name: str
+    type: str
+    bytes: int
+    disk_bytes: int
+    entries: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    complete: bool
+    entries: list[EntrySize]
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    files: int
+    dirs: int
+    bytes: int
+    skipped: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """Where an operation left something: a root, a path in it, maybe a trash id."""
+
+    root: str
+    path: str
+    trash_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStep:
+    """A resumable upload's state after a step: bytes held, and whether it is whole."""
+
+    offset: int = 0
+    complete: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTarget:
+    """A resumable upload as the helper knows it: the root, folder, name and id."""
+
+    root: str
+    folder: str
+    name: str
+    upload_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalStarted:
+    pid: int
+    cwd: str
+    shell: str
+
+
+class AsUser:
+    """The helper's operations for one user; each is one run of the helper as them.
+
+    ``umask`` applies to what file operations create (the site's ``file_umask``).
+    """
+
+    def __init__(self, runas: RunAs, username: str, *, umask: int | None = None) -> None:
+        self.runas = runas
+        self.username = username
+        self.umask = umask
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _in(self, op: str, root: str, path: str, **extra: Any) -> dict[str, Any]:
+        request: dict[str, Any] = {"op": op, "root": root, "path": path, **extra}
+        if self.umask is not None:
+            request["umask"] = self.umask
+        return request
+
+    def _call(
+        self, request: dict[str, Any], *, payload: bytes | None = None, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        return self.runas.call(self.username, request, payload=payload, timeout=timeout)
+
+    async def _open(self, request: dict[str, Any]) -> tuple[HelperStream, dict[str, Any]]:
+        """A streamed answer: the stream (the caller closes it) and its header."""
+        stream = await self.runas.open_stream(self.username, request)
+        try:
+            await stream.end_input()
+            header = await stream.answer()
+        except BaseException:
+            await stream.aclose()
+            raise
+        return stream, header
+
+    # --- absolute paths (sessions, job scripts, uploads, job output) ----------------------
+
+    def stat(self, path: str) -> PathStat:
+        """An absolute path's description; ``exists`` False when there is none."""
+        return _pick(PathStat, self._call({"op": "stat", "path": path}))
+
+    def mkdir_at(
+        self, path: str, *, mode: int = 0o700, parents: bool = False, room_for: int = 0
+    ) -> None:
+        """Create a folder (absolute path); with ``room_for``, first refuse if that many
+        bytes do not fit there for the user (free space and quota)."""
+        request: dict[str, Any] = {"op": "mkdir", "path": path, "mode": mode, "parents": parents}
+        if room_for > 0:
+            request["room_for"] = room_for
+        self._call(request)
+
+    def write_file(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        mode: int = 0o600,
+        replace: bool = False,
+        parents: bool = False,
+    ) -> Written:
+        """Write ``data`` atomically at an absolute path; an existing file is replaced
+        only with ``replace``."""
+        request = {
+            "op": "write-file", "path": path, "size": len(data), "mode": mode,
+            "replace": replace, "parents": parents,
+        }  # fmt: skip
+        return _pick(Written, self._call(request, payload=data, timeout=120))
+
+    def read_range(self, path: str, *, offset: int, length: int) -> tuple[Range, bytes]:
+        """At most ``length`` bytes at ``offset`` of a regular file (absolute path)."""
+        head, data = self.runas.read_file(self.username, path, offset=offset, length=length)
+        return Range(int(head["size"]), offset, len(data)), data
+
+    async def open_framed_write(
+        self, path: str, *, max_size: int, mode: int = 0o600
+    ) -> HelperStream:
+        """Start writing a file of unknown size (absolute path) as frames; the caller
+        sends them, then reads the result with :func:`written`."""
+        request = {
+            "op": "write-file",
+            "path": path,
+            "framed": True,
+            "max_size": max_size,
+            "mode": mode,
+        }
+        return await self.runas.open_stream(self.username, request)
+
+    # --- inside a root -----------------------------------------------------------------
+
+    def roots(self, roots: Iterable[str], *, space: bool = False) -> RootsReport:
+        """Which roots exist for the user; with ``space`` their free space and quota."""
+        request: dict[str, Any] = {"op": "roots", "roots": list(roots)}
+        if space:
+            request.update(space=True, quota=True)
+        answer = self._call(request)
+        states = [_pick(RootState, r) for r in answer.get("roots", []) if isinstance(r, dict)]
+        quota = answer.get("quota") or {}
+        entries = [_pick(QuotaEntry, q) for q in quota.get("entries", []) if isinstance(q, dict)]
+        return RootsReport(
+            roots=states,
+            quota_known=bool(quota.get("known")),
+            quota_reason=quota.get("reason"),
+            quota=entries,
+        )
+
+    def listing(
+        self, root: str, path: str, *, offset: int = 0, limit: int = 200, sort: str = "name",
+        hidden: bool = False, entries: bool = True,
+    ) -> Listed:  # fmt: skip
+        """A path's description; for a folder (with ``entries``) one page of its entries."""
+        answer = self._call(
+            self._in("list", root, path, offset=offset, limit=limit, sort=sort, hidden=hidden,
+                     entries=entries)
+        )  # fmt: skip
+        item = _pick(Described, answer)
+        if answer.get("type") != "directory" or "entries" not in answer:
+            return Listed(item)
+        page = [_pick(Described, e) for e in answer["entries"] if isinstance(e, dict)]
+        return Listed(
+            item,
+            page,
+            total=int(answer.get("total", len(page))),
+            offset=int(answer.get("offset", offset)),
+            limit=int(answer.get("limit", limit)),
+            sort=str(answer.get("sort", sort)),
+        )
+
+    def read_head(self, root: str, path: str, cap: int) -> tuple[ReadHead, bytes]:
+        """A file's description and its first ``cap`` bytes (for previews)."""
+        head, data = self.runas.read(self.username, self._in("read", root, path, max_length=cap))
+        return _pick(ReadHead, head), data
+
+    def write(
+        self, root: str, path: str, data: bytes, *, if_match: list[str] | str | None,
+        create_only: bool,
+    ) -> Written:  # fmt: skip
+        """Replace (only if the file's etag is in ``if_match``) or create a file."""
+        request = self._in(
+            "write", root, path, size=len(data), if_match=if_match, if_none_match=create_only
+        )
+        return _pick(Written, self._call(request, payload=data, timeout=120))
+
+    def mkdir(self, root: str, path: str, *, parents: bool = False) -> None:
+        self._call(self._in("mkdir", root, path, parents=parents))
+
+    def chmod(self, root: str, path: str, mode: int) -> int:
+        """Set permission bits; the bits the file has afterwards."""
+        return int(self._call(self._in("chmod", root, path, mode=mode))["mode"])
+
+    def rename(self, root: str, path: str, to_root: str, to: str) -> None:
+        self._call(self._in("rename", root, path, to_root=to_root, to=to), timeout=120)
+
+    def copy(self, root: str, path: str, to_root: str, to: str, *, timeout: float) -> Copied:
+        answer = self._call(self._in("copy", root, path, to_root=to_root, to=to), timeout=timeout)
+        return Copied(
+            files=int(answer["files"]),
+            dirs=int(answer["dirs"]),
+            bytes=int(answer["bytes"]),
+            skipped=[str(s) for s in answer.get("skipped", [])],
+        )
+
+    def delete(
+        self, root: str, path: str, *, permanent: bool, label: str | None = None,
+        timeout: float = 60.0,
+    ) -> Placed:  # fmt: skip
+        """To the trash (its id in the answer), or for good with ``permanent``."""
+        request = self._in("delete", root, path, permanent=permanent, label=label)
+        answer = self._call(request, timeout=timeout)
+        return Placed(root, str(answer.get("path", path)), answer.get("trash_id"))
+
+    def trash(self, roots: Iterable[str]) -> list[TrashEntry]:
+        answer = self._call({"op": "trash", "roots": list(roots)})
+        items = []
+        for meta in answer.get("items", []):
+            if not isinstance(meta, dict):
+                continue
+            try:
+                items.append(
+                    TrashEntry(
+                        id=str(meta["id"]),
+                        root=str(meta.get("root")),
+                        path=str(meta.get("path")),
+                        name=str(meta.get("name")),
+                        type=str(meta.get("type", "other")),
+                        size=int(meta.get("size") or 0),
+                        deleted_at=float(meta["deleted_at"]),
+                    )
+                )
+            except (KeyError, ValueError, TypeError):
+                continue  # damaged metadata: the item stays in the trash folder
+        return items
+
+    def restore(self, root: str, path: str, trash_id: str | None, roots: Iterable[str]) -> Placed:
+        """Put a trashed item back (at ``path`` in ``root``, or where it came from)."""
+        answer = self._call(self._in("restore", root, path, trash_id=trash_id, roots=list(roots)))
+        return Placed(str(answer.get("root")), str(answer.get("path")), answer.get("trash_id"))
+
+    def sizes(self, root: str, path: str, *, seconds: float) -> Sizes:
+        """The sizes of a folder's entries, measured for at most ``seconds``."""
+        answer = self._call(self._in("usage", root, path, seconds=seconds), timeout=seconds + 60)
+        entries = [_pick(EntrySize, e) for e in answer.get("entries", []) if isinstance(e, dict)]
+        return Sizes(bool(answer.get("complete")), entries)
+
+    # --- streams (the caller closes the stream) ------------------------------------------
+
+    async def open_read(
+        self,
+        root: str,
+        path: str,
+        *,
+        byte_range: dict[str, int | None] | None,
+        if_range: str | None,
+    ) -> tuple[HelperStream, ReadHead]:
+        stream, head = await self._open(
+            self._in("read", root, path, range=byte_range, if_range=if_range)
+        )
+        return stream, _pick(ReadHead, head)
+
+    async def open_zip(self, root: str, path: str) -> tuple[HelperStream, str]:
+        """A folder as a zip archive, streamed; the folder's name."""
+        stream, head = await self._open(self._in("zip", root, path))
+        return stream, str(head.get("name") or "")
+
+    async def open_search(
+        self, root: str, path: str, *, glob: str, content: str | None, hidden: bool,
+        seconds: float, max_results: int, content_max_bytes: int,
+    ) -> HelperStream:  # fmt: skip
+        """Search results as JSON lines (read with ``stream.lines()``)."""
+        request = self._in(
+            "search", root, path, glob=glob, content=content, hidden=hidden, seconds=seconds,
+            max_results=max_results, content_max_bytes=content_max_bytes,
+        )  # fmt: skip
+        stream, _ = await self._open(request)
+        return stream
+
+    # --- resumable uploads (tus) ---------------------------------------------------------
+
+    def _upload(self, target: UploadTarget, action: str, **extra: Any) -> dict[str, Any]:
+        return self._in(
+            "upload", target.root, target.folder, action=action, name=target.name,
+            upload_id=target.upload_id, **extra,
+        )  # fmt: skip
+
+    def upload_create(self, target: UploadTarget, *, length: int, reserved: int) -> None:
+        """Make the hidden partial file, after checking there is room for ``length``
+        bytes beside what the user's other unfinished uploads there still need."""
+        self._call(self._upload(target, "create", length=length, reserved=reserved))
+
+    def upload_append(
+        self, target: UploadTarget, *, offset: int, length: int, data: bytes
+    ) -> UploadStep:
+        """Append ``data`` at ``offset`` to an upload of ``length`` bytes in all."""
+        answer = self._call(
+            self._upload(target, "append", offset=offset, length=length), payload=data
+        )
+        return upload_step(answer)
+
+    def upload_abort(self, target: UploadTarget) -> None:
+        self._call(self._upload(target, "abort"))
+
+    async def open_upload_create(
+        self, target: UploadTarget, *, length: int, reserved: int, expected: int | None,
+        checksum: str | None,
+    ) -> HelperStream:  # fmt: skip
+        """Create and append the body in one helper run; the caller feeds the bytes."""
+        request = self._upload(
+            target, "create", length=length, reserved=reserved, append=True,
+            expected=expected, checksum=checksum,
+        )  # fmt: skip
+        return await self.runas.open_stream(self.username, request)
+
+    async def open_upload_append(
+        self, target: UploadTarget, *, offset: int, length: int, expected: int | None,
+        checksum: str | None,
+    ) -> HelperStream:  # fmt: skip
+        request = self._upload(
+            target, "append", offset=offset, length=length, expected=expected, checksum=checksum
+        )
+        return await self.runas.open_stream(self.username, request)
+
+    # --- terminal --------------------------------------------------------------------------
+
+    async def open_terminal(
+        self, *, rows: int, cols: int, cwd: str | None, timeout: float
+    ) -> tuple[HelperStream, TerminalStarted]:
+        """The user's login shell on a pseudo-terminal, started in ``cwd``."""
+        request: dict[str, Any] = {"op": "terminal", "rows": rows, "cols": cols}
+        if cwd:
+            request["path"] = cwd
+        stream = await self.runas.open_stream(self.username, request)
+        try:
+            answer = await stream.answer(timeout=timeout)
+        except BaseException:
+            await stream.aclose()
+            raise
+        started = TerminalStarted(
+            int(answer.get("pid") or 0),
+            str(answer.get("cwd") or cwd or ""),
+            str(answer.get("shell") or ""),
+        )
+        return stream, started
+
+
+#: How long a helper that has answered may take to exit before it is terminated.
+EXIT_GRACE_SECONDS = 5.0
+
+
+async def final_answer(stream: HelperStream, timeout: float) -> dict[str, Any]:
+    """The helper's answer after its input ended, once the helper has exited by itself.
+
+    Closing a helper that is still running sends it SIGTERM, and ``runuser`` (the
+    portal running as root: the demo, the tests) answers a relayed SIGTERM by sleeping
+    2 s before it exits. A helper that has answered is exiting anyway, so it is waited
+    for (briefly) instead: that wait was most of a small upload's time (~2.4 s)."""
+    try:
+        return await stream.answer(timeout=timeout)
+    finally:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stream.proc.wait(), EXIT_GRACE_SECONDS)
+
+
+async def finish_write(stream: HelperStream, timeout: float) -> Written:
+    """The result of a framed write (``open_framed_write``) once its input ended."""
+    return _pick(Written, await final_answer(stream, timeout))
+
+
+async def finish_upload(stream: HelperStream, timeout: float) -> UploadStep:
+    """The result of a streamed upload step once its input ended."""
+    return upload_step(await final_answer(stream, timeout))
+
+
+def upload_step(answer: dict[str, Any]) -> UploadStep:
+    return UploadStep(int(answer.get("offset", 0)), bool(answer.get("complete")))
