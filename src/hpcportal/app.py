@@ -36,12 +36,18 @@ from hpcportal.api import (
     tus,
     uploads,
 )
+from hpcportal.api.node_proxy import SessionClients
 from hpcportal.api.params import RefuseControlInPath, check_request
 from hpcportal.config import Settings, get_settings
 from hpcportal.db.session import Database
 from hpcportal.errors import install_error_handlers
+from hpcportal.lifecycle import TaskRunner
+from hpcportal.services.api_tokens import ApiTokenCache
 from hpcportal.services.apps import AppCatalog
 from hpcportal.services.auth import RevocationList
+from hpcportal.services.disk_alerts import DiskWatcher
+from hpcportal.services.live import LiveHub
+from hpcportal.services.notifications import NotificationDetector
 from hpcportal.services.session_tracker import SessionTracker
 from hpcportal.services.sessions import SessionContext
 from hpcportal.services.snapshot import SnapshotService
@@ -78,26 +84,15 @@ def create_app(
     """Build the app. Tests pass their own settings, or an executor to count calls."""
     settings = settings or get_settings()
     executor = executor or SlurmExecutor.from_settings(settings)
-    adapter = SlurmAdapter(executor, cache_seconds=settings.accounting_cache_seconds)
-    snapshot = SnapshotService(adapter, settings)
-    database = Database(settings)
+    tasks = TaskRunner()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(seed_site_templates, database)
-        await hub.start()  # before the refresher, so it hears the first refresh
-        if start_refresher:
-            await snapshot.start()
+        await tasks.start_all()
         try:
             yield
         finally:
-            await app.state.terminals.stop()  # hang up every shell
-            await hub.stop()
-            await snapshot.stop()
-            client = getattr(app.state, "proxy_client", None)
-            if client is not None:
-                await client.aclose()
-            database.dispose()
+            await tasks.stop_all()
 
     app = FastAPI(
         title="hpcportal",
@@ -110,21 +105,7 @@ def create_app(
         # Unknown query parameters, control characters, NUL in bodies: 422 on /api/.
         dependencies=[Depends(check_request)],
     )
-    app.state.settings = settings
-    app.state.executor = executor
-    app.state.adapter = adapter
-    app.state.snapshot = snapshot
-    app.state.db = database
-    app.state.apptainer = apptainer.create_catalog(settings)
-    app.state.revocations = RevocationList(settings.revocation_sync_seconds)
-    app.state.apps = AppCatalog.load(settings)
-    submit_context = SubmitContext(settings, adapter, executor.runas, database, app.state.apptainer)
-    tracker = SessionTracker(SessionContext(submit_context, app.state.apps))
-    app.state.live = hub = live.create_hub(
-        settings, snapshot, database, adapter, executor.runas, app.state.revocations, tracker
-    )
-
-    app.state.terminals = TerminalService(settings, executor.runas, database)
+    _compose(app, settings, executor, tasks, start_refresher=start_refresher)
 
     install_error_handlers(app)
     log_redaction.install()  # no bearer secret from a URL reaches a log line
@@ -165,3 +146,60 @@ def create_app(
     app.include_router(accounting_pages.router)
     app.include_router(session_pages.router)
     return app
+
+
+def _compose(
+    app: FastAPI,
+    settings: Settings,
+    executor: SlurmExecutor,
+    tasks: TaskRunner,
+    *,
+    start_refresher: bool,
+) -> None:
+    """The composition root: build each long-lived part once, keep it on ``app.state``
+    (read through ``api.deps``), and register what runs in the background with
+    ``tasks``, in the order it starts (it stops in reverse)."""
+    state = app.state
+    state.settings = settings
+    state.executor = executor
+    state.adapter = adapter = SlurmAdapter(
+        executor, cache_seconds=settings.accounting_cache_seconds
+    )
+    state.snapshot = snapshot = SnapshotService(adapter, settings)
+    state.db = database = Database(settings)
+    state.apptainer = apptainer.create_catalog(settings)
+    state.revocations = RevocationList(settings.revocation_sync_seconds)
+    state.api_token_cache = ApiTokenCache(settings.api_token_cache_seconds)
+    state.apps = AppCatalog.load(settings)
+    state.submit = SubmitContext(settings, adapter, executor.runas, database, state.apptainer)
+    state.sessions = SessionContext(state.submit, state.apps)
+    detector = NotificationDetector(database, adapter, settings)
+    state.live = hub = LiveHub(
+        snapshot,
+        settings,
+        database=database,
+        runas=executor.runas,
+        revocations=state.revocations,
+        detector=detector,
+        tracker=SessionTracker(state.sessions),
+    )
+    state.disk_watcher = watcher = DiskWatcher(
+        settings, database, snapshot, runas=executor.runas, deliver=hub.deliver
+    )
+    state.terminals = terminals = TerminalService(settings, executor.runas, database)
+    state.proxy_client = proxy_clients = SessionClients(settings)
+
+    async def seed_templates() -> None:
+        await run_in_threadpool(seed_site_templates, database)
+
+    async def dispose_database() -> None:
+        database.dispose()
+
+    tasks.add("database", start=seed_templates, stop=dispose_database)
+    tasks.add("live hub", start=hub.start, stop=hub.stop)  # hears the first refresh
+    tasks.add(
+        "snapshot refresher", start=snapshot.start if start_refresher else None, stop=snapshot.stop
+    )
+    tasks.add("disk watcher", start=watcher.start, stop=watcher.stop)
+    tasks.add("node proxy clients", stop=proxy_clients.aclose)
+    tasks.add("terminals", stop=terminals.stop)  # hang up every shell first

@@ -436,6 +436,7 @@ def client(
     app.state.settings = db_settings
     app.state.db = database
     app.state.revocations = auth.RevocationList(db_settings.revocation_sync_seconds)
+    app.state.api_token_cache = api_tokens.ApiTokenCache(db_settings.api_token_cache_seconds)
     install_error_handlers(app)
     probes = APIRouter()
 

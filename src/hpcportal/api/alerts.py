@@ -1,18 +1,16 @@
 """Disk usage alerts: shared storage, node scratch and your own quota
 (``services/disk_alerts.py``).
 
-The watcher runs with the app (this router's lifespan), only when something is
-configured to watch; what it tells is stored as notifications and pushed over the
-live hub (``app.state.live``).
+The watcher runs with the app (started and stopped by the app factory's task
+runner), only when something is configured to watch; what it tells is stored as
+notifications and pushed over the live hub (``app.state.live``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
@@ -27,31 +25,11 @@ from hpcportal.api.deps import (
 from hpcportal.services import audit, disk_alerts
 from hpcportal.services.disk_alerts import DiskAlertReport, DiskWatcher, ThresholdSet
 
-
-@asynccontextmanager
-async def watch_disks(app: FastAPI) -> AsyncIterator[None]:
-    state = app.state
-    executor = getattr(state, "executor", None)
-    hub = getattr(state, "live", None)
-    watcher = DiskWatcher(
-        state.settings,
-        state.db,
-        getattr(state, "snapshot", None),
-        runas=executor.runas if executor is not None else None,
-        deliver=hub.deliver if hub is not None else None,
-    )
-    state.disk_watcher = watcher
-    await watcher.start()
-    try:
-        yield
-    finally:
-        await watcher.stop()
-
-
-router = APIRouter(prefix="/alerts/disk", tags=["alerts"], lifespan=watch_disks)
+router = APIRouter(prefix="/alerts/disk", tags=["alerts"])
 
 
 async def get_watcher(request: Request) -> DiskWatcher:
+    """The process's watcher; the app factory builds, starts and stops it."""
     return cast(DiskWatcher, request.app.state.disk_watcher)
 
 

@@ -20,7 +20,6 @@ from hpcportal.db.session import Database
 from hpcportal.errors import Forbidden, InvalidInput, NotAuthenticated
 from hpcportal.runas import RunAs
 from hpcportal.services import api_tokens, auth
-from hpcportal.services.apps import AppCatalog
 from hpcportal.services.apptainer import ApptainerCatalog
 from hpcportal.services.identity import Principal
 from hpcportal.services.live import origin_allowed
@@ -66,14 +65,13 @@ def get_revocations(request: Request) -> auth.RevocationList:
     return cast(auth.RevocationList, request.app.state.revocations)
 
 
-async def get_api_token_cache(request: Request, settings: SettingsDep) -> api_tokens.ApiTokenCache:
-    """The process's cache of checked API tokens (one per app, made on first use)."""
-    state = request.app.state
-    cache = getattr(state, "api_token_cache", None)
-    if cache is None:
-        cache = api_tokens.ApiTokenCache(settings.api_token_cache_seconds)
-        state.api_token_cache = cache
-    return cast(api_tokens.ApiTokenCache, cache)
+def api_token_cache(connection: HTTPConnection) -> api_tokens.ApiTokenCache:
+    """The process's cache of checked API tokens, for requests and WebSockets alike."""
+    return cast(api_tokens.ApiTokenCache, connection.app.state.api_token_cache)
+
+
+async def get_api_token_cache(request: Request) -> api_tokens.ApiTokenCache:
+    return api_token_cache(request)
 
 
 ApiTokenCacheDep = Annotated[api_tokens.ApiTokenCache, Depends(get_api_token_cache)]
@@ -235,11 +233,9 @@ async def get_runas(request: Request) -> RunAs:
 RunAsDep = Annotated[RunAs, Depends(get_runas)]
 
 
-async def get_submit_context(
-    request: Request, settings: SettingsDep, database: DatabaseDep, apptainer: ApptainerDep
-) -> SubmitContext:
-    adapter = request.app.state.adapter
-    return SubmitContext(settings, adapter, adapter.executor.runas, database, apptainer)
+async def get_submit_context(request: Request) -> SubmitContext:
+    """The process's submission context, built once by the app factory."""
+    return cast(SubmitContext, request.app.state.submit)
 
 
 SubmitContextDep = Annotated[SubmitContext, Depends(get_submit_context)]
@@ -257,10 +253,7 @@ ClientAddress = Annotated[str, Depends(get_client_address)]
 def session_context(connection: HTTPConnection) -> SessionContext:
     """The sessions context from the app's state; also for WebSocket endpoints, which
     build it themselves (they take no ``Request`` dependencies)."""
-    state = connection.app.state
-    runas = state.executor.runas
-    submit = SubmitContext(state.settings, state.adapter, runas, state.db, state.apptainer)
-    return SessionContext(submit, cast(AppCatalog, state.apps))
+    return cast(SessionContext, connection.app.state.sessions)
 
 
 async def get_session_context(request: Request) -> SessionContext:

@@ -15,10 +15,9 @@ from fastapi import APIRouter, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from hpcportal.api.deps import api_token_cache
 from hpcportal.config import Settings
-from hpcportal.db.session import Database
 from hpcportal.errors import Forbidden, NotAuthenticated, PortalError
-from hpcportal.runas import RunAs
 from hpcportal.services import api_tokens, auth
 from hpcportal.services.live import (
     CLOSE_FORBIDDEN,
@@ -27,36 +26,10 @@ from hpcportal.services.live import (
     LiveIdentity,
     origin_allowed,
 )
-from hpcportal.services.notifications import NotificationDetector
-from hpcportal.services.session_tracker import SessionTracker
-from hpcportal.services.snapshot import SnapshotService
-from hpcportal.slurm.adapter import SlurmAdapter
 
 router = APIRouter(tags=["live"])
 
 FOREIGN_ORIGIN = "This page's origin may not open the portal's live updates."
-
-
-def create_hub(
-    settings: Settings,
-    snapshot: SnapshotService,
-    database: Database,
-    adapter: SlurmAdapter,
-    runas: RunAs,
-    revocations: auth.RevocationList,
-    tracker: SessionTracker | None = None,
-) -> LiveHub:
-    """The process's hub, with its notification detector (``app.state.live``)."""
-    detector = NotificationDetector(database, adapter, settings)
-    return LiveHub(
-        snapshot,
-        settings,
-        database=database,
-        runas=runas,
-        revocations=revocations,
-        detector=detector,
-        tracker=tracker,
-    )
 
 
 def _bearer(websocket: WebSocket) -> str | None:
@@ -69,15 +42,6 @@ def _bearer(websocket: WebSocket) -> str | None:
     return credential.strip()
 
 
-def _token_cache(websocket: WebSocket, settings: Settings) -> api_tokens.ApiTokenCache:
-    """The process's API-token cache, the one ``api.deps`` uses (made on first use)."""
-    state = websocket.app.state
-    cache = getattr(state, "api_token_cache", None)
-    if cache is None:
-        cache = state.api_token_cache = api_tokens.ApiTokenCache(settings.api_token_cache_seconds)
-    return cast(api_tokens.ApiTokenCache, cache)
-
-
 async def authenticate(websocket: WebSocket, settings: Settings, hub: LiveHub) -> LiveIdentity:
     """Who opens the socket: the same checks as ``CurrentUser`` (``api.deps``) for a GET.
 
@@ -86,7 +50,7 @@ async def authenticate(websocket: WebSocket, settings: Settings, hub: LiveHub) -
     """
     bearer = _bearer(websocket)
     if bearer and api_tokens.looks_like_api_token(bearer):
-        cache = _token_cache(websocket, settings)
+        cache = api_token_cache(websocket)
         token = cache.lookup(bearer)
         if token is None:
             token = await run_in_threadpool(api_tokens.authenticate, hub.database, cache, bearer)

@@ -81,7 +81,8 @@ class SessionClients:
     A client's TLS context trusts one session's certificate only, so sessions cannot
     share a client; each keeps its connection pool while used. The least recently
     used is closed beyond ``limit`` (after a grace period, for a stream in flight).
-    Kept as ``app.state.proxy_client``, which the app closes at shutdown.
+    Kept as ``app.state.proxy_client``; the app factory builds it and closes it at
+    shutdown.
     """
 
     GRACE_SECONDS = 600.0
@@ -123,11 +124,7 @@ class SessionClients:
 
 def _client(request: Request, settings: Settings, target: Target) -> httpx.AsyncClient:
     """The pooled client for this session (``app.state.proxy_client``)."""
-    state = request.app.state
-    clients = getattr(state, "proxy_client", None)
-    if clients is None:
-        clients = state.proxy_client = SessionClients(settings)
-    return cast(SessionClients, clients).get(target)
+    return cast(SessionClients, request.app.state.proxy_client).get(target)
 
 
 def _portal_cookies(settings: Settings) -> frozenset[str]:

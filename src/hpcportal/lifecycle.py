@@ -1,0 +1,62 @@
+"""The process's background tasks, started and stopped in one place.
+
+The app factory registers each long-lived part that has work of its own (the database,
+the snapshot refresher, the live hub and its workers, the disk watcher, the terminals'
+reaper, the node-proxy client pool) with one ``TaskRunner``. The lifespan starts them in
+registration order and stops them in reverse, so a part stops before what it uses. A
+part that fails to stop is logged and the others still stop: shutdown never ends half
+way through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One registered part: how to start it (None: nothing to start) and stop it."""
+
+    name: str
+    start: Step | None
+    stop: Step | None
+
+
+@dataclass
+class TaskRunner:
+    """Start all in order, stop all in reverse; only started parts are stopped."""
+
+    parts: list[Part] = field(default_factory=list)
+    _started: list[Part] = field(default_factory=list)
+
+    def add(self, name: str, *, start: Step | None = None, stop: Step | None = None) -> None:
+        self.parts.append(Part(name, start, stop))
+
+    async def start_all(self) -> None:
+        """Start every part; if one fails, stop those already started and re-raise."""
+        for part in self.parts:
+            try:
+                if part.start is not None:
+                    await part.start()
+            except BaseException:
+                log.exception("Starting %s failed; stopping what had started", part.name)
+                await self.stop_all()
+                raise
+            self._started.append(part)
+
+    async def stop_all(self) -> None:
+        """Stop the started parts in reverse order, each even if another failed."""
+        while self._started:
+            part = self._started.pop()
+            if part.stop is None:
+                continue
+            try:
+                await part.stop()
+            except Exception:
+                log.exception("Stopping %s failed", part.name)
