@@ -57,7 +57,7 @@ def helper_call() -> float:
     started = time.perf_counter()
     subprocess.run(
         ["runuser", "-u", "hpcportal", "--", "sudo", "-n", "-u", "alice", str(HELPER)],
-        input='{"v": 1, "op": "stat", "path": "/home/alice"}\n', text=True,
+        input='{"v": 1, "op": "list", "root": "/home/alice", "entries": false}\n', text=True,
         capture_output=True, check=True, timeout=60, cwd="/tmp",
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )  # fmt: skip

@@ -246,10 +246,10 @@ def test_twenty_watchers_cost_one_follower(portal: RunningPortal, conf: str) -> 
                 sse.wait(lambda s: len(s.outputs()) >= 2, "output")
             assert metric(portal, "hpcportal_live_output_followers") == followed_before + 1
             reads = metric(portal, "hpcportal_live_output_reads_total")
-            runas = metric(portal, "hpcportal_runas_seconds_count", 'op="read-file"')
+            runas = metric(portal, "hpcportal_runas_seconds_count", 'op="read"')
             time.sleep(4.0)
             follower_reads = metric(portal, "hpcportal_live_output_reads_total") - reads
-            runas_reads = metric(portal, "hpcportal_runas_seconds_count", 'op="read-file"') - runas
+            runas_reads = metric(portal, "hpcportal_runas_seconds_count", 'op="read"') - runas
             # One read per poll (0.5 s) for all twenty, and nobody else reading.
             print(f"in 4 s: {follower_reads} follower reads, {runas_reads} run-as reads")
             assert 4 <= follower_reads <= 4 / portal.settings.live_output_poll_seconds + 2

@@ -35,7 +35,7 @@ from hpcportal.runas.boundary import SYSTEM_PYTHON, helper_source
 from hpcportal.runas.install import ensure_service_account, install
 from tests.integration.service_portal import SERVICE_ACCOUNT, run_as_service
 
-STAT = json.dumps({"v": 1, "op": "stat", "path": "/"}) + "\n"
+STAT = json.dumps({"v": 1, "op": "list", "root": "/", "path": "", "entries": False}) + "\n"
 
 
 @pytest.fixture
@@ -164,10 +164,10 @@ def test_the_portal_says_why_as_a_403(slurm_with_bash: None, slurm_conf: Path) -
         ("carol", "'carol' is not in the group 'research' of portal users"),
     ]:
         with pytest.raises(Forbidden) as refused:
-            runas.call(user, {"op": "stat", "path": "/"})
+            runas.call(user, {"op": "list", "root": "/", "path": "", "entries": False})
         assert refused.value.status == 403
         assert str(refused.value) == f"The portal does not act as that user: {reason}."
-    assert runas.call("alice", {"op": "stat", "path": "/"})["ok"] is True
+    assert runas.call("alice", {"op": "list", "root": "/", "path": "", "entries": False})["ok"]
 
 
 def test_a_denied_user_sees_a_clear_403_not_a_stack_trace(

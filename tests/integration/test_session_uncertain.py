@@ -24,6 +24,7 @@ import pytest
 from hpcportal.db.migrate import upgrade
 from hpcportal.db.models import InteractiveSession, Submission
 from hpcportal.db.session import Database
+from hpcportal.runas import AsUser
 from hpcportal.services.apps import AppCatalog
 from hpcportal.services.apptainer import ApptainerCatalog
 from hpcportal.services.session_confirm import cancel_strays, confirm_launches
@@ -146,13 +147,9 @@ def test_when_slurm_has_no_job_the_tracker_submits_it_once(
     sid = secrets.token_hex(8)
     folder = f"{SESSIONS}/{sid}"
     script = "#!/bin/bash\ntrue\n"
-    runas = portal.ctx.submit.runas
-    runas.call("alice", {"op": "mkdir", "path": folder, "mode": 0o700, "parents": True})
-    runas.call(
-        "alice",
-        {"op": "write-file", "path": f"{folder}/job.sh", "size": len(script), "mode": 0o700},
-        payload=script.encode(),
-    )
+    helper = AsUser(portal.ctx.submit.runas, "alice")
+    helper.make_folder(SESSIONS, sid)
+    helper.write_file(folder, "job.sh", script.encode(), mode=0o700)
     digest = request_hash(job_request("tiny", {}, script, folder), None)
     with portal.database.session() as session:
         session.add(_session(sid, "creating", ended=False))

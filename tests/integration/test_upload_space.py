@@ -453,9 +453,12 @@ def test_small_uploads_stay_fast_and_land_whole(
     portal: ServicePortal, alice: dict[str, str], clean: Path
 ) -> None:
     """Two small files: one helper run for the folder and one per file, as before the
-    room check (it happens inside those runs), so small uploads cost what they did.
+    room check (it happens inside those runs), so small uploads cost what they did;
+    the very first upload into an area that does not exist yet takes one more (the
+    helper walks from the area, and makes it from ``/`` when it is missing).
     The time is printed, not asserted: on a loaded machine one helper run through sudo
     takes from 40 to 300 ms."""
+    first_use = not (clean / "uploads").exists()
     before = helper_runs(portal)
     timings = []
     with portal.client() as c:
@@ -470,7 +473,7 @@ def test_small_uploads_stay_fast_and_land_whole(
             assert [f["size"] for f in r.json()] == [4, 3]
     after = helper_runs(portal)
     runs = {op: after[op] - before.get(op, 0) for op in after if after[op] != before.get(op, 0)}
-    assert runs == {"mkdir": 5, "write-file": 10}, runs
+    assert runs == {"mkdir": 5 + first_use, "write": 10}, runs
     timings.sort()
     print(f"two small files: median {timings[2] * 1000:.0f} ms ({len(timings)} uploads)")
     files = everything(clean)

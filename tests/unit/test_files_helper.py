@@ -131,7 +131,7 @@ def test_list_pages_sorts_and_hides(runas: RunAs, root: Path) -> None:
     assert by_time["entries"][1]["name"] == "b.txt" and by_time["total"] == 4
     second = as_alice(runas, {"op": "list", "root": str(root), "offset": 1, "limit": 1})
     assert [e["name"] for e in second["entries"]] == ["a.txt"]
-    info = as_alice(runas, {"op": "stat", "root": str(root), "path": "a.txt"})
+    info = as_alice(runas, {"op": "list", "root": str(root), "path": "a.txt", "entries": False})
     assert info["type"] == "file" and "entries" not in info and info["etag"]
 
 
@@ -234,6 +234,45 @@ def test_write_creates_and_replaces_with_etag(runas: RunAs, root: Path) -> None:
                          "if_none_match": True}, b"x")  # fmt: skip
     assert (root / "notes.txt").read_bytes() == b"two"
     assert not [p for p in root.iterdir() if p.name.endswith(".part")]
+
+
+def test_one_path_protocol_the_absolute_operations_are_gone(runas: RunAs, root: Path) -> None:
+    """Every file operation walks from a root: the former absolute ``stat``,
+    ``write-file``, ``mkdir`` (without a root) and ``read-file`` are refused."""
+    target = str(root / "x.txt")
+    for request in (
+        {"op": "stat", "path": target},
+        {"op": "write-file", "path": target, "size": 1, "mode": 0o600},
+        {"op": "read-file", "path": target, "offset": 0, "length": 1},
+    ):
+        with pytest.raises(Forbidden, match="unknown operation"):
+            as_alice(runas, request, b"x")
+    with pytest.raises(Forbidden, match="root must be an absolute path"):
+        as_alice(runas, {"op": "mkdir", "path": target, "parents": True})
+    assert not (root / "x.txt").exists()
+
+
+def test_write_with_mode_replace_parents_and_read_from_an_offset(runas: RunAs, root: Path) -> None:
+    """What the portal's own files need (a job script, a session's password file, job
+    output): fixed bits, replacing without an etag, missing folders made on the way,
+    and reading from an offset; links out of the root are refused as everywhere."""
+    job = {"op": "write", "root": str(root), "path": "s/1/job.sh", "size": 3, "mode": 0o700}
+    as_alice(runas, {**job, "parents": True}, b"one")
+    assert (root / "s/1/job.sh").stat().st_mode & 0o777 == 0o700
+    with pytest.raises(PreconditionRequired):  # never replaced unless asked
+        as_alice(runas, job, b"two")
+    as_alice(runas, {**job, "replace": True, "mode": 0o600}, b"two")
+    assert (root / "s/1/job.sh").read_bytes() == b"two"
+    assert (root / "s/1/job.sh").stat().st_mode & 0o777 == 0o600
+    head, data = read(runas, root, "s/1/job.sh", offset=1, max_length=10)
+    assert head["size"] == 3 and head["offset"] == 1 and data == b"wo"
+    head, data = read(runas, root, "s/1/job.sh", offset=9, max_length=10)
+    assert head["size"] == 3 and data == b""
+    os.symlink("/etc", root / "out")
+    with pytest.raises(Forbidden, match="outside"):
+        as_alice(runas, {**job, "path": "out/x.sh", "parents": True}, b"one")
+    with pytest.raises(Forbidden, match="outside"):
+        read(runas, root, "out/passwd", offset=0, max_length=10)
 
 
 def test_mkdir_rename_copy_chmod(runas: RunAs, root: Path) -> None:

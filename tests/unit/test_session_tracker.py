@@ -66,21 +66,24 @@ def _key_file(tmp_path: Path) -> Iterator[None]:
 
 
 class StandInRunAs:
-    """Answers ``read_file`` from a dict of path -> bytes; NotFound otherwise."""
+    """Answers ``read`` from a dict of path -> bytes (NotFound otherwise) and takes
+    ``write`` (the VNC password file, rewritten as the user) into it."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = files
         self.reads: list[str] = []
 
-    def read_file(
-        self, username: str, path: str, *, offset: int, length: int
+    def read(
+        self, username: str, request: dict[str, Any], *, timeout: float = 60.0
     ) -> tuple[dict[str, Any], bytes]:
-        assert username == "alice"
+        assert username == "alice" and request["op"] == "read"
+        path = f"{request['root']}/{request['path']}"
         self.reads.append(path)
         if path not in self.files:
             raise NotFound(f"{path}: no such file")
         data = self.files[path]
-        return {"size": len(data)}, data[offset : offset + length]
+        offset = int(request["offset"])
+        return {"size": len(data)}, data[offset : offset + int(request["max_length"])]
 
     def call(
         self,
@@ -89,10 +92,10 @@ class StandInRunAs:
         payload: bytes | None = None,
         timeout: float = 60.0,
     ) -> dict[str, Any]:
-        """Only ``write-file`` (the VNC password file, rewritten as the user)."""
-        assert username == "alice" and request["op"] == "write-file" and request["replace"]
+        assert username == "alice" and request["op"] == "write" and request["replace"]
         assert payload is not None
-        self.files[request["path"]] = payload
+        path = f"{request['root']}/{request['path']}"
+        self.files[path] = payload
         return {"ok": True, "path": request["path"], "size": len(payload), "sha256": ""}
 
 

@@ -97,7 +97,10 @@ def frames(*pieces: bytes, end: bool = True) -> bytes:
 
 
 def write(runas: RunAs, path: Path, payload: bytes, max_size: int) -> dict[str, Any]:
-    request = {"op": "write-file", "path": str(path), "framed": True, "max_size": max_size}
+    request = {
+        "op": "write", "root": str(path.parent), "path": path.name, "framed": True,
+        "max_size": max_size,
+    }  # fmt: skip
     return runas.call("alice", request, payload=payload)
 
 
@@ -121,10 +124,10 @@ def test_mkdir_with_room_for_refuses_what_cannot_fit(runas: RunAs, folder: Path)
     vfs = os.statvfs(folder)
     free = vfs.f_bavail * vfs.f_frsize
     target = folder / "uploads" / "batch"
-    request = {"op": "mkdir", "path": str(target), "parents": True}
+    request = {"op": "mkdir", "root": str(folder), "path": "uploads/batch", "parents": True}
     with pytest.raises(InsufficientStorage, match="free for you"):
         runas.call("alice", {**request, "room_for": free + 100 * GiB})
-    assert not (folder / "uploads").exists()  # measured on the nearest existing folder
+    assert not (folder / "uploads").exists()  # measured at the root, before any mkdir
     runas.call("alice", {**request, "room_for": 1})
     assert target.is_dir()
 

@@ -308,8 +308,15 @@ class RunAs:
     def read_file(
         self, username: str, path: str, *, offset: int, length: int
     ) -> tuple[dict[str, Any], bytes]:
-        """Read ``length`` bytes at ``offset`` as the user: (description, data)."""
-        request = {"op": "read-file", "path": path, "offset": offset, "length": length}
+        """Read ``length`` bytes at ``offset`` of the file ``path`` names as the user:
+        (description, data). The file's folder is the root of the read (one path
+        protocol: the helper opens the folder, then the file in it without following
+        a link out of it); for job output, which may lie anywhere."""
+        folder, _, name = path.rpartition("/")
+        request = {
+            "op": "read", "root": folder or "/", "path": name, "offset": offset,
+            "max_length": length,
+        }  # fmt: skip
         return self.read(username, request)
 
     def read(

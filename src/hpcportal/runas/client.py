@@ -6,19 +6,22 @@ helper's protocol can change in one module, and what the portal asks of the help
 can be read here in one sitting.
 
 :class:`AsUser` acts for one user. File operations name a *root* (an absolute folder
-the portal derives from its settings) and a path relative to it, except the few that
-still address an absolute path (``stat``, ``mkdir_at``, ``write_file``, ``read_range``,
-``open_framed_write``); they are marked below.
+the portal derives from its settings) and a path relative to it, the one path
+protocol of the helper: it has no operation on an absolute path. The portal's own per-user folders
+(``session_root``, ``submission_root``, ``upload_root``) are roots like the file
+areas; a job's output file, which Slurm may have put anywhere, is read with its
+folder as the root (``read_output``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
+from hpcportal.errors import NotFound
 from hpcportal.runas.boundary import HelperStream, RunAs
 
 T = TypeVar("T")
@@ -33,7 +36,7 @@ def _pick(kind: type[T], answer: dict[str, Any]) -> T:
 
 @dataclass(frozen=True, slots=True)
 class PathStat:
-    """What ``stat`` says of an absolute path (a link is described, not followed)."""
+    """What ``stat`` says of a path (a link inside the root is followed)."""
 
     path: str
     exists: bool
@@ -41,8 +44,8 @@ class PathStat:
     size: int = 0
     mtime: float = 0.0
     mode: int = 0
-    uid: int = -1
-    readable: bool = False
+    owner: str = ""
+    readable: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,24 +254,30 @@ class AsUser:
             raise
         return stream, header
 
-    # --- absolute paths (sessions, job scripts, uploads, job output) ----------------------
+    # --- the portal's own folders (sessions, job scripts, uploads) and job output -------
 
-    def stat(self, path: str) -> PathStat:
-        """An absolute path's description; ``exists`` False when there is none."""
-        return _pick(PathStat, self._call({"op": "stat", "path": path}))
+    def stat(self, root: str, path: str) -> PathStat:
+        """A path's description; ``exists`` False when there is none."""
+        try:
+            answer = self._call(self._in("list", root, path, entries=False))
+        except NotFound:
+            return PathStat(path, exists=False)
+        return _pick(PathStat, {**answer, "exists": True})
 
-    def mkdir_at(
-        self, path: str, *, mode: int = 0o700, parents: bool = False, room_for: int = 0
-    ) -> None:
-        """Create a folder (absolute path); with ``room_for``, first refuse if that many
-        bytes do not fit there for the user (free space and quota)."""
-        request: dict[str, Any] = {"op": "mkdir", "path": path, "mode": mode, "parents": parents}
-        if room_for > 0:
-            request["room_for"] = room_for
-        self._call(request)
+    def make_folder(self, root: str, path: str, *, mode: int = 0o700, room_for: int = 0) -> None:
+        """Create a folder and any missing on the way (``root`` too: it is one of the
+        portal's per-user areas, such as ``session_root``); with ``room_for``, first
+        refuse if that many bytes do not fit there for the user (space and quota)."""
+        room = {"room_for": room_for} if room_for > 0 else {}
+
+        def request(root: str, path: str) -> dict[str, Any]:
+            return self._in("mkdir", root, path, mode=mode, parents=True, **room)
+
+        self._in_area(root, path, request)
 
     def write_file(
         self,
+        root: str,
         path: str,
         data: bytes,
         *,
@@ -276,32 +285,54 @@ class AsUser:
         replace: bool = False,
         parents: bool = False,
     ) -> Written:
-        """Write ``data`` atomically at an absolute path; an existing file is replaced
-        only with ``replace``."""
-        request = {
-            "op": "write-file", "path": path, "size": len(data), "mode": mode,
-            "replace": replace, "parents": parents,
-        }  # fmt: skip
-        return _pick(Written, self._call(request, payload=data, timeout=120))
+        """Write ``data`` atomically with the bits ``mode``; an existing file is replaced
+        only with ``replace``. With ``parents`` missing folders (``root`` too) are made."""
 
-    def read_range(self, path: str, *, offset: int, length: int) -> tuple[Range, bytes]:
-        """At most ``length`` bytes at ``offset`` of a regular file (absolute path)."""
+        def request(root: str, path: str) -> dict[str, Any]:
+            return self._in(
+                "write", root, path, size=len(data), mode=mode, replace=replace, parents=parents
+            )
+
+        if not parents:
+            return _pick(Written, self._call(request(root, path), payload=data, timeout=120))
+        return _pick(Written, self._in_area(root, path, request, payload=data))
+
+    def read_range(self, root: str, path: str, *, offset: int, length: int) -> tuple[Range, bytes]:
+        """At most ``length`` bytes at ``offset`` of a regular file."""
+        request = self._in("read", root, path, offset=offset, max_length=length)
+        head, data = self.runas.read(self.username, request)
+        return Range(int(head["size"]), offset, len(data)), data
+
+    def read_output(self, path: str, *, offset: int, length: int) -> tuple[Range, bytes]:
+        """At most ``length`` bytes at ``offset`` of a job's output file, which Slurm may
+        have put anywhere: its folder is the root of the read."""
         head, data = self.runas.read_file(self.username, path, offset=offset, length=length)
         return Range(int(head["size"]), offset, len(data)), data
 
     async def open_framed_write(
-        self, path: str, *, max_size: int, mode: int = 0o600
+        self, root: str, path: str, *, max_size: int, mode: int = 0o600
     ) -> HelperStream:
-        """Start writing a file of unknown size (absolute path) as frames; the caller
-        sends them, then reads the result with :func:`written`."""
-        request = {
-            "op": "write-file",
-            "path": path,
-            "framed": True,
-            "max_size": max_size,
-            "mode": mode,
-        }
+        """Start writing a file of unknown size as frames; the caller sends them, then
+        reads the result with :func:`finish_write`."""
+        request = self._in("write", root, path, framed=True, max_size=max_size, mode=mode)
         return await self.runas.open_stream(self.username, request)
+
+    def _in_area(
+        self,
+        root: str,
+        path: str,
+        request: Callable[[str, str], dict[str, Any]],
+        payload: bytes | None = None,
+    ) -> dict[str, Any]:
+        """``request`` (one that makes missing folders) at ``path`` in ``root``; when
+        ``root`` itself is missing (a per-user area used for the first time), again
+        from ``/``, so the area is made too (the walk from ``/`` follows links where
+        the system has them, as an absolute path would)."""
+        try:
+            return self._call(request(root, path), payload=payload, timeout=120)
+        except NotFound:
+            whole = f"{root.strip('/')}/{path}"
+            return self._call(request("/", whole), payload=payload, timeout=120)
 
     # --- inside a root -----------------------------------------------------------------
 

@@ -12,15 +12,6 @@ Protocol: one JSON line on stdin (the request), optionally followed by raw bytes
   environment and the payload as stdin; its stdout, stderr and exit code are the
   command's own. The command is looked up in ``SLURM_PATH`` (fixed at install), then
   the system folders.
-- ``write-file``: write the payload to a file atomically (temporary name, fsync,
-  then link or rename), never silently replacing an existing file; prints a JSON
-  result. With ``framed`` the payload is frames (4-byte big-endian length, bytes)
-  ending with an empty one, so a file of unknown size can be streamed and a sender
-  that gives up (no end frame) leaves nothing.
-- ``mkdir``: create a directory (and parents); with ``room_for`` first refuse if
-  that many bytes cannot fit there for the user; prints a JSON result.
-- ``read-file``: print a JSON line describing a byte range, then those bytes.
-- ``stat``: print a JSON description of a path.
 - ``terminal``: the user's login shell on a new pseudo-terminal, started in ``path``
   (entered as the user, so the kernel decides; by default the home folder) with a
   fresh environment and the user's own groups (checked). It prints one JSON line,
@@ -30,14 +21,15 @@ Protocol: one JSON line on stdin (the request), optionally followed by raw bytes
   ends (exit code the shell's) or when stdin closes or SIGTERM comes (the shell's
   session gets SIGHUP, as when an SSH connection drops).
 
-File operations for the file manager (``helper_files.py``) name a root and a path
-inside it (``{"root": "/home/alice", "path": "data/x.csv"}``) and never follow a
-link out of the root: ``list``, ``read`` (a range, streamed), ``write`` (atomic
-replace with an etag check, or create), ``mkdir``, ``rename``/``move``, ``copy``,
-``chmod``, ``delete`` (to the trash, or for good), ``trash``, ``restore``, ``zip``
-(streamed), ``search`` (JSON lines), ``usage``, ``roots`` and ``upload`` (the steps
-of a resumable upload). ``mkdir``, ``stat`` and ``write-file`` with a ``root`` are
-the root-relative ``mkdir``, ``list`` and ``write``.
+Every file operation (``helper_files.py``) speaks one path protocol: it names a
+root and a path inside it (``{"root": "/home/alice", "path": "data/x.csv"}``), walks
+from the root's descriptor and never follows a link out of the root. There is no
+operation on an absolute path. The file operations: ``list`` (also a path's
+description), ``read`` (a range, or from an offset, streamed), ``write`` (atomic:
+create, replace with an etag check or ``replace``; a sized or a framed payload),
+``mkdir`` (with ``room_for``), ``rename``/``move``, ``copy``, ``chmod``, ``delete``
+(to the trash, or for good), ``trash``, ``restore``, ``zip`` (streamed), ``search``
+(JSON lines), ``usage``, ``roots`` and ``upload`` (the steps of a resumable upload).
 
 Standard library only: it is installed root-owned by ``hpcportal runas install``
 and named in the sudoers rule.
@@ -48,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import pwd
@@ -61,7 +52,6 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable
 from typing import Any
 
 MIN_UID = 1000  # replaced by `hpcportal runas install --min-uid`
@@ -83,8 +73,6 @@ DISABLED_SHELLS = frozenset({"/usr/sbin/nologin", "/sbin/nologin", "/bin/false",
 NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 FORBIDDEN_ENV = ("LD_", "SLURM_CONF", "PATH", "BASH_ENV", "ENV", "PYTHON", "HPCPORTAL_RUNAS")
-CHUNK = 1024 * 1024
-MAX_READ = 16 * 1024 * 1024
 
 # The file operations live in helper_files.py (standard library only). The portal
 # pastes that module's source over the import between these two markers when it
@@ -93,13 +81,8 @@ MAX_READ = 16 * 1024 * 1024
 # >>> helper_files
 from hpcportal.runas.helper_files import (  # noqa: E402
     FILE_OPERATIONS,
-    NO_ROOM,
-    O_DIR,
     Refused,
     Stream,
-    check_room,
-    ran_out,
-    sized,
 )
 
 # <<< helper_files
@@ -220,179 +203,10 @@ def op_slurm(user: pwd.struct_passwd, request: dict[str, Any]) -> int:
     return proc.returncode
 
 
-def _copy_payload(fd: int, size: int) -> str:
-    """Copy exactly ``size`` payload bytes into ``fd``; return their SHA-256."""
-    digest = hashlib.sha256()
-    remaining = size
-    source = sys.stdin.buffer
-    while remaining > 0:
-        chunk = source.read(min(CHUNK, remaining))
-        if not chunk:
-            raise Refused(f"the payload ended {remaining} bytes early")
-        os.write(fd, chunk)
-        digest.update(chunk)
-        remaining -= len(chunk)
-    return digest.hexdigest()
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-#: The largest frame the portal sends (it forwards request body chunks as they arrive).
-MAX_FRAME = 16 * 1024 * 1024
-
-
-def _copy_frames(fd: int, limit: int) -> tuple[int, str]:
-    """Copy a framed payload (``framed`` in ``write-file``) into ``fd``: (bytes, SHA-256).
-    More than ``limit`` bytes, or an end of input before the empty end frame, is
-    refused, and the caller removes the temporary file."""
-    digest = hashlib.sha256()
-    size = 0
-    source = sys.stdin.buffer
-    while True:
-        head = source.read(4)
-        if len(head) < 4:
-            raise Refused("the upload was cut short before the file ended", "invalid")
-        count = int.from_bytes(head, "big")
-        if count == 0:
-            return size, digest.hexdigest()
-        if count > MAX_FRAME:
-            raise Refused("malformed payload frame")
-        size += count
-        if size > limit:
-            raise Refused(f"the file is larger than the limit of {sized(limit)}", "too_large")
-        data = source.read(count)
-        if len(data) < count:
-            raise Refused("the upload was cut short before the file ended", "invalid")
-        _write_all(fd, data)
-        digest.update(data)
-
-
-def op_write_file(request: dict[str, Any]) -> None:
-    """Write atomically: a hidden temporary file in the same directory, then link it.
-
-    ``os.link`` fails if the name exists, so an existing file is never replaced unless
-    ``replace`` is asked; a crash leaves at most the hidden temporary file.
-    """
-    path = absolute(request.get("path"))
-    framed = bool(request.get("framed"))
-    size = int(request.get("size", -1))
-    limit = int(request.get("max_size", -1))
-    mode = int(request.get("mode", 0o600)) & 0o777
-    if (limit if framed else size) < 0:
-        raise Refused("max_size is required" if framed else "size is required")
-    directory, name = os.path.split(path)
-    if not name or name in (".", ".."):
-        raise Refused("bad file name")
-    if request.get("parents"):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    temp = os.path.join(directory, f".{name}.{os.getpid()}.part")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        try:
-            if framed:
-                size, digest = _copy_frames(fd, limit)
-            else:
-                digest = _copy_payload(fd, size)
-            os.fsync(fd)
-        except OSError as exc:
-            if exc.errno not in NO_ROOM:
-                raise
-            raise ran_out(exc, f"the file {name}", os.fstat(fd).st_size, None) from exc
-        os.close(fd)
-        fd = -1
-        if request.get("replace"):
-            os.replace(temp, path)
-        else:
-            os.link(temp, path)
-            os.unlink(temp)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.lexists(temp):
-            os.unlink(temp)
-        raise
-    print(json.dumps({"ok": True, "path": path, "size": size, "sha256": digest}))
-
-
-def nearest_folder(path: str) -> int:
-    """A descriptor of ``path``, or of its closest existing ancestor (for ``statvfs``)."""
-    while True:
-        try:
-            return os.open(path, O_DIR)
-        except (FileNotFoundError, NotADirectoryError):
-            if path == "/":
-                raise
-            path = os.path.dirname(path)
-
-
-def op_mkdir(request: dict[str, Any]) -> None:
-    path = absolute(request.get("path"))
-    mode = int(request.get("mode", 0o700)) & 0o777
-    needed = int(request.get("room_for") or 0)
-    if needed > 0:
-        fd = nearest_folder(path)
-        try:
-            check_room(fd, needed, "the upload")
-        finally:
-            os.close(fd)
-    if request.get("parents"):
-        os.makedirs(path, mode=mode, exist_ok=True)
-    else:
-        os.mkdir(path, mode)
-    print(json.dumps({"ok": True, "path": path}))
-
-
-def op_read_file(request: dict[str, Any]) -> None:
-    path = absolute(request.get("path"))
-    offset = max(0, int(request.get("offset", 0)))
-    length = min(MAX_READ, max(0, int(request.get("length", CHUNK))))
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise Refused("not a regular file")
-        data = os.pread(fd, length, offset) if offset < info.st_size else b""
-    finally:
-        os.close(fd)
-    header = {"ok": True, "path": path, "size": info.st_size, "offset": offset, "length": len(data)}
-    out = sys.stdout.buffer
-    out.write(json.dumps(header).encode() + b"\n")
-    out.write(data)
-    out.flush()
-
-
-def op_stat(request: dict[str, Any]) -> None:
-    path = absolute(request.get("path"))
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        print(json.dumps({"ok": True, "exists": False, "path": path}))
-        return
-    kind = (
-        "file"
-        if stat.S_ISREG(info.st_mode)
-        else "directory"
-        if stat.S_ISDIR(info.st_mode)
-        else "symlink"
-        if stat.S_ISLNK(info.st_mode)
-        else "other"
-    )
-    result = {
-        "ok": True,
-        "exists": True,
-        "path": path,
-        "type": kind,
-        "size": info.st_size,
-        "mtime": info.st_mtime,
-        "mode": stat.S_IMODE(info.st_mode),
-        "uid": info.st_uid,
-        "readable": os.access(path, os.R_OK),
-    }
-    print(json.dumps(result))
 
 
 #: The terminal the browser emulates (xterm.js), and the bounds of one terminal frame.
@@ -573,9 +387,6 @@ ERRNO_NAMES = {
     errno.EBUSY: "busy",
 }
 
-#: Operations that exist with an absolute ``path`` and, given a ``root``, root-relative.
-ROOT_RELATIVE = {"mkdir": "mkdir", "stat": "list", "write-file": "write"}
-
 
 def main() -> None:
     try:
@@ -589,21 +400,9 @@ def main() -> None:
             sys.exit(op_terminal(user, request))
         if "umask" in request:
             os.umask(int(request["umask"]) & 0o777)
-        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
-            **FILE_OPERATIONS,
-            "write-file": op_write_file,
-            "mkdir": op_mkdir,
-            "read-file": op_read_file,
-            "stat": op_stat,
-        }
-        if "root" in request and op in ROOT_RELATIVE:
-            if op == "stat":
-                request.setdefault("entries", False)
-            op = ROOT_RELATIVE[op]
-            handlers.update(FILE_OPERATIONS)
-        if not isinstance(op, str) or op not in handlers:
+        if not isinstance(op, str) or op not in FILE_OPERATIONS:
             raise Refused(f"unknown operation {op!r}")
-        handlers[op](request)
+        FILE_OPERATIONS[op](request)
     except BrokenPipeError:
         os._exit(141)  # the portal stopped reading (a cancelled download): nothing to say
     except Refused as exc:

@@ -504,6 +504,9 @@ def op_read(request: dict[str, Any]) -> None:
                 return
             offset, length = fits
             head["partial"] = True
+        elif request.get("offset") is not None:  # from an offset to the end (job output)
+            offset = min(max(0, int(request["offset"])), info.st_size)
+            length = info.st_size - offset
         if request.get("max_length") is not None:
             length = min(length, max(0, int(request["max_length"])))
         begin({**head, "satisfiable": True, "offset": offset, "length": length})
@@ -536,33 +539,39 @@ def copy_stdin(fd: int, offset: int, limit: int | None) -> tuple[int, str]:
 
 def op_write(request: dict[str, Any]) -> None:
     """Replace or create a file atomically: hidden temporary file, fsync, then rename
-    (replace, only if the current file's etag is in ``if_match``) or link (create:
-    never replaces). The payload is exactly ``size`` bytes."""
+    (replace, only if the current file's etag is in ``if_match``, or with ``replace``)
+    or link (create: never replaces). The payload is exactly ``size`` bytes, or with
+    ``framed`` frames of at most ``max_size`` bytes in all (``copy_frames``). ``mode``
+    fixes the permission bits (else the umask's, or the replaced file's); ``parents``
+    makes missing folders on the way."""
+    framed = bool(request.get("framed"))
     size = int(request.get("size", -1))
-    if size < 0:
-        raise Refused("size is required")
-    if_match = request.get("if_match")
+    limit = int(request.get("max_size", -1))
+    if (limit if framed else size) < 0:
+        raise Refused("max_size is required" if framed else "size is required")
+    replace = bool(request.get("replace"))
+    if_match = "*" if replace else request.get("if_match")
     create_only = bool(request.get("if_none_match"))
-    with Target(request.get("root"), request.get("path")) as target:
+    fixed = request.get("mode")
+    parents = bool(request.get("parents"))
+    with Target(request.get("root"), request.get("path"), create_dirs=parents) as target:
         target.need_name("write")
         exists = target.resolve_final()  # an edit through a link inside the root edits its target
         name = target.need_name("write")
         directory = target.parent
-        mode = 0o666 & ~current_umask()
+        mode = 0o666 & ~current_umask() if fixed is None else int(fixed) & 0o777
         if exists:
             info = os.stat(name, dir_fd=directory, follow_symlinks=False)
             if not stat.S_ISREG(info.st_mode):
                 raise Refused(f"the path {target.label} is not a regular file", "not_regular")
             check_precondition(info, if_match, create_only, target.label)
-            mode = stat.S_IMODE(info.st_mode)
-        elif if_match is not None:
+            mode = stat.S_IMODE(info.st_mode) if fixed is None else mode
+        elif if_match is not None and not replace:
             raise Refused(f"the file {target.label} no longer exists", "precondition")
         temp = hidden_name(name, f"{secrets.token_hex(8)}.part")
         fd = os.open(temp, O_CREATE, 0o600, dir_fd=directory)
         try:
-            written, digest = copy_stdin(fd, 0, size)
-            if written != size:
-                raise Refused(f"the payload ended {size - written} bytes early")
+            size, digest = take_payload(fd, framed, size, limit, target.label)
             os.fchmod(fd, mode)
             os.fsync(fd)
             if exists:
@@ -590,6 +599,56 @@ def op_write(request: dict[str, Any]) -> None:
     )  # fmt: skip
 
 
+def take_payload(fd: int, framed: bool, size: int, limit: int, label: str) -> tuple[int, str]:
+    """Copy the payload (``size`` bytes, or frames up to ``limit``) into ``fd``:
+    (bytes, SHA-256). A full disk or quota is said with the sizes."""
+    try:
+        if framed:
+            return copy_frames(fd, limit)
+        written, digest = copy_stdin(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in NO_ROOM:
+            raise
+        total = None if framed else size
+        raise ran_out(exc, f"the file {label}", os.fstat(fd).st_size, total) from exc
+    if written != size:
+        raise Refused(f"the payload ended {size - written} bytes early")
+    return written, digest
+
+
+#: The largest frame the portal sends (it forwards request body chunks as they arrive).
+MAX_FRAME = 16 * 1024 * 1024
+
+
+def copy_frames(fd: int, limit: int) -> tuple[int, str]:
+    """Copy a framed payload (4-byte big-endian length, bytes; an empty frame ends it)
+    into ``fd``: (bytes, SHA-256). A file of unknown size can so be streamed, and a
+    sender that gives up (no end frame) leaves nothing: more than ``limit`` bytes, or
+    an end of input before the end frame, is refused and the temporary file removed."""
+    digest = hashlib.sha256()
+    size = 0
+    source = sys.stdin.buffer
+    while True:
+        head = source.read(4)
+        if len(head) < 4:
+            raise Refused("the upload was cut short before the file ended", "invalid")
+        count = int.from_bytes(head, "big")
+        if count == 0:
+            return size, digest.hexdigest()
+        if count > MAX_FRAME:
+            raise Refused("malformed payload frame")
+        size += count
+        if size > limit:
+            raise Refused(f"the file is larger than the limit of {sized(limit)}", "too_large")
+        data = source.read(count)
+        if len(data) < count:
+            raise Refused("the upload was cut short before the file ended", "invalid")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        digest.update(data)
+
+
 def check_precondition(info: os.stat_result, if_match: Any, create_only: bool, label: str) -> None:
     if create_only:
         raise FileExistsError(errno.EEXIST, "File exists", label)
@@ -608,12 +667,35 @@ def unlink_quietly(name: str, dir_fd: int) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
+def nearest_folder(root: Any, path: Any) -> int:
+    """A descriptor of the deepest folder on ``path`` that exists (the root at least)."""
+    parts = split_relative(path)
+    for count in range(len(parts), 0, -1):
+        with (
+            contextlib.suppress(FileNotFoundError, NotADirectoryError),
+            Target(root, "/".join(parts[:count])) as target,
+        ):
+            return target.open(O_DIR)
+    return os.open(absolute_root(root), O_DIR)
+
+
 def op_mkdir(request: dict[str, Any]) -> None:
+    """A folder (``parents``: and missing ones on the way, ``mkdir -p``). ``mode``
+    fixes its bits (under the umask); ``room_for`` first refuses if that many bytes
+    cannot fit there for the user (free space and quota)."""
     parents = bool(request.get("parents"))
+    mode = int(request.get("mode", 0o777)) & 0o777
+    needed = int(request.get("room_for") or 0)
+    if needed > 0:  # measured where the folder will be, before any folder is made
+        fd = nearest_folder(request.get("root"), request.get("path"))
+        try:
+            check_room(fd, needed, "the upload")
+        finally:
+            os.close(fd)
     with Target(request.get("root"), request.get("path"), create_dirs=parents) as target:
         name = target.need_name("create")
         try:
-            os.mkdir(name, 0o777, dir_fd=target.parent)
+            os.mkdir(name, mode, dir_fd=target.parent)
         except FileExistsError:
             if not (parents and target.resolve_final() and stat.S_ISDIR(target.lstat().st_mode)):
                 raise

@@ -82,7 +82,7 @@ def read_chunk(
     check_may_read(detail, who)
     path = output_path(detail, stream)
     try:
-        head, data = AsUser(runas, who.username).read_range(path, offset=offset, length=limit)
+        head, data = AsUser(runas, who.username).read_output(path, offset=offset, length=limit)
         size = head.size
     except NotFound:
         if job_finished(detail):

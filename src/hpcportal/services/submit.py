@@ -119,7 +119,8 @@ class Built:
     argv: list[str]
     env: dict[str, str]
     conflicts: list[Any]
-    inner_script: tuple[str, str] | None  # (path, text) to write first, for Apptainer
+    #: (root, path in it, text) to write first, for Apptainer: root is submission_root
+    inner_script: tuple[str, str, str] | None
 
 
 def build(ctx: SubmitContext, request: JobRequest, who: Principal, *, comment: str | None) -> Built:
@@ -143,7 +144,7 @@ def _apptainer(
     request: JobRequest,
     who: Principal,
     directives: list[sbatch_script.Directive],
-) -> tuple[str, tuple[str, str]]:
+) -> tuple[str, tuple[str, str, str]]:
     """A wrapper that runs the user's script *file* inside the image.
 
     The script goes to a file, never into a heredoc, so no line of it (such as
@@ -153,7 +154,8 @@ def _apptainer(
     assert request.apptainer_image is not None
     image = find_image(ctx.apptainer, request.apptainer_image)
     token = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-    inner_path = f"{user_area(ctx.settings, who, ctx.settings.submission_root)}/{token}/script.sh"
+    root = user_area(ctx.settings, who, ctx.settings.submission_root)
+    inner_path = f"{root}/{token}/script.sh"
     body = wrap_script(
         image,
         inner_path,
@@ -163,7 +165,7 @@ def _apptainer(
     )
     header = sbatch_script.directive_header(request.script)
     wrapper = "#!/bin/bash\n" + (header + "\n" if header else "") + body.rstrip("\n") + "\n"
-    return wrapper, (inner_path, request.script)
+    return wrapper, (root, f"{token}/script.sh", request.script)
 
 
 def _input_environment(ctx: SubmitContext, request: JobRequest, who: Principal) -> dict[str, str]:
@@ -176,7 +178,7 @@ def _input_environment(ctx: SubmitContext, request: JobRequest, who: Principal) 
         if not _UPLOAD_ID.fullmatch(upload_id) or ".." in upload_id.split("/"):
             raise InvalidInput(f"{upload_id!r} is not an upload id (like 20261121-abc/data.csv).")
         path = f"{root}/{upload_id}"
-        found = AsUser(ctx.runas, who.username).stat(path)
+        found = AsUser(ctx.runas, who.username).stat(root, upload_id)
         if not found.exists or found.type != "file":
             raise InvalidInput(f"No uploaded file {upload_id!r}; upload it first.")
         paths.append(path)
@@ -219,8 +221,9 @@ def _batch_job(built: Built) -> BatchJob:
 
 def _run_sbatch(ctx: SubmitContext, who: Principal, built: Built) -> int:
     if built.inner_script is not None:
-        path, text = built.inner_script
-        AsUser(ctx.runas, who.username).write_file(path, text.encode(), mode=0o700, parents=True)
+        root, path, text = built.inner_script
+        helper = AsUser(ctx.runas, who.username)
+        helper.write_file(root, path, text.encode(), mode=0o700, parents=True)
     return ctx.slurm.submit(_batch_job(built), as_user=who.username).job_id
 
 

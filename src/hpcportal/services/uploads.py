@@ -246,19 +246,14 @@ class UploadReceiver:
             await self._make_folder()
         self._file_name, self._file_bytes = name, 0
         self._file = await self.helper.open_framed_write(
-            f"{self.area}/{self.batch}/{name}", max_size=self.settings.upload_max_bytes
+            self.area, f"{self.batch}/{name}", max_size=self.settings.upload_max_bytes
         )
 
     async def _make_folder(self) -> None:
         """The request's folder, made as the user, who must have room for the declared
         body there (free space and quota, measured by the helper as them)."""
         await run_in_threadpool(
-            partial(
-                self.helper.mkdir_at,
-                f"{self.area}/{self.batch}",
-                parents=True,
-                room_for=self.declared or 0,
-            )
+            partial(self.helper.make_folder, self.area, self.batch, room_for=self.declared or 0)
         )
         self.folder_made = True
 
@@ -291,7 +286,7 @@ class UploadReceiver:
             UploadedFile(
                 id=f"{self.batch}/{self._file_name}",
                 name=self._file_name,
-                path=done.path,
+                path=f"{self.area}/{self.batch}/{self._file_name}",
                 size=done.size,
                 sha256=done.sha256,
             )

@@ -155,7 +155,7 @@ def _submit_again(ctx: SessionContext, row: _Waiting) -> int:
     """The same idempotent submit as the launch, rebuilt from the row and ``job.sh``."""
     who = _owner(ctx, row.username)
     _, data = AsUser(ctx.submit.runas, row.username).read_range(
-        f"{row.folder}/job.sh", offset=0, length=SCRIPT_MAX_BYTES
+        row.folder, "job.sh", offset=0, length=SCRIPT_MAX_BYTES
     )
     request = job_request(row.app_id, row.options, data.decode(), row.folder)
     result = submit_job(

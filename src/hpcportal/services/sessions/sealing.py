@@ -23,6 +23,12 @@ def _place(session_id: str, column: str) -> str:
     return f"interactive_sessions:{session_id}:{column}"
 
 
+def in_folder(path: str, folder: str) -> str:
+    """``path`` (a file of the session, ``tracker.parse_connection`` checked that it lies
+    in ``folder``) relative to the session folder: the helper writes it from there."""
+    return path.removeprefix(folder.rstrip("/") + "/")
+
+
 def seal_secrets(
     box: SecretBox, row: InteractiveSession, secret: str, view_secret: str | None
 ) -> None:
@@ -76,7 +82,8 @@ def rotate_passwords(ctx: SessionContext, session_id: str, *, view_only: bool = 
         except SecretUnreadable:
             return False  # the next connection re-reads the session (see _target)
         assert full is not None and view is not None
-        username, path = row.username, row.passwd_file
+        username, folder = row.username, row.session_dir
+        name = in_folder(row.passwd_file, folder)
     new = (full, rfb.new_password()) if view_only else (rfb.new_password(), view)
     new_sealed = (
         box.seal(new[0], _place(session_id, "secret")),
@@ -86,7 +93,7 @@ def rotate_passwords(ctx: SessionContext, session_id: str, *, view_only: bool = 
         return False  # someone else rotated just now: their passwords stand
     data = rfb.password_file(*new)
     try:
-        AsUser(ctx.submit.runas, username).write_file(path, data, mode=0o600, replace=True)
+        AsUser(ctx.submit.runas, username).write_file(folder, name, data, mode=0o600, replace=True)
     except Exception:
         _swap_secrets(ctx, session_id, new_sealed, old_sealed)
         raise

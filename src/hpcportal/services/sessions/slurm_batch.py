@@ -179,8 +179,9 @@ def _submit(
     key: str,
 ) -> int:
     helper = AsUser(ctx.submit.runas, who.username)
-    helper.mkdir_at(folder, mode=0o700, parents=True)
-    helper.write_file(f"{folder}/job.sh", script.encode(), mode=0o700)
+    root, _, name = folder.rpartition("/")  # session_root and the session's own folder
+    helper.make_folder(root, name, mode=0o700)
+    helper.write_file(folder, "job.sh", script.encode(), mode=0o700)
     result = submit_job(ctx.submit, request, who, idempotency_key=key, count_as=None)
     assert isinstance(result, SubmitResult)
     return result.job_id

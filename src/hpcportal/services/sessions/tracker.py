@@ -38,7 +38,7 @@ from hpcportal.services.sessions.contract import (
     State,
     end_row,
 )
-from hpcportal.services.sessions.sealing import seal_secrets
+from hpcportal.services.sessions.sealing import in_folder, seal_secrets
 from hpcportal.services.sessions.views import SessionView, log_tail, view
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.slurm.models import Job
@@ -180,8 +180,9 @@ class SessionTracker:
         new = (rfb.new_password(), rfb.new_password())
         data = rfb.password_file(*new)
         helper = AsUser(self.ctx.submit.runas, row.username)
+        name = in_folder(row.passwd_file, row.session_dir)
         try:
-            helper.write_file(row.passwd_file, data, mode=0o600, replace=True)
+            helper.write_file(row.session_dir, name, data, mode=0o600, replace=True)
         except PortalError as exc:
             log.warning("session %s: could not change its passwords: %s", row.id, exc.message)
             return old
@@ -189,10 +190,9 @@ class SessionTracker:
 
     def _connection(self, row: InteractiveSession) -> dict[str, Any] | None:
         """The job's connection file, read as the user and checked; None until written."""
-        path = f"{row.session_dir}/connection.json"
         try:
             _, data = AsUser(self.ctx.submit.runas, row.username).read_range(
-                path, offset=0, length=CONNECTION_MAX_BYTES
+                row.session_dir, "connection.json", offset=0, length=CONNECTION_MAX_BYTES
             )
         except PortalError:
             return None

@@ -122,12 +122,11 @@ def output_tail(ctx: SessionContext, who: Principal, session_id: str) -> str:
 
 
 def log_tail(ctx: SessionContext, username: str, folder: str) -> str:
-    path = f"{folder}/output.log"
     try:
         helper = AsUser(ctx.submit.runas, username)
-        head, _ = helper.read_range(path, offset=0, length=0)
+        head, _ = helper.read_range(folder, "output.log", offset=0, length=0)
         _, data = helper.read_range(
-            path, offset=max(0, head.size - LOG_TAIL_BYTES), length=LOG_TAIL_BYTES
+            folder, "output.log", offset=max(0, head.size - LOG_TAIL_BYTES), length=LOG_TAIL_BYTES
         )
     except PortalError:
         return ""
