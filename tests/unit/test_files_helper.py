@@ -32,7 +32,8 @@ from hpcportal.errors import (
     PreconditionRequired,
 )
 from hpcportal.runas import RunAs
-from hpcportal.runas.helper_files import Refused, Target
+from hpcportal.runas.helper import OPERATIONS
+from hpcportal.runas.helper_files import FILE_OPERATIONS, Refused, Target
 
 
 def _user(name: str) -> pwd.struct_passwd:
@@ -250,6 +251,10 @@ def test_one_path_protocol_the_absolute_operations_are_gone(runas: RunAs, root: 
     with pytest.raises(Forbidden, match="root must be an absolute path"):
         as_alice(runas, {"op": "mkdir", "path": target, "parents": True})
     assert not (root / "x.txt").exists()
+
+
+def test_the_operations_listed_at_the_top_are_the_ones_performed() -> None:
+    assert {"slurm", "terminal", *FILE_OPERATIONS} == OPERATIONS
 
 
 def test_write_with_mode_replace_parents_and_read_from_an_offset(runas: RunAs, root: Path) -> None:

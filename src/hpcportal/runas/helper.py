@@ -54,6 +54,15 @@ import termios
 import time
 from typing import Any
 
+#: Every operation this program performs; anything else is refused. ``slurm`` and
+#: ``terminal`` are below; the file operations (all root-relative) in helper_files.py.
+OPERATIONS = frozenset(
+    {
+        "slurm", "terminal",
+        "list", "read", "write", "mkdir", "rename", "move", "copy", "chmod", "delete",
+        "restore", "trash", "zip", "search", "usage", "roots", "upload",
+    }
+)  # fmt: skip
 MIN_UID = 1000  # replaced by `hpcportal runas install --min-uid`
 #: Accounts never acted as, whatever their shell: Slurm's SlurmUser and SlurmdUser and the
 #: site's deny list, and the UIDs they had; fixed in this text by `hpcportal runas
@@ -394,14 +403,14 @@ def main() -> None:
         os.chdir(user.pw_dir if os.path.isdir(user.pw_dir) else "/")
         request = read_request()
         op = request.get("op")
+        if not isinstance(op, str) or op not in OPERATIONS:
+            raise Refused(f"unknown operation {op!r}")
         if op == "slurm":
             sys.exit(op_slurm(user, request))
         if op == "terminal":
             sys.exit(op_terminal(user, request))
         if "umask" in request:
             os.umask(int(request["umask"]) & 0o777)
-        if not isinstance(op, str) or op not in FILE_OPERATIONS:
-            raise Refused(f"unknown operation {op!r}")
         FILE_OPERATIONS[op](request)
     except BrokenPipeError:
         os._exit(141)  # the portal stopped reading (a cancelled download): nothing to say
