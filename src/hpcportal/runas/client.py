@@ -19,13 +19,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from hpcportal.errors import NotFound
 from hpcportal.runas.boundary import HelperStream, RunAs
 
 T = TypeVar("T")
-Sort = Literal["name", "size", "mtime", "-name", "-size", "-mtime"]
 
 
 def _pick(kind: type[T], answer: dict[str, Any]) -> T:
