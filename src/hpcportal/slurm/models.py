@@ -38,7 +38,10 @@ class JobPrivate(_Model):
     comment: str | None = None
 
 
-class Job(_Model):
+class _JobCore(_Model):
+    """What a job in the queue and a job in accounting both say about who ran what
+    where and in which state; the fields that follow it are each one's own."""
+
     id: str
     job_id: int
     array: JobArray | None = None
@@ -46,11 +49,16 @@ class Job(_Model):
     user: str
     group: str | None = None
     account: str | None = None
-    partition: str
+    partition: str | None = None
     qos: str | None = None
     state: str
     status: JobStatus
     reason: str | None = None
+
+
+class Job(_JobCore):
+    #: A queued job always has one; accounting may not.
+    partition: str
     priority: int | None = None
     nodes: str | None = None
     #: ``nodes`` expanded (``rack[1-2]-n1`` -> ``rack1-n1``, ``rack2-n1``), in Slurm's order.
@@ -169,19 +177,7 @@ class FairshareEntry(_Model):
     level_fs: float | None = None
 
 
-class AccountingRecord(_Model):
-    id: str
-    job_id: int
-    array: JobArray | None = None
-    name: str
-    user: str
-    group: str | None = None
-    account: str | None = None
-    partition: str | None = None
-    qos: str | None = None
-    state: str
-    status: JobStatus
-    reason: str | None = None
+class AccountingRecord(_JobCore):
     exit_code: int | None = None
     signal: int | None = None
     nodes: str | None = None

@@ -7,74 +7,54 @@ from 23.02's data_parser field table. Where the published descriptions of 23.02
 releases disagree (sacct's ``priority``, ``time/limit`` and ``array`` numbers are
 plain integers in the first and ``{"set", "infinite", "number"}`` in later ones),
 the field accepts exactly those two shapes. Every field the portal reads is
-required, as in ``wire``; see there for why.
+required, as in ``wire``; see there for why. The fields every family shares
+come from ``wire``'s base structs; this module adds what 23.02 writes its own way.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from hpcportal.slurm.wire import Meta, NoVal
+from hpcportal.slurm.wire import (
+    AcctJobBase,
+    AcctState,
+    JobBase,
+    Jobs,
+    NodeBase,
+    Nodes,
+    NoVal,
+    Str,
+)
 
-Str = str | None
 #: A number 23.02's descriptions give either plainly or as a NoVal object.
 IntOrNoVal = int | NoVal
 
 
-class WireJob(msgspec.Struct, frozen=True):
+class WireJob(JobBase, frozen=True):
     """One job of ``squeue --json`` (``v0.0.39_job_info``)."""
 
-    job_id: int
-    name: Str
-    user_name: Str
-    user_id: int
-    group_name: Str
-    account: Str
-    partition: Str
-    qos: Str
     job_state: str
-    state_reason: Str
     priority: NoVal
     array_job_id: NoVal
     array_task_id: NoVal
-    array_task_string: Str
     array_max_tasks: NoVal
-    nodes: Str
     node_count: NoVal
     cpus: NoVal
     tasks: NoVal
     memory_per_node: NoVal
     memory_per_cpu: NoVal
-    tres_req_str: Str
-    tres_alloc_str: Str
     time_limit: NoVal
     submit_time: int
     eligible_time: int
     start_time: int
     end_time: int
-    dependency: Str
     #: The raw wait status, as in 22.05.
     exit_code: int
-    batch_host: Str
-    command: Str
-    comment: Str
-    current_working_directory: Str
-    standard_output: Str
-    standard_error: Str
-    standard_input: Str
 
 
-class SqueueOutput(msgspec.Struct, frozen=True):
-    jobs: list[WireJob]
-    meta: Meta | None = None
-
-
-class WireNode(msgspec.Struct, frozen=True):
+class WireNode(NodeBase, frozen=True):
     """One node of ``scontrol --json show nodes`` (``v0.0.39_node``)."""
 
-    name: str
-    hostname: Str
-    address: Str
     state: list[str]
     partitions: list[str]
     cpus: int
@@ -84,22 +64,11 @@ class WireNode(msgspec.Struct, frozen=True):
     real_memory: int
     alloc_memory: int
     free_mem: NoVal
-    gres: Str
-    gres_used: Str
     features: list[str]
-    reason: Str
-    reason_set_by_user: Str
     reason_changed_at: int
     boot_time: int
     last_busy: int
     version: Str
-    architecture: Str
-    operating_system: Str
-
-
-class NodesOutput(msgspec.Struct, frozen=True):
-    nodes: list[WireNode]
-    meta: Meta | None = None
 
 
 class ExitCode(msgspec.Struct, frozen=True):
@@ -111,11 +80,6 @@ class AcctArray(msgspec.Struct, frozen=True):
     job_id: int
     task_id: IntOrNoVal
     task: Str
-
-
-class AcctState(msgspec.Struct, frozen=True):
-    current: str
-    reason: Str
 
 
 class CpuTime(msgspec.Struct, frozen=True):
@@ -141,6 +105,7 @@ class AcctRequired(msgspec.Struct, frozen=True, rename={"cpus": "CPUs"}):
 class Tres(msgspec.Struct, frozen=True):
     type: str
     name: Str
+    #: Negative for "not measured" (energy without a plugin writes -2).
     count: int
 
 
@@ -148,21 +113,9 @@ class AcctTres(msgspec.Struct, frozen=True):
     allocated: list[Tres]
 
 
-class AcctComment(msgspec.Struct, frozen=True):
-    job: Str
-
-
-class WireAcctJob(msgspec.Struct, frozen=True):
+class WireAcctJob(AcctJobBase, frozen=True):
     """One job of ``sacct --json`` (``v0.0.39_job``)."""
 
-    job_id: int
-    name: Str
-    user: Str
-    group: Str
-    account: Str
-    partition: Str
-    qos: Str
-    nodes: Str
     allocation_nodes: int
     array: AcctArray
     state: AcctState
@@ -170,15 +123,8 @@ class WireAcctJob(msgspec.Struct, frozen=True):
     time: AcctTime
     required: AcctRequired
     tres: AcctTres
-    working_directory: Str
-    comment: AcctComment
 
 
-class SacctOutput(msgspec.Struct, frozen=True):
-    jobs: list[WireAcctJob]
-    meta: Meta | None = None
-
-
-squeue_decoder = msgspec.json.Decoder(SqueueOutput)
-nodes_decoder = msgspec.json.Decoder(NodesOutput)
-sacct_decoder = msgspec.json.Decoder(SacctOutput)
+squeue_decoder = msgspec.json.Decoder(Jobs[WireJob])
+nodes_decoder = msgspec.json.Decoder(Nodes[WireNode])
+sacct_decoder = msgspec.json.Decoder(Jobs[WireAcctJob])

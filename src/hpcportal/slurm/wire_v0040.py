@@ -9,15 +9,16 @@ Compared with 22.05: states are lists of flags, numbers are ``{"set", "infinite"
 ``signal``), accounting memory is ``memory_per_cpu``/``memory_per_node``, and nodes
 come from ``scontrol --json show nodes`` with ``alloc_idle_cpus``, ``free_mem`` and
 ``version``. Every field the portal reads is required; see ``wire`` for why.
+Where a struct is 23.02's but for a few fields, it subclasses ``wire_v0039``'s and
+redefines only those.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from hpcportal.slurm.wire import Meta, NoVal
-
-Str = str | None
+from hpcportal.slurm import wire_v0039
+from hpcportal.slurm.wire import Jobs, Nodes, NoVal, Str
 
 
 class Signal(msgspec.Struct, frozen=True):
@@ -34,84 +35,26 @@ class ExitCode(msgspec.Struct, frozen=True):
     signal: Signal
 
 
-class WireJob(msgspec.Struct, frozen=True):
-    """One job of ``squeue --json``."""
+class WireJob(wire_v0039.WireJob, frozen=True):
+    """One job of ``squeue --json``: 23.02's, with a list of state flags, NoVal
+    times and an exit code object."""
 
-    job_id: int
-    name: Str
-    user_name: Str
-    user_id: int
-    group_name: Str
-    account: Str
-    partition: Str
-    qos: Str
-    job_state: list[str]
-    state_reason: Str
-    priority: NoVal
-    array_job_id: NoVal
-    array_task_id: NoVal
-    array_task_string: Str
-    array_max_tasks: NoVal
-    nodes: Str
-    node_count: NoVal
-    cpus: NoVal
-    tasks: NoVal
-    memory_per_node: NoVal
-    memory_per_cpu: NoVal
-    tres_req_str: Str
-    tres_alloc_str: Str
-    time_limit: NoVal
-    submit_time: NoVal
-    eligible_time: NoVal
-    start_time: NoVal
-    end_time: NoVal
-    dependency: Str
-    exit_code: ExitCode
-    batch_host: Str
-    command: Str
-    comment: Str
-    current_working_directory: Str
-    standard_output: Str
-    standard_error: Str
-    standard_input: Str
+    job_state: list[str]  # type: ignore[assignment]
+    submit_time: NoVal  # type: ignore[assignment]
+    eligible_time: NoVal  # type: ignore[assignment]
+    start_time: NoVal  # type: ignore[assignment]
+    end_time: NoVal  # type: ignore[assignment]
+    exit_code: ExitCode  # type: ignore[assignment]
 
 
-class SqueueOutput(msgspec.Struct, frozen=True):
-    jobs: list[WireJob]
-    meta: Meta | None = None
+class WireNode(wire_v0039.WireNode, frozen=True):
+    """One node of ``scontrol --json show nodes``: 23.02's, with a plain CPU load and
+    NoVal times."""
 
-
-class WireNode(msgspec.Struct, frozen=True):
-    """One node of ``scontrol --json show nodes``."""
-
-    name: str
-    hostname: Str
-    address: Str
-    state: list[str]
-    partitions: list[str]
-    cpus: int
-    alloc_cpus: int
-    alloc_idle_cpus: int
-    cpu_load: int
-    real_memory: int
-    alloc_memory: int
-    free_mem: NoVal
-    gres: Str
-    gres_used: Str
-    features: list[str]
-    reason: Str
-    reason_set_by_user: Str
-    reason_changed_at: NoVal
-    boot_time: NoVal
-    last_busy: NoVal
-    version: Str
-    architecture: Str
-    operating_system: Str
-
-
-class NodesOutput(msgspec.Struct, frozen=True):
-    nodes: list[WireNode]
-    meta: Meta | None = None
+    cpu_load: int  # type: ignore[assignment]
+    reason_changed_at: NoVal  # type: ignore[assignment]
+    boot_time: NoVal  # type: ignore[assignment]
+    last_busy: NoVal  # type: ignore[assignment]
 
 
 class AcctArray(msgspec.Struct, frozen=True):
@@ -125,19 +68,8 @@ class AcctState(msgspec.Struct, frozen=True):
     reason: Str
 
 
-class CpuTime(msgspec.Struct, frozen=True):
-    seconds: int
-    microseconds: int
-
-
-class AcctTime(msgspec.Struct, frozen=True):
-    elapsed: int
-    eligible: int
-    end: int
-    start: int
-    submission: int
+class AcctTime(wire_v0039.AcctTime, frozen=True):
     limit: NoVal
-    total: CpuTime
 
 
 class AcctRequired(msgspec.Struct, frozen=True, rename={"cpus": "CPUs"}):
@@ -146,48 +78,16 @@ class AcctRequired(msgspec.Struct, frozen=True, rename={"cpus": "CPUs"}):
     memory_per_node: NoVal
 
 
-class Tres(msgspec.Struct, frozen=True):
-    type: str
-    name: Str
-    #: Negative for "not measured" (energy without a plugin writes -2).
-    count: int
+class WireAcctJob(wire_v0039.WireAcctJob, frozen=True):
+    """One job of ``sacct --json``: 23.02's, with this family's nested objects."""
 
-
-class AcctTres(msgspec.Struct, frozen=True):
-    allocated: list[Tres]
-
-
-class AcctComment(msgspec.Struct, frozen=True):
-    job: Str
-
-
-class WireAcctJob(msgspec.Struct, frozen=True):
-    """One job of ``sacct --json``."""
-
-    job_id: int
-    name: Str
-    user: Str
-    group: Str
-    account: Str
-    partition: Str
-    qos: Str
-    nodes: Str
-    allocation_nodes: int
-    array: AcctArray
-    state: AcctState
-    exit_code: ExitCode
+    array: AcctArray  # type: ignore[assignment]
+    state: AcctState  # type: ignore[assignment]
+    exit_code: ExitCode  # type: ignore[assignment]
     time: AcctTime
-    required: AcctRequired
-    tres: AcctTres
-    working_directory: Str
-    comment: AcctComment
+    required: AcctRequired  # type: ignore[assignment]
 
 
-class SacctOutput(msgspec.Struct, frozen=True):
-    jobs: list[WireAcctJob]
-    meta: Meta | None = None
-
-
-squeue_decoder = msgspec.json.Decoder(SqueueOutput)
-nodes_decoder = msgspec.json.Decoder(NodesOutput)
-sacct_decoder = msgspec.json.Decoder(SacctOutput)
+squeue_decoder = msgspec.json.Decoder(Jobs[WireJob])
+nodes_decoder = msgspec.json.Decoder(Nodes[WireNode])
+sacct_decoder = msgspec.json.Decoder(Jobs[WireAcctJob])
