@@ -606,6 +606,9 @@ def show_output(
                 client.get(job_path(job_id, "output"), params={"stream": stream, "offset": offset}),
                 "the output",
             )
+            if int(chunk.get("size", 0)) < offset:
+                offset = 0  # truncated (the job started or was requeued): from its start
+                continue
             data = chunk.get("data") or ""
             if data:
                 typer.echo(data, nl=False)

@@ -64,10 +64,18 @@ def output_path(detail: JobDetail, stream: Stream) -> str:
     raise NotFound("No such job.")
 
 
+WAITING = frozenset({JobStatus.QUEUED, JobStatus.QUEUED_HELD})
+
+
 def job_finished(detail: JobDetail) -> bool:
     if detail.job is not None:
         return detail.job.status in FINISHED
     return detail.accounting is not None and detail.accounting.status in FINISHED
+
+
+def job_waiting(detail: JobDetail) -> bool:
+    """The job has not started: nothing at its output path is its own yet."""
+    return detail.job is not None and detail.job.status in WAITING
 
 
 def read_chunk(
@@ -78,16 +86,26 @@ def read_chunk(
     offset: int,
     limit: int,
 ) -> OutputChunk:
-    """``limit`` bytes of output from ``offset``, read as ``who``."""
+    """``limit`` bytes of output from ``offset``, read as ``who``.
+
+    A waiting job has no output yet, whatever is at its path: a file there belongs to
+    an earlier job of the same name (``--output=run.out``), which Slurm truncates when
+    this one starts. So it is not read, and a reader never gets an earlier job's lines.
+    """
     check_may_read(detail, who)
     path = output_path(detail, stream)
-    try:
-        head, data = AsUser(runas, who.username).read_output(path, offset=offset, length=limit)
-        size = head.size
-    except NotFound:
-        if job_finished(detail):
-            raise
-        size, data = 0, b""  # not started yet: no output so far
+    if job_waiting(detail):
+        size, data = 0, b""
+        offset = 0
+    else:
+        try:
+            reader = AsUser(runas, who.username)
+            head, data = reader.read_output(path, offset=offset, length=limit)
+            size = head.size
+        except NotFound:
+            if job_finished(detail):
+                raise
+            size, data = 0, b""  # not started yet: no output so far
     next_offset = offset + len(data)
     return OutputChunk(
         job_id=detail.job.id if detail.job else detail.accounting.id,  # type: ignore[union-attr]

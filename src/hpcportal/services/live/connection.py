@@ -105,7 +105,6 @@ class Follower:
     verified: bool = False
     done: bool = False
     task: asyncio.Task[None] | None = None
-    queued_polls: int = 0
 
     @property
     def watched(self) -> bool:

@@ -28,7 +28,6 @@ from hpcportal.services.live.protocol import (
     OUTPUT_PREFIX,
     OUTPUT_READS,
     OUTPUT_WAIT_SECONDS,
-    QUEUED_POLL_EVERY,
     TOO_SLOW,
     error_message,
     make_message,
@@ -186,13 +185,12 @@ class OutputFollowing(HubBase):
             self._end_follower(follower, NOT_YOURS if sees else no_job_message(follower.job_id))
             return
         follower.verified = True
-        if job.status is JobStatus.QUEUED_HELD:
-            return  # nothing written yet
-        if job.status is JobStatus.QUEUED:
-            # It may have started since the snapshot was taken: look now and then.
-            follower.queued_polls += 1
-            if follower.queued_polls % QUEUED_POLL_EVERY != 1:
-                return
+        if job.status in (JobStatus.QUEUED, JobStatus.QUEUED_HELD):
+            # Nothing of this job is written yet. A file at its output path now belongs
+            # to an earlier job with the same name (`--output=run.out`, or the same job
+            # id on another cluster): Slurm truncates it when this job starts, so it is
+            # not read before then. The read after an action tells when it started.
+            return
         meta = SnapshotMeta.of(self.snapshot.health())
         detail = JobDetail(job=job, source="snapshot", snapshot=meta)
         streams = self._streams(job, detail)
@@ -230,6 +228,11 @@ class OutputFollowing(HubBase):
             self._end_follower(
                 follower, f"Cannot read the output of {follower.job_id}: {exc.message}"
             )
+            return
+        if chunk.size < offset:
+            # Shorter than what was already sent: the file was truncated (Slurm starting
+            # the job, or a requeue). Follow it again from its beginning.
+            follower.offsets[stream] = 0
             return
         if offset == 0 and chunk.size > 2 * limit:
             # A long file met for the first time: follow from its last chunk rather than

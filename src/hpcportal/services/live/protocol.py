@@ -20,9 +20,6 @@ MAX_OUTPUT_CHANNELS = 16
 OUTPUT_WAIT_SECONDS = 30.0
 #: Output files read side by side (each read is one run-as call, ~40 ms).
 OUTPUT_PARALLEL = 8
-#: A job the snapshot still calls pending is read every this many polls (it may have
-#: started since), a running one at every poll.
-QUEUED_POLL_EVERY = 2
 CLOSE_TIMEOUT = 5.0
 
 CLOSE_GOING_AWAY = 1001
