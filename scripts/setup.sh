@@ -97,6 +97,47 @@ postgres_up() {
   exit 1
 }
 
+# High availability and site installation: the front ends and tools whose configurations
+# the tests render and check with the real program (haproxy -c, keepalived
+# --config-test, redis-sentinel, nginx -t, apachectl -t), and what builds the Debian
+# package. Installing them starts no service (policy-rc.d; no init system here).
+ops_packages() {
+  install_missing haproxy keepalived redis-server redis-sentinel nginx apache2 \
+    debhelper dpkg-dev fakeroot
+}
+
+# Redis for the replicas' shared state: reuse one answering on 127.0.0.1:6379, else
+# start one that keeps nothing on disk (never stopped by us: it may be shared).
+redis_up() {
+  install_missing redis-server
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    return
+  fi
+  log "starting Redis (none was answering on 127.0.0.1:6379)"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no \
+    --logfile /var/log/redis-hpcportal-test.log
+  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return; sleep 1; done
+  echo "Redis did not start" >&2
+  exit 1
+}
+
+# MariaDB as the portal's second server database (Galera sites): a test role that may
+# create and drop its own databases, as for PostgreSQL. The server is the dev cluster's
+# (reused if one answers, else started by `dev-cluster up`), so this runs after it.
+mariadb_test_role() {
+  local pw="hpcportal-test"
+  if ! mysqladmin --connect-timeout=2 ping >/dev/null 2>&1; then
+    return  # no server yet: the dev cluster starts one; the tests skip MariaDB outside CI
+  fi
+  mysql -u root <<SQL
+CREATE USER IF NOT EXISTS 'hpcportal_test'@'127.0.0.1' IDENTIFIED BY '$pw';
+CREATE USER IF NOT EXISTS 'hpcportal_test'@'localhost' IDENTIFIED BY '$pw';
+GRANT ALL PRIVILEGES ON \`hpcportal\_t\_%\`.* TO 'hpcportal_test'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON \`hpcportal\_t\_%\`.* TO 'hpcportal_test'@'localhost';
+SQL
+  export HPCPORTAL_TEST_MARIADB_URL="mysql+pymysql://hpcportal_test:$pw@127.0.0.1:3306/"
+}
+
 # A PostgreSQL role for the test suite that works with any pg_hba method: tests
 # connect as it over TCP with a password, creating and dropping their own databases.
 postgres_test_role() {

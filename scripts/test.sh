@@ -57,6 +57,7 @@ run_pass() {
   export HPCPORTAL_DEVCLUSTER_SLURM="$rel"  # the devcluster fixture brings this one up
   log "dev cluster: Slurm $rel"
   "$VENV/bin/hpcportal" dev-cluster up --slurm "$rel" || return
+  mariadb_test_role || return  # after the dev cluster, which starts MariaDB if none runs
   local selection=(-m slurm_facing tests/integration) what="Slurm-facing tests"
   if [ "$whole" = 1 ]; then
     log "ruff"
@@ -83,6 +84,8 @@ if [ "$all_releases" = 1 ] || { [ -n "$release" ] && [ "$release" != 22.05 ]; };
 fi
 postgres_up
 postgres_test_role
+ops_packages
+redis_up
 python_env test
 app_runtimes
 cd "$REPO"
