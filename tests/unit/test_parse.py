@@ -5,16 +5,17 @@ import msgspec
 import pytest
 
 from hpcportal.slurm import parse, wire
+from hpcportal.slurm.models import Job
 from hpcportal.slurm.states import JobStatus, NodeStatus
 from tests.unit.slurm_fixtures import recorded
 
 
 @pytest.fixture(scope="module")
-def jobs() -> dict[str, parse.Job]:
+def jobs() -> dict[str, Job]:
     return {j.id: j for j in parse.parse_squeue(recorded("squeue.json"))}
 
 
-def test_squeue_jobs_become_typed_models(jobs: dict[str, parse.Job]) -> None:
+def test_squeue_jobs_become_typed_models(jobs: dict[str, Job]) -> None:
     train = jobs["6"]
     assert train.name == "train"
     assert train.user == "alice" and train.account == "research"
@@ -27,7 +28,7 @@ def test_squeue_jobs_become_typed_models(jobs: dict[str, parse.Job]) -> None:
     assert train.private.stdout == "/home/alice/train-%j.out"
 
 
-def test_array_tasks_and_pending_record(jobs: dict[str, parse.Job]) -> None:
+def test_array_tasks_and_pending_record(jobs: dict[str, Job]) -> None:
     task = jobs["2_3"]
     assert task.array is not None and task.array.job_id == 2 and task.array.task_id == 3
     assert task.gpus == 1
@@ -39,7 +40,7 @@ def test_array_tasks_and_pending_record(jobs: dict[str, parse.Job]) -> None:
     assert pending.status is JobStatus.QUEUED and pending.reason == "Resources"
 
 
-def test_held_failed_and_exit_codes(jobs: dict[str, parse.Job]) -> None:
+def test_held_failed_and_exit_codes(jobs: dict[str, Job]) -> None:
     assert jobs["3"].status is JobStatus.QUEUED_HELD
     failed = jobs["9"]
     assert failed.status is JobStatus.FAILED
