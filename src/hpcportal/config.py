@@ -463,6 +463,40 @@ class Settings(BaseSettings):
         default=4, gt=0, le=64, description="Shells one person may have open at once."
     )
 
+    # Several replicas (ha/): Redis for the shared snapshot, the database for the leader
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db shared by every replica. Unset: one server alone "
+        "(it reads Slurm itself and runs all background work, nothing is shared).",
+    )
+    redis_sentinels: list[str] = Field(
+        default_factory=list,
+        description="host:port of Redis Sentinels; when set, Redis is their current master "
+        "named redis_sentinel_master (and redis_url is not needed).",
+    )
+    redis_sentinel_master: str = Field(
+        default="mymaster", description="The master's name in the Sentinels' configuration."
+    )
+    redis_prefix: str = Field(
+        default="hpcportal:",
+        min_length=1,
+        max_length=64,
+        description="Start of every Redis key and channel, so portals can share one Redis.",
+    )
+    leader_lease_seconds: float = Field(
+        default=6.0,
+        ge=1.0,
+        le=60.0,
+        description="The leader's lease in the database; a dead leader is replaced after at "
+        "most this long (plus one renewal period, a third of it).",
+    )
+    replica_id: str | None = Field(
+        default=None,
+        max_length=255,
+        description="This replica's name in the lease and in `cluster status`; unset: "
+        "hostname:port.",
+    )
+
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=8080, gt=0, lt=65536)
@@ -479,6 +513,11 @@ class Settings(BaseSettings):
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             return Path(str(url.database)).absolute().parent / "secrets" / "portal.key"
         return Path("secrets/portal.key").absolute()
+
+    @property
+    def replicated(self) -> bool:
+        """Several replicas share Redis: one leader reads Slurm, the others follow."""
+        return bool(self.redis_url or self.redis_sentinels)
 
     @classmethod
     def settings_customise_sources(

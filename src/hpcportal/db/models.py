@@ -415,3 +415,22 @@ class RateCounter(Base):
     window_index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+# --- One leader among replicas (ha/lease.py) ------------------------------------------
+class LeaderLease(Base):
+    """Who leads the replicas' background work, until when, with which fencing token.
+
+    Taken over with one conditional ``UPDATE`` once ``expires_at_ms`` has passed, which
+    adds one to ``token``; every background write checks ``token`` in its own
+    transaction (``ha.lease.fence``), so an old leader cannot write after a takeover.
+    """
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    token: Mapped[int] = mapped_column(BigInteger)
+    #: Milliseconds since the epoch (integers compare exactly on every engine).
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+    acquired_at_ms: Mapped[int] = mapped_column(BigInteger)
