@@ -32,6 +32,20 @@ def _port(value: int) -> int:
 
 
 Port = Annotated[int, AfterValidator(_port)]
+
+
+def _safe_path(value: PurePosixPath) -> PurePosixPath:
+    """A path that goes into other tools' files as is: absolute, one plain token."""
+    if not value.is_absolute():
+        raise ValueError(f"{str(value)!r} must be an absolute path (starting with /)")
+    if any(ch.isspace() or ord(ch) < 32 or ch in "\"'\\#;$`" for ch in str(value)):
+        raise ValueError(
+            f"{str(value)!r}: no spaces, quotes, '#', ';', '$' or control characters in a path"
+        )
+    return value
+
+
+SafePath = Annotated[PurePosixPath, AfterValidator(_safe_path)]
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Count = Annotated[int, Field(ge=0, le=10_000)]
 
@@ -69,9 +83,9 @@ class PortalRuntime(Strict):
     """How every replica's systemd unit runs ``hpcportal serve``."""
 
     user: str = Field(default="hpcportal", min_length=1, pattern=r"^[a-z_][a-z0-9_-]*$")
-    executable: PurePosixPath = PurePosixPath("/opt/hpcportal/bin/hpcportal")
-    environment_file: PurePosixPath = PurePosixPath("/etc/hpcportal/portal.env")
-    working_directory: PurePosixPath = PurePosixPath("/var/lib/hpcportal")
+    executable: SafePath = PurePosixPath("/opt/hpcportal/bin/hpcportal")
+    environment_file: SafePath = PurePosixPath("/etc/hpcportal/portal.env")
+    working_directory: SafePath = PurePosixPath("/var/lib/hpcportal")
 
 
 class FrontEndHost(Strict):
@@ -135,6 +149,16 @@ class PostgresDatabase(Strict):
     def hosts(self) -> list[DatabaseHost]:
         return [self.primary, *self.standbys]
 
+    @model_validator(mode="after")
+    def _distinct(self) -> PostgresDatabase:
+        names = [host.name for host in self.hosts()]
+        for index, name in enumerate(names[1:]):
+            if name in names[: index + 1]:
+                raise SemanticError(
+                    ("standbys", index, "name"), f"duplicate database host {name!r}"
+                )
+        return self
+
 
 class GaleraNode(Endpoint):
     port: Port = 3306
@@ -166,7 +190,7 @@ class SqliteDatabase(Strict):
     """One file on one server: the single-server default."""
 
     engine: Literal["sqlite"]
-    path: PurePosixPath = PurePosixPath("/var/lib/hpcportal/portal.db")
+    path: SafePath = PurePosixPath("/var/lib/hpcportal/portal.db")
 
 
 Database = Annotated[
@@ -185,7 +209,7 @@ class SentinelHost(Endpoint):
 class StandaloneRedis(Strict):
     mode: Literal["standalone"]
     server: RedisHost
-    data_directory: PurePosixPath = PurePosixPath("/var/lib/redis")
+    data_directory: SafePath = PurePosixPath("/var/lib/redis")
 
 
 class SentinelRedis(Strict):
@@ -199,7 +223,7 @@ class SentinelRedis(Strict):
     quorum: int = Field(ge=1)
     down_after_ms: int = Field(default=5000, ge=100, le=600_000)
     failover_timeout_ms: int = Field(default=60_000, ge=1000, le=3_600_000)
-    data_directory: PurePosixPath = PurePosixPath("/var/lib/redis")
+    data_directory: SafePath = PurePosixPath("/var/lib/redis")
 
     @model_validator(mode="after")
     def _quorum(self) -> SentinelRedis:
@@ -228,7 +252,7 @@ class Slurm(Strict):
     """Slurm's own HA: a primary ``SlurmctldHost``, backups, one shared state directory."""
 
     controllers: list[SlurmController] = Field(min_length=1, max_length=10)
-    state_save_location: PurePosixPath
+    state_save_location: SafePath
     slurmctld_timeout: int = Field(default=30, ge=5, le=3600)
 
     @model_validator(mode="after")
@@ -239,8 +263,6 @@ class Slurm(Strict):
                 raise SemanticError(
                     ("controllers", index, "name"), f"duplicate controller {name!r}"
                 )
-        if not self.state_save_location.is_absolute():
-            raise SemanticError(("state_save_location",), "must be an absolute path")
         return self
 
 
@@ -263,17 +285,17 @@ class Retention(Strict):
 
 
 class Backup(Strict):
-    directory: PurePosixPath = PurePosixPath("/var/backups/hpcportal")
+    directory: SafePath = PurePosixPath("/var/backups/hpcportal")
     keep: Retention = Retention()
 
 
 class Secrets(Strict):
     """Files holding secrets shared by replicas; the files are read at start, never printed."""
 
-    jwt_secret_file: PurePosixPath = PurePosixPath("/etc/hpcportal/secrets/jwt_secret")
-    secret_key_file: PurePosixPath = PurePosixPath("/etc/hpcportal/secrets/portal.key")
-    database_password_file: PurePosixPath | None = None
-    redis_password_file: PurePosixPath | None = None
+    jwt_secret_file: SafePath = PurePosixPath("/etc/hpcportal/secrets/jwt_secret")
+    secret_key_file: SafePath = PurePosixPath("/etc/hpcportal/secrets/portal.key")
+    database_password_file: SafePath | None = None
+    redis_password_file: SafePath | None = None
 
 
 class ClusterConfig(Strict):
@@ -320,9 +342,6 @@ class ClusterConfig(Strict):
                 "several servers share sessions and the leader's snapshot through Redis: "
                 "add a redis section",
             )
-        for field in ("jwt_secret_file", "secret_key_file"):
-            if not getattr(self.secrets, field).is_absolute():
-                raise SemanticError(("secrets", field), "must be an absolute path")
         return self
 
     def server(self, name: str) -> PortalServer | None:
