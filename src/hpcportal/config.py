@@ -497,6 +497,30 @@ class Settings(BaseSettings):
         "hostname:port.",
     )
 
+    # Backups (services/operations/backup.py, retention.py)
+    backup_dir: Path | None = Field(
+        default=None,
+        description="Where `hpcportal cluster backup` writes backups (one folder each, "
+        "0700: a backup holds the secret key). Unset: no scheduled backups, and the "
+        "commands need --dir.",
+    )
+    backup_every_hours: float = Field(
+        default=24.0,
+        ge=0,
+        le=24 * 31,
+        description="The leader makes a backup this often when backup_dir is set "
+        "(once per period across the replicas); 0: only by hand.",
+    )
+    backup_keep_daily: int = Field(
+        default=7, ge=0, le=10_000, description="Backups kept: the newest of each of the last N days."
+    )
+    backup_keep_weekly: int = Field(
+        default=4, ge=0, le=10_000, description="... and of each of the last N ISO weeks."
+    )
+    backup_keep_monthly: int = Field(
+        default=12, ge=0, le=10_000, description="... and of each of the last N months."
+    )
+
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=8080, gt=0, lt=65536)
