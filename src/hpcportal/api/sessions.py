@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import (
     APIRouter,
@@ -36,7 +36,6 @@ from hpcportal.api.deps import (
 )
 from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
 from hpcportal.api.params import Int64, Line
-from hpcportal.composition import services_of
 from hpcportal.db.session import Database
 from hpcportal.errors import BadGateway, Forbidden, PortalError
 from hpcportal.services import audit, proxy, rfb, share_links
@@ -96,7 +95,7 @@ async def get_actions(
     database: DatabaseDep,
     address: ClientAddress,
 ) -> Actions:
-    return Actions(who, ctx, database, address, services_of(request).live)
+    return Actions(who, ctx, database, address, cast(LiveHub, request.app.state.live))
 
 
 ActionsDep = Annotated[Actions, Depends(get_actions)]
@@ -214,7 +213,7 @@ async def _open(
 ) -> None:
     """Check origin and login, find the target, authenticate upstream, greet the
     browser, rotate a spent full-control password, relay."""
-    hub = services_of(websocket).live
+    hub = cast(LiveHub, websocket.app.state.live)
     settings = hub.settings
     origin = websocket.headers.get("origin")
     if not origin_allowed(

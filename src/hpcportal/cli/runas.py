@@ -10,16 +10,24 @@ import typer
 from hpcportal.config import Settings
 from hpcportal.runas.denied import DEFAULT_SLURM_CONF, DenyListError, deny_list
 from hpcportal.runas.install import (
+    SUDOERS_FILE,
     InstallError,
     ensure_service_account,
     install,
     sudoers_rule,
+    uninstall,
 )
 
 app = typer.Typer(help="The run-as boundary: helper and sudoers rule.", no_args_is_help=True)
 
 UserOption = Annotated[str, typer.Option("--user", help="The portal's service account.")]
 HelperOption = Annotated[Path, typer.Option(help="Where the helper is installed.")]
+SudoersOption = Annotated[
+    Path,
+    typer.Option(
+        help="The sudoers rule's file (in /etc/sudoers.d, no dot in its name: sudo skips those)."
+    ),
+]
 SlurmConfOption = Annotated[
     Path | None,
     typer.Option(
@@ -82,6 +90,7 @@ def install_command(
     no_slurm_conf: NoSlurmConfOption = False,
     deny_user: DenyOption = None,
     group: GroupOption = None,
+    sudoers: SudoersOption = SUDOERS_FILE,
 ) -> None:
     """Install the helper (root-owned) and /etc/sudoers.d/hpcportal (checked by visudo).
 
@@ -101,6 +110,7 @@ def install_command(
             slurm_conf=conf,
             deny_users=settings.runas_deny_users if deny_user is None else deny_user,
             group=group or settings.runas_group,
+            sudoers=sudoers,
         )
     except InstallError as exc:
         typer.echo(f"Error: {exc}", err=True)
@@ -111,6 +121,25 @@ def install_command(
     typer.echo(f"It never acts as: {', '.join(sorted(done.denied))}.")
     if done.group is not None:
         typer.echo(f"sudo lets it act only as members of group {done.group}.")
+
+
+@app.command("uninstall")
+def uninstall_command(
+    helper: HelperOption = Path("/usr/local/libexec/hpcportal-runas"),
+    sudoers: SudoersOption = SUDOERS_FILE,
+) -> None:
+    """Remove the sudoers rule and the helper that `runas install` wrote (idempotent).
+
+    A file at either path that `runas install` did not write is left alone (exit 1).
+    The service account is kept: files it owns may remain.
+    """
+    try:
+        done = uninstall(helper, sudoers=sudoers)
+    except InstallError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for path, removed in ((sudoers, done.sudoers), (helper, done.helper)):
+        typer.echo(f"Removed {path}." if removed else f"{path}: already absent.")
 
 
 @app.command("sudoers")

@@ -174,3 +174,57 @@ def install(
         raise InstallError(f"visudo rejected the rule: {check.stderr.strip() or check.stdout}")
     _write_root_file(sudoers, rule, 0o440)
     return Installed(helper, sudoers, service_user, slurm_dir, deny.names, group)
+
+
+@dataclass(frozen=True)
+class Uninstalled:
+    """What ``uninstall`` removed: each path, or None when it was already gone."""
+
+    helper: Path | None
+    sudoers: Path | None
+
+
+def _is_our_helper(path: Path) -> bool:
+    """A helper ``helper_text`` wrote (an ``-IS`` interpreter line, then the helper's
+    docstring), so ``uninstall`` never deletes a program it did not install."""
+    try:
+        with path.open(errors="replace") as handle:
+            first, second = handle.readline(), handle.readline()
+    except OSError:
+        return False
+    return (
+        first.startswith("#!")
+        and first.rstrip().endswith(" -IS")
+        and (second.startswith('"""hpcportal-runas:'))
+    )
+
+
+def _is_our_rule(path: Path) -> bool:
+    try:
+        return path.read_text(errors="replace").startswith("# Written by `hpcportal runas install`")
+    except OSError:
+        return False
+
+
+def uninstall(
+    helper: Path = Path("/usr/local/libexec/hpcportal-runas"), *, sudoers: Path = SUDOERS_FILE
+) -> Uninstalled:
+    """Remove the sudoers rule, then the helper; idempotent (missing files are fine).
+
+    The rule goes first, so there is never a rule naming a missing program. A file
+    at either path that ``install`` did not write is refused, not deleted.
+    """
+    if os.geteuid() != 0:
+        raise InstallError("run this as root")
+    for path, ours in ((sudoers, _is_our_rule), (helper, _is_our_helper)):
+        if path.exists() and not ours(path):
+            raise InstallError(f"{path} was not written by `hpcportal runas install`; not removed")
+    removed: list[Path | None] = []
+    for path in (sudoers, helper):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            removed.append(None)
+        else:
+            removed.append(path)
+    return Uninstalled(helper=removed[1], sudoers=removed[0])

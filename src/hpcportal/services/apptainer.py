@@ -407,7 +407,7 @@ def run_inspect(argv: Sequence[str], timeout: float) -> str:
 class ApptainerCatalog:
     """The images of the configured directories, kept in memory between scans.
 
-    One instance per process (``AppServices.apptainer``). Reads are lock-free: a scan
+    One instance per process (``app.state.apptainer``). Reads are lock-free: a scan
     builds new dictionaries and swaps them in; scans themselves are serialised.
     """
 
