@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hpcportal.config import Settings
 from hpcportal.errors import Forbidden, InvalidInput, NotFound, PortalError
 from hpcportal.services.identity import Principal
-from hpcportal.services.template_render import Value, compile_script
+from hpcportal.services.template_params import Value
+from hpcportal.services.template_sandbox import compile_script
 
 log = logging.getLogger(__name__)
 

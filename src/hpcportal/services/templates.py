@@ -30,11 +30,8 @@ from hpcportal.services.submit_models import (
     SubmitPreview,
     SubmitResult,
 )
-from hpcportal.services.template_render import (
-    TemplateParameter,
-    check_template,
-    render_job,
-)
+from hpcportal.services.template_params import TemplateParameter
+from hpcportal.services.template_render import check_template, render_job
 from hpcportal.services.template_seeds import SITE_TEMPLATES, SeedTemplate
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from hpcportal.api.deps import DatabaseDep
 from hpcportal.errors import PortalError
 from hpcportal.services import templates as template_service
 from hpcportal.services.identity import Principal
-from hpcportal.services.template_render import INT_OPTIONS, STR_OPTIONS
+from hpcportal.services.template_params import INT_OPTIONS, STR_OPTIONS
 from hpcportal.web import i18n
 from hpcportal.web.common import PageDep, PageError, in_session, page_error
 from hpcportal.web.i18n import N_
