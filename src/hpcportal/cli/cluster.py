@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from hpcportal.cli.cluster_backup import register as register_backup_commands
 from hpcportal.services.operations.cluster_config import ClusterConfig
 from hpcportal.services.operations.config_file import ConfigInvalid, load_config_file
 
@@ -46,6 +47,9 @@ def config_path(given: Path | None) -> Path:
     return local if local.exists() else DEFAULT_CONFIG
 
 
+register_backup_commands(cluster_app, config_path)
+
+
 def load_or_exit(path: Path) -> ClusterConfig:
     """The validated configuration, or every problem printed and exit status 2."""
     try:
@@ -64,3 +68,31 @@ def validate(config: ConfigOption = None) -> None:
     path = config_path(config)
     loaded = load_or_exit(path)
     typer.echo(f"{path}: valid: {len(loaded.servers)} server(s), database {loaded.database.engine}")
+
+
+@cluster_app.command()
+def render(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the files into.")
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Write every tool's configuration (HAProxy, Keepalived, Redis, database, systemd,
+    Slurm) into --output, then print the steps to install them. No secret is written."""
+    from hpcportal.services.operations.render import render_all
+
+    loaded = load_or_exit(config_path(config))
+    rendered = render_all(loaded)
+    try:
+        for relative, text in rendered.files.items():
+            target = output / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"Error: cannot write {exc.filename}: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+    for relative in rendered.files:
+        typer.echo(f"wrote {output / relative}")
+    typer.echo("\nNext steps:")
+    for number, step in enumerate(rendered.steps, start=1):
+        typer.echo(f"{number}. {step}")

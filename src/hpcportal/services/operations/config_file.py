@@ -121,6 +121,8 @@ def _issue(root: yaml.Node, error: Any) -> ConfigIssue:
         message = message.removeprefix("Value error, ")
     else:
         message = _plain(error, message)
+    if error["type"] == "union_tag_invalid":  # point at the tag's value, not its section
+        loc = (*loc, str(error["ctx"]["discriminator"]).strip("'"))
     node, path = _locate(root, loc, key_wanted=error["type"] == "extra_forbidden")
     return ConfigIssue(*_mark(node), path, message)
 
@@ -132,6 +134,10 @@ def _plain(error: Any, message: str) -> str:
         return "required, but missing"
     if kind == "extra_forbidden":
         return "unknown key (misspelt? see docs/cluster_config.example.yaml)"
+    if kind == "greater_than_equal":
+        return f"must be at least {error['ctx']['ge']}"
+    if kind == "less_than_equal":
+        return f"must be at most {error['ctx']['le']}"
     if kind == "string_pattern_mismatch":
         return f"{error['input']!r} has characters not allowed here"
     if kind in {"ip_any_address", "ip_v4_address", "ip_v6_address"}:
@@ -149,8 +155,10 @@ def _plain(error: Any, message: str) -> str:
 def _locate(
     root: yaml.Node, loc: tuple[str | int, ...], *, key_wanted: bool
 ) -> tuple[yaml.Node, str]:
-    """The deepest node ``loc`` names, and the path written as a person reads it."""
+    """The node ``loc`` names (its value, or its key for a whole section or an unknown
+    key; a missing key's section), and the path written as a person reads it."""
     node = root
+    anchor = root  # the key (or list item) that introduced ``node``
     path = ""
     for step_index, step in enumerate(loc):
         last = step_index == len(loc) - 1
@@ -159,14 +167,16 @@ def _locate(
             if found is None:
                 if last:  # a missing key: name it, point at its section
                     path = f"{path}.{step}" if path else step
+                    node = anchor
                 continue  # else a union's tag (``postgresql``), not in the file
             path = f"{path}.{step}" if path else step
             key, value = found
-            node = key if (last and key_wanted) else value
+            section = isinstance(value, yaml.MappingNode | yaml.SequenceNode)
+            node, anchor = (key, key) if last and (key_wanted or section) else (value, key)
         elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
             path = f"{path}[{step}]"
             if 0 <= step < len(node.value):
-                node = node.value[step]
+                node = anchor = node.value[step]
         elif isinstance(step, int):
             path = f"{path}[{step}]"
     return node, path
