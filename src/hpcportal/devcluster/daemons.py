@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from hpcportal.devcluster.commands import succeeds, try_run
 from hpcportal.devcluster.munge import munge_argv
@@ -37,30 +38,38 @@ def munged(layout: Layout) -> Daemon:
 def slurmdbd(
     layout: Layout, env: Mapping[str, str], slot: Slot, launcher: tuple[str, ...] = ()
 ) -> Daemon:
-    return Daemon(
-        name="slurmdbd",
-        argv=(*launcher, "slurmdbd"),
-        pid_file=layout.slurmdbd_pid,
-        program="slurmdbd",
-        log_files=(layout.slurmdbd_log,),
-        output_file=layout.daemon_output("slurmdbd"),
-        env=env,
-        ports=(slot.slurmdbd_port,),
-    )
+    return _central("slurmdbd", layout, env, slot, launcher)
 
 
 def slurmctld(
     layout: Layout, env: Mapping[str, str], slot: Slot, launcher: tuple[str, ...] = ()
 ) -> Daemon:
+    return _central("slurmctld", layout, env, slot, launcher)
+
+
+def _central(
+    name: Literal["slurmdbd", "slurmctld"],
+    layout: Layout,
+    env: Mapping[str, str],
+    slot: Slot,
+    launcher: tuple[str, ...],
+) -> Daemon:
+    """slurmdbd or slurmctld: one program, one port, started through ``launcher`` (the
+    chroot launcher for a newer release, nothing for the host's own)."""
+    if name == "slurmdbd":
+        pid_file, log_file, port = layout.slurmdbd_pid, layout.slurmdbd_log, slot.slurmdbd_port
+    else:
+        pid_file, log_file = layout.slurmctld_pid, layout.slurmctld_log
+        port = slot.slurmctld_port
     return Daemon(
-        name="slurmctld",
-        argv=(*launcher, "slurmctld"),
-        pid_file=layout.slurmctld_pid,
-        program="slurmctld",
-        log_files=(layout.slurmctld_log,),
-        output_file=layout.daemon_output("slurmctld"),
+        name=name,
+        argv=(*launcher, name),
+        pid_file=pid_file,
+        program=name,
+        log_files=(log_file,),
+        output_file=layout.daemon_output(name),
         env=env,
-        ports=(slot.slurmctld_port,),
+        ports=(port,),
     )
 
 

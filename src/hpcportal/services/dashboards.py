@@ -9,7 +9,7 @@ Each widget type appears at most once on a dashboard.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
@@ -29,15 +29,7 @@ WidgetType = Literal[
     "storage",
 ]
 #: Every widget type, in the order the "add a widget" menu lists them.
-WIDGET_TYPES: tuple[WidgetType, ...] = (
-    "cluster_summary",
-    "my_jobs",
-    "partition_load",
-    "node_heatmap",
-    "notifications",
-    "quick_submit",
-    "storage",
-)
+WIDGET_TYPES: tuple[WidgetType, ...] = get_args(WidgetType)
 GRID_COLUMNS = 12
 MAX_ROWS = 200
 MAX_HEIGHT = 24
