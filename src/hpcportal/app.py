@@ -1,7 +1,8 @@
 """FastAPI application factory.
 
 One process holds one ``Settings``, one database handle, one Slurm adapter and one
-shared snapshot; routers reach them through the dependencies in ``api.deps``.
+shared snapshot, together one ``composition.AppServices``; routers reach them through
+the dependencies in ``api.deps``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from hpcportal.api import (
 )
 from hpcportal.api.node_proxy import SessionClients
 from hpcportal.api.params import RefuseControlInPath, check_request
+from hpcportal.composition import AppServices, install
 from hpcportal.config import Settings, get_settings
 from hpcportal.db.session import Database
 from hpcportal.errors import install_error_handlers
@@ -48,8 +50,8 @@ from hpcportal.services.auth import RevocationList
 from hpcportal.services.disk_alerts import DiskWatcher
 from hpcportal.services.live import LiveHub
 from hpcportal.services.notifications import NotificationDetector
-from hpcportal.services.session_tracker import SessionTracker
 from hpcportal.services.sessions import SessionContext
+from hpcportal.services.sessions.tracker import SessionTracker
 from hpcportal.services.snapshot import SnapshotService
 from hpcportal.services.submit import SubmitContext
 from hpcportal.services.templates import seed_site_templates
@@ -156,38 +158,58 @@ def _compose(
     *,
     start_refresher: bool,
 ) -> None:
-    """The composition root: build each long-lived part once, keep it on ``app.state``
-    (read through ``api.deps``), and register what runs in the background with
-    ``tasks``, in the order it starts (it stops in reverse)."""
-    state = app.state
-    state.settings = settings
-    state.executor = executor
-    state.adapter = adapter = SlurmAdapter(
-        executor, cache_seconds=settings.accounting_cache_seconds
-    )
-    state.snapshot = snapshot = SnapshotService(adapter, settings)
-    state.db = database = Database(settings)
-    state.apptainer = apptainer.create_catalog(settings)
-    state.revocations = RevocationList(settings.revocation_sync_seconds)
-    state.api_token_cache = ApiTokenCache(settings.api_token_cache_seconds)
-    state.apps = AppCatalog.load(settings)
-    state.submit = SubmitContext(settings, adapter, executor.runas, database, state.apptainer)
-    state.sessions = SessionContext(state.submit, state.apps)
+    """The composition root: build each long-lived part once, keep them on the app as
+    one ``AppServices`` (read through ``composition.services_of``; routers through
+    ``api.deps``), and register what runs in the background with ``tasks``, in the
+    order it starts (it stops in reverse). A new part: build it here, add a field to
+    ``AppServices`` and pass it below."""
+    runas = executor.runas
+    adapter = SlurmAdapter(executor, cache_seconds=settings.accounting_cache_seconds)
+    snapshot = SnapshotService(adapter, settings)
+    database = Database(settings)
+    apptainer_catalog = apptainer.create_catalog(settings)
+    revocations = RevocationList(settings.revocation_sync_seconds)
+    app_catalog = AppCatalog.load(settings)
+    submit = SubmitContext(settings, adapter, runas, database, apptainer_catalog)
+    session_context = SessionContext(submit, app_catalog)
     detector = NotificationDetector(database, adapter, settings)
-    state.live = hub = LiveHub(
+    tracker = SessionTracker(session_context)
+    hub = LiveHub(
         snapshot,
         settings,
         database=database,
-        runas=executor.runas,
-        revocations=state.revocations,
+        runas=runas,
+        revocations=revocations,
         detector=detector,
-        tracker=SessionTracker(state.sessions),
+        tracker=tracker,
     )
-    state.disk_watcher = watcher = DiskWatcher(
-        settings, database, snapshot, runas=executor.runas, deliver=hub.deliver
+    watcher = DiskWatcher(settings, database, snapshot, runas=runas, deliver=hub.deliver)
+    terminals = TerminalService(settings, runas, database)
+    proxy_clients = SessionClients(settings)
+    install(
+        app,
+        AppServices(
+            settings=settings,
+            executor=executor,
+            runas=runas,
+            adapter=adapter,
+            snapshot=snapshot,
+            database=database,
+            apptainer=apptainer_catalog,
+            revocations=revocations,
+            api_token_cache=ApiTokenCache(settings.api_token_cache_seconds),
+            apps=app_catalog,
+            submit=submit,
+            sessions=session_context,
+            detector=detector,
+            tracker=tracker,
+            live=hub,
+            disk_watcher=watcher,
+            terminals=terminals,
+            proxy_clients=proxy_clients,
+            tasks=tasks,
+        ),
     )
-    state.terminals = terminals = TerminalService(settings, executor.runas, database)
-    state.proxy_client = proxy_clients = SessionClients(settings)
 
     async def seed_templates() -> None:
         await run_in_threadpool(seed_site_templates, database)

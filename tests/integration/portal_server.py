@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from hpcportal.app import create_app
+from hpcportal.composition import AppServices, services_of
 from hpcportal.config import Settings
 from hpcportal.db.migrate import upgrade
 
@@ -56,6 +57,11 @@ class RunningPortal:
     app: FastAPI
     settings: Settings
 
+    @property
+    def services(self) -> AppServices:
+        """The running app's parts (snapshot, database, executor, ...)."""
+        return services_of(self.app)
+
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
 
@@ -71,7 +77,7 @@ class RunningPortal:
         """Block until the snapshot refresher has published a snapshot newer than ``after``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            generation = self.app.state.snapshot.health().generation
+            generation = self.services.snapshot.health().generation
             if generation > after:
                 return int(generation)
             time.sleep(0.05)

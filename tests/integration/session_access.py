@@ -20,7 +20,7 @@ from hpcportal.services.sessions import open_secret
 def stored_secrets(portal: Any, sid: str) -> tuple[str | None, str | None]:
     """The session's current full-control and view-only secrets, opened."""
     box = box_for(portal.settings.secret_key_path)
-    with portal.app.state.db.session() as db:
+    with portal.services.database.session() as db:
         row = db.get(InteractiveSession, sid)
         assert row is not None
         return open_secret(box, row, view_only=False), open_secret(box, row, view_only=True)
@@ -28,7 +28,7 @@ def stored_secrets(portal: Any, sid: str) -> tuple[str | None, str | None]:
 
 def portal_context(portal: Any, sid: str) -> ssl.SSLContext:
     """TLS as the portal's proxy makes it for this session (its pinned certificate)."""
-    with portal.app.state.db.session() as db:
+    with portal.services.database.session() as db:
         row = db.get(InteractiveSession, sid)
         assert row is not None and row.server_cert is not None
         pem = row.server_cert

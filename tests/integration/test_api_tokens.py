@@ -99,7 +99,7 @@ def test_revoked_token_gets_401(
     assert refused.status_code == 401
     assert refused.json()["detail"] == api_tokens.REVOKED
     assert all(t["id"] != created["id"] for t in client.get(TOKENS, headers=alice).json())
-    with portal.app.state.db.session() as session:
+    with portal.services.database.session() as session:
         actions = session.execute(
             select(AuditEntry.username, AuditEntry.action, AuditEntry.result).where(
                 AuditEntry.target == f"api_token:{created['id']}"

@@ -318,7 +318,7 @@ def test_job_name_with_markup_renders_as_text(
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     try:
-        portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+        portal.wait_for_generation(portal.services.snapshot.health().generation)
         for path in ("/jobs", f"/jobs/{job_id}", "/"):
             page.goto(f"{portal.url}{path}")
             page.wait_for_load_state("networkidle")

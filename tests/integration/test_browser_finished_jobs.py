@@ -212,7 +212,7 @@ def test_a_waiting_job_page_follows_it_to_the_end_without_reloading(
     context = session(browser, portal, "en")
     page = context.new_page()
     try:
-        portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+        portal.wait_for_generation(portal.services.snapshot.health().generation)
         page.goto(f"{portal.url}/jobs/{second}")
         expect(page.locator("[data-testid=job-reason]")).to_have_text("Dependency")
         expect(page.locator("[data-testid=job-dependency]")).to_contain_text(f"afterok:{first}")

@@ -109,7 +109,7 @@ def _add_notifications(portal: RunningPortal, user: str, count: int) -> None:
     """``count`` unread job notifications for ``user``, written to the portal's database
     as the detector writes them (one row per job and event)."""
     now = utcnow()
-    with portal.app.state.db.session() as db:
+    with portal.services.database.session() as db:
         for n in range(count):
             job_id = str(900_000 + n)
             db.add(Notification(
@@ -123,7 +123,7 @@ def _add_notifications(portal: RunningPortal, user: str, count: int) -> None:
 
 
 def _clear_notifications(portal: RunningPortal, user: str) -> None:
-    with portal.app.state.db.session() as db:
+    with portal.services.database.session() as db:
         db.execute(delete(Notification).where(Notification.username == user))
 
 

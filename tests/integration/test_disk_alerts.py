@@ -198,7 +198,7 @@ def test_without_quota_users_are_not_read_at_every_check(portal: RunningPortal) 
     settings = portal.settings.model_copy(
         update={"disk_user_alerts": "quota", "disk_user_alert_users": []}
     )
-    watcher = DiskWatcher(settings, portal.app.state.db, runas=portal.app.state.executor.runas)
+    watcher = DiskWatcher(settings, portal.services.database, runas=portal.services.executor.runas)
     assert watcher.read_users(["alice"]) == {"alice": []}  # read, nothing to watch
     assert watcher.read_users(["alice"]) == {}  # not read again
     assert watcher.check_sync([], ["alice"]).notices == []

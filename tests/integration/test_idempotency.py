@@ -131,7 +131,7 @@ def test_a_hung_slurmctld_never_makes_two_jobs_for_one_key(
         assert retry.status_code == 503, retry.text
         assert retry.json()["code"] == "submission_uncertain"
         assert "nothing was submitted again" in retry.json()["detail"]
-        with portal.app.state.db.session() as session:
+        with portal.services.database.session() as session:
             row = session.scalars(select(Submission).where(Submission.idempotency_key == key)).one()
             assert row.state == "unknown" and row.job_id is None
         # slurmctld works through the request it received while hung.
@@ -183,7 +183,7 @@ def test_a_certain_refusal_forgets_the_key(devcluster: dict[str, Any], tmp_path:
         headers = {**portal.login("alice"), "Idempotency-Key": key}
         bad = c.post("/api/v1/jobs", json={**TINY, "partition": "nosuch"}, headers=headers)
         assert bad.status_code == 400, bad.text
-        with portal.app.state.db.session() as session:
+        with portal.services.database.session() as session:
             left = session.scalars(select(Submission).where(Submission.idempotency_key == key))
             assert left.all() == []
         # A different request under the same key is a new submission, not a conflict.
@@ -222,7 +222,7 @@ def test_a_template_submit_reconciles_an_uncertain_key_like_post_jobs(
         # What a timed-out first attempt leaves: Slurm's job with the marker, the key
         # "unknown" in the database.
         job_id = slurm_cli.sbatch(conf, "alice", f"--comment={marker}", "--wrap", "true")
-        with portal.app.state.db.session() as session:
+        with portal.services.database.session() as session:
             session.add(
                 Submission(
                     username="alice",
@@ -315,7 +315,7 @@ def check_load(portal: RunningPortal, slurm_conf: str) -> None:
             user = ("alice", "bob")[i % 2]
             assert comments.get(answer.json()["job_id"]) == key_marker(user, key)
         # And nothing on the side was lost: one submitted row and one audit entry each.
-        with portal.app.state.db.session() as session:
+        with portal.services.database.session() as session:
             done = select(func.count()).where(
                 Submission.idempotency_key.in_(keys), Submission.state == "submitted"
             )
@@ -373,4 +373,4 @@ def test_fifty_concurrent_submits_on_postgresql(devcluster: dict[str, Any], tmp_
             try:
                 check_load(portal, devcluster["slurm_conf"])
             finally:
-                portal.app.state.db.dispose()
+                portal.services.database.dispose()

@@ -185,7 +185,7 @@ def test_a_job_lifecycle_as_owner_and_as_someone_else(
             "the end of the output",
         )
         bob.wait_for(lambda c: "COMPLETED" in job_states(c, job_id), "the job, for bob")
-        portal.wait_for_generation(portal.app.state.snapshot.health().generation + 2)
+        portal.wait_for_generation(portal.services.snapshot.health().generation + 2)
         time.sleep(0.5)
     finally:
         slurm_cli.scancel(conf, job)

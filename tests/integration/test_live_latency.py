@@ -285,10 +285,10 @@ def test_a_burst_of_actions_costs_a_bounded_number_of_squeue_calls(
         for _ in range(10)
     ]
     headers = portal.login("alice")
-    calls = portal.app.state.snapshot.adapter.executor.calls
-    soon = portal.app.state.snapshot.soon
+    calls = portal.services.snapshot.adapter.executor.calls
+    soon = portal.services.snapshot.soon
     try:
-        portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+        portal.wait_for_generation(portal.services.snapshot.health().generation)
 
         def act(job_id: int) -> None:
             with portal.client(headers=headers) as c:

@@ -23,13 +23,13 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from hpcportal.api import auth as auth_api
 from hpcportal.api.deps import AdminUser, CurrentUser
+from hpcportal.app import create_app
+from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.db.migrate import upgrade
 from hpcportal.db.models import LoginFailure
 from hpcportal.db.session import Database
-from hpcportal.errors import install_error_handlers
 from hpcportal.services import auth
 from hpcportal.services.identity import Principal
 
@@ -65,24 +65,9 @@ def _probe_router() -> APIRouter:
     return router
 
 
-def _minimal_app(settings: Settings) -> FastAPI:
-    """What ``create_app`` does for auth, for while the rest of the app is unfinished."""
-    app = FastAPI()
-    app.state.settings = settings
-    app.state.db = Database(settings)
-    install_error_handlers(app)
-    app.include_router(auth_api.router, prefix="/api/v1")
-    return app
-
-
 def build_app(settings: Settings) -> FastAPI:
-    """The real application when it imports; the auth-only app until then."""
-    try:
-        from hpcportal.app import create_app
-    except ImportError:  # the lead's modules (cluster, jobs, snapshot, slurm) are in progress
-        app = _minimal_app(settings)
-    else:
-        app = create_app(settings, start_refresher=False)
+    """The real application, with the probe endpoints."""
+    app = create_app(settings, start_refresher=False)
     app.include_router(_probe_router(), prefix="/api/v1")
     return app
 
@@ -128,7 +113,7 @@ def make_client(settings: Settings) -> Iterator[ClientFactory]:
     yield make
     for client in clients:
         client.__exit__(None, None, None)
-    app.state.db.dispose()
+    services_of(app).database.dispose()
 
 
 @contextmanager
@@ -141,7 +126,7 @@ def standalone_client(
         with TestClient(app, base_url=base_url) as client:
             yield client
     finally:
-        app.state.db.dispose()
+        services_of(app).database.dispose()
 
 
 @pytest.fixture

@@ -139,7 +139,7 @@ def jobs(slurm: Slurm, portal: RunningPortal) -> Iterator[dict[str, int]]:
             "bob to see dave's job", lambda: str(submitted["dave"]) in squeue_ids(slurm, "bob")
         )
         wait_for("bob's short job in accounting", lambda: _in_sacct(slurm, submitted["bob_done"]))
-        portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+        portal.wait_for_generation(portal.services.snapshot.health().generation)
         yield submitted
     finally:
         slurm.scancel(*submitted.values())
@@ -345,7 +345,7 @@ def test_live_socket_carries_none_of_bobs_jobs(
             wait_for("carol hears of alice's", lambda: seen("carol", new_alice))
             wait_for("alice hears of her job", lambda: seen("alice", new_alice))
             # One refresh more, so any message about bob's job would have come.
-            portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+            portal.wait_for_generation(portal.services.snapshot.health().generation)
             seen("alice", new_alice)
         finally:
             slurm.scancel(new_bob, new_alice)

@@ -87,7 +87,7 @@ def test_job_submissions_are_limited_per_user(
         assert submit(c).status_code == 201
         assert submit(c).status_code == 201
         assert_limited(submit(c), "job submissions", JOBS_PER_MINUTE)
-    with portal.app.state.db.session() as session:
+    with portal.services.database.session() as session:
         refused = session.scalars(
             select(AuditEntry).where(
                 AuditEntry.username == "alice",
@@ -141,7 +141,7 @@ def test_session_launches_are_limited_per_user(portal: RunningPortal, bob: dict[
 
 
 def job_counts(portal: RunningPortal, username: str) -> dict[int, int]:
-    with portal.app.state.db.session() as session:
+    with portal.services.database.session() as session:
         rows = session.scalars(
             select(RateCounter).where(
                 RateCounter.username == username, RateCounter.action == "job.submit"

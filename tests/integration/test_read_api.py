@@ -54,7 +54,7 @@ def get(portal: RunningPortal, path: str, headers: dict[str, str], **params: Any
 
 def fresh(portal: RunningPortal) -> None:
     """Wait for a snapshot taken after this moment."""
-    portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+    portal.wait_for_generation(portal.services.snapshot.health().generation)
 
 
 def test_nodes_agree_with_sinfo(portal: RunningPortal, conf: str, alice: dict[str, str]) -> None:
@@ -86,12 +86,12 @@ def test_jobs_agree_with_squeue(
 ) -> None:
     for _ in range(5):  # jobs may change between the two reads; retry then
         fresh(portal)
-        generation = portal.app.state.snapshot.health().generation
+        generation = portal.services.snapshot.health().generation
         ours = all_jobs(portal, alice)
         theirs = slurm_cli.all_jobs(conf)
         their_states = {j["job_id"]: slurm_cli.base_state(j["job_state"]) for j in theirs}
         our_states = {j["job_id"]: j["state"] for j in ours}
-        same_snapshot = portal.app.state.snapshot.health().generation == generation
+        same_snapshot = portal.services.snapshot.health().generation == generation
         if our_states == their_states and same_snapshot:
             break
     assert our_states == their_states
@@ -167,7 +167,7 @@ def test_job_forgotten_by_slurmctld_is_found_in_accounting(
     bob = lookup_principal("bob", "hpc-admins")
     assert alice is not None and bob is not None
     meta = SnapshotMeta(taken_at=None, age_seconds=0, stale=False)
-    adapter = portal.app.state.adapter
+    adapter = portal.services.adapter
     deadline = time.monotonic() + 30
     while True:
         # slurmdbd records a job asynchronously; until the end record arrives sacct may

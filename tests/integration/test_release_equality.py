@@ -374,7 +374,7 @@ def agree(read: Any) -> tuple[dict[Any, dict[str, Any]], list[str]]:
 
 def fresh(portal: RunningPortal) -> int:
     """Wait for a snapshot taken after this moment and return its generation."""
-    return portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+    return portal.wait_for_generation(portal.services.snapshot.health().generation)
 
 
 def test_nodes_equal_what_slurm_prints(

@@ -101,7 +101,7 @@ def portal(
     settings = portal_settings(tmp, devcluster["slurm_conf"], **overrides)
     with run_portal(settings) as running:
         yield running
-        running.app.state.db.dispose()
+        running.services.database.dispose()
 
 
 def _launch(portal: RunningPortal, headers: dict[str, str], app_id: str, **options: Any) -> str:

@@ -76,7 +76,7 @@ def test_a_launch_against_a_hung_slurmctld_ends_with_one_recorded_job(
             assert body["state"] != "creating", body
             assert jobs_carrying(conf, marker) == [body["job_id"]]
             # Later passes of the tracker neither submit again nor change the job.
-            portal.wait_for_generation(portal.app.state.snapshot.health().generation + 2)
+            portal.wait_for_generation(portal.services.snapshot.health().generation + 2)
             assert jobs_carrying(conf, marker) == [body["job_id"]]
             assert c.get(f"/api/v1/sessions/{sid}").json()["job_id"] == body["job_id"]
             # The relaunch made nothing: alice's sessions are this one only.

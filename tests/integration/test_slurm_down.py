@@ -53,7 +53,7 @@ def test_hung_slurmctld_serves_stale_snapshot(
     pid = slurmctld_pid(devcluster)
     os.kill(pid, signal.SIGSTOP)
     try:
-        wait_until(lambda: portal.app.state.snapshot.health().last_error is not None)
+        wait_until(lambda: portal.services.snapshot.health().last_error is not None)
         with portal.client() as c:
             jobs = c.get("/api/v1/jobs", headers=headers)
             ready = c.get("/ready")
@@ -66,7 +66,7 @@ def test_hung_slurmctld_serves_stale_snapshot(
     assert ready.status_code == 503
     assert any("slurm" in p for p in ready.json()["problems"])
     # Once slurmctld answers again, the snapshot is fresh again.
-    wait_until(lambda: not portal.app.state.snapshot.health().stale)
+    wait_until(lambda: not portal.services.snapshot.health().stale)
 
 
 def test_stopped_slurmctld_gives_503_with_reason_then_recovers(

@@ -49,7 +49,7 @@ def metric(client: httpx.Client, name: str, labels: str = "") -> float:
 def test_slow_slurmctld_lengthens_the_interval_until_it_recovers(
     portal: RunningPortal, devcluster: dict[str, Any]
 ) -> None:
-    snapshot = portal.app.state.snapshot
+    snapshot = portal.services.snapshot
     portal.wait_for_generation(0)
     wait_until(lambda: snapshot.interval == 1.0)  # a slow first read may have backed off
     slow = 'hpcportal_snapshot_backoffs_total{reason="slow"}'

@@ -48,7 +48,7 @@ def portal(devcluster: dict[str, Any], tmp_path: Path, bin_dir: Path) -> Iterato
 
 def test_an_unsupported_release_is_named_in_ready(portal: RunningPortal) -> None:
     deadline = time.monotonic() + 30
-    while portal.app.state.snapshot.health().last_error is None:
+    while portal.services.snapshot.health().last_error is None:
         assert time.monotonic() < deadline, "the refresh never failed"
         time.sleep(0.1)
     with portal.client() as c:

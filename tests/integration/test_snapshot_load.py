@@ -46,7 +46,7 @@ async def _readers(url: str, headers: dict[str, str], count: int, seconds: float
 def _measure(portal: RunningPortal, readers: int, seconds: float) -> tuple[int, int, list[int]]:
     """Run readers over whole refresh cycles; return (slurm calls, refreshes, answers)."""
     headers = portal.login("alice", "alice-demo")
-    snapshot, executor = portal.app.state.snapshot, portal.app.state.executor
+    snapshot, executor = portal.services.snapshot, portal.services.executor
     start_gen = portal.wait_for_generation(snapshot.health().generation)
     calls_before = sum(executor.calls[c] for c in ("squeue", "sinfo", "scontrol"))
     answers = asyncio.run(_readers(portal.url, headers, readers, seconds))

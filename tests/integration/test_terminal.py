@@ -144,7 +144,7 @@ def mine(portal: RunningPortal, headers: dict[str, str]) -> list[str]:
 
 
 def audit_entries(portal: RunningPortal, target: str) -> list[AuditEntry]:
-    with portal.app.state.db.session() as session:
+    with portal.services.database.session() as session:
         query = select(AuditEntry).where(AuditEntry.target == target).order_by(AuditEntry.id)
         return list(session.scalars(query))
 

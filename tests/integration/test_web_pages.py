@@ -36,7 +36,7 @@ def xss_job(portal: RunningPortal, devcluster: dict[str, Any]) -> Iterator[int]:
     """A held job of alice's whose name is an HTML injection attempt."""
     conf = str(devcluster["slurm_conf"])
     job_id = slurm_cli.sbatch(conf, "alice", "--hold", "-J", XSS, "--wrap", "true")
-    portal.wait_for_generation(portal.app.state.snapshot.health().generation)
+    portal.wait_for_generation(portal.services.snapshot.health().generation)
     yield job_id
     slurm_cli.scancel(conf, job_id)
 

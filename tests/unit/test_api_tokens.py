@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import event, select
@@ -39,6 +39,7 @@ from hpcportal.services.api_tokens import (
     ValidToken,
 )
 from hpcportal.services.identity import Principal
+from tests.app_services import bare_app
 from tests.unit.conftest import TEST_SECRET
 
 ALICE = Principal(username="alice", uid=1001, gid=1001, groups=("research",), role="user")
@@ -432,11 +433,7 @@ def client(
     # Fake people have no Unix account for PAM to check.
     monkeypatch.setattr(auth, "account_refusal", lambda _who, _settings: None)
     auth.principal_cache.clear()
-    app = FastAPI()
-    app.state.settings = db_settings
-    app.state.db = database
-    app.state.revocations = auth.RevocationList(db_settings.revocation_sync_seconds)
-    app.state.api_token_cache = api_tokens.ApiTokenCache(db_settings.api_token_cache_seconds)
+    app = bare_app(db_settings, database=database)
     install_error_handlers(app)
     probes = APIRouter()
 

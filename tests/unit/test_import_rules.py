@@ -175,7 +175,12 @@ def test_no_module_imports_another_modules_private_names(path: Path) -> None:
 #: ``AsUser`` typed client, ``RunAs``, ``HelperStream``) and the client module. Never
 #: the helper program, its file operations or the boundary's internals.
 RUNAS_PUBLIC = frozenset({"hpcportal.runas", "hpcportal.runas.client"})
-RUNAS_INTERNALS = frozenset({"helper", "helper_files", "boundary"})
+RUNAS_INTERNALS = frozenset(
+    {
+        "helper", "helper_walk", "helper_read", "helper_space", "helper_write", "helper_trash",
+        "helper_zip", "helper_search", "helper_upload", "helper_files", "assemble", "boundary",
+    }
+)  # fmt: skip
 
 
 def helper_wire(source: str, path: Path) -> list[str]:
@@ -236,3 +241,43 @@ def test_the_helper_rule_sees_what_it_forbids() -> None:
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
 def test_no_module_above_the_boundary_speaks_the_helpers_wire_format(path: Path) -> None:
     assert helper_wire(path.read_text(), path) == [], path
+
+
+# --- The application's parts are read through one typed accessor ------------------------
+
+#: The one module that touches ``app.state``: it stores and reads ``AppServices``.
+STATE_OWNER = SRC / "composition.py"
+
+
+def app_state_uses(source: str) -> list[str]:
+    """``<anything>.app.state`` and ``app.state`` in ``source``: reading (or filling)
+    the app's untyped state bag instead of ``composition.services_of``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr == "state":
+            owner = node.value
+            if (isinstance(owner, ast.Name) and owner.id == "app") or (
+                isinstance(owner, ast.Attribute) and owner.attr == "app"
+            ):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_state_rule_sees_what_it_forbids() -> None:
+    bad = (
+        "hub = request.app.state.live\n"
+        "x = getattr(websocket.app.state, 'terminals', None)\n"
+        "app.state.settings = settings\n"
+    )
+    assert len(app_state_uses(bad)) == 3
+    fine = "hub = services_of(request).live\nsession.state = 'running'\nj.state.current\n"
+    assert app_state_uses(fine) == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in PACKAGE_MODULES if p != STATE_OWNER],
+    ids=lambda p: str(p.relative_to(SRC)),
+)
+def test_only_the_composition_module_touches_app_state(path: Path) -> None:
+    assert app_state_uses(path.read_text()) == [], path

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.db.models import Submission
 from hpcportal.db.session import Database
@@ -35,10 +36,10 @@ settings = web.settings
 def _forget(client: TestClient, job_id: str) -> None:
     """slurmctld forgets ``job_id``: the next snapshot lacks it, accounting keeps it."""
     app: Any = client.app
-    adapter = app.state.adapter
+    adapter = services_of(app).adapter
     adapter.job_list = [j for j in adapter.job_list if j.id != job_id]
     assert client.portal is not None
-    client.portal.call(app.state.snapshot.refresh)
+    client.portal.call(services_of(app).snapshot.refresh)
 
 
 def _read_as_written(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from hpcportal.app import create_app
+from hpcportal.composition import install, services_of
 from hpcportal.config import Settings
 from hpcportal.db.migrate import upgrade
 from hpcportal.db.models import InteractiveSession
@@ -278,11 +280,12 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings, start_refresher=False)
     adapter = RecordedAdapter()
-    app.state.adapter = adapter
-    app.state.snapshot.adapter = adapter
+    services = replace(services_of(app), adapter=adapter)
+    services.snapshot.adapter = adapter
+    install(app, services)
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as test_client:
         assert test_client.portal is not None
-        test_client.portal.call(app.state.snapshot.refresh)
+        test_client.portal.call(services.snapshot.refresh)
         yield test_client
 
 

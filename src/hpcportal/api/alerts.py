@@ -3,12 +3,12 @@
 
 The watcher runs with the app (started and stopped by the app factory's task
 runner), only when something is configured to watch; what it tells is stored as
-notifications and pushed over the live hub (``app.state.live``).
+notifications and pushed over the live hub.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +22,7 @@ from hpcportal.api.deps import (
     SettingsDep,
     strict_query,
 )
+from hpcportal.composition import services_of
 from hpcportal.services import audit, disk_alerts
 from hpcportal.services.disk_alerts import DiskAlertReport, DiskWatcher, ThresholdSet
 
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/alerts/disk", tags=["alerts"])
 
 async def get_watcher(request: Request) -> DiskWatcher:
     """The process's watcher; the app factory builds, starts and stops it."""
-    return cast(DiskWatcher, request.app.state.disk_watcher)
+    return services_of(request).disk_watcher
 
 
 WatcherDep = Annotated[DiskWatcher, Depends(get_watcher)]

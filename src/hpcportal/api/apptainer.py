@@ -28,7 +28,7 @@ class ImageList(BaseModel):
 
 
 def create_catalog(settings: Settings) -> ApptainerCatalog:
-    """The process's catalog; the app factory keeps it on ``app.state.apptainer``."""
+    """The process's catalog; the app factory keeps it in ``AppServices``."""
     return ApptainerCatalog.from_settings(settings)
 
 

@@ -1,13 +1,14 @@
 """Shared FastAPI dependencies, in ``Annotated`` style.
 
 Routers declare what they need (``settings: SettingsDep``, ``user: CurrentUser``) and
-never reach into ``app.state`` themselves.
+never reach into the app themselves: every part comes from the app's one
+``AppServices`` (``composition.services_of``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -15,6 +16,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
+from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
 from hpcportal.errors import Forbidden, InvalidInput, NotAuthenticated
@@ -34,7 +36,7 @@ TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 (a URL, not a secret)
 
 async def get_settings_dep(request: Request) -> Settings:
     """The settings the app was built with (tests build apps with their own)."""
-    return cast(Settings, request.app.state.settings)
+    return services_of(request).settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -42,7 +44,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 async def get_database(request: Request) -> Database:
     """The process's database handle, for code that manages its own sessions."""
-    return cast(Database, request.app.state.db)
+    return services_of(request).database
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
@@ -62,12 +64,12 @@ _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
 def get_revocations(request: Request) -> auth.RevocationList:
-    return cast(auth.RevocationList, request.app.state.revocations)
+    return services_of(request).revocations
 
 
 def api_token_cache(connection: HTTPConnection) -> api_tokens.ApiTokenCache:
     """The process's cache of checked API tokens, for requests and WebSockets alike."""
-    return cast(api_tokens.ApiTokenCache, connection.app.state.api_token_cache)
+    return services_of(connection).api_token_cache
 
 
 async def get_api_token_cache(request: Request) -> api_tokens.ApiTokenCache:
@@ -181,14 +183,14 @@ AdminUser = Annotated[Principal, Depends(get_admin_principal)]
 
 
 async def get_snapshot(request: Request) -> SnapshotService:
-    return cast(SnapshotService, request.app.state.snapshot)
+    return services_of(request).snapshot
 
 
 SnapshotDep = Annotated[SnapshotService, Depends(get_snapshot)]
 
 
 async def get_adapter(request: Request) -> SlurmAdapter:
-    return cast(SlurmAdapter, request.app.state.adapter)
+    return services_of(request).adapter
 
 
 AdapterDep = Annotated[SlurmAdapter, Depends(get_adapter)]
@@ -219,15 +221,15 @@ def strict_query(*allowed: str) -> Any:
 
 
 async def get_apptainer(request: Request) -> ApptainerCatalog:
-    """The process's Apptainer image catalog (``app.state.apptainer``)."""
-    return cast(ApptainerCatalog, request.app.state.apptainer)
+    """The process's Apptainer image catalog."""
+    return services_of(request).apptainer
 
 
 ApptainerDep = Annotated[ApptainerCatalog, Depends(get_apptainer)]
 
 
 async def get_runas(request: Request) -> RunAs:
-    return cast(RunAs, request.app.state.executor.runas)
+    return services_of(request).runas
 
 
 RunAsDep = Annotated[RunAs, Depends(get_runas)]
@@ -235,7 +237,7 @@ RunAsDep = Annotated[RunAs, Depends(get_runas)]
 
 async def get_submit_context(request: Request) -> SubmitContext:
     """The process's submission context, built once by the app factory."""
-    return cast(SubmitContext, request.app.state.submit)
+    return services_of(request).submit
 
 
 SubmitContextDep = Annotated[SubmitContext, Depends(get_submit_context)]
@@ -251,9 +253,9 @@ ClientAddress = Annotated[str, Depends(get_client_address)]
 
 
 def session_context(connection: HTTPConnection) -> SessionContext:
-    """The sessions context from the app's state; also for WebSocket endpoints, which
-    build it themselves (they take no ``Request`` dependencies)."""
-    return cast(SessionContext, connection.app.state.sessions)
+    """The process's sessions context; also for WebSocket endpoints, which build it
+    themselves (they take no ``Request`` dependencies)."""
+    return services_of(connection).sessions
 
 
 async def get_session_context(request: Request) -> SessionContext:

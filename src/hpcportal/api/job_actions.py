@@ -7,7 +7,7 @@ action is written to the audit log with its result.
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Literal, cast
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -26,6 +26,7 @@ from hpcportal.api.deps import (
     strict_query,
 )
 from hpcportal.api.params import ByteCount, Offset
+from hpcportal.composition import services_of
 from hpcportal.db.session import Database
 from hpcportal.services import audit
 from hpcportal.services import jobs as job_service
@@ -39,7 +40,6 @@ from hpcportal.services.job_output import (
     check_may_read,
     read_chunk,
 )
-from hpcportal.services.live import LiveHub
 from hpcportal.services.output_stream import HEADERS, OutputStream, resume_offset
 from hpcportal.services.submit import submit_job
 from hpcportal.services.submit_models import JobRequest, SubmitPreview, SubmitResult
@@ -210,7 +210,7 @@ async def follow_output(
     start = resume_offset(last_event_id, offset)
     check_may_read(await _detail(job_id, who, snapshot, adapter), who)  # 403 before streaming
     follow = OutputStream(
-        hub=cast(LiveHub, request.app.state.live),
+        hub=services_of(request).live,
         runas=runas,
         who=who,
         job_id=job_id,

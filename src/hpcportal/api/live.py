@@ -9,13 +9,12 @@ in) answer where the server can send one, else a close with 4403 / 4401.
 
 from __future__ import annotations
 
-from typing import cast
-
 from fastapi import APIRouter, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from hpcportal.api.deps import api_token_cache
+from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.errors import Forbidden, NotAuthenticated, PortalError
 from hpcportal.services import api_tokens, auth
@@ -87,7 +86,7 @@ async def refuse(websocket: WebSocket, close_code: int, status: int, error: Port
 @router.websocket("/ws")
 async def live_updates(websocket: WebSocket) -> None:
     """Live jobs, nodes, cluster summary, notifications and job output (JSON frames)."""
-    hub = cast(LiveHub, websocket.app.state.live)
+    hub = services_of(websocket).live
     settings = hub.settings
     allowed = origin_allowed(
         websocket.headers.get("origin"),

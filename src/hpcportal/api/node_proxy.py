@@ -18,7 +18,6 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from typing import cast
 
 import httpx
 from fastapi import APIRouter, Request, WebSocket
@@ -28,6 +27,7 @@ from starlette.background import BackgroundTask
 
 from hpcportal.api.deps import ProxyUser, SessionContextDep, session_context
 from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
+from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.errors import BadGateway, Forbidden, PortalError
 from hpcportal.services import auth, proxy
@@ -35,7 +35,6 @@ from hpcportal.services import sessions as service
 from hpcportal.services.live import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_AUTHENTICATED,
-    LiveHub,
     origin_allowed,
 )
 from hpcportal.services.sessions import Target
@@ -81,7 +80,7 @@ class SessionClients:
     A client's TLS context trusts one session's certificate only, so sessions cannot
     share a client; each keeps its connection pool while used. The least recently
     used is closed beyond ``limit`` (after a grace period, for a stream in flight).
-    Kept as ``app.state.proxy_client``; the app factory builds it and closes it at
+    Kept as ``AppServices.proxy_clients``; the app factory builds it and closes it at
     shutdown.
     """
 
@@ -123,8 +122,8 @@ class SessionClients:
 
 
 def _client(request: Request, settings: Settings, target: Target) -> httpx.AsyncClient:
-    """The pooled client for this session (``app.state.proxy_client``)."""
-    return cast(SessionClients, request.app.state.proxy_client).get(target)
+    """The pooled client for this session (from ``AppServices.proxy_clients``)."""
+    return services_of(request).proxy_clients.get(target)
 
 
 def _portal_cookies(settings: Settings) -> frozenset[str]:
@@ -230,7 +229,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 async def web_proxy_socket(websocket: WebSocket, session_id: str, path: str) -> None:
     """Forward a WebSocket (Jupyter's kernel channels) to the session's web app."""
     del path
-    hub = cast(LiveHub, websocket.app.state.live)
+    hub = services_of(websocket).live
     settings = hub.settings
     if not origin_allowed(
         websocket.headers.get("origin"),

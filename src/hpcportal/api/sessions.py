@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
 from fastapi import (
     APIRouter,
@@ -36,6 +36,7 @@ from hpcportal.api.deps import (
 )
 from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
 from hpcportal.api.params import Int64, Line
+from hpcportal.composition import services_of
 from hpcportal.db.session import Database
 from hpcportal.errors import BadGateway, Forbidden, PortalError
 from hpcportal.services import audit, proxy, rfb, share_links
@@ -95,7 +96,7 @@ async def get_actions(
     database: DatabaseDep,
     address: ClientAddress,
 ) -> Actions:
-    return Actions(who, ctx, database, address, cast(LiveHub, request.app.state.live))
+    return Actions(who, ctx, database, address, services_of(request).live)
 
 
 ActionsDep = Annotated[Actions, Depends(get_actions)]
@@ -213,7 +214,7 @@ async def _open(
 ) -> None:
     """Check origin and login, find the target, authenticate upstream, greet the
     browser, rotate a spent full-control password, relay."""
-    hub = cast(LiveHub, websocket.app.state.live)
+    hub = services_of(websocket).live
     settings = hub.settings
     origin = websocket.headers.get("origin")
     if not origin_allowed(

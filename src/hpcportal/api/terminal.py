@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from hpcportal.api.deps import ClientAddress, CurrentUser
 from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
+from hpcportal.composition import services_of
 from hpcportal.errors import Forbidden, PortalError
 from hpcportal.limits import Line
 from hpcportal.services.live import (
@@ -50,7 +51,7 @@ CLOSE_TOO_BIG = 1009
 
 
 def get_terminals(request: Request) -> TerminalService:
-    return cast(TerminalService, request.app.state.terminals)
+    return services_of(request).terminals
 
 
 TerminalsDep = Annotated[TerminalService, Depends(get_terminals)]
@@ -99,8 +100,8 @@ async def close_terminal(terminal_id: str, user: CurrentUser, terminals: Termina
 @router.websocket("/terminal/sessions/{terminal_id}/ws")
 async def terminal_socket(websocket: WebSocket, terminal_id: str) -> None:
     """Attach the owner's browser to a shell (protocol in the module docstring)."""
-    hub = cast(LiveHub, websocket.app.state.live)
-    terminals = cast(TerminalService, websocket.app.state.terminals)
+    hub = services_of(websocket).live
+    terminals = services_of(websocket).terminals
     allowed = origin_allowed(
         websocket.headers.get("origin"),
         websocket.url.scheme,
@@ -134,7 +135,7 @@ async def _serve(
     identity: LiveIdentity,
 ) -> None:
     """Relay both ways until the terminal ends, the browser leaves or the login expires."""
-    settings, hub = terminals.settings, cast(LiveHub, websocket.app.state.live)
+    settings, hub = terminals.settings, services_of(websocket).live
     await websocket.send_json(
         {
             "type": "attached",

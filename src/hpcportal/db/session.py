@@ -102,7 +102,7 @@ def create_db_engine(url: str | URL) -> Engine:
 
 
 class Database:
-    """One engine and session factory per process; ``app.state.db`` holds it."""
+    """One engine and session factory per process; ``AppServices.database`` holds it."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine = create_db_engine(settings.database_url)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.services import auth
 from hpcportal.services.identity import Principal
@@ -84,6 +85,7 @@ def log_out(
     """Revoke the token everywhere (all replicas), close its live sockets, drop the
     cookies."""
     auth.revoke_token(db, claims)
-    request.app.state.revocations.add(claims.jti, claims.expires_at)
-    request.app.state.live.session_ended(claims.jti)
+    services = services_of(request)
+    services.revocations.add(claims.jti, claims.expires_at)
+    services.live.session_ended(claims.jti)
     clear_session_cookies(response, settings)

@@ -158,7 +158,7 @@ class Terminal:
 
 
 class TerminalService:
-    """The process's terminals (``app.state.terminals``), their reader tasks and reaper."""
+    """The process's terminals (``AppServices.terminals``), their reader tasks and reaper."""
 
     def __init__(self, settings: Settings, runas: RunAs, database: Database) -> None:
         self.settings = settings

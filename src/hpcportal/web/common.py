@@ -27,6 +27,7 @@ from hpcportal.api.deps import (
     get_authentication,
     get_current_principal,
 )
+from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
 from hpcportal.errors import NotAuthenticated, PortalError
@@ -122,7 +123,7 @@ async def handle_page_exception(request: Request, exc: Exception) -> Response:
             return Response(status_code=401, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
     assert isinstance(exc, PageError)
-    page = basic_page(request, request.app.state.settings, None)
+    page = basic_page(request, services_of(request).settings, None)
     title = exc.title or page.gettext(N_("Something went wrong"))
     return page.render("error.html", status=exc.status, title=title, message=exc.message)
 
