@@ -31,7 +31,7 @@ from hpcportal.config import Settings
 from hpcportal.db.migrate import upgrade
 from hpcportal.errors import Forbidden
 from hpcportal.runas import RunAs
-from hpcportal.runas.boundary import SYSTEM_PYTHON, helper_source
+from hpcportal.runas.assemble import SYSTEM_PYTHON, helper_source
 from hpcportal.runas.install import ensure_service_account, install
 from tests.integration.service_portal import SERVICE_ACCOUNT, run_as_service
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from hpcportal.config import Settings
 from hpcportal.db.models import DiskAlert, Notification
 from hpcportal.db.session import Database
-from hpcportal.runas.helper_files import parse_quota
+from hpcportal.runas.helper_space import parse_quota
 from hpcportal.services import disk_alerts
 from hpcportal.services import notifications as notes
 from hpcportal.services.disk_alerts import DiskWatcher, Notice, Reading, Thresholds, ThresholdSet

@@ -33,7 +33,8 @@ from hpcportal.errors import (
 )
 from hpcportal.runas import RunAs
 from hpcportal.runas.helper import OPERATIONS
-from hpcportal.runas.helper_files import FILE_OPERATIONS, Refused, Target
+from hpcportal.runas.helper_files import FILE_OPERATIONS
+from hpcportal.runas.helper_walk import Refused, Target
 
 
 def _user(name: str) -> pwd.struct_passwd:

@@ -8,8 +8,9 @@ import hashlib
 import pytest
 
 from hpcportal.errors import BadRequest, InvalidInput
-from hpcportal.runas import boundary
-from hpcportal.runas.helper_files import Refused, parse_quota, plain_name, split_relative
+from hpcportal.runas.assemble import helper_source
+from hpcportal.runas.helper_space import parse_quota
+from hpcportal.runas.helper_walk import Refused, plain_name, split_relative
 from hpcportal.runas.install import helper_text
 from hpcportal.services.files import (
     check_name,
@@ -167,7 +168,7 @@ def test_quota_output_is_parsed() -> None:
 
 
 def test_helper_is_one_self_contained_program() -> None:
-    source = boundary.helper_source()
+    source = helper_source()
     compile(source, "hpcportal-runas", "exec")
     assert "from hpcportal" not in source  # nothing of the package is imported at run time
     assert "def op_zip" in source and "def op_slurm" in source

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpcportal.runas import RunAs, RunAsRefused, check_target_user
-from hpcportal.runas.boundary import helper_source
+from hpcportal.runas.assemble import helper_source
 from hpcportal.runas.denied import (
     DenyList,
     DenyListError,

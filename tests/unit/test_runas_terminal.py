@@ -15,7 +15,7 @@ import pytest
 from hpcportal.config import Settings
 from hpcportal.runas import helper
 from hpcportal.runas.boundary import HelperStream
-from hpcportal.runas.helper_files import Refused
+from hpcportal.runas.helper_walk import Refused
 from hpcportal.services.terminal import Terminal, TerminalService
 
 

@@ -22,7 +22,7 @@ import pytest
 from hpcportal.errors import InsufficientStorage, InvalidInput, PayloadTooLarge
 from hpcportal.runas import RunAs
 from hpcportal.runas.client import final_answer
-from hpcportal.runas.helper_files import parse_quota, quota_left, room_refusal, sized
+from hpcportal.runas.helper_space import parse_quota, quota_left, room_refusal, sized
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import grp
 import json
 import logging
@@ -26,7 +25,6 @@ import os
 import pwd
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -52,45 +50,11 @@ from hpcportal.errors import (
     PreconditionRequired,
     RunAsUnavailable,
 )
-from hpcportal.runas.denied import (
-    DenyList,
-    fix_deny_list,
-    installed_deny_list,
-    portal_deny_list,
-)
-from hpcportal.runas.slurm_dir import (
-    UnsafeSlurmDir,
-    fix_slurm_dir,
-    installed_slurm_dir,
-    trusted_slurm_dir,
-)
+from hpcportal.runas.assemble import SYSTEM_PYTHON, helper_program
+from hpcportal.runas.denied import DenyList, installed_deny_list, portal_deny_list
+from hpcportal.runas.slurm_dir import UnsafeSlurmDir, installed_slurm_dir, trusted_slurm_dir
 
 log = logging.getLogger(__name__)
-_HERE = Path(__file__).resolve().parent
-EMBED_START, EMBED_END = "# >>> helper_files\n", "# <<< helper_files\n"
-
-
-def helper_source() -> str:
-    """The helper as one self-contained program: ``helper.py`` with ``helper_files.py``
-    pasted between its markers (the import there is only for tests and mypy).
-
-    Both the runuser path (the source travels in argv, which Linux caps at 128 KiB
-    per argument) and ``hpcportal runas install`` use this text.
-    """
-    main = (_HERE / "helper.py").read_text()
-    files = (_HERE / "helper_files.py").read_text()
-    files = files.replace("from __future__ import annotations\n", "", 1)
-    head, rest = main.split(EMBED_START, 1)
-    _, tail = rest.split(EMBED_END, 1)
-    return f"{head}{EMBED_START}{files}{EMBED_END}{tail}"
-
-
-#: The interpreter for the helper under runuser: a system one, because the portal's own
-#: may live where the target user cannot read it (a virtualenv under /root).
-SYSTEM_PYTHON = next(
-    (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)),
-    sys.executable,
-)
 _NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 _DISABLED_SHELLS = frozenset({"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"})
 PAYLOAD_CHUNK = 1024 * 1024
@@ -139,11 +103,6 @@ def _in_group(entry: pwd.struct_passwd, group: str) -> bool:
     except KeyError:
         return False  # a group that does not exist admits nobody, as in sudoers
     return gid in os.getgrouplist(entry.pw_name, entry.pw_gid)
-
-
-@functools.cache
-def _helper_code(slurm_dir: Path | None, deny: DenyList) -> str:
-    return fix_deny_list(fix_slurm_dir(helper_source(), slurm_dir), deny)
 
 
 def _compare_installed_deny(helper: Path, deny: DenyList) -> None:
@@ -241,7 +200,7 @@ class RunAs:
                 "-I",
                 "-S",
                 "-c",
-                _helper_code(self.slurm_dir, self.deny),
+                helper_program(self.slurm_dir, self.deny),
             ]
         return ["sudo", "-n", "-u", username, "--", str(self.helper)]
 

@@ -21,8 +21,8 @@ Protocol: one JSON line on stdin (the request), optionally followed by raw bytes
   ends (exit code the shell's) or when stdin closes or SIGTERM comes (the shell's
   session gets SIGHUP, as when an SSH connection drops).
 
-Every file operation (``helper_files.py``) speaks one path protocol: it names a
-root and a path inside it (``{"root": "/home/alice", "path": "data/x.csv"}``), walks
+Every file operation (``helper_*.py``, pasted in below) speaks one path protocol: it
+names a root and a path inside it (``{"root": "/home/alice", "path": "data/x.csv"}``), walks
 from the root's descriptor and never follows a link out of the root. There is no
 operation on an absolute path. The file operations: ``list`` (also a path's
 description), ``read`` (a range, or from an offset, streamed), ``write`` (atomic:
@@ -55,7 +55,8 @@ import time
 from typing import Any
 
 #: Every operation this program performs; anything else is refused. ``slurm`` and
-#: ``terminal`` are below; the file operations (all root-relative) in helper_files.py.
+#: ``terminal`` are below; the file operations (all root-relative) in the helper_*.py
+#: modules pasted in below (helper_files.FILE_OPERATIONS names each one's function).
 OPERATIONS = frozenset(
     {
         "slurm", "terminal",
@@ -83,16 +84,14 @@ NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 FORBIDDEN_ENV = ("LD_", "SLURM_CONF", "PATH", "BASH_ENV", "ENV", "PYTHON", "HPCPORTAL_RUNAS")
 
-# The file operations live in helper_files.py (standard library only). The portal
-# pastes that module's source over the import between these two markers when it
-# builds the helper (boundary.helper_source), so the program run as the user is one
-# self-contained file; the import serves tests and type checking.
+# The file operations live in the helper_*.py modules (standard library only, one
+# concern each; helper_files.py names the function of each operation). The portal
+# pastes their source, in the order of assemble.HELPER_MODULES, over the imports
+# between these two markers when it builds the helper (assemble.helper_source), so the
+# program run as the user is one self-contained file; the imports serve tests and mypy.
 # >>> helper_files
-from hpcportal.runas.helper_files import (  # noqa: E402
-    FILE_OPERATIONS,
-    Refused,
-    Stream,
-)
+from hpcportal.runas.helper_files import FILE_OPERATIONS  # noqa: E402
+from hpcportal.runas.helper_walk import Refused, Stream  # noqa: E402
 
 # <<< helper_files
 

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcportal.runas.boundary import SYSTEM_PYTHON, helper_source
-from hpcportal.runas.denied import DenyList, DenyListError, deny_list, fix_deny_list
-from hpcportal.runas.slurm_dir import UnsafeSlurmDir, fix_slurm_dir, trusted_slurm_dir
+from hpcportal.runas.assemble import SYSTEM_PYTHON, helper_program
+from hpcportal.runas.denied import DenyList, DenyListError, deny_list
+from hpcportal.runas.slurm_dir import UnsafeSlurmDir, trusted_slurm_dir
 
 SUDOERS_FILE = Path("/etc/sudoers.d/hpcportal")
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -77,7 +77,7 @@ def helper_text(
 ) -> str:
     """The helper's source with the interpreter, minimum UID, Slurm folder and deny list
     fixed at install time (``slurm_dir`` must have passed ``trusted_slurm_dir``)."""
-    source = fix_deny_list(fix_slurm_dir(helper_source(), slurm_dir), deny)
+    source = helper_program(slurm_dir, deny)
     source = re.sub(r"^MIN_UID = \d+", f"MIN_UID = {int(min_uid)}", source, count=1, flags=re.M)
     return f"#!{python} -IS\n{source}"
 
