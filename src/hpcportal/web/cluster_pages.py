@@ -13,9 +13,9 @@ from hpcportal.errors import PortalError
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import partition_loads
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
-from hpcportal.services.visibility import for_snapshot, visible_jobs
+from hpcportal.services.visibility import Visibility, for_snapshot, visible_jobs
 from hpcportal.slurm import hostlist
-from hpcportal.slurm.models import Job
+from hpcportal.slurm.models import Job, Node
 from hpcportal.slurm.states import JobStatus
 from hpcportal.web.common import Page, PageDep, PageError, current_snapshot, page_error
 from hpcportal.web.i18n import N_
@@ -40,21 +40,11 @@ async def node_page(
 async def _nodes(
     page: Page, snapshot: SnapshotService, partition: str | None, selected: str | None
 ) -> HTMLResponse:
-    snap = await current_snapshot(page, snapshot)
-    assert page.user is not None
-    vis = for_snapshot(page.user, snap)
-    try:
-        vis.require("nodes")
-    except PortalError as exc:
-        raise page_error(exc) from None
+    snap, vis = await _allowed(page, snapshot, "nodes")
     nodes = sorted(snap.nodes, key=lambda n: n.name)
     if partition:
         nodes = [n for n in nodes if partition in n.partitions]
-    node = None
-    if selected is not None:
-        node = snap.nodes_by_name.get(selected)
-        if node is None:
-            raise PageError(404, page.gettext(N_("No node named %(name)s.")) % {"name": selected})
+    node = _node(page, snap, selected) if selected is not None else None
     counts = Counter(n.status.value for n in nodes)
     return page.render(
         "nodes.html",
@@ -66,6 +56,28 @@ async def _nodes(
         node=node,
         node_jobs=_jobs_on(snap, node.name, page) if node else [],
     )
+
+
+async def _allowed(
+    page: Page, snapshot: SnapshotService, what: str
+) -> tuple[ClusterSnapshot, Visibility]:
+    """The current snapshot and what the person sees of it; an error page when
+    ``PrivateData`` hides ``what`` (nodes, partitions) from them."""
+    snap = await current_snapshot(page, snapshot)
+    assert page.user is not None
+    vis = for_snapshot(page.user, snap)
+    try:
+        vis.require(what)
+    except PortalError as exc:
+        raise page_error(exc) from None
+    return snap, vis
+
+
+def _node(page: Page, snap: ClusterSnapshot, name: str) -> Node:
+    node = snap.nodes_by_name.get(name)
+    if node is None:
+        raise PageError(404, page.gettext(N_("No node named %(name)s.")) % {"name": name})
+    return node
 
 
 def expand_hostlist(spec: str) -> list[str]:
@@ -97,25 +109,12 @@ def _jobs_on(snap: ClusterSnapshot, node_name: str, page: Page) -> list[Job]:
 
 @router.get("/partials/nodes/{name}", response_class=HTMLResponse)
 async def node_partial(name: str, page: PageDep, snapshot: SnapshotDep) -> HTMLResponse:
-    snap = await current_snapshot(page, snapshot)
-    assert page.user is not None
-    try:
-        for_snapshot(page.user, snap).require("nodes")
-    except PortalError as exc:
-        raise page_error(exc) from None
-    node = snap.nodes_by_name.get(name)
-    if node is None:
-        raise PageError(404, page.gettext(N_("No node named %(name)s.")) % {"name": name})
+    snap, _ = await _allowed(page, snapshot, "nodes")
+    node = _node(page, snap, name)
     return page.render("node_detail.html", node=node, node_jobs=_jobs_on(snap, name, page))
 
 
 @router.get("/partitions", response_class=HTMLResponse)
 async def partitions_page(page: PageDep, snapshot: SnapshotDep) -> HTMLResponse:
-    snap = await current_snapshot(page, snapshot)
-    assert page.user is not None
-    vis = for_snapshot(page.user, snap)
-    try:
-        vis.require("partitions")
-    except PortalError as exc:
-        raise page_error(exc) from None
+    snap, vis = await _allowed(page, snapshot, "partitions")
     return page.render("partitions.html", page_key="partitions", loads=partition_loads(snap, vis))

@@ -41,19 +41,23 @@ def _minutes_to_time(minutes: int | None) -> str:
 def _prefill_from(detail: JobDetail) -> dict[str, Any]:
     """The submit form's fields from an earlier job ("resubmit with changes")."""
     values: dict[str, Any] = {}
+    source = detail.job or detail.accounting
+    if source is not None:
+        values.update(
+            name=source.name,
+            partition=source.partition,
+            account=source.account,
+            qos=source.qos,
+            nodes=source.node_count or None,
+            time_limit=_minutes_to_time(source.time_limit_minutes),
+        )
     if detail.job is not None:
         j = detail.job
         values.update(
-            name=j.name,
-            partition=j.partition,
-            account=j.account,
-            qos=j.qos,
-            nodes=j.node_count or None,
             ntasks=j.tasks or None,
             cpus_per_task=(j.cpus // j.tasks) if j.tasks and j.cpus >= j.tasks else None,
             memory=f"{j.memory_mb}M" if j.memory_mb else None,
             gpus=j.gpus or None,
-            time_limit=_minutes_to_time(j.time_limit_minutes),
         )
         if j.private is not None:
             values.update(work_dir=j.private.work_dir, output=j.private.stdout)
@@ -61,16 +65,8 @@ def _prefill_from(detail: JobDetail) -> dict[str, Any]:
                 values["error"] = j.private.stderr
     elif detail.accounting is not None:
         r = detail.accounting
-        values.update(
-            name=r.name,
-            partition=r.partition,
-            account=r.account,
-            qos=r.qos,
-            nodes=r.node_count or None,
-            memory=f"{r.memory_requested_mb}M" if r.memory_requested_mb else None,
-            time_limit=_minutes_to_time(r.time_limit_minutes),
-            work_dir=r.work_dir,
-        )
+        memory = r.memory_requested_mb
+        values.update(memory=f"{memory}M" if memory else None, work_dir=r.work_dir)
     if detail.script:
         values["script"] = detail.script
     return {k: v for k, v in values.items() if v not in (None, "")}
