@@ -44,6 +44,8 @@ REFRESH_SECONDS = Histogram(
 )
 SNAPSHOT_AGE = Gauge("hpcportal_snapshot_age_seconds", "Age of the served snapshot")
 SNAPSHOT_JOBS = Gauge("hpcportal_snapshot_jobs", "Jobs in the served snapshot")
+#: How often a follower's refresher looks whether it has become the leader.
+FOLLOWER_CHECK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,13 @@ class SnapshotService:
             min_gap=settings.refresh_soon_min_gap,
             gap=lambda: self.guard.interval if self.guard.backing_off else 0.0,
         )
+        #: With several replicas (``ha.replication``): only the leader reads Slurm
+        #: (``leading``); a follower installs the leader's snapshots (``install``) and
+        #: sends its ``request_refresh`` to the leader (``forward_refresh``).
+        self.leading: Callable[[], bool] = lambda: True
+        self.forward_refresh: Callable[[list[str]], None] | None = None
+        #: Told of each failed refresh (the leader tells the followers).
+        self.on_failure: Callable[[str, str | None], None] | None = None
         SNAPSHOT_AGE.set_function(self._age_for_metrics)
 
     def add_listener(self, listener: SnapshotListener) -> None:
@@ -224,6 +233,9 @@ class SnapshotService:
 
     async def _run(self) -> None:
         while True:
+            if not self.leading():  # a follower: the leader reads Slurm for everyone
+                await asyncio.sleep(FOLLOWER_CHECK_SECONDS)
+                continue
             started = time.monotonic()
             await self.refresh()
             if self.guard.backing_off:
@@ -291,7 +303,31 @@ class SnapshotService:
     def request_refresh(self, *job_ids: str | int) -> None:
         """The portal just acted on these jobs: read them again soon and publish the
         result (coalesced and rate-bounded, see ``refresh_soon.py``)."""
+        if self.forward_refresh is not None and not self.leading():
+            self.forward_refresh([str(j) for j in job_ids])
+            return
         self.soon.request(str(j) for j in job_ids)
+
+    def install(self, snap: ClusterSnapshot) -> bool:
+        """A follower serves the leader's snapshot ``snap`` (if newer than its own) and
+        tells the listeners, as after its own refresh. Its generation numbers follow
+        the leader's, so they stay one sequence across replicas and leader changes."""
+        if self._current is not None and snap.generation <= self._current.generation:
+            return False
+        previous = self._current
+        self._current = snap
+        self._generation = max(self._generation, snap.generation)
+        self._last_failed = False
+        self._last_error = None
+        self._last_error_code = None
+        self._first.set()
+        SNAPSHOT_JOBS.set(len(snap.jobs))
+        self._tell_listeners(previous, snap)
+        return True
+
+    def leader_failed(self, message: str, code: str | None) -> None:
+        """A follower hears that the leader's last refresh failed: the same staleness."""
+        self._fail(message, code, tell=False)
 
     async def refresh_jobs(self, job_ids: Iterable[str]) -> list[Job] | None:
         """Read only the named jobs (one ``squeue --jobs``) into a new snapshot.
@@ -365,8 +401,10 @@ class SnapshotService:
             account,
         )
 
-    def _fail(self, message: str, code: str | None = None) -> None:
+    def _fail(self, message: str, code: str | None = None, *, tell: bool = True) -> None:
         log.warning("snapshot refresh failed: %s", message)
+        if tell and self.on_failure is not None:
+            self.on_failure(message, code)
         self._last_failed = True
         self._last_error = message
         self._last_error_code = code

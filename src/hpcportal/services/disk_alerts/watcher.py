@@ -84,6 +84,10 @@ class DiskWatcher:
         #: With ``disk_user_alerts = "quota"``, when no user's quota could be known
         #: (the ``quota`` command is not installed), users are not read again before.
         self._quota_retry_at = 0.0
+        #: With several replicas: only the leader checks (``leading``), and its writes
+        #: run behind its fence (``ha.Leadership.fence``).
+        self.leading: Callable[[], bool] = lambda: True
+        self.fence: Callable[[Session], None] | None = None
 
     @property
     def configured(self) -> bool:
@@ -107,7 +111,8 @@ class DiskWatcher:
     async def _run(self) -> None:
         while True:
             try:
-                await self.check()
+                if self.leading():
+                    await self.check()
             except Exception:  # a failed check must not stop the watcher
                 log.exception("disk usage check failed")
             await asyncio.sleep(self.settings.disk_alert_interval)
@@ -221,6 +226,8 @@ class DiskWatcher:
         for user_readings_ in per_user.values():
             readings += user_readings_
         with self.database.session() as session:
+            if self.fence is not None:
+                self.fence(session)
             if settings.prometheus_url and not any(r.target == PROMETHEUS_TARGET for r in readings):
                 session.execute(delete(DiskAlert).where(DiskAlert.target == PROMETHEUS_TARGET))
             for username, mine in per_user.items():

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Coroutine, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Protocol
 
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
@@ -28,12 +28,24 @@ from hpcportal.services.live.protocol import (
     TOO_SLOW,
 )
 from hpcportal.services.live.scheduler import LatestOnly
-from hpcportal.services.notifications import NotificationDetector
+from hpcportal.services.notifications import Delivery, NotificationDetector
 from hpcportal.services.session_tracker import SessionTracker
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
 from hpcportal.services.visibility import Visibility, for_snapshot
 
 log = logging.getLogger(__package__)  # one logger name for the whole package
+
+#: Recent snapshots each hub keeps by generation, for sockets that resume (``resume.py``).
+LOCAL_HISTORY = 8
+
+
+class Relay(Protocol):
+    """Carries pushes to every replica (``ha.replication``); each calls back the hub's
+    ``deliver_here`` / ``push_session_here`` on its own sockets."""
+
+    def deliveries(self, deliveries: list[Delivery]) -> None: ...
+
+    def session(self, username: str, session_json: str) -> None: ...
 
 
 class HubBase:
@@ -69,6 +81,13 @@ class HubBase:
         self._tokens_checked = 0.0
         self._workers = self.workers()
         self._listening = False
+        #: With several replicas (``ha.replication``): whether this one leads (runs the
+        #: ``leader_only`` workers), how pushes reach every replica, and where older
+        #: snapshots are found for resuming sockets.
+        self.leading: Callable[[], bool] = lambda: True
+        self.relay: Relay | None = None
+        self.history_source: Callable[[int], Awaitable[ClusterSnapshot | None]] | None = None
+        self._history: dict[int, ClusterSnapshot] = {}
 
     def workers(self) -> list[LatestOnly]:
         """The slower work kicked after each refresh (``LiveHub`` names its own)."""
@@ -79,24 +98,32 @@ class HubBase:
     def on_refresh(self, previous: ClusterSnapshot | None, current: ClusterSnapshot) -> None:
         """The snapshot listener: push the differences now, kick the slower work."""
         self._current = current
+        self._history[current.generation] = current
+        while len(self._history) > LOCAL_HISTORY:
+            del self._history[min(self._history)]
         if self._connections:
             self.publish(compute_changes(previous, current), current, previous)
+        leading = self.leading()
         for worker in self._workers:
-            worker.kick(current)
+            if leading or not worker.leader_only:
+                worker.kick(current)
 
     def publish(
         self,
         changes: SnapshotChanges,
         snap: ClusterSnapshot,
         previous: ClusterSnapshot | None = None,
+        *,
+        only: Iterable[Connection] | None = None,
     ) -> None:
-        """Queue this refresh's ``jobs``, ``nodes`` and ``cluster`` messages.
+        """Queue this refresh's ``jobs``, ``nodes`` and ``cluster`` messages (to every
+        socket, or to ``only`` these: a resuming one).
 
         ``previous`` tells whose the removed jobs were, so a socket whose user may not
         see them (``PrivateData=jobs``) is not told their ids either.
         """
         by_channel: dict[str, list[Connection]] = {"jobs": [], "nodes": [], "cluster": []}
-        for conn in self._connections:
+        for conn in self._connections if only is None else only:
             for channel, members in by_channel.items():
                 if channel in conn.channels and not (
                     channel == "nodes" and self._visibility(conn, snap).hides("nodes")

@@ -28,6 +28,7 @@ from hpcportal.services.live.protocol import (
     error_message,
     make_message,
 )
+from hpcportal.services.live.resume import Resumption
 from hpcportal.services.live.revocation import RevocationSweep
 from hpcportal.services.live.scheduler import LatestOnly
 from hpcportal.services.notifications import Delivery
@@ -36,14 +37,14 @@ from hpcportal.services.snapshot import ClusterSnapshot
 log = logging.getLogger(__package__)  # one logger name for the whole package
 
 
-class LiveHub(OutputFollowing, RevocationSweep):
+class LiveHub(OutputFollowing, RevocationSweep, Resumption):
     """All live sockets of one portal process, fed after each snapshot refresh."""
 
     def workers(self) -> list[LatestOnly]:
         return [
-            LatestOnly("notifications", self._notify),
+            LatestOnly("notifications", self._notify, leader_only=True),
             LatestOnly("sessions", self._check_sessions),
-            LatestOnly("interactive", self._track_interactive),
+            LatestOnly("interactive", self._track_interactive, leader_only=True),
         ]
 
     # --- lifecycle --------------------------------------------------------------------
@@ -128,9 +129,13 @@ class LiveHub(OutputFollowing, RevocationSweep):
         if kind == "ping":
             self._push(conn, PONG, "pong")
             return
+        if kind == "resume":
+            self.resume(conn, message.get("generation"))
+            return
         if kind not in ("subscribe", "unsubscribe"):
             self.bad_message(
-                conn, f"Unknown message type {kind!r}: use subscribe, unsubscribe or ping."
+                conn,
+                f"Unknown message type {kind!r}: use subscribe, unsubscribe, resume or ping.",
             )
             return
         channels = message.get("channels")
@@ -184,7 +189,15 @@ class LiveHub(OutputFollowing, RevocationSweep):
         self.deliver(deliveries)
 
     def deliver(self, deliveries: Iterable[Delivery]) -> None:
-        """Push stored notifications to their owner's sockets on ``notifications``."""
+        """Push stored notifications to their owner's sockets on ``notifications``, on
+        every replica (through ``relay`` when there are several)."""
+        if self.relay is not None:
+            self.relay.deliveries(list(deliveries))
+            return
+        self.deliver_here(deliveries)
+
+    def deliver_here(self, deliveries: Iterable[Delivery]) -> None:
+        """Push to this process's sockets only (the relay calls it on each replica)."""
         for d in deliveries:
             members = [
                 c for c in self._by_user.get(d.username, ()) if "notifications" in c.channels
@@ -207,8 +220,16 @@ class LiveHub(OutputFollowing, RevocationSweep):
 
     def push_session(self, username: str, session: BaseModel) -> None:
         """Tell ``username``'s sockets on ``sessions`` about one session (also used by
-        the API right after a launch, delete or share, so other tabs hear at once)."""
+        the API right after a launch, delete or share, so other tabs hear at once), on
+        every replica."""
+        if self.relay is not None:
+            self.relay.session(username, session.model_dump_json())
+            return
+        self.push_session_here(username, session.model_dump_json())
+
+    def push_session_here(self, username: str, session_json: str) -> None:
+        """Tell this process's sockets only (the relay calls it on each replica)."""
         members = [c for c in self._by_user.get(username, ()) if "sessions" in c.channels]
         if members:
-            text = f'{{"type":"session","session":{session.model_dump_json()}}}'
+            text = f'{{"type":"session","session":{session_json}}}'
             self._send_all(members, text, "session")

@@ -18,9 +18,15 @@ class LatestOnly:
     during a run are coalesced into the next one, so slow work never piles up."""
 
     def __init__(
-        self, name: str, work: Callable[[ClusterSnapshot], Coroutine[Any, Any, None]]
+        self,
+        name: str,
+        work: Callable[[ClusterSnapshot], Coroutine[Any, Any, None]],
+        *,
+        leader_only: bool = False,
     ) -> None:
         self.name = name
+        #: Work that must happen once across replicas: only the leader is kicked.
+        self.leader_only = leader_only
         self.work = work
         self._latest: ClusterSnapshot | None = None
         self._wake = asyncio.Event()

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hpcportal.config import Settings
 from hpcportal.db.models import JobSeen, Notification
 from hpcportal.db.session import Database
+from hpcportal.db.upsert import insert_if_absent, upsert
 from hpcportal.errors import PortalError
 from hpcportal.services.auth import utcnow
 from hpcportal.services.notification_settings import wanted_events
@@ -108,6 +108,17 @@ class NotificationDetector:
         self._pruned_at: datetime | None = None
         self._lookup_after: datetime | None = None
         self._lock = threading.Lock()
+        #: With several replicas: the leader's fence (``ha.Leadership.fence``), run first
+        #: in the transaction that stores events, so a replaced leader stores nothing.
+        self.fence: Callable[[Session], None] | None = None
+
+    def forget(self) -> None:
+        """Drop what this process remembers of jobs (on becoming the leader: another
+        replica may have stored events since), so the next refresh reads it again."""
+        with self._lock:
+            self._seen = None
+            self._missing_since.clear()
+            self._lookup_after = None
 
     def _load(self) -> dict[str, Seen]:
         with self.database.session() as session:
@@ -225,6 +236,8 @@ class NotificationDetector:
         if not (events or changed or dropped):
             return []
         with self.database.session() as session:
+            if self.fence is not None:
+                self.fence(session)
             inserted = _insert_if_absent(session, _wanted(session, events), now)
             _upsert_seen(session, changed)
             for chunk in _chunks(sorted(dropped)):
@@ -256,16 +269,6 @@ def deliveries_for(session: Session, inserted: Sequence[Notification]) -> list[D
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _insert_for(session: Session) -> Any:
-    """The dialect's INSERT with ON CONFLICT (SQLite and PostgreSQL have the same one)."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert
-    if name == "sqlite":
-        return sqlite.insert
-    raise RuntimeError(f"notifications need SQLite or PostgreSQL, not {name}")
 
 
 def _insert_if_absent(
@@ -311,17 +314,12 @@ def new_row(
 def insert_new(
     session: Session, rows: list[dict[str, Any]], unique_key: list[str]
 ) -> list[Notification]:
-    """INSERT ... ON CONFLICT (unique_key) DO NOTHING, in the rows' (key) order so that
-    replicas inserting the same rows cannot deadlock; return the rows this call added."""
-    insert = _insert_for(session)
+    """INSERT ... ON CONFLICT (unique_key) DO NOTHING (``db.upsert``), in the rows' (key)
+    order so that replicas inserting the same rows cannot deadlock; return the rows
+    this call added."""
     inserted: list[Notification] = []
     for chunk in _chunks(rows):
-        stmt = (
-            insert(Notification)
-            .values(list(chunk))
-            .on_conflict_do_nothing(index_elements=unique_key)
-            .returning(Notification.id)
-        )
+        stmt = insert_if_absent(session, Notification, chunk, unique_key).returning(Notification.id)
         ids = list(session.scalars(stmt))
         if ids:
             inserted += session.scalars(
@@ -334,7 +332,6 @@ def _upsert_seen(session: Session, changed: dict[str, Seen]) -> None:
     """One batch per refresh, of the changed jobs only, in key order."""
     if not changed:
         return
-    insert = _insert_for(session)
     rows = [
         {
             "job_id": job_id,
@@ -346,15 +343,17 @@ def _upsert_seen(session: Session, changed: dict[str, Seen]) -> None:
         for job_id, s in sorted(changed.items())
     ]
     for chunk in _chunks(rows):
-        stmt = insert(JobSeen).values(list(chunk))
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["job_id"],
-            set_={
-                "username": stmt.excluded.username,
-                "status": stmt.excluded.status,
+        stmt = upsert(
+            session,
+            JobSeen,
+            chunk,
+            ["job_id"],
+            lambda new: {
+                "username": new.username,
+                "status": new.status,
                 # Another replica may have warned already: never take that back.
-                "warned": or_(JobSeen.warned, stmt.excluded.warned),
-                "updated_at": stmt.excluded.updated_at,
+                "warned": or_(JobSeen.warned, new.warned),
+                "updated_at": new.updated_at,
             },
         )
         session.execute(stmt)
