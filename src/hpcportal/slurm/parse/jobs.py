@@ -20,9 +20,8 @@ from hpcportal.slurm.states import job_status
 
 
 def parse_squeue(raw: bytes, data_format: str | None = None) -> list[Job]:
-    """``squeue --json`` -> jobs, in Slurm's order."""
-    jobs: list[WireJob] = decode(raw, data_format, pick_squeue).jobs
-    return [job_from_wire(j) for j in jobs]
+    """``squeue --json`` -> jobs, in Slurm's order (a parser with nothing to reuse)."""
+    return JobParser().parse(raw, data_format)
 
 
 class JobParser:

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from hpcportal.slurm import wire
 
 _UNSET_WORDS = frozenset({"", "none", "n/a", "unlimited", "infinite", "(null)", "all"})
+_EMPTY = frozenset({""})
+T = TypeVar("T")
 
 Number = int | wire.NoVal | None
 
@@ -110,19 +113,20 @@ def _split_gres(gres: str) -> list[str]:
 
 
 def to_int(value: str | None) -> int | None:
-    if value is None or value.strip().lower() in _UNSET_WORDS:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
+    """An integer column; None for Slurm's words for nothing or unlimited, or garbage."""
+    return _convert(value, int, _UNSET_WORDS)
 
 
 def to_float(value: str | None) -> float | None:
-    if value is None or value.strip() == "":
+    """A decimal column (``sshare``'s NormShares...); None when empty or not a number."""
+    return _convert(value, float, _EMPTY)
+
+
+def _convert(value: str | None, kind: Callable[[str], T], unset: frozenset[str]) -> T | None:
+    if value is None or value.strip().lower() in unset:
         return None
     try:
-        return float(value)
+        return kind(value)
     except ValueError:
         return None
 
