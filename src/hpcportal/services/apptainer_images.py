@@ -100,10 +100,15 @@ def short_hash(text: str) -> str:
 # --- walking the directories -----------------------------------------------------------
 
 
-def _entries(directory: Path) -> list[os.DirEntry[str]]:
-    """Visible entries of ``directory`` in name order (so ids are assigned stably)."""
-    with os.scandir(directory) as it:
-        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+def _entries(directory: Path, problems: list[str]) -> list[os.DirEntry[str]]:
+    """Visible entries of ``directory`` in name order (so ids are assigned stably);
+    none, with a problem noted, when it cannot be read."""
+    try:
+        with os.scandir(directory) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(f"Cannot read image directory {directory}: {exc.strerror or exc}")
+        return []
 
 
 def _is_image(entry: os.DirEntry[str]) -> bool:
@@ -112,12 +117,7 @@ def _is_image(entry: os.DirEntry[str]) -> bool:
 
 def walk_images(root: Path, problems: list[str]) -> Iterable[FoundImage]:
     """Images in ``root`` and in its direct sub-directories; deeper levels are ignored."""
-    try:
-        entries = _entries(root)
-    except OSError as exc:
-        problems.append(f"Cannot read image directory {root}: {exc.strerror or exc}")
-        return
-    for entry in entries:
+    for entry in _entries(root, problems):
         try:
             if entry.is_dir():
                 yield from _walk_category(root, entry.name, problems)
@@ -128,13 +128,7 @@ def walk_images(root: Path, problems: list[str]) -> Iterable[FoundImage]:
 
 
 def _walk_category(root: Path, category: str, problems: list[str]) -> Iterable[FoundImage]:
-    directory = root / category
-    try:
-        entries = _entries(directory)
-    except OSError as exc:
-        problems.append(f"Cannot read image directory {directory}: {exc.strerror or exc}")
-        return
-    for entry in entries:
+    for entry in _entries(root / category, problems):
         if _is_image(entry):
             relative = PurePosixPath(category, entry.name)
             yield FoundImage(Path(entry.path), relative, category, entry.stat())
