@@ -43,6 +43,7 @@ from hpcportal.composition import AppServices, install
 from hpcportal.config import Settings, get_settings
 from hpcportal.db.session import Database
 from hpcportal.errors import install_error_handlers
+from hpcportal.ha.wiring import coordinate
 from hpcportal.lifecycle import TaskRunner
 from hpcportal.services.api_tokens import ApiTokenCache
 from hpcportal.services.apps import AppCatalog
@@ -186,6 +187,8 @@ def _compose(
     watcher = DiskWatcher(settings, database, snapshot, runas=runas, deliver=hub.deliver)
     terminals = TerminalService(settings, runas, database)
     proxy_clients = SessionClients(settings)
+    # Several replicas: one leads background work, the others follow (ha/).
+    group = coordinate(settings, database, snapshot, hub, detector, watcher)
     install(
         app,
         AppServices(
@@ -208,6 +211,8 @@ def _compose(
             terminals=terminals,
             proxy_clients=proxy_clients,
             tasks=tasks,
+            leadership=group.leadership,
+            replicator=group.replicator,
         ),
     )
 
@@ -218,7 +223,10 @@ def _compose(
         database.dispose()
 
     tasks.add("database", start=seed_templates, stop=dispose_database)
+    tasks.add("leader lease", start=group.leadership.start, stop=group.leadership.stop)
     tasks.add("live hub", start=hub.start, stop=hub.stop)  # hears the first refresh
+    if group.replicator is not None:  # the leader's snapshots, before any refresh
+        tasks.add("replication", start=group.replicator.start, stop=group.replicator.stop)
     tasks.add(
         "snapshot refresher", start=snapshot.start if start_refresher else None, stop=snapshot.stop
     )

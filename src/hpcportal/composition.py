@@ -13,7 +13,7 @@ import it, and ``app.py`` imports every router. It names parts but builds none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -21,6 +21,8 @@ from starlette.requests import HTTPConnection
 
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
+from hpcportal.ha.leadership import Leadership
+from hpcportal.ha.replication import Replicator
 from hpcportal.lifecycle import TaskRunner
 from hpcportal.runas import RunAs
 from hpcportal.services.api_tokens import ApiTokenCache
@@ -72,6 +74,10 @@ class AppServices:
     proxy_clients: SessionClients
     #: What runs in the background, started and stopped by the app's lifespan.
     tasks: TaskRunner
+    #: Which replica leads the background work (always this one with one server).
+    leadership: Leadership = field(default_factory=Leadership.single)
+    #: The Redis side of several replicas; None with one server.
+    replicator: Replicator | None = None
 
 
 def install(app: Starlette, services: AppServices) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from hpcportal.api.deps import DatabaseDep, SnapshotDep
+from hpcportal.composition import services_of
+from hpcportal.db.session import Database
 from hpcportal.services.cluster import SnapshotMeta
 
 router = APIRouter(tags=["health"])
@@ -29,6 +32,11 @@ class Readiness(BaseModel):
     #: rate-limiting). Not a problem: every replica sees the same slurmctld, and failing
     #: them all at once would take the portal down over a slow Slurm.
     backoff: str | None = None
+    #: With several replicas: ``leader`` or ``follower`` (``single`` alone), this
+    #: replica's name, and whether it reaches Redis.
+    role: str = "single"
+    replica: str | None = None
+    redis: str | None = None
 
 
 @router.get("/health", response_model=Health)
@@ -37,17 +45,33 @@ def health() -> Health:
     return Health(status="ok")
 
 
-@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
-def ready(database: DatabaseDep, snapshot: SnapshotDep) -> JSONResponse:
-    """Ready to serve: the database answers, Slurm answered the last refresh, data is fresh."""
-    problems: list[str] = []
+def _database_problem(database: Database) -> str | None:
     try:
         with database.session() as session:
             session.execute(text("SELECT 1"))
-        db_state = "ok"
     except Exception as exc:  # report any database failure, whatever the driver raises
-        db_state = "unreachable"
-        problems.append(f"database: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        return f"database: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return None
+
+
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+async def ready(request: Request, database: DatabaseDep, snapshot: SnapshotDep) -> JSONResponse:
+    """Ready to serve: the database answers, Slurm answered the last refresh, data is
+    fresh, and with several replicas Redis answers (a follower's data is the leader's
+    snapshot, so "fresh" means the leader published one lately). HAProxy checks this."""
+    problems: list[str] = []
+    db_problem = await run_in_threadpool(_database_problem, database)
+    db_state = "ok" if db_problem is None else "unreachable"
+    if db_problem is not None:
+        problems.append(db_problem)
+    services = services_of(request)
+    leadership, replicator = services.leadership, services.replicator
+    role, redis_state = "single", None
+    if replicator is not None:
+        role = "leader" if leadership.is_leader() else "follower"
+        redis_state = "ok" if await replicator.bus.ping() else "unreachable"
+        if redis_state != "ok":
+            problems.append("redis: no answer")
     state = snapshot.health()
     slurm_state = "ok" if state.last_error is None and state.taken_at else "unreachable"
     if state.last_error_code == "slurm_unsupported":
@@ -66,6 +90,9 @@ def ready(database: DatabaseDep, snapshot: SnapshotDep) -> JSONResponse:
         problems=problems,
         refresh_interval_seconds=state.interval,
         backoff=state.backoff,
+        role=role,
+        replica=leadership.replica_id if replicator is not None else None,
+        redis=redis_state,
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
 
