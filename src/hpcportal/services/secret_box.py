@@ -50,11 +50,8 @@ def private_folder(folder: Path) -> Path:
     """``folder``, made 0700 if missing; refused if others may enter or change it."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = folder.stat()
-    if info.st_uid != os.geteuid():
-        raise Misconfigured(
-            f"{folder} belongs to uid {info.st_uid}, not to the portal's account "
-            f"(uid {os.geteuid()}); the portal keeps its keys only in a folder of its own."
-        )
+    if foreign := _not_ours(folder, info):
+        raise Misconfigured(f"{foreign}; the portal keeps its keys only in a folder of its own.")
     if info.st_mode & 0o077:
         raise Misconfigured(
             f"{folder} is open to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
@@ -63,16 +60,20 @@ def private_folder(folder: Path) -> Path:
     return folder
 
 
+def _not_ours(path: Path, info: os.stat_result) -> str | None:
+    """Why ``path`` is not the portal's own (another uid owns it), or None."""
+    if info.st_uid == os.geteuid():
+        return None
+    return f"{path} belongs to uid {info.st_uid}, not to the portal's account (uid {os.geteuid()})"
+
+
 def check_private_file(path: Path) -> None:
     """Refuse a key file that is not the portal's own or that others may read."""
     info = path.stat()
     if not stat.S_ISREG(info.st_mode):
         raise Misconfigured(f"{path} is not a regular file.")
-    if info.st_uid != os.geteuid():
-        raise Misconfigured(
-            f"{path} belongs to uid {info.st_uid}, not to the portal's account "
-            f"(uid {os.geteuid()})."
-        )
+    if foreign := _not_ours(path, info):
+        raise Misconfigured(f"{foreign}.")
     if info.st_mode & 0o077:
         raise Misconfigured(
             f"{path} is readable or writable by other users (mode "
