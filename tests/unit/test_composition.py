@@ -35,10 +35,15 @@ def test_the_factory_wires_each_part_once(settings: Settings) -> None:
     assert services.submit.database is services.database
     assert services.sessions.submit is services.submit
     assert services.terminals.settings is settings
-    # Every field is set (a part added to the dataclass but not built fails here).
-    assert all(getattr(services, f.name) is not None for f in fields(AppServices))
+    # Every field is set (a part added to the dataclass but not built fails here),
+    # but the replicator, which exists only with several replicas (Redis configured).
+    optional = {"replicator"}
+    assert all(
+        getattr(services, f.name) is not None for f in fields(AppServices) if f.name not in optional
+    )
+    assert services.replicator is None and services.leadership.is_leader()
     names = [part.name for part in services.tasks.parts]
-    assert names[:3] == ["database", "live hub", "snapshot refresher"]
+    assert names[:4] == ["database", "leader lease", "live hub", "snapshot refresher"]
 
 
 def test_services_are_frozen(settings: Settings) -> None:
