@@ -45,7 +45,7 @@ front_end:
     - {name: lb1, address: 127.0.0.2/8, priority: 150}
     - {name: lb2, address: 127.0.0.3/8, priority: 100}
   virtual_ip: 127.0.0.10
-  interface: lo
+  interface: eth0
   virtual_router_id: 51
 slurm:
   controllers:
@@ -143,12 +143,12 @@ CASES = [
         id="unknown-database-engine",
     ),
     pytest.param(
-        broken("  interface: lo\n", "  interface: lo\n   virtual_router_id: 52\n"),
+        broken("  interface: eth0\n", "  interface: eth0\n   virtual_router_id: 52\n"),
         "line 24, column 21: YAML: ",
         id="yaml-indentation",
     ),
     pytest.param(
-        broken("  interface: lo\n", "  interface: lo\n  interface: eth0\n"),
+        broken("  interface: eth0\n", "  interface: eth0\n  interface: eth1\n"),
         "line 24, column 3: front_end.interface: this key appears twice in one section",
         id="duplicate-yaml-key",
     ),
@@ -192,6 +192,11 @@ CASES = [
         broken("  primary: {name: db1, address: 127.0.0.1, port: 5432}\n", "  primaryy: {}\n"),
         "line 8, column 1: database.primary: required, but missing",
         id="missing-required",
+    ),
+    pytest.param(
+        broken("  interface: eth0\n", "  interface: lo\n"),
+        "line 23, column 14: front_end.interface: Keepalived cannot use the loopback interface",
+        id="vrrp-on-loopback",
     ),
     pytest.param("", "line 1, column 1: the file is empty", id="empty"),
     pytest.param("- a\n- b\n", "line 1, column 1: the top level must be a mapping", id="list"),

@@ -111,6 +111,12 @@ class FrontEnd(Strict):
 
     @model_validator(mode="after")
     def _vip_in_a_network(self) -> FrontEnd:
+        if self.interface == "lo":
+            raise SemanticError(
+                ("interface",),
+                "Keepalived cannot use the loopback interface for VRRP; name the interface "
+                "the front ends share a network on",
+            )
         if not any(self.virtual_ip in host.address.network for host in self.hosts):
             networks = ", ".join(str(host.address.network) for host in self.hosts)
             raise SemanticError(
