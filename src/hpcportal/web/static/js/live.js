@@ -1,6 +1,9 @@
 // Live updates: one WebSocket to /api/v1/ws (cookie-authenticated). When it drops,
 // the page polls the REST endpoints every 10 s and reconnects with exponential
-// backoff (1 s … 30 s); once connected again, polling stops.
+// backoff (1 s … 30 s); once connected again, polling stops, and the page asks for
+// what it missed: {"type":"resume","generation":n}, n the last generation it saw. Any
+// replica answers with the differences since n, or with "resync" when n is too old
+// (then the page reloads its lists once).
 //
 // Messages update the page in place: job rows ([data-job-id]), node tiles
 // ([data-node]), summary numbers ([data-summary]), partition rows ([data-partition])
@@ -25,6 +28,8 @@ let reconnectTimer = 0;
 let pollTimer = 0;
 let pingTimer = 0;
 let lastJobsGeneration = -1;
+/** The newest snapshot generation any message carried (one sequence across replicas). */
+let lastGeneration = -1;
 let started = false;
 
 /** Call fn(message) for every message of this type. */
@@ -93,8 +98,12 @@ function connect() {
       stopPolling();
       setStatus("");
       send({ type: "subscribe", channels: [...channels] });
+      if (lastGeneration >= 0) send({ type: "resume", generation: lastGeneration });
       clearInterval(pingTimer);
       pingTimer = setInterval(() => send({ type: "ping" }), PING_MS);
+    }
+    if (typeof message.generation === "number" && message.generation > lastGeneration) {
+      lastGeneration = message.generation;
     }
     dispatch(message);
   });
@@ -356,6 +365,11 @@ function installDefaultHandlers() {
   on("jobs", onJobs);
   on("nodes", onNodes);
   on("cluster", onCluster);
+  // Too long away to catch up from a generation: read everything once, as a poll does.
+  on("resync", () => {
+    poll();
+    refreshJobLists();
+  });
   addPoller(pollJobs);
   addPoller(pollCluster);
   addPoller(pollNodes);
