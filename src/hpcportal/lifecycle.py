@@ -10,13 +10,26 @@ way through.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 Step = Callable[[], Awaitable[object]]
+
+
+async def cancel_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a part's background task and wait until it has ended (its ``finally``
+    blocks have run), so a stopped part leaves nothing running; None does nothing."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ after ``min_gap``, twice that, four times that..., at most ``MAX_FOLLOW_UPS`` ti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from prometheus_client import Counter
 
+from hpcportal.lifecycle import cancel_task
 from hpcportal.slurm.adapter import job_matches
 from hpcportal.slurm.models import Job
 from hpcportal.slurm.states import JobStatus
@@ -75,11 +75,8 @@ class RefreshSoon:
             self._task = asyncio.create_task(self._run(), name="refresh-soon")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
     def request(self, job_ids: Iterable[str]) -> None:
         """Read these jobs again soon (cheap: only noted; safe to call often)."""

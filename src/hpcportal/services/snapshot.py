@@ -29,6 +29,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from hpcportal.config import Settings
 from hpcportal.errors import PortalError, SlurmRateLimited, SlurmUnreachable
+from hpcportal.lifecycle import cancel_task
 from hpcportal.services.load_guard import LoadGuard
 from hpcportal.services.refresh_soon import RefreshSoon
 from hpcportal.slurm.adapter import SlurmAdapter, job_matches
@@ -218,11 +219,8 @@ class SnapshotService:
 
     async def stop(self) -> None:
         await self.soon.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._jobs_pool.shutdown(wait=False, cancel_futures=True)
 

@@ -19,7 +19,6 @@ with who and from which address.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -33,6 +32,7 @@ from pydantic import BaseModel
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
 from hpcportal.errors import Conflict, Forbidden, NotFound, PortalError
+from hpcportal.lifecycle import cancel_task
 from hpcportal.runas import AsUser, HelperStream, RunAs
 from hpcportal.services import audit
 from hpcportal.services.identity import Principal
@@ -320,11 +320,8 @@ class TerminalService:
 
     async def stop(self) -> None:
         """The portal is stopping: hang up every shell."""
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
+        await cancel_task(self._reaper)
+        self._reaper = None
         for terminal in list(self.terminals.values()):
             await self.close(terminal, Ended("stopping"))
         for task in list(self._tasks):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -19,6 +18,7 @@ from hpcportal.config import Settings
 from hpcportal.db.models import DiskAlert
 from hpcportal.db.session import Database
 from hpcportal.errors import PortalError
+from hpcportal.lifecycle import cancel_task
 from hpcportal.runas import RunAs
 from hpcportal.services.disk_alerts.episodes import (
     claim_notices,
@@ -102,11 +102,8 @@ class DiskWatcher:
             self._task = asyncio.create_task(self._run(), name="disk-alerts")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

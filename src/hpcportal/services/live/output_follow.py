@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from starlette.concurrency import run_in_threadpool
 
 from hpcportal.errors import InvalidInput, NotFound, PortalError
+from hpcportal.lifecycle import cancel_task
 from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.identity import Principal
 from hpcportal.services.job_output import (
@@ -134,9 +134,7 @@ class OutputFollowing(HubBase):
     async def _stop_follower(self, follower: Follower) -> None:
         task = follower.task
         if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_task(task)
 
     def _end_follower(self, follower: Follower, text: str | None) -> None:
         """Stop following; with ``text``, tell the watchers why and unsubscribe them."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from hpcportal.lifecycle import cancel_task
 from hpcportal.services.snapshot import ClusterSnapshot
 
 log = logging.getLogger(__package__)  # one logger name for the whole package
@@ -41,11 +41,8 @@ class LatestOnly:
         self._wake.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:
