@@ -12,16 +12,10 @@ from hpcportal.runas.assemble import helper_source
 from hpcportal.runas.helper_space import parse_quota
 from hpcportal.runas.helper_walk import Refused, plain_name, split_relative
 from hpcportal.runas.install import helper_text
-from hpcportal.services.files import (
-    check_name,
-    classify,
-    clean_path,
-    content_disposition,
-    parse_etags,
-    parse_mode,
-    parse_range,
-    parse_table,
-)
+from hpcportal.services.files.headers import content_disposition, parse_etags, parse_range
+from hpcportal.services.files.models import parse_mode
+from hpcportal.services.files.paths import check_name, clean_path
+from hpcportal.services.files.preview import classify, parse_table
 from hpcportal.services.tus import parse_checksum, parse_metadata
 
 

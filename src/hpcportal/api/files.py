@@ -1,6 +1,6 @@
 """Files and storage, as the user: roots, listings, previews, downloads, edits, operations.
 
-Every call runs the run-as helper as the logged-in user (``services/files.py``).
+Every call runs the run-as helper as the logged-in user (``services/files/``).
 The path in the URL is decoded once by the server and never again, so
 ``%2e%2e%2f`` arrives as ``../`` and is refused like ``../`` itself.
 """
@@ -32,8 +32,6 @@ from hpcportal.errors import (
 )
 from hpcportal.services import audit
 from hpcportal.services.files import (
-    PDF_SECURITY_HEADERS,
-    SECURITY_HEADERS,
     FileInfo,
     FileOp,
     FileService,
@@ -46,13 +44,17 @@ from hpcportal.services.files import (
     TrashItem,
     UsageReport,
     WriteResult,
-    classify,
+    search_lines,
+)
+from hpcportal.services.files.headers import (
+    PDF_SECURITY_HEADERS,
+    SECURITY_HEADERS,
     content_disposition,
     http_date,
     parse_etags,
     parse_range,
-    search_lines,
 )
+from hpcportal.services.files.preview import classify
 
 router = APIRouter(tags=["files"])
 

@@ -26,7 +26,7 @@ from hpcportal.errors import (
     UnsupportedMediaType,
 )
 from hpcportal.services import audit
-from hpcportal.services.files import http_date
+from hpcportal.services.files.headers import http_date
 from hpcportal.services.tus import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,

@@ -58,7 +58,7 @@ from hpcportal.errors import (
 from hpcportal.runas import RunAs
 from hpcportal.runas.client import AsUser, UploadStep, UploadTarget, finish_upload
 from hpcportal.services.auth import utcnow
-from hpcportal.services.files import check_name, clean_path, root_named
+from hpcportal.services.files.paths import check_name, clean_path, root_named
 from hpcportal.services.identity import Principal
 
 TUS_VERSION = "1.0.0"

@@ -1,261 +1,49 @@
-"""Files and storage, as the user: browse, preview, edit, move, copy, trash, download.
+"""``FileService``: the file operations of one user, each one run of the helper as them.
 
-Every file access runs through the run-as helper *as the asking user* (its
-``helper_files`` operations), so the kernel decides what may be read or changed; a
-403 here is the system's EACCES, never a portal rule. The portal only names a root
-(from ``file_roots``: ``{home}``, ``/scratch/{user}``, ...) and a path inside it.
-
-Paths are checked twice: here (``clean_path``: no ``..``, no absolute path, no NUL,
-and no second percent-decoding — the router decodes once, so ``%2e%2e%2f`` arrives
-as ``../`` and is refused) and again by the helper, which walks the path from the
-root's descriptor with ``O_NOFOLLOW`` and refuses a link that leads out of the
-root. What the helper answers is the user's own data: it is validated into the
-models below, never trusted for anything else.
+It turns a file area's name and a path into a root and a clean root-relative path
+(``paths``), calls the typed helper client (``AsUser``) and validates what the helper
+answers, the user's own data, into the models of ``models``, trusting it for nothing
+else. Folder sizes are cached briefly (walking a tree costs the user's disk time).
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
-import io
 import json
 import mimetypes
-import posixpath
-import pwd
-import re
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
-from email.utils import formatdate
-from typing import Literal
-from urllib.parse import quote
-
-from pydantic import BaseModel
 
 from hpcportal.config import Settings
-from hpcportal.errors import Conflict, InvalidInput, NotFound
-from hpcportal.limits import Line
+from hpcportal.errors import Conflict, InvalidInput
 from hpcportal.runas import HelperStream, RunAs
 from hpcportal.runas.client import AsUser, ReadHead
+from hpcportal.services.files.models import (
+    Entry,
+    FileInfo,
+    FileOp,
+    FolderSize,
+    FolderUsage,
+    Listing,
+    OpResult,
+    Quota,
+    RootInfo,
+    RootUsage,
+    Sort,
+    Space,
+    TablePreview,
+    TextPreview,
+    TrashItem,
+    UsageReport,
+    WriteResult,
+    parse_mode,
+)
+from hpcportal.services.files.paths import Root, clean_path, root_named, roots_of
+from hpcportal.services.files.preview import PreviewKind, decode_prefix, looks_binary, parse_table
 from hpcportal.services.identity import Principal
-
-Sort = Literal["name", "-name", "size", "-size", "mtime", "-mtime"]
-MAX_PATH_BYTES = 4096
-MAX_NAME_BYTES = 255
-
-# --- roots and paths ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Root:
-    name: str
-    path: str
-
-
-def fill(pattern: str, who: Principal) -> str:
-    """A root pattern for ``who``: ``{home}`` and ``{user}`` replaced; an absolute path."""
-    home = pwd.getpwnam(who.username).pw_dir
-    path = pattern.replace("{home}", home).replace("{user}", who.username)
-    if not path.startswith("/") or "\0" in path or "/../" in f"{path}/":
-        raise InvalidInput(f"The configured file root {pattern!r} is not an absolute path.")
-    return path.rstrip("/") or "/"
-
-
-def roots_of(settings: Settings, who: Principal) -> list[Root]:
-    return [Root(r.name, fill(r.path, who)) for r in settings.file_roots]
-
-
-def root_named(settings: Settings, who: Principal, name: str) -> Root:
-    for root in settings.file_roots:
-        if root.name == name:
-            return Root(root.name, fill(root.path, who))
-    known = ", ".join(r.name for r in settings.file_roots)
-    raise NotFound(f"There is no file area {name!r}; known: {known}.")
-
-
-def clean_path(path: str) -> str:
-    """A root-relative path as the helper wants it, or InvalidInput.
-
-    Refused: NUL bytes, absolute paths (also after a leading ``./``), ``..`` anywhere.
-    Empty components and ``.`` are dropped (``a//./b`` is ``a/b``). Nothing is
-    percent-decoded here: the router has decoded the URL once already.
-    """
-    if "\0" in path:
-        raise InvalidInput("The path contains a NUL byte.")
-    if path.startswith("/"):
-        raise InvalidInput("The path must be relative to its file area, not absolute.")
-    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
-        raise InvalidInput("The path is too long.")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise InvalidInput("'..' is not allowed in a path.")
-    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for p in parts):
-        raise InvalidInput("A name in the path is longer than 255 bytes.")
-    return "/".join(parts)
-
-
-def check_name(name: str) -> str:
-    """A single file name (uploads, new names): no '/', control characters, '.' or '..'."""
-    if not name or name in (".", "..") or re.search(r"[/\x00-\x1f\x7f]", name):
-        raise InvalidInput(f"{name!r} is not a valid file name.")
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise InvalidInput("A file name is at most 255 bytes.")
-    return name
-
-
-# --- models ---------------------------------------------------------------------------
-
-EntryType = Literal["file", "directory", "symlink", "other"]
-
-
-class Entry(BaseModel):
-    name: str
-    path: str
-    type: EntryType
-    size: int
-    mtime: float
-    mode: int
-    permissions: str
-    owner: str
-    group: str
-    target: str | None = None
-
-
-class FileInfo(BaseModel):
-    """A file or folder; folders add one page of entries."""
-
-    root: str
-    path: str
-    name: str
-    type: EntryType
-    size: int
-    mtime: float
-    mode: int
-    permissions: str
-    owner: str
-    group: str
-    etag: str
-    readable: bool | None = None
-    writable: bool | None = None
-    mime: str | None = None
-
-
-class Listing(FileInfo):
-    total: int
-    offset: int
-    limit: int
-    sort: str
-    entries: list[Entry]
-
-
-class RootInfo(BaseModel):
-    name: str
-    path: str
-    accessible: bool
-    writable: bool | None = None
-
-
-class TextPreview(BaseModel):
-    kind: Literal["text"] = "text"
-    root: str
-    path: str
-    language: str
-    content: str
-    size: int
-    truncated: bool
-    etag: str
-
-
-class TablePreview(BaseModel):
-    kind: Literal["table"] = "table"
-    root: str
-    path: str
-    delimiter: str
-    columns: list[str]
-    rows: list[list[str]]
-    size: int
-    truncated: bool
-    etag: str
-
-
-class WriteResult(BaseModel):
-    root: str
-    path: str
-    size: int
-    sha256: str
-    etag: str
-    created: bool
-
-
-class OpResult(BaseModel):
-    op: str
-    root: str
-    path: str
-    to_root: str | None = None
-    to: str | None = None
-    trash_id: str | None = None
-    permanent: bool | None = None
-    mode: int | None = None
-    files: int | None = None
-    dirs: int | None = None
-    bytes: int | None = None
-    skipped: list[str] | None = None
-
-
-class TrashItem(BaseModel):
-    id: str
-    root: str | None  # the root's name, or None if it is not one of yours any more
-    root_path: str
-    path: str
-    name: str
-    type: EntryType
-    size: int
-    deleted_at: datetime
-
-
-class Space(BaseModel):
-    total: int
-    used: int
-    available: int
-    percent: float
-
-
-class Quota(BaseModel):
-    filesystem: str
-    used: int
-    soft: int
-    hard: int
-    files: int
-    files_soft: int
-    files_hard: int
-    over: bool
-
-
-class RootUsage(BaseModel):
-    name: str
-    path: str
-    space: Space | None
-    quota: Quota | None = None
-    error: str | None = None
-
-
-class FolderSize(BaseModel):
-    name: str
-    type: EntryType
-    bytes: int
-    disk_bytes: int
-    entries: int
-    complete: bool
-
-
-class FolderUsage(BaseModel):
-    root: str
-    path: str
-    complete: bool
-    entries: list[FolderSize]
-    computed_at: datetime
 
 
 class _SizeCache:
@@ -284,172 +72,6 @@ class _SizeCache:
 
 
 FOLDER_SIZES = _SizeCache()
-
-
-class UsageReport(BaseModel):
-    roots: list[RootUsage]
-    quota_known: bool
-    quota_note: str | None = None
-    folder: FolderUsage | None = None
-
-
-class FileOp(BaseModel):
-    """``POST /files/{root}/{path}``: one operation on that path."""
-
-    op: Literal["mkdir", "rename", "move", "copy", "chmod", "restore"]
-    to: Line | None = None
-    to_root: Line | None = None
-    parents: bool = False
-    mode: Line | int | None = None  # bounded by parse_mode
-    trash_id: Line | None = None
-
-
-# --- preview classification -----------------------------------------------------------
-
-INLINE_IMAGES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".bmp": "image/bmp",
-    ".avif": "image/avif",
-}
-TABLES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
-#: Never shown inline, whatever else they are: they can carry scripts.
-DOWNLOAD_ONLY = {".svg", ".svgz", ".html", ".htm", ".xhtml", ".xht", ".mht", ".mhtml"}
-LANGUAGES = {
-    ".py": "python", ".pyi": "python", ".ipynb": "json", ".sh": "bash", ".bash": "bash",
-    ".zsh": "bash", ".slurm": "bash", ".sbatch": "bash", ".pbs": "bash", ".c": "c",
-    ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".cu": "cuda",
-    ".f": "fortran", ".f90": "fortran", ".f95": "fortran", ".f03": "fortran", ".for": "fortran",
-    ".r": "r", ".jl": "julia", ".m": "matlab", ".java": "java", ".js": "javascript",
-    ".ts": "typescript", ".go": "go", ".rs": "rust", ".pl": "perl", ".rb": "ruby",
-    ".lua": "lua", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml",
-    ".ini": "ini", ".cfg": "ini", ".conf": "ini", ".xml": "xml", ".md": "markdown",
-    ".rst": "restructuredtext", ".tex": "latex", ".css": "css", ".sql": "sql",
-    ".txt": "plaintext", ".log": "plaintext", ".out": "plaintext", ".err": "plaintext",
-    ".def": "plaintext", ".cmake": "cmake", ".mk": "makefile", ".diff": "diff",
-    ".patch": "diff", ".dat": "plaintext",
-}  # fmt: skip
-NAMED_LANGUAGES = {"makefile": "makefile", "dockerfile": "dockerfile", "cmakelists.txt": "cmake"}
-
-PreviewKind = Literal["text", "table", "image", "pdf", "download", "unknown"]
-
-
-def classify(name: str) -> tuple[PreviewKind, str | None]:
-    """How a file is previewed, by name: (kind, language / media type / delimiter)."""
-    lower = name.lower()
-    ext = posixpath.splitext(lower)[1]
-    if ext in DOWNLOAD_ONLY:
-        return "download", None
-    if ext in INLINE_IMAGES:
-        return "image", INLINE_IMAGES[ext]
-    if ext == ".pdf":
-        return "pdf", "application/pdf"
-    if ext in TABLES:
-        return "table", TABLES[ext]
-    if lower in NAMED_LANGUAGES:
-        return "text", NAMED_LANGUAGES[lower]
-    if ext in LANGUAGES:
-        return "text", LANGUAGES[ext]
-    guessed, _ = mimetypes.guess_type(lower)
-    if guessed and guessed.startswith("text/"):
-        return "text", "plaintext"
-    if guessed or ext in (".gz", ".zip", ".tar", ".sif", ".h5", ".nc", ".npy", ".bin"):
-        return "download", None
-    return "unknown", None
-
-
-def looks_binary(data: bytes) -> bool:
-    return b"\0" in data[:8192]
-
-
-def decode_prefix(data: bytes) -> str:
-    """UTF-8 text of ``data``, dropping a character cut in half at the end."""
-    return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(data, final=False)
-
-
-def parse_table(
-    text: str, delimiter: str, max_rows: int, cut: bool
-) -> tuple[list[list[str]], bool]:
-    """Rows of a CSV/TSV text; the last row is dropped when the text was cut there.
-    Raises ``csv.Error`` for text that is not CSV (the preview then shows it as text)."""
-    rows: list[list[str]] = []
-    truncated = cut
-    for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
-        if len(rows) > max_rows:
-            truncated = True
-            break
-        rows.append([cell[:1000] for cell in row[:200]])
-    if cut and rows:
-        rows.pop()
-    return rows, truncated
-
-
-# --- HTTP helpers that belong with the files ------------------------------------------
-
-#: Sent with every file answer: no sniffing, and nothing the file contains may run.
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'self'; sandbox",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Cache-Control": "private, no-cache",
-}
-#: PDF viewers do not run in a sandboxed document; scripts and everything else stay off.
-PDF_SECURITY_HEADERS = {
-    **SECURITY_HEADERS,
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'self'; form-action 'none'",
-}
-
-
-def content_disposition(name: str, inline: bool) -> str:
-    kind = "inline" if inline else "attachment"
-    ascii_name = re.sub(r"[^A-Za-z0-9._ -]", "_", name) or "download"
-    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def http_date(timestamp: float) -> str:
-    return formatdate(timestamp, usegmt=True)
-
-
-def parse_range(header: str | None) -> dict[str, int | None] | None:
-    """One ``bytes=`` range as ``{"start", "end"}`` (``-N``: start None, end N), or None
-    to send the whole file (no header, several ranges, or a malformed one: RFC 9110
-    lets a server ignore those)."""
-    if not header:
-        return None
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
-    if not match or not (match.group(1) or match.group(2)):
-        return None
-    start = int(match.group(1)) if match.group(1) else None
-    end = int(match.group(2)) if match.group(2) else None
-    if start is not None and end is not None and end < start:
-        return None
-    return {"start": start, "end": end}
-
-
-def parse_etags(header: str | None) -> list[str] | str | None:
-    """``If-Match``: ``*`` or the strong entity tags listed (weak ones never match)."""
-    if header is None:
-        return None
-    if header.strip() == "*":
-        return "*"
-    tags = [t.strip() for t in header.split(",")]
-    return [t.strip('"') for t in tags if t.startswith('"') and t.endswith('"') and len(t) >= 2]
-
-
-def parse_mode(mode: str | int | None) -> int:
-    """``750``, ``0750``, ``0o750`` or an int: permission bits for chmod."""
-    if isinstance(mode, int) and not isinstance(mode, bool):
-        value = mode
-    elif isinstance(mode, str) and re.fullmatch(r"(0o?)?[0-7]{1,4}", mode.strip()):
-        value = int(mode.strip().removeprefix("0o"), 8)
-    else:
-        raise InvalidInput("mode must be octal permission bits such as '750'.")
-    if not 0 <= value <= 0o3777:
-        raise InvalidInput("mode must be permission bits between 0 and 3777 (no setuid).")
-    return value
 
 
 # --- the service ----------------------------------------------------------------------
