@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from hpcportal import __version__
 from hpcportal.api.deps import DatabaseDep, SnapshotDep
 from hpcportal.composition import services_of
 from hpcportal.db.session import Database
@@ -37,6 +38,9 @@ class Readiness(BaseModel):
     role: str = "single"
     replica: str | None = None
     redis: str | None = None
+    #: The portal release this replica runs (``cluster discover``/``status`` show it,
+    #: so a rolling upgrade can be followed).
+    version: str = __version__
 
 
 @router.get("/health", response_model=Health)
