@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from typer.testing import CliRunner
 
+from hpcportal.cli import job_table, portal_client
 from hpcportal.cli import jobs as cli_jobs
 from hpcportal.cli.main import app
 
@@ -297,7 +298,7 @@ def server() -> Iterator[StandIn]:
 @pytest.fixture
 def api(server: StandIn, monkeypatch: pytest.MonkeyPatch) -> Api:
     monkeypatch.setattr(cli_jobs, "FOLLOW_INTERVAL", 0.01)
-    monkeypatch.setattr(cli_jobs, "RETRY_DELAY", 0.01)
+    monkeypatch.setattr(portal_client, "RETRY_DELAY", 0.01)
     return server.reset()
 
 
@@ -631,8 +632,8 @@ def test_connection_refused_names_the_url(run: Any) -> None:
 
 def test_a_non_api_answer_is_described(server: StandIn, api: Api) -> None:
     with (
-        cli_jobs.PortalClient(server.url, TOKEN) as client,
-        pytest.raises(cli_jobs.CliError) as caught,
+        portal_client.PortalClient(server.url, TOKEN) as client,
+        pytest.raises(portal_client.CliError) as caught,
     ):
         client.get("/api/v1/broken")
     assert caught.value.message == (
@@ -653,7 +654,7 @@ def test_a_timeout_is_described(server: StandIn) -> None:
 
 
 def test_squeue_style_durations() -> None:
-    assert cli_jobs.format_duration(59) == "0:59"
-    assert cli_jobs.format_duration(3600 + 62) == "1:01:02"
-    assert cli_jobs.format_duration(2 * 86400 + 5) == "2-00:00:05"
-    assert cli_jobs.format_duration(-5) == "0:00"
+    assert job_table.format_duration(59) == "0:59"
+    assert job_table.format_duration(3600 + 62) == "1:01:02"
+    assert job_table.format_duration(2 * 86400 + 5) == "2-00:00:05"
+    assert job_table.format_duration(-5) == "0:00"

@@ -9,205 +9,42 @@ with 2. No traceback is ever shown.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from urllib.parse import quote
 
-import httpx
 import typer
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-#: Seconds to wait for one answer (a submission runs sbatch on the portal's side).
-TIMEOUT = 60.0
+from hpcportal.cli.job_table import FINISHED_STATUSES, format_table, job_rows
+from hpcportal.cli.portal_client import (
+    DEFAULT_URL,
+    CliError,
+    PortalClient,
+    TokenOption,
+    UrlOption,
+    as_dict,
+    print_json,
+    reporting,
+    usage_error,
+)
+
 #: Seconds between two polls of ``output --follow``.
 FOLLOW_INTERVAL = 2.0
-#: Seconds before the one retry of a request whose connection broke.
-RETRY_DELAY = 0.5
 #: Jobs per request when listing (the API's maximum).
 PAGE_SIZE = 1000
-FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled", "timeout"})
-PENDING_STATUSES = frozenset({"queued", "queued_held"})
-NAME_WIDTH = 24
 
 app = typer.Typer(
     help="Work with jobs through a portal's API (needs an API token).", no_args_is_help=True
 )
 
-UrlOption = Annotated[
-    str,
-    typer.Option(
-        "--url", envvar="HPCPORTAL_URL", help="The portal's address.", rich_help_panel="Portal"
-    ),
-]
-TokenOption = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="HPCPORTAL_TOKEN",
-        help="A personal API token (hpcp_...), made in the portal. Prefer the "
-        "environment variable: other users can see command lines.",
-        show_default=False,
-        rich_help_panel="Portal",
-    ),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's answer as JSON.")]
 JobIdArgument = Annotated[str, typer.Argument(help="A job id, like 123 or 123_4.")]
-
-
-# --- Talking to the portal -----------------------------------------------------------
-
-
-class CliError(Exception):
-    """Something to tell the user, the exit status to leave with, and for an answer of
-    the API its HTTP status."""
-
-    def __init__(self, message: str, exit_code: int = 1, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-        self.status = status
-
-
-def usage_error(message: str) -> NoReturn:
-    raise CliError(message, exit_code=2)
-
-
-@contextmanager
-def reporting() -> Iterator[None]:
-    """Turn every expected failure into ``Error: ...`` on stderr and an exit status."""
-    try:
-        yield
-    except CliError as exc:
-        typer.echo(f"Error: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("", err=True)
-        raise typer.Exit(130) from None
-
-
-def api_error_message(response: httpx.Response, url: str) -> str:
-    """The API's ``detail``, or a short description of a non-API answer."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    detail = body.get("detail") if isinstance(body, dict) else None
-    if isinstance(detail, str) and detail:
-        return detail
-    if isinstance(detail, list):  # FastAPI's default validation shape
-        parts = [
-            str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail
-        ]
-        return "; ".join(parts)
-    text = " ".join(response.text.split())[:200]
-    reason = response.reason_phrase or "error"
-    return f"HTTP {response.status_code} {reason} from the portal at {url}" + (
-        f": {text}" if text else "."
-    )
-
-
-def describe_transport_error(exc: httpx.TransportError, url: str, timeout: float) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        reason = str(exc) or "connection refused"
-        return (
-            f"Cannot connect to the portal at {url} ({reason}). Is it running? "
-            "Set --url or HPCPORTAL_URL to its address."
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return f"The portal at {url} did not answer within {timeout:g} s."
-    return f"The connection to the portal at {url} failed: {exc or type(exc).__name__}."
-
-
-class PortalClient:
-    """A thin client of the portal's API; every failure becomes a ``CliError``."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str | None,
-        *,
-        timeout: float = TIMEOUT,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        url = url.strip().rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            usage_error(f"--url must start with http:// or https://, not {url!r}.")
-        if not token:
-            usage_error("No API token: pass --token or set HPCPORTAL_TOKEN.")
-        self.url = url
-        self.timeout = timeout
-        self._http = httpx.Client(
-            base_url=url,
-            timeout=timeout,
-            transport=transport,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-        )
-
-    def __enter__(self) -> PortalClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._http.close()
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str | int] | None = None,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        retries: int = 0,
-    ) -> httpx.Response:
-        """Send one request; on a dropped or refused connection try ``retries`` more times
-        (the caller decides when that is safe), then fail with a clear message."""
-        attempt = 0
-        while True:
-            try:
-                response = self._http.request(
-                    method, path, params=params, json=body, headers=headers
-                )
-            except httpx.TransportError as exc:
-                if attempt < retries:
-                    attempt += 1
-                    if not isinstance(exc, httpx.ConnectError):  # a refusal needs no story
-                        typer.echo(
-                            f"The connection to {self.url} broke "
-                            f"({exc or type(exc).__name__}); trying once more.",
-                            err=True,
-                        )
-                    time.sleep(RETRY_DELAY)
-                    continue
-                raise CliError(describe_transport_error(exc, self.url, self.timeout)) from None
-            except httpx.HTTPError as exc:
-                raise CliError(f"Request to {self.url} failed: {exc}") from None
-            if response.status_code >= 400:
-                raise CliError(api_error_message(response, self.url), status=response.status_code)
-            return response
-
-    def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.request(method, path, **kwargs)
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise CliError(
-                f"The portal at {self.url} answered HTTP {response.status_code} with "
-                "something that is not JSON; is --url the portal's address?"
-            ) from None
-
-    def get(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
-        # Reading is safe to repeat, so one dropped connection is retried.
-        return self.json("GET", path, params=params, retries=1)
 
 
 def job_path(job_id: str, *rest: str) -> str:
@@ -215,88 +52,6 @@ def job_path(job_id: str, *rest: str) -> str:
     if not job_id:
         usage_error("Give a job id, like 123 or 123_4.")
     return "/".join(["/api/v1/jobs", quote(job_id, safe=""), *rest])
-
-
-def print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def as_dict(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise CliError(f"Unexpected answer from the portal for {what}.")
-    return value
-
-
-# --- list ------------------------------------------------------------------------------
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def format_duration(seconds: float) -> str:
-    """Like squeue's TIME: ``M:SS``, ``H:MM:SS`` or ``D-HH:MM:SS``."""
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
-    if hours:
-        return f"{hours}:{minutes:02d}:{secs:02d}"
-    return f"{minutes}:{secs:02d}"
-
-
-def job_time(job: Mapping[str, Any], now: datetime) -> str:
-    """Run time so far (or in all, for a finished job); ``0:00`` while queued."""
-    start = _parse_time(job.get("start_time"))
-    if job.get("status") in PENDING_STATUSES or start is None or start > now:
-        return "0:00"
-    end = _parse_time(job.get("end_time"))
-    finished = job.get("status") in FINISHED_STATUSES
-    until = end if finished and end is not None and end >= start else now
-    return format_duration((until - start).total_seconds())
-
-
-def nodes_or_reason(job: Mapping[str, Any]) -> str:
-    if job.get("status") in PENDING_STATUSES:
-        return f"({job.get('reason') or 'None'})"
-    return str(job.get("nodes") or "")
-
-
-def job_rows(jobs: Sequence[Mapping[str, Any]], now: datetime) -> list[list[str]]:
-    rows = []
-    for job in jobs:
-        name = str(job.get("name") or "")
-        if len(name) > NAME_WIDTH:
-            name = name[: NAME_WIDTH - 1] + "…"
-        rows.append(
-            [
-                str(job.get("id", job.get("job_id", ""))),
-                name,
-                str(job.get("user") or ""),
-                str(job.get("partition") or ""),
-                str(job.get("state") or ""),
-                job_time(job, now),
-                nodes_or_reason(job),
-            ]
-        )
-    return rows
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
-    lines = []
-    for cells in [list(header), *rows]:
-        padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=True)]
-        lines.append("  ".join(padded).rstrip())
-    return "\n".join(lines)
 
 
 def fetch_jobs(client: PortalClient, filters: Mapping[str, str]) -> list[dict[str, Any]]:
