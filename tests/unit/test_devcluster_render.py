@@ -196,3 +196,19 @@ def test_each_directory_has_its_own_accounting_database() -> None:
     assert re.fullmatch(r"hpcdev_acct_[0-9a-f]{10}", first.db_name)
     text = render_slurmdbd_conf(other, "pw", Slot(0))
     assert f"StorageLoc={other.db_name}\n" in text
+
+
+def test_a_backup_controller_is_a_second_host_on_its_own_loopback_address() -> None:
+    nodes = cluster_nodes(include_gpu=True)
+    plain = render_slurm_conf(LAYOUT, "testhost", nodes)
+    ha = render_slurm_conf(LAYOUT, "testhost", nodes, backup_controller=True)
+    hosts = [line for line in ha.splitlines() if line.startswith("SlurmctldHost=")]
+    assert hosts == ["SlurmctldHost=testhost(127.0.0.1)", "SlurmctldHost=hpcdev-backup(127.0.0.2)"]
+    assert settings(ha)["CommunicationParameters"] == "NoCtldInAddrAny"
+    assert settings(ha)["SlurmctldTimeout"] == "8"
+    assert settings(ha)["StateSaveLocation"] == settings(plain)["StateSaveLocation"]
+    assert [line for line in plain.splitlines() if line.startswith("SlurmctldHost=")] == [
+        "SlurmctldHost=testhost"
+    ]
+    assert "CommunicationParameters" not in settings(plain)
+    assert settings(plain)["SlurmctldTimeout"] == "30"

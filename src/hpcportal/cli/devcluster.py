@@ -124,11 +124,23 @@ def up(
     directory: DirOption = DEFAULT_DIR,
     slurm: SlurmOption = None,
     private_data: PrivateDataOption = None,
+    backup_controller: Annotated[
+        bool | None,
+        typer.Option(
+            "--backup-controller/--no-backup-controller",
+            help="Also run a backup slurmctld (SlurmctldHost twice, shared state directory, "
+            "SlurmctldTimeout 8 s; Slurm 22.05 only). Default: the directory's choice.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Install, configure and start the cluster; wait until every node is idle."""
     _enable_progress_log()
     try:
-        status = DevCluster(directory, release=slurm, private_data=private_data).up()
+        cluster = DevCluster(
+            directory, release=slurm, private_data=private_data, backup_controller=backup_controller
+        )
+        status = cluster.up()
     except DevClusterError as error:
         raise _fail(error) from error
     typer.echo(format_status(status))

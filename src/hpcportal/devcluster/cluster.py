@@ -45,6 +45,7 @@ from hpcportal.devcluster.releases import (
 from hpcportal.devcluster.roots import SlurmRoot, ensure_root, ensure_self_link, root_for
 from hpcportal.devcluster.status import build_status, daemon_component, mariadb_component
 from hpcportal.devcluster.templates import (
+    BACKUP_HOST,
     GPU_NODE,
     MAX_SLOTS,
     SLOT_STRIDE,
@@ -54,6 +55,7 @@ from hpcportal.devcluster.templates import (
     cluster_nodes,
     gpu_device_count,
     normalize_private_data,
+    render_backup_hosts,
     render_cgroup_conf,
     render_gres_conf,
     render_slurm_conf,
@@ -132,6 +134,8 @@ class DevCluster:
     directory was brought up with, or the host's 22.05 for a new directory.
     ``private_data`` (``"jobs,usage"``; ``""`` for none) is written as ``PrivateData=``
     into slurm.conf and slurmdbd.conf; without it, the directory's recorded flags stay.
+    ``backup_controller`` adds a backup slurmctld (``SlurmctldHost`` twice, one shared
+    state directory; 22.05 only); without it, the directory's recorded choice stays.
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class DevCluster:
         path: str | os.PathLike[str] | None = None,
         release: str | None = None,
         private_data: str | None = None,
+        backup_controller: bool | None = None,
     ) -> None:
         self.requested = Path(os.path.abspath(path)) if path is not None else default_dir()
         self.root = resolve_root(self.requested)
@@ -155,6 +160,11 @@ class DevCluster:
             )
         except ValueError as exc:
             raise DevClusterError(str(exc)) from exc
+        self.backup_controller = (
+            self.layout.backup_controller_file.exists()
+            if backup_controller is None
+            else backup_controller
+        )
 
     # ----------------------------------------------------------------- facts
     @property
@@ -213,6 +223,14 @@ class DevCluster:
     def _slurmctld(self) -> Daemon:
         return daemons.slurmctld(self.layout, self._slurm_daemon_env(), self.slot, self._launcher)
 
+    def _slurmctld_backup(self) -> Daemon:
+        return daemons.slurmctld_backup(self.layout, self._slurm_daemon_env())
+
+    def _controllers(self) -> list[Daemon]:
+        """slurmctld, and its backup when this cluster has one."""
+        backup = [self._slurmctld_backup()] if self.backup_controller else []
+        return [self._slurmctld(), *backup]
+
     def _slurmdbd(self) -> Daemon:
         return daemons.slurmdbd(self.layout, self._slurm_daemon_env(), self.slot, self._launcher)
 
@@ -221,7 +239,7 @@ class DevCluster:
         return [
             daemons.munged(self.layout),
             self._slurmdbd(),
-            self._slurmctld(),
+            *self._controllers(),
             *self._slurmds(self.nodes),
         ]
 
@@ -277,11 +295,22 @@ class DevCluster:
         self._prepare_release()
         self._claim_slot()
         write_if_changed(self.layout.private_data_file, f"{self.private_data}\n")
+        self._record_backup_controller()
         check_ports_free(self._daemons())
         self._start_munge()
         ensure_mariadb(self.layout)
         self._start_slurm()
         return self.status()
+
+    def _record_backup_controller(self) -> None:
+        if not self.backup_controller:
+            self.layout.backup_controller_file.unlink(missing_ok=True)
+            return
+        if self.release.from_root:
+            raise DevClusterError("--backup-controller is supported on the host's Slurm 22.05 only")
+        write_if_changed(self.layout.backup_controller_file, f"{BACKUP_HOST}\n")
+        hosts = render_backup_hosts(Path("/etc/hosts").read_text())
+        write_if_changed(self.layout.backup_hosts, hosts)
 
     def _prepare_release(self) -> None:
         """For a release from a Debian root: the root (made once per host), then this
@@ -323,7 +352,9 @@ class DevCluster:
     def _make_directories(self) -> None:
         """Every directory 0755 so jobs running as the demo users can read configs."""
         layout = self.layout
-        for directory in (layout.etc, layout.run, layout.log, layout.state, layout.dev):
+        for directory in (layout.etc, layout.run, layout.log, layout.state, layout.dev) + (
+            (layout.backup_run, layout.backup_log) if self.backup_controller else ()
+        ):
             ensure_dir(directory)
         for node in self.all_nodes:
             ensure_dir(layout.slurmd_spool(node.name))
@@ -350,7 +381,13 @@ class DevCluster:
         slurm_changed = write_if_changed(
             layout.slurm_conf,
             render_slurm_conf(
-                layout, self.hostname, nodes, self.slot, plugin_dir, self.private_data
+                layout,
+                self.hostname,
+                nodes,
+                self.slot,
+                plugin_dir,
+                self.private_data,
+                self.backup_controller,
             ),
         )
         gres_changed = write_if_changed(layout.gres_conf, render_gres_conf(layout, nodes))
@@ -363,7 +400,7 @@ class DevCluster:
         dbd_changed, slurm_changed = self._write_configs()
         if slurm_changed:
             # Nodes cannot be added or removed by reconfigure in 22.05; restart instead.
-            stop_all([*self._slurmds(self.all_nodes), self._slurmctld()])
+            stop_all([*self._slurmds(self.all_nodes), self._slurmctld_backup(), self._slurmctld()])
         if dbd_changed:
             stop_all([self._slurmdbd()])
         self._start_slurmdbd()
@@ -402,6 +439,11 @@ class DevCluster:
         slurmctld.start()
         if not wait_until(lambda: daemons.slurmctld_answers(self.env), SERVICE_TIMEOUT):
             raise DevClusterError("slurmctld does not answer `scontrol ping`", slurmctld.log_tail())
+        if self.backup_controller:
+            backup = self._slurmctld_backup()
+            backup.start()
+            if not wait_until(lambda: daemons.backup_slurmctld_answers(self.env), SERVICE_TIMEOUT):
+                raise DevClusterError("the backup slurmctld does not answer", backup.log_tail())
         if was_running and reconfigure:
             run(["scontrol", "reconfigure"], env=self.env)
 
@@ -436,7 +478,7 @@ class DevCluster:
         """
         require_root("down")
         stopped = stop_all(self._slurmds(self.all_nodes))
-        stopped += stop_all([self._slurmctld()])
+        stopped += stop_all([self._slurmctld_backup(), self._slurmctld()])
         stopped += stop_all([self._slurmdbd()])
         stopped += stop_all([daemons.munged(self.layout)])
         if purge:

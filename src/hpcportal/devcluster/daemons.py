@@ -18,7 +18,7 @@ from hpcportal.devcluster.commands import succeeds, try_run
 from hpcportal.devcluster.munge import munge_argv
 from hpcportal.devcluster.paths import Layout
 from hpcportal.devcluster.processes import Daemon
-from hpcportal.devcluster.templates import NodeSpec, Slot
+from hpcportal.devcluster.templates import BACKUP_HOST, NodeSpec, Slot
 
 MARIADB_BINARY = "/usr/sbin/mariadbd"
 
@@ -73,6 +73,33 @@ def _central(
     )
 
 
+def slurmctld_backup(layout: Layout, env: Mapping[str, str]) -> Daemon:
+    """The backup slurmctld (``SlurmctldHost`` number two), on this same host.
+
+    slurmctld finds its place among the ``SlurmctldHost`` lines by its host name, and
+    slurm.conf has one ``SlurmctldPidFile`` and one ``SlurmctldLogFile``. So it runs in
+    its own UTS and mount namespaces (``unshare``): host name ``BACKUP_HOST``, and
+    ``run``/``log`` bind-mounted from ``run-backup``/``log-backup``, so its pid file and
+    log do not collide with the primary's, and its own /etc/hosts naming it. The state
+    directory stays shared, as Slurm's HA requires. Its port is the primary's, on
+    another loopback address.
+    """
+    script = (
+        f"hostname {BACKUP_HOST} && mount --bind {layout.backup_run} {layout.run} && "
+        f"mount --bind {layout.backup_log} {layout.log} && "
+        f"mount --bind {layout.backup_hosts} /etc/hosts && exec slurmctld"
+    )
+    return Daemon(
+        name="slurmctld-backup",
+        argv=("unshare", "--uts", "--mount", "--propagation", "private", "--", "sh", "-c", script),
+        pid_file=layout.slurmctld_backup_pid,
+        program="slurmctld",
+        log_files=(layout.slurmctld_backup_log,),
+        output_file=layout.daemon_output("slurmctld-backup"),
+        env=env,
+    )
+
+
 def slurmd(
     layout: Layout,
     env: Mapping[str, str],
@@ -124,6 +151,12 @@ def mariadb(layout: Layout) -> Daemon:
 def slurmdbd_answers(env: Mapping[str, str]) -> bool:
     """True once slurmdbd serves sacctmgr (through our munge socket)."""
     return succeeds(["sacctmgr", "-n", "-P", "show", "cluster"], env=env)
+
+
+def backup_slurmctld_answers(env: Mapping[str, str]) -> bool:
+    """True once ``scontrol ping`` reports the backup controller UP too."""
+    result = try_run(["scontrol", "ping"], env=env)
+    return result is not None and f"(backup) at {BACKUP_HOST} is UP" in result.stdout
 
 
 def slurmctld_answers(env: Mapping[str, str]) -> bool:

@@ -232,6 +232,34 @@ class Layout:
         return self.log / "slurmctld.log"
 
     @property
+    def backup_controller_file(self) -> Path:
+        """Present when this directory runs a backup slurmctld (``up --backup-controller``)."""
+        return self.etc / "backup-controller"
+
+    @property
+    def backup_hosts(self) -> Path:
+        """Mounted over /etc/hosts in the backup slurmctld's namespace (its name resolves)."""
+        return self.etc / "hosts-backup"
+
+    @property
+    def backup_run(self) -> Path:
+        """Mounted over ``run`` in the backup slurmctld's namespace: its own pid file."""
+        return self.root / "run-backup"
+
+    @property
+    def backup_log(self) -> Path:
+        """Mounted over ``log`` in the backup slurmctld's namespace: its own log."""
+        return self.root / "log-backup"
+
+    @property
+    def slurmctld_backup_pid(self) -> Path:
+        return self.backup_run / "slurmctld.pid"
+
+    @property
+    def slurmctld_backup_log(self) -> Path:
+        return self.backup_log / "slurmctld.log"
+
+    @property
     def slurmdbd_pid(self) -> Path:
         return self.run / "slurmdbd.pid"
 
