@@ -83,11 +83,9 @@ async def refuse(websocket: WebSocket, close_code: int, status: int, error: Port
         await websocket.close(close_code, error.message)
 
 
-@router.websocket("/ws")
-async def live_updates(websocket: WebSocket) -> None:
-    """Live jobs, nodes, cluster summary, notifications and job output (JSON frames)."""
-    hub = services_of(websocket).live
-    settings = hub.settings
+async def refused_origin(websocket: WebSocket, hub: LiveHub) -> bool:
+    """Refuse, before accepting, a WebSocket opened from a foreign ``Origin`` (cross-site
+    WebSocket hijacking); True when it was refused and the caller must stop."""
     allowed = origin_allowed(
         websocket.headers.get("origin"),
         websocket.url.scheme,
@@ -96,6 +94,15 @@ async def live_updates(websocket: WebSocket) -> None:
     )
     if not allowed:
         await refuse(websocket, CLOSE_FORBIDDEN, 403, Forbidden(FOREIGN_ORIGIN))
+    return not allowed
+
+
+@router.websocket("/ws")
+async def live_updates(websocket: WebSocket) -> None:
+    """Live jobs, nodes, cluster summary, notifications and job output (JSON frames)."""
+    hub = services_of(websocket).live
+    settings = hub.settings
+    if await refused_origin(websocket, hub):
         return
     try:
         identity = await authenticate(websocket, settings, hub)

@@ -27,16 +27,15 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator
 
 from hpcportal.api.deps import ClientAddress, CurrentUser
-from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
+from hpcportal.api.live import authenticate, refuse, refused_origin
 from hpcportal.composition import services_of
-from hpcportal.errors import Forbidden, PortalError
+from hpcportal.errors import PortalError
 from hpcportal.limits import Line
 from hpcportal.services.live import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_AUTHENTICATED,
     LiveHub,
     LiveIdentity,
-    origin_allowed,
 )
 from hpcportal.services.terminal import Attachment, Ended, Terminal, TerminalOut, TerminalService
 
@@ -102,14 +101,7 @@ async def terminal_socket(websocket: WebSocket, terminal_id: str) -> None:
     """Attach the owner's browser to a shell (protocol in the module docstring)."""
     hub = services_of(websocket).live
     terminals = services_of(websocket).terminals
-    allowed = origin_allowed(
-        websocket.headers.get("origin"),
-        websocket.url.scheme,
-        websocket.headers.get("host"),
-        hub.allowed_origins,
-    )
-    if not allowed:
-        await refuse(websocket, CLOSE_FORBIDDEN, 403, Forbidden(FOREIGN_ORIGIN))
+    if await refused_origin(websocket, hub):
         return
     address = websocket.client.host if websocket.client else "unknown"
     try:
