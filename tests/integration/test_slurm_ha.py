@@ -14,7 +14,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 
 from hpcportal.devcluster import DevCluster
 from tests.integration.conftest import REPO_ROOT
-from tests.integration.portals import PortalFactory
+from tests.integration.portal_server import portal_settings, run_portal
 
 #: Its own directory (so its own port slot and accounting database).
 CLUSTER_DIR = Path(
@@ -67,13 +66,15 @@ def test_config_names_two_controllers_sharing_the_state(ha_cluster: DevCluster) 
 def test_reads_and_submits_survive_a_controller_takeover(
     ha_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    with ExitStack() as stack:
-        factory = PortalFactory(
-            str(ha_cluster.slurm_conf), lambda: tmp_path_factory.mktemp("slurm_ha"), stack
-        )
-        portal = factory(
-            refresh_interval=0.5, stale_after=30.0, slurm_timeout=3.0, slurm_bin_dir=None
-        )
+    settings = portal_settings(
+        tmp_path_factory.mktemp("slurm_ha"),
+        str(ha_cluster.slurm_conf),
+        refresh_interval=0.5,
+        stale_after=30.0,
+        slurm_timeout=3.0,
+        slurm_bin_dir=None,
+    )
+    with run_portal(settings) as portal:
         headers = portal.login("alice")
         portal.wait_for_generation(0)
         with portal.client() as c:
