@@ -1,16 +1,19 @@
 """Declarative base shared by every model.
 
 The naming convention gives constraints and indexes stable, predictable names, so
-Alembic migrations can refer to them (and drop them) identically on SQLite and
-PostgreSQL.
+Alembic migrations can refer to them (and drop them) identically on SQLite,
+PostgreSQL and MariaDB.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import DateTime, Dialect, MetaData
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.compiler import TypeCompiler
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -52,3 +55,14 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+@compiles(DateTime, "mysql")
+def _mysql_datetime_microseconds(type_: DateTime, compiler: TypeCompiler, **kw: Any) -> str:
+    """MySQL's and MariaDB's ``DATETIME`` keeps whole seconds unless asked for more; the
+    portal orders and compares timestamps (notifications, rate-limit windows, leases)
+    to the microsecond as SQLite and PostgreSQL keep them, so every timestamp column,
+    in the models and in every migration alike, is ``DATETIME(6)`` there. The values
+    are UTC (``UtcDateTime``): ``DATETIME`` rather than ``TIMESTAMP``, which would
+    convert with the session's time zone and ends in 2038."""
+    return "DATETIME(6)"

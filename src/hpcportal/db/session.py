@@ -1,4 +1,4 @@
-"""Engine and sessions for the portal database (SQLite or PostgreSQL).
+"""Engine and sessions for the portal database (SQLite, PostgreSQL or MariaDB).
 
 SQLite allows one writer at a time. A transaction that has read and then wants to
 write cannot wait for the writer ahead of it (SQLite answers "database is locked" at
@@ -37,6 +37,8 @@ T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 5000
 #: PostgreSQL's "try the transaction again" codes: serialization failure, deadlock.
 _PG_RETRY_CODES = frozenset({"40001", "40P01"})
+#: MySQL/MariaDB's: lock wait timeout, deadlock (the error number is ``args[0]``).
+_MYSQL_RETRY_ERRNOS = frozenset({1205, 1213})
 
 LOST_WRITES = Counter(
     "hpcportal_lost_writes",
@@ -55,6 +57,12 @@ def normalise_url(url: str | URL) -> URL:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername in ("mysql", "mariadb", "mariadb+pymysql"):
+        # PyMySQL is the driver we ship; "mysql://" alone would look for mysqlclient.
+        parsed = parsed.set(drivername="mysql+pymysql")
+    if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
+        # The server's default may be latin1 or 3-byte utf8: names and texts are Unicode.
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return parsed
 
 
@@ -83,9 +91,25 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _check_failures_are_integrity_errors() -> None:
+    """MariaDB reports a failed CHECK constraint as error 4025 (MySQL 8 as 3819), which
+    PyMySQL raises as an OperationalError (as if the server had failed); SQLite and
+    PostgreSQL raise an IntegrityError, and the portal catches that one. Map both alike
+    (PyMySQL's table is process-wide; the portal is its only user here)."""
+    import pymysql.err
+
+    for errno in (4025, 3819):
+        pymysql.err.error_map[errno] = pymysql.err.IntegrityError
+
+
 def create_db_engine(url: str | URL) -> Engine:
     """An engine configured for the backend: used by the app and by migrations alike."""
     parsed = normalise_url(url)
+    if parsed.get_backend_name() == "mysql":
+        _check_failures_are_integrity_errors()
+        # READ COMMITTED as on PostgreSQL: InnoDB's REPEATABLE READ would take gap locks
+        # that make concurrent upserts (notifications, rate limits) deadlock needlessly.
+        return create_engine(parsed, pool_pre_ping=True, isolation_level="READ COMMITTED")
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
     # FastAPI runs sync code in a thread pool, so a connection may move between threads.
@@ -168,4 +192,7 @@ def is_busy(exc: DBAPIError) -> bool:
     if isinstance(orig, sqlite3.OperationalError):
         text = str(orig).lower()
         return "locked" in text or "busy" in text
+    if type(orig).__module__.startswith("pymysql"):
+        args: tuple[object, ...] = getattr(orig, "args", ())
+        return bool(args) and args[0] in _MYSQL_RETRY_ERRNOS
     return getattr(orig, "sqlstate", None) in _PG_RETRY_CODES

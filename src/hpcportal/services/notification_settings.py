@@ -20,10 +20,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hpcportal.db.models import NotificationPreference
+from hpcportal.db.upsert import upsert
 from hpcportal.services.auth import utcnow
 
 #: Whether each job event makes a notification when a person has not chosen.
@@ -91,20 +91,20 @@ def change_settings(
 ) -> NotificationSettings:
     """Store the switches given in ``change`` and return them all.
 
-    One INSERT ... ON CONFLICT DO UPDATE (SQLite and PostgreSQL spell it alike), so two
+    One INSERT ... ON CONFLICT DO UPDATE (ON DUPLICATE KEY UPDATE on MariaDB), so two
     replicas saving the same person's first choice at once cannot collide."""
     rows = [
         {"username": username, "event": event, "enabled": enabled, "updated_at": now or utcnow()}
         for event, enabled in sorted(change.model_dump(exclude_none=True).items())
     ]
     if rows:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(NotificationPreference).values(rows)
         session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["username", "event"],
-                set_={"enabled": stmt.excluded.enabled, "updated_at": stmt.excluded.updated_at},
+            upsert(
+                session,
+                NotificationPreference,
+                rows,
+                ["username", "event"],
+                lambda new: {"enabled": new.enabled, "updated_at": new.updated_at},
             )
         )
     return read_settings(session, username)

@@ -4,9 +4,10 @@ interactive session launches.
 Each action has a limit per minute and per hour (``rate_limit_*`` settings; 0 turns
 one off). The counters live in the database (``rate_counters``), so the limits hold
 across replicas: a request counts itself in the current fixed window of each length
-with ``INSERT ... ON CONFLICT DO NOTHING`` (the window's row) and one conditional
+with ``INSERT ... ON CONFLICT DO NOTHING`` (the window's row; ``INSERT IGNORE`` on
+MariaDB, see ``db.upsert``) and one conditional
 ``UPDATE ... SET count = count + 1 WHERE count < limit``. That update is atomic on
-SQLite and PostgreSQL alike, so two replicas can never both take the last slot. The
+SQLite, PostgreSQL and MariaDB alike, so two replicas can never both take the last slot. The
 windows are updated in one transaction, minute before hour, so a request refused
 by the hourly limit does not use up a slot of the minute, and two transactions never
 wait for each other's rows in opposite order.
@@ -28,13 +29,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import CursorResult, delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hpcportal.config import Settings
 from hpcportal.db.models import RateCounter
 from hpcportal.db.session import Database
+from hpcportal.db.upsert import insert_if_absent
 from hpcportal.errors import RateLimited
 from hpcportal.services.auth import describe_wait
 from hpcportal.services.identity import Principal
@@ -96,8 +97,6 @@ def _counter(
     epoch = now.timestamp()
 
     def work(session: Session) -> bool:
-        postgres = session.get_bind().dialect.name == "postgresql"
-        insert = postgresql.insert if postgres else sqlite.insert
         refused: list[tuple[Window, float]] = []
         created = False
         for window in limits:
@@ -112,10 +111,9 @@ def _counter(
             row = {**key, "count": 0, "expires_at": datetime.fromtimestamp(ends, UTC)}
             # RETURNING tells whether this call made the row (rowcount may be -1 here).
             added = session.execute(
-                insert(RateCounter)
-                .values(row)
-                .on_conflict_do_nothing()
-                .returning(RateCounter.window_index)
+                insert_if_absent(session, RateCounter, row, list(key)).returning(
+                    RateCounter.window_index
+                )
             )
             created |= added.first() is not None
             counted = session.execute(
