@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
+from hpcportal.cli.main import app
 from hpcportal.config import Settings
 from hpcportal.services.operations.config_sample import sample_toml, toml_value
 
@@ -56,3 +59,11 @@ def test_toml_values() -> None:
         toml_value([{"name": "home", "path": "{home}"}]) == '[{ name = "home", path = "{home}" }]'
     )
     assert tomllib.loads("x = " + toml_value(0.05))["x"] == 0.05
+
+
+def test_cli_prints_and_writes_the_sample(tmp_path: Path) -> None:
+    printed = CliRunner().invoke(app, ["config", "sample"])
+    assert printed.exit_code == 0 and printed.output == sample_toml()
+    target = tmp_path / "portal.toml"
+    written = CliRunner().invoke(app, ["config", "sample", "--output", str(target)])
+    assert written.exit_code == 0 and target.read_text() == sample_toml()

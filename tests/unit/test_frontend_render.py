@@ -9,7 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from hpcportal.cli.main import app
 from hpcportal.config import Settings
 from hpcportal.services.operations.frontend import (
     FrontendError,
@@ -114,3 +116,20 @@ def test_bad_values_are_refused(change: dict[str, object], message: str) -> None
     }
     with pytest.raises(FrontendError, match=message):
         render("nginx", FrontendOptions(**values), SETTINGS)  # type: ignore[arg-type]
+
+
+def test_cli_renders_and_refuses(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    args = ["config", "render-frontend", "--server-name", "portal.test"]
+    args += ["--cert", str(cert), "--key", str(key)]
+    apache = CliRunner().invoke(app, [*args, "--kind", "apache", "--redirect-from", ""])
+    assert apache.exit_code == 0, apache.output
+    assert "<VirtualHost *:443>" in apache.output and "Redirect permanent" not in apache.output
+    target = tmp_path / "site.conf"
+    nginx = CliRunner().invoke(app, [*args, "--upstream", "127.0.0.1:9000", "-o", str(target)])
+    assert nginx.exit_code == 0 and "server 127.0.0.1:9000;" in target.read_text()
+    bad = CliRunner().invoke(app, [*args, "--kind", "caddy"])
+    assert bad.exit_code == 2 and "nginx or apache" in bad.output
+    relative = CliRunner().invoke(app, [*args, "--upstream", "localhost"])
+    assert relative.exit_code == 2 and "--upstream" in relative.output
+    assert "Traceback" not in bad.output + relative.output

@@ -9,6 +9,7 @@ import typer
 
 from hpcportal import __version__
 from hpcportal.cli.cluster import cluster_app
+from hpcportal.cli.config import config_app
 from hpcportal.cli.devcluster import app as devcluster_app
 from hpcportal.cli.jobs import app as jobs_app
 from hpcportal.cli.runas import app as runas_app
@@ -18,6 +19,7 @@ app = typer.Typer(help="hpcportal: a web portal for Slurm clusters.", no_args_is
 app.add_typer(devcluster_app, name="dev-cluster")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(runas_app, name="runas")
+app.add_typer(config_app, name="config")
 app.add_typer(cluster_app, name="cluster")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
