@@ -434,3 +434,24 @@ class LeaderLease(Base):
     #: Milliseconds since the epoch (integers compare exactly on every engine).
     expires_at_ms: Mapped[int] = mapped_column(BigInteger)
     acquired_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class BackupRun(Base):
+    """One period of scheduled backups (``services/operations/backup_schedule.py``).
+
+    The leader claims the period's row (fenced, with its token) before it backs up and
+    marks it ``done`` after, so a period is backed up once across replicas and leader
+    changes; a newer leader takes over a ``running`` claim of an older token (its
+    leader died during the backup), and a ``failed`` one is tried again later.
+    """
+
+    __tablename__ = "backup_runs"
+
+    period_start: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    holder: Mapped[str] = mapped_column(String(255))
+    token: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    path: Mapped[str | None] = mapped_column(String(1024))
+    error: Mapped[str | None] = mapped_column(Text)
