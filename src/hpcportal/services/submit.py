@@ -10,21 +10,18 @@ timeout, a dropped connection) or the portal died in between, the key is kept an
 retry asks Slurm for the job carrying it before submitting again: one job per key,
 whatever Slurm does. Once sbatch has answered with a job id, that job is the answer;
 storing it in the database is retried and can only be logged, never fail the request.
+The key rows themselves (claim, take over, record, forget) are ``submit_keys``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hpcportal.config import Settings
@@ -44,6 +41,17 @@ from hpcportal.runas import AsUser, RunAs
 from hpcportal.services import rate_limits, sbatch_script
 from hpcportal.services.apptainer import ApptainerCatalog, find_image, wrap_script
 from hpcportal.services.identity import Principal
+from hpcportal.services.submit_keys import (
+    attempt_limit,
+    claim,
+    forget,
+    key_marker,
+    mark_unknown,
+    reason,
+    record_job,
+    request_hash,
+    take_over,
+)
 from hpcportal.services.submit_models import (
     JobRequest,
     SubmitPreview,
@@ -56,12 +64,8 @@ from hpcportal.slurm.adapter import SlurmAdapter
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}/[^/\x00]{1,255}$")
-#: The least time after which a row still "submitting" counts as abandoned (its
-#: process died between sbatch and the database); see ``attempt_limit``.
-IN_FLIGHT_SECONDS = 60.0
 #: Before trusting Slurm's "no job carries the key", ask again this much later.
 SETTLE_SECONDS = 2.0
-COMMENT_PREFIX = "hpcportal-key:"
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,7 @@ def _submit_now(
         if definitely_refused(exc):
             raise
         raise SubmissionUncertain(
-            f"Slurm did not confirm the submission ({_reason(exc)}), so the job may exist. "
+            f"Slurm did not confirm the submission ({reason(exc)}), so the job may exist. "
             "Check your jobs before submitting again; send an Idempotency-Key header to "
             "make a retry safe."
         ) from exc
@@ -292,41 +296,7 @@ def definitely_refused(exc: BaseException) -> bool:
     return isinstance(exc, PortalError) and not isinstance(exc, SlurmError) and exc.status < 500
 
 
-def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "message", exc)).rstrip(".")
-
-
-# --- idempotency ------------------------------------------------------------------------
-#
-# A key's row goes through these states:
-#
-#   (none) --claim--> submitting --sbatch ok--> submitted          (replayed ever after)
-#                        |   |
-#                        |   +--certain refusal--> (deleted: a retry may submit again)
-#                        +--timeout, lost connection--> unknown
-#   unknown, or submitting for longer than an attempt can take (the process died)
-#       --take over--> submitting, then ask Slurm for the job carrying the key's marker:
-#           found -> submitted;  none (asked twice) -> sbatch;  cannot ask -> unknown (503)
-#
-# ``created_at`` is when the key was first claimed (jobs from then on may carry its
-# marker); ``finished_at`` is when the row last changed state, so the age of the
-# current attempt is ``now - (finished_at or created_at)``.
-
-
-def request_hash(request: JobRequest, template_id: int | None) -> str:
-    body = json.dumps([request.model_dump(mode="json"), template_id], sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
-def key_marker(username: str, key: str) -> str:
-    """What the job's comment carries: a digest of the key, not the key itself."""
-    return COMMENT_PREFIX + hashlib.sha256(f"{username}\0{key}".encode()).hexdigest()[:24]
-
-
-def attempt_limit(settings: Settings) -> float:
-    """How long one attempt (upload checks, the Apptainer script, sbatch) may take at
-    most; a row still "submitting" after this was abandoned by a process that died."""
-    return max(IN_FLIGHT_SECONDS, 3 * settings.slurm_timeout + 10)
+# --- one attempt per idempotency key (rows in ``submit_keys``) ----------------------
 
 
 def _submit_once(
@@ -341,7 +311,7 @@ def _submit_once(
     marker = key_marker(who.username, key)
     deadline = time.monotonic() + ctx.settings.slurm_timeout + 5
     while True:
-        row = _claim(ctx, who.username, key, digest, template_id)
+        row = claim(ctx.database, who.username, key, digest, template_id)
         if isinstance(row, int):
             row_id = row  # a new key: ours, and a new submission to count
             break
@@ -351,10 +321,10 @@ def _submit_once(
             raise Conflict("This Idempotency-Key was used for a different request.")
         if row.state == "submitted" and row.job_id is not None:
             return _result(build(ctx, request, who, comment=marker), row.job_id, replayed=True)
-        if _take_over(ctx, row, attempt_limit(ctx.settings)):
+        if take_over(ctx.database, row, attempt_limit(ctx.settings)):
             found = _reconcile(ctx, who, marker, row)
             if found is not None:
-                _record_job(ctx, row.id, found, who)
+                record_job(ctx.database, row.id, found, who.username)
                 return _result(build(ctx, request, who, comment=marker), found, replayed=True)
             row_id = row.id  # Slurm has no job for the key: ours to submit
             count_as = None  # the earlier attempt with this key was counted
@@ -367,21 +337,21 @@ def _submit_once(
         built = build(ctx, request, who, comment=marker)
         _count(ctx, who, count_as)
     except BaseException:
-        _forget(ctx, row_id)  # refused (or failed) before sbatch ran: a retry may try again
+        forget(ctx.database, row_id)  # refused (or failed) before sbatch ran: a retry may try again
         raise
     try:
         job_id = _run_sbatch(ctx, who, built)
     except Exception as exc:
         if definitely_refused(exc):
-            _forget(ctx, row_id)  # nothing was created: a retry may try again
+            forget(ctx.database, row_id)  # nothing was created: a retry may try again
             raise
-        _mark_unknown(ctx, row_id, exc)
+        mark_unknown(ctx.database, row_id, exc)
         raise SubmissionUncertain(
-            f"Slurm did not confirm the submission ({_reason(exc)}), so the job may or may "
+            f"Slurm did not confirm the submission ({reason(exc)}), so the job may or may "
             "not exist. Retry with the same Idempotency-Key: the portal asks Slurm for the "
             "job first and never submits it twice."
         ) from exc
-    _record_job(ctx, row_id, job_id, who)
+    record_job(ctx.database, row_id, job_id, who.username)
     return _result(built, job_id, replayed=False)
 
 
@@ -399,14 +369,14 @@ def _reconcile(ctx: SubmitContext, who: Principal, marker: str, row: Submission)
             time.sleep(SETTLE_SECONDS)
             match = ctx.adapter.job_with_comment(who.username, marker, since=row.created_at)
     except PortalError as exc:
-        _mark_unknown(ctx, row.id, exc)
+        mark_unknown(ctx.database, row.id, exc)
         raise SubmissionUncertain(
             f"Slurm cannot tell yet whether an earlier attempt with this Idempotency-Key "
-            f"created a job ({_reason(exc)}); nothing was submitted again. Retry with the "
+            f"created a job ({reason(exc)}); nothing was submitted again. Retry with the "
             "same key in a moment."
         ) from exc
     if match.job_id is None and match.unsure:
-        _mark_unknown(ctx, row.id, None)
+        mark_unknown(ctx.database, row.id, None)
         ids = ", ".join(map(str, match.unsure[:10]))
         raise Conflict(
             "An earlier attempt with this Idempotency-Key may have created a job, and "
@@ -415,95 +385,3 @@ def _reconcile(ctx: SubmitContext, who: Principal, marker: str, row: Submission)
             "to submit anyway, use a new key."
         )
     return match.job_id
-
-
-def _claim(
-    ctx: SubmitContext, username: str, key: str, digest: str, template_id: int | None
-) -> int | Submission | None:
-    """Insert the key as "submitting": its row id if we got it, else the existing row
-    (None if that row was deleted between the two)."""
-
-    def insert(session: Session) -> int:
-        row = Submission(
-            username=username,
-            idempotency_key=key,
-            request_hash=digest,
-            state="submitting",
-            template_id=template_id,
-            created_at=datetime.now(UTC),
-        )
-        session.add(row)
-        session.flush()
-        return row.id
-
-    try:
-        return ctx.database.write(insert, what="submission claim")
-    except IntegrityError:
-        with ctx.database.session() as session:
-            row = session.scalars(
-                select(Submission).where(
-                    Submission.username == username, Submission.idempotency_key == key
-                )
-            ).one_or_none()
-            if row is not None:
-                session.expunge(row)
-            return row
-
-
-def _take_over(ctx: SubmitContext, row: Submission, limit: float) -> bool:
-    """Make an "unknown" or abandoned row ours, atomically: of several retries one wins."""
-    now = datetime.now(UTC)
-    stale = now - timedelta(seconds=limit)
-    last_change = func.coalesce(Submission.finished_at, Submission.created_at)
-    claim = (
-        update(Submission)
-        .where(
-            Submission.id == row.id,
-            or_(
-                Submission.state == "unknown",
-                and_(Submission.state == "submitting", last_change < stale),
-            ),
-        )
-        .values(state="submitting", finished_at=now)
-    )
-    done = ctx.database.write(lambda s: s.execute(claim), what="submission take-over")
-    return bool(cast(CursorResult[Any], done).rowcount == 1)
-
-
-def _record_job(ctx: SubmitContext, row_id: int, job_id: int, who: Principal) -> None:
-    """Store the job id. The job exists whatever happens here: a failure is logged
-    (and reconciled against Slurm by the next retry), never the request's answer."""
-    values = {"state": "submitted", "job_id": job_id, "error": None}
-    change = update(Submission).where(Submission.id == row_id)
-    ctx.database.write_or_log(
-        lambda s: s.execute(change.values(**values, finished_at=datetime.now(UTC))),
-        what="submission",
-        about=f"job {job_id} of {who.username}",
-    )
-
-
-def _mark_unknown(ctx: SubmitContext, row_id: int, error: BaseException | None) -> None:
-    """Keep the key: Slurm may have created the job, so a retry must ask first.
-
-    If even this write fails, the row stays "submitting" and is reconciled the same
-    way once it is older than an attempt can take.
-    """
-    change = (
-        update(Submission)
-        .where(Submission.id == row_id, Submission.state == "submitting")
-        .values(
-            state="unknown",
-            error=_reason(error)[:4000] if error is not None else None,
-            finished_at=datetime.now(UTC),
-        )
-    )
-    ctx.database.write_or_log(
-        lambda s: s.execute(change), what="submission", about=f"key row {row_id} unknown"
-    )
-
-
-def _forget(ctx: SubmitContext, row_id: int) -> None:
-    gone = delete(Submission).where(Submission.id == row_id, Submission.state == "submitting")
-    ctx.database.write_or_log(
-        lambda s: s.execute(gone), what="submission", about=f"key row {row_id} refused"
-    )

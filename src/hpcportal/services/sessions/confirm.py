@@ -32,7 +32,8 @@ from hpcportal.services.identity import Principal, lookup_principal
 from hpcportal.services.sessions.batch_job import job_request, session_key, waiting_for_slurm
 from hpcportal.services.sessions.context import SessionContext
 from hpcportal.services.sessions.contract import ACTIVE, SessionState, end_row
-from hpcportal.services.submit import attempt_limit, definitely_refused, key_marker, submit_job
+from hpcportal.services.submit import definitely_refused, submit_job
+from hpcportal.services.submit_keys import attempt_limit, key_marker
 from hpcportal.services.submit_models import SubmitResult
 
 log = logging.getLogger(__name__)
