@@ -7,12 +7,16 @@ reason and the log tail, because a silently skipped integration suite proves not
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hpcportal.devcluster import DevCluster
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -95,8 +99,34 @@ def slurm_env(devcluster: dict[str, Any]) -> dict[str, str]:
     return {**os.environ, "SLURM_CONF": devcluster["slurm_conf"]}
 
 
-# Demo users logged in to the module's ``portal`` fixture (each test module defines
-# its own portal: in-process, or run as the service account).
+@pytest.fixture(scope="session")
+def conf(devcluster: dict[str, Any]) -> str:
+    """The shared dev cluster's ``slurm.conf``."""
+    return str(devcluster["slurm_conf"])
+
+
+@pytest.fixture(scope="module")
+def make_portal(
+    request: pytest.FixtureRequest, conf: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PortalFactory]:
+    """The module's one way to settings and running portals (``portals.py``): what
+    it starts stops when the module's tests are done. A fixture that starts one
+    names ``make_portal`` after what the portal uses (folders, stand-ins), so the
+    portal stops before they go."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with ExitStack() as stack:
+        yield PortalFactory(conf, lambda: tmp_path_factory.mktemp(name), stack)
+
+
+@pytest.fixture(scope="module")
+def portal(make_portal: PortalFactory) -> RunningPortal:
+    """A portal with the suite's settings, for the module; a module that needs other
+    settings (or the service account's portal) defines its own with ``make_portal``."""
+    return make_portal()
+
+
+# Demo users logged in to the module's ``portal`` fixture (the default above, or the
+# module's own: in-process, or run as the service account).
 @pytest.fixture(scope="module")
 def alice(portal: Any) -> dict[str, str]:
     return dict(portal.login("alice"))

@@ -51,7 +51,8 @@ from sqlalchemy import create_engine, text
 
 from hpcportal.config import FileRoot
 from tests.integration import slurm_cli
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 EXAMPLES = int(os.environ.get("HPCPORTAL_FUZZ_EXAMPLES", "6"))
 SECONDS_PER_USER = float(os.environ.get("HPCPORTAL_FUZZ_SECONDS", "150"))
@@ -176,19 +177,16 @@ def playground() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def portal(devcluster: dict[str, Any], playground: Path) -> Iterator[RunningPortal]:
+def portal(playground: Path, make_portal: PortalFactory) -> RunningPortal:
     area = f"{playground}/{{user}}"
-    settings = portal_settings(
-        playground / "portal-db",
-        devcluster["slurm_conf"],
+    (playground / "portal-db").mkdir()
+    return make_portal(
+        tmp=playground / "portal-db",
         file_roots=[FileRoot(name="fuzz", path=area)],
         upload_root=f"{area}/uploads",
         submission_root=f"{area}/jobs",
         session_root=f"{area}/sessions",
     )
-    (playground / "portal-db").mkdir()
-    with run_portal(settings) as running:
-        yield running
 
 
 def submit(portal: RunningPortal, headers: dict[str, str], user: str, script: str) -> str:

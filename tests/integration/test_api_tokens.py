@@ -11,18 +11,9 @@ from sqlalchemy import select
 
 from hpcportal.db.models import ApiToken, AuditEntry
 from hpcportal.services import api_tokens
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
 
 TOKENS = "/api/v1/auth/api-tokens"
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("api-tokens"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 STANDIN = Path(__file__).resolve().parents[1] / "standins" / "apptainer"
 
@@ -41,20 +42,8 @@ def standin_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any],
-    tmp_path_factory: pytest.TempPathFactory,
-    images: Path,
-    standin_log: Path,
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(
-        tmp_path_factory.mktemp("apptainer-api"),
-        devcluster["slurm_conf"],
-        apptainer_image_dirs=[images],
-        apptainer_command=str(STANDIN),
-    )
-    with run_portal(settings) as running:
-        yield running
+def portal(images: Path, standin_log: Path, make_portal: PortalFactory) -> RunningPortal:
+    return make_portal(apptainer_image_dirs=[images], apptainer_command=str(STANDIN))
 
 
 def call(

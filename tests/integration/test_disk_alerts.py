@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from hpcportal.services.disk_alerts import DiskWatcher
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 from tests.integration.test_live import LiveClient, log_in, open_socket
 from tests.prometheus_standin import PrometheusStandIn, node_fs_series, prometheus_standin
 
@@ -37,14 +38,8 @@ def prometheus() -> Iterator[PrometheusStandIn]:
 
 
 @pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any],
-    tmp_path_factory: pytest.TempPathFactory,
-    prometheus: PrometheusStandIn,
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(
-        tmp_path_factory.mktemp("disk-alerts"),
-        devcluster["slurm_conf"],
+def portal(prometheus: PrometheusStandIn, make_portal: PortalFactory) -> RunningPortal:
+    return make_portal(
         disk_alert_paths=["/tmp"],
         disk_user_alerts="quota_or_area",
         disk_user_alert_users=["alice", "bob"],
@@ -53,8 +48,6 @@ def portal(
         prometheus_timeout=5.0,
         disk_alert_interval=3600.0,
     )
-    with run_portal(settings) as running:
-        yield running
 
 
 def statvfs_percent(path: str) -> float:

@@ -13,18 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
 
 HUGE = "2392181698423905897022488576"  # the review's page number: beyond 64 bits
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("input"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +13,8 @@ from sqlalchemy import select
 
 from hpcportal.db.models import AuditEntry, RateCounter
 from tests.integration.apps_fixture import write_broken_app
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 #: A job that ends at once, in the default partition: the shared cluster stays free.
 TINY = {"script": "#!/bin/bash\ntrue\n", "partition": "normal", "time_limit": "1"}
@@ -23,22 +22,17 @@ JOBS_PER_MINUTE = 2
 
 
 @pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    tmp = tmp_path_factory.mktemp("rate-limits")
+def portal(make_portal: PortalFactory) -> RunningPortal:
+    tmp = make_portal.dir()
     write_broken_app(tmp / "apps", "Broken")
-    settings = portal_settings(
-        tmp,
-        devcluster["slurm_conf"],
+    return make_portal(
+        tmp=tmp,
         app_dirs=[tmp / "apps"],
         rate_limit_jobs_per_minute=JOBS_PER_MINUTE,
         rate_limit_jobs_per_hour=0,
         rate_limit_sessions_per_minute=1,
         rate_limit_sessions_per_hour=0,
     )
-    with run_portal(settings) as running:
-        yield running
 
 
 def within_one_minute() -> None:

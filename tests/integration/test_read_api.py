@@ -16,21 +16,7 @@ from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.identity import lookup_principal
 from hpcportal.services.jobs import find_in_accounting
 from tests.integration import slurm_cli
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("read-api"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def conf(devcluster: dict[str, Any]) -> str:
-    return str(devcluster["slurm_conf"])
+from tests.integration.portal_server import RunningPortal
 
 
 @pytest.fixture(scope="module")

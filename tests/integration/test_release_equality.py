@@ -25,26 +25,11 @@ import httpx
 import pytest
 
 from tests.integration import slurm_cli
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
 
 #: Attempts at catching the portal and Slurm at one moment (jobs of other tests or
 #: people may change between the two reads; a real difference stays).
 ATTEMPTS = 8
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("equality"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def conf(devcluster: dict[str, Any]) -> str:
-    assert devcluster["gpu"], "the mix needs the dev cluster's GPU node"
-    return str(devcluster["slurm_conf"])
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 STANDIN = """#!/bin/sh
 # Stand-in for scontrol of Slurm 21.08 (tests/integration/test_slurm_unsupported.py).
@@ -38,11 +38,8 @@ def bin_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def portal(devcluster: dict[str, Any], tmp_path: Path, bin_dir: Path) -> Iterator[RunningPortal]:
-    settings = portal_settings(
-        tmp_path, devcluster["slurm_conf"], slurm_bin_dir=bin_dir, refresh_interval=0.5
-    )
-    with run_portal(settings) as running:
+def portal(make_portal: PortalFactory, tmp_path: Path, bin_dir: Path) -> Iterator[RunningPortal]:
+    with make_portal.run(tmp=tmp_path, slurm_bin_dir=bin_dir, refresh_interval=0.5) as running:
         yield running
 
 

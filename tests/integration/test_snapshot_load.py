@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 COMMANDS_PER_REFRESH = 4  # squeue, sinfo, scontrol show partition, scontrol show config
 
 
 @pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(
-        tmp_path_factory.mktemp("load"), devcluster["slurm_conf"], refresh_interval=0.5
-    )
-    with run_portal(settings) as running:
-        yield running
+def portal(make_portal: PortalFactory) -> RunningPortal:
+    return make_portal(refresh_interval=0.5)
 
 
 async def _readers(url: str, headers: dict[str, str], count: int, seconds: float) -> list[int]:

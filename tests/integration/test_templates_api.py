@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration import slurm_cli
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
 
 BASE = "/api/v1/templates"
 SEED_SLUGS = {"python-script", "pytorch-gpu", "job-array", "mpi-hello", "apptainer-run"}
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("templates-api"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
 
 
 def call(

@@ -31,19 +31,10 @@ from websockets.sync.client import ClientConnection, connect
 
 from hpcportal.db.models import AuditEntry
 from hpcportal.runas.install import ensure_service_account, install
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
 from tests.integration.service_portal import SERVICE_ACCOUNT
 
 TIMEOUT = 20.0
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("terminal"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
 
 
 @contextmanager

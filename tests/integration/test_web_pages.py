@@ -13,22 +13,13 @@ import httpx
 import pytest
 
 from tests.integration import slurm_cli
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
 from tests.webcheck import english_messages, untranslated
 
 XSS = '"><img src=x onerror=alert(1)>'
 ESCAPED = "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;"
 PASSWORDS = {"alice": "alice-demo", "carol": "carol-demo"}
 XSS_FILE = XSS + ".txt"
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("web-pages"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

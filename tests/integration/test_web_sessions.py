@@ -22,20 +22,11 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
 
 pytestmark = pytest.mark.integration
 
 READY_SECONDS = 150
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("web-sessions"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
 
 
 @contextmanager
