@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -26,6 +27,7 @@ from typer.testing import CliRunner
 from hpcportal.cli.main import app
 from hpcportal.services.operations.config_file import load_config_text
 from hpcportal.services.operations.discover import discover
+from hpcportal.services.operations.render import render_haproxy
 from hpcportal.services.operations.status import cluster_status
 from tests.integration.portal_server import free_port, portal_settings, run_portal
 
@@ -196,3 +198,40 @@ def test_status_names_the_leader_and_every_role(
     assert "db1              primary" in result.output
     assert "r1               master, 0 replica(s)" in result.output
     assert "portal3" in result.output and "no answer" in result.output
+
+
+def test_haproxy_on_the_rendered_file_sends_around_a_dead_server(
+    replicas: list[str], redis_port: int, tmp_path: Path
+) -> None:
+    """The rendered retries and redispatch at work: portal3 is configured but down, and
+    before HAProxy's checks mark it down every request sent to it is retried elsewhere."""
+    front = free_port()
+    text_ = config_text(replicas, redis_port, free_port()) + (
+        f"front_end:\n  hosts:\n    - {{name: lb1, address: 192.0.2.2/24}}\n"
+        f"  virtual_ip: 192.0.2.10\n  interface: eth0\n  virtual_router_id: 51\n"
+        f"  bind_address: 127.0.0.1\n  port: {front}\n"
+    )
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render_haproxy(load_config_text(text_)).replace("log /dev/log local0", ""))
+    process = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{front}", timeout=10) as client:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.get("/health")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "haproxy did not start"
+                    time.sleep(0.05)
+            # leastconn spreads these over all three at first: portal3 refuses each
+            # connection, and HAProxy must redispatch it to a live replica.
+            answers = [client.get("/health").status_code for _ in range(30)]
+            served_by = {client.get("/ready").json().get("replica") for _ in range(10)}
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert answers == [200] * 30
+    assert served_by <= {"portal1", "portal2"}

@@ -183,6 +183,67 @@ def render_slurm(slurm: Slurm) -> str:
     )
 
 
+def database_url(config: ClusterConfig) -> str:
+    """The URL every replica uses, with no password in it.
+
+    PostgreSQL: every host, and ``target_session_attrs=read-write`` so a replica finds
+    the primary after a standby is promoted; the password comes from a libpq passfile
+    (``secrets.database_password_file``). Galera: the first node (any node takes
+    writes); the password from an option file pymysql reads (``[client]``).
+    """
+    database = config.database
+    if isinstance(database, PostgresDatabase):
+        hosts = "&".join(f"host={_host(h.address)}:{h.port}" for h in database.hosts())
+        passfile = config.secrets.database_password_file
+        extra = f"&passfile={passfile}" if passfile else ""
+        return (
+            f"postgresql+psycopg://{database.user}@/{database.name}?{hosts}"
+            f"&target_session_attrs=read-write{extra}"
+        )
+    if isinstance(database, GaleraDatabase):
+        node = database.nodes[0]
+        option_file = config.secrets.database_password_file
+        extra = f"&read_default_file={option_file}" if option_file else ""
+        return (
+            f"mysql+pymysql://{database.user}@{_host(node.address)}:{node.port}/"
+            f"{database.name}?charset=utf8mb4{extra}"
+        )
+    return f"sqlite:///{database.path}"
+
+
+def render_portal_env(config: ClusterConfig) -> str:
+    """``portal.env``: the settings every replica shares (no secret in it)."""
+    redis = config.redis
+    lines: list[str] = []
+    if isinstance(redis, StandaloneRedis):
+        url = f"redis://{_host(redis.server.address)}:{redis.server.port}/0"
+        if config.secrets.redis_password_file:
+            lines.append(f"# With the password of {config.secrets.redis_password_file}:")
+            url = f"redis://:<password>@{_host(redis.server.address)}:{redis.server.port}/0"
+            lines.append(f"# HPCPORTAL_REDIS_URL={url}")
+        else:
+            lines.append(f"HPCPORTAL_REDIS_URL={url}")
+    elif isinstance(redis, SentinelRedis):
+        sentinels = ",".join(f'"{_host(s.address)}:{s.port}"' for s in redis.sentinels)
+        lines.append(f"HPCPORTAL_REDIS_SENTINELS=[{sentinels}]")
+        lines.append(f"HPCPORTAL_REDIS_SENTINEL_MASTER={redis.master_name}")
+    database = config.database
+    file_format = None
+    if isinstance(database, PostgresDatabase):
+        file_format = "a libpq passfile: host:port:database:user:password lines"
+    elif isinstance(database, GaleraDatabase):
+        file_format = "an option file: [client] then password=..."
+    return _render(
+        "portal.env.j2",
+        runtime=config.portal,
+        secrets=config.secrets,
+        database_url=database_url(config),
+        password_file=config.secrets.database_password_file,
+        file_format=file_format,
+        redis_lines=lines,
+    )
+
+
 @dataclass(frozen=True)
 class Rendered:
     """The files (path relative to the output directory → text) and what to do with them."""
@@ -204,10 +265,13 @@ def render_all(config: ClusterConfig) -> Rendered:
         )
     for server in config.servers:
         files[f"systemd/{server.name}/hpcportal.service"] = render_systemd_unit(config, server.name)
+    files["portal/portal.env"] = render_portal_env(config)
     steps.append(
-        "On each portal server <name>: install systemd/<name>/hpcportal.service in "
-        "/etc/systemd/system/, the secrets files it names (mode 0600, the same on every "
-        "server), then systemctl enable --now hpcportal."
+        "On each portal server <name>: install portal/portal.env as "
+        f"{config.portal.environment_file} (mode 0600) and set the JWT secret in it; the "
+        f"secrets files ({config.secrets.secret_key_file}, the database password file), "
+        "the same on every server; systemd/<name>/hpcportal.service in "
+        "/etc/systemd/system/; then systemctl enable --now hpcportal."
     )
     _render_database(config, files, steps)
     _render_redis(config, files, steps)
