@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from hpcportal import __version__, log_redaction
 from hpcportal.api import (
@@ -51,6 +52,7 @@ from hpcportal.services.auth import RevocationList
 from hpcportal.services.disk_alerts import DiskWatcher
 from hpcportal.services.live import LiveHub
 from hpcportal.services.notifications import NotificationDetector
+from hpcportal.services.operations.backup_schedule import BackupScheduler
 from hpcportal.services.sessions import SessionContext
 from hpcportal.services.sessions.tracker import SessionTracker
 from hpcportal.services.snapshot import SnapshotService
@@ -113,6 +115,11 @@ def create_app(
     install_error_handlers(app)
     log_redaction.install()  # no bearer secret from a URL reaches a log line
     app.add_middleware(RefuseControlInPath)
+    if settings.trusted_proxies:
+        # Added last, so outermost: every middleware, the rate limiter and the audit log
+        # see the client's address. X-Forwarded-For counts only when the connection
+        # comes from a configured proxy; anyone else's header changes nothing.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(health.router)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(cluster.router, prefix=API_PREFIX)
@@ -231,5 +238,8 @@ def _compose(
         "snapshot refresher", start=snapshot.start if start_refresher else None, stop=snapshot.stop
     )
     tasks.add("disk watcher", start=watcher.start, stop=watcher.stop)
+    # Once per backup_every_hours, on the leader only (a no-op without backup_dir).
+    backups = BackupScheduler(settings, database, group.leadership)
+    tasks.add("scheduled backups", start=backups.start, stop=backups.stop)
     tasks.add("node proxy clients", stop=proxy_clients.aclose)
     tasks.add("terminals", stop=terminals.stop)  # hang up every shell first
