@@ -78,8 +78,10 @@ def render(
     ],
     config: ConfigOption = None,
 ) -> None:
-    """Write every tool's configuration (HAProxy, Keepalived, Redis, database, systemd,
-    Slurm) into --output, then print the steps to install them. No secret is written."""
+    """Write every tool's configuration into --output and print the install steps.
+
+    HAProxy, Keepalived, Redis and Sentinel, PostgreSQL or Galera, portal.env, systemd
+    units, Slurm's SlurmctldHost lines. No secret is written."""
     from hpcportal.services.operations.render import render_all
 
     loaded = load_or_exit(config_path(config))
@@ -115,7 +117,7 @@ TimeoutOption = Annotated[
 
 @cluster_app.command()
 def discover(config: ConfigOption = None, timeout: TimeoutOption = 2.0) -> None:
-    """Ask every configured server whether it answers, is ready, and which role it has.
+    """Which configured servers answer, whether they are ready, and their roles.
 
     Exits 1 when no server answers."""
     from hpcportal.services.operations.discover import discover as discover_servers
@@ -178,9 +180,10 @@ def join(
 
 @cluster_app.command()
 def status(config: ConfigOption = None, timeout: TimeoutOption = 2.0) -> None:
-    """Leader and lease age, each replica's version and readiness, migrations, database
-    and Redis roles, snapshot age. Reads the database and Redis with this server's
-    settings (HPCPORTAL_DATABASE_URL, HPCPORTAL_REDIS_URL)."""
+    """Leader, replicas, migrations, database and Redis roles, snapshot age.
+
+    Reads the database and Redis with this server's settings (HPCPORTAL_DATABASE_URL,
+    HPCPORTAL_REDIS_URL): run it on a portal server."""
     from hpcportal.config import get_settings
     from hpcportal.services.operations.status import cluster_status
 
