@@ -29,7 +29,7 @@ import redis
 from hpcportal.devcluster.munge import munge_argv, prepare_munge
 from hpcportal.devcluster.paths import Layout
 from hpcportal.services.operations.cluster_config import ClusterConfig
-from hpcportal.services.operations.config_file import load_config_text
+from hpcportal.services.operations.config_file import load_config_file, load_config_text
 from hpcportal.services.operations.render import render_all
 from tests.integration.portal_server import free_port
 
@@ -420,3 +420,18 @@ def test_slurmctld_starts_on_the_controller_lines(rendered: dict[str, Path], wor
         if pid.isdigit():
             os.kill(int(pid), 15)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_documented_example_renders_files_the_tools_accept(tmp_path: Path) -> None:
+    """docs/cluster_config.example.yaml as shipped: HAProxy and both Keepalived files."""
+    config = load_config_file(REPO / "docs" / "cluster_config.example.yaml")
+    files = render_all(config).files
+    haproxy = tmp_path / "haproxy.cfg"
+    haproxy.write_text(files["haproxy/haproxy.cfg"])
+    result = run([tool("haproxy"), "-c", "-f", str(haproxy)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    for host in ("lb1", "lb2"):
+        path = tmp_path / f"{host}.conf"
+        path.write_text(files[f"keepalived/{host}.conf"].replace("eth0", VRRP_INTERFACE))
+        checked = keepalived_check(path)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
