@@ -295,6 +295,13 @@ def copy_file_data(src: int, dst: int) -> int:
     return total
 
 
+def keep_mode_and_times(fd: int, info: os.stat_result, bits: int) -> None:
+    """Give the copy ``fd`` the original's permission bits (within ``bits``: setgid is
+    kept on folders only) and its access and modification times."""
+    os.fchmod(fd, stat.S_IMODE(info.st_mode) & bits)
+    os.utime(fd, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
 def copy_entry(
     sdir: int, sname: str, info: os.stat_result, ddir: int, dname: str, report: CopyReport,
     depth: int, label: str,
@@ -321,8 +328,7 @@ def copy_entry(
                         continue
                     copy_entry(src, entry.name, child, dst, entry.name, report, depth + 1,
                                f"{label}/{entry.name}")  # fmt: skip
-                os.fchmod(dst, stat.S_IMODE(info.st_mode) & 0o3777)
-                os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
+                keep_mode_and_times(dst, info, 0o3777)
             finally:
                 os.close(dst)
         finally:
@@ -338,8 +344,7 @@ def copy_entry(
             dst = os.open(dname, O_CREATE, 0o600, dir_fd=ddir)
             try:
                 report.bytes += copy_file_data(src, dst)
-                os.fchmod(dst, stat.S_IMODE(opened.st_mode) & 0o1777)
-                os.utime(dst, ns=(opened.st_atime_ns, opened.st_mtime_ns))
+                keep_mode_and_times(dst, opened, 0o1777)
             finally:
                 os.close(dst)
         finally:
