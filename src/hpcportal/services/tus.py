@@ -55,8 +55,9 @@ from hpcportal.errors import (
     PayloadTooLarge,
     PortalError,
 )
-from hpcportal.runas import RunAs
-from hpcportal.runas.client import AsUser, UploadStep, UploadTarget, finish_upload
+from hpcportal.runas import HelperStream, RunAs
+from hpcportal.runas.client import AsUser, finish_upload
+from hpcportal.runas.results import UploadStep, UploadTarget
 from hpcportal.services.auth import utcnow
 from hpcportal.services.files.paths import check_name, clean_path, root_named
 from hpcportal.services.identity import Principal
@@ -253,12 +254,7 @@ class TusService:
                 _target(row), length=row.length, reserved=reserved, expected=content_length,
                 checksum=checksum,
             )  # fmt: skip
-            try:
-                await self._feed(stream.write, body, row.id, token)
-                await stream.end_input()
-                step = await finish_upload(stream, 900)
-            finally:
-                await stream.aclose()
+            step = await self._send(stream, body, row.id, token)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(self._abort_quietly, who, row)
@@ -389,12 +385,7 @@ class TusService:
                 _target(row), offset=offset, length=row.length, expected=content_length,
                 checksum=checksum,
             )  # fmt: skip
-            try:
-                await self._feed(stream.write, body, row.id, token)
-                await stream.end_input()
-                step = await finish_upload(stream, 900)
-            finally:
-                await stream.aclose()
+            step = await self._send(stream, body, row.id, token)
         except InsufficientStorage as exc:
             # The helper removed the partial file (the rest cannot fit): the upload is
             # over, so its row goes too and the client is told to start again.
@@ -428,6 +419,18 @@ class TusService:
             values["completed_at"] = row.completed_at = now
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(self._unlock, row.id, token, **values)
+
+    async def _send(
+        self, stream: HelperStream, body: AsyncIterator[bytes], upload_id: str, token: str
+    ) -> UploadStep:
+        """Feed the body to the helper's upload step, end its input and return what it
+        answers; the helper is closed whatever happens."""
+        try:
+            await self._feed(stream.write, body, upload_id, token)
+            await stream.end_input()
+            return await finish_upload(stream, 900)
+        finally:
+            await stream.aclose()
 
     async def _feed(
         self,
