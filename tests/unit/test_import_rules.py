@@ -172,13 +172,15 @@ def test_no_module_imports_another_modules_private_names(path: Path) -> None:
 # --- The run-as helper's wire format stays inside runas/ ---------------------------------
 
 #: What services, routers and pages may import of ``hpcportal.runas``: the package (the
-#: ``AsUser`` typed client, ``RunAs``, ``HelperStream``) and the client module. Never
-#: the helper program, its file operations or the boundary's internals.
-RUNAS_PUBLIC = frozenset({"hpcportal.runas", "hpcportal.runas.client"})
+#: ``AsUser`` typed client, ``RunAs``, ``HelperStream``), the client module and its
+#: result dataclasses (``results``). Never the helper program, its file operations or
+#: the boundary's internals.
+RUNAS_PUBLIC = frozenset({"hpcportal.runas", "hpcportal.runas.client", "hpcportal.runas.results"})
 RUNAS_INTERNALS = frozenset(
     {
         "helper", "helper_walk", "helper_read", "helper_space", "helper_write", "helper_trash",
         "helper_zip", "helper_search", "helper_upload", "helper_files", "assemble", "boundary",
+        "answers", "stream", "users",
     }
 )  # fmt: skip
 

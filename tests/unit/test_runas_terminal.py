@@ -14,8 +14,8 @@ import pytest
 
 from hpcportal.config import Settings
 from hpcportal.runas import helper
-from hpcportal.runas.boundary import HelperStream
 from hpcportal.runas.helper_walk import Refused
+from hpcportal.runas.stream import HelperStream
 from hpcportal.services.terminal import Terminal, TerminalService
 
 

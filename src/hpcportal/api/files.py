@@ -31,10 +31,17 @@ from hpcportal.errors import (
     RangeNotSatisfiable,
 )
 from hpcportal.services import audit
-from hpcportal.services.files import (
+from hpcportal.services.files.headers import (
+    PDF_SECURITY_HEADERS,
+    SECURITY_HEADERS,
+    content_disposition,
+    http_date,
+    parse_etags,
+    parse_range,
+)
+from hpcportal.services.files.models import (
     FileInfo,
     FileOp,
-    FileService,
     Listing,
     OpResult,
     RootInfo,
@@ -44,17 +51,9 @@ from hpcportal.services.files import (
     TrashItem,
     UsageReport,
     WriteResult,
-    search_lines,
-)
-from hpcportal.services.files.headers import (
-    PDF_SECURITY_HEADERS,
-    SECURITY_HEADERS,
-    content_disposition,
-    http_date,
-    parse_etags,
-    parse_range,
 )
 from hpcportal.services.files.preview import classify
+from hpcportal.services.files.service import FileService, search_lines
 
 router = APIRouter(tags=["files"])
 

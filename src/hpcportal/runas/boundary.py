@@ -12,97 +12,45 @@ Two ways to become the user, same helper code:
   nothing else) as any user but root. This is production.
 - ``runuser``: the portal runs as root (the demo, some tests) and runs the helper
   from the package with the interpreter that runs the portal.
+
+Whom the portal may act as is checked in ``users.py``; the helper's answers are read
+and its errors typed in ``answers.py``; a streamed exchange is a ``HelperStream``
+(``stream.py``); the program itself is assembled in ``assemble.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import grp
 import json
 import logging
 import os
-import pwd
-import re
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-import anyio
-from prometheus_client import Histogram
-
 from hpcportal.errors import (
-    ChecksumMismatch,
-    Conflict,
     Forbidden,
-    InsufficientStorage,
-    InvalidInput,
-    IsDirectory,
     Misconfigured,
-    NotFound,
-    PayloadTooLarge,
     PortalError,
-    PreconditionFailed,
-    PreconditionRequired,
-    RunAsUnavailable,
 )
+from hpcportal.runas.answers import decode_answer, unavailable
 from hpcportal.runas.assemble import SYSTEM_PYTHON, helper_program
 from hpcportal.runas.denied import DenyList, installed_deny_list, portal_deny_list
 from hpcportal.runas.slurm_dir import UnsafeSlurmDir, installed_slurm_dir, trusted_slurm_dir
+from hpcportal.runas.stream import RUNAS_SECONDS, STREAM_LINE_LIMIT, HelperStream
+from hpcportal.runas.users import RunAsRefused, check_target_user
 
 log = logging.getLogger(__name__)
-_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
-_DISABLED_SHELLS = frozenset({"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"})
 PAYLOAD_CHUNK = 1024 * 1024
-
-RUNAS_SECONDS = Histogram(
-    "hpcportal_runas_seconds", "Time of one call through the run-as boundary", ["op"]
-)
-
-
-class RunAsRefused(Exception):
-    """The target user is not one the portal may act for."""
 
 
 class RunAsTimeout(PortalError):
     status, code = 504, "runas_timeout"
-
-
-def check_target_user(
-    username: str, min_uid: int, deny: DenyList = DenyList(), group: str | None = None
-) -> pwd.struct_passwd:
-    """Return the user's passwd entry if the portal may act as them, else raise. The
-    helper and sudo check the same again (``denied.py``); this says why, as a 403."""
-    if not _NAME.fullmatch(username):
-        raise RunAsRefused(f"{username!r} is not a valid user name")
-    try:
-        entry = pwd.getpwnam(username)
-    except KeyError as exc:
-        raise RunAsRefused(f"no such user {username!r}") from exc
-    if entry.pw_uid == 0 or entry.pw_uid < min_uid:
-        raise RunAsRefused(f"{username!r} is a system account")
-    if deny.refuses(entry):
-        raise RunAsRefused(
-            f"{username!r} is a Slurm daemon account or on the deny list (runas_deny_users)"
-        )
-    if group is not None and not _in_group(entry, group):
-        raise RunAsRefused(f"{username!r} is not in the group {group!r} of portal users")
-    if entry.pw_shell in _DISABLED_SHELLS:
-        raise RunAsRefused(f"{username!r} has a disabled shell")
-    return entry
-
-
-def _in_group(entry: pwd.struct_passwd, group: str) -> bool:
-    """Membership as sudo sees it: the primary group or a supplementary one."""
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        return False  # a group that does not exist admits nobody, as in sudoers
-    return gid in os.getgrouplist(entry.pw_name, entry.pw_gid)
 
 
 def _compare_installed_deny(helper: Path, deny: DenyList) -> None:
@@ -186,6 +134,20 @@ class RunAs:
             _compare_installed(helper, slurm_bin_dir)
             _compare_installed_deny(helper, self.deny)
 
+    def _argv(self, username: str) -> list[str]:
+        """``command``, with a refused user as the 403 that says why."""
+        try:
+            return self.command(username)
+        except RunAsRefused as exc:
+            raise Forbidden(f"The portal does not act as that user: {exc}.") from exc
+
+    def _header(self, request: dict[str, Any]) -> bytes:
+        """The request line: the request, the protocol version and the Slurm config."""
+        header = dict(request, v=1)
+        if self.slurm_conf is not None:
+            header.setdefault("slurm_conf", str(self.slurm_conf))
+        return json.dumps(header).encode() + b"\n"
+
     def command(self, username: str) -> list[str]:
         """The argv that starts the helper as ``username`` (after checking the user)."""
         check_target_user(username, self.min_uid, self.deny, self.group)
@@ -213,14 +175,8 @@ class RunAs:
         timeout: float = 60.0,
     ) -> Completed:
         """Send one request (and its payload) to the helper running as ``username``."""
-        try:
-            argv = self.command(username)
-        except RunAsRefused as exc:
-            raise Forbidden(f"The portal does not act as that user: {exc}.") from exc
-        header = dict(request, v=1)
-        if self.slurm_conf is not None:
-            header.setdefault("slurm_conf", str(self.slurm_conf))
-        line = json.dumps(header).encode() + b"\n"
+        argv = self._argv(username)
+        line = self._header(request)
         started = time.perf_counter()
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
         proc = subprocess.Popen(
@@ -236,11 +192,7 @@ class RunAs:
         RUNAS_SECONDS.labels(str(request.get("op"))).observe(seconds)
         text = stderr.decode("utf-8", "replace").strip()
         if proc.returncode == 1 and not stdout and text.startswith("sudo:"):
-            raise RunAsUnavailable(
-                f"The portal cannot act as users: {text} "
-                "(is the sudoers rule from `hpcportal runas install` in place, and does "
-                "its runas_group admit this user?)"
-            )
+            raise unavailable(text)
         return Completed(proc.returncode, stdout, text, seconds)
 
     def call(
@@ -254,15 +206,7 @@ class RunAs:
         """A file operation: the helper's JSON answer, or the typed error it stands for."""
         done = self.run(username, request, payload=payload, timeout=timeout)
         first, _, _ = done.stdout.partition(b"\n")
-        try:
-            answer = json.loads(first)
-        except ValueError as exc:
-            raise PortalError(f"The run-as helper gave no answer: {done.stderr[:300]}") from exc
-        if not isinstance(answer, dict):
-            raise PortalError("The run-as helper gave a malformed answer.")
-        if not answer.get("ok"):
-            raise helper_error(answer, request.get("path"))
-        return answer
+        return decode_answer(first, done.stderr, request.get("path"))
 
     def read_file(
         self, username: str, path: str, *, offset: int, length: int
@@ -284,24 +228,12 @@ class RunAs:
         """An operation answering a JSON line then bytes, all in memory (small reads)."""
         done = self.run(username, request, timeout=timeout)
         first, _, data = done.stdout.partition(b"\n")
-        try:
-            answer = json.loads(first) if first else {"ok": False, "message": done.stderr}
-        except ValueError as exc:
-            raise PortalError(f"The run-as helper gave no answer: {done.stderr[:300]}") from exc
-        if not isinstance(answer, dict) or not answer.get("ok"):
-            raise helper_error(answer if isinstance(answer, dict) else {}, request.get("path"))
-        return answer, data
+        return decode_answer(first, done.stderr, request.get("path")), data
 
     async def open_stream(self, username: str, request: dict[str, Any]) -> HelperStream:
         """Start the helper as ``username`` for a streamed exchange (asyncio, constant
         memory): large payloads written in chunks, large answers read in chunks."""
-        try:
-            argv = self.command(username)
-        except RunAsRefused as exc:
-            raise Forbidden(f"The portal does not act as that user: {exc}.") from exc
-        header = dict(request, v=1)
-        if self.slurm_conf is not None:
-            header.setdefault("slurm_conf", str(self.slurm_conf))
+        argv = self._argv(username)
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by HelperStream.aclose)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -316,141 +248,8 @@ class RunAs:
             stderr.close()
             raise
         stream = HelperStream(proc, stderr, str(request.get("op")), request.get("path"))
-        await stream.write(json.dumps(header).encode() + b"\n")
+        await stream.write(self._header(request))
         return stream
-
-
-STREAM_LINE_LIMIT = 1024 * 1024
-STREAM_CHUNK = 256 * 1024
-
-
-class HelperStream:
-    """One helper process whose stdin and stdout the caller streams.
-
-    ``write`` feeds the payload (waiting while the pipe is full, so memory stays
-    flat); ``answer`` reads the helper's JSON line (the header of a streamed answer,
-    or the result after the payload), turning errors into typed ones; ``chunks`` and
-    ``lines`` read what follows. ``aclose`` ends the helper if it still runs (SIGTERM,
-    which sudo relays, then SIGKILL) and is safe to call more than once.
-    """
-
-    def __init__(
-        self,
-        proc: asyncio.subprocess.Process,
-        stderr: IO[bytes],
-        op: str,
-        path: object,
-    ) -> None:
-        self.proc = proc
-        self.op = op
-        self.path = path
-        self._stderr = stderr
-        self._started = time.perf_counter()
-        self._closed = False
-        self.input_open = True
-
-    async def write(self, data: bytes) -> bool:
-        """Send payload bytes; False once the helper stopped reading (its answer says why)."""
-        stdin = self.proc.stdin
-        if not self.input_open or stdin is None:
-            return False
-        try:
-            stdin.write(data)
-            await stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            self.input_open = False
-            return False
-        return True
-
-    async def end_input(self) -> None:
-        stdin = self.proc.stdin
-        if self.input_open and stdin is not None:
-            self.input_open = False
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                stdin.close()
-                await stdin.wait_closed()
-
-    def _error_text(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read(4000).decode("utf-8", "replace").strip()
-
-    async def answer(self, timeout: float = 120.0) -> dict[str, Any]:
-        """The helper's next JSON line; a failure becomes its typed error."""
-        stdout = self.proc.stdout
-        assert stdout is not None
-        line = await asyncio.wait_for(stdout.readline(), timeout)
-        if not line:
-            await asyncio.wait_for(self.proc.wait(), timeout)
-            text = self._error_text()
-            if text.startswith("sudo:"):
-                raise RunAsUnavailable(
-                    f"The portal cannot act as users: {text} "
-                    "(is the sudoers rule from `hpcportal runas install` in place, and does "
-                    "its runas_group admit this user?)"
-                )
-            raise PortalError(f"The run-as helper gave no answer: {text[:300]}")
-        try:
-            result = json.loads(line)
-        except ValueError as exc:
-            raise PortalError("The run-as helper gave a malformed answer.") from exc
-        if not isinstance(result, dict):
-            raise PortalError("The run-as helper gave a malformed answer.")
-        if result.get("ok") is False:
-            raise helper_error(result, self.path)
-        return result
-
-    async def chunks(self, size: int = STREAM_CHUNK) -> AsyncIterator[bytes]:
-        """The raw bytes after the header until the helper ends; a helper that fails
-        mid-stream raises (so the server aborts the response rather than end it
-        cleanly). The helper is closed whatever happens."""
-        stdout = self.proc.stdout
-        assert stdout is not None
-        try:
-            while data := await stdout.read(size):
-                yield data
-            await self._check_exit()
-        finally:
-            await self.aclose()
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The JSON lines after the header until the helper ends (then closed)."""
-        stdout = self.proc.stdout
-        assert stdout is not None
-        try:
-            while line := await stdout.readline():
-                yield line
-            await self._check_exit()
-        finally:
-            await self.aclose()
-
-    async def _check_exit(self) -> None:
-        code = await self.proc.wait()
-        if code != 0:
-            raise PortalError(f"The run-as helper stopped mid-stream: {self._error_text()[:300]}")
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        proc = self.proc
-        with anyio.CancelScope(shield=True):
-            if proc.returncode is None and proc.stdout is not None and proc.stdout.at_eof():
-                # The helper has said all it will and is exiting: wait for that rather
-                # than terminate it, since runuser answers a relayed SIGTERM by sleeping
-                # 2 s before it exits.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proc.wait(), 2)
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 3)
-                except TimeoutError:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    await proc.wait()
-            self._stderr.close()
-        RUNAS_SECONDS.labels(self.op).observe(time.perf_counter() - self._started)
 
 
 def _exchange(
@@ -476,49 +275,3 @@ def _exchange(
 def _chunks(stream: IO[bytes]) -> Iterable[bytes]:
     while chunk := stream.read(PAYLOAD_CHUNK):
         yield chunk
-
-
-def helper_error(answer: dict[str, Any], path: object) -> PortalError:
-    """The helper's error as the typed error a person can act on.
-
-    ``permission`` is the kernel's own EACCES/EPERM for the user, so the 403 it
-    becomes is the system's answer, not a rule of the portal.
-    """
-    kind = answer.get("error")
-    message = str(answer.get("message") or "failed")
-    where = f" ({path})" if isinstance(path, str) and path else ""
-    if kind == "permission":
-        return Forbidden(f"The system refused: permission denied{where}.")
-    if kind == "not_found":
-        return NotFound(f"No such file or directory{where}.")
-    if kind == "exists":
-        return Conflict(f"A file with that name exists already{where}; nothing was replaced.")
-    if kind in ("no_space", "quota"):
-        return InsufficientStorage(f"No space left for you there{where}: {message}.")
-    if kind == "refused":
-        return Forbidden(f"Refused by the run-as boundary: {message}.")
-    if kind == "outside":
-        return Forbidden(f"Refused: {message}.")
-    if kind == "is_directory":
-        return IsDirectory(f"That is a folder, not a file{where}.")
-    if kind == "not_regular":
-        return Conflict(f"{message[:1].upper()}{message[1:]}.")
-    if kind == "not_empty":
-        return Conflict(f"The folder is not empty{where}.")
-    if kind == "cross_device":
-        return Conflict(f"That crosses file systems{where}: {message}.")
-    if kind == "read_only":
-        return Forbidden(f"The system refused: read-only file system{where}.")
-    if kind == "precondition":
-        return PreconditionFailed(f"{message[:1].upper()}{message[1:]}.")
-    if kind == "precondition_required":
-        return PreconditionRequired(f"{message[:1].upper()}{message[1:]}.")
-    if kind == "checksum":
-        return ChecksumMismatch(f"{message[:1].upper()}{message[1:]}.")
-    if kind == "conflict":
-        return Conflict(f"{message[:1].upper()}{message[1:]}.")
-    if kind == "too_large":
-        return PayloadTooLarge(f"{message[:1].upper()}{message[1:]}.")
-    if kind in ("invalid", "name_too_long", "symlink"):
-        return InvalidInput(f"The system refused{where}: {message}.")
-    return PortalError(f"Acting as the user failed{where}: {message}.")

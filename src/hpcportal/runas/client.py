@@ -3,7 +3,7 @@
 Services and routers call these methods and get dataclasses back; none of them builds
 a helper request (``{"op": ...}``) or reads a key of the helper's answer. So the
 helper's protocol can change in one module, and what the portal asks of the helper
-can be read here in one sitting.
+can be read here in one sitting. What the operations return is in ``results.py``.
 
 :class:`AsUser` acts for one user. File operations name a *root* (an absolute folder
 the portal derives from its settings) and a path relative to it, the one path
@@ -18,204 +18,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any
 
 from hpcportal.errors import NotFound
-from hpcportal.runas.boundary import HelperStream, RunAs
-
-T = TypeVar("T")
-
-
-def _pick(kind: type[T], answer: dict[str, Any]) -> T:
-    """The dataclass ``kind`` from the answer's keys it names (others ignored)."""
-    names = {f.name for f in fields(kind)}  # type: ignore[arg-type]
-    return kind(**{k: v for k, v in answer.items() if k in names})
-
-
-@dataclass(frozen=True, slots=True)
-class PathStat:
-    """What ``stat`` says of a path (a link inside the root is followed)."""
-
-    path: str
-    exists: bool
-    type: str = "other"
-    size: int = 0
-    mtime: float = 0.0
-    mode: int = 0
-    owner: str = ""
-    readable: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    """A file written atomically: where, how many bytes, their SHA-256."""
-
-    path: str
-    size: int
-    sha256: str
-    etag: str = ""
-    created: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Range:
-    """The header of a read: the file's size and the byte range that follows it."""
-
-    size: int
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class Described:
-    """One file or folder as the helper describes it (``describe`` in helper_files)."""
-
-    name: str
-    type: str
-    size: int
-    mtime: float
-    mode: int
-    permissions: str
-    owner: str
-    group: str
-    etag: str = ""
-    readable: bool | None = None
-    writable: bool | None = None
-    target: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """A path's description and, for a folder, one page of its entries."""
-
-    item: Described
-    entries: list[Described] | None = None
-    total: int = 0
-    offset: int = 0
-    limit: int = 0
-    sort: str = "name"
-
-
-@dataclass(frozen=True, slots=True)
-class ReadHead:
-    """The header of a streamed read: the file, and which bytes follow."""
-
-    name: str
-    size: int
-    mtime: float
-    etag: str
-    satisfiable: bool = True
-    partial: bool = False
-    offset: int = 0
-    length: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class RootState:
-    """Whether a root exists for the user, and its free space when asked."""
-
-    root: str
-    exists: bool
-    accessible: bool = False
-    writable: bool | None = None
-    error: str | None = None
-    device: str | None = None
-    total: int | None = None
-    used: int | None = None
-    available: int | None = None
-    percent: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaEntry:
-    filesystem: str
-    used: int
-    soft: int
-    hard: int
-    files: int
-    files_soft: int
-    files_hard: int
-    over: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RootsReport:
-    roots: list[RootState]
-    quota_known: bool = False
-    quota_reason: str | None = None
-    quota: list[QuotaEntry] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class TrashEntry:
-    """One item in a trash folder, as its metadata says (damaged ones are left out)."""
-
-    id: str
-    root: str
-    path: str
-    name: str
-    type: str
-    size: int
-    deleted_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class EntrySize:
-    name: str
-    type: str
-    bytes: int
-    disk_bytes: int
-    entries: int
-    complete: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Sizes:
-    complete: bool
-    entries: list[EntrySize]
-
-
-@dataclass(frozen=True, slots=True)
-class Copied:
-    files: int
-    dirs: int
-    bytes: int
-    skipped: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Placed:
-    """Where an operation left something: a root, a path in it, maybe a trash id."""
-
-    root: str
-    path: str
-    trash_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UploadStep:
-    """A resumable upload's state after a step: bytes held, and whether it is whole."""
-
-    offset: int = 0
-    complete: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class UploadTarget:
-    """A resumable upload as the helper knows it: the root, folder, name and id."""
-
-    root: str
-    folder: str
-    name: str
-    upload_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TerminalStarted:
-    pid: int
-    cwd: str
-    shell: str
+from hpcportal.runas.boundary import RunAs
+from hpcportal.runas.results import (
+    Copied,
+    Described,
+    EntrySize,
+    Listed,
+    PathStat,
+    Placed,
+    QuotaEntry,
+    Range,
+    ReadHead,
+    RootsReport,
+    RootState,
+    Sizes,
+    TerminalStarted,
+    TrashEntry,
+    UploadStep,
+    UploadTarget,
+    Written,
+    pick,
+)
+from hpcportal.runas.stream import HelperStream
 
 
 class AsUser:
@@ -261,7 +88,7 @@ class AsUser:
             answer = self._call(self._in("list", root, path, entries=False))
         except NotFound:
             return PathStat(path, exists=False)
-        return _pick(PathStat, {**answer, "exists": True})
+        return pick(PathStat, {**answer, "exists": True})
 
     def make_folder(self, root: str, path: str, *, mode: int = 0o700, room_for: int = 0) -> None:
         """Create a folder and any missing on the way (``root`` too: it is one of the
@@ -293,8 +120,8 @@ class AsUser:
             )
 
         if not parents:
-            return _pick(Written, self._call(request(root, path), payload=data, timeout=120))
-        return _pick(Written, self._in_area(root, path, request, payload=data))
+            return pick(Written, self._call(request(root, path), payload=data, timeout=120))
+        return pick(Written, self._in_area(root, path, request, payload=data))
 
     def read_range(self, root: str, path: str, *, offset: int, length: int) -> tuple[Range, bytes]:
         """At most ``length`` bytes at ``offset`` of a regular file."""
@@ -341,9 +168,9 @@ class AsUser:
         if space:
             request.update(space=True, quota=True)
         answer = self._call(request)
-        states = [_pick(RootState, r) for r in answer.get("roots", []) if isinstance(r, dict)]
+        states = [pick(RootState, r) for r in answer.get("roots", []) if isinstance(r, dict)]
         quota = answer.get("quota") or {}
-        entries = [_pick(QuotaEntry, q) for q in quota.get("entries", []) if isinstance(q, dict)]
+        entries = [pick(QuotaEntry, q) for q in quota.get("entries", []) if isinstance(q, dict)]
         return RootsReport(
             roots=states,
             quota_known=bool(quota.get("known")),
@@ -360,10 +187,10 @@ class AsUser:
             self._in("list", root, path, offset=offset, limit=limit, sort=sort, hidden=hidden,
                      entries=entries)
         )  # fmt: skip
-        item = _pick(Described, answer)
+        item = pick(Described, answer)
         if answer.get("type") != "directory" or "entries" not in answer:
             return Listed(item)
-        page = [_pick(Described, e) for e in answer["entries"] if isinstance(e, dict)]
+        page = [pick(Described, e) for e in answer["entries"] if isinstance(e, dict)]
         return Listed(
             item,
             page,
@@ -376,7 +203,7 @@ class AsUser:
     def read_head(self, root: str, path: str, cap: int) -> tuple[ReadHead, bytes]:
         """A file's description and its first ``cap`` bytes (for previews)."""
         head, data = self.runas.read(self.username, self._in("read", root, path, max_length=cap))
-        return _pick(ReadHead, head), data
+        return pick(ReadHead, head), data
 
     def write(
         self, root: str, path: str, data: bytes, *, if_match: list[str] | str | None,
@@ -386,7 +213,7 @@ class AsUser:
         request = self._in(
             "write", root, path, size=len(data), if_match=if_match, if_none_match=create_only
         )
-        return _pick(Written, self._call(request, payload=data, timeout=120))
+        return pick(Written, self._call(request, payload=data, timeout=120))
 
     def mkdir(self, root: str, path: str, *, parents: bool = False) -> None:
         self._call(self._in("mkdir", root, path, parents=parents))
@@ -446,7 +273,7 @@ class AsUser:
     def sizes(self, root: str, path: str, *, seconds: float) -> Sizes:
         """The sizes of a folder's entries, measured for at most ``seconds``."""
         answer = self._call(self._in("usage", root, path, seconds=seconds), timeout=seconds + 60)
-        entries = [_pick(EntrySize, e) for e in answer.get("entries", []) if isinstance(e, dict)]
+        entries = [pick(EntrySize, e) for e in answer.get("entries", []) if isinstance(e, dict)]
         return Sizes(bool(answer.get("complete")), entries)
 
     # --- streams (the caller closes the stream) ------------------------------------------
@@ -462,7 +289,7 @@ class AsUser:
         stream, head = await self._open(
             self._in("read", root, path, range=byte_range, if_range=if_range)
         )
-        return stream, _pick(ReadHead, head)
+        return stream, pick(ReadHead, head)
 
     async def open_zip(self, root: str, path: str) -> tuple[HelperStream, str]:
         """A folder as a zip archive, streamed; the folder's name."""
@@ -569,7 +396,7 @@ async def final_answer(stream: HelperStream, timeout: float) -> dict[str, Any]:
 
 async def finish_write(stream: HelperStream, timeout: float) -> Written:
     """The result of a framed write (``open_framed_write``) once its input ended."""
-    return _pick(Written, await final_answer(stream, timeout))
+    return pick(Written, await final_answer(stream, timeout))
 
 
 async def finish_upload(stream: HelperStream, timeout: float) -> UploadStep:

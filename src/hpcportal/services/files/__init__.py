@@ -12,49 +12,32 @@ inside it.
 - ``headers``: HTTP headers of file answers and the Range / If-Match parsers;
 - ``service``: ``FileService``, the operations for one user.
 
-The package offers the service and its models; routers take the HTTP helpers from
-``headers`` and uploads the path rules from ``paths``.
+The package offers the service and the models pages and readers of usage take;
+the routers import from the modules themselves.
 """
 
 from hpcportal.services.files.models import (
     Entry,
     FileInfo,
-    FileOp,
-    FolderSize,
-    FolderUsage,
     Listing,
-    OpResult,
     Quota,
     RootInfo,
     RootUsage,
     Sort,
     Space,
-    TablePreview,
-    TextPreview,
-    TrashItem,
     UsageReport,
-    WriteResult,
 )
-from hpcportal.services.files.service import FileService, search_lines
+from hpcportal.services.files.service import FileService
 
 __all__ = [
     "Entry",
     "FileInfo",
-    "FileOp",
     "FileService",
-    "FolderSize",
-    "FolderUsage",
     "Listing",
-    "OpResult",
     "Quota",
     "RootInfo",
     "RootUsage",
     "Sort",
     "Space",
-    "TablePreview",
-    "TextPreview",
-    "TrashItem",
     "UsageReport",
-    "WriteResult",
-    "search_lines",
 ]

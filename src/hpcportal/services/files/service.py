@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from hpcportal.config import Settings
 from hpcportal.errors import Conflict, InvalidInput
 from hpcportal.runas import HelperStream, RunAs
-from hpcportal.runas.client import AsUser, ReadHead
+from hpcportal.runas.client import AsUser
+from hpcportal.runas.results import ReadHead
 from hpcportal.services.files.models import (
     Entry,
     FileInfo,
