@@ -75,7 +75,6 @@ from hpcportal.services.notifications.model import (
 )
 from hpcportal.services.notifications.texts import (
     JobEvent,
-    describe,
     job_ran,
     minutes_left,
     record_ran,
@@ -106,7 +105,6 @@ __all__ = [
     "Seen",
     "UnreadCount",
     "delete_notification",
-    "describe",
     "describe_disk",
     "disk_event",
     "job_ran",

@@ -29,41 +29,6 @@ class JobEvent:
         return (self.username, self.job_id, self.event)
 
 
-def describe(
-    event: Event,
-    job_id: str,
-    name: str,
-    *,
-    state: str,
-    exit_code: int | None = None,
-    nodes: str | None = None,
-    minutes_left: int | None = None,
-) -> tuple[str, str, dict[str, Any]]:
-    """Title, body and the parameters a front end needs to say the same in its language."""
-    params: dict[str, Any] = {"job_id": job_id, "job_name": name, "state": state}
-    what = f'Job "{name}" ({job_id})'
-    if event == "started":
-        params["nodes"] = nodes
-        return "Job started", f"{what} started" + (f" on {nodes}." if nodes else "."), params
-    if event == "completed":
-        params["exit_code"] = exit_code
-        return "Job completed", f"{what} completed.", params
-    if event == "failed":
-        params["exit_code"] = exit_code
-        code = f" with exit code {exit_code}" if exit_code else ""
-        return "Job failed", f"{what} failed{code}.", params
-    if event == "timed_out":
-        return "Job timed out", f"{what} was stopped at its time limit.", params
-    if event == "cancelled":
-        return "Job cancelled", f"{what} was cancelled.", params
-    params["minutes_left"] = minutes_left
-    return (
-        "Job nearing its time limit",
-        f"{what} has about {minutes_left} min left before its time limit.",
-        params,
-    )
-
-
 def make_event(
     event: Event,
     user: str,
@@ -75,15 +40,28 @@ def make_event(
     nodes: str | None = None,
     minutes_left: int | None = None,
 ) -> JobEvent:
-    title, body, params = describe(
-        event,
-        job_id,
-        name,
-        state=state,
-        exit_code=exit_code,
-        nodes=nodes,
-        minutes_left=minutes_left,
-    )
+    """The event with its English title and body, and the parameters a front end needs
+    to say the same in its language."""
+    params: dict[str, Any] = {"job_id": job_id, "job_name": name, "state": state}
+    what = f'Job "{name}" ({job_id})'
+    if event == "started":
+        params["nodes"] = nodes
+        title, body = "Job started", f"{what} started" + (f" on {nodes}." if nodes else ".")
+    elif event == "completed":
+        params["exit_code"] = exit_code
+        title, body = "Job completed", f"{what} completed."
+    elif event == "failed":
+        params["exit_code"] = exit_code
+        code = f" with exit code {exit_code}" if exit_code else ""
+        title, body = "Job failed", f"{what} failed{code}."
+    elif event == "timed_out":
+        title, body = "Job timed out", f"{what} was stopped at its time limit."
+    elif event == "cancelled":
+        title, body = "Job cancelled", f"{what} was cancelled."
+    else:
+        params["minutes_left"] = minutes_left
+        title = "Job nearing its time limit"
+        body = f"{what} has about {minutes_left} min left before its time limit."
     return JobEvent(user, job_id, event, title, body, params)
 
 
