@@ -53,7 +53,7 @@ class Range:
 
 @dataclass(frozen=True, slots=True)
 class Described:
-    """One file or folder as the helper describes it (``describe`` in helper_files)."""
+    """One file or folder as the helper describes it (``describe`` in helper_read)."""
 
     name: str
     type: str
