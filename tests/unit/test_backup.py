@@ -259,3 +259,22 @@ def test_cli_backup_list_and_refused_restore(
         assert "Traceback" not in refused.output
     finally:
         get_settings.cache_clear()
+
+
+def test_a_restore_leaves_another_applications_table_alone(
+    portal: Settings, tmp_path: Path
+) -> None:
+    engine = create_engine(normalise_url(portal.database_url))
+    if engine.dialect.name == "sqlite":
+        engine.dispose()
+        pytest.skip("the SQLite file is the portal's alone: a restore replaces all of it")
+    made = create_backup(portal, tmp_path / "backups", sources(portal, tmp_path))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE other_app (id INTEGER PRIMARY KEY, v VARCHAR(10))"))
+            conn.execute(text("INSERT INTO other_app VALUES (1, 'kept')"))
+        restore_backup(portal, made.path, tmp_path / "backups")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT v FROM other_app")).scalar_one() == "kept"
+    finally:
+        engine.dispose()

@@ -26,11 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -41,6 +42,8 @@ from typing import Any
 from sqlalchemy import Connection, MetaData, Table, create_engine, select, text
 from sqlalchemy.engine import URL
 
+from hpcportal.db import models as _models  # noqa: F401  (every table on Base.metadata)
+from hpcportal.db.base import Base
 from hpcportal.db.session import normalise_url
 from hpcportal.db.sqlite_file import create_private, sqlite_path
 
@@ -262,8 +265,20 @@ def _load_sqlite(url: URL, file: Path) -> None:
         source.close()
 
 
+#: ``CREATE TABLE [schema.]name (`` in pg_dump's and mariadb-dump's SQL.
+_CREATED = re.compile(r'^CREATE TABLE (?:[\w"]+\.)?[`"]?(\w+)[`"]? \(', re.MULTILINE)
+
+
+def portal_tables(present: Iterable[str], dump_sql: str) -> list[str]:
+    """The tables a restore replaces: those the portal defines (its models and Alembic's
+    table) or the dump creates. Another application's tables in the same database or
+    schema are left alone."""
+    ours = set(Base.metadata.tables) | {"alembic_version"} | set(_CREATED.findall(dump_sql))
+    return [name for name in present if name in ours]
+
+
 def _load_postgresql(url: URL, file: Path) -> None:
-    """Drop the tables the dump holds (and every table now there), load it, all or nothing."""
+    """Drop the portal's tables, load the dump, all in one transaction."""
     sql = subprocess.run(
         ["pg_restore", "--no-owner", "--no-privileges", "--file=-", str(file)],
         capture_output=True,
@@ -275,9 +290,10 @@ def _load_postgresql(url: URL, file: Path) -> None:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            names = connection.execute(
+            present = connection.execute(
                 text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
             ).scalars()
+            names = portal_tables(present, sql.stdout.decode(errors="replace"))
             drops = "".join(f'DROP TABLE IF EXISTS "{n}" CASCADE;\n' for n in names)
     finally:
         engine.dispose()
@@ -287,12 +303,13 @@ def _load_postgresql(url: URL, file: Path) -> None:
 
 
 def _load_mariadb(url: URL, file: Path) -> None:
-    """Drop every table, then load the dump (MariaDB's DDL is not transactional: the
-    state kept aside by ``restore`` is what undoes a failure here)."""
+    """Drop the portal's tables, then load the dump (MariaDB's DDL is not transactional:
+    the state kept aside by ``restore`` is what undoes a failure here)."""
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
-            names = list(connection.execute(text("SHOW TABLES")).scalars())
+            present = connection.execute(text("SHOW TABLES")).scalars()
+            names = portal_tables(present, file.read_text(errors="replace"))
             connection.execute(text("SET FOREIGN_KEY_CHECKS=0"))
             for name in names:
                 connection.execute(text(f"DROP TABLE IF EXISTS `{name}`"))
