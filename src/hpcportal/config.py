@@ -1,26 +1,46 @@
 """The one place where configuration is read.
 
 Values come, highest priority first, from keyword arguments (tests), ``HPCPORTAL_*``
-environment variables, the TOML file named by ``HPCPORTAL_CONFIG``, and the defaults
-below. Every key is documented in ``docs/architecture.md``.
+environment variables, secret files (``$CREDENTIALS_DIRECTORY``, ``/etc/hpcportal/secrets/``),
+the TOML file (``HPCPORTAL_CONFIG``, else ``/etc/hpcportal/portal.toml`` when it exists),
+and the defaults below (``config_sources`` says how). Every key is documented in
+``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
-import os
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 from sqlalchemy.engine import make_url
+
+from hpcportal.config_sources import named_sources, read_secret_file
+
+#: An installed portal's state (the package makes it); used by default when it exists.
+DEFAULT_STATE_DIR = Path("/var/lib/hpcportal")
+
+
+def _default_state_dir() -> Path:
+    """``/var/lib/hpcportal`` on an installed portal, else the working directory as
+    before (a checkout, the demo), so nothing that ran from a folder moves."""
+    return DEFAULT_STATE_DIR if DEFAULT_STATE_DIR.is_dir() else Path(".")
+
+
+def _default_database_url() -> str:
+    """An SQLite file in the default state folder (``./hpcportal.db`` as before)."""
+    folder = _default_state_dir()
+    if folder == Path("."):
+        return "sqlite:///./hpcportal.db"
+    return f"sqlite:///{folder / 'hpcportal.db'}"
 
 
 class FileRoot(BaseModel):
@@ -36,9 +56,26 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HPCPORTAL_", extra="forbid")
 
     # Storage
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="Where the portal keeps its state: the SQLite database "
+        "(hpcportal.db) and secrets/ (portal.key, jwt_secret) unless set otherwise. "
+        "Default: /var/lib/hpcportal when it exists (an installed portal), else the "
+        "working directory.",
+    )
     database_url: str = Field(
-        default="sqlite:///./hpcportal.db",
-        description="SQLAlchemy URL: SQLite file by default, postgresql+psycopg://... for HA.",
+        default_factory=_default_database_url,
+        description="SQLAlchemy URL: SQLite file in state_dir by default; "
+        "postgresql+psycopg://... or mysql+pymysql://... (MariaDB) for several replicas.",
+    )
+    database_password: SecretStr | None = Field(
+        default=None,
+        description="Password put into database_url, so the URL in portal.toml holds "
+        "none: best from a secret file (secrets/database_password, a systemd credential) "
+        "or database_password_file.",
+    )
+    database_password_file: Path | None = Field(
+        default=None, description="A file holding database_password (first line)."
     )
 
     # Slurm boundary
@@ -279,7 +316,13 @@ class Settings(BaseSettings):
     )
     jwt_secret: SecretStr = Field(
         default_factory=lambda: SecretStr(secrets.token_urlsafe(48)),
-        description="HS256 signing key. Set it explicitly when running several replicas.",
+        description="HS256 signing key of logins and share links, the same on every "
+        "replica: from a secret file (secrets/jwt_secret, a systemd credential), "
+        "jwt_secret_file or HPCPORTAL_JWT_SECRET. Unset: `serve` keeps a generated one "
+        "in state_dir/secrets/jwt_secret (beside portal.key), so a restart logs nobody out.",
+    )
+    jwt_secret_file: Path | None = Field(
+        default=None, description="A file holding jwt_secret (first line)."
     )
     jwt_algorithm: Literal["HS256"] = "HS256"
     token_ttl_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
@@ -512,7 +555,10 @@ class Settings(BaseSettings):
         "(once per period across the replicas); 0: only by hand.",
     )
     backup_keep_daily: int = Field(
-        default=7, ge=0, le=10_000, description="Backups kept: the newest of each of the last N days."
+        default=7,
+        ge=0,
+        le=10_000,
+        description="Backups kept: the newest of each of the last N days.",
     )
     backup_keep_weekly: int = Field(
         default=4, ge=0, le=10_000, description="... and of each of the last N ISO weeks."
@@ -522,11 +568,61 @@ class Settings(BaseSettings):
     )
 
     # Serving
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the reverse proxies in front "
+        "(HAProxy, nginx): only for a request from one of them is the client's address "
+        "taken from X-Forwarded-For (and the scheme from X-Forwarded-Proto), for rate "
+        "limits and the audit log. Empty: the connection's own address, always.",
+    )
+    log_format: Literal["plain", "json"] = Field(
+        default="plain",
+        description="plain: one line per record for journald (no timestamp under "
+        "systemd, which adds its own); json: one JSON object per line for a log "
+        "collector. Secrets are redacted either way.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, gt=0, lt=65536)
     devcluster_dir: Path = Field(
         default=Path(".devcluster"), description="Where `hpcportal dev-cluster` keeps everything."
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/24)"
+                ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        """The database in state_dir unless named; values read from ``*_file``s."""
+        if "database_url" not in self.model_fields_set and "state_dir" in self.model_fields_set:
+            self.database_url = f"sqlite:///{(self.state_dir / 'hpcportal.db').absolute()}"
+        if self.jwt_secret_file is not None:
+            if "jwt_secret" in self.model_fields_set:
+                raise ValueError("set jwt_secret or jwt_secret_file, not both")
+            self.jwt_secret = SecretStr(read_secret_file(self.jwt_secret_file))
+        if self.database_password_file is not None:
+            if self.database_password is not None:
+                raise ValueError("set database_password or database_password_file, not both")
+            self.database_password = SecretStr(read_secret_file(self.database_password_file))
+        if self.database_password is not None:
+            url = make_url(self.database_url).set(
+                password=self.database_password.get_secret_value()
+            )
+            self.database_url = url.render_as_string(hide_password=False)
+        return self
+
+    @property
+    def jwt_secret_configured(self) -> bool:
+        """Was a signing key given (else this process made up one of its own)?"""
+        return "jwt_secret" in self.model_fields_set
 
     @property
     def secret_key_path(self) -> Path:
@@ -536,7 +632,7 @@ class Settings(BaseSettings):
         url = make_url(self.database_url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             return Path(str(url.database)).absolute().parent / "secrets" / "portal.key"
-        return Path("secrets/portal.key").absolute()
+        return (self.state_dir / "secrets" / "portal.key").absolute()
 
     @property
     def replicated(self) -> bool:
@@ -552,11 +648,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("HPCPORTAL_CONFIG")
-        if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
-        return tuple(sources)
+        return tuple(
+            source for _, source in named_sources(settings_cls, init_settings, env_settings)
+        )
 
 
 @lru_cache(maxsize=1)

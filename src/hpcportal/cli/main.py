@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hpcportal import __version__
+from hpcportal.cli.check import check
 from hpcportal.cli.cluster import cluster_app
 from hpcportal.cli.config import config_app
 from hpcportal.cli.devcluster import app as devcluster_app
@@ -23,6 +24,28 @@ app.add_typer(config_app, name="config")
 app.add_typer(cluster_app, name="cluster")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("check")(check)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit (`hpcportal version` also asks Slurm).",
+        ),
+    ] = False,
+) -> None:
+    """hpcportal: a web portal for Slurm clusters."""
 
 
 def resolve_settings() -> Settings:
@@ -67,22 +90,32 @@ def serve(
     """
     import uvicorn
 
-    from hpcportal import log_redaction
+    from hpcportal import log_setup
     from hpcportal.app import create_app
     from hpcportal.db.migrate import upgrade
+    from hpcportal.errors import Misconfigured
+    from hpcportal.services import signing_key
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    log_redaction.install()  # before any request line (create_app adds its loggers)
     settings = resolve_settings()
+    # Plain lines for journald or JSON (log_format), redacted, before any request line.
+    log_setup.configure(log_level, settings.log_format)
     refuse_exposed_database(settings)
+    if warning := signing_key.shared_key_warning(settings):
+        logging.getLogger("hpcportal").warning(warning)
+    try:
+        settings = signing_key.with_signing_key(settings)
+    except Misconfigured as exc:
+        typer.echo(f"Refusing to start. {exc.message}", err=True)
+        raise typer.Exit(2) from exc
     upgrade(settings)
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
         port=port or settings.port,
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through the root handler configured above
+        # X-Forwarded-For is applied by the app itself, only from trusted_proxies
+        # (create_app), so uvicorn must not apply its own loopback default on top.
         proxy_headers=False,
         ws_per_message_deflate=settings.websocket_compression,
     )
