@@ -251,12 +251,21 @@ def test_cli_backup_list_and_refused_restore(
         assert listed.exit_code == 0 and f"{backup.path.name}" in listed.output
         assert "intact" in listed.output
 
-        (backup.path / "secret" / "2-portal.key").write_bytes(b"x" * 32)
+        key_copy = backup.path / "secret" / "2-portal.key"
+        good = key_copy.read_bytes()
+        key_copy.write_bytes(b"x" * 32)
         refused = runner.invoke(app, ["cluster", "restore", backup.path.name, "--yes"])
         assert refused.exit_code == 1
         assert "is damaged and was not restored" in refused.output
         assert "secret/2-portal.key does not match its SHA-256" in refused.output
         assert "Traceback" not in refused.output
+
+        key_copy.write_bytes(good)
+        portal.secret_key_path.write_bytes(b"a new key that replaced the old!")
+        restored = runner.invoke(app, ["cluster", "restore", backup.path.name, "--yes"])
+        assert restored.exit_code == 0, restored.output
+        assert "the state before the restore is kept in" in restored.output
+        assert portal.secret_key_path.read_bytes() == good
     finally:
         get_settings.cache_clear()
 
