@@ -201,6 +201,8 @@ def register(app: typer.Typer, cluster_config: Callable[[Path | None], Path]) ->
         path = Path(backup_name)
         if not path.is_absolute() and not path.exists():
             path = target / backup_name
+        if not path.is_dir():
+            raise _fail(f"no backup {path}: `hpcportal cluster backups` lists those in {target}")
         if not yes and not typer.confirm(
             f"Replace this portal's database, configuration and site apps with {path}?"
         ):
