@@ -26,11 +26,13 @@ import psycopg
 import pytest
 import redis
 
+from hpcportal.config import Settings
 from hpcportal.devcluster.munge import munge_argv, prepare_munge
 from hpcportal.devcluster.paths import Layout
 from hpcportal.services.operations.cluster_config import ClusterConfig
 from hpcportal.services.operations.config_file import load_config_file, load_config_text
 from hpcportal.services.operations.render import render_all
+from hpcportal.services.operations.status import cluster_status
 from tests.integration.portal_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +114,8 @@ database:
   engine: postgresql
   primary: {{name: db1, address: 127.0.0.1, port: {pg1}}}
   standbys:
-    - {{name: db2, address: 127.0.0.1, port: {pg2}}}"""
+    - {{name: db2, address: 127.0.0.1, port: {pg2}}}
+  replication_passfile: {passfile}"""
 
 GALERA = """\
 database:
@@ -125,7 +128,7 @@ database:
 
 @pytest.fixture(scope="module")
 def rendered(ports: dict[str, int], workdir: Path) -> dict[str, Path]:
-    database = POSTGRES.format(pg1=ports["pg1"], pg2=ports["pg2"])
+    database = POSTGRES.format(pg1=ports["pg1"], pg2=ports["pg2"], passfile=workdir / "pgpass")
     config: ClusterConfig = load_config_text(loopback_yaml(ports, workdir, database))
     galera = load_config_text(loopback_yaml(ports, workdir, GALERA))
     files = {**render_all(config).files, **render_all(galera).files}
@@ -251,39 +254,47 @@ def test_redis_replica_and_sentinel_start_and_find_each_other(
             client.close()
 
 
-def test_postgresql_starts_with_the_primary_settings_and_reads_the_standby_ones(
-    rendered: dict[str, Path], ports: dict[str, int]
+AS_POSTGRES = ["runuser", "-u", "postgres", "--"]
+
+
+def pg_ctl(data: Path, log: Path, action: str, *options: str) -> subprocess.CompletedProcess[str]:
+    argv = [tool("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", *options, action]
+    return run([*AS_POSTGRES, *argv])
+
+
+def postgres_owned(path: Path, text: str, mode: int = 0o644) -> None:
+    path.write_text(text)
+    path.chmod(mode)
+    shutil.chown(path, "postgres", "postgres")
+
+
+def test_postgresql_primary_and_standby_replicate_on_the_rendered_settings(
+    rendered: dict[str, Path], ports: dict[str, int], workdir: Path
 ) -> None:
+    """A throwaway primary runs on db1's file and pg_hba lines; a standby made with
+    pg_basebackup runs on db2's file (primary_conninfo, passfile) and streams from it;
+    ``cluster status`` then names db1 primary and db2 standby."""
     base = world_readable_tmp("hpcp-pg-")
     shutil.chown(base, "postgres", "postgres")
-    data = base / "data"
-    as_postgres = ["runuser", "-u", "postgres", "--"]
+    primary, standby = base / "primary", base / "standby"
+    socket_option = ("-o", f"-c unix_socket_directories={base}")
     try:
-        result = run([*as_postgres, tool("initdb"), "-D", str(data), "-A", "trust"])
+        result = run([*AS_POSTGRES, tool("initdb"), "-D", str(primary), "-A", "trust"])
         assert result.returncode == 0, result.stderr
-        include = data / "hpcportal.conf"
-        shutil.copy(rendered["postgresql/db1.conf"], include)
-        shutil.chown(include, "postgres", "postgres")
-        with (data / "postgresql.conf").open("a") as handle:
+        postgres_owned(primary / "hpcportal.conf", rendered["postgresql/db1.conf"].read_text())
+        with (primary / "postgresql.conf").open("a") as handle:
             handle.write("\ninclude 'hpcportal.conf'\n")
-        # Only the socket for the test itself, then exactly the rendered lines.
-        (data / "pg_hba.conf").write_text(
-            "local all postgres trust\n" + rendered["postgresql/pg_hba.conf"].read_text()
+        # The socket for the test itself, then exactly the rendered lines.
+        postgres_owned(
+            primary / "pg_hba.conf",
+            "local all postgres trust\n" + rendered["postgresql/pg_hba.conf"].read_text(),
         )
-        start = [tool("pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "30"]
-        options = f"-c unix_socket_directories={base}"
-        result = run([*as_postgres, *start, "-o", options, "start"])
-        assert result.returncode == 0, result.stdout + (base / "log").read_text()
-        try:
-            with psycopg.connect(
-                host="127.0.0.1", port=ports["pg1"], user="postgres", dbname="postgres"
-            ) as connection:
-                # The rendered pg_hba has no line for the postgres user over TCP.
-                pytest.fail(f"connected without a pg_hba line: {connection}")
-        except psycopg.OperationalError as exc:
-            assert "no pg_hba.conf entry" in str(exc)
+        result = pg_ctl(primary, base / "primary.log", "start", *socket_option)
+        assert result.returncode == 0, result.stdout + (base / "primary.log").read_text()
+        with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
+            psycopg.connect(host="127.0.0.1", port=ports["pg1"], user="postgres").close()
         with psycopg.connect(
-            host=str(base), port=ports["pg1"], user="postgres", dbname="postgres"
+            host=str(base), port=ports["pg1"], user="postgres", autocommit=True
         ) as connection:
             settings = dict(
                 connection.execute(
@@ -295,6 +306,9 @@ def test_postgresql_starts_with_the_primary_settings_and_reads_the_standby_ones(
                 "SELECT database, user_name, address, error FROM pg_hba_file_rules "
                 "WHERE address = '127.0.0.1'"
             ).fetchall()
+            connection.execute("CREATE ROLE hpcportal LOGIN PASSWORD 'render-test'")
+            connection.execute("CREATE DATABASE hpcportal OWNER hpcportal")
+            connection.execute("CREATE ROLE replicator REPLICATION LOGIN PASSWORD 'repl-test'")
         assert settings == {
             "wal_level": "replica",
             "listen_addresses": "127.0.0.1",
@@ -303,31 +317,61 @@ def test_postgresql_starts_with_the_primary_settings_and_reads_the_standby_ones(
         }
         assert (["hpcportal"], ["hpcportal"], "127.0.0.1", None) in rules
         assert (["replication"], ["replicator"], "127.0.0.1", None) in rules
-        with psycopg.connect(
-            host=str(base), port=ports["pg1"], user="postgres", dbname="postgres", autocommit=True
-        ) as connection:
-            connection.execute("CREATE ROLE hpcportal LOGIN PASSWORD 'render-test'")
-            connection.execute("CREATE DATABASE hpcportal OWNER hpcportal")
         # The rendered line lets the portal's user in over TCP, with its password.
         with psycopg.connect(
-            host="127.0.0.1",
-            port=ports["pg1"],
-            user="hpcportal",
-            password="render-test",
-            dbname="hpcportal",
-        ) as connection:
+            host="127.0.0.1", port=ports["pg1"], user="hpcportal",
+            password="render-test", dbname="hpcportal",
+        ) as connection:  # fmt: skip
             assert connection.execute("SELECT current_user").fetchone() == ("hpcportal",)
-        assert run([*as_postgres, *start, "-m", "fast", "stop"]).returncode == 0
-        # The standby's file, read by postgres itself from the stopped data directory.
-        shutil.copy(rendered["postgresql/db2.conf"], include)
-        result = run([*as_postgres, tool("postgres"), "-D", str(data), "-C", "primary_conninfo"])
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == (
-            f"host=127.0.0.1 port={ports['pg1']} user=replicator application_name=db2 "
-            "passfile=/var/lib/postgresql/.pgpass"
+
+        # The standby: its replication password where db2's file says (the passfile).
+        passfile = rendered["postgresql/db2.conf"].read_text().split("passfile=")[1]
+        passfile_path = Path(passfile.split("'")[0])
+        assert passfile_path == workdir / "pgpass"
+        postgres_owned(
+            passfile_path, f"127.0.0.1:{ports['pg1']}:replication:replicator:repl-test\n", 0o600
         )
+        result = run(
+            [*AS_POSTGRES, "env", f"PGPASSFILE={passfile_path}", tool("pg_basebackup"),
+             "-h", "127.0.0.1", "-p", str(ports["pg1"]), "-U", "replicator",
+             "-D", str(standby), "-X", "stream", "--checkpoint=fast"]
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        postgres_owned(standby / "hpcportal.conf", rendered["postgresql/db2.conf"].read_text())
+        postgres_owned(standby / "standby.signal", "")
+        result = pg_ctl(standby, base / "standby.log", "start", *socket_option)
+        assert result.returncode == 0, result.stdout + (base / "standby.log").read_text()
+        with psycopg.connect(
+            host=str(base), port=ports["pg1"], user="postgres", autocommit=True
+        ) as connection:  # autocommit: statistics are cached for a transaction's length
+            streaming = wait_for(
+                lambda: connection.execute(
+                    "SELECT application_name, state FROM pg_stat_replication"
+                ).fetchall(),
+                "the standby streams from the primary",
+            )
+        assert streaming == [("db2", "streaming")]
+
+        # cluster status reads each host's role with the portal's credentials.
+        config = load_config_text(
+            loopback_yaml(
+                ports,
+                workdir,
+                POSTGRES.format(pg1=ports["pg1"], pg2=ports["pg2"], passfile=passfile_path),
+            )
+        )
+        portal = Settings(
+            database_url=f"postgresql+psycopg://hpcportal:render-test@127.0.0.1:{ports['pg1']}/hpcportal"
+        )
+        report = cluster_status(config, portal, timeout=0.5)
+        assert [(part.name, part.value) for part in report.database] == [
+            ("db1", "primary"),
+            ("db2", "standby"),
+        ]
     finally:
-        run([*as_postgres, tool("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
+        for data in (standby, primary):
+            if data.exists():
+                run([*AS_POSTGRES, tool("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -151,6 +151,8 @@ class PostgresDatabase(Strict):
     replication_user: str = Field(
         default="replicator", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=63
     )
+    #: Where a standby's libpq finds the replication password (``.pgpass`` format).
+    replication_passfile: SafePath = PurePosixPath("/var/lib/postgresql/.pgpass")
 
     def hosts(self) -> list[DatabaseHost]:
         return [self.primary, *self.standbys]

@@ -139,6 +139,7 @@ def render_postgresql(database: PostgresDatabase, host: Endpoint) -> str:
         role="standby" if primary else "primary",
         primary=primary,
         replication_user=database.replication_user,
+        replication_passfile=database.replication_passfile,
         wal_senders=len(database.standbys) + 5,
     )
 
@@ -294,7 +295,7 @@ def _render_database(config: ClusterConfig, files: dict[str, str], steps: list[s
             "On each PostgreSQL host <name>: include postgresql/<name>.conf from "
             "postgresql.conf and append postgresql/pg_hba.conf to pg_hba.conf; on a standby, "
             "pg_basebackup from the primary, touch standby.signal, and put the replication "
-            "password in /var/lib/postgresql/.pgpass (mode 0600)."
+            f"password in {database.replication_passfile} (mode 0600, owner postgres)."
         )
     elif isinstance(database, GaleraDatabase):
         for node in database.nodes:
