@@ -537,7 +537,7 @@ class Settings(BaseSettings):
         default=None,
         max_length=255,
         description="This replica's name in the lease and in `cluster status`; unset: "
-        "hostname:port.",
+        "hostname-pid.",
     )
 
     # Backups (services/operations/backup.py, retention.py)

@@ -131,3 +131,32 @@ def test_the_lease_row_is_what_the_model_says(database: Database) -> None:
     with database.session() as session:
         row = session.get(LeaderLease, lease.LEADER)
     assert row is not None and row.expires_at_ms == T0 + LEASE and row.acquired_at_ms == T0
+
+
+def test_a_submission_whose_replica_died_is_taken_over_once_its_heartbeat_ends(
+    database: Database,
+) -> None:
+    from hpcportal.db.models import Submission
+    from hpcportal.services.submit_keys import claim, take_over
+
+    row_id = claim(database, "alice", "k1", "digest", None, owner="r1")
+    assert isinstance(row_id, int)
+    lone = claim(database, "alice", "k2", "digest", None)  # one server: no owner
+    assert isinstance(lone, int)
+    with database.session() as session:
+        lease.heartbeat(session, "r1", 60_000)
+        row = session.get(Submission, row_id)
+        single = session.get(Submission, lone)
+        assert row is not None and single is not None
+        session.expunge_all()
+    assert not take_over(database, row, 600, owner="r2")  # r1 runs it: hands off
+    with database.session() as session:
+        lease.heartbeat(session, "r1", 0, alive=False)  # r1 died (or stopped)
+    assert not take_over(database, single, 600, owner="r2")  # no owner: the time limit
+    with database.session() as session:
+        lease.heartbeat(session, "r2", 60_000)
+    assert take_over(database, row, 600, owner="r2")
+    assert not take_over(database, row, 600, owner="r3")  # r2 won it and runs
+    with database.session() as session:
+        taken = session.get(Submission, row_id)
+        assert taken is not None and taken.owner == "r2"

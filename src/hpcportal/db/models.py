@@ -91,6 +91,9 @@ class Submission(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: With several replicas: the replica running the current attempt (its heartbeat
+    #: is the ``leader_lease`` row ``replica:<owner>``); None with one server.
+    owner: Mapped[str | None] = mapped_column(String(255))
 
 
 class AuditEntry(Base):
@@ -428,7 +431,7 @@ class LeaderLease(Base):
 
     __tablename__ = "leader_lease"
 
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     token: Mapped[int] = mapped_column(BigInteger)
     #: Milliseconds since the epoch (integers compare exactly on every engine).

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -49,7 +50,9 @@ Listener = Callable[[bool], None]
 
 
 def default_replica_id(settings: Settings) -> str:
-    return settings.replica_id or f"{socket.gethostname()}:{settings.port}"
+    """``replica_id``, else host name and process id: unique on one machine even when
+    ``serve --port`` (not ``settings.port``) tells replicas apart."""
+    return settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
 class Leadership:
@@ -159,7 +162,7 @@ class Leadership:
             self._task = None
         token, self._token = self._token, None
         self._set_leading(False)
-        if token is not None and self.database is not None:
+        if self.elected and self.database is not None:
             with contextlib.suppress(Exception):
                 await run_in_threadpool(self._release, token)
 
@@ -189,15 +192,19 @@ class Leadership:
         self._set_leading(self.is_leader())
 
     def _acquire(self, token: int | None) -> int | None:
+        """Our heartbeat, and the leader lease renewed or tried, in one transaction."""
         assert self.database is not None
         lease_ms = int(self.lease_seconds * 1000)
         with self.database.session() as session:
+            lease.heartbeat(session, self.replica_id, lease_ms)
             return lease.acquire(session, self.replica_id, lease_ms, token=token)
 
-    def _release(self, token: int) -> None:
+    def _release(self, token: int | None) -> None:
         assert self.database is not None
         with self.database.session() as session:
-            lease.release(session, self.replica_id, token)
+            lease.heartbeat(session, self.replica_id, 0, alive=False)
+            if token is not None:
+                lease.release(session, self.replica_id, token)
 
     def _set_leading(self, leading: bool) -> None:
         if leading == self._leading:

@@ -18,6 +18,7 @@ ahead could take over early; the fence still keeps the two leaders' writes apart
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -30,6 +31,8 @@ from hpcportal.db.models import LeaderLease
 
 #: The one lease the portal uses today; more names can share the table later.
 LEADER = "leader"
+#: Each replica's own row (``replica:<id>``): alive while it runs (``heartbeat``).
+HEARTBEAT_PREFIX = "replica:"
 
 
 class LeadershipLost(RuntimeError):
@@ -127,6 +130,31 @@ def release(session: Session, holder: str, token: int, *, name: str = LEADER) ->
         .execution_options(synchronize_session=False)
     )
     return bool(_rowcount(result) == 1)
+
+
+def heartbeat(session: Session, replica_id: str, lease_ms: int, *, alive: bool = True) -> None:
+    """Keep this replica's own row alive for ``lease_ms`` (``alive=False``: end it now).
+
+    Other replicas read it to know that this one still runs: a submission whose attempt
+    this replica ran (``submissions.owner``) is taken over once the row has expired.
+    """
+    name = HEARTBEAT_PREFIX + replica_id
+    now = now_ms()
+    until = now + lease_ms if alive else 0
+    result = session.execute(
+        update(LeaderLease)
+        .where(LeaderLease.name == name)
+        .values(holder=replica_id, expires_at_ms=until)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) == 1 or not alive:
+        return
+    with contextlib.suppress(IntegrityError), session.begin_nested():
+        session.execute(
+            insert(LeaderLease).values(
+                name=name, holder=replica_id, token=0, expires_at_ms=until, acquired_at_ms=now
+            )
+        )
 
 
 def fence(session: Session, token: int, *, name: str = LEADER) -> None:

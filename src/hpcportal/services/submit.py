@@ -37,6 +37,7 @@ from hpcportal.errors import (
     SlurmPermissionDenied,
     SubmissionUncertain,
 )
+from hpcportal.ha.leadership import default_replica_id
 from hpcportal.runas import AsUser, RunAs
 from hpcportal.services import rate_limits, sbatch_script
 from hpcportal.services.apptainer import ApptainerCatalog, find_image, wrap_script
@@ -310,8 +311,11 @@ def _submit_once(
     digest = request_hash(request, template_id)
     marker = key_marker(who.username, key)
     deadline = time.monotonic() + ctx.settings.slurm_timeout + 5
+    # With several replicas, the attempt is this replica's: if it dies, a retry on
+    # another takes over once its heartbeat ends (``submit_keys.take_over``).
+    owner = default_replica_id(ctx.settings) if ctx.settings.replicated else None
     while True:
-        row = claim(ctx.database, who.username, key, digest, template_id)
+        row = claim(ctx.database, who.username, key, digest, template_id, owner)
         if isinstance(row, int):
             row_id = row  # a new key: ours, and a new submission to count
             break
@@ -321,7 +325,7 @@ def _submit_once(
             raise Conflict("This Idempotency-Key was used for a different request.")
         if row.state == "submitted" and row.job_id is not None:
             return _result(build(ctx, request, who, comment=marker), row.job_id, replayed=True)
-        if take_over(ctx.database, row, attempt_limit(ctx.settings)):
+        if take_over(ctx.database, row, attempt_limit(ctx.settings), owner):
             found = _reconcile(ctx, who, marker, row)
             if found is not None:
                 record_job(ctx.database, row.id, found, who.username)

@@ -7,7 +7,8 @@ A key's row goes through these states:
                        |   |
                        |   +--certain refusal--> (deleted: a retry may submit again)
                        +--timeout, lost connection--> unknown
-  unknown, or submitting for longer than an attempt can take (the process died)
+  unknown, or submitting for longer than an attempt can take (the process died), or
+  submitting on a replica whose heartbeat ended (it died; several replicas only)
       --take over--> submitting, then ask Slurm for the job carrying the key's marker:
           found -> submitted;  none (asked twice) -> sbatch;  cannot ask -> unknown (503)
 
@@ -21,16 +22,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, exists, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hpcportal.config import Settings
-from hpcportal.db.models import Submission
+from hpcportal.db.models import LeaderLease, Submission
 from hpcportal.db.session import Database
+from hpcportal.ha.lease import HEARTBEAT_PREFIX
 from hpcportal.services.submit_models import JobRequest
 
 #: The least time after which a row still "submitting" counts as abandoned (its
@@ -61,10 +64,16 @@ def reason(exc: BaseException) -> str:
 
 
 def claim(
-    database: Database, username: str, key: str, digest: str, template_id: int | None
+    database: Database,
+    username: str,
+    key: str,
+    digest: str,
+    template_id: int | None,
+    owner: str | None = None,
 ) -> int | Submission | None:
     """Insert the key as "submitting": its row id if we got it, else the existing row
-    (None if that row was deleted between the two)."""
+    (None if that row was deleted between the two). ``owner``: this replica's name,
+    with several replicas (see ``take_over``)."""
 
     def insert(session: Session) -> int:
         row = Submission(
@@ -74,6 +83,7 @@ def claim(
             state="submitting",
             template_id=template_id,
             created_at=datetime.now(UTC),
+            owner=owner,
         )
         session.add(row)
         session.flush()
@@ -93,11 +103,20 @@ def claim(
             return row
 
 
-def take_over(database: Database, row: Submission, limit: float) -> bool:
-    """Make an "unknown" or abandoned row ours, atomically: of several retries one wins."""
+def take_over(database: Database, row: Submission, limit: float, owner: str | None = None) -> bool:
+    """Make an "unknown" or abandoned row ours, atomically: of several retries one wins.
+
+    Abandoned: "submitting" for longer than an attempt can take, or at once when the
+    replica that ran the attempt (``owner``) has died: its heartbeat row
+    (``ha.lease.heartbeat``) has expired. With one server no row has an owner.
+    """
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=limit)
     last_change = func.coalesce(Submission.finished_at, Submission.created_at)
+    owner_alive = exists().where(
+        LeaderLease.name == literal(HEARTBEAT_PREFIX) + Submission.owner,
+        LeaderLease.expires_at_ms > time.time_ns() // 1_000_000,
+    )
     claim = (
         update(Submission)
         .where(
@@ -105,9 +124,14 @@ def take_over(database: Database, row: Submission, limit: float) -> bool:
             or_(
                 Submission.state == "unknown",
                 and_(Submission.state == "submitting", last_change < stale),
+                and_(
+                    Submission.state == "submitting",
+                    Submission.owner.is_not(None),
+                    ~owner_alive,
+                ),
             ),
         )
-        .values(state="submitting", finished_at=now)
+        .values(state="submitting", finished_at=now, owner=owner)
     )
     done = database.write(lambda s: s.execute(claim), what="submission take-over")
     return bool(cast(CursorResult[Any], done).rowcount == 1)
