@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -93,6 +94,11 @@ def portal(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sett
     config.write_text(f'database_url = "{db_url}"\n')
     config.chmod(0o640)
     monkeypatch.setenv("HPCPORTAL_CONFIG", str(config))
+    secrets = tmp_path / "etc" / "secrets"
+    secrets.mkdir(mode=0o700)
+    (secrets / "jwt_secret").write_text("a signing key shared by the replicas\n")
+    (secrets / "jwt_secret").chmod(0o600)
+    monkeypatch.setenv("HPCPORTAL_SECRETS_DIR", str(secrets))
     apps = tmp_path / "apps"
     (apps / "rstudio").mkdir(parents=True)
     (apps / "rstudio" / "app.yaml").write_text("title: RStudio\n")
@@ -137,6 +143,7 @@ def everything(settings: Settings, tmp_path: Path) -> list[Path]:
     key = settings.secret_key_path
     return [
         tmp_path / "etc" / "hpcportal.toml",
+        tmp_path / "etc" / "secrets" / "jwt_secret",
         tmp_path / "cluster_config.yaml",
         key,
         key.parent / "node-client.crt",
@@ -216,9 +223,7 @@ def test_a_failed_restore_puts_the_previous_state_back(portal: Settings, tmp_pat
     # The config file's folder becomes a file: writing the config back must fail,
     # after the database was already restored.
     etc = tmp_path / "etc"
-    for file in etc.iterdir():
-        file.unlink()
-    etc.rmdir()
+    shutil.rmtree(etc)
     etc.write_text("in the way")
     tables, files = table_dump(portal.database_url), file_sums(everything(portal, tmp_path))
 

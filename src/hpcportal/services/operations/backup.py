@@ -1,10 +1,10 @@
 """``hpcportal cluster backup``, ``restore`` and ``backups``: the portal's state in one folder.
 
 A backup is a folder ``hpcportal-<UTC time>`` in ``backup_dir`` holding the database
-dump (``db_dump.py``), the configuration (the TOML file named by ``HPCPORTAL_CONFIG``,
-``cluster_config.yaml`` when configured), the secret key and the node TLS identity
-beside it, and every site apps folder (``app_dirs``), with a manifest of checksums
-(``manifest.py``). Job templates are rows of the database, so the dump carries them.
+dump (``db_dump.py``), the configuration (the TOML file in force, ``cluster_config.yaml``
+when configured), the secrets (``sources_of``), and every site apps folder
+(``app_dirs``), with a manifest of checksums (``manifest.py``). Job templates are
+rows of the database, so the dump carries them.
 It is written under a hidden ``.partial`` name and renamed when complete, so a backup
 that exists is whole. Folders and files are private (0700/0600): a backup holds the
 secret key.
@@ -32,6 +32,7 @@ from sqlalchemy import create_engine
 
 from hpcportal import __version__
 from hpcportal.config import Settings
+from hpcportal.config_sources import config_file, secrets_dirs
 from hpcportal.db.migrate import alembic_config, current_revision
 from hpcportal.db.session import normalise_url
 from hpcportal.db.sqlite_file import COMPANIONS, sqlite_path
@@ -58,6 +59,7 @@ from hpcportal.services.operations.manifest import (
     verify,
     write_manifest,
 )
+from hpcportal.services.signing_key import FILE_NAME as SIGNING_KEY
 
 PREFIX = "hpcportal-"
 ASIDE = "aside"
@@ -106,16 +108,23 @@ class BackupInfo:
 
 
 def sources_of(settings: Settings, cluster_config: Path | None = None) -> Sources:
-    """What this server's backup holds: its config file(s), secrets and site apps."""
-    configs = []
-    config_file = os.environ.get("HPCPORTAL_CONFIG")
-    if config_file:
-        configs.append(Path(config_file).absolute())
-    if cluster_config is not None:
-        configs.append(cluster_config.absolute())
+    """What this server's backup holds: its config file(s), secrets and site apps.
+
+    Secrets: the sealing key and the node TLS identity beside it, the stored login
+    signing key, ``jwt_secret_file`` and ``database_password_file`` when set, and the
+    files of the secrets folder (``/etc/hpcportal/secrets``; not systemd's
+    ``$CREDENTIALS_DIRECTORY``, which systemd fills from elsewhere at each start).
+    """
+    configs = [p.absolute() for p in (config_file(), cluster_config) if p is not None]
     key = settings.secret_key_path.absolute()
-    secrets = (key, key.parent / CLIENT_KEY, key.parent / CLIENT_CERT)
-    return Sources(tuple(configs), secrets, tuple(p.absolute() for p in settings.app_dirs))
+    secrets = [key, key.parent / CLIENT_KEY, key.parent / CLIENT_CERT, key.parent / SIGNING_KEY]
+    secrets += [p for p in (settings.jwt_secret_file, settings.database_password_file) if p]
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    for folder in secrets_dirs():
+        if credentials is None or folder != Path(credentials):
+            secrets += sorted(p for p in folder.iterdir() if p.is_file())
+    unique = list(dict.fromkeys(p.absolute() for p in secrets))
+    return Sources(tuple(configs), tuple(unique), tuple(p.absolute() for p in settings.app_dirs))
 
 
 def _private_dir(path: Path) -> None:
