@@ -84,6 +84,8 @@ def environment(tmp_path: Path) -> dict[str, str]:
         HPCPORTAL_DEVCLUSTER_DIR=str(REPO / ".devcluster"),
         # The demo runs the portal as root (runuser): no helper or sudoers rule needed.
         HPCPORTAL_RUNAS_METHOD="runuser",
+        # Redis means replicas, and replicas need one signing key (checked too).
+        HPCPORTAL_JWT_SECRET="check-test-secret-long-enough-for-hs256-signing",
     )
     return env
 
@@ -103,6 +105,8 @@ def test_check_passes_with_everything_up(
     assert "ok   slurm: Slurm 22.05" in result.stdout
     assert "ok   database: " in result.stdout and "migrations at head" in result.stdout
     assert f"ok   redis: {own_redis[0]}, Redis " in result.stdout
+    assert "ok   signing key: jwt_secret configured" in result.stdout
+    assert "check-test-secret" not in result.stdout
     assert "All checks passed." in result.stdout
 
 
@@ -158,3 +162,14 @@ def test_helper_and_sudoers_checks(tmp_path: Path) -> None:
     assert broken.outcome == "failed" and "visudo refuses" in broken.detail
     other = checks.check_sudoers(Settings(runas_method="sudo", runas_helper=Path("/x")), rule)
     assert other.outcome == "failed" and "does not name /x" in other.detail
+
+
+def test_replicas_without_a_shared_signing_key_fail_the_check(
+    environment: dict[str, str], own_redis: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    del environment["HPCPORTAL_JWT_SECRET"]
+    environment["HPCPORTAL_REDIS_URL"] = own_redis[0]
+    result = run_check(environment)
+    assert result.returncode == 1
+    assert "FAIL signing key: jwt_secret is not configured" in result.stdout
+    assert "/etc/hpcportal/secrets/jwt_secret" in result.stdout

@@ -1,5 +1,10 @@
 """``hpcportal check``: does everything the portal relies on answer, as configured?
 
+Slurm (release and JSON format), the database (reachable, migrations at head), the
+signing key (shared when there are replicas), Redis and Prometheus when configured,
+the run-as helper (this version's program) and its sudoers rule, and optionally the
+TLS front end.
+
 Each check returns a ``Check``: passed, failed (with what to do about it) or skipped
 (not configured, or not applicable here). A check never raises: one broken part must
 not hide the state of the others, and the administrator reads every line at once.
@@ -142,6 +147,24 @@ def check_database(settings: Settings) -> Check:
             "Run `hpcportal db upgrade` (serve also migrates when it starts).",
         )
     return _ok("database", f"{shown} ({backend}), migrations at head ({head})")
+
+
+def check_signing_key(settings: Settings) -> Check:
+    """Replicas (a server database or Redis) share one configured JWT key."""
+    from hpcportal.services.signing_key import several_replicas_likely, stored_key_path
+
+    if settings.jwt_secret_configured:
+        return _ok("signing key", "jwt_secret configured (masked; see `hpcportal config show`)")
+    if several_replicas_likely(settings):
+        return _failed(
+            "signing key",
+            "jwt_secret is not configured, but a server database or Redis means replicas: "
+            "a login made on one would be refused by the others",
+            "Put one random value (`openssl rand -base64 48`) in "
+            "/etc/hpcportal/secrets/jwt_secret on every replica (0600, the portal's "
+            "account), or give it as a systemd credential or jwt_secret_file.",
+        )
+    return _ok("signing key", f"one server: kept in {stored_key_path(settings)}")
 
 
 def check_redis(settings: Settings) -> Check:
@@ -311,6 +334,7 @@ def run_checks(settings: Settings, *, frontend_url: str | None = None) -> list[C
     checks: list[Callable[[], Check]] = [
         lambda: check_slurm(settings),
         lambda: check_database(settings),
+        lambda: check_signing_key(settings),
         lambda: check_redis(settings),
         lambda: check_prometheus(settings),
         lambda: check_runas_helper(settings),
