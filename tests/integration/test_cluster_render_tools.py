@@ -252,6 +252,17 @@ def test_redis_replica_and_sentinel_start_and_find_each_other(
         )
         for client in (master, replica, sentinel):
             client.close()
+        # cluster status reads the same roles (sen2 is configured but not started).
+        config = load_config_text(loopback_yaml(ports, workdir, GALERA))
+        quiet = Settings(database_url=f"sqlite:///{workdir / 'status.db'}")
+        report = cluster_status(config, quiet, timeout=0.5)
+        roles = [(part.name, part.value, part.ok) for part in report.redis]
+        assert roles[:3] == [
+            ("r1", "master, 1 replica(s)", True),
+            ("r2", f"replica of 127.0.0.1:{ports['r1']} (connected)", True),
+            ("sen1 (sentinel)", f"master hpcportal at 127.0.0.1:{ports['r1']}", True),
+        ]
+        assert roles[3][0] == "sen2 (sentinel)" and roles[3][1].startswith("unreachable: ")
 
 
 AS_POSTGRES = ["runuser", "-u", "postgres", "--"]

@@ -250,9 +250,10 @@ def _redis_role(host: Endpoint, password: str | None) -> Part:
 
 
 def _sentinel_master(sentinel: Endpoint, master_name: str) -> Part:
+    label = f"{sentinel.name} (sentinel)"
     with _client(sentinel) as client:
         address = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", master_name)
     if not address:
-        return Part(sentinel.name, f"does not monitor {master_name!r}", ok=False)
+        return Part(label, f"does not monitor {master_name!r}", ok=False)
     host, port = (value.decode() if isinstance(value, bytes) else value for value in address)
-    return Part(sentinel.name, f"master {master_name} at {host}:{port}")
+    return Part(label, f"master {master_name} at {host}:{port}")
