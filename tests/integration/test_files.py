@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.integration.service_portal import ServicePortal, service_portal
+from tests.integration.portals import PortalFactory
+from tests.integration.service_portal import ServicePortal
 
 API = "/api/v1"
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -64,26 +65,22 @@ def areas() -> Iterator[dict[str, Path]]:
 
 
 @pytest.fixture(scope="module")
-def portal(devcluster: dict[str, Any], areas: dict[str, Path]) -> Iterator[ServicePortal]:
-    workdir = shared_dir("hpcportal-service-")
+def portal(areas: dict[str, Path], make_portal: PortalFactory) -> ServicePortal:
     roots = [
         {"name": "home", "path": "{home}"},
         {"name": "scratch", "path": f"{areas['scratch']}/{{user}}"},
         {"name": "shared", "path": str(areas["shared"])},
     ]
-    extra = {
-        "HPCPORTAL_FILE_ROOTS": json.dumps(roots),
-        "HPCPORTAL_DISK_ALERT_PATHS": json.dumps(["/tmp"]),
-        "HPCPORTAL_DISK_SCRATCH_PROBE": json.dumps(["df", "-P", "-B1", "/tmp"]),
-        "HPCPORTAL_DISK_SCRATCH_NODES": json.dumps(["node001", "node002"]),
-        "HPCPORTAL_DISK_ALERT_INTERVAL": "3600",
-        "HPCPORTAL_FILE_SEARCH_SECONDS": "5",
-    }
-    try:
-        with service_portal(devcluster["slurm_conf"], workdir, extra) as running:
-            yield running
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return make_portal.service(
+        {
+            "HPCPORTAL_FILE_ROOTS": json.dumps(roots),
+            "HPCPORTAL_DISK_ALERT_PATHS": json.dumps(["/tmp"]),
+            "HPCPORTAL_DISK_SCRATCH_PROBE": json.dumps(["df", "-P", "-B1", "/tmp"]),
+            "HPCPORTAL_DISK_SCRATCH_NODES": json.dumps(["node001", "node002"]),
+            "HPCPORTAL_DISK_ALERT_INTERVAL": "3600",
+            "HPCPORTAL_FILE_SEARCH_SECONDS": "5",
+        }
+    )
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,34 +22,25 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.integration import slurm_cli
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 TIMEOUT = 60.0
 
 
 @pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(
-        tmp_path_factory.mktemp("live"), devcluster["slurm_conf"], refresh_interval=1.0
-    )
-    with run_portal(settings) as running:
-        # These tests follow both events of a job: alice switches "started" on (it is
-        # off by default, services/notification_settings.py).
-        with running.client() as c:
-            switched = c.put(
-                "/api/v1/notifications/settings",
-                headers=running.login("alice"),
-                json={"started": True},
-            )
-        assert switched.status_code == 200 and switched.json()["started"], switched.text
-        yield running
-
-
-@pytest.fixture(scope="module")
-def conf(devcluster: dict[str, Any]) -> str:
-    return str(devcluster["slurm_conf"])
+def portal(make_portal: PortalFactory) -> RunningPortal:
+    running = make_portal(refresh_interval=1.0)
+    # These tests follow both events of a job: alice switches "started" on (it is
+    # off by default, services/notification_settings.py).
+    with running.client() as c:
+        switched = c.put(
+            "/api/v1/notifications/settings",
+            headers=running.login("alice"),
+            json={"started": True},
+        )
+    assert switched.status_code == 200 and switched.json()["started"], switched.text
+    return running
 
 
 @dataclass

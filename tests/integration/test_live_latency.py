@@ -14,7 +14,6 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,8 @@ import httpx
 import pytest
 
 from tests.integration import slurm_cli
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 from tests.integration.test_live import LiveClient, job_states, log_in, open_socket
 
 #: What a person must see within this long after the portal acted or a job wrote.
@@ -30,23 +30,8 @@ WITHIN = 1.0
 
 
 @pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(
-        tmp_path_factory.mktemp("latency"),
-        devcluster["slurm_conf"],
-        refresh_interval=10.0,
-        stale_after=60.0,
-        sse_keepalive_seconds=1.0,
-    )
-    with run_portal(settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def conf(devcluster: dict[str, Any]) -> str:
-    return str(devcluster["slurm_conf"])
+def portal(make_portal: PortalFactory) -> RunningPortal:
+    return make_portal(refresh_interval=10.0, stale_after=60.0, sse_keepalive_seconds=1.0)
 
 
 def metric(portal: RunningPortal, name: str, labels: str = "") -> float:

@@ -36,7 +36,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 from tests.integration.rfb_client import AuthenticationFailed, RFBClient, WebSocketTransport
 from tests.integration.session_access import portal_context, stored_secrets
 
@@ -88,18 +89,13 @@ def postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def portal(
-    request: pytest.FixtureRequest,
-    devcluster: dict[str, Any],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RunningPortal]:
-    tmp = tmp_path_factory.mktemp(f"secrets-{request.param}")
+def portal(request: pytest.FixtureRequest, make_portal: PortalFactory) -> Iterator[RunningPortal]:
+    tmp = make_portal.dir()
     overrides: dict[str, object] = {"session_start_timeout": 90.0}
     if request.param == "postgresql":
         overrides["database_url"] = request.getfixturevalue("postgres_database")
         overrides["secret_key_file"] = tmp / "keys" / "portal.key"
-    settings = portal_settings(tmp, devcluster["slurm_conf"], **overrides)
-    with run_portal(settings) as running:
+    with make_portal.run(tmp=tmp, **overrides) as running:
         yield running
         running.services.database.dispose()
 

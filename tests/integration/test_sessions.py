@@ -20,7 +20,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.integration.apps_fixture import write_broken_app
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 from tests.integration.rfb_client import AuthenticationFailed, RFBClient, WebSocketTransport
 from tests.integration.session_access import portal_context, stored_secrets
 
@@ -41,17 +42,11 @@ class _Lines(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    tmp = tmp_path_factory.mktemp("sessions")
+def portal(make_portal: PortalFactory) -> RunningPortal:
+    tmp = make_portal.dir()
     site_apps = tmp / "apps"
     write_broken_app(site_apps, "Broken")
-    settings = portal_settings(
-        tmp, devcluster["slurm_conf"], app_dirs=[site_apps], session_start_timeout=60.0
-    )
-    with run_portal(settings, log_level="info") as running:
-        yield running
+    return make_portal(tmp=tmp, log_level="info", app_dirs=[site_apps], session_start_timeout=60.0)
 
 
 #: uvicorn's access log (HTTP), its error log (it notes each WebSocket there) and ours.
@@ -364,10 +359,10 @@ def test_password_never_reaches_the_access_log(
 
 
 def test_session_survives_a_portal_restart(
-    portal: RunningPortal, alice: dict[str, str], desktop: str
+    portal: RunningPortal, alice: dict[str, str], desktop: str, make_portal: PortalFactory
 ) -> None:
     settings = portal.settings
-    with run_portal(settings) as second:
+    with make_portal.run(settings) as second:
         h = second.login("alice")
         with second.client(headers=h) as c:
             body = c.get(f"/api/v1/sessions/{desktop}").json()

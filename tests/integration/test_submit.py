@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from tests.integration import slurm_cli
+from tests.integration.portals import PortalFactory
 from tests.integration.service_portal import (
     ServicePortal,
     helper_path,
     run_as_service,
-    service_portal,
 )
 
 STANDIN = Path(__file__).resolve().parents[1] / "standins" / "apptainer"
@@ -47,24 +47,15 @@ def images() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def portal(devcluster: dict[str, Any], images: Path) -> Iterator[ServicePortal]:
-    workdir = shared_dir("hpcportal-service-")
-    extra = {
-        "HPCPORTAL_APPTAINER_IMAGE_DIRS": json.dumps([str(images)]),
-        "HPCPORTAL_APPTAINER_COMMAND": str(STANDIN),
-        "HPCPORTAL_APPTAINER_BINDS": json.dumps(["/tmp:/scratch"]),
-        "HPCPORTAL_UPLOAD_MAX_BYTES": "1000",
-    }
-    try:
-        with service_portal(devcluster["slurm_conf"], workdir, extra) as running:
-            yield running
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def conf(devcluster: dict[str, Any]) -> str:
-    return str(devcluster["slurm_conf"])
+def portal(images: Path, make_portal: PortalFactory) -> ServicePortal:
+    return make_portal.service(
+        {
+            "HPCPORTAL_APPTAINER_IMAGE_DIRS": json.dumps([str(images)]),
+            "HPCPORTAL_APPTAINER_COMMAND": str(STANDIN),
+            "HPCPORTAL_APPTAINER_BINDS": json.dumps(["/tmp:/scratch"]),
+            "HPCPORTAL_UPLOAD_MAX_BYTES": "1000",
+        }
+    )
 
 
 def submit(

@@ -33,14 +33,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from hpcportal.runas.install import ensure_service_account
-from tests.integration.service_portal import SERVICE_ACCOUNT, ServicePortal, service_portal
+from tests.integration.portals import PortalFactory
+from tests.integration.service_portal import SERVICE_ACCOUNT, ServicePortal
 
 API = "/api/v1"
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -102,21 +102,16 @@ def used_bytes(point: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def portal(devcluster: dict[str, Any], small_fs: Path, portal_tmp: Path) -> Iterator[ServicePortal]:
-    workdir = Path(tempfile.mkdtemp(prefix="hpcportal-service-", dir="/tmp"))
-    workdir.chmod(0o755)
-    extra = {
-        "HPCPORTAL_FILE_ROOTS": json.dumps([{"name": "small", "path": str(small_fs)}]),
-        "HPCPORTAL_UPLOAD_ROOT": f"{small_fs}/uploads",
-        "HPCPORTAL_UPLOAD_MAX_BYTES": str(MAX_FILE),
-        "HPCPORTAL_UPLOAD_MAX_FILES": str(MAX_FILES),
-        "TMPDIR": str(portal_tmp),
-    }
-    try:
-        with service_portal(devcluster["slurm_conf"], workdir, extra) as running:
-            yield running
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+def portal(small_fs: Path, portal_tmp: Path, make_portal: PortalFactory) -> ServicePortal:
+    return make_portal.service(
+        {
+            "HPCPORTAL_FILE_ROOTS": json.dumps([{"name": "small", "path": str(small_fs)}]),
+            "HPCPORTAL_UPLOAD_ROOT": f"{small_fs}/uploads",
+            "HPCPORTAL_UPLOAD_MAX_BYTES": str(MAX_FILE),
+            "HPCPORTAL_UPLOAD_MAX_FILES": str(MAX_FILES),
+            "TMPDIR": str(portal_tmp),
+        }
+    )
 
 
 def _ids(name: str) -> tuple[int, int]:
