@@ -51,8 +51,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> floa
 
 
 def component(cluster: DevCluster, name: str) -> dict[str, Any]:
-    (found,) = [c for c in cluster.status()["components"] if c["name"] == name]
-    return found
+    found: list[dict[str, Any]] = [c for c in cluster.status()["components"] if c["name"] == name]
+    (only,) = found
+    return only
 
 
 def test_config_names_two_controllers_sharing_the_state(ha_cluster: DevCluster) -> None:

@@ -27,6 +27,7 @@ from hpcportal.db.models import AuditEntry, LoginFailure, RevokedToken
 from hpcportal.db.session import Database, normalise_url
 from hpcportal.services.operations.backup import (
     BackupCorrupt,
+    BackupRefused,
     RestoreFailed,
     Sources,
     create_backup,
@@ -292,3 +293,27 @@ def test_a_restore_leaves_another_applications_table_alone(
             assert conn.execute(text("SELECT v FROM other_app")).scalar_one() == "kept"
     finally:
         engine.dispose()
+
+
+def test_a_backup_this_portal_cannot_take_is_refused_before_anything_changes(
+    portal: Settings, tmp_path: Path
+) -> None:
+    backups = tmp_path / "backups"
+    made = create_backup(portal, backups, sources(portal, tmp_path))
+    tables, files = table_dump(portal.database_url), file_sums(everything(portal, tmp_path))
+    manifest = made.path / "manifest.json"
+    original = json.loads(manifest.read_text())
+
+    newer = {**original, "alembic_revision": "9999"}
+    manifest.write_text(json.dumps(newer))
+    with pytest.raises(BackupRefused, match=r"revision 9999, which this portal .* does not know"):
+        restore_backup(portal, made.path, backups)
+
+    other = "mysql" if original["database_backend"] != "mysql" else "postgresql"
+    manifest.write_text(json.dumps({**original, "database_backend": other}))
+    with pytest.raises(BackupRefused, match=f"holds a {other} database and this portal uses"):
+        restore_backup(portal, made.path, backups)
+
+    assert table_dump(portal.database_url) == tables
+    assert file_sums(everything(portal, tmp_path)) == files
+    assert not (backups / "aside").exists()
