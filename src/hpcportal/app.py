@@ -31,6 +31,7 @@ from hpcportal.api import (
     live,
     node_proxy,
     notifications,
+    openapi,
     sessions,
     templates,
     terminal,
@@ -102,7 +103,9 @@ def create_app(
     app = FastAPI(
         title="hpcportal",
         version=__version__,
-        description="Web portal for Slurm clusters: read API over one shared snapshot.",
+        description=openapi.DESCRIPTION,
+        openapi_tags=openapi.TAGS,
+        generate_unique_id_function=openapi.operation_id,  # jobs_submit, files_read_path
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,  # web/api_docs.py serves Swagger UI from static/vendor
         redoc_url=None,
@@ -141,6 +144,7 @@ def create_app(
     app.include_router(terminal.router, prefix=API_PREFIX)
     app.include_router(node_proxy.router)
     app.include_router(api_docs.docs_router(API_PREFIX, app.title))
+    openapi.install(app)  # each route's errors as ErrorResponse, in the spec
     # The browser UI: pages at "/", their assets at "/static" (hpcportal.web).
     app.add_exception_handler(common.PageException, common.handle_page_exception)
     app.mount("/static", StaticFiles(directory=common.STATIC_DIR), name="static")

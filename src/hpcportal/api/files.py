@@ -121,7 +121,8 @@ READ_PARAMS = strict_query(
 )
 @router.get(
     "/files/{root}/{path:path}",
-    response_model=Listing | FileInfo,
+    # What the JSON answers can be; the spec adds the byte answers (api/openapi.py).
+    response_model=Listing | FileInfo | TextPreview | TablePreview,
     dependencies=[READ_PARAMS],
     responses={
         200: {"description": "A listing, a description, a preview, a download or a zip"},
