@@ -7,6 +7,8 @@ test's folder, so a test never touches /etc/nginx, /etc/apache2 or ports 80/443.
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
 from pathlib import Path
 
@@ -41,10 +43,14 @@ def self_signed(folder: Path, name: str = "portal.test") -> tuple[Path, Path]:
 
 def nginx_main(site: Path, folder: Path) -> Path:
     """A main nginx.conf that includes ``site`` in its http context."""
+    folder.chmod(0o755)  # workers run as www-data, as with Debian's own nginx.conf
+    worker = pwd.getpwnam("www-data")
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
         (folder / sub).mkdir(exist_ok=True)
+        os.chown(folder / sub, worker.pw_uid, worker.pw_gid)
     conf = folder / "nginx.conf"
     conf.write_text(
+        "user www-data;\n"
         f"daemon off;\nworker_processes 1;\npid {folder}/nginx.pid;\n"
         f"error_log {folder}/logs/error.log warn;\n"
         "events { worker_connections 64; }\n"
