@@ -77,6 +77,7 @@ def test_apache_accepts_the_rendered_site(tmp_path: Path) -> None:
     assert "Syntax OK" in check.stderr
     text = site.read_text()
     assert "Protocols h2 http/1.1" in text
+    assert f"\nListen {options.listen}\n" in text and f"\nListen {options.redirect_from}\n" in text
     assert "upgrade=websocket" in text
     assert "RequestHeader unset X-Forwarded-For early" in text
     assert 'RequestHeader set X-Forwarded-Proto "https"' in text
@@ -125,6 +126,7 @@ def test_cli_renders_and_refuses(tmp_path: Path) -> None:
     apache = CliRunner().invoke(app, [*args, "--kind", "apache", "--redirect-from", ""])
     assert apache.exit_code == 0, apache.output
     assert "<VirtualHost *:443>" in apache.output and "Redirect permanent" not in apache.output
+    assert "\nListen " not in apache.output, "Debian's ports.conf listens on 443 already"
     target = tmp_path / "site.conf"
     nginx = CliRunner().invoke(app, [*args, "--upstream", "127.0.0.1:9000", "-o", str(target)])
     assert nginx.exit_code == 0 and "server 127.0.0.1:9000;" in target.read_text()
