@@ -9,6 +9,7 @@ user. These checks make both mistakes fail here instead.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,23 @@ def test_a_portal_import_left_in_the_helper_is_refused(monkeypatch: pytest.Monke
     monkeypatch.setattr(assemble, "module_text", leaky)
     with pytest.raises(RuntimeError, match="imports the portal"):
         assemble.helper_source()
+
+
+def imported_modules(source: str) -> set[str]:
+    """The top-level packages ``source`` imports anywhere (also inside functions)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_assembled_helper_imports_only_the_standard_library() -> None:
+    assert imported_modules("import ctypes\nfrom pydantic import BaseModel\n") == {
+        "ctypes",
+        "pydantic",
+    }
+    outside = imported_modules(assemble.helper_source()) - set(sys.stdlib_module_names)
+    assert outside == set()
