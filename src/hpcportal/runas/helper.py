@@ -75,7 +75,8 @@ DENY_UIDS: frozenset[int] = frozenset()
 #: by a request. Empty: the system's Slurm.
 SLURM_PATH = ""
 TRUSTED_PATH = "/usr/local/bin:/usr/bin:/bin"
-SLURM_COMMANDS = frozenset({"sbatch", "scancel", "scontrol", "squeue", "sacct"})
+#: sacctmgr: administrators' QoS/account changes, run as them so slurmdbd decides.
+SLURM_COMMANDS = frozenset({"sbatch", "scancel", "scontrol", "squeue", "sacct", "sacctmgr"})
 SCONTROL_VERBS = frozenset({"hold", "release", "requeue", "write", "show"})
 #: The one ``scontrol update`` the portal asks for: more time for a session's job.
 SCONTROL_EXTEND = re.compile(r"^JobId=\d{1,12}$"), re.compile(r"^TimeLimit=\+\d{1,6}$")
