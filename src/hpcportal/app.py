@@ -17,6 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from hpcportal import __version__, log_redaction
 from hpcportal.api import (
+    admin,
     alerts,
     apps,
     apptainer,
@@ -130,6 +131,7 @@ def create_app(
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(uploads.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
+    app.include_router(admin.router, prefix=API_PREFIX)
     app.include_router(templates.router, prefix=API_PREFIX)
     app.include_router(apptainer.router, prefix=API_PREFIX)
     app.include_router(tokens.router, prefix=API_PREFIX)

@@ -75,6 +75,11 @@ TAGS: list[dict[str, Any]] = [
     {"name": "alerts", "description": "Disk usage alerts and their thresholds."},
     {"name": "dashboard", "description": "Your dashboard layout and the site's presets."},
     {"name": "audit", "description": "Who did what, when and from where (admins)."},
+    {
+        "name": "admin",
+        "description": "The admin console: plan a change (the exact Slurm commands and "
+        "what they affect), apply it as yourself with a reason, revert it (admins).",
+    },
     {"name": "health", "description": "Liveness and readiness, for load balancers."},
 ]
 
@@ -137,7 +142,11 @@ BY_DEPENDENCY: dict[Callable[..., Any], frozenset[int]] = {
     sessions.get_actions: SUBMITTING,
 }
 #: What a router's services raise in the endpoint's body, by the route's first tag.
-BY_TAG: dict[str, frozenset[int]] = {"files": FILES, "uploads": UPLOADS}
+BY_TAG: dict[str, frozenset[int]] = {
+    "files": FILES,
+    "uploads": UPLOADS,
+    "admin": NAMED | frozenset({409}),
+}
 
 DESCRIPTIONS = {
     400: "Bad request (a protocol rule, or Slurm refused the request as invalid)",

@@ -458,3 +458,27 @@ class BackupRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     path: Mapped[str | None] = mapped_column(String(1024))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class AdminChange(Base):
+    """An administrator's change that Slurm applied (``services/admin/plan.py``).
+
+    Kept beside its audit entry so a change can be reverted from what it recorded:
+    the commands that ran, the state before them and the commands that restore it.
+    ``reverted_by`` points at the change that undid this one (then it is not undone
+    twice); ``reverts`` at the change a revert undid.
+    """
+
+    __tablename__ = "admin_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    kind: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    reason: Mapped[str] = mapped_column(Text)
+    commands: Mapped[list[Any]] = mapped_column(JSON)
+    previous: Mapped[dict[str, Any]] = mapped_column(JSON)
+    revert: Mapped[list[Any]] = mapped_column(JSON)
+    reverts: Mapped[int | None] = mapped_column(Integer)
+    reverted_by: Mapped[int | None] = mapped_column(Integer)

@@ -28,6 +28,7 @@ import msgspec
 from hpcportal.errors import SlurmError, SlurmNotFound, SlurmOutputUnreadable
 from hpcportal.slurm import formats, parse, recorded
 from hpcportal.slurm.actions import SlurmActions
+from hpcportal.slurm.admin_actions import SlurmAdmin
 from hpcportal.slurm.cluster import SlurmCluster
 from hpcportal.slurm.executor import SlurmExecutor
 from hpcportal.slurm.models import (
@@ -114,6 +115,8 @@ class SlurmAdapter:
         self.executor = executor
         #: The typed actions (submit, control, time limit, efficiency) on this cluster.
         self.actions = SlurmActions(executor, cluster or executor.cluster)
+        #: Administrators' changes (nodes, QoS, ...), run as the administrator.
+        self.admin = SlurmAdmin(executor, cluster or executor.cluster)
         self.cache = TTLCache(cache_seconds)
         self._job_parser = parse.JobParser()
         self._job_parser_lock = threading.Lock()

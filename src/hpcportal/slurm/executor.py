@@ -17,7 +17,7 @@ import re
 import subprocess
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +76,15 @@ _ERROR_PREFIX = re.compile(r"\berror:\s*")
 
 
 @dataclass(frozen=True, slots=True)
+class Ran:
+    """One command the executor started: its argv as run and whom it ran as (None:
+    the portal's own user). Kept so what ran can be compared with what was shown."""
+
+    argv: tuple[str, ...]
+    as_user: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class CommandResult:
     argv: tuple[str, ...]
     returncode: int
@@ -110,6 +119,8 @@ class SlurmExecutor:
         self.timeout = timeout
         self.runas = runas or RunAs(slurm_conf=slurm_conf, slurm_bin_dir=bin_dir)
         self.calls: Counter[str] = Counter()
+        #: The last commands started, newest last (admin plans are checked against it).
+        self.ran: deque[Ran] = deque(maxlen=256)
         self._lock = threading.Lock()
 
     @classmethod
@@ -159,6 +170,7 @@ class SlurmExecutor:
             raise ValueError(f"{command!r} is not a Slurm command the portal runs")
         with self._lock:
             self.calls[command] += 1
+            self.ran.append(Ran((command, *args), as_user))
         limit = timeout or self.timeout
         started = time.perf_counter()
         if as_user is not None:

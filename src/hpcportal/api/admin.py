@@ -1,0 +1,116 @@
+"""The admin console's API: nodes, and the applied changes with their revert.
+
+Thin: the portal's admin role (``AdminUser``) decides who sees these routes; every
+change runs as the administrator's own Unix user, so Slurm decides whether it happens
+(403 with Slurm's reason otherwise). A change is planned (``.../plan``: the exact
+commands and what they affect), then applied with a reason (``.../apply``; send the
+plan's argv as ``expect`` to get 409 instead of a different change if the cluster
+moved meanwhile), and can be reverted from the state recorded before it.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from hpcportal.api.deps import (
+    AdapterDep,
+    AdminUser,
+    ClientAddress,
+    DatabaseDep,
+    SnapshotDep,
+    strict_query,
+)
+from hpcportal.services.admin import plan as admin_plan
+from hpcportal.services.admin.nodes import (
+    REASON_TEMPLATES,
+    NodeChange,
+    NodeRow,
+    node_rows,
+    plan_nodes,
+)
+from hpcportal.services.admin.plan import Applied, ApplyBody, ChangeView, PlanView
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class NodesView(BaseModel):
+    nodes: list[NodeRow]
+    reason_templates: list[str]
+
+
+class NodeApply(ApplyBody):
+    """A node change to apply: the change, why, and the argv the person saw."""
+
+    change: NodeChange
+
+
+@router.get("/nodes", response_model=NodesView)
+async def nodes(_: AdminUser, snapshot: SnapshotDep) -> NodesView:
+    """Every node's state and reason, who set the reason and when, and its jobs."""
+    snap = await snapshot.current()
+    return NodesView(nodes=node_rows(snap), reason_templates=list(REASON_TEMPLATES))
+
+
+@router.post("/nodes/plan", response_model=PlanView)
+async def plan_node_change(change: NodeChange, _: AdminUser, snapshot: SnapshotDep) -> PlanView:
+    """What a drain, down, resume or reboot would run and which running jobs it hits."""
+    return PlanView.of(plan_nodes(change, await snapshot.current()))
+
+
+@router.post("/nodes/apply", response_model=Applied)
+async def apply_node_change(
+    body: NodeApply,
+    who: AdminUser,
+    snapshot: SnapshotDep,
+    adapter: AdapterDep,
+    database: DatabaseDep,
+    address: ClientAddress,
+) -> Applied:
+    """Apply a node change as you, with a reason (recorded in the audit log)."""
+    plan = plan_nodes(body.change, await snapshot.current())
+    admin_plan.check_expected(plan, body.expect)
+    applied = await run_in_threadpool(
+        admin_plan.apply, adapter.admin, database, plan, who, body.reason, address
+    )
+    await snapshot.refresh()  # the page shows the node's new state at once
+    return applied
+
+
+@router.get(
+    "/changes", response_model=list[ChangeView], dependencies=[strict_query("kind", "limit")]
+)
+async def changes(
+    _: AdminUser, database: DatabaseDep, kind: str = "", limit: int = 50
+) -> list[ChangeView]:
+    """Applied changes, newest first; ``kind`` matches a prefix (``node.``, ``qos.``)."""
+    return await run_in_threadpool(
+        lambda: admin_plan.changes(database, kind_prefix=kind, limit=max(1, min(limit, 500)))
+    )
+
+
+@router.get("/changes/{change_id}/revert", response_model=PlanView)
+async def plan_revert(change_id: int, _: AdminUser, database: DatabaseDep) -> PlanView:
+    """The plan that undoes an applied change, from the state recorded before it."""
+    return PlanView.of(await run_in_threadpool(admin_plan.revert_plan, database, change_id))
+
+
+@router.post("/changes/{change_id}/revert", response_model=Applied)
+async def revert(
+    change_id: int,
+    body: ApplyBody,
+    who: AdminUser,
+    snapshot: SnapshotDep,
+    adapter: AdapterDep,
+    database: DatabaseDep,
+    address: ClientAddress,
+) -> Applied:
+    """Undo an applied change as you, with a reason; a change is reverted once."""
+    plan = await run_in_threadpool(admin_plan.revert_plan, database, change_id)
+    admin_plan.check_expected(plan, body.expect)
+    applied = await run_in_threadpool(
+        admin_plan.apply, adapter.admin, database, plan, who, body.reason, address
+    )
+    await snapshot.refresh()
+    return applied
