@@ -38,6 +38,10 @@ class Readiness(BaseModel):
     role: str = "single"
     replica: str | None = None
     redis: str | None = None
+    #: With several replicas: what every replica shares (Slurm failing, the snapshot
+    #: stale because of it). Said, but it does not make a replica unready: HAProxy
+    #: would take them all out at once and answer 503 instead of stale reads.
+    shared_problems: list[str] = []
     #: The portal release this replica runs (``cluster discover``/``status`` show it,
     #: so a rolling upgrade can be followed).
     version: str = __version__
@@ -61,9 +65,11 @@ def _database_problem(database: Database) -> str | None:
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(request: Request, database: DatabaseDep, snapshot: SnapshotDep) -> JSONResponse:
     """Ready to serve: the database answers, Slurm answered the last refresh, data is
-    fresh, and with several replicas Redis answers (a follower's data is the leader's
-    snapshot, so "fresh" means the leader published one lately). HAProxy checks this."""
+    fresh. With several replicas (HAProxy checks this): the database and Redis answer,
+    the replica has a snapshot and keeps up with the leader's; Slurm's failures and the
+    staleness they cause are every replica's alike, so they are ``shared_problems``."""
     problems: list[str] = []
+    shared: list[str] = []
     db_problem = await run_in_threadpool(_database_problem, database)
     db_state = "ok" if db_problem is None else "unreachable"
     if db_problem is not None:
@@ -76,16 +82,20 @@ async def ready(request: Request, database: DatabaseDep, snapshot: SnapshotDep) 
         redis_state = "ok" if await replicator.bus.ping() else "unreachable"
         if redis_state != "ok":
             problems.append("redis: no answer")
+        if (behind := replicator.behind()) is not None:
+            problems.append(f"snapshot: {behind:.0f} s behind the leader's")
+    # Whose problem a Slurm failure is: one server's own, or all replicas' alike.
+    slurm_problems = shared if replicator is not None else problems
     state = snapshot.health()
     slurm_state = "ok" if state.last_error is None and state.taken_at else "unreachable"
     if state.last_error_code == "slurm_unsupported":
         slurm_state = "unsupported"  # a release or JSON format the portal does not read
     if state.last_error:
-        problems.append(f"slurm: {state.last_error}")
+        slurm_problems.append(f"slurm: {state.last_error}")
     if state.taken_at is None:
         problems.append("snapshot: the cluster has not been read yet")
     elif state.stale:
-        problems.append(f"snapshot: stale, {state.age_seconds:.0f} s old")
+        slurm_problems.append(f"snapshot: stale, {state.age_seconds:.0f} s old")
     body = Readiness(
         ready=not problems,
         database=db_state,
@@ -97,6 +107,7 @@ async def ready(request: Request, database: DatabaseDep, snapshot: SnapshotDep) 
         role=role,
         replica=leadership.replica_id if replicator is not None else None,
         redis=redis_state,
+        shared_problems=shared,
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
 

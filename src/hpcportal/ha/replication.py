@@ -51,6 +51,8 @@ PUBLISHED = Counter("hpcportal_snapshots_published", "Snapshots the leader publi
 INSTALLED = Counter("hpcportal_snapshots_installed", "Leader snapshots this follower installed")
 #: Seconds between attempts when Redis does not answer.
 RETRY_SECONDS = 1.0
+#: A follower still without a snapshot the leader announced this long ago is unready.
+LAG_LIMIT_SECONDS = 5.0
 
 
 class SnapshotWire(BaseModel):
@@ -128,6 +130,9 @@ class Replicator:
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The newest generation announced on the bus, and when it was first heard.
+        self._announced = 0
+        self._announced_at = 0.0
 
     def wire(self) -> None:
         """Hook into the parts (before anything starts)."""
@@ -236,11 +241,21 @@ class Replicator:
         if self.leadership.is_leader():
             return  # our own announcement
         generation = int(text)
+        if generation > self._announced:
+            self._announced, self._announced_at = generation, time.monotonic()
         if generation <= self.snapshot.health().generation and self._has_snapshot():
             return
         payload = await self.bus.get_snapshot(generation) or await self.bus.get_snapshot()
         if payload is not None:
             await self._install(payload)
+
+    def behind(self) -> float | None:
+        """Seconds this follower has lacked a snapshot the leader announced (``None``:
+        it keeps up). A replica that stops hearing or installing them is unready."""
+        if self.leadership.is_leader() or self._announced <= self.snapshot.health().generation:
+            return None
+        late = time.monotonic() - self._announced_at
+        return late if late > LAG_LIMIT_SECONDS else None
 
     def _has_snapshot(self) -> bool:
         return self.snapshot.health().taken_at is not None
