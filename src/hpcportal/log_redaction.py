@@ -30,6 +30,13 @@ from typing import Any
 
 REDACTED = "[redacted]"
 
+#: A secret-named parameter whose value is a format placeholder: ``?token=%s``.
+_SECRET_PLACEHOLDER = re.compile(
+    r"(?:[?&;]|%3[fF]|%26)(?:[\w.-]*token|password|passwd|secret|api[_-]?key|key"
+    r"|signature|sig|code|session|auth)(?:=|%3[dD])%[sdr]",
+    re.IGNORECASE,
+)
+
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # /shares/<token>: the token of a view-only link (32 to 64 URL-safe characters).
     (
@@ -40,10 +47,14 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"hpcp_[A-Za-z0-9_-]{20,}"), f"hpcp_{REDACTED}"),
     (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), REDACTED),
     # ?token=..., &password=..., ;api_key=... (also percent-encoded inside next=...).
+    # A bare %s/%d/%r there is a format placeholder of the record's message, not a
+    # value: left alone, so the argument it stands for is redacted on its own and the
+    # message still formats.
     (
         re.compile(
             r"((?:[?&;]|%3[fF]|%26)(?:[\w.-]*token|password|passwd|secret|api[_-]?key|key"
-            r"|signature|sig|code|session|auth)(?:=|%3[dD]))[^&;\s\"'#]+",
+            r"|signature|sig|code|session|auth)(?:=|%3[dD]))"
+            r"(?!%[sdr](?:[&;\s\"'#]|$))[^&;\s\"'#]+",
             re.IGNORECASE,
         ),
         rf"\1{REDACTED}",
@@ -78,6 +89,15 @@ class RedactSecrets(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.args and _SECRET_PLACEHOLDER.search(record.msg):
+            # "?token=%s": the argument is a secret by position only, which redacting
+            # it on its own cannot see; format first, then redact the whole line.
+            try:
+                record.msg = redact(record.getMessage())
+                record.args = None
+                return True
+            except (TypeError, ValueError):
+                pass
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         args = record.args

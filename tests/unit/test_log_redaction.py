@@ -101,3 +101,20 @@ def test_installed_filter_redacts_records_of_our_and_uvicorns_loggers(
     seen = {(r.name, r.getMessage()) for r in caplog.records}
     assert len(seen) == 3
     assert all(REDACTED in message for _, message in seen)
+
+
+def test_a_placeholder_after_a_secret_parameter_still_formats() -> None:
+    """``?token=%s`` in a format string: the placeholder stays, the argument is redacted
+    (rewriting the placeholder made the record fail to format and be lost)."""
+    jwt_like = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlc2ln"
+    record = logging.LogRecord(
+        "hpcportal.x", logging.INFO, __file__, 1, "GET /api?token=%s done", (jwt_like,), None
+    )
+    RedactSecrets().filter(record)
+    assert record.getMessage() == "GET /api?token=[redacted] done"
+    plain = logging.LogRecord(  # a secret that only its position in the URL gives away
+        "hpcportal.x", logging.INFO, __file__, 1, "GET /api?password=%s&x=%d", ("pw1", 2), None
+    )
+    RedactSecrets().filter(plain)
+    assert plain.getMessage() == "GET /api?password=[redacted]&x=2"
+    assert redact("/x?token=%2fabcdefgh") == "/x?token=[redacted]"
