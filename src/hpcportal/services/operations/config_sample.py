@@ -2,8 +2,10 @@
 
 Generated rather than kept by hand so it can never miss a field or show a stale
 default: each field's description becomes its comment and its default the commented
-value (``hpcportal config sample``). Uncommenting a value line gives back the default,
-which the unit test checks by parsing every line with ``tomllib``.
+value (``hpcportal config sample``), as on an installed portal (``INSTALLED_DEFAULTS``:
+the state folder is /var/lib/hpcportal there, whatever the building machine has).
+Uncommenting a value line gives back that default, which the unit test checks by
+parsing every line with ``tomllib``.
 """
 
 from __future__ import annotations
@@ -16,19 +18,28 @@ from pathlib import Path
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from hpcportal.config import Settings
+from hpcportal.config import DEFAULT_STATE_DIR, Settings
 
 HEADER = """\
 # hpcportal configuration (TOML). Every setting the portal reads is listed below with
 # its default, commented out: uncomment a line to change it.
 #
 # Each setting may also come from the environment as HPCPORTAL_<NAME> (upper case),
-# which wins over this file. `hpcportal config sample` prints this file again for
-# the installed version; a package upgrade keeps your edited copy (a conffile).
+# which wins over this file; secrets are best kept in files (/etc/hpcportal/secrets/,
+# systemd credentials), as their descriptions say. The defaults shown are those of an
+# installed portal (state in /var/lib/hpcportal). `hpcportal config sample` prints
+# this file again for the installed version; a package upgrade keeps your edited copy
+# (a conffile).
 """
 
 _UNSET = "unset by default; give a value to set it"
-_GENERATED = "random per process unless set: set it (every replica the same) to keep logins"
+_GENERATED = "generated when unset, as said above; better from a secret file than here"
+#: Defaults that depend on the host (``/var/lib/hpcportal`` existing): shown as on the
+#: installed portal this file is for, not as on the machine that built the package.
+INSTALLED_DEFAULTS: dict[str, object] = {
+    "state_dir": DEFAULT_STATE_DIR,
+    "database_url": f"sqlite:///{DEFAULT_STATE_DIR / 'hpcportal.db'}",
+}
 
 
 def toml_value(value: object) -> str:
@@ -57,7 +68,10 @@ def _field_block(name: str, field: FieldInfo) -> list[str]:
         out.append(f"# ({_GENERATED})")
         out.append(f'# {name} = ""')
         return out
-    default = field.get_default(call_default_factory=True, validated_data={})
+    if name in INSTALLED_DEFAULTS:
+        default = INSTALLED_DEFAULTS[name]
+    else:
+        default = field.get_default(call_default_factory=True, validated_data={})
     if default is None:
         out.append(f"# ({_UNSET})")
         out.append(f"# {name} =")
