@@ -13,6 +13,8 @@ import pytest
 from hpcportal.db.models import AdminChange
 from hpcportal.db.session import Database
 from hpcportal.errors import Conflict, InvalidInput, NotFound
+from hpcportal.runas.helper import check_slurm_argv
+from hpcportal.runas.helper_walk import Refused
 from hpcportal.services.admin.nodes import NodeChange, node_rows, plan_nodes
 from hpcportal.services.admin.plan import PlanView, changes, check_expected, revert_plan
 from hpcportal.services.snapshot import ClusterSnapshot
@@ -199,3 +201,29 @@ def test_a_stored_change_reverts_once(database: Database) -> None:
 def _fields(row: AdminChange) -> dict[str, object]:
     names = ("at", "username", "kind", "target", "reason", "commands", "previous", "revert")
     return {name: getattr(row, name) for name in names}
+
+
+def test_the_run_as_helper_lets_the_node_commands_through_and_nothing_beside() -> None:
+    """The helper's allow-list and ``node_commands`` agree: every command the plan can
+    show runs; other ``scontrol update``/``reboot`` forms are refused before Slurm."""
+    requests = [
+        DrainNodes("node[001-002]", "bad DIMM; ticket #4 (see log)"),
+        DownNodes("node003", "PSU"),
+        ResumeNodes("gpu001"),
+        RebootNodes("node003", "kernel"),
+        RebootNodes("node003", "kernel", "down", asap=False),
+    ]
+    for request_ in requests:
+        for command in node_commands(request_):
+            assert check_slurm_argv(list(command.argv)) == list(command.argv)
+    for bad in (
+        ["scontrol", "update", "NodeName=node003", "State=IDLE"],
+        ["scontrol", "update", "NodeName=node003", "State=DRAIN", "Weight=9"],
+        ["scontrol", "update", "PartitionName=normal", "State=DOWN"],
+        ["scontrol", "update", "NodeName=node003", "State=DOWN", "Reason=a", "Weight=1"],
+        ["scontrol", "reboot", "ASAP", "nextstate=RESUME", "reason=x", "node003", "node004"],
+        ["scontrol", "reboot", "nextstate=IDLE", "reason=x", "node003"],
+        ["scontrol", "shutdown"],
+    ):
+        with pytest.raises(Refused):
+            check_slurm_argv(bad)

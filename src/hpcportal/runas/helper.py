@@ -80,6 +80,12 @@ SLURM_COMMANDS = frozenset({"sbatch", "scancel", "scontrol", "squeue", "sacct", 
 SCONTROL_VERBS = frozenset({"hold", "release", "requeue", "write", "show"})
 #: The one ``scontrol update`` the portal asks for: more time for a session's job.
 SCONTROL_EXTEND = re.compile(r"^JobId=\d{1,12}$"), re.compile(r"^TimeLimit=\+\d{1,6}$")
+#: Administrators' node changes (slurm/admin_actions.py), run as them so slurmctld
+#: decides: ``scontrol update NodeName=NODES State=DRAIN|DOWN|RESUME [Reason=...]`` and
+#: ``scontrol reboot [ASAP] nextstate=RESUME|DOWN reason=... NODES``.
+NODE_LIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-\[\],]{0,499}$")
+NODE_STATE = re.compile(r"^State=(?:DRAIN|DOWN|RESUME)$")
+NODE_REASON = re.compile(r"^[Rr]eason=[^\x00-\x1f\x7f]{1,200}$")
 DISABLED_SHELLS = frozenset({"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"})
 NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -193,12 +199,31 @@ def _scontrol_extend(argv: list[str]) -> bool:
     )
 
 
+def _scontrol_node(argv: list[str]) -> bool:
+    """A node state change or reboot request of the admin console, nothing else."""
+    if len(argv) in (4, 5) and argv[1] == "update" and argv[2].startswith("NodeName="):
+        if not NODE_LIST.fullmatch(argv[2].removeprefix("NodeName=")):
+            return False
+        reason_ok = len(argv) == 4 or bool(NODE_REASON.fullmatch(argv[4]))
+        return bool(NODE_STATE.fullmatch(argv[3])) and reason_ok
+    if argv[1:2] != ["reboot"]:
+        return False
+    rest = argv[3:] if argv[2:3] == ["ASAP"] else argv[2:]
+    return (
+        len(rest) == 3
+        and rest[0] in ("nextstate=RESUME", "nextstate=DOWN")
+        and bool(NODE_REASON.fullmatch(rest[1]))
+        and bool(NODE_LIST.fullmatch(rest[2]))
+    )
+
+
 def check_slurm_argv(argv: Any) -> list[str]:
     if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
         raise Refused("argv must be a list of strings")
     if argv[0] not in SLURM_COMMANDS:
         raise Refused(f"{argv[0]!r} is not a command this helper runs")
-    if argv[0] == "scontrol" and not (_scontrol_verb(argv) or _scontrol_extend(argv)):
+    scontrol_ok = _scontrol_verb(argv) or _scontrol_extend(argv) or _scontrol_node(argv)
+    if argv[0] == "scontrol" and not scontrol_ok:
         raise Refused("that scontrol command is not allowed")
     if any("\0" in a for a in argv):
         raise Refused("argv contains a NUL byte")

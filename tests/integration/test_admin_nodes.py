@@ -1,0 +1,198 @@
+"""The admin console's node changes on the live dev cluster, as the administrator.
+
+carol (portal admin, Slurm ``AdminLevel=Administrator``) drains node003 with a reason,
+Slurm shows it drained with that reason and carol as the user, and the revert resumes
+it; what the executor ran equals the plan shown. Slurm decides, not the portal's role:
+alice made a portal admin (a portal whose admin group is hers) is refused by Slurm,
+and so is carol with her ``AdminLevel`` removed; each is a 403 with Slurm's reason.
+
+node003 only, drained for seconds; every test puts it back to idle (resume as root)
+and restores carol's AdminLevel, because other tests share this cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
+
+NODE = "node003"
+REASON = "portal test: bad DIMM"
+
+
+def slurm(*argv: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def node_line() -> dict[str, str]:
+    """``scontrol show node NODE`` as key=value pairs (Reason keeps its spaces)."""
+    text = slurm("scontrol", "show", "node", NODE)
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("Reason="):
+            fields["Reason"] = line.removeprefix("Reason=")
+            continue
+        for part in line.split():
+            key, _, value = part.partition("=")
+            fields[key] = value
+    return fields
+
+
+def restore_node() -> None:
+    """Back to idle if anything left it drained or down (never fails the teardown)."""
+    state = node_line().get("State", "")
+    if any(word in state for word in ("DRAIN", "DOWN", "REBOOT")):
+        subprocess.run(
+            ["scontrol", "update", f"NodeName={NODE}", "State=RESUME"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+
+@pytest.fixture
+def node(devcluster: dict[str, Any]) -> Iterator[str]:
+    os.environ.setdefault("SLURM_CONF", devcluster["slurm_conf"])
+    restore_node()
+    try:
+        yield NODE
+    finally:
+        restore_node()
+
+
+def wait_for_state(portal: RunningPortal, headers: dict[str, str], want: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    row: dict[str, Any] = {}
+    with portal.client(headers=headers) as c:
+        while time.monotonic() < deadline:
+            nodes = c.get("/api/v1/admin/nodes").json()["nodes"]
+            row = next(n for n in nodes if n["name"] == NODE)
+            if row["status"] == want:
+                return row
+            time.sleep(0.5)
+    raise AssertionError(f"{NODE} did not become {want}: {row}")
+
+
+def test_carol_drains_and_reverts_and_the_plan_is_what_ran(
+    portal: RunningPortal, carol: dict[str, str], node: str
+) -> None:
+    change = {"action": "drain", "nodes": node, "reason": REASON}
+    with portal.client(headers=carol) as c:
+        r = c.post("/api/v1/admin/nodes/plan", json=change)
+        assert r.status_code == 200, r.text
+        plan = r.json()
+        shown = [cmd["argv"] for cmd in plan["commands"]]
+        assert shown == [
+            ["scontrol", "update", f"NodeName={node}", "State=DRAIN", f"Reason={REASON}"]
+        ]
+        assert plan["revertible"] and plan["previous"][node]["status"] == "idle"
+
+        ran = portal.services.executor.ran
+        before = len(ran)
+        body = {"change": change, "reason": "ticket 42", "expect": shown}
+        r = c.post("/api/v1/admin/nodes/apply", json=body)
+        assert r.status_code == 200, r.text
+        applied = r.json()
+        # The executor's own record: exactly the plan's argv, run as carol.
+        admin_runs = [x for x in list(ran)[before:] if x.as_user is not None]
+        assert [list(x.argv) for x in admin_runs] == shown == applied["ran"]
+        assert {x.as_user for x in admin_runs} == {"carol"}
+
+        line = node_line()
+        assert "DRAIN" in line["State"]
+        assert line["Reason"].startswith(f"{REASON} [carol@"), line
+        sinfo = slurm("sinfo", "-h", "-n", node, "-o", "%T|%E|%u")
+        state, reason, user = sinfo.strip().split("|")
+        assert state in ("drained", "draining") and (reason, user) == (REASON, "carol")
+        row = wait_for_state(portal, carol, "drained")
+        assert (row["reason"], row["reason_set_by"]) == (REASON, "carol")
+
+        # Argv other than those planned now (a stale page) are refused, not run.
+        stale = {**body, "expect": [["scontrol", "update", f"NodeName={node}", "State=DOWN"]]}
+        assert c.post("/api/v1/admin/nodes/apply", json=stale).status_code == 409
+
+        revert = c.get(f"/api/v1/admin/changes/{applied['change_id']}/revert").json()
+        undo = [cmd["argv"] for cmd in revert["commands"]]
+        assert undo == [["scontrol", "update", f"NodeName={node}", "State=RESUME"]]
+        before = len(ran)
+        r = c.post(
+            f"/api/v1/admin/changes/{applied['change_id']}/revert",
+            json={"reason": "ticket 42 fixed", "expect": undo},
+        )
+        assert r.status_code == 200, r.text
+        assert [list(x.argv) for x in list(ran)[before:] if x.as_user == "carol"] == undo
+        state = node_line()["State"]  # IDLE, or IDLE+NOT_RESPONDING until the next ping
+        assert state.split("+")[0] == "IDLE" and "DRAIN" not in state, state
+        again = c.post(
+            f"/api/v1/admin/changes/{applied['change_id']}/revert", json={"reason": "twice"}
+        )
+        assert again.status_code == 409
+
+        audit = c.get("/api/v1/audit", params={"action": "admin.node.drain"}).json()["items"]
+        assert any(
+            e["username"] == "carol" and "ticket 42" in (e["detail"] or "") for e in audit[:3]
+        )
+
+
+def test_the_portal_role_is_needed_to_see_and_change_nodes(
+    portal: RunningPortal, alice: dict[str, str], node: str
+) -> None:
+    with portal.client(headers=alice) as c:
+        assert c.get("/api/v1/admin/nodes").status_code == 403
+        body = {"change": {"action": "drain", "nodes": node, "reason": "x"}, "reason": "x"}
+        r = c.post("/api/v1/admin/nodes/apply", json=body)
+        assert r.status_code == 403 and "administrator role" in r.json()["detail"]
+    assert "DRAIN" not in node_line()["State"]
+
+
+@pytest.fixture(scope="module")
+def research_admins(make_portal: PortalFactory) -> RunningPortal:
+    """A portal whose admin group is alice's own: the portal lets her in, Slurm won't."""
+    return make_portal(admin_group="research")
+
+
+def test_slurm_refuses_a_portal_admin_without_slurm_rights(
+    research_admins: RunningPortal, node: str
+) -> None:
+    alice = research_admins.login("alice")
+    body = {"change": {"action": "drain", "nodes": node, "reason": REASON}, "reason": "try"}
+    with research_admins.client(headers=alice) as c:
+        assert c.get("/api/v1/admin/nodes").status_code == 200
+        r = c.post("/api/v1/admin/nodes/apply", json=body)
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "slurm_permission_denied"
+    assert "Invalid user id" in r.json()["detail"]
+    assert "DRAIN" not in node_line()["State"]
+
+
+def test_carol_without_her_admin_level_is_refused_by_slurm(
+    portal: RunningPortal, carol: dict[str, str], node: str
+) -> None:
+    body = {"change": {"action": "drain", "nodes": node, "reason": REASON}, "reason": "try"}
+    slurm("sacctmgr", "-i", "modify", "user", "carol", "set", "AdminLevel=None")
+    try:
+        deadline = time.monotonic() + 30
+        with portal.client(headers=carol) as c:
+            while True:  # slurmctld learns of the change from slurmdbd
+                r = c.post("/api/v1/admin/nodes/apply", json=body)
+                if r.status_code != 200 or time.monotonic() > deadline:
+                    break
+                restore_node()
+                time.sleep(1)
+        assert r.status_code == 403, r.text
+        assert "Slurm refused" in r.json()["detail"]
+        assert "DRAIN" not in node_line()["State"]
+    finally:
+        slurm("sacctmgr", "-i", "modify", "user", "carol", "set", "AdminLevel=Administrator")
+    level = slurm("sacctmgr", "-n", "-P", "show", "user", "carol", "format=adminlevel")
+    assert level.strip() == "Administrator"
