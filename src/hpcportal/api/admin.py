@@ -22,6 +22,7 @@ from hpcportal.api.deps import (
     SnapshotDep,
     strict_query,
 )
+from hpcportal.api.params import DbId
 from hpcportal.services.admin import plan as admin_plan
 from hpcportal.services.admin.nodes import (
     REASON_TEMPLATES,
@@ -91,14 +92,14 @@ async def changes(
 
 
 @router.get("/changes/{change_id}/revert", response_model=PlanView)
-async def plan_revert(change_id: int, _: AdminUser, database: DatabaseDep) -> PlanView:
+async def plan_revert(change_id: DbId, _: AdminUser, database: DatabaseDep) -> PlanView:
     """The plan that undoes an applied change, from the state recorded before it."""
     return PlanView.of(await run_in_threadpool(admin_plan.revert_plan, database, change_id))
 
 
 @router.post("/changes/{change_id}/revert", response_model=Applied)
 async def revert(
-    change_id: int,
+    change_id: DbId,
     body: ApplyBody,
     who: AdminUser,
     snapshot: SnapshotDep,
