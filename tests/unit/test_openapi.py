@@ -84,6 +84,16 @@ def test_errors_follow_from_what_a_route_depends_on(spec: dict[str, Any]) -> Non
     assert {"502", "503"} <= ops["cluster_accounts"]  # the Slurm adapter
     assert {"412", "416", "507"} <= ops["files_read_path"] | ops["files_write"]
     assert "401" not in ops["health"]
+    assert {"401", "429"} <= ops["auth_log_in"]  # the endpoint's own (BY_OPERATION)
+    assert "400" in ops["templates_create"] and "400" not in ops["templates_list"]  # a body
+    assert set(openapi.BY_OPERATION) <= set(ops), "BY_OPERATION names an operation that is gone"
+
+
+def test_fast_json_answers_document_their_model(spec: dict[str, Any]) -> None:
+    """``ModelResponse`` (the snapshot reads) is documented as its model, not a string."""
+    for path in ("/api/v1/cluster", "/api/v1/nodes", "/api/v1/jobs"):
+        schema = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+        assert "$ref" in schema["schema"], (path, schema)
 
 
 def test_byte_answers_declare_their_media_types(spec: dict[str, Any]) -> None:

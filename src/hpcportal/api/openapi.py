@@ -148,6 +148,14 @@ BY_TAG: dict[str, frozenset[int]] = {
     "admin": NAMED | frozenset({409}),
 }
 
+#: A request body the server cannot even decode (bytes that are not UTF-8): 400.
+BODY = frozenset({400})
+#: What one endpoint raises itself, by operation id (a unit test checks each exists).
+BY_OPERATION: dict[str, frozenset[int]] = {
+    # Wrong password (401), a user the portal does not serve (403), too many failures.
+    "auth_log_in": frozenset({401, 403, 429}),
+}
+
 DESCRIPTIONS = {
     400: "Bad request (a protocol rule, or Slurm refused the request as invalid)",
     401: "Not authenticated (WWW-Authenticate: Bearer)",
@@ -186,13 +194,22 @@ def _calls(dependant: Dependant) -> Iterable[Callable[..., Any]]:
         pending.extend(current.dependencies)
 
 
-def error_statuses(dependant: Dependant, tags: Iterable[object] = ()) -> frozenset[int]:
-    """The error statuses a route can answer, from its dependencies, path and tag."""
-    found = set(EVERYWHERE)
+def error_statuses(
+    dependant: Dependant,
+    tags: Iterable[object] = (),
+    *,
+    operation: str = "",
+    body: bool = False,
+) -> frozenset[int]:
+    """The error statuses a route can answer: from its dependencies, its path and
+    body, its tag, and what its endpoint raises itself."""
+    found = set(EVERYWHERE) | BY_OPERATION.get(operation, frozenset())
     for call in _calls(dependant):
         found |= BY_DEPENDENCY.get(call, frozenset())
     if dependant.path_params:
         found |= NAMED
+    if body:
+        found |= BODY
     for tag in list(tags)[:1]:
         found |= BY_TAG.get(str(tag), frozenset())
     return frozenset(found)
@@ -281,7 +298,13 @@ def document_errors(spec: dict[str, Any], routes: Sequence[BaseRoute]) -> dict[s
                 continue
             _fill_success(operation)
             responses: dict[str, Any] = operation.setdefault("responses", {})
-            for status in sorted(error_statuses(context.dependant, context.tags)):
+            statuses = error_statuses(
+                context.dependant,
+                context.tags,
+                operation=operation.get("operationId", ""),
+                body=context.body_field is not None,
+            )
+            for status in sorted(statuses):
                 own = responses.get(str(status))
                 if own is None or _is_fastapis_422(own):
                     responses[str(status)] = _error_response(status)
