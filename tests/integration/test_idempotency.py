@@ -37,16 +37,17 @@ from hpcportal.services.submit_models import JobRequest, SubmitResult
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
 from tests.integration import slurm_cli
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 #: A job that ends at once, in the default partition: the shared cluster stays free.
 TINY = {"script": "#!/bin/bash\ntrue\n", "partition": "normal", "time_limit": "1"}
 
 
 def test_a_retry_after_a_crash_finds_the_job_by_its_comment(
-    devcluster: dict[str, Any], tmp_path: Path
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
 ) -> None:
-    settings = portal_settings(tmp_path, devcluster["slurm_conf"])
+    settings = make_portal.settings(tmp_path)
     upgrade(settings)
     database = Database(settings)
     executor = SlurmExecutor.from_settings(settings)
@@ -107,14 +108,14 @@ def jobs_carrying(slurm_conf: str, marker: str) -> list[int]:
 
 
 def test_a_hung_slurmctld_never_makes_two_jobs_for_one_key(
-    devcluster: dict[str, Any], tmp_path: Path
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
 ) -> None:
     conf = devcluster["slurm_conf"]
-    settings = portal_settings(tmp_path, conf, slurm_timeout=3.0)
+    settings = make_portal.settings(tmp_path, slurm_timeout=3.0)
     key = f"hung-{uuid.uuid4()}"
     marker = key_marker("alice", key)
     body = {**TINY, "name": "idem-hung"}
-    with run_portal(settings) as portal, portal.client() as c:
+    with make_portal.run(settings) as portal, portal.client() as c:
         headers = {**portal.login("alice"), "Idempotency-Key": key}
         pid = slurmctld_pid(devcluster)
         os.kill(pid, signal.SIGSTOP)
@@ -149,15 +150,15 @@ def test_a_hung_slurmctld_never_makes_two_jobs_for_one_key(
 
 
 def test_a_retry_before_the_job_appears_does_not_submit_a_second(
-    devcluster: dict[str, Any], tmp_path: Path
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
 ) -> None:
     """The retry comes at once after SIGCONT, racing slurmctld's backlog: still one job."""
     conf = devcluster["slurm_conf"]
-    settings = portal_settings(tmp_path, conf, slurm_timeout=3.0)
+    settings = make_portal.settings(tmp_path, slurm_timeout=3.0)
     key = f"race-{uuid.uuid4()}"
     marker = key_marker("bob", key)
     body = {**TINY, "name": "idem-race"}
-    with run_portal(settings) as portal, portal.client() as c:
+    with make_portal.run(settings) as portal, portal.client() as c:
         headers = {**portal.login("bob"), "Idempotency-Key": key}
         pid = slurmctld_pid(devcluster)
         os.kill(pid, signal.SIGSTOP)
@@ -175,11 +176,13 @@ def test_a_retry_before_the_job_appears_does_not_submit_a_second(
             slurm_cli.scancel(conf, *jobs_carrying(conf, marker), missing_ok=True)
 
 
-def test_a_certain_refusal_forgets_the_key(devcluster: dict[str, Any], tmp_path: Path) -> None:
+def test_a_certain_refusal_forgets_the_key(
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
+) -> None:
     """Slurm's "no" (an unknown partition) created nothing: the same key may try again."""
-    settings = portal_settings(tmp_path, devcluster["slurm_conf"])
+    settings = make_portal.settings(tmp_path)
     key = f"refused-{uuid.uuid4()}"
-    with run_portal(settings) as portal, portal.client() as c:
+    with make_portal.run(settings) as portal, portal.client() as c:
         headers = {**portal.login("alice"), "Idempotency-Key": key}
         bad = c.post("/api/v1/jobs", json={**TINY, "partition": "nosuch"}, headers=headers)
         assert bad.status_code == 400, bad.text
@@ -193,15 +196,15 @@ def test_a_certain_refusal_forgets_the_key(devcluster: dict[str, Any], tmp_path:
 
 
 def test_a_template_submit_reconciles_an_uncertain_key_like_post_jobs(
-    devcluster: dict[str, Any], tmp_path: Path
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
 ) -> None:
     """``/templates/{id}/submit`` goes through the same key handling: a key left
     "unknown" whose job Slurm has is answered with that job, not a second one."""
     conf = devcluster["slurm_conf"]
-    settings = portal_settings(tmp_path, conf)
+    settings = make_portal.settings(tmp_path)
     key = f"template-{uuid.uuid4()}"
     marker = key_marker("alice", key)
-    with run_portal(settings) as portal, portal.client() as c:
+    with make_portal.run(settings) as portal, portal.client() as c:
         alice = portal.login("alice")
         made = c.post(
             "/api/v1/templates",
@@ -246,7 +249,7 @@ def test_a_template_submit_reconciles_an_uncertain_key_like_post_jobs(
 
 
 def test_asking_slurm_for_a_marker_nobody_carries(
-    devcluster: dict[str, Any], tmp_path: Path
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
 ) -> None:
     """The whole question, as the user: squeue, sacct and the accounting flags.
 
@@ -255,7 +258,7 @@ def test_asking_slurm_for_a_marker_nobody_carries(
     ``AccountingStoreFlags``, read here straight from slurmctld: the dev cluster sets
     ``job_comment`` since it was rendered with it, an older one may not.
     """
-    settings = portal_settings(tmp_path, devcluster["slurm_conf"])
+    settings = make_portal.settings(tmp_path)
     executor = SlurmExecutor.from_settings(settings)
     adapter = SlurmAdapter(executor)
     marker = key_marker("dave", f"nobody-{uuid.uuid4()}")
@@ -331,9 +334,11 @@ def check_load(portal: RunningPortal, slurm_conf: str) -> None:
         slurm_cli.scancel(slurm_conf, *ids, missing_ok=True)
 
 
-def test_fifty_concurrent_submits_on_sqlite(devcluster: dict[str, Any], tmp_path: Path) -> None:
-    settings = portal_settings(tmp_path, devcluster["slurm_conf"], slurm_timeout=30.0)
-    with run_portal(settings) as portal:
+def test_fifty_concurrent_submits_on_sqlite(
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
+) -> None:
+    settings = make_portal.settings(tmp_path, slurm_timeout=30.0)
+    with make_portal.run(settings) as portal:
         check_load(portal, devcluster["slurm_conf"])
 
 
@@ -364,12 +369,12 @@ def fresh_postgresql() -> Iterator[str]:
 
 
 @pytest.mark.postgres
-def test_fifty_concurrent_submits_on_postgresql(devcluster: dict[str, Any], tmp_path: Path) -> None:
+def test_fifty_concurrent_submits_on_postgresql(
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
+) -> None:
     with fresh_postgresql() as url:
-        settings = portal_settings(
-            tmp_path, devcluster["slurm_conf"], slurm_timeout=30.0, database_url=url
-        )
-        with run_portal(settings) as portal:
+        settings = make_portal.settings(tmp_path, slurm_timeout=30.0, database_url=url)
+        with make_portal.run(settings) as portal:
             try:
                 check_load(portal, devcluster["slurm_conf"])
             finally:

@@ -34,7 +34,8 @@ from websockets.sync.client import connect
 
 from hpcportal.devcluster import DevCluster
 from tests.integration import slurm_cli
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 PRIVATE_DATA = "jobs,usage,users"
 REUSE_ENV = "HPCPORTAL_TEST_PRIVATE_CLUSTER_DIR"
@@ -110,15 +111,13 @@ def slurm(private_cluster: dict[str, Any]) -> Slurm:
 
 
 @pytest.fixture(scope="module")
-def portal(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
+def portal(slurm: Slurm, make_portal: PortalFactory) -> RunningPortal:
     # Roles are re-read within a second, so changing carol's AdminLevel shows at once.
     # The cluster's own clients, whatever HPCPORTAL_SLURM_BIN_DIR the session set.
-    settings = portal_settings(
-        tmp_path_factory.mktemp("private"), slurm.conf, refresh_interval=1.0,
-        accounting_cache_seconds=0.5, slurm_bin_dir=slurm.bin_dir,
+    return make_portal(
+        slurm_conf=slurm.conf, refresh_interval=1.0, accounting_cache_seconds=0.5,
+        slurm_bin_dir=slurm.bin_dir,
     )  # fmt: skip
-    with run_portal(settings) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -444,12 +443,8 @@ def test_reconfigured_to_private_nodes_and_partitions(
 
 
 @pytest.fixture(scope="module")
-def shared_portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("shared"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
+def shared_portal(make_portal: PortalFactory) -> RunningPortal:
+    return make_portal()
 
 
 def test_alices_accounting_never_holds_another_users_job(

@@ -34,7 +34,7 @@ from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
 from tests.integration import slurm_cli
 from tests.integration.apps_fixture import write_broken_app
-from tests.integration.portal_server import portal_settings, run_portal
+from tests.integration.portals import PortalFactory
 from tests.integration.test_idempotency import jobs_carrying, slurmctld_pid
 
 pytestmark = pytest.mark.integration
@@ -43,15 +43,15 @@ SESSIONS = "/home/alice/hpcportal/sessions"
 
 
 def test_a_launch_against_a_hung_slurmctld_ends_with_one_recorded_job(
-    devcluster: dict[str, Any], tmp_path: Path
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
 ) -> None:
     conf = devcluster["slurm_conf"]
     apps = tmp_path / "apps"
     write_broken_app(apps, "Broken")  # its job exits at once: the shared cluster stays free
-    settings = portal_settings(
-        tmp_path, conf, app_dirs=[apps], slurm_timeout=3.0, session_start_timeout=60.0
+    settings = make_portal.settings(
+        tmp_path, app_dirs=[apps], slurm_timeout=3.0, session_start_timeout=60.0
     )
-    with run_portal(settings) as portal, portal.client(headers=portal.login("alice")) as c:
+    with make_portal.run(settings) as portal, portal.client(headers=portal.login("alice")) as c:
         pid = slurmctld_pid(devcluster)
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -98,8 +98,10 @@ class Portal:
 
 
 @pytest.fixture
-def portal(devcluster: dict[str, Any], tmp_path: Path) -> Iterator[Portal]:
-    settings = portal_settings(tmp_path, devcluster["slurm_conf"], session_start_timeout=60.0)
+def portal(
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
+) -> Iterator[Portal]:
+    settings = make_portal.settings(tmp_path, session_start_timeout=60.0)
     upgrade(settings)
     database = Database(settings)
     executor = SlurmExecutor.from_settings(settings)

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from hpcportal.devcluster import DevCluster
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 
 def slurmctld_pid(devcluster: dict[str, Any]) -> int:
@@ -24,15 +25,10 @@ def slurmctld_pid(devcluster: dict[str, Any]) -> int:
 
 
 @pytest.fixture
-def portal(devcluster: dict[str, Any], tmp_path: Path) -> Iterator[RunningPortal]:
-    settings = portal_settings(
-        tmp_path,
-        devcluster["slurm_conf"],
-        refresh_interval=0.5,
-        stale_after=30.0,
-        slurm_timeout=2.0,
-    )
-    with run_portal(settings) as running:
+def portal(make_portal: PortalFactory, tmp_path: Path) -> Iterator[RunningPortal]:
+    with make_portal.run(
+        tmp=tmp_path, refresh_interval=0.5, stale_after=30.0, slurm_timeout=2.0
+    ) as running:
         yield running
 
 
@@ -70,15 +66,15 @@ def test_hung_slurmctld_serves_stale_snapshot(
 
 
 def test_stopped_slurmctld_gives_503_with_reason_then_recovers(
-    devcluster: dict[str, Any], tmp_path: Path
+    devcluster: dict[str, Any], make_portal: PortalFactory, tmp_path: Path
 ) -> None:
     cluster = DevCluster(Path(devcluster["dir"]))
     pid = slurmctld_pid(devcluster)
     os.kill(pid, signal.SIGTERM)
     wait_until(lambda: not _alive(pid))
     try:
-        settings = portal_settings(tmp_path, devcluster["slurm_conf"], slurm_timeout=5.0)
-        with run_portal(settings) as portal:
+        settings = make_portal.settings(tmp_path, slurm_timeout=5.0)
+        with make_portal.run(settings) as portal:
             headers = portal.login("alice", "alice-demo")
             with portal.client() as c:
                 r = c.get("/api/v1/jobs", headers=headers)

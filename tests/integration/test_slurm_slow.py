@@ -19,24 +19,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 from tests.integration.test_slurm_down import slurmctld_pid, wait_until
 
 STOPPED_SECONDS = 3.0
 
 
 @pytest.fixture
-def portal(devcluster: dict[str, Any], tmp_path: Path) -> Iterator[RunningPortal]:
-    settings = portal_settings(
-        tmp_path,
-        devcluster["slurm_conf"],
+def portal(make_portal: PortalFactory, tmp_path: Path) -> Iterator[RunningPortal]:
+    with make_portal.run(
+        tmp=tmp_path,
         refresh_interval=1.0,
         refresh_slow_fraction=0.5,
         refresh_max_interval=8.0,
         stale_after=10.0,
         slurm_timeout=20.0,  # the stopped slurmctld makes the refresh slow, not failed
-    )
-    with run_portal(settings) as running:
+    ) as running:
         yield running
 
 
