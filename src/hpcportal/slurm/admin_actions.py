@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hpcportal.errors import InvalidInput
+from hpcportal.slurm import sacctmgr_output
 from hpcportal.slurm.cluster import SlurmCluster
 from hpcportal.slurm.executor import SlurmExecutor, classify_failure
 
@@ -154,11 +155,13 @@ class SlurmAdmin:
 
         ``scontrol update`` prints nothing when it did it and may exit 0 after an
         error line, so any ``error`` on stderr is a refusal. ``sacctmgr -i`` reports on
-        stdout; its refusals ("Nothing modified", "not authorized") are the caller's
-        to read from the outcome, as their wording differs per subcommand.
+        stdout; a refusal exits 1 (raised typed by the executor), and the report of
+        a change it knows (QoS) must name what it changed (``sacctmgr_output``).
         """
         done = self._executor.run(command.program, list(command.args), as_user=as_user)
         if command.program == "scontrol" and "error" in done.stderr.lower():
             raise classify_failure(command.program, done.stderr)
         stdout = done.stdout.decode("utf-8", "replace")
+        if command.program == "sacctmgr":
+            sacctmgr_output.check_done(command.args, stdout)
         return AdminOutcome(done.argv, stdout, done.stderr)

@@ -237,7 +237,10 @@ def classify_failure(command: str, stderr: str) -> SlurmError:
     if any(s in text for s in _RATE_LIMITED):
         return SlurmRateLimited(f"Slurm is limiting requests, retry shortly: {reason}")
     if any(s in text for s in _PERMISSION):
-        return SlurmPermissionDenied(f"Slurm refused: {reason}")
+        # The line that says so (26.05's sacctmgr adds "Getting response to message
+        # type: DBD_FINI" after its "Access/permission denied").
+        said = [ln for ln in stderr.splitlines() if any(s in ln.lower() for s in _PERMISSION)]
+        return SlurmPermissionDenied(f"Slurm refused: {_last_line(said[-1])}")
     if any(s in text for s in _NOT_FOUND):
         return SlurmNotFound(f"Slurm does not know that: {reason}")
     if any(s in text for s in _UNREACHABLE):
