@@ -13,6 +13,7 @@ from hpcportal.runas import helper
     [
         ["scontrol", "hold", "12"],
         ["scontrol", "update", "JobId=12", "TimeLimit=+60"],
+        ["scontrol", "update", "NodeName=n1", "State=DOWN", "Reason=PSU"],  # admin console
         ["scancel", "--verbose", "12"],
     ],
 )
@@ -26,7 +27,8 @@ def test_allowed(argv: list[str]) -> None:
         ["scontrol", "update", "JobId=12", "TimeLimit=600"],  # only "+minutes"
         ["scontrol", "update", "JobId=12", "Partition=viz"],
         ["scontrol", "update", "JobId=12", "TimeLimit=+60", "UserId=0"],
-        ["scontrol", "update", "NodeName=n1", "State=DOWN"],
+        ["scontrol", "update", "NodeName=n1", "State=IDLE"],  # admins: DRAIN|DOWN|RESUME
+        ["scontrol", "update", "NodeName=n1", "State=DOWN", "Weight=1"],
         ["scontrol", "update", "JobId=12 TimeLimit=+1", "TimeLimit=+1"],
         ["scontrol", "delete", "PartitionName=viz"],
         ["scontrol"],
