@@ -200,3 +200,40 @@ def test_two_replicas_one_reads_slurm_the_other_serves_its_snapshots(
                 database.dispose()
 
     asyncio.run(scenario())
+
+
+def test_the_bus_finds_redis_through_sentinel(redis_url: str, tmp_path: Path) -> None:
+    """With ``redis_sentinels``, the bus asks the Sentinels for the master's address."""
+    sentinel = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
+    if not Path(sentinel).exists():
+        pytest.skip("redis-sentinel is not installed (scripts/setup.sh installs it)")
+    redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    port = _free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor portal 127.0.0.1 {redis_port} 1\n"
+    )
+    proc = subprocess.Popen([sentinel, str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+
+        async def scenario() -> None:
+            bus = RedisBus.connect(None, sentinels=[f"127.0.0.1:{port}"], master="portal",
+                                   prefix="sentinel-test:")  # fmt: skip
+            deadline = time.monotonic() + 10
+            while not await bus.ping() and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            await bus.put_snapshot(5, b"payload")
+            assert await bus.get_snapshot() == b"payload"
+            assert await bus.get_snapshot(5) == b"payload"
+            assert await bus.get_snapshot(4) is None
+            await bus.close()
+            direct = RedisBus.connect(redis_url, prefix="sentinel-test:")
+            assert await direct.get_snapshot() == b"payload"  # the very same server
+            await direct.close()
+
+        asyncio.run(scenario())
+    finally:
+        proc.kill()
+        proc.wait()
