@@ -23,13 +23,13 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from hpcportal.api.deps import AdminUser, CurrentUser
 from hpcportal.app import create_app
 from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.db.migrate import upgrade
 from hpcportal.db.models import LoginFailure
 from hpcportal.db.session import Database
+from hpcportal.dependencies import AdminUser, CurrentUser
 from hpcportal.services import auth
 from hpcportal.services.identity import Principal
 

@@ -20,10 +20,10 @@ from sqlalchemy import event, select
 
 from hpcportal.api import auth as auth_api
 from hpcportal.api import tokens as tokens_api
-from hpcportal.api.deps import AuthenticationDep, CurrentUser
 from hpcportal.config import Settings
 from hpcportal.db.models import ApiToken, AuditEntry
 from hpcportal.db.session import Database
+from hpcportal.dependencies import AuthenticationDep, CurrentUser
 from hpcportal.errors import (
     Forbidden,
     InvalidInput,

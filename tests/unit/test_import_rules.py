@@ -62,10 +62,6 @@ def test_no_module_above_the_boundary_runs_slurm(path: Path) -> None:
 # --- Pages act through services; nothing reaches into another module's privates -------
 
 PACKAGE = "hpcportal"
-#: What pages may take from ``api/``: the request plumbing (FastAPI dependencies that
-#: hand out the settings, database, snapshot, adapter and the caller) and parameter
-#: types. No router: a page calls the service the router calls.
-WEB_MAY_IMPORT_FROM_API = frozenset({"hpcportal.api.deps", "hpcportal.api.params"})
 
 
 def _is_private(name: str) -> bool:
@@ -81,24 +77,23 @@ def _absolute(module: str | None, level: int, path: Path) -> str:
     return ".".join(base + ([module] if module else []))
 
 
-def api_imports(source: str) -> list[str]:
-    """The ``hpcportal.api`` modules ``source`` imports, but the plumbing pages may use."""
+def layer_imports(source: str, path: Path, layer: str) -> list[str]:
+    """The modules of ``hpcportal.<layer>`` (``api``, ``web``) that ``source``, the text
+    of ``path``, imports: absolute or relative, at run time or for type checking."""
+    package = f"{PACKAGE}.{layer}"
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            module = node.module or ""
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node.module, node.level, path)
             names = [
-                f"{module}.{a.name}" if module == "hpcportal.api" else module for a in node.names
+                f"{module}.{a.name}" if module in (PACKAGE, package) else module for a in node.names
             ]
         else:
             continue
         found += [
-            n
-            for n in names
-            if (n == "hpcportal.api" or n.startswith("hpcportal.api."))
-            and n not in WEB_MAY_IMPORT_FROM_API
+            f"line {node.lineno}: {n}" for n in names if n == package or n.startswith(f"{package}.")
         ]
     return found
 
@@ -136,14 +131,31 @@ def private_imports(source: str, path: Path) -> list[str]:
 
 def test_the_import_rules_see_what_they_forbid() -> None:
     """Both checks can fail."""
+    where = SRC / "web" / "common.py"
     bad_api = (
         "from hpcportal.api import auth as auth_api\n"
         "import hpcportal.api.jobs\n"
         "from hpcportal.api.sessions import router\n"
+        "from hpcportal.api.deps import SnapshotDep\n"
+        "from hpcportal.api.params import DbId\n"
+        "from hpcportal import api\n"
+        "from ..api import deps\n"
+        "from ..api.files import router\n"
     )
-    assert len(api_imports(bad_api)) == 3
-    assert api_imports("from hpcportal.api.deps import SnapshotDep\n") == []
-    where = SRC / "web" / "common.py"
+    assert len(layer_imports(bad_api, where, "api")) == 8
+    fine_api = (
+        "from hpcportal.dependencies import SnapshotDep\n"
+        "from hpcportal.limits import DbId\n"
+        "from hpcportal.apps import catalog\n"
+        "from hpcportal import config\n"
+        "from .common import Page\n"
+    )
+    assert layer_imports(fine_api, where, "api") == []
+    router = SRC / "api" / "jobs.py"
+    assert (
+        len(layer_imports("from ..web.common import Page\nimport hpcportal.web\n", router, "web"))
+        == 2
+    )
     bad_private = (
         "from hpcportal.web.pages import _csv, safe_next\n"
         "from hpcportal.api import auth as auth_api\n"
@@ -159,9 +171,39 @@ WEB_MODULES = sorted((SRC / "web").rglob("*.py"))
 PACKAGE_MODULES = sorted(SRC.rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", WEB_MODULES, ids=lambda p: str(p.relative_to(SRC)))
-def test_pages_import_no_router(path: Path) -> None:
-    assert api_imports(path.read_text()) == [], path
+API_MODULES = sorted((SRC / "api").rglob("*.py"))
+#: Who may import routers or pages: ``app.py``, the composition root, which mounts them.
+#: ``composition.py`` names the node proxy's client pool type for type checking only.
+MAY_IMPORT_LAYER = {
+    (SRC / "app.py", "api"),
+    (SRC / "app.py", "web"),
+    (SRC / "composition.py", "api"),
+}
+#: ``api/`` (routers) and ``web/`` (pages) are siblings on top of the services: neither
+#: imports the other, and nothing below them (services, ``dependencies.py`` with the
+#: request dependencies both use, ``limits.py`` with the bounded parameter types, the
+#: Slurm and run-as boundaries, the CLI) imports either. A page calls the service the
+#: router calls.
+LAYER_RULES = [
+    *[(path, "api") for path in WEB_MODULES],
+    *[(path, "web") for path in API_MODULES],
+    *[
+        (path, layer)
+        for path in PACKAGE_MODULES
+        if path.relative_to(SRC).parts[0] not in ("api", "web")
+        for layer in ("api", "web")
+        if (path, layer) not in MAY_IMPORT_LAYER
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "layer"),
+    LAYER_RULES,
+    ids=lambda v: v if isinstance(v, str) else str(v.relative_to(SRC)),
+)
+def test_routers_and_pages_are_siblings(path: Path, layer: str) -> None:
+    assert layer_imports(path.read_text(), path, layer) == [], path
 
 
 @pytest.mark.parametrize("path", PACKAGE_MODULES, ids=lambda p: str(p.relative_to(SRC)))

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from hpcportal.api.deps import (
+from hpcportal.composition import services_of
+from hpcportal.dependencies import (
     AdminUser,
     ClientAddress,
     CurrentUser,
@@ -22,7 +23,6 @@ from hpcportal.api.deps import (
     SettingsDep,
     strict_query,
 )
-from hpcportal.composition import services_of
 from hpcportal.services import audit, disk_alerts
 from hpcportal.services.disk_alerts import DiskAlertReport, DiskWatcher, ThresholdSet
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from hpcportal.api.deps import CurrentUser, SessionContextDep
+from hpcportal.dependencies import CurrentUser, SessionContextDep
 from hpcportal.errors import NotFound
 from hpcportal.services.apps import App, FormField
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from hpcportal.api.deps import AdminUser, ApptainerDep, CurrentUser, strict_query
 from hpcportal.config import Settings
+from hpcportal.dependencies import AdminUser, ApptainerDep, CurrentUser, strict_query
 from hpcportal.errors import NotFound
 from hpcportal.services.apptainer import (
     ApptainerCatalog,

@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
-from hpcportal.api.deps import AdminUser, DbDep, strict_query
 from hpcportal.api.params import Moment, PageNumber, PageSize
 from hpcportal.db.models import AuditEntry
+from hpcportal.dependencies import AdminUser, DbDep, strict_query
 
 router = APIRouter(tags=["audit"])
 

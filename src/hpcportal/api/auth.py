@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
-from hpcportal.api.deps import DbDep, SettingsDep, TokenClaimsDep
+from hpcportal.dependencies import DbDep, SettingsDep, TokenClaimsDep
 from hpcportal.services import browser_session
 from hpcportal.services.identity import Role
 

@@ -12,8 +12,8 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from hpcportal.api.deps import AdapterDep, CurrentUser, SnapshotDep, strict_query
 from hpcportal.api.responses import ModelResponse
+from hpcportal.dependencies import AdapterDep, CurrentUser, SnapshotDep, strict_query
 from hpcportal.errors import NotFound
 from hpcportal.services.cluster import (
     ClusterSummary,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 from pydantic import ValidationError
 
-from hpcportal.api.deps import CurrentUser, DbDep, strict_query
+from hpcportal.dependencies import CurrentUser, DbDep, strict_query
 from hpcportal.errors import InvalidInput
 from hpcportal.services import dashboards as service
 from hpcportal.services.dashboards import Layout, LayoutIn, Preset, ResetIn, Widget

@@ -14,7 +14,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from hpcportal.api.deps import (
+from hpcportal.api.params import Offset
+from hpcportal.db.session import Database
+from hpcportal.dependencies import (
     ClientAddress,
     CurrentUser,
     DatabaseDep,
@@ -22,8 +24,6 @@ from hpcportal.api.deps import (
     SettingsDep,
     strict_query,
 )
-from hpcportal.api.params import Offset
-from hpcportal.db.session import Database
 from hpcportal.errors import (
     InvalidInput,
     IsDirectory,

@@ -14,7 +14,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from hpcportal.api.deps import (
+from hpcportal.api.params import ByteCount, Offset
+from hpcportal.composition import services_of
+from hpcportal.db.session import Database
+from hpcportal.dependencies import (
     AdapterDep,
     ClientAddress,
     CurrentUser,
@@ -25,9 +28,6 @@ from hpcportal.api.deps import (
     SubmitContextDep,
     strict_query,
 )
-from hpcportal.api.params import ByteCount, Offset
-from hpcportal.composition import services_of
-from hpcportal.db.session import Database
 from hpcportal.services import audit
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta

@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from hpcportal.api.deps import AdapterDep, CurrentUser, SnapshotDep, strict_query
 from hpcportal.api.params import PageNumber, PageSize
 from hpcportal.api.responses import ModelResponse
+from hpcportal.dependencies import AdapterDep, CurrentUser, SnapshotDep, strict_query
 from hpcportal.errors import InvalidInput
 from hpcportal.limits import in_utc
 from hpcportal.services import jobs as job_service

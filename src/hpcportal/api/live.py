@@ -13,9 +13,9 @@ from fastapi import APIRouter, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from hpcportal.api.deps import api_token_cache
 from hpcportal.composition import services_of
 from hpcportal.config import Settings
+from hpcportal.dependencies import api_token_cache
 from hpcportal.errors import Forbidden, NotAuthenticated, PortalError
 from hpcportal.services import api_tokens, auth
 from hpcportal.services.live import (
@@ -42,7 +42,7 @@ def _bearer(websocket: WebSocket) -> str | None:
 
 
 async def authenticate(websocket: WebSocket, settings: Settings, hub: LiveHub) -> LiveIdentity:
-    """Who opens the socket: the same checks as ``CurrentUser`` (``api.deps``) for a GET.
+    """Who opens the socket: the same checks as ``CurrentUser`` (``dependencies``) for a GET.
 
     No CSRF header here: the upgrade is a GET, and the Origin check is what keeps
     other sites' pages out.

@@ -25,10 +25,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from hpcportal.api.deps import ProxyUser, SessionContextDep, session_context
 from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
 from hpcportal.composition import services_of
 from hpcportal.config import Settings
+from hpcportal.dependencies import ProxyUser, SessionContextDep, session_context
 from hpcportal.errors import BadGateway, Forbidden, PortalError
 from hpcportal.services import auth, proxy
 from hpcportal.services import sessions as service

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel
 
-from hpcportal.api.deps import CurrentUser, DbDep, strict_query
 from hpcportal.api.params import DbId, PageNumber, PageSize
+from hpcportal.dependencies import CurrentUser, DbDep, strict_query
 from hpcportal.services import notifications as service
 from hpcportal.services.notification_settings import (
     NotificationSettings,

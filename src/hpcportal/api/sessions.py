@@ -27,17 +27,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from hpcportal.api.deps import (
+from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
+from hpcportal.api.params import Int64, Line
+from hpcportal.composition import services_of
+from hpcportal.db.session import Database
+from hpcportal.dependencies import (
     ClientAddress,
     CurrentUser,
     DatabaseDep,
     SessionContextDep,
     session_context,
 )
-from hpcportal.api.live import FOREIGN_ORIGIN, authenticate, refuse
-from hpcportal.api.params import Int64, Line
-from hpcportal.composition import services_of
-from hpcportal.db.session import Database
 from hpcportal.errors import BadGateway, Forbidden, PortalError
 from hpcportal.services import audit, proxy, rfb, share_links
 from hpcportal.services import sessions as service

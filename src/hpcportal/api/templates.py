@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from hpcportal.api.deps import (
+from hpcportal.api.params import DbId
+from hpcportal.dependencies import (
     ClientAddress,
     CurrentUser,
     DbDep,
@@ -19,7 +20,6 @@ from hpcportal.api.deps import (
     SubmitContextDep,
     strict_query,
 )
-from hpcportal.api.params import DbId
 from hpcportal.services import templates as service
 from hpcportal.services.submit_models import JobRequest, SubmitPreview, SubmitResult
 from hpcportal.services.templates import (

@@ -26,9 +26,9 @@ from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator
 
-from hpcportal.api.deps import ClientAddress, CurrentUser
 from hpcportal.api.live import authenticate, refuse, refused_origin
 from hpcportal.composition import services_of
+from hpcportal.dependencies import ClientAddress, CurrentUser
 from hpcportal.errors import PortalError
 from hpcportal.limits import Line
 from hpcportal.services.live import (

@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 
-from hpcportal.api.deps import ApiTokenCacheDep, CurrentUser, DbDep, SessionUser, strict_query
 from hpcportal.api.params import DbId
+from hpcportal.dependencies import ApiTokenCacheDep, CurrentUser, DbDep, SessionUser, strict_query
 from hpcportal.services import api_tokens
 from hpcportal.services.api_tokens import ApiTokenCreate, ApiTokenInfo, CreatedApiToken
 from hpcportal.services.browser_session import client_address

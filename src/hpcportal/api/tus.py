@@ -10,7 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from hpcportal.api.deps import (
+from hpcportal.api.uploads import close_unless_short
+from hpcportal.dependencies import (
     ClientAddress,
     CurrentUser,
     DatabaseDep,
@@ -18,7 +19,6 @@ from hpcportal.api.deps import (
     SettingsDep,
     strict_query,
 )
-from hpcportal.api.uploads import close_unless_short
 from hpcportal.errors import (
     BadRequest,
     PortalError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from hpcportal.api.deps import ClientAddress, CurrentUser, DbDep, RunAsDep, SettingsDep
+from hpcportal.dependencies import ClientAddress, CurrentUser, DbDep, RunAsDep, SettingsDep
 from hpcportal.errors import InvalidInput, PortalError
 from hpcportal.services import audit
 from hpcportal.services.uploads import UploadedFile, UploadReceiver

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from hpcportal.api.deps import AdapterDep
+from hpcportal.dependencies import AdapterDep
 from hpcportal.errors import PortalError
 from hpcportal.services import jobs as job_service
 from hpcportal.services.jobs import AccountingQuery

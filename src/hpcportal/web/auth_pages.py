@@ -12,7 +12,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from hpcportal.api.deps import DatabaseDep, SettingsDep
+from hpcportal.dependencies import DatabaseDep, SettingsDep
 from hpcportal.errors import InvalidInput, NotAuthenticated, PortalError, RateLimited
 from hpcportal.services import auth, browser_session
 from hpcportal.web import i18n

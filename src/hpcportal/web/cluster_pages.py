@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from hpcportal.api.deps import SnapshotDep
+from hpcportal.dependencies import SnapshotDep
 from hpcportal.errors import PortalError
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import partition_loads

@@ -20,16 +20,16 @@ from urllib.parse import quote, urlencode
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from hpcportal.api.deps import (
+from hpcportal.composition import services_of
+from hpcportal.config import Settings
+from hpcportal.db.session import Database
+from hpcportal.dependencies import (
     ApiTokenCacheDep,
     DatabaseDep,
     SettingsDep,
     get_authentication,
     get_current_principal,
 )
-from hpcportal.composition import services_of
-from hpcportal.config import Settings
-from hpcportal.db.session import Database
 from hpcportal.errors import NotAuthenticated, PortalError
 from hpcportal.services import auth
 from hpcportal.services.cluster import SnapshotMeta

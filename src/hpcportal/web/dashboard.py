@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from hpcportal.api.deps import DatabaseDep, SnapshotDep
+from hpcportal.dependencies import DatabaseDep, SnapshotDep
 from hpcportal.services import dashboards as dashboard_service
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta, summarize

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from hpcportal.api.deps import RunAsDep, SettingsDep
+from hpcportal.dependencies import RunAsDep, SettingsDep
 from hpcportal.errors import NotFound, PortalError
 from hpcportal.services.files import FileInfo, FileService, Listing, RootInfo
 from hpcportal.services.files import Sort as FileSort

@@ -21,8 +21,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from hpcportal.api.deps import AdapterDep, DatabaseDep, RunAsDep, SnapshotDep
 from hpcportal.db.session import Database
+from hpcportal.dependencies import AdapterDep, DatabaseDep, RunAsDep, SnapshotDep
 from hpcportal.errors import InvalidInput, NotFound, PortalError
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta

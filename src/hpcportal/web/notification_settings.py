@@ -12,8 +12,8 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from hpcportal.api.deps import DatabaseDep
 from hpcportal.db.session import Database
+from hpcportal.dependencies import DatabaseDep
 from hpcportal.services.notification_settings import (
     DEFAULTS,
     NotificationSettings,

@@ -17,14 +17,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from hpcportal.api.deps import (
+from hpcportal.config import Settings
+from hpcportal.dependencies import (
     ApiTokenCacheDep,
     DatabaseDep,
     SessionContextDep,
     SettingsDep,
     SnapshotDep,
 )
-from hpcportal.config import Settings
 from hpcportal.errors import PortalError
 from hpcportal.services import sessions as session_service
 from hpcportal.services import share_links

@@ -14,9 +14,9 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from hpcportal.api.deps import AdapterDep, ApptainerDep, DatabaseDep, SnapshotDep
-from hpcportal.api.params import DbId
+from hpcportal.dependencies import AdapterDep, ApptainerDep, DatabaseDep, SnapshotDep
 from hpcportal.errors import PortalError
+from hpcportal.limits import DbId
 from hpcportal.services import jobs as job_service
 from hpcportal.services import templates as template_service
 from hpcportal.services.cluster import SnapshotMeta, partition_loads

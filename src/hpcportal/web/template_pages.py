@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from hpcportal.api.deps import DatabaseDep
+from hpcportal.dependencies import DatabaseDep
 from hpcportal.errors import PortalError
 from hpcportal.services import templates as template_service
 from hpcportal.services.identity import Principal
