@@ -42,6 +42,8 @@ def coordinate(
     if not settings.replicated:
         return Coordination(leadership, None)
     detector.fence = leadership.fence
+    if hub.tracker is not None:
+        hub.tracker.fence = leadership.fence
     watcher.leading = leadership.is_leader
     watcher.fence = leadership.fence
     bus = RedisBus.connect(

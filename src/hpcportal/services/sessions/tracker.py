@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hpcportal.db.models import InteractiveSession
 from hpcportal.errors import PortalError, SlurmError
@@ -65,6 +66,10 @@ class SessionTracker:
 
     def __init__(self, ctx: SessionContext) -> None:
         self.ctx = ctx
+        #: With several replicas: the leader's fence (``ha.Leadership.fence``), checked
+        #: last in each pass's transaction (the row lock it takes is then held only
+        #: for the commit), so a replaced leader's pass changes nothing.
+        self.fence: Callable[[Session], None] | None = None
 
     def reconcile(self, snap: ClusterSnapshot) -> list[tuple[str, SessionView]]:
         """``poll``, as ``(owner, view)`` of each session that changed (for its pages)."""
@@ -93,6 +98,8 @@ class SessionTracker:
                 if (row.state, row.port, row.ends_at, row.error) != before:
                     row.updated_at = datetime.now(UTC)
                     changed.append(SessionState.of(row))
+            if self.fence is not None:
+                self.fence(session)
         return changed
 
     def _accounting(
