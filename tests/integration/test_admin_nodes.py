@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from hpcportal.cli.main import app as cli
 from tests.integration.portal_server import RunningPortal
 from tests.integration.portals import PortalFactory
 
@@ -196,3 +198,33 @@ def test_carol_without_her_admin_level_is_refused_by_slurm(
         slurm("sacctmgr", "-i", "modify", "user", "carol", "set", "AdminLevel=Administrator")
     level = slurm("sacctmgr", "-n", "-P", "show", "user", "carol", "format=adminlevel")
     assert level.strip() == "Administrator"
+
+
+def test_the_cli_plans_applies_and_reverts_as_carol(
+    portal: RunningPortal, carol: dict[str, str], node: str
+) -> None:
+    with portal.client(headers=carol) as c:
+        created = c.post(
+            "/api/v1/auth/api-tokens", json={"name": "cli", "scopes": ["read", "write"]}
+        )
+        assert created.status_code == 201, created.text
+    env = {"HPCPORTAL_URL": portal.url, "HPCPORTAL_TOKEN": created.json()["token"]}
+    runner = CliRunner()
+
+    dry = runner.invoke(cli, ["admin", "nodes", "drain", node, "-r", REASON, "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    shown = f"$ scontrol update NodeName={node} State=DRAIN 'Reason={REASON}'"
+    assert shown in dry.output and "DRAIN" not in node_line()["State"]
+
+    done = runner.invoke(cli, ["admin", "nodes", "drain", node, "-r", REASON, "--yes"], env=env)
+    assert done.exit_code == 0, done.output
+    assert node_line()["Reason"].startswith(f"{REASON} [carol@")
+    change_id = done.output.rsplit("Applied as change ", 1)[1].split(".")[0]
+
+    listed = runner.invoke(cli, ["admin", "changes", "--kind", "node."], env=env)
+    assert listed.exit_code == 0 and f"{change_id}" in listed.output
+    undone = runner.invoke(cli, ["admin", "revert", change_id, "--why", "test", "--yes"], env=env)
+    assert undone.exit_code == 0, undone.output
+    assert "DRAIN" not in node_line()["State"]
+    again = runner.invoke(cli, ["admin", "revert", change_id, "--why", "test", "--yes"], env=env)
+    assert again.exit_code == 1 and "already reverted" in again.output

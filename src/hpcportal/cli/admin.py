@@ -1,0 +1,230 @@
+"""``hpcportal admin ...``: the admin console through a portal's HTTP API.
+
+Each change is planned first (the exact Slurm commands and what they affect are
+printed), then applied after a confirmation (``--yes`` skips it, ``--dry-run`` stops
+after the plan) with the reason the audit log keeps; the argv printed are sent back as
+``expect``, so the portal answers 409 rather than run anything else. Everything runs
+as you on the cluster: Slurm's refusal is printed as ``Error: ...`` with exit status 1.
+Other areas (QoS, ...) add their group to ``admin_app`` and reuse ``plan_then_apply``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import typer
+
+from hpcportal.cli.portal_client import (
+    DEFAULT_URL,
+    CliError,
+    PortalClient,
+    TokenOption,
+    UrlOption,
+    as_dict,
+    print_json,
+    reporting,
+)
+
+admin_app = typer.Typer(
+    help="Administer the cluster through a portal's API, as yourself (Slurm decides).",
+    no_args_is_help=True,
+)
+nodes_app = typer.Typer(
+    help="Node states: list, drain, down, resume, reboot.", no_args_is_help=True
+)
+admin_app.add_typer(nodes_app, name="nodes")
+
+NodesArgument = Annotated[str, typer.Argument(help="A node or hostlist: node003, node[1-2].")]
+ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="The reason Slurm stores.")]
+WhyOption = Annotated[
+    str | None,
+    typer.Option("--why", help="Why, for the audit log (default: the reason)."),
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's answer as JSON.")]
+
+
+def print_plan(plan: dict[str, Any]) -> None:
+    typer.echo(f"Plan: {plan.get('summary', '')}")
+    for command in plan.get("commands") or []:
+        typer.echo(f"  $ {command.get('shown')}")
+    jobs = plan.get("affects") or []
+    if jobs:
+        typer.echo(f"Affects {len(jobs)} job(s):")
+        for job in jobs:
+            typer.echo(f"  {job['job_id']}  {job['user']}  {job['state']}  {job['name']}")
+    for note in plan.get("notes") or []:
+        typer.echo(f"Note: {note}")
+    if not plan.get("revertible"):
+        typer.echo("This change cannot be reverted from the portal.")
+
+
+def plan_then_apply(
+    client: PortalClient,
+    plan_path: str,
+    apply_path: str,
+    change: dict[str, Any],
+    why: str,
+    *,
+    yes: bool,
+    dry_run: bool,
+) -> dict[str, Any] | None:
+    """Show the plan, confirm, apply with ``expect``; the applied change, or None."""
+    plan = as_dict(client.json("POST", plan_path, body=change), "the plan")
+    print_plan(plan)
+    if dry_run:
+        return None
+    if not yes and not typer.confirm("Apply?", default=False):
+        raise CliError("Not applied.")
+    expect = [command["argv"] for command in plan.get("commands") or []]
+    body = {"change": change, "reason": why, "expect": expect}
+    applied = as_dict(client.json("POST", apply_path, body=body), "the change")
+    typer.echo(f"Applied as change {applied.get('change_id')}.")
+    return applied
+
+
+def _node_change(
+    action: Literal["drain", "down", "resume", "reboot"],
+    nodes: str,
+    reason: str | None,
+    why: str | None,
+    url: str,
+    token: str | None,
+    yes: bool,
+    dry_run: bool,
+    **extra: Any,
+) -> None:
+    change = {"action": action, "nodes": nodes, "reason": reason, **extra}
+    with reporting(), PortalClient(url, token) as client:
+        plan_then_apply(
+            client,
+            "/api/v1/admin/nodes/plan",
+            "/api/v1/admin/nodes/apply",
+            change,
+            why or reason or "",
+            yes=yes,
+            dry_run=dry_run,
+        )
+
+
+@nodes_app.command("list")
+def list_nodes(
+    url: UrlOption = DEFAULT_URL, token: TokenOption = None, json: JsonOption = False
+) -> None:
+    """Every node's state and reason, who set it and when, and its jobs."""
+    with reporting(), PortalClient(url, token) as client:
+        answer = as_dict(client.get("/api/v1/admin/nodes"), "the nodes")
+    if json:
+        print_json(answer)
+        return
+    for node in answer.get("nodes") or []:
+        reason = node.get("reason") or ""
+        if reason:
+            reason = (
+                f"{reason} [{node.get('reason_set_by') or '?'}@{node.get('reason_time') or '?'}]"
+            )
+        jobs = ",".join(j["job_id"] for j in node.get("jobs") or [])
+        typer.echo(f"{node['name']:<16} {node['status']:<10} {reason}  {jobs}".rstrip())
+
+
+@nodes_app.command()
+def drain(
+    nodes: NodesArgument,
+    reason: ReasonOption,
+    why: WhyOption = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Drain: running jobs finish, no new ones start (drained once idle)."""
+    _node_change("drain", nodes, reason, why, url, token, yes, dry_run)
+
+
+@nodes_app.command()
+def down(
+    nodes: NodesArgument,
+    reason: ReasonOption,
+    why: WhyOption = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Take nodes down now: Slurm requeues or kills their jobs."""
+    _node_change("down", nodes, reason, why, url, token, yes, dry_run)
+
+
+@nodes_app.command()
+def resume(
+    nodes: NodesArgument,
+    why: Annotated[str, typer.Option("--why", help="Why, for the audit log.")],
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Resume drained or down nodes."""
+    _node_change("resume", nodes, None, why, url, token, yes, dry_run)
+
+
+@nodes_app.command()
+def reboot(
+    nodes: NodesArgument,
+    reason: ReasonOption,
+    next_state: Annotated[
+        str, typer.Option("--next-state", help="resume or down after the reboot.")
+    ] = "resume",
+    why: WhyOption = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Reboot once idle, ASAP (needs RebootProgram in slurm.conf)."""
+    _node_change("reboot", nodes, reason, why, url, token, yes, dry_run, next_state=next_state)
+
+
+@admin_app.command()
+def changes(
+    kind: Annotated[str, typer.Option("--kind", help="A kind prefix: node., qos.")] = "",
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Applied changes, newest first, and whether each can still be reverted."""
+    with reporting(), PortalClient(url, token) as client:
+        answer = client.get("/api/v1/admin/changes", params={"kind": kind})
+    if json:
+        print_json(answer)
+        return
+    for change in answer or []:
+        mark = "revertible" if change.get("revertible") else ""
+        typer.echo(
+            f"{change['id']:>5}  {change['at']}  {change['username']:<10} {change['kind']:<18} "
+            f"{change['target']}  {change['reason']}  {mark}".rstrip()
+        )
+
+
+@admin_app.command()
+def revert(
+    change_id: Annotated[int, typer.Argument(help="The change to undo (see `admin changes`).")],
+    why: Annotated[str, typer.Option("--why", help="Why, for the audit log.")],
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Undo an applied change from the state recorded before it."""
+    path = f"/api/v1/admin/changes/{change_id}/revert"
+    with reporting(), PortalClient(url, token) as client:
+        plan = as_dict(client.get(path), "the revert plan")
+        print_plan(plan)
+        if dry_run:
+            return
+        if not yes and not typer.confirm("Apply?", default=False):
+            raise CliError("Not applied.")
+        expect = [command["argv"] for command in plan.get("commands") or []]
+        answer = client.json("POST", path, body={"reason": why, "expect": expect})
+    typer.echo(f"Reverted as change {as_dict(answer, 'the revert').get('change_id')}.")
