@@ -14,7 +14,8 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from hpcportal.api.deps import (
+from hpcportal.api.params import DbId
+from hpcportal.dependencies import (
     AdapterDep,
     AdminUser,
     ClientAddress,
@@ -22,7 +23,6 @@ from hpcportal.api.deps import (
     SnapshotDep,
     strict_query,
 )
-from hpcportal.api.params import DbId
 from hpcportal.services.admin import plan as admin_plan
 from hpcportal.services.admin.nodes import (
     REASON_TEMPLATES,
