@@ -160,3 +160,26 @@ def test_a_submission_whose_replica_died_is_taken_over_once_its_heartbeat_ends(
     with database.session() as session:
         taken = session.get(Submission, row_id)
         assert taken is not None and taken.owner == "r2"
+
+
+def test_a_replaced_leaders_detector_stores_nothing_and_the_new_one_everything(
+    database: Database,
+) -> None:
+    """Notifications across a leader change: the old leader's fenced write is refused
+    (nothing stored, nothing pushed) and the new leader, reading what was stored,
+    stores each event exactly once."""
+    from tests.unit.test_notifications import detector, events, snap, stored
+
+    assert acquire(database, "old", None, T0) == 1
+    old, new = detector(database), detector(database)
+    old.fence = lambda session: lease.fence(session, 1)
+    old.process(snap(1))  # the first look: a baseline, stored under token 1
+    assert acquire(database, "new", None, T0 + LEASE) == 2  # old paused past its lease
+    finished = snap(2, **{"6": {"state": "COMPLETED", "exit_code": 0}})
+    with pytest.raises(LeadershipLost):
+        old.process(finished)
+    assert stored(database) == []
+    new.fence = lambda session: lease.fence(session, 2)
+    assert events(new.process(finished)) == [("alice", "6", "completed")]
+    assert events(new.process(finished)) == []
+    assert stored(database) == [("alice", "6", "completed")]
