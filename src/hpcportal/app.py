@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from hpcportal import __version__, log_redaction
 from hpcportal.api import (
     admin,
+    admin_qos,
     alerts,
     apps,
     apptainer,
@@ -132,6 +133,7 @@ def create_app(
     app.include_router(uploads.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(admin.router, prefix=API_PREFIX)
+    app.include_router(admin_qos.router, prefix=API_PREFIX)
     app.include_router(templates.router, prefix=API_PREFIX)
     app.include_router(apptainer.router, prefix=API_PREFIX)
     app.include_router(tokens.router, prefix=API_PREFIX)
