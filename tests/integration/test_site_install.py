@@ -222,6 +222,11 @@ def _stop(proc: subprocess.Popen[str] | None) -> None:
 def test_debian_package_install_serve_behind_nginx_and_remove(
     built: Path, clean_host: None, devcluster: dict[str, Any], tmp_path: Path
 ) -> None:
+    if devcluster.get("bin_dir"):
+        pytest.skip(
+            "the package test runs in the 22.05 pass: its helper runs the host's Slurm "
+            "clients (a site with another Slurm folder sets --slurm-bin-dir; see README)"
+        )
     started = time.monotonic()
     slurm_conf = str(devcluster["slurm_conf"])
     (deb,) = built.glob("hpcportal_*.deb")
