@@ -82,6 +82,29 @@ def helper_text(
     return f"#!{python} -IS\n{source}"
 
 
+#: Lines ``helper_text`` fixes per site (interpreter, minimum UID, deny list, Slurm
+#: folder); the rest is this version's program.
+_INSTALL_TIME = re.compile(
+    r"^(#!.*|MIN_UID = .*|DENY_USERS: .*|DENY_UIDS: .*|SLURM_PATH = .*)$", re.M
+)
+
+
+def _program(text: str) -> str:
+    return _INSTALL_TIME.sub("", text).strip()
+
+
+def installed_helper_matches(path: Path) -> bool:
+    """Whether the helper installed at ``path`` is this version's program, whatever the
+    site fixed in it at install time (``hpcportal check``: an older or altered copy
+    would refuse or misread this version's requests).
+
+    Raises ``OSError`` (``FileNotFoundError`` when nothing is installed there) when the
+    file cannot be read, so the caller can say which it is.
+    """
+    installed = path.read_text(errors="replace")
+    return _program(installed) == _program(helper_program(None, DenyList()))
+
+
 @dataclass(frozen=True)
 class Installed:
     helper: Path

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import msgspec
 
+from hpcportal.config import Settings
 from hpcportal.errors import SlurmError, SlurmNotFound, SlurmOutputUnreadable
 from hpcportal.slurm import formats, parse, recorded
 from hpcportal.slurm.actions import SlurmActions
@@ -122,6 +123,15 @@ class SlurmAdapter:
         self._job_parser_lock = threading.Lock()
         self._cluster = cluster or executor.cluster
         self._cluster_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SlurmAdapter:
+        """The adapter of the configured cluster, with its own executor: how code above
+        ``slurm/`` (``hpcportal check``) gets one without building the executor."""
+        return cls(
+            SlurmExecutor.from_settings(settings),
+            cache_seconds=settings.accounting_cache_seconds,
+        )
 
     # --- which Slurm, which JSON ----------------------------------------------------
 

@@ -14,7 +14,6 @@ Every network check has a short timeout, so a dead host costs seconds, not minut
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +22,6 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import redis
-from redis.sentinel import Sentinel
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -34,11 +31,9 @@ from hpcportal.db.migrate import current_revision, head_revision
 from hpcportal.db.session import create_db_engine
 from hpcportal.db.sqlite_file import DatabaseFileExposed, check_private, sqlite_path
 from hpcportal.errors import PortalError, SlurmUnsupported
-from hpcportal.runas.assemble import helper_program
-from hpcportal.runas.denied import DenyList
-from hpcportal.runas.install import SUDOERS_FILE
+from hpcportal.ha import redis_probe
+from hpcportal.runas import SUDOERS_FILE, installed_helper_matches
 from hpcportal.slurm.adapter import SlurmAdapter
-from hpcportal.slurm.executor import SlurmExecutor
 
 #: Seconds a network check waits for an answer.
 TIMEOUT = 3.0
@@ -86,7 +81,7 @@ def _reason(exc: BaseException) -> str:
 def check_slurm(settings: Settings) -> Check:
     """The configured Slurm answers, with a release whose JSON the portal reads."""
     try:
-        cluster = SlurmAdapter(SlurmExecutor.from_settings(settings)).cluster()
+        cluster = SlurmAdapter.from_settings(settings).cluster()
     except SlurmUnsupported as exc:
         return _failed(
             "slurm",
@@ -173,41 +168,23 @@ def check_redis(settings: Settings) -> Check:
         "Start Redis (`systemctl start redis-server`) or correct redis_url / "
         "redis_sentinels: the replicas share the leader's snapshot and changes through it."
     )
+    if not settings.redis_sentinels and not settings.redis_url:
+        return _skipped("redis", "not configured (redis_url unset: one server alone)")
     try:
-        if settings.redis_sentinels:
-            sentinels = [_host_port(item) for item in settings.redis_sentinels]
-            password = urlsplit(settings.redis_url).password if settings.redis_url else None
-            sentinel = Sentinel(sentinels, socket_timeout=TIMEOUT)  # type: ignore[no-untyped-call]
-            host, port = sentinel.discover_master(  # type: ignore[no-untyped-call]
-                settings.redis_sentinel_master
-            )
-            client = redis.Redis(
-                host=host,
-                port=port,
-                password=password,
-                socket_timeout=TIMEOUT,
-                socket_connect_timeout=TIMEOUT,
-            )
-            where = f"master {settings.redis_sentinel_master} at {host}:{port} (Sentinel)"
-        elif settings.redis_url:
-            client = redis.Redis.from_url(
-                settings.redis_url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
-            )
-            where = masked_url(settings.redis_url)
-        else:
-            return _skipped("redis", "not configured (redis_url unset: one server alone)")
-        with client:
-            client.ping()
-            version = client.info("server").get("redis_version", "?")
+        seen = redis_probe.probe(
+            settings.redis_url,
+            sentinels=settings.redis_sentinels,
+            master=settings.redis_sentinel_master,
+            timeout=TIMEOUT,
+        )
     except Exception as exc:
         named = masked_url(settings.redis_url) if settings.redis_url else "Redis (Sentinel)"
         return _failed("redis", f"{named}: {_reason(exc)}", fix)
-    return _ok("redis", f"{where}, Redis {version}")
-
-
-def _host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or address, int(port or 26379)
+    if settings.redis_sentinels:
+        where = f"master {settings.redis_sentinel_master} at {seen.host}:{seen.port} (Sentinel)"
+    else:
+        where = masked_url(settings.redis_url or "")
+    return _ok("redis", f"{where}, Redis {seen.version}")
 
 
 def check_prometheus(settings: Settings) -> Check:
@@ -231,16 +208,6 @@ def check_prometheus(settings: Settings) -> Check:
     return _ok("prometheus", f"{where}, Prometheus {version}")
 
 
-#: Lines ``hpcportal runas install`` fixes per site; the rest is this version's program.
-_INSTALL_TIME = re.compile(
-    r"^(#!.*|MIN_UID = .*|DENY_USERS: .*|DENY_UIDS: .*|SLURM_PATH = .*)$", re.M
-)
-
-
-def _program(text_: str) -> str:
-    return _INSTALL_TIME.sub("", text_).strip()
-
-
 def _uses_runuser(settings: Settings) -> bool:
     return settings.runas_method == "runuser" or (
         settings.runas_method == "auto" and os.geteuid() == 0
@@ -256,7 +223,7 @@ def check_runas_helper(settings: Settings) -> Check:
     if settings.runas_method == "runuser":
         return _skipped("runas helper", "runas_method = runuser: the portal runs as root")
     try:
-        installed = helper.read_text(errors="replace")
+        matches = installed_helper_matches(helper)
     except FileNotFoundError:
         if _uses_runuser(settings):
             return _skipped(
@@ -265,7 +232,7 @@ def check_runas_helper(settings: Settings) -> Check:
         return _failed("runas helper", f"{helper} is not installed", install)
     except OSError as exc:
         return _failed("runas helper", f"{helper}: {exc.strerror}", install)
-    if _program(installed) != _program(helper_program(None, DenyList())):
+    if not matches:
         return _failed(
             "runas helper",
             f"{helper} is not the helper of hpcportal {__version__} (an older or altered copy)",
