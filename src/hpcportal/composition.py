@@ -2,7 +2,7 @@
 
 ``app._compose`` (the composition root) builds every part once, puts them in one
 frozen ``AppServices`` and stores it on the app with ``install``; everything else
-reads it through ``services_of`` (``api/deps.py`` for routers and pages, a
+reads it through ``services_of`` (``dependencies.py`` for routers and pages, a
 WebSocket endpoint or an exception handler with the connection it has). So the set of
 parts is written down once, with its types, and a misspelt or missing part is a type
 error rather than an ``AttributeError`` at the first request.

@@ -1,4 +1,4 @@
-"""Bounds and character rules for what clients send, shared by routers and request models.
+"""Bounds and character rules for what clients send, shared by routers, pages and models.
 
 Every number a client sends ends up in SQLite (64-bit signed integers), PostgreSQL
 (``Integer`` ids are 32-bit), Slurm (32-bit job ids) or a file offset, and every
@@ -6,8 +6,9 @@ string in a Slurm argv element, an SQL parameter or a path, where a NUL byte or 
 control character is at best an error deep down (an ``OverflowError``, ``embedded
 null byte``, PostgreSQL refusing ``\\x00``: a 500) and at worst a forged log line.
 So the limits are declared once, here, as ``Annotated`` types: query and path
-parameters of the routers (``api/params.py`` re-exports them) and the fields of
-request models (``JobRequest``, ``FileOp``...) use the same ones.
+parameters of the routers (``api/params.py`` re-exports them) and of the pages (which
+import no ``api/`` module, so they take them from here), and the fields of request
+models (``JobRequest``, ``FileOp``...) use the same ones.
 """
 
 from __future__ import annotations
