@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from hpcportal.cli.main import app as cli
 from hpcportal.errors import SlurmPermissionDenied
 from hpcportal.runas import RunAs
 from hpcportal.slurm import admin_qos
@@ -257,3 +259,42 @@ def test_the_typed_action_as_alice_gets_slurms_refusal(
         adapter.admin.run(delete, as_user="alice")
     adapter.admin.run(delete, as_user="carol")
     assert shown_row(qos) is None
+
+
+def test_the_cli_plans_applies_and_reverts_as_carol(
+    portal: RunningPortal, carol: dict[str, str], qos: str
+) -> None:
+    with portal.client(headers=carol) as c:
+        created = c.post(
+            "/api/v1/auth/api-tokens", json={"name": "cli-qos", "scopes": ["read", "write"]}
+        )
+        assert created.status_code == 201, created.text
+    env = {"HPCPORTAL_URL": portal.url, "HPCPORTAL_TOKEN": created.json()["token"]}
+    runner = CliRunner()
+    create = ["admin", "qos", "create", qos, "--why", "cli test", "--priority", "7"]
+    create += ["--max-tres-per-user", "cpu=2,mem=1G", "--max-wall", "30"]
+
+    dry = runner.invoke(cli, [*create, "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    argv = f"$ sacctmgr -i add qos Name={qos} set Priority=7 MaxTRESPerUser=cpu=2,mem=1024M"
+    assert f"{argv} MaxWall=30" in dry.output and shown_row(qos) is None
+
+    done = runner.invoke(cli, [*create, "--yes"], env=env)
+    assert done.exit_code == 0, done.output
+    has(shown_row(qos), {"Priority": "7", "MaxTRESPU": "cpu=2,mem=1G", "MaxWall": "00:30:00"})
+    row_created = shown_row(qos)
+
+    modify = ["admin", "qos", "modify", qos, "--why", "cli", "--clear", "max-wall", "--yes"]
+    changed = runner.invoke(cli, [*modify, "--max-jobs-per-user", "4"], env=env)
+    assert changed.exit_code == 0, changed.output
+    assert "Note: MaxWall: 30 -> none" in changed.output
+    has(shown_row(qos), {"MaxWall": "", "MaxJobsPU": "4"})
+    listed = runner.invoke(cli, ["admin", "qos", "list"], env=env)
+    assert listed.exit_code == 0 and f"{qos} " in listed.output, listed.output
+    change_id = changed.output.rsplit("Applied as change ", 1)[1].split(".")[0]
+    undone = runner.invoke(cli, ["admin", "revert", change_id, "--why", "cli", "--yes"], env=env)
+    assert undone.exit_code == 0, undone.output
+    assert shown_row(qos) == row_created
+
+    bad = runner.invoke(cli, ["admin", "qos", "modify", qos, "--why", "x", "--clear", "nope"])
+    assert bad.exit_code == 1 and "--clear takes one of" in bad.output
