@@ -66,6 +66,7 @@ from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
 from hpcportal.web import (
     accounting_pages,
+    admin_pages,
     api_docs,
     auth_pages,
     cluster_pages,
@@ -162,6 +163,7 @@ def create_app(
     app.include_router(submit_pages.router)
     app.include_router(template_pages.router)
     app.include_router(accounting_pages.router)
+    app.include_router(admin_pages.router)
     app.include_router(session_pages.router)
     return app
 

@@ -11,10 +11,11 @@ It imports services, ``composition`` and ``config``, never a router or a page.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
@@ -291,3 +292,24 @@ async def get_proxy_principal(
 
 
 ProxyUser = Annotated[Principal, Depends(get_proxy_principal)]
+
+
+async def get_form_principal(
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    csrf: Annotated[str, Form()] = "",
+) -> Principal:
+    """The session cookie's user for a plain HTML form post (the admin pages).
+
+    A form cannot send the CSRF header, so it repeats the CSRF cookie's value in its
+    ``csrf`` field instead (as the logout form does); another site cannot read it.
+    """
+    cookie = request.cookies.get(auth.CSRF_COOKIE)
+    if not cookie or not secrets.compare_digest(cookie, csrf):
+        raise Forbidden(auth.CSRF_REFUSED)
+    claims = await _session_claims(request, settings, database, None, csrf=False)
+    return auth.resolve_principal(settings, claims)
+
+
+FormUser = Annotated[Principal, Depends(get_form_principal)]

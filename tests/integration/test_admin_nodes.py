@@ -12,12 +12,14 @@ and restores carol's AdminLevel, because other tests share this cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -228,3 +230,62 @@ def test_the_cli_plans_applies_and_reverts_as_carol(
     assert "DRAIN" not in node_line()["State"]
     again = runner.invoke(cli, ["admin", "revert", change_id, "--why", "test", "--yes"], env=env)
     assert again.exit_code == 1 and "already reverted" in again.output
+
+
+def page_client(portal: RunningPortal, user: str, lang: str = "en") -> httpx.Client:
+    """A client logged in through the login form, as a browser is."""
+    client = portal.client(follow_redirects=False)
+    client.cookies.set("hpcportal_lang", lang)
+    r = client.post("/login", data={"username": user, "password": f"{user}-demo", "next": "/"})
+    assert r.status_code == 303, r.text
+    return client
+
+
+def test_the_nodes_page_plans_applies_and_reverts(portal: RunningPortal, node: str) -> None:
+    carol, alice = page_client(portal, "carol"), page_client(portal, "alice")
+    try:
+        home = alice.get("/admin/nodes")
+        assert home.status_code == 403 and 'data-testid="nav-admin"' not in home.text
+
+        page = carol.get("/admin/nodes")
+        assert page.status_code == 200 and 'data-testid="nav-admin"' in page.text
+        assert f'data-node="{node}"' in page.text
+        query = {"nodes": node, "action": "drain", "reason": REASON}
+        planned = carol.get("/admin/nodes", params=query)
+        assert planned.status_code == 200
+        shown = f"$ scontrol update NodeName={node} State=DRAIN &#39;Reason={REASON}&#39;"
+        assert shown in planned.text and "DRAIN" not in node_line()["State"]
+
+        argv = [["scontrol", "update", f"NodeName={node}", "State=DRAIN", f"Reason={REASON}"]]
+        form = {**query, "next_state": "resume", "why": "page test", "expect": json.dumps(argv)}
+        forged = carol.post("/admin/nodes/apply", data={**form, "csrf": "forged"})
+        assert forged.status_code == 403 and "DRAIN" not in node_line()["State"]
+        csrf = carol.cookies.get("hpcportal_csrf")
+        stale = {**form, "csrf": csrf, "expect": json.dumps([argv[0][:4]])}
+        r = carol.post("/admin/nodes/apply", data=stale)
+        assert r.status_code == 409, r.text[-2000:]
+        done = carol.post("/admin/nodes/apply", data={**form, "csrf": csrf})
+        assert done.status_code == 303, done.text
+        change_id = done.headers["location"].rsplit("=", 1)[1]
+        assert node_line()["Reason"].startswith(f"{REASON} [carol@")
+
+        listed = carol.get(done.headers["location"])
+        assert f'data-testid="revert-{change_id}"' in listed.text
+        assert f"scontrol update NodeName={node} State=RESUME" in listed.text
+        undo = [["scontrol", "update", f"NodeName={node}", "State=RESUME"]]
+        reverted = carol.post(
+            f"/admin/changes/{change_id}/revert",
+            data={"csrf": csrf, "why": "page test done", "expect": json.dumps(undo)},
+        )
+        assert reverted.status_code == 303, reverted.text
+        assert "DRAIN" not in node_line()["State"]
+
+    finally:
+        carol.close()
+        alice.close()
+    korean = page_client(portal, "carol", "ko")
+    try:
+        text = korean.get("/admin/nodes").text
+        assert "관리: 노드" in text and "계획 보기" in text and "Show the plan" not in text
+    finally:
+        korean.close()

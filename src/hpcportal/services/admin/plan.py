@@ -146,6 +146,8 @@ class ChangeView(BaseModel):
     commands: list[list[str]]
     previous: dict[str, Any]
     revertible: bool
+    #: The commands a revert would run (shown beside the revert button).
+    revert: list[list[str]] = []
     reverts: int | None
     reverted_by: int | None
 
@@ -256,6 +258,7 @@ def changes(database: Database, *, kind_prefix: str = "", limit: int = 50) -> li
                 commands=row.commands,
                 previous=row.previous,
                 revertible=bool(row.revert) and row.reverted_by is None,
+                revert=row.revert,
                 reverts=row.reverts,
                 reverted_by=row.reverted_by,
             )

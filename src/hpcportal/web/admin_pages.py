@@ -1,0 +1,173 @@
+"""The admin area's nodes page (``/admin/nodes``): states and reasons, plan, apply, revert.
+
+Plain forms, no script: choosing a change shows its plan (a GET: the exact commands,
+the running jobs it hits, how it would be reverted); the plan's Apply form posts the
+change with the argv shown (``expect``), the reason for the audit log and the CSRF
+cookie's value, and the same services as the API run it as the administrator. Slurm's
+refusal is shown on the page with its status (403 with Slurm's reason). Only members
+of the portal's admin group see the page; Slurm still decides what happens.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from hpcportal.dependencies import (
+    AdapterDep,
+    ClientAddress,
+    DatabaseDep,
+    FormUser,
+    SettingsDep,
+    SnapshotDep,
+)
+from hpcportal.errors import PortalError
+from hpcportal.limits import DbId
+from hpcportal.services.admin import plan as admin_plan
+from hpcportal.services.admin.nodes import REASON_TEMPLATES, NodeChange, node_rows, plan_nodes
+from hpcportal.services.admin.plan import PlanView
+from hpcportal.slurm.admin_actions import AdminCommand
+from hpcportal.web.common import Page, PageDep, PageError, basic_page, current_snapshot
+from hpcportal.web.i18n import N_
+
+router = APIRouter(include_in_schema=False)
+ACTIONS = (
+    ("drain", N_("Drain (running jobs finish)")),
+    ("down", N_("Down (now)")),
+    ("resume", N_("Resume")),
+    ("reboot", N_("Reboot when idle")),
+)
+Field = Annotated[str, Form()]
+
+
+def _admin(page: Page) -> None:
+    if page.user is None or not page.user.is_admin:
+        raise PageError(403, page.gettext(N_("This needs the administrator role.")))
+
+
+def _change(action: str, nodes: str, reason: str, next_state: str) -> NodeChange:
+    return NodeChange.model_validate(
+        {"action": action, "nodes": nodes, "reason": reason or None, "next_state": next_state}
+    )
+
+
+async def _render(
+    page: Page,
+    snapshot: SnapshotDep,
+    database: DatabaseDep,
+    *,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    snap = await current_snapshot(page, snapshot)
+    history = await run_in_threadpool(lambda: admin_plan.changes(database, kind_prefix="node."))
+    return page.render(
+        "admin_nodes.html",
+        status=status,
+        page_key="admin",
+        nodes=sorted(node_rows(snap), key=lambda n: n.name),
+        templates=REASON_TEMPLATES,
+        actions=ACTIONS,
+        changes=history[:20],
+        shown=lambda argv: AdminCommand(argv[0], tuple(argv[1:])).shown(),
+        **{"error": None, "applied": None, "plan": None, "form": None, "expect": "", **context},
+    )
+
+
+@router.get("/admin/nodes", response_class=HTMLResponse)
+async def admin_nodes_page(
+    page: PageDep,
+    snapshot: SnapshotDep,
+    database: DatabaseDep,
+    action: str = "",
+    nodes: str = "",
+    reason: str = "",
+    next_state: str = "resume",
+    applied: int | None = None,
+) -> HTMLResponse:
+    _admin(page)
+    if not (action and nodes):
+        return await _render(page, snapshot, database, applied=applied)
+    form = {"action": action, "nodes": nodes, "reason": reason, "next_state": next_state}
+    try:
+        change = _change(action, nodes, reason, next_state)
+        plan = PlanView.of(plan_nodes(change, await snapshot.current()))
+    except (PortalError, ValueError) as exc:
+        message = (
+            exc.message if isinstance(exc, PortalError) else page.gettext(N_("Check the form."))
+        )
+        status = exc.status if isinstance(exc, PortalError) else 422
+        return await _render(page, snapshot, database, status=status, error=message, form=form)
+    expect = json.dumps([c.argv for c in plan.commands])
+    return await _render(page, snapshot, database, plan=plan, form=form, expect=expect)
+
+
+@router.post("/admin/nodes/apply", response_model=None)
+async def admin_nodes_apply(
+    request: Request,
+    settings: SettingsDep,
+    who: FormUser,
+    snapshot: SnapshotDep,
+    adapter: AdapterDep,
+    database: DatabaseDep,
+    address: ClientAddress,
+    action: Field = "",
+    nodes: Field = "",
+    reason: Field = "",
+    next_state: Field = "resume",
+    why: Field = "",
+    expect: Field = "",
+) -> Response:
+    page = basic_page(request, settings, who)
+    _admin(page)
+    form = {"action": action, "nodes": nodes, "reason": reason, "next_state": next_state}
+    try:
+        change = _change(action, nodes, reason, next_state)
+        plan = plan_nodes(change, await snapshot.current())
+        admin_plan.check_expected(plan, json.loads(expect) if expect else None)
+        done = await run_in_threadpool(
+            admin_plan.apply, adapter.admin, database, plan, who, why, address
+        )
+    except PortalError as exc:
+        return await _render(
+            page, snapshot, database, status=exc.status, error=exc.message, form=form
+        )
+    except ValueError:
+        error = page.gettext(N_("Check the form."))
+        return await _render(page, snapshot, database, status=422, error=error, form=form)
+    await snapshot.refresh()
+    return RedirectResponse(f"/admin/nodes?applied={done.change_id}", status_code=303)
+
+
+@router.post("/admin/changes/{change_id}/revert", response_model=None)
+async def admin_change_revert(
+    change_id: DbId,
+    request: Request,
+    settings: SettingsDep,
+    who: FormUser,
+    snapshot: SnapshotDep,
+    adapter: AdapterDep,
+    database: DatabaseDep,
+    address: ClientAddress,
+    why: Field = "",
+    expect: Field = "",
+) -> Response:
+    page = basic_page(request, settings, who)
+    _admin(page)
+    try:
+        plan = await run_in_threadpool(admin_plan.revert_plan, database, change_id)
+        admin_plan.check_expected(plan, json.loads(expect) if expect else None)
+        done = await run_in_threadpool(
+            admin_plan.apply, adapter.admin, database, plan, who, why, address
+        )
+    except PortalError as exc:
+        return await _render(page, snapshot, database, status=exc.status, error=exc.message)
+    except ValueError:
+        error = page.gettext(N_("Check the form."))
+        return await _render(page, snapshot, database, status=422, error=error)
+    await snapshot.refresh()
+    return RedirectResponse(f"/admin/nodes?applied={done.change_id}", status_code=303)
