@@ -67,6 +67,7 @@ from hpcportal.slurm.executor import SlurmExecutor
 from hpcportal.web import (
     accounting_pages,
     admin_pages,
+    admin_qos_pages,
     api_docs,
     auth_pages,
     cluster_pages,
@@ -164,6 +165,7 @@ def create_app(
     app.include_router(template_pages.router)
     app.include_router(accounting_pages.router)
     app.include_router(admin_pages.router)
+    app.include_router(admin_qos_pages.router)
     app.include_router(session_pages.router)
     return app
 
