@@ -66,7 +66,7 @@ def restore_node() -> None:
 
 @pytest.fixture
 def node(devcluster: dict[str, Any]) -> Iterator[str]:
-    os.environ.setdefault("SLURM_CONF", devcluster["slurm_conf"])
+    os.environ["SLURM_CONF"] = devcluster["slurm_conf"]  # this run's cluster, for slurm()
     restore_node()
     try:
         yield NODE
@@ -271,7 +271,8 @@ def test_the_nodes_page_plans_applies_and_reverts(portal: RunningPortal, node: s
 
         listed = carol.get(done.headers["location"])
         assert f'data-testid="revert-{change_id}"' in listed.text
-        assert f"scontrol update NodeName={node} State=RESUME" in listed.text
+        changes = listed.text[listed.text.index('data-testid="admin-changes"') :]
+        assert f"scontrol update NodeName={node} State=RESUME" in changes, changes[:800]
         undo = [["scontrol", "update", f"NodeName={node}", "State=RESUME"]]
         reverted = carol.post(
             f"/admin/changes/{change_id}/revert",

@@ -227,3 +227,15 @@ def test_the_run_as_helper_lets_the_node_commands_through_and_nothing_beside() -
     ):
         with pytest.raises(Refused):
             check_slurm_argv(bad)
+
+
+def test_nodes_read_now_win_over_the_snapshot_for_the_previous_state() -> None:
+    """The snapshot may be seconds old; the state a revert restores is Slurm's now."""
+    now = snapshot(drained="node003").nodes
+    plan = plan_nodes(NodeChange(action="down", nodes="node003", reason="PSU"), snapshot(), now)
+    assert plan.previous["node003"]["status"] == "drained"
+    assert [list(c.argv) for c in plan.revert] == [
+        ["scontrol", "update", "NodeName=node003", "State=DRAIN", "Reason=old fan"]
+    ]
+    with pytest.raises(NotFound):
+        plan_nodes(NodeChange(action="resume", nodes="node001"), snapshot(), now[3:4])

@@ -31,7 +31,7 @@ from hpcportal.services.admin.nodes import (
     node_rows,
     plan_nodes,
 )
-from hpcportal.services.admin.plan import Applied, ApplyBody, ChangeView, PlanView
+from hpcportal.services.admin.plan import Applied, ApplyBody, ChangeView, Plan, PlanView
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -55,9 +55,17 @@ async def nodes(_: AdminUser, snapshot: SnapshotDep) -> NodesView:
 
 
 @router.post("/nodes/plan", response_model=PlanView)
-async def plan_node_change(change: NodeChange, _: AdminUser, snapshot: SnapshotDep) -> PlanView:
+async def plan_node_change(
+    change: NodeChange, _: AdminUser, snapshot: SnapshotDep, adapter: AdapterDep
+) -> PlanView:
     """What a drain, down, resume or reboot would run and which running jobs it hits."""
-    return PlanView.of(plan_nodes(change, await snapshot.current()))
+    return PlanView.of(await _plan(change, snapshot, adapter))
+
+
+async def _plan(change: NodeChange, snapshot: SnapshotDep, adapter: AdapterDep) -> Plan:
+    """The plan on the nodes as Slurm lists them now (the state a revert restores)."""
+    snap = await snapshot.current()
+    return plan_nodes(change, snap, await run_in_threadpool(adapter.nodes))
 
 
 @router.post("/nodes/apply", response_model=Applied)
@@ -70,7 +78,7 @@ async def apply_node_change(
     address: ClientAddress,
 ) -> Applied:
     """Apply a node change as you, with a reason (recorded in the audit log)."""
-    plan = plan_nodes(body.change, await snapshot.current())
+    plan = await _plan(body.change, snapshot, adapter)
     admin_plan.check_expected(plan, body.expect)
     applied = await run_in_threadpool(
         admin_plan.apply, adapter.admin, database, plan, who, body.reason, address

@@ -29,7 +29,7 @@ from hpcportal.errors import PortalError
 from hpcportal.limits import DbId
 from hpcportal.services.admin import plan as admin_plan
 from hpcportal.services.admin.nodes import REASON_TEMPLATES, NodeChange, node_rows, plan_nodes
-from hpcportal.services.admin.plan import PlanView
+from hpcportal.services.admin.plan import Plan, PlanView
 from hpcportal.slurm.admin_actions import AdminCommand
 from hpcportal.web.common import Page, PageDep, PageError, basic_page, current_snapshot
 from hpcportal.web.i18n import N_
@@ -47,6 +47,12 @@ Field = Annotated[str, Form()]
 def _admin(page: Page) -> None:
     if page.user is None or not page.user.is_admin:
         raise PageError(403, page.gettext(N_("This needs the administrator role.")))
+
+
+async def _plan(change: NodeChange, snapshot: SnapshotDep, adapter: AdapterDep) -> Plan:
+    """The plan on the nodes as Slurm lists them now (as the API plans it)."""
+    snap = await snapshot.current()
+    return plan_nodes(change, snap, await run_in_threadpool(adapter.nodes))
 
 
 def _change(action: str, nodes: str, reason: str, next_state: str) -> NodeChange:
@@ -82,6 +88,7 @@ async def _render(
 async def admin_nodes_page(
     page: PageDep,
     snapshot: SnapshotDep,
+    adapter: AdapterDep,
     database: DatabaseDep,
     action: str = "",
     nodes: str = "",
@@ -95,7 +102,7 @@ async def admin_nodes_page(
     form = {"action": action, "nodes": nodes, "reason": reason, "next_state": next_state}
     try:
         change = _change(action, nodes, reason, next_state)
-        plan = PlanView.of(plan_nodes(change, await snapshot.current()))
+        plan = PlanView.of(await _plan(change, snapshot, adapter))
     except (PortalError, ValueError) as exc:
         message = (
             exc.message if isinstance(exc, PortalError) else page.gettext(N_("Check the form."))
@@ -127,7 +134,7 @@ async def admin_nodes_apply(
     form = {"action": action, "nodes": nodes, "reason": reason, "next_state": next_state}
     try:
         change = _change(action, nodes, reason, next_state)
-        plan = plan_nodes(change, await snapshot.current())
+        plan = await _plan(change, snapshot, adapter)
         admin_plan.check_expected(plan, json.loads(expect) if expect else None)
         done = await run_in_threadpool(
             admin_plan.apply, adapter.admin, database, plan, who, why, address

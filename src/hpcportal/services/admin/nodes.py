@@ -9,6 +9,7 @@ old reason, a down one to down, any other to resume. A reboot is not revertible.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -139,15 +140,23 @@ _NOTES: dict[NodeAction, str] = {
 }
 
 
-def plan_nodes(change: NodeChange, snap: ClusterSnapshot) -> Plan:
-    """The plan of ``change`` on the cluster as ``snap`` shows it."""
+def plan_nodes(
+    change: NodeChange, snap: ClusterSnapshot, fresh: Sequence[Node] | None = None
+) -> Plan:
+    """The plan of ``change`` on the cluster as ``snap`` shows it.
+
+    ``fresh`` are the nodes as Slurm lists them now (``adapter.nodes()``): routers pass
+    them so the previous state a revert restores is not a snapshot seconds old; the
+    affected jobs come from the snapshot.
+    """
     names = hostlist.expand(check_nodes(change.nodes))
-    unknown = [n for n in names if n not in snap.nodes_by_name]
+    by_name = {n.name: n for n in fresh} if fresh is not None else snap.nodes_by_name
+    unknown = [n for n in names if n not in by_name]
     if unknown:
         raise NotFound(f"No such node: {', '.join(unknown[:5])}.")
     if len(names) > 512:
         raise InvalidInput("Change at most 512 nodes at once.")
-    nodes = [snap.nodes_by_name[n] for n in names]
+    nodes = [by_name[n] for n in names]
     commands = node_commands(_request(change))
     revert = () if change.action == "reboot" else tuple(_restore(n) for n in nodes)
     hit = _affected(snap, set(names)) if change.action != "resume" else ()
