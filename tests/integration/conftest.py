@@ -35,6 +35,7 @@ RELEASE_ENV = "HPCPORTAL_DEVCLUSTER_SLURM"
 #: them again on 24.11 and 26.05 after the whole suite on 22.05.
 SLURM_FACING = frozenset(
     {
+        "test_admin_nodes.py",
         "test_idempotency.py",
         "test_input_validation.py",
         "test_live.py",
