@@ -191,6 +191,20 @@ def test_carol_creates_changes_reverts_and_deletes_a_qos(
     assert gone.status_code == 404
 
 
+def test_an_apply_without_the_plan_shown_is_refused(
+    portal: RunningPortal, carol: dict[str, str], qos: str
+) -> None:
+    change = {"action": "create", "name": qos, "values": {"priority": 5}}
+    with portal.client(headers=carol) as c:
+        r = c.post("/api/v1/admin/qos/apply", json={"change": change, "reason": "no plan"})
+        assert r.status_code == 422 and "expect" in r.text
+        stale = [["sacctmgr", "-i", "add", "qos", f"Name={qos}", "set", "Priority=6"]]
+        body = {"change": change, "reason": "stale", "expect": stale}
+        r = c.post("/api/v1/admin/qos/apply", json=body)
+        assert r.status_code == 409 and "Priority=5" in r.json()["detail"]
+    assert shown_row(qos) is None
+
+
 def test_bad_values_are_422_and_nothing_runs(
     portal: RunningPortal, carol: dict[str, str], qos: str
 ) -> None:
@@ -216,7 +230,9 @@ def test_the_portal_role_is_needed(portal: RunningPortal, alice: dict[str, str],
     with portal.client(headers=alice) as c:
         assert c.get("/api/v1/admin/qos").status_code == 403
         assert c.post("/api/v1/admin/qos/plan", json=change).status_code == 403
-        r = c.post("/api/v1/admin/qos/apply", json={"change": change, "reason": "x"})
+        expect = [["sacctmgr", "-i", "add", "qos", f"Name={qos}", "set", "Priority=5"]]
+        body = {"change": change, "reason": "x", "expect": expect}
+        r = c.post("/api/v1/admin/qos/apply", json=body)
     assert r.status_code == 403 and "administrator role" in r.json()["detail"]
     assert shown_row(qos) is None
 
@@ -233,7 +249,11 @@ def test_slurm_refuses_a_portal_admin_without_slurm_rights(
     alice = research_admins.login("alice")
     change = {"action": "create", "name": qos, "values": {"priority": 5}}
     with research_admins.client(headers=alice) as c:
-        r = c.post("/api/v1/admin/qos/apply", json={"change": change, "reason": "try"})
+        plan = c.post("/api/v1/admin/qos/plan", json=change)
+        assert plan.status_code == 200, plan.text  # the portal lets her plan
+        expect = [cmd["argv"] for cmd in plan.json()["commands"]]
+        body = {"change": change, "reason": "try", "expect": expect}
+        r = c.post("/api/v1/admin/qos/apply", json=body)
     assert r.status_code == 403, r.text
     assert r.json()["code"] == "slurm_permission_denied"
     assert "Access/permission denied" in r.json()["detail"]

@@ -4,7 +4,7 @@ Thin, like ``api/admin.py``: the portal's admin role (``AdminUser``) decides who
 these routes; the change runs as the administrator's own Unix user, so slurmdbd
 decides whether it happens (403 with Slurm's reason otherwise). A plan reads the QoS
 from slurmdbd, so it runs in a worker thread; apply re-plans and, given the argv the
-person saw as ``expect``, answers 409 instead of running something else.
+person saw as ``expect`` (required), answers 409 instead of running something else.
 """
 
 from __future__ import annotations
@@ -22,9 +22,13 @@ router = APIRouter(prefix="/admin/qos", tags=["admin"])
 
 
 class QosApply(ApplyBody):
-    """A QoS change to apply: the change, why, and the argv the person saw."""
+    """A QoS change to apply: the change, why, and the argv the person saw.
+
+    ``expect`` is required here: a QoS change (a delete above all) runs only as the
+    plan that was shown, never from a body alone."""
 
     change: QosRequest
+    expect: list[list[str]]
 
 
 @router.get("", response_model=list[QosRow])
