@@ -16,7 +16,6 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,8 +31,6 @@ from tests.integration.browser import (
 from tests.integration.portal_server import (
     RunningPortal,
     free_port,
-    portal_settings,
-    run_portal,
 )
 from tests.webcheck import english_messages
 
@@ -56,20 +53,6 @@ PAGES = [
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 BUDGET_BYTES = 200 * 1024
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("browser"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def conf(devcluster: dict[str, Any]) -> str:
-    return str(devcluster["slurm_conf"])
 
 
 def session(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,10 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests.integration.browser import axe_violations, describe, login, page_problems, screenshot
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
 from tests.webcheck import english_messages
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("browser-files"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
 
 
 def _as_alice(command: str, *args: str) -> None:

@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.integration import slurm_cli
 from tests.integration.browser import login, page_problems, screenshot
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
 from tests.webcheck import english_messages, page_assets
 
 SCRIPT = """#!/bin/bash
@@ -34,20 +34,6 @@ SCRIPT = """#!/bin/bash
 echo "answer: $((6 * 7)) from $SLURM_JOB_ID"
 """
 DESKTOP: Any = {"width": 1280, "height": 900}
-
-
-@pytest.fixture(scope="module")
-def conf(devcluster: dict[str, Any]) -> str:
-    return str(devcluster["slurm_conf"])
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("finished"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
 
 
 def min_job_age(conf: str) -> int:

@@ -9,37 +9,22 @@ output follower, not from a lucky regular refresh.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.integration import slurm_cli
 from tests.integration.browser import login
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 
 WITHIN_MS = 1000
 CANCELLED = {"en": "Cancelled", "ko": "취소됨"}
 
 
 @pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(
-        tmp_path_factory.mktemp("browser-live"),
-        devcluster["slurm_conf"],
-        refresh_interval=10.0,
-        stale_after=60.0,
-    )
-    with run_portal(settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def conf(devcluster: dict[str, Any]) -> str:
-    return str(devcluster["slurm_conf"])
+def portal(make_portal: PortalFactory) -> RunningPortal:
+    return make_portal(refresh_interval=10.0, stale_after=60.0)
 
 
 def alice_page(browser: Browser, portal: RunningPortal, lang: str) -> Page:

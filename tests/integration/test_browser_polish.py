@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,25 +23,11 @@ from hpcportal.db.models import Notification
 from hpcportal.services.auth import utcnow
 from tests.integration import slurm_cli
 from tests.integration.browser import login
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
 
 DESKTOP = {"width": 1280, "height": 900}
 LANGS = ["en", "ko"]
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(tmp_path_factory.mktemp("polish"), devcluster["slurm_conf"])
-    with run_portal(settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def conf(devcluster: dict[str, Any]) -> str:
-    return str(devcluster["slurm_conf"])
 
 
 def session(

@@ -32,7 +32,8 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from tests.integration import slurm_cli
 from tests.integration.apps_fixture import write_broken_app
 from tests.integration.browser import dark_mode_problems, page_problems, screenshot
-from tests.integration.portal_server import RunningPortal, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
 from tests.integration.session_access import stored_secrets
 from tests.integration.test_browser import BUDGET_BYTES, DESKTOP, PHONE, csrf
 from tests.integration.test_browser import session as logged_in
@@ -166,13 +167,10 @@ def wait_for_desktop(page: Page, timeout: float = 30.0) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    tmp = tmp_path_factory.mktemp("browser-sessions")
+def portal(make_portal: PortalFactory) -> Iterator[RunningPortal]:
+    tmp = make_portal.dir()
     write_broken_app(tmp / "apps", "Broken viewer")
-    settings = portal_settings(tmp, devcluster["slurm_conf"], app_dirs=[tmp / "apps"])
-    with run_portal(settings) as running:
+    with make_portal.run(tmp=tmp, app_dirs=[tmp / "apps"]) as running:
         try:
             yield running
         finally:
@@ -181,11 +179,6 @@ def portal(
             with running.client(headers=headers) as c:
                 for s in c.get("/api/v1/sessions", params={"active": "true"}).json():
                     c.delete(f"/api/v1/sessions/{s['id']}")
-
-
-@pytest.fixture(scope="module")
-def conf(devcluster: dict[str, Any]) -> str:
-    return str(devcluster["slurm_conf"])
 
 
 @pytest.fixture(scope="module")

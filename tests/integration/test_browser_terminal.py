@@ -16,7 +16,6 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,10 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests.integration.browser import axe_violations, describe, login, screenshot
-from tests.integration.portal_server import RunningPortal, free_port, portal_settings, run_portal
+from tests.integration.portal_server import RunningPortal, free_port
 
 PASSWORDS = {"alice": "alice-demo", "bob": "bob-demo"}
 TIMEOUT_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def portal(
-    devcluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningPortal]:
-    settings = portal_settings(
-        tmp_path_factory.mktemp("browser-terminal"), devcluster["slurm_conf"]
-    )
-    with run_portal(settings) as running:
-        yield running
 
 
 def logged_in(
