@@ -99,6 +99,10 @@ def test_fast_json_answers_document_their_model(spec: dict[str, Any]) -> None:
 def test_byte_answers_declare_their_media_types(spec: dict[str, Any]) -> None:
     ids = {op["operationId"]: op for _, _, op in operations(spec)}
     assert set(openapi.MEDIA) <= set(ids), "MEDIA names an operation that is gone"
+    assert set(openapi.REQUEST_BODIES) <= set(ids), "REQUEST_BODIES names one that is gone"
+    chunk = ids["uploads_append_chunk"]["requestBody"]["content"]
+    assert list(chunk) == ["application/offset+octet-stream"]
+    assert "multipart/form-data" in ids["uploads_upload"]["requestBody"]["content"]
     read = ids["files_read_path"]["responses"]
     assert {"application/json", "application/zip", "application/octet-stream"} <= set(
         read["200"]["content"]

@@ -176,6 +176,13 @@ DESCRIPTIONS = {
     504: "The run-as helper did not answer in time",
     507: "Not enough space or quota where it goes",
 }
+CHALLENGE = {
+    "WWW-Authenticate": {
+        "description": "Bearer: log in (POST /api/v1/auth/token) or send an API token",
+        "schema": {"type": "string"},
+        "required": False,
+    }
+}
 RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before retrying",
@@ -222,6 +229,8 @@ def _error_response(status: int) -> dict[str, Any]:
     }
     if status in (429, 503):
         answer["headers"] = RETRY_AFTER
+    elif status == 401:
+        answer["headers"] = CHALLENGE
     return answer
 
 
@@ -253,11 +262,45 @@ MEDIA: dict[str, dict[str, tuple[str, ...]]] = {
     "apps_icon": {"200": ("image/*",)},
 }
 BYTES: dict[str, Any] = {"schema": {"type": "string", "format": "binary"}}
+#: Bodies the endpoint streams itself (``request.stream()``, so FastAPI cannot see
+#: them), by operation id.
+REQUEST_BODIES: dict[str, dict[str, Any]] = {
+    "files_write": {  # small UTF-8 text, saved as it is
+        "required": False,
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+    "uploads_upload": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                    "required": ["files"],
+                }
+            }
+        },
+    },
+    "uploads_create": {  # tus creation-with-upload: the first chunk, optional
+        "required": False,
+        "content": {"application/offset+octet-stream": BYTES},
+    },
+    "uploads_append_chunk": {
+        "required": True,
+        "content": {"application/offset+octet-stream": BYTES},
+    },
+}
 
 
 def _fill_success(operation: dict[str, Any]) -> None:
-    """A 2xx a route documents with a description only (a dry run's 200, a pending
-    launch's 202, a created file's 201) has the body of the route's main answer."""
+    """The streamed request bodies and byte answers above; and a 2xx that a route
+    documents with a description only (a dry run's 200, a pending launch's 202, a
+    created file's 201) has the body of the route's main answer."""
+    body = REQUEST_BODIES.get(operation.get("operationId", ""))
+    if body is not None:
+        operation.setdefault("requestBody", body)
     responses: dict[str, Any] = operation.get("responses", {})
     for status, media in MEDIA.get(operation.get("operationId", ""), {}).items():
         content = responses.setdefault(status, {"description": "OK"}).setdefault("content", {})
