@@ -31,7 +31,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.routing import BaseRoute
 
-from hpcportal.api import deps, sessions
+from hpcportal import dependencies as deps
+from hpcportal.api import sessions
 
 DESCRIPTION = """\
 The HTTP API of hpcportal, a web portal for Slurm clusters. It covers what the web UI
