@@ -216,6 +216,8 @@ def test_bad_values_are_422_and_nothing_runs(
         {"action": "create", "name": qos, "values": {"flags": ["NoSuchFlag"]}},
         {"action": "create", "name": qos, "values": {"priority": -3}},
         {"action": "delete", "name": qos, "values": {"priority": 1}},
+        {"action": "create", "name": qos, "values": {"preempt": ["t_a2_nosuch"]}},
+        {"action": "create", "name": qos, "values": {"preempt": [qos]}},
     ]
     with portal.client(headers=carol) as c:
         for change in bad:

@@ -92,6 +92,18 @@ def _name(name: str) -> str:
         raise InvalidInput(_said(exc)) from exc
 
 
+def _check_preempt(adapter: SlurmAdapter, name: str, preempt: tuple[str, ...]) -> None:
+    """Every QoS to preempt exists and is not this one (422 before anything runs)."""
+    if not preempt:
+        return
+    if name in preempt:
+        raise InvalidInput(f"QoS {name} cannot preempt itself.")
+    known = {q.name for q in admin_qos.read_all_qos(adapter.executor)}
+    missing = [p for p in preempt if p not in known]
+    if missing:
+        raise InvalidInput(f"No QoS named {', '.join(missing)} to preempt.")
+
+
 def jobs_under(snapshot: ClusterSnapshot, name: str) -> list[Job]:
     return [j for j in snapshot.jobs if j.qos == name and j.state in _ACTIVE]
 
@@ -173,6 +185,7 @@ def plan_create(adapter: SlurmAdapter, snapshot: ClusterSnapshot, spec: QosSpec)
     """``sacctmgr add qos``; reverted by deleting it. 409 if it already exists."""
     if _read(adapter, spec.name) is not None:
         raise Conflict(f"QoS {spec.name} already exists; modify it instead.")
+    _check_preempt(adapter, spec.name, spec.preempt)
     notes = _diff_notes(QosLimits(), spec.limits())
     return Plan(
         kind="qos.create",
@@ -196,6 +209,8 @@ def plan_modify(
         after = change.applied_to(before.limits())
     except ValueError as exc:
         raise InvalidInput(_said(exc)) from exc
+    if after.preempt != before.preempt:
+        _check_preempt(adapter, before.name, after.preempt)
     command = admin_qos.qos_modify(before.name, before.limits(), after)
     undo = admin_qos.qos_modify(before.name, after, before.limits())
     if command is None or undo is None:
