@@ -14,7 +14,9 @@ measures for each:
     each replica's executor) per snapshot refresh of the leader, over ``--seconds``
     with no client load: the number must not grow with replicas (followers run none);
 (b) ``GET /api/v1/jobs?limit=100`` latency p50/p95 through HAProxy with ``--clients``
-    concurrent clients (``wrk``), and the Slurm commands per refresh during that load.
+    concurrent clients (``wrk``), and the Slurm commands per refresh during that load;
+(c) with three replicas, the leader killed (``kill -9``): seconds until another
+    replica says it leads (``/ready``), against ``leader_lease_seconds``.
 
 It prints each figure and the ratios 3 replicas : 1 replica (the baseline of the same
 run). On a two-CPU machine three replicas share the CPUs with HAProxy, wrk and Slurm,
@@ -95,7 +97,21 @@ def measure(conf: str, replicas: int, seconds: int, clients: int) -> dict[str, f
             return {
                 "replicas": replicas, "idle_per_refresh": idle, "idle_calls": idle_calls,
                 "idle_refreshes": idle_refreshes, "loaded_per_refresh": loaded, **stats,
+                "takeover_s": takeover(group) if replicas > 1 else float("nan"),
             }  # fmt: skip
+
+
+def takeover(group: ReplicaGroup) -> float:
+    """Seconds from ``kill -9`` of the leader until another replica says it leads."""
+    leader = group.leader()
+    assert leader is not None
+    leader.kill()
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        if group.leader() is not None:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise SystemExit("no new leader within 60 s")
 
 
 def main() -> None:
@@ -129,6 +145,7 @@ def main() -> None:
         f"read p95 through HAProxy at {args.clients} clients, 3 replicas : 1 = "
         f"{three['p95_ms'] / one['p95_ms']:.2f}"
     )
+    print(f"new leader {three['takeover_s']:.1f} s after kill -9 of the leader (lease 6 s)")
 
 
 if __name__ == "__main__":
