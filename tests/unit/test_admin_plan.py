@@ -9,14 +9,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
-from hpcportal.db.models import AdminChange
+from hpcportal.db.models import AdminChange, AuditEntry
 from hpcportal.db.session import Database
-from hpcportal.errors import Conflict, InvalidInput, NotFound
+from hpcportal.errors import Conflict, InvalidInput, NotFound, SlurmInvalidRequest
 from hpcportal.runas.helper import check_slurm_argv
 from hpcportal.runas.helper_walk import Refused
 from hpcportal.services.admin.nodes import NodeChange, node_rows, plan_nodes
-from hpcportal.services.admin.plan import PlanView, changes, check_expected, revert_plan
+from hpcportal.services.admin.plan import (
+    PlanView,
+    apply,
+    changes,
+    check_expected,
+    revert_plan,
+)
+from hpcportal.services.identity import Principal
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.slurm import parse
 from hpcportal.slurm.admin_actions import (
@@ -24,10 +32,14 @@ from hpcportal.slurm.admin_actions import (
     DrainNodes,
     RebootNodes,
     ResumeNodes,
+    SlurmAdmin,
     node_commands,
 )
 from hpcportal.slurm.states import NodeStatus
 from tests.unit.slurm_fixtures import recorded
+from tests.unit.test_slurm_admin_nodes import Recorded
+
+CAROL = Principal("carol", 1004, 1003, ("hpc-admins",), "admin")
 
 
 def snapshot(drained: str | None = None) -> ClusterSnapshot:
@@ -239,3 +251,47 @@ def test_nodes_read_now_win_over_the_snapshot_for_the_previous_state() -> None:
     ]
     with pytest.raises(NotFound):
         plan_nodes(NodeChange(action="resume", nodes="node001"), snapshot(), now[3:4])
+
+
+def _drain_change(database: Database) -> int:
+    with database.session() as session:
+        row = AdminChange(
+            at=datetime.now(UTC),
+            username="carol",
+            kind="node.drain",
+            target="node:node003",
+            reason="test",
+            commands=[["scontrol", "update", "NodeName=node003", "State=DRAIN", "Reason=r"]],
+            previous={"node003": {"status": "idle"}},
+            revert=[["scontrol", "update", "NodeName=node003", "State=RESUME"]],
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_apply_runs_the_plan_audits_it_and_a_revert_runs_once(database: Database) -> None:
+    """Recorded answers of 22.05 stand in at the run-as boundary (test_slurm_admin_nodes)."""
+    change_id = _drain_change(database)
+    refused = Recorded("22.05", "scontrol_update_node_resume_idle")
+    with pytest.raises(SlurmInvalidRequest):
+        apply(SlurmAdmin(refused), database, revert_plan(database, change_id), CAROL, "undo")
+    plan = revert_plan(database, change_id)  # refused: the claim is released
+    stale = revert_plan(database, change_id)
+    done = Recorded("22.05", "scontrol_update_node_resume_admin")
+    applied = apply(SlurmAdmin(done), database, plan, CAROL, "undo", "127.0.0.1")
+    assert applied.ran == plan.argv() == [list(r.argv) for r in done.ran]
+    late = Recorded("22.05", "scontrol_update_node_resume_admin")
+    with pytest.raises(Conflict, match="already reverted"):
+        apply(SlurmAdmin(late), database, stale, CAROL, "undo again")
+    assert list(late.ran) == []  # refused before anything ran
+    with database.session() as session:
+        undone = session.get(AdminChange, change_id)
+        assert undone is not None and undone.reverted_by == applied.change_id
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "admin.node.drain.revert")
+        ).all()
+    assert [(e.username, e.result) for e in entries] == [("carol", "refused"), ("carol", "ok")]
+    assert "undo" in (entries[1].detail or "") and "State=RESUME" in (entries[1].detail or "")
+    with pytest.raises(InvalidInput):
+        apply(SlurmAdmin(late), database, plan, CAROL, "  ")  # a reason is required

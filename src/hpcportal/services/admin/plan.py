@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hpcportal.db.models import AdminChange
@@ -175,10 +175,14 @@ def apply(
     why = check_reason(reason)
     ran: list[list[str]] = []
     action = f"admin.{plan.kind}"
+    if plan.reverts is not None:
+        _claim(database, plan.reverts, CLAIMED)  # two reverts at once: one runs
     try:
         for command in plan.commands:
             ran.append(list(admin.run(command, as_user=who.username).argv))
     except PortalError as exc:
+        if plan.reverts is not None:
+            _claim(database, plan.reverts, None)  # not (wholly) undone: it may be tried again
         detail = f"reason: {why}; ran: {ran or 'nothing'}; refused at {command.shown()}"
         event = audit.Event.of(who, action, plan.target, address, exc, detail)
         audit.write(database, event)
@@ -210,6 +214,27 @@ def apply(
     return Applied(change_id=change_id, ran=ran, plan=PlanView.of(plan))
 
 
+#: ``reverted_by`` while a revert runs (no change has this id).
+CLAIMED = -1
+
+
+def _claim(database: Database, change_id: int, value: int | None) -> None:
+    """Mark change ``change_id`` as being reverted (``CLAIMED``), in one conditional
+    UPDATE so two reverts at once cannot both run; ``None`` releases the claim."""
+    held = (
+        AdminChange.reverted_by.is_(None)
+        if value is not None
+        else (AdminChange.reverted_by == CLAIMED)
+    )
+    query = update(AdminChange).where(AdminChange.id == change_id, held)
+
+    def work(session: Session) -> int:
+        return session.execute(query.values(reverted_by=value)).rowcount  # type: ignore[attr-defined,no-any-return]
+
+    if database.write(work, what="admin revert claim") == 0 and value is not None:
+        raise Conflict(f"Change {change_id} is already reverted, or being reverted.")
+
+
 def _command(argv: Sequence[str]) -> AdminCommand:
     program, *args = argv
     if program not in ("scontrol", "sacctmgr"):
@@ -226,6 +251,8 @@ def revert_plan(database: Database, change_id: int) -> Plan:
         row = session.get(AdminChange, change_id)
         if row is None:
             raise NotFound(f"No admin change {change_id}.")
+        if row.reverted_by == CLAIMED:
+            raise Conflict(f"Change {change_id} is being reverted.")
         if row.reverted_by is not None:
             raise Conflict(f"Change {change_id} was already reverted by change {row.reverted_by}.")
         if not row.revert:
