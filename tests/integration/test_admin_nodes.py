@@ -173,10 +173,14 @@ def test_slurm_refuses_a_portal_admin_without_slurm_rights(
     with research_admins.client(headers=alice) as c:
         assert c.get("/api/v1/admin/nodes").status_code == 200
         r = c.post("/api/v1/admin/nodes/apply", json=body)
+        audit = c.get("/api/v1/audit", params={"action": "admin.node.drain"}).json()["items"]
     assert r.status_code == 403, r.text
     assert r.json()["code"] == "slurm_permission_denied"
     assert "Invalid user id" in r.json()["detail"]
     assert "DRAIN" not in node_line()["State"]
+    # The refusal is audited with who, why and the command Slurm refused.
+    assert (audit[0]["username"], audit[0]["result"]) == ("alice", "refused")
+    assert "try" in audit[0]["detail"] and "State=DRAIN" in audit[0]["detail"]
 
 
 def test_carol_without_her_admin_level_is_refused_by_slurm(
