@@ -41,6 +41,7 @@ from hpcportal.api import (
     tus,
     uploads,
 )
+from hpcportal.api.http_metrics import HttpMetrics
 from hpcportal.api.node_proxy import SessionClients
 from hpcportal.api.params import RefuseControlInPath, check_request
 from hpcportal.composition import AppServices, install
@@ -122,6 +123,7 @@ def create_app(
     install_error_handlers(app)
     log_redaction.install()  # no bearer secret from a URL reaches a log line
     app.add_middleware(RefuseControlInPath)
+    app.add_middleware(HttpMetrics)  # counts every answer, refusals too
     if settings.trusted_proxies:
         # Added last, so outermost: every middleware, the rate limiter and the audit log
         # see the client's address. X-Forwarded-For counts only when the connection

@@ -567,6 +567,19 @@ class Settings(BaseSettings):
         default=12, ge=0, le=10_000, description="... and of each of the last N months."
     )
 
+    # Metrics (api/http_metrics.py)
+    metrics_allowed_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Client addresses or networks (CIDR) that may read /metrics (behind "
+        "a proxy, the client as trusted_proxies makes it). Empty: only the token.",
+    )
+    metrics_token_file: Path | None = Field(
+        default=None,
+        description="A file whose first line is a token that lets a scraper read /metrics "
+        "from any address with 'Authorization: Bearer <token>'; read at each scrape, so "
+        "it can be replaced in place. Unset: no token is accepted.",
+    )
+
     # Serving
     trusted_proxies: list[str] = Field(
         default_factory=list,
@@ -586,6 +599,20 @@ class Settings(BaseSettings):
     devcluster_dir: Path = Field(
         default=Path(".devcluster"), description="Where `hpcportal dev-cluster` keeps everything."
     )
+
+    @field_validator("metrics_allowed_networks")
+    @classmethod
+    def _metrics_networks(cls, value: list[str]) -> list[str]:
+        """Each entry a network (a bare address is one host), written out normalised."""
+        networks = []
+        for item in value:
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError as exc:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (e.g. 10.0.0.0/24, ::1)"
+                ) from exc
+        return networks
 
     @field_validator("trusted_proxies")
     @classmethod

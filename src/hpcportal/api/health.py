@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from hpcportal import __version__
+from hpcportal.api import http_metrics
 from hpcportal.api.deps import DatabaseDep, SnapshotDep
 from hpcportal.composition import services_of
 from hpcportal.db.session import Database
@@ -113,7 +114,9 @@ async def ready(request: Request, database: DatabaseDep, snapshot: SnapshotDep) 
 
 
 @router.get("/metrics", response_class=Response, include_in_schema=False)
-def metrics() -> Response:
-    """Prometheus text format: refreshes, their duration and interval (with back-offs),
-    Slurm calls, snapshot age."""
+def metrics(request: Request) -> Response:
+    """Prometheus text format: HTTP requests by route, the build, refreshes, their
+    duration and interval (with back-offs), Slurm calls, snapshot age. Only for the
+    configured networks or the metrics token (``api/http_metrics.py``)."""
+    http_metrics.check_access(request, services_of(request).settings)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
