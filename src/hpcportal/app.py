@@ -2,7 +2,7 @@
 
 One process holds one ``Settings``, one database handle, one Slurm adapter and one
 shared snapshot, together one ``composition.AppServices``; routers reach them through
-the dependencies in ``api.deps``.
+the dependencies in ``dependencies``.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def _compose(
 ) -> None:
     """The composition root: build each long-lived part once, keep them on the app as
     one ``AppServices`` (read through ``composition.services_of``; routers through
-    ``api.deps``), and register what runs in the background with ``tasks``, in the
+    ``dependencies``), and register what runs in the background with ``tasks``, in the
     order it starts (it stops in reverse). A new part: build it here, add a field to
     ``AppServices`` and pass it below."""
     runas = executor.runas

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from hpcportal.api.deps import AdapterDep, AdminUser, ClientAddress, DatabaseDep, SnapshotDep
+from hpcportal.dependencies import AdapterDep, AdminUser, ClientAddress, DatabaseDep, SnapshotDep
 from hpcportal.services.admin import plan as admin_plan
 from hpcportal.services.admin import qos as admin_qos
 from hpcportal.services.admin.plan import Applied, ApplyBody, PlanView

@@ -11,9 +11,9 @@ from sqlalchemy import text
 
 from hpcportal import __version__
 from hpcportal.api import http_metrics
-from hpcportal.api.deps import DatabaseDep, SnapshotDep
 from hpcportal.composition import services_of
 from hpcportal.db.session import Database
+from hpcportal.dependencies import DatabaseDep, SnapshotDep
 from hpcportal.services.cluster import SnapshotMeta
 
 router = APIRouter(tags=["health"])
