@@ -325,3 +325,38 @@ def test_the_state_rule_sees_what_it_forbids() -> None:
 )
 def test_only_the_composition_module_touches_app_state(path: Path) -> None:
     assert app_state_uses(path.read_text()) == [], path
+
+
+# --- Redis has one client: the ha package ----------------------------------------------
+
+HA = SRC / "ha"
+
+
+def redis_imports(source: str) -> list[str]:
+    """``import redis`` / ``from redis… import …`` in ``source``, with their lines."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            continue
+        if any(name == "redis" or name.startswith("redis.") for name in names):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_redis_rule_sees_what_it_forbids() -> None:
+    bad = "import redis\nfrom redis.sentinel import Sentinel\nimport os, redis.asyncio\n"
+    assert len(redis_imports(bad)) == 3
+    assert redis_imports("from hpcportal.ha import redis_probe\nimport redisx\n") == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in PACKAGE_MODULES if HA not in p.parents],
+    ids=lambda p: str(p.relative_to(SRC)),
+)
+def test_only_the_ha_package_talks_to_redis(path: Path) -> None:
+    assert redis_imports(path.read_text()) == [], path

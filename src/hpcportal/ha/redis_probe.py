@@ -76,3 +76,49 @@ def probe(
     except (RedisError, OSError) as exc:
         raise BusError(str(exc) or type(exc).__name__) from exc
     return RedisAnswer(version=str(version), host=found[0], port=found[1])
+
+
+@dataclass(frozen=True)
+class RedisRole:
+    """What ``ROLE`` says of one server: master (with its replica count) or replica."""
+
+    kind: str  # "master", "slave" (Redis's word for a replica), "sentinel"
+    replicas: int = 0
+    master: str | None = None  # a replica's master, host:port
+    link_up: bool = False  # a replica's link to its master
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def role(host: str, port: int, password: str | None, timeout: float) -> RedisRole:
+    """Ask one Redis server (not through Sentinel) which role it plays now.
+
+    Raises ``RedisError``/``OSError`` when it does not answer: the caller reports it."""
+    with redis.Redis(
+        host=host,
+        port=port,
+        password=password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    ) as client:
+        answer = client.execute_command("ROLE")
+    kind = _text(answer[0])
+    if kind == "slave":
+        master = f"{_text(answer[1])}:{answer[2]}"
+        return RedisRole(kind, master=master, link_up=_text(answer[3]) == "connected")
+    if kind == "master":
+        return RedisRole(kind, replicas=len(answer[2]))
+    return RedisRole(kind)
+
+
+def sentinel_master(host: str, port: int, name: str, timeout: float) -> tuple[str, int] | None:
+    """The master a Sentinel names for ``name`` now, or None when it does not watch it."""
+    with redis.Redis(
+        host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout
+    ) as client:
+        address = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+    if not address:
+        return None
+    return _text(address[0]), int(_text(address[1]))

@@ -22,12 +22,12 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine
 
 from hpcportal.config import Settings
 from hpcportal.db.session import normalise_url
+from hpcportal.ha import redis_probe
 from hpcportal.services.operations.cluster_config import (
     ClusterConfig,
     Endpoint,
@@ -226,34 +226,24 @@ def _redis_password(settings: Settings) -> str | None:
     return unquote(password) if password else None
 
 
-def _client(host: Endpoint, password: str | None = None) -> redis.Redis:
-    return redis.Redis(
-        host=str(host.address),
-        port=host.port,
-        password=password,
-        socket_timeout=CONNECT_TIMEOUT,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-    )
-
-
 def _redis_role(host: Endpoint, password: str | None) -> Part:
-    with _client(host, password) as client:
-        role = client.execute_command("ROLE")
-    kind = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
-    if kind == "slave":
-        master = role[1].decode() if isinstance(role[1], bytes) else role[1]
-        link = role[3].decode() if isinstance(role[3], bytes) else role[3]
-        return Part(host.name, f"replica of {master}:{role[2]} ({link})", link == "connected")
-    if kind == "master":
-        return Part(host.name, f"master, {len(role[2])} replica(s)")
-    return Part(host.name, kind)
+    found = redis_probe.role(str(host.address), host.port, password, CONNECT_TIMEOUT)
+    if found.kind == "slave":
+        return Part(
+            host.name,
+            f"replica of {found.master} ({'connected' if found.link_up else 'link down'})",
+            found.link_up,
+        )
+    if found.kind == "master":
+        return Part(host.name, f"master, {found.replicas} replica(s)")
+    return Part(host.name, found.kind)
 
 
 def _sentinel_master(sentinel: Endpoint, master_name: str) -> Part:
     label = f"{sentinel.name} (sentinel)"
-    with _client(sentinel) as client:
-        address = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", master_name)
-    if not address:
+    found = redis_probe.sentinel_master(
+        str(sentinel.address), sentinel.port, master_name, CONNECT_TIMEOUT
+    )
+    if found is None:
         return Part(label, f"does not monitor {master_name!r}", ok=False)
-    host, port = (value.decode() if isinstance(value, bytes) else value for value in address)
-    return Part(label, f"master {master_name} at {host}:{port}")
+    return Part(label, f"master {master_name} at {found[0]}:{found[1]}")
