@@ -64,10 +64,27 @@ def restore_node() -> None:
         )
 
 
+def wait_until_idle(seconds: float = 90.0) -> None:
+    """Resume NODE and wait until slurmctld calls it plain idle and responding.
+
+    A node can be DOWN for reasons of its own when a test starts (a slurmd that missed
+    its pings while the machine was loaded, or a restarted slurmctld waiting for it to
+    register); the tests plan from its current state, so they start from idle."""
+    deadline = time.monotonic() + seconds
+    state = ""
+    while time.monotonic() < deadline:
+        restore_node()
+        state = node_line().get("State", "")
+        if state == "IDLE":
+            return
+        time.sleep(1)
+    pytest.fail(f"{NODE} is not idle before the test: State={state}")
+
+
 @pytest.fixture
 def node(devcluster: dict[str, Any]) -> Iterator[str]:
     os.environ["SLURM_CONF"] = devcluster["slurm_conf"]  # this run's cluster, for slurm()
-    restore_node()
+    wait_until_idle()
     try:
         yield NODE
     finally:
