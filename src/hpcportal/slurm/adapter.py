@@ -27,7 +27,7 @@ import msgspec
 
 from hpcportal.config import Settings
 from hpcportal.errors import SlurmError, SlurmNotFound, SlurmOutputUnreadable
-from hpcportal.slurm import formats, parse, recorded
+from hpcportal.slurm import formats, parse, recorded, sdiag
 from hpcportal.slurm.actions import SlurmActions
 from hpcportal.slurm.admin_actions import SlurmAdmin
 from hpcportal.slurm.cluster import SlurmCluster
@@ -294,6 +294,31 @@ class SlurmAdapter:
             return False
 
         return self.cache.get_or_compute(("store-flags",), ask)
+
+    # --- scheduler health ----------------------------------------------------------
+
+    def scheduler_stats(self) -> sdiag.SchedulerStats:
+        """slurmctld's scheduler statistics, as the portal's own user, uncached (the
+        leader's sampler asks every ``sdiag_sample_seconds``): ``sdiag`` (text) before
+        23.11, ``sdiag --json=vX`` from then on. ``PrivateData=usage`` refuses it to a
+        user who is not an operator (403)."""
+        cluster = self.cluster()
+        release = cluster.release
+        if release is not None and release >= formats.EXPLICIT_FROM:
+            raw = self.executor.run("sdiag", [cluster.json_flag]).stdout
+            try:
+                return sdiag.parse_json(raw, cluster.data_format)
+            except (msgspec.ValidationError, msgspec.DecodeError, sdiag.Unreadable) as exc:
+                raise SlurmOutputUnreadable(
+                    f"sdiag of {cluster.describe()} printed JSON the portal cannot read: {exc}"
+                ) from exc
+        raw = self.executor.run("sdiag", []).stdout
+        try:
+            return sdiag.parse_text(raw)
+        except sdiag.Unreadable as exc:
+            raise SlurmOutputUnreadable(
+                f"sdiag of {cluster.describe()} printed text the portal cannot read: {exc}"
+            ) from exc
 
     # --- privacy: PrivateData and who Slurm privileges ------------------------------
 

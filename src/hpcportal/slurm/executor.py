@@ -42,7 +42,7 @@ from hpcportal.slurm.cluster import SlurmCluster
 log = logging.getLogger(__name__)
 
 ALLOWED_COMMANDS = frozenset(
-    {"squeue", "sinfo", "sacct", "scontrol", "sshare", "sacctmgr", "sbatch", "scancel"}
+    {"squeue", "sinfo", "sacct", "scontrol", "sshare", "sacctmgr", "sbatch", "scancel", "sdiag"}
 )
 
 SLURM_CALLS = PromCounter(
@@ -70,7 +70,14 @@ _UNREACHABLE = (
 )
 # slurmctld's rl_enable (23.02+): ESLURM_RATELIMITED and its sibling both start so.
 _RATE_LIMITED = ("rate limit exceeded",)
-_PERMISSION = ("access/permission denied", "invalid user id", "not authorized", "permission denied")
+_PERMISSION = (
+    "access/permission denied",
+    "invalid user id",
+    "not authorized",
+    "permission denied",
+    # sacctmgr, when a coordinator modifies outside their accounts (or a user at all)
+    "doesn't have privilege",
+)
 _NOT_FOUND = ("invalid job id specified", "invalid job id", "not found")
 _ERROR_PREFIX = re.compile(r"\berror:\s*")
 
