@@ -86,6 +86,28 @@ SCONTROL_EXTEND = re.compile(r"^JobId=\d{1,12}$"), re.compile(r"^TimeLimit=\+\d{
 NODE_LIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-\[\],]{0,499}$")
 NODE_STATE = re.compile(r"^State=(?:DRAIN|DOWN|RESUME)$")
 NODE_REASON = re.compile(r"^[Rr]eason=[^\x00-\x1f\x7f]{1,200}$")
+#: Administrators' reservations (slurm/admin_reservations.py), run as them so slurmctld
+#: decides: ``scontrol create reservation ReservationName=N K=V...``, ``scontrol update
+#: ReservationName=N K=V...`` and ``scontrol delete ReservationName=N``; each key at most
+#: once, each value of its own shape.
+RESV_NAME = re.compile(r"^ReservationName=[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_RESV_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
+_RESV_NAMES = r"-?[a-z_][a-z0-9_.-]{0,31}(?:,-?[a-z_][a-z0-9_.-]{0,31}){0,199}"
+_RESV_FLAG = (
+    r"-?(?:MAINT|IGNORE_JOBS|OVERLAP|FLEX|DAILY|WEEKLY|WEEKDAY|WEEKEND|MAGNETIC"
+    r"|NO_HOLD_JOBS_AFTER)"
+)
+RESV_VALUES = {
+    "StartTime": re.compile(rf"^(?:now|{_RESV_TIME})$"),
+    "EndTime": re.compile(rf"^{_RESV_TIME}$"),
+    "Duration": re.compile(r"^[1-9]\d{0,6}$"),
+    "Nodes": NODE_LIST,
+    "NodeCnt": re.compile(r"^[1-9]\d{0,5}$"),
+    "Users": re.compile(rf"^{_RESV_NAMES}$"),
+    "Accounts": re.compile(rf"^{_RESV_NAMES}$"),
+    "PartitionName": re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+    "Flags": re.compile(rf"^{_RESV_FLAG}(?:,{_RESV_FLAG}){{0,15}}$"),
+}
 DISABLED_SHELLS = frozenset({"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"})
 NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -217,12 +239,39 @@ def _scontrol_node(argv: list[str]) -> bool:
     )
 
 
+def _scontrol_reservation(argv: list[str]) -> bool:
+    """A reservation create, update or delete of the admin console, nothing else."""
+    if argv[1:2] == ["delete"]:
+        return len(argv) == 3 and bool(RESV_NAME.fullmatch(argv[2]))
+    if argv[1:3] == ["create", "reservation"]:
+        rest = argv[3:]
+    elif argv[1:2] == ["update"]:
+        rest = argv[2:]
+    else:
+        return False
+    if not rest or not RESV_NAME.fullmatch(rest[0]) or len(rest) > 1 + len(RESV_VALUES):
+        return False
+    seen: set[str] = set()
+    for arg in rest[1:]:
+        key, sep, value = arg.partition("=")
+        pattern = RESV_VALUES.get(key)
+        if not sep or pattern is None or key in seen or not pattern.fullmatch(value):
+            return False
+        seen.add(key)
+    return bool(seen) if argv[1] == "update" else "StartTime" in seen
+
+
 def check_slurm_argv(argv: Any) -> list[str]:
     if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
         raise Refused("argv must be a list of strings")
     if argv[0] not in SLURM_COMMANDS:
         raise Refused(f"{argv[0]!r} is not a command this helper runs")
-    scontrol_ok = _scontrol_verb(argv) or _scontrol_extend(argv) or _scontrol_node(argv)
+    scontrol_ok = (
+        _scontrol_verb(argv)
+        or _scontrol_extend(argv)
+        or _scontrol_node(argv)
+        or _scontrol_reservation(argv)
+    )
     if argv[0] == "scontrol" and not scontrol_ok:
         raise Refused("that scontrol command is not allowed")
     if any("\0" in a for a in argv):
