@@ -25,6 +25,7 @@ from hpcportal.ha.leadership import Leadership
 from hpcportal.ha.replication import Replicator
 from hpcportal.lifecycle import TaskRunner
 from hpcportal.runas import RunAs
+from hpcportal.services.admin.scheduler import SdiagSampler
 from hpcportal.services.api_tokens import ApiTokenCache
 from hpcportal.services.apps import AppCatalog
 from hpcportal.services.apptainer import ApptainerCatalog
@@ -78,6 +79,8 @@ class AppServices:
     leadership: Leadership = field(default_factory=Leadership.single)
     #: The Redis side of several replicas; None with one server.
     replicator: Replicator | None = None
+    #: Reads sdiag on the leader for the admin console's scheduler page.
+    sdiag_sampler: SdiagSampler | None = None
 
 
 def install(app: Starlette, services: AppServices) -> None:

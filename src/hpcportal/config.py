@@ -567,6 +567,22 @@ class Settings(BaseSettings):
         default=12, ge=0, le=10_000, description="... and of each of the last N months."
     )
 
+    # Scheduler health (services/admin/scheduler.py)
+    sdiag_sample_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="The leader reads slurmctld's scheduler statistics (sdiag) this often "
+        "for the admin console's scheduler page (one read per cluster whatever the number "
+        "of replicas or viewers); 0: never.",
+    )
+    sdiag_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        le=366,
+        description="Scheduler statistics samples older than this are deleted.",
+    )
+
     # Metrics (api/http_metrics.py)
     metrics_allowed_networks: list[str] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],

@@ -482,3 +482,16 @@ class AdminChange(Base):
     revert: Mapped[list[Any]] = mapped_column(JSON)
     reverts: Mapped[int | None] = mapped_column(Integer)
     reverted_by: Mapped[int | None] = mapped_column(Integer)
+
+
+class SdiagSample(Base):
+    """One reading of slurmctld's scheduler statistics (``sdiag``), taken on the leader
+    every ``sdiag_sample_seconds`` (``services/admin/scheduler.py``) and kept
+    ``sdiag_retention_days``: the history the admin console's scheduler page draws.
+    ``stats`` is ``slurm.sdiag.SchedulerStats`` as JSON."""
+
+    __tablename__ = "sdiag_samples"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON)
