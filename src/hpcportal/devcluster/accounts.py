@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 DEMO_QOS = {"high": 100}
 USER_QOS = ("normal", "high")
 DEFAULT_QOS = "normal"
+#: (user, account): the demo user who coordinates an account (manages its users
+#: within what Slurm lets coordinators do; not a portal admin).
+DEMO_COORDINATORS = (("dave", "physics"),)
 
 
 def sacctmgr_rows(env: Mapping[str, str], *args: str) -> list[list[str]]:
@@ -117,8 +120,23 @@ def ensure_admin_level(env: Mapping[str, str], user: DemoUser, current: str) -> 
     return True
 
 
+def ensure_coordinators(
+    env: Mapping[str, str], coordinators: tuple[tuple[str, str], ...] = DEMO_COORDINATORS
+) -> bool:
+    """Make each (user, account) of ``coordinators`` a coordinator of that account."""
+    rows = sacctmgr_rows(env, "user", "withcoord", "format=user,coordinators")
+    current = {r[0]: set(filter(None, r[1].split(","))) for r in rows if len(r) > 1}
+    changed = False
+    for user, account in coordinators:
+        if user in current and account not in current[user]:
+            sacctmgr_change(env, "add", "coordinator", f"account={account}", f"names={user}")
+            changed = True
+    return changed
+
+
 def ensure_accounting(env: Mapping[str, str], users: tuple[DemoUser, ...] = DEMO_USERS) -> bool:
-    """Cluster, QoS, accounts, users, in the order they depend on; True if anything changed."""
+    """Cluster, QoS, accounts, users, coordinators, in the order they depend on; True
+    if anything changed."""
     changed = ensure_cluster(env)
     changed |= ensure_qos(env)
     changed |= ensure_accounts(env, dict.fromkeys(u.account for u in users))
@@ -131,4 +149,6 @@ def ensure_accounting(env: Mapping[str, str], users: tuple[DemoUser, ...] = DEMO
     levels = {r[0]: r[1] for r in sacctmgr_rows(env, "user", "format=user,adminlevel")}
     for user in users:
         changed |= ensure_admin_level(env, user, levels.get(user.name, "None"))
+    names = {u.name for u in users}
+    changed |= ensure_coordinators(env, tuple(c for c in DEMO_COORDINATORS if c[0] in names))
     return changed

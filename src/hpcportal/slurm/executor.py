@@ -77,6 +77,7 @@ _PERMISSION = (
     "permission denied",
     # sacctmgr, when a coordinator modifies outside their accounts (or a user at all)
     "doesn't have privilege",
+    "only admins/operators",  # sacctmgr 24.11+: "Only admins/operators/coordinators can ..."
 )
 _NOT_FOUND = ("invalid job id specified", "invalid job id", "not found")
 _ERROR_PREFIX = re.compile(r"\berror:\s*")
@@ -248,6 +249,10 @@ def classify_failure(command: str, stderr: str) -> SlurmError:
         # type: DBD_FINI" after its "Access/permission denied").
         said = [ln for ln in stderr.splitlines() if any(s in ln.lower() for s in _PERMISSION)]
         return SlurmPermissionDenied(f"Slurm refused: {_last_line(said[-1])}")
+    if text.endswith(": no error"):
+        # sacctmgr's delete that matched nothing ("Nothing deleted" on stdout) names
+        # slurmdbd's call and "No error": not an unreachable slurmdbd.
+        return SlurmInvalidRequest(f"Slurm changed nothing: {reason}")
     if any(s in text for s in _NOT_FOUND):
         return SlurmNotFound(f"Slurm does not know that: {reason}")
     if any(s in text for s in _UNREACHABLE):

@@ -2,7 +2,12 @@
 
 sacctmgr reports on stdout: ``Adding QOS(s)`` / ``Modified qos...`` / ``Deleting
 QOS(s)...`` and then, indented, each name it touched (22.05 to 26.05 alike; recorded
-in ``tests/fixtures/slurm/<release>/actions/sacctmgr_qos_*.txt``). A refusal exits 1
+in ``tests/fixtures/slurm/<release>/actions/sacctmgr_qos_*.txt``). Accounts are
+reported the same way (``Adding Account(s)``, ``Modified accounts...``, ``Deleting
+accounts...``); associations as lines ``C = CLUSTER  A = ACCOUNT  U = USER`` after
+``Associations =`` / ``Modified user associations...`` / ``Deleting user
+associations...`` (and ``Modified account associations...`` when an account's limits
+or parent change; ``sacctmgr_acct_*.txt``). A refusal exits 1
 and is raised typed by the executor before this is asked. Exit 0 with anything but
 that report naming the entity is ``SlurmOutputUnreadable`` (502), and a "Nothing
 modified/deleted/new added" is ``SlurmInvalidRequest``: the portal never reports a
@@ -20,7 +25,16 @@ _DONE = {
     ("add", "qos"): re.compile(r"^Adding QOS\(s\)$"),
     ("modify", "qos"): re.compile(r"^Modified qos\.\.\.$"),
     ("delete", "qos"): re.compile(r"^Deleting QOS\(s\)\.\.\.$"),
+    ("add", "account"): re.compile(r"^Adding Account\(s\)$"),
+    ("modify", "account"): re.compile(r"^Modified account(s| associations)\.\.\.$"),
+    ("delete", "account"): re.compile(r"^Deleting accounts\.\.\.$"),
+    ("add", "user"): re.compile(r"^Associations =$"),
+    ("modify", "user"): re.compile(r"^Modified user associations\.\.\.$"),
+    ("delete", "user"): re.compile(r"^Deleting user associations\.\.\.$"),
 }
+#: ``C = hpcdev   A = physics   U = bob`` (an association in a report; ``of PARENT``
+#: after an account's).
+_ASSOC_LINE = re.compile(r"\b([CAU]) = (\S+)")
 
 
 def check_done(args: tuple[str, ...], stdout: str) -> None:
@@ -34,10 +48,28 @@ def check_done(args: tuple[str, ...], stdout: str) -> None:
         return
     name = next((a.partition("=")[2] for a in args if a.startswith("Name=")), "")
     lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]
-    if lines and lines[0].startswith("Nothing"):
-        raise SlurmInvalidRequest(f"Slurm changed nothing: {lines[0]}")
-    if not lines or not pattern.fullmatch(lines[0]) or name not in lines[1:]:
+    nothing = next((ln for ln in lines if ln.startswith("Nothing")), None)
+    if nothing is not None:  # 26.05: "Modified user associations..." then "Nothing modified"
+        raise SlurmInvalidRequest(f"Slurm changed nothing: {nothing}")
+    if not lines or not pattern.fullmatch(lines[0]) or not _names(args, name, lines[1:]):
         shown = stdout.strip()[:200] or "nothing"
         raise SlurmOutputUnreadable(
             f"sacctmgr printed a report of {args[1]} {args[2]} the portal cannot read: {shown!r}"
         )
+
+
+def _names(args: tuple[str, ...], name: str, lines: list[str]) -> bool:
+    """Does the report name what ``args`` changed? A QoS or an account by its name
+    alone; a user's association (and an account's, when its limits changed) as
+    ``A = ACCOUNT`` (and ``U = USER``) on one line."""
+    if name in lines:
+        return True
+    if args[2] not in ("user", "account"):
+        return False
+    account = next((a.partition("=")[2] for a in args if a.startswith("Account=")), "")
+    wanted = {"A": account, "U": name} if args[2] == "user" else {"A": name}
+    for line in lines:
+        said = dict(_ASSOC_LINE.findall(line))
+        if all(said.get(k) == v for k, v in wanted.items()):
+            return True
+    return False
