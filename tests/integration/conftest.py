@@ -36,6 +36,7 @@ RELEASE_ENV = "HPCPORTAL_DEVCLUSTER_SLURM"
 SLURM_FACING = frozenset(
     {
         "test_admin_nodes.py",
+        "test_admin_reservations.py",
         "test_idempotency.py",
         "test_input_validation.py",
         "test_live.py",

@@ -53,7 +53,8 @@ def print_plan(plan: dict[str, Any]) -> None:
     if jobs:
         typer.echo(f"Affects {len(jobs)} job(s):")
         for job in jobs:
-            typer.echo(f"  {job['job_id']}  {job['user']}  {job['state']}  {job['name']}")
+            why = f"  ({job['conflict']})" if job.get("conflict") else ""
+            typer.echo(f"  {job['job_id']}  {job['user']}  {job['state']}  {job['name']}{why}")
     for note in plan.get("notes") or []:
         typer.echo(f"Note: {note}")
     if not plan.get("revertible"):
@@ -228,3 +229,109 @@ def revert(
         expect = [command["argv"] for command in plan.get("commands") or []]
         answer = client.json("POST", path, body={"reason": why, "expect": expect})
     typer.echo(f"Reverted as change {as_dict(answer, 'the revert').get('change_id')}.")
+
+
+@admin_app.command()
+def scheduler(
+    hours: Annotated[
+        int, typer.Option("--hours", min=0, max=168, help="Also print the last N hours.")
+    ] = 0,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Scheduler health: the latest sdiag figures, heaviest RPC users, pending reasons."""
+    with reporting(), PortalClient(url, token) as client:
+        answer = as_dict(client.get("/api/v1/admin/scheduler"), "the scheduler figures")
+        history = (
+            client.get("/api/v1/admin/scheduler/history", params={"hours": hours})
+            if hours > 0
+            else None
+        )
+    if json:
+        print_json({**answer, "history": history} if history is not None else answer)
+        return
+    stats = answer.get("latest")
+    if not stats:
+        typer.echo("No sdiag reading yet.")
+    else:
+        typer.echo(f"sdiag at {answer.get('sampled_at')} (counters since {stats['data_since']})")
+        for label, key in _FIGURES:
+            value = stats.get(key)
+            typer.echo(f"  {label:<32} {'-' if value is None else value}")
+    if answer.get("sampler_error"):
+        typer.echo(f"Last reading failed: {answer['sampler_error']}")
+    users = answer.get("top_rpc_users") or []
+    if users:
+        typer.echo("Heaviest RPC users (count, mean µs, total µs):")
+        for u in users:
+            typer.echo(
+                f"  {u['user']:<16} {u['count']:>8} {u['average_us']:>8} {u['total_us']:>12}"
+            )
+    pending = answer.get("pending_by_partition") or []
+    if pending:
+        typer.echo("Pending jobs by partition:")
+        for row in pending:
+            reasons = ", ".join(f"{r['reason']} {r['jobs']}" for r in row.get("reasons") or [])
+            typer.echo(f"  {row['partition']:<16} {row['pending']:>6}  {reasons}")
+    for point in history or []:
+        typer.echo(
+            f"  {point['at']}  main {point['schedule_cycle_last']} µs  backfill "
+            f"{point['backfill_cycle_last']} µs depth {point['backfill_last_depth']}  agent "
+            f"queue {point['agent_queue_size']}  threads {point['server_thread_count']}"
+        )
+
+
+_FIGURES = (
+    ("Server threads", "server_thread_count"),
+    ("Agent queue size", "agent_queue_size"),
+    ("DBD agent queue size", "dbd_agent_queue_size"),
+    ("Jobs submitted", "jobs_submitted"),
+    ("Jobs started", "jobs_started"),
+    ("Jobs completed", "jobs_completed"),
+    ("Jobs pending / running now", "jobs_pending"),
+    ("Main cycle last (µs)", "schedule_cycle_last"),
+    ("Main cycle mean (µs)", "schedule_cycle_mean"),
+    ("Main cycle max (µs)", "schedule_cycle_max"),
+    ("Backfill cycle last (µs)", "backfill_cycle_last"),
+    ("Backfill cycle mean (µs)", "backfill_cycle_mean"),
+    ("Backfill last depth", "backfill_last_depth"),
+    ("Backfill mean depth", "backfill_depth_mean"),
+)
+
+
+@admin_app.command()
+def audit(
+    user: Annotated[str, typer.Option("--user", help="Who did it.")] = "",
+    kind: Annotated[str, typer.Option("--kind", help="A kind prefix: admin., job.")] = "admin.",
+    target: Annotated[str, typer.Option("--target", help="A target prefix: node:.")] = "",
+    outcome: Annotated[str, typer.Option("--outcome", help="ok, refused or error.")] = "",
+    since: Annotated[str, typer.Option("--since", help="ISO time: 2026-12-03T06:00Z.")] = "",
+    page: Annotated[int, typer.Option("--page", min=1)] = 1,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """The audit log, newest first, with each admin change's reason and commands."""
+    filters = {"user": user, "kind": kind, "target": target, "outcome": outcome, "since": since}
+    params: dict[str, Any] = {k: v for k, v in filters.items() if v}
+    params.update(page=page, limit=limit)
+    with reporting(), PortalClient(url, token) as client:
+        answer = as_dict(client.get("/api/v1/admin/audit", params=params), "the audit log")
+    if json:
+        print_json(answer)
+        return
+    typer.echo(f"{answer.get('total', 0)} entries (page {answer.get('page')})")
+    for item in answer.get("items") or []:
+        typer.echo(
+            f"{item['at']}  {item['username']:<10} {item['result']:<8} {item['action']:<22} "
+            f"{item.get('target') or ''}"
+        )
+        change = item.get("change")
+        if change:
+            typer.echo(f"    change {change['id']}: {change['reason']}")
+            for argv in change.get("commands") or []:
+                typer.echo(f"    $ {' '.join(argv)}")
+        elif item.get("detail"):
+            typer.echo(f"    {item['detail']}")

@@ -45,6 +45,8 @@ class AffectedJob:
     name: str
     state: str
     nodes: str | None = None
+    #: Why it is affected, when the plan says (a reservation's conflict check).
+    conflict: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class AffectedJobView(BaseModel):
     name: str
     state: str
     nodes: str | None = None
+    conflict: str | None = None
 
 
 class PlanView(BaseModel):
