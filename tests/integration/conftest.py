@@ -35,8 +35,10 @@ RELEASE_ENV = "HPCPORTAL_DEVCLUSTER_SLURM"
 #: them again on 24.11 and 26.05 after the whole suite on 22.05.
 SLURM_FACING = frozenset(
     {
+        "test_admin_accounts.py",
         "test_admin_nodes.py",
         "test_admin_reservations.py",
+        "test_admin_scheduler.py",
         "test_idempotency.py",
         "test_input_validation.py",
         "test_live.py",

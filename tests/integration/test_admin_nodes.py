@@ -165,6 +165,24 @@ def test_carol_drains_and_reverts_and_the_plan_is_what_ran(
         )
 
 
+def drain_argv(node: str) -> list[str]:
+    return ["scontrol", "update", f"NodeName={node}", "State=DRAIN", f"Reason={REASON}"]
+
+
+def test_apply_without_the_plans_argv_is_refused_before_anything_runs(
+    portal: RunningPortal, carol: dict[str, str], node: str
+) -> None:
+    body = {"change": {"action": "drain", "nodes": node, "reason": REASON}, "reason": "x"}
+    ran = portal.services.executor.ran
+    before = len(ran)
+    with portal.client(headers=carol) as c:
+        r = c.post("/api/v1/admin/nodes/apply", json=body)
+    assert r.status_code == 422, r.text
+    assert "expect" in r.text
+    assert [x for x in list(ran)[before:] if x.as_user is not None] == []
+    assert "DRAIN" not in node_line()["State"]
+
+
 def test_the_portal_role_is_needed_to_see_and_change_nodes(
     portal: RunningPortal, alice: dict[str, str], node: str
 ) -> None:
@@ -186,7 +204,11 @@ def test_slurm_refuses_a_portal_admin_without_slurm_rights(
     research_admins: RunningPortal, node: str
 ) -> None:
     alice = research_admins.login("alice")
-    body = {"change": {"action": "drain", "nodes": node, "reason": REASON}, "reason": "try"}
+    body = {
+        "change": {"action": "drain", "nodes": node, "reason": REASON},
+        "reason": "try",
+        "expect": [drain_argv(node)],
+    }
     with research_admins.client(headers=alice) as c:
         assert c.get("/api/v1/admin/nodes").status_code == 200
         r = c.post("/api/v1/admin/nodes/apply", json=body)
@@ -203,7 +225,11 @@ def test_slurm_refuses_a_portal_admin_without_slurm_rights(
 def test_carol_without_her_admin_level_is_refused_by_slurm(
     portal: RunningPortal, carol: dict[str, str], node: str
 ) -> None:
-    body = {"change": {"action": "drain", "nodes": node, "reason": REASON}, "reason": "try"}
+    body = {
+        "change": {"action": "drain", "nodes": node, "reason": REASON},
+        "reason": "try",
+        "expect": [drain_argv(node)],
+    }
     slurm("sacctmgr", "-i", "modify", "user", "carol", "set", "AdminLevel=None")
     try:
         deadline = time.monotonic() + 30

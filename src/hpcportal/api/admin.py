@@ -3,9 +3,9 @@
 Thin: the portal's admin role (``AdminUser``) decides who sees these routes; every
 change runs as the administrator's own Unix user, so Slurm decides whether it happens
 (403 with Slurm's reason otherwise). A change is planned (``.../plan``: the exact
-commands and what they affect), then applied with a reason (``.../apply``; send the
-plan's argv as ``expect`` to get 409 instead of a different change if the cluster
-moved meanwhile), and can be reverted from the state recorded before it.
+commands and what they affect), then applied with a reason (``.../apply``, with the
+plan's argv as ``expect``, required for nodes: 409 instead of a different change if
+the cluster moved meanwhile), and can be reverted from the state recorded before it.
 """
 
 from __future__ import annotations
@@ -42,9 +42,13 @@ class NodesView(BaseModel):
 
 
 class NodeApply(ApplyBody):
-    """A node change to apply: the change, why, and the argv the person saw."""
+    """A node change to apply: the change, why, and the argv the person saw.
+
+    ``expect`` is required, as for QoS: a drain or down runs only as the plan that was
+    shown (409 if the plan is now different), never from a body alone."""
 
     change: NodeChange
+    expect: list[list[str]]
 
 
 @router.get("/nodes", response_model=NodesView)
