@@ -171,6 +171,11 @@ def test_reports_must_name_what_changed() -> None:
         sacctmgr_output.check_done(
             args, " Deleting user associations...\n  C = hpcdev     A = physics    U = alice\n"
         )
+    # 22.05 cuts names to its columns (users 9, accounts 10 characters).
+    long = admin_accounts.user_add("alexandria", "t_ac_80aab035", AssocLimits()).args
+    sacctmgr_output.check_done(long, " Associations =\n  U = alexandri A = t_ac_80aab C = hpcdev\n")
+    with pytest.raises(SlurmOutputUnreadable):
+        sacctmgr_output.check_done(long, " Associations =\n  U = alexandri A = t_ac_8 C = h\n")
     modify = admin_accounts.user_modify("bob", "physics", AssocLimits(), AssocLimits(max_jobs=1))
     assert modify is not None
     with pytest.raises(SlurmInvalidRequest):  # 26.05 prints a header, then "Nothing modified"

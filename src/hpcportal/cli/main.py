@@ -9,6 +9,7 @@ import typer
 
 from hpcportal import __version__
 from hpcportal.cli.admin import admin_app
+from hpcportal.cli.admin_accounts import account_app, user_app
 from hpcportal.cli.admin_qos import qos_app
 from hpcportal.cli.admin_reservations import reservation_app
 from hpcportal.cli.check import check
@@ -24,6 +25,8 @@ app.add_typer(devcluster_app, name="dev-cluster")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(qos_app, name="qos")
+admin_app.add_typer(account_app, name="account")
+admin_app.add_typer(user_app, name="user")
 admin_app.add_typer(reservation_app, name="reservation")
 app.add_typer(runas_app, name="runas")
 app.add_typer(config_app, name="config")

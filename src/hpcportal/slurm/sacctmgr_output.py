@@ -70,6 +70,16 @@ def _names(args: tuple[str, ...], name: str, lines: list[str]) -> bool:
     wanted = {"A": account, "U": name} if args[2] == "user" else {"A": name}
     for line in lines:
         said = dict(_ASSOC_LINE.findall(line))
-        if all(said.get(k) == v for k, v in wanted.items()):
+        if all(_same(said.get(k, ""), v) for k, v in wanted.items()):
             return True
     return False
+
+
+def _same(said: str, name: str) -> bool:
+    """sacctmgr prints association names in fixed columns, cut to their width
+    (``%-9.9s`` for users, ``%-10.10s`` for accounts in 22.05, wider later): a name
+    that long or longer is named by its first characters."""
+    return said == name or (len(said) >= _COLUMN and name.startswith(said))
+
+
+_COLUMN = 9

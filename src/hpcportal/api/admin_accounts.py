@@ -1,0 +1,120 @@
+"""The admin console's accounts API: the account tree with its associations, and
+plan/apply of account changes and of users' associations with accounts (revert is
+``/admin/changes``, for portal admins).
+
+Open to portal admins and to Slurm coordinators (``sacctmgr show user withcoord``):
+an admin sees every account, a coordinator the accounts they coordinate; anyone else
+gets 403 before anything runs. Every change runs as the person's own Unix user, so
+slurmdbd decides (a coordinator is refused for an account they do not coordinate:
+403 with Slurm's reason). Apply re-plans and runs only the argv the person saw
+(``expect``, required), else 409.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from hpcportal.dependencies import (
+    AdapterDep,
+    ClientAddress,
+    CurrentUser,
+    DatabaseDep,
+    SnapshotDep,
+)
+from hpcportal.services.admin import accounts as admin_accounts
+from hpcportal.services.admin import plan as admin_plan
+from hpcportal.services.admin.accounts import AccountRequest, AccountsView, UserRequest
+from hpcportal.services.admin.plan import Applied, ApplyBody, PlanView
+
+router = APIRouter(prefix="/admin/accounts", tags=["admin"])
+
+
+class AccountApply(ApplyBody):
+    """An account change to apply: the change, why, and the argv the person saw."""
+
+    change: AccountRequest
+    expect: list[list[str]]
+
+
+class UserApply(ApplyBody):
+    """A change of a user's association to apply: the change, why, the argv seen."""
+
+    change: UserRequest
+    expect: list[list[str]]
+
+
+@router.get("", response_model=AccountsView)
+async def accounts_tree(
+    who: CurrentUser, adapter: AdapterDep, snapshot: SnapshotDep
+) -> AccountsView:
+    """The account tree (parent first) with each account's and user's association
+    limits, coordinators and active jobs: every account for a portal admin, those
+    coordinated for a Slurm coordinator."""
+    snap = await snapshot.current()
+    return await run_in_threadpool(admin_accounts.view, adapter, snap, who)
+
+
+@router.post("/plan", response_model=PlanView)
+async def plan_account_change(
+    change: AccountRequest, who: CurrentUser, adapter: AdapterDep, snapshot: SnapshotDep
+) -> PlanView:
+    """The sacctmgr commands an account create, modify or delete would run, the
+    values before and after, the jobs it touches, and the revert."""
+    await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
+    snap = await snapshot.current()
+    plan = await run_in_threadpool(admin_accounts.plan_account, adapter, snap, change)
+    return PlanView.of(plan)
+
+
+@router.post("/apply", response_model=Applied)
+async def apply_account_change(
+    body: AccountApply,
+    who: CurrentUser,
+    adapter: AdapterDep,
+    snapshot: SnapshotDep,
+    database: DatabaseDep,
+    address: ClientAddress,
+) -> Applied:
+    """Apply an account change as you, with a reason (audited; revertible once)."""
+    await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
+    snap = await snapshot.current()
+    plan = await run_in_threadpool(admin_accounts.plan_account, adapter, snap, body.change)
+    admin_plan.check_expected(plan, body.expect)
+    applied = await run_in_threadpool(
+        admin_accounts.apply, adapter.admin, adapter, database, plan, who, body.reason, address
+    )
+    adapter.cache.clear()  # /accounts reads sacctmgr through the short cache
+    return applied
+
+
+@router.post("/users/plan", response_model=PlanView)
+async def plan_user_change(
+    change: UserRequest, who: CurrentUser, adapter: AdapterDep, snapshot: SnapshotDep
+) -> PlanView:
+    """The sacctmgr command that adds a user to an account (with limits), changes
+    their limits or removes them, the jobs it touches, and the revert."""
+    await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
+    snap = await snapshot.current()
+    return PlanView.of(await run_in_threadpool(admin_accounts.plan_user, adapter, snap, change))
+
+
+@router.post("/users/apply", response_model=Applied)
+async def apply_user_change(
+    body: UserApply,
+    who: CurrentUser,
+    adapter: AdapterDep,
+    snapshot: SnapshotDep,
+    database: DatabaseDep,
+    address: ClientAddress,
+) -> Applied:
+    """Apply a change of a user's association as you, with a reason (audited)."""
+    await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
+    snap = await snapshot.current()
+    plan = await run_in_threadpool(admin_accounts.plan_user, adapter, snap, body.change)
+    admin_plan.check_expected(plan, body.expect)
+    applied = await run_in_threadpool(
+        admin_accounts.apply, adapter.admin, adapter, database, plan, who, body.reason, address
+    )
+    adapter.cache.clear()
+    return applied
