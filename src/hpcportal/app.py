@@ -18,7 +18,10 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from hpcportal import __version__, log_redaction
 from hpcportal.api import (
     admin,
+    admin_accounts,
     admin_qos,
+    admin_reservations,
+    admin_scheduler,
     alerts,
     apps,
     apptainer,
@@ -34,6 +37,7 @@ from hpcportal.api import (
     node_proxy,
     notifications,
     openapi,
+    prometheus,
     sessions,
     templates,
     terminal,
@@ -50,11 +54,13 @@ from hpcportal.db.session import Database
 from hpcportal.errors import install_error_handlers
 from hpcportal.ha.wiring import coordinate
 from hpcportal.lifecycle import TaskRunner
+from hpcportal.services.admin.scheduler import SdiagSampler
 from hpcportal.services.api_tokens import ApiTokenCache
 from hpcportal.services.apps import AppCatalog
 from hpcportal.services.auth import RevocationList
 from hpcportal.services.disk_alerts import DiskWatcher
 from hpcportal.services.live import LiveHub
+from hpcportal.services.monitoring.service import MonitoringService
 from hpcportal.services.notifications import NotificationDetector
 from hpcportal.services.operations.backup_schedule import BackupScheduler
 from hpcportal.services.sessions import SessionContext
@@ -67,8 +73,11 @@ from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.executor import SlurmExecutor
 from hpcportal.web import (
     accounting_pages,
+    admin_accounts_pages,
+    admin_console_pages,
     admin_pages,
     admin_qos_pages,
+    admin_reservation_pages,
     api_docs,
     auth_pages,
     cluster_pages,
@@ -138,6 +147,9 @@ def create_app(
     app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(admin.router, prefix=API_PREFIX)
     app.include_router(admin_qos.router, prefix=API_PREFIX)
+    app.include_router(admin_scheduler.router, prefix=API_PREFIX)
+    app.include_router(admin_accounts.router, prefix=API_PREFIX)
+    app.include_router(admin_reservations.router, prefix=API_PREFIX)
     app.include_router(templates.router, prefix=API_PREFIX)
     app.include_router(apptainer.router, prefix=API_PREFIX)
     app.include_router(tokens.router, prefix=API_PREFIX)
@@ -150,6 +162,7 @@ def create_app(
     app.include_router(apps.router, prefix=API_PREFIX)
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(terminal.router, prefix=API_PREFIX)
+    app.include_router(prometheus.router, prefix=API_PREFIX)
     app.include_router(node_proxy.router)
     app.include_router(api_docs.docs_router(API_PREFIX, app.title))
     openapi.install(app)  # each route's errors as ErrorResponse, in the spec
@@ -168,6 +181,9 @@ def create_app(
     app.include_router(accounting_pages.router)
     app.include_router(admin_pages.router)
     app.include_router(admin_qos_pages.router)
+    app.include_router(admin_accounts_pages.router)
+    app.include_router(admin_reservation_pages.router)
+    app.include_router(admin_console_pages.router)
     app.include_router(session_pages.router)
     return app
 
@@ -210,6 +226,9 @@ def _compose(
     proxy_clients = SessionClients(settings)
     # Several replicas: one leads background work, the others follow (ha/).
     group = coordinate(settings, database, snapshot, hub, detector, watcher)
+    # sdiag once per sdiag_sample_seconds per cluster: on the leader only, fenced writes.
+    sdiag_sampler = SdiagSampler(settings, database, adapter, group.leadership)
+    monitoring = MonitoringService.from_settings(settings)  # Prometheus (prometheus_url)
     install(
         app,
         AppServices(
@@ -234,6 +253,8 @@ def _compose(
             tasks=tasks,
             leadership=group.leadership,
             replicator=group.replicator,
+            sdiag_sampler=sdiag_sampler,
+            monitoring=monitoring,
         ),
     )
 
@@ -252,8 +273,14 @@ def _compose(
         "snapshot refresher", start=snapshot.start if start_refresher else None, stop=snapshot.stop
     )
     tasks.add("disk watcher", start=watcher.start, stop=watcher.stop)
+    tasks.add("prometheus client", stop=monitoring.aclose)
     # Once per backup_every_hours, on the leader only (a no-op without backup_dir).
     backups = BackupScheduler(settings, database, group.leadership)
     tasks.add("scheduled backups", start=backups.start, stop=backups.stop)
+    tasks.add(
+        "scheduler statistics",
+        start=sdiag_sampler.start if start_refresher else None,
+        stop=sdiag_sampler.stop,
+    )
     tasks.add("node proxy clients", stop=proxy_clients.aclose)
     tasks.add("terminals", stop=terminals.stop)  # hang up every shell first

@@ -32,6 +32,7 @@ from hpcportal.services.apptainer import ApptainerCatalog
 from hpcportal.services.auth import RevocationList
 from hpcportal.services.disk_alerts import DiskWatcher
 from hpcportal.services.live import LiveHub
+from hpcportal.services.monitoring.service import MonitoringService
 from hpcportal.services.notifications import NotificationDetector
 from hpcportal.services.sessions import SessionContext
 from hpcportal.services.sessions.tracker import SessionTracker
@@ -81,6 +82,8 @@ class AppServices:
     replicator: Replicator | None = None
     #: Reads sdiag on the leader for the admin console's scheduler page.
     sdiag_sampler: SdiagSampler | None = None
+    #: Prometheus behind the portal (panels, the catalog, raw PromQL for admins).
+    monitoring: MonitoringService | None = None
 
 
 def install(app: Starlette, services: AppServices) -> None:

@@ -24,12 +24,13 @@ from starlette.requests import HTTPConnection
 from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
-from hpcportal.errors import Forbidden, InvalidInput, NotAuthenticated
+from hpcportal.errors import Forbidden, InvalidInput, NotAuthenticated, PrometheusUnavailable
 from hpcportal.runas import RunAs
 from hpcportal.services import api_tokens, auth
 from hpcportal.services.apptainer import ApptainerCatalog
 from hpcportal.services.identity import Principal
 from hpcportal.services.live import origin_allowed
+from hpcportal.services.monitoring.service import MonitoringService
 from hpcportal.services.sessions import SessionContext
 from hpcportal.services.snapshot import SnapshotService
 from hpcportal.services.submit import SubmitContext
@@ -199,6 +200,16 @@ async def get_adapter(request: Request) -> SlurmAdapter:
 
 
 AdapterDep = Annotated[SlurmAdapter, Depends(get_adapter)]
+
+
+async def get_monitoring(request: Request) -> MonitoringService:
+    monitoring = services_of(request).monitoring
+    if monitoring is None:
+        raise PrometheusUnavailable("Monitoring is not set up in this portal process.")
+    return monitoring
+
+
+MonitoringDep = Annotated[MonitoringService, Depends(get_monitoring)]
 
 
 def strict_query(*allowed: str) -> Any:

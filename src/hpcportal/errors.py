@@ -121,6 +121,31 @@ class RateLimited(PortalError):
     status, code = 429, "rate_limited"
 
 
+class PrometheusError(PortalError):
+    """Something went wrong asking Prometheus (``hpcportal.prometheus``); subclasses
+    say what."""
+
+    status, code = 502, "prometheus_error"
+
+
+class PrometheusUnavailable(PrometheusError):
+    """Prometheus is not configured, cannot be reached, or did not answer in time."""
+
+    status, code = 503, "prometheus_unavailable"
+
+
+class PrometheusBadQuery(PrometheusError):
+    """Prometheus refused the query (a PromQL error, too many points): its message."""
+
+    status, code = 422, "prometheus_bad_query"
+
+
+class PrometheusUnreadable(PrometheusError):
+    """Prometheus answered something that is not its API's format."""
+
+    status, code = 502, "prometheus_unreadable"
+
+
 class SlurmError(PortalError):
     """Something went wrong talking to Slurm; subclasses say what."""
 

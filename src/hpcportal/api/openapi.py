@@ -81,6 +81,16 @@ TAGS: list[dict[str, Any]] = [
         "description": "The admin console: plan a change (the exact Slurm commands and "
         "what they affect), apply it as yourself with a reason, revert it (admins).",
     },
+    {
+        "name": "monitoring",
+        "description": "Named panels from Prometheus: the metric catalog, a node's and "
+        "a job's figures with labels filled in by the server.",
+    },
+    {
+        "name": "prometheus",
+        "description": "Prometheus' HTTP API behind the portal: PromQL for admins (or "
+        "everyone, when allowed), targets, rules, alerts, configuration, health.",
+    },
     {"name": "health", "description": "Liveness and readiness, for load balancers."},
 ]
 
@@ -130,6 +140,10 @@ FILES = frozenset({400, 412, 413, 415, 416, 428, 507})
 #: no room (507).
 UPLOADS = frozenset({400, 409, 412, 413, 415, 460, 507})
 
+#: Prometheus behind the portal: raw PromQL refused (403), an unknown panel, node or
+#: job (404), an answer the portal cannot read (502), Prometheus off, down or slow (503).
+PROMETHEUS = frozenset({403, 404, 502, 503})
+
 #: What each dependency adds; a route gets the union over its whole dependency tree.
 BY_DEPENDENCY: dict[Callable[..., Any], frozenset[int]] = {
     deps.get_authentication: AUTHENTICATED,
@@ -141,6 +155,7 @@ BY_DEPENDENCY: dict[Callable[..., Any], frozenset[int]] = {
     deps.get_submit_context: SUBMITTING,
     deps.get_session_context: SLURM | RUNAS,
     sessions.get_actions: SUBMITTING,
+    deps.get_monitoring: PROMETHEUS,
 }
 #: What a router's services raise in the endpoint's body, by the route's first tag.
 BY_TAG: dict[str, frozenset[int]] = {

@@ -1,0 +1,180 @@
+"""The metric catalog: logical metrics (CPU busy, memory used, ...) and the exporters'
+series that give them.
+
+A metric has sources tried in order: the site's own (``prometheus_metric_sources``),
+then node_exporter, NVIDIA's DCGM exporter (``DCGM_FI_DEV_*``) and
+utkuozdemir/nvidia_gpu_exporter (``nvidia_smi_*``). The first source whose ``series``
+Prometheus has is used; a metric none provides is reported as "no exporter for this"
+(never an empty chart). Which series exist comes from one ``label/__name__/values``
+request, reused for ``prometheus_catalog_seconds``.
+
+Queries are ``string.Template`` text (PromQL has no ``$``): ``$node`` is the matcher
+of the node label (``instance=~"(node001|node002)(:[0-9]+)?"``), ``$job`` the matcher of
+a job's GPUs (``hpc_job="123"``), ``$window`` the rate window (``1m``). Every query
+keeps one series per node (and per GPU), named by ``instance`` (and ``gpu``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from string import Template
+from typing import Literal
+
+from hpcportal.config import MetricSource
+
+Scope = Literal["node", "gpu"]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One exporter's way to a metric. ``job_query`` None: it cannot tell which job
+    uses what (node-level figures are then not shown as a job's)."""
+
+    exporter: str
+    series: str
+    node_query: str
+    job_query: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    title: str
+    unit: str
+    scope: Scope
+    sources: tuple[Source, ...]
+
+
+_NODE = "node_exporter"
+_DCGM = "dcgm_exporter"
+_NVSMI = "nvidia_gpu_exporter"
+_GPU_BY = "instance, gpu"
+
+
+def _gpu(series: str, node: str, scale: str = "", *, by_job: bool) -> Source:
+    exporter = _DCGM if series.startswith("DCGM_") else _NVSMI
+    node_q = f"max by ({_GPU_BY}) ({series}{{{node}}}){scale}"
+    job_q = f"max by ({_GPU_BY}) ({series}{{$job}}){scale}" if by_job else None
+    return Source(exporter, series, node_q, job_q)
+
+
+BUILTIN: tuple[Metric, ...] = (
+    Metric("cpu_busy", "CPU busy", "percent", "node", (
+        Source(_NODE, "node_cpu_seconds_total",
+               '100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle",$node}'
+               "[$window])))"),
+    )),
+    Metric("memory_used", "Memory used", "bytes", "node", (
+        Source(_NODE, "node_memory_MemAvailable_bytes",
+               "max by (instance) (node_memory_MemTotal_bytes{$node} - "
+               "node_memory_MemAvailable_bytes{$node})"),
+    )),
+    Metric("load", "Load (1 min)", "", "node", (
+        Source(_NODE, "node_load1", "max by (instance) (node_load1{$node})"),
+    )),
+    Metric("network_rx", "Network received", "bytes/s", "node", (
+        Source(_NODE, "node_network_receive_bytes_total",
+               'sum by (instance) (rate(node_network_receive_bytes_total{device!="lo",$node}'
+               "[$window]))"),
+    )),
+    Metric("network_tx", "Network sent", "bytes/s", "node", (
+        Source(_NODE, "node_network_transmit_bytes_total",
+               'sum by (instance) (rate(node_network_transmit_bytes_total{device!="lo",$node}'
+               "[$window]))"),
+    )),
+    Metric("disk_read", "Disk read", "bytes/s", "node", (
+        Source(_NODE, "node_disk_read_bytes_total",
+               "sum by (instance) (rate(node_disk_read_bytes_total{$node}[$window]))"),
+    )),
+    Metric("disk_write", "Disk written", "bytes/s", "node", (
+        Source(_NODE, "node_disk_written_bytes_total",
+               "sum by (instance) (rate(node_disk_written_bytes_total{$node}[$window]))"),
+    )),
+    Metric("gpu_util", "GPU utilisation", "percent", "gpu", (
+        _gpu("DCGM_FI_DEV_GPU_UTIL", "$node", by_job=True),
+        _gpu("nvidia_smi_utilization_gpu_ratio", "$node", " * 100", by_job=False),
+    )),
+    Metric("gpu_memory", "GPU memory used", "bytes", "gpu", (
+        _gpu("DCGM_FI_DEV_FB_USED", "$node", " * 1048576", by_job=True),  # MiB
+        _gpu("nvidia_smi_memory_used_bytes", "$node", by_job=False),
+    )),
+    Metric("gpu_temp", "GPU temperature", "celsius", "gpu", (
+        _gpu("DCGM_FI_DEV_GPU_TEMP", "$node", by_job=True),
+        _gpu("nvidia_smi_temperature_gpu", "$node", by_job=False),
+    )),
+    Metric("gpu_power", "GPU power", "watts", "gpu", (
+        _gpu("DCGM_FI_DEV_POWER_USAGE", "$node", by_job=True),
+        _gpu("nvidia_smi_power_draw_watts", "$node", by_job=False),
+    )),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A metric as this Prometheus can answer it: ``source`` None when no exporter
+    provides it."""
+
+    metric: Metric
+    source: Source | None
+
+    @property
+    def reason(self) -> str | None:
+        if self.source is not None:
+            return None
+        wanted = ", ".join(s.series for s in self.metric.sources) or "no series"
+        return f"No exporter for this: Prometheus has none of {wanted}."
+
+
+def build(site: Sequence[MetricSource] = ()) -> tuple[Metric, ...]:
+    """The built-in metrics with the site's sources first (and the site's own metrics
+    after them)."""
+    extra: dict[str, list[MetricSource]] = {}
+    for item in site:
+        extra.setdefault(item.metric, []).append(item)
+    metrics = []
+    for metric in BUILTIN:
+        mine = tuple(_source(s) for s in extra.pop(metric.name, []))
+        metrics.append(Metric(metric.name, metric.title, metric.unit, metric.scope,
+                              mine + metric.sources))  # fmt: skip
+    for name, items in extra.items():
+        first = items[0]
+        scope: Scope = "gpu" if "$job" in (first.job_query or "") else "node"
+        metrics.append(Metric(name, first.title or name, first.unit or "", scope,
+                              tuple(_source(s) for s in items)))  # fmt: skip
+    return tuple(metrics)
+
+
+def _source(item: MetricSource) -> Source:
+    return Source(item.exporter, item.series, item.node_query, item.job_query)
+
+
+def resolve(metrics: Iterable[Metric], series_names: set[str]) -> dict[str, Resolved]:
+    """Each metric with the first source whose series Prometheus has."""
+    found = {}
+    for metric in metrics:
+        source = next((s for s in metric.sources if s.series in series_names), None)
+        found[metric.name] = Resolved(metric, source)
+    return found
+
+
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+def node_matcher(label: str, nodes: Sequence[str]) -> str:
+    """``instance=~"(node001|node002)(:[0-9]+)?"``: the nodes, with or without a port."""
+    for node in nodes:
+        if not _LABEL_VALUE.fullmatch(node):
+            raise ValueError(f"{node!r} is not a node name")
+    # A PromQL string holds the regex: "\\." there is the regex's literal dot.
+    names = "|".join(n.replace(".", "\\\\.") for n in sorted(set(nodes)))
+    return f'{label}=~"({names})(:[0-9]+)?"'
+
+
+def job_matcher(label: str, job_id: int) -> str:
+    return f'{label}="{int(job_id)}"'
+
+
+def render(query: str, *, node: str = "", job: str = "", window: str = "1m") -> str:
+    return Template(query).substitute(node=node, job=job, window=window)
