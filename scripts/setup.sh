@@ -40,7 +40,23 @@ system_packages() {
   install_missing slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo \
     python3 python3-venv python3-dev gcc libpam0g wrk procps chromium fonts-noto-cjk \
     sqlite3
+  monitoring_packages
   app_packages
+}
+
+# The dev cluster's monitoring: Prometheus and the node exporter, which `dev-cluster up`
+# runs on its own ports under the cluster's directory. Their packages would start
+# system-wide daemons on 9090/9100; a policy-rc.d saying no (unless the host has one)
+# keeps the install from starting anything.
+monitoring_packages() {
+  local policy=/usr/sbin/policy-rc.d ours=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# hpcportal setup: installing\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    ours=1
+  fi
+  install_missing prometheus prometheus-node-exporter || { [ -n "$ours" ] && rm -f "$policy"; return 1; }
+  if [ -n "$ours" ]; then rm -f "$policy"; fi
 }
 
 # Only for a dev cluster of a newer Slurm (test.sh --slurm 24.11|26.05): its Debian root

@@ -101,6 +101,7 @@ def format_status(status: dict[str, Any]) -> str:
         f"slurm: {status.get('release', '22.05')} ({version})",
         f"PrivateData: {status.get('private_data', 'none')}",
         f"export SLURM_CONF={status['slurm_conf']}",
+        f"prometheus: {status.get('prometheus_url', 'none')}",
     ]
     if status.get("bin_dir"):
         parts += [
@@ -133,12 +134,33 @@ def up(
             show_default=False,
         ),
     ] = None,
+    scrape_interval: Annotated[
+        int | None,
+        typer.Option(
+            "--scrape-interval",
+            help="Seconds between the cluster's Prometheus scrapes. Default: the directory's, "
+            "else 5.",
+        ),
+    ] = None,
+    portal_target: Annotated[
+        str | None,
+        typer.Option(
+            "--portal-target",
+            help="host:port of a portal whose /metrics Prometheus scrapes. Default: the "
+            "directory's, else 127.0.0.1:8080 (plus 10 per port slot).",
+        ),
+    ] = None,
 ) -> None:
-    """Install, configure and start the cluster; wait until every node is idle."""
+    """Install, configure and start the cluster and its monitoring; wait until every node is idle."""
     _enable_progress_log()
     try:
         cluster = DevCluster(
-            directory, release=slurm, private_data=private_data, backup_controller=backup_controller
+            directory,
+            release=slurm,
+            private_data=private_data,
+            backup_controller=backup_controller,
+            scrape_interval=scrape_interval,
+            portal_target=portal_target,
         )
         status = cluster.up()
     except DevClusterError as error:

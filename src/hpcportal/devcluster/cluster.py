@@ -25,9 +25,19 @@ from hpcportal.devcluster.database import (
 )
 from hpcportal.devcluster.errors import DaemonStartError, DevClusterError
 from hpcportal.devcluster.files import ensure_dir, touch, write_if_changed
+from hpcportal.devcluster.monitoring import (
+    check_target,
+    monitoring_daemons,
+    prometheus_url,
+    read_portal_target,
+    read_scrape_interval,
+    reload_prometheus,
+    write_prolog_scripts,
+    write_prometheus_config,
+)
 from hpcportal.devcluster.munge import munge_works, prepare_munge
 from hpcportal.devcluster.nodes import NodeState, query_nodes, wait_for_ready_nodes
-from hpcportal.devcluster.packages import ensure_packages
+from hpcportal.devcluster.packages import MONITORING_BINARIES, ensure_packages
 from hpcportal.devcluster.paths import Layout, default_dir, materialize_root, resolve_root
 from hpcportal.devcluster.processes import (
     Daemon,
@@ -118,6 +128,21 @@ def read_private_data(layout: Layout) -> str:
         return ""
 
 
+#: slurm.conf keys whose change ``scontrol reconfigure`` applies without a restart.
+RECONFIGURABLE_KEYS = frozenset({"Prolog", "Epilog", "PrologSlurmctld", "EpilogSlurmctld"})
+
+
+def only_reconfigurable_changes(before: str, after: str) -> bool:
+    """True if the two slurm.conf texts differ only in ``RECONFIGURABLE_KEYS`` lines."""
+
+    def rest(text: str) -> list[str]:
+        return [
+            line for line in text.splitlines() if line.split("=", 1)[0] not in RECONFIGURABLE_KEYS
+        ]
+
+    return rest(before) == rest(after)
+
+
 def describe(name: str, states: dict[str, NodeState]) -> str:
     """``node=state (reason)`` for error messages."""
     node = states.get(name)
@@ -136,6 +161,9 @@ class DevCluster:
     into slurm.conf and slurmdbd.conf; without it, the directory's recorded flags stay.
     ``backup_controller`` adds a backup slurmctld (``SlurmctldHost`` twice, one shared
     state directory; 22.05 only); without it, the directory's recorded choice stays.
+    ``scrape_interval`` (seconds) and ``portal_target`` (``host:port`` of a portal's
+    ``/metrics``) configure the cluster's Prometheus (``monitoring.py``); without them,
+    the directory's recorded ones stay (5 s and the slot's usual portal port).
     """
 
     def __init__(
@@ -144,6 +172,8 @@ class DevCluster:
         release: str | None = None,
         private_data: str | None = None,
         backup_controller: bool | None = None,
+        scrape_interval: int | None = None,
+        portal_target: str | None = None,
     ) -> None:
         self.requested = Path(os.path.abspath(path)) if path is not None else default_dir()
         self.root = resolve_root(self.requested)
@@ -165,6 +195,19 @@ class DevCluster:
             if backup_controller is None
             else backup_controller
         )
+        if scrape_interval is not None and not 1 <= scrape_interval <= 3600:
+            raise DevClusterError("--scrape-interval must be 1 to 3600 seconds")
+        self.scrape_interval = (
+            read_scrape_interval(self.layout) if scrape_interval is None else scrape_interval
+        )
+        try:
+            self.portal_target = (
+                read_portal_target(self.layout, self.slot)
+                if portal_target is None
+                else check_target(portal_target)
+            )
+        except ValueError as exc:
+            raise DevClusterError(str(exc)) from exc
 
     # ----------------------------------------------------------------- facts
     @property
@@ -234,6 +277,10 @@ class DevCluster:
     def _slurmdbd(self) -> Daemon:
         return daemons.slurmdbd(self.layout, self._slurm_daemon_env(), self.slot, self._launcher)
 
+    def _monitoring(self) -> list[Daemon]:
+        """Prometheus and its exporters (``monitoring.py``), in start order."""
+        return monitoring_daemons(self.layout, self.slot, self.nodes)
+
     def _daemons(self) -> list[Daemon]:
         """Ours, in start order."""
         return [
@@ -248,6 +295,7 @@ class DevCluster:
         """Components, nodes, users and ``SLURM_CONF``; ``ok`` if all is up and idle."""
         components = [daemon_component(d) for d in self._daemons()]
         components.append(mariadb_component(daemons.mariadb(self.layout)))
+        components += [daemon_component(d) for d in self._monitoring()]
         controller_up = any(c["name"] == "slurmctld" and c["running"] for c in components)
         nodes: list[NodeState] = (query_nodes(self.env) or []) if controller_up else []
         notes = []
@@ -267,7 +315,25 @@ class DevCluster:
         report["slurm_version"] = self.slurm_version()
         report["bin_dir"] = str(self.bin_dir) if self.bin_dir is not None else None
         report["private_data"] = self.private_data or "none"
+        report["prometheus_url"] = prometheus_url(self.slot)
+        report["monitoring"] = self._monitoring_report()
         return report
+
+    def _monitoring_report(self) -> dict[str, Any]:
+        """Where the monitoring parts listen and the files a test steers the GPUs with."""
+        slot = self.slot
+        return {
+            "prometheus_url": prometheus_url(slot),
+            "scrape_interval_seconds": self.scrape_interval,
+            "portal_target": self.portal_target,
+            "node_exporters": {
+                n.name: f"127.0.0.1:{slot.node_exporter_port(n.port - slot.first_node_port)}"
+                for n in self.nodes
+            },
+            "gpu_exporter": {n.name: f"127.0.0.1:{slot.dcgm_port}" for n in self.nodes if n.gpus},
+            "gpu_job_dir": str(self.layout.gpu_job_dir),
+            "gpu_load_dir": str(self.layout.gpu_load_dir),
+        }
 
     def slurm_version(self) -> str | None:
         """What ``scontrol version`` says (``slurm 24.11.5``); None if it cannot run."""
@@ -289,18 +355,34 @@ class DevCluster:
                 f"use another --dir for {self.release.name}, or `down --purge` this one first"
             )
         ensure_packages()
+        ensure_packages(MONITORING_BINARIES)
         ensure_demo_users()
         materialize_root(self.requested, self.root)
         self._make_directories()
         self._prepare_release()
         self._claim_slot()
         write_if_changed(self.layout.private_data_file, f"{self.private_data}\n")
+        write_if_changed(self.layout.scrape_interval_file, f"{self.scrape_interval}\n")
+        write_if_changed(self.layout.portal_target_file, f"{self.portal_target}\n")
         self._record_backup_controller()
-        check_ports_free(self._daemons())
+        check_ports_free([*self._daemons(), *self._monitoring()])
         self._start_munge()
         ensure_mariadb(self.layout)
         self._start_slurm()
+        self._start_monitoring()
         return self.status()
+
+    def _start_monitoring(self) -> None:
+        """prometheus.yml, then the exporters and Prometheus; a running Prometheus whose
+        config changed re-reads it (SIGHUP), keeping its data."""
+        changed = write_prometheus_config(
+            self.layout, self.slot, self.nodes, self.scrape_interval, self.portal_target
+        )
+        daemons_ = self._monitoring()
+        prometheus = daemons_[-1]
+        if changed and reload_prometheus(prometheus):
+            log.info("prometheus re-reads %s", self.layout.prometheus_yml)
+        start_all(daemons_)
 
     def _record_backup_controller(self) -> None:
         if not self.backup_controller:
@@ -368,9 +450,15 @@ class DevCluster:
         if not wait_until(lambda: munge_works(self.layout.munge_socket), SERVICE_TIMEOUT):
             raise DevClusterError("munged runs but does not answer", munged.log_tail())
 
-    def _write_configs(self) -> tuple[bool, bool]:
-        """Render all configs; return (slurmdbd.conf changed, slurm.conf/gres.conf changed)."""
+    def _write_configs(self) -> tuple[bool, bool, bool]:
+        """Render all configs; return (slurmdbd.conf changed, slurm.conf/gres.conf changed
+        in a way only a restart applies, changed in lines ``scontrol reconfigure`` applies)."""
         layout, nodes = self.layout, self.nodes
+        prolog = write_prolog_scripts(layout, nodes)
+        try:
+            before = layout.slurm_conf.read_text()
+        except FileNotFoundError:
+            before = ""
         dbd_changed = write_if_changed(
             layout.slurmdbd_conf,
             render_slurmdbd_conf(layout, db_password(layout), self.slot, self.private_data),
@@ -388,16 +476,23 @@ class DevCluster:
                 plugin_dir,
                 self.private_data,
                 self.backup_controller,
+                prolog,
             ),
         )
         gres_changed = write_if_changed(layout.gres_conf, render_gres_conf(layout, nodes))
         if root is not None:
             gres_changed |= write_if_changed(layout.cgroup_conf, render_cgroup_conf())
-        return dbd_changed, slurm_changed or gres_changed
+        reconfigurable = (
+            slurm_changed
+            and not gres_changed
+            and bool(before)
+            and only_reconfigurable_changes(before, layout.slurm_conf.read_text())
+        )
+        return dbd_changed, (slurm_changed or gres_changed) and not reconfigurable, reconfigurable
 
     def _start_slurm(self) -> None:
         """Configs, then slurmdbd, accounting, slurmctld and the slurmds, then idle nodes."""
-        dbd_changed, slurm_changed = self._write_configs()
+        dbd_changed, slurm_changed, reconfigure = self._write_configs()
         if slurm_changed:
             # Nodes cannot be added or removed by reconfigure in 22.05; restart instead.
             stop_all([*self._slurmds(self.all_nodes), self._slurmctld_backup(), self._slurmctld()])
@@ -405,7 +500,17 @@ class DevCluster:
             stop_all([self._slurmdbd()])
         self._start_slurmdbd()
         accounting_changed = ensure_accounting(self.env)
+        if reconfigure:
+            # slurmctld reads PrologSlurmctld/EpilogSlurmctld only when it starts (its
+            # prep plugin); its jobs and nodes survive the restart. A loader-started
+            # slurmd cannot re-read its config: it restarts too (its jobs keep running
+            # under their slurmstepd); the host's slurmds re-read it when told.
+            stop_all([self._slurmctld_backup(), self._slurmctld()])
+            if self.release.from_root:
+                stop_all(self._slurmds(self.all_nodes))
         self._start_slurmctld(reconfigure=accounting_changed)
+        if reconfigure and not self.release.from_root:
+            run(["scontrol", "reconfigure"], env=self.env)
         if not self._start_slurmds() or not self._wait_for_nodes():
             # The GPU node was just left out: render without it and restart.
             self._start_slurm()
@@ -477,7 +582,8 @@ class DevCluster:
         Returns the names of the daemons that were stopped.
         """
         require_root("down")
-        stopped = stop_all(self._slurmds(self.all_nodes))
+        stopped = stop_all(monitoring_daemons(self.layout, self.slot, self.all_nodes))
+        stopped += stop_all(self._slurmds(self.all_nodes))
         stopped += stop_all([self._slurmctld_backup(), self._slurmctld()])
         stopped += stop_all([self._slurmdbd()])
         stopped += stop_all([daemons.munged(self.layout)])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from hpcportal.devcluster.commands import run
 
@@ -29,7 +32,16 @@ REQUIRED_BINARIES: dict[str, str] = {
     "mysqladmin": "mariadb-client",
     "sudo": "sudo",
 }
+#: The dev cluster's monitoring (``monitoring.py``): installed without starting the
+#: packages' own system-wide daemons (see ``ensure_packages``).
+MONITORING_BINARIES: dict[str, str] = {
+    "prometheus": "prometheus",
+    "prometheus-node-exporter": "prometheus-node-exporter",
+}
 APT_TIMEOUT = 1800.0
+#: Debian's hook that tells maintainer scripts whether they may start services;
+#: exit 101 means "no" (invoke-rc.d and deb-systemd-invoke both ask it).
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 
 def find_binary(name: str) -> str | None:
@@ -38,19 +50,39 @@ def find_binary(name: str) -> str | None:
     return shutil.which(name, path=search)
 
 
-def missing_packages() -> list[str]:
+def missing_packages(binaries: Mapping[str, str] = REQUIRED_BINARIES) -> list[str]:
     """The packages whose programs are not installed, each once, in a stable order."""
-    missing = [pkg for binary, pkg in REQUIRED_BINARIES.items() if find_binary(binary) is None]
+    missing = [pkg for binary, pkg in binaries.items() if find_binary(binary) is None]
     return list(dict.fromkeys(missing))
 
 
-def ensure_packages() -> list[str]:
-    """apt-get install whatever is missing; returns the packages installed."""
-    missing = missing_packages()
+@contextlib.contextmanager
+def services_not_started() -> Iterator[None]:
+    """While installing: a policy-rc.d saying no, unless the host already has one.
+
+    Debian's prometheus and prometheus-node-exporter start system-wide daemons on
+    9090/9100 when installed; the dev cluster runs its own on its slot's ports instead.
+    """
+    if POLICY_RC_D.exists():
+        yield
+        return
+    POLICY_RC_D.write_text("#!/bin/sh\n# hpcportal dev-cluster: installing\nexit 101\n")
+    POLICY_RC_D.chmod(0o755)
+    try:
+        yield
+    finally:
+        POLICY_RC_D.unlink(missing_ok=True)
+
+
+def ensure_packages(binaries: Mapping[str, str] = REQUIRED_BINARIES) -> list[str]:
+    """apt-get install whatever is missing, starting none of their services; returns
+    the packages installed."""
+    missing = missing_packages(binaries)
     if not missing:
         return []
     log.info("installing %s (this takes a few minutes)", " ".join(missing))
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "update"], env=env, timeout=APT_TIMEOUT)
-    run(["apt-get", "install", "-y", *missing], env=env, timeout=APT_TIMEOUT)
+    with services_not_started():
+        run(["apt-get", "update"], env=env, timeout=APT_TIMEOUT)
+        run(["apt-get", "install", "-y", *missing], env=env, timeout=APT_TIMEOUT)
     return missing

@@ -288,6 +288,59 @@ class Layout:
     def fake_gpu(self, index: int) -> Path:
         return self.dev / f"fakegpu{index}"
 
+    @property
+    def monitoring(self) -> Path:
+        """Prometheus' configuration and data (``monitoring.py``)."""
+        return self.root / "monitoring"
+
+    @property
+    def prometheus_yml(self) -> Path:
+        return self.monitoring / "prometheus.yml"
+
+    @property
+    def prometheus_data(self) -> Path:
+        return self.monitoring / "data"
+
+    @property
+    def prometheus_pid(self) -> Path:
+        return self.run / "prometheus.pid"
+
+    @property
+    def scrape_interval_file(self) -> Path:
+        """Prometheus' scrape interval in seconds (``up --scrape-interval``; absent: 5)."""
+        return self.etc / "scrape-interval"
+
+    @property
+    def portal_target_file(self) -> Path:
+        """The portal ``host:port`` Prometheus scrapes (``up --portal-target``)."""
+        return self.etc / "portal-target"
+
+    @property
+    def gpu_job_dir(self) -> Path:
+        """DCGM exporter's HPC job mapping: one file per GPU index holding the job id,
+        written by the cluster's Prolog and removed by its Epilog (root's, 0755)."""
+        return self.root / "gpu-jobs"
+
+    @property
+    def gpu_load_dir(self) -> Path:
+        """Where a job says how busy its GPUs are (``<job id>`` holding a percentage);
+        1777 so jobs write their own, read by the GPU exporter stand-in."""
+        return self.root / "gpu-load"
+
+    @property
+    def prolog(self) -> Path:
+        return self.libexec / "prolog"
+
+    @property
+    def epilog(self) -> Path:
+        return self.libexec / "epilog"
+
+    def node_exporter_pid(self, node: str) -> Path:
+        return self.run / f"node-exporter-{node}.pid"
+
+    def dcgm_pid(self, node: str) -> Path:
+        return self.run / f"dcgm-standin-{node}.pid"
+
     def daemon_output(self, name: str) -> Path:
         """Where a daemon's stdout/stderr go before it has opened its own log file."""
         return self.log / f"{name}.out"

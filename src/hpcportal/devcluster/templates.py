@@ -61,13 +61,44 @@ class Slot:
     def first_node_port(self) -> int:
         return self._offset(17001)
 
+    # Monitoring: each base below owns MAX_SLOTS * SLOT_STRIDE ports of its own.
+    @property
+    def prometheus_port(self) -> int:
+        """The dev cluster's Prometheus (``monitoring.py``)."""
+        return self._offset(19000)
+
+    @property
+    def dcgm_port(self) -> int:
+        """The GPU exporter stand-in of the GPU node (DCGM exporter's default is 9400)."""
+        return self._offset(19400)
+
+    def node_exporter_port(self, index: int) -> int:
+        """The node exporter labelled as the ``index``-th node of ``NODE_LAYOUT``."""
+        return self._offset(19200) + index
+
+    def monitoring_ports(self) -> tuple[int, ...]:
+        exporters = (self.node_exporter_port(i) for i in range(len(NODE_LAYOUT)))
+        return (self.prometheus_port, self.dcgm_port, *exporters)
+
+    @property
+    def portal_port(self) -> int:
+        """Where a portal of this cluster usually listens (the demo's 8080 for slot 0);
+        Prometheus scrapes its ``/metrics`` there unless told another target."""
+        return self._offset(8080)
+
     @property
     def db_user(self) -> str:
         return "hpcdev_slurm" if self.index == 0 else f"hpcdev{self.index}_slurm"
 
     def ports(self) -> tuple[int, ...]:
         nodes = range(self.first_node_port, self.first_node_port + len(NODE_LAYOUT))
-        return (self.slurmctld_port, self.slurmd_port, self.slurmdbd_port, *nodes)
+        return (
+            self.slurmctld_port,
+            self.slurmd_port,
+            self.slurmdbd_port,
+            *nodes,
+            *self.monitoring_ports(),
+        )
 
 
 def normalize_private_data(value: str) -> str:
@@ -147,6 +178,7 @@ def render_slurm_conf(
     root_plugin_dir: Path | None = None,
     private_data: str = "",
     backup_controller: bool = False,
+    prolog: tuple[Path, Path] | None = None,
 ) -> str:
     """slurm.conf for ``nodes``, all hosted on ``hostname``, with every path under ``layout``.
 
@@ -160,6 +192,8 @@ def render_slurm_conf(
     at their host path, which the chrooted daemons see too (``roots.ensure_self_link``).
     ``private_data`` (normalized flags, see ``normalize_private_data``) becomes
     ``PrivateData=``: what slurmctld hides from regular users.
+    ``prolog`` is the (PrologSlurmctld, EpilogSlurmctld) pair that keeps the GPU job
+    mapping of the monitoring (``monitoring.py``); ``scontrol reconfigure`` applies them.
     """
     socket = layout.munge_socket
     plugin_dir = [f"PluginDir={root_plugin_dir}"] if root_plugin_dir is not None else []
@@ -224,6 +258,8 @@ def render_slurm_conf(
     ]
     if private_data:
         lines.append(f"PrivateData={private_data}")
+    if prolog is not None:
+        lines += [f"PrologSlurmctld={prolog[0]}", f"EpilogSlurmctld={prolog[1]}"]
     if backup_controller:
         # 22.05's controllers otherwise listen on every address, so two cannot share a port.
         lines.append("CommunicationParameters=NoCtldInAddrAny")
