@@ -119,10 +119,10 @@ def test_carol_plans_applies_and_reverts_on_the_page(portal: RunningPortal, acco
     }
     plan_and_apply(carol, {"form": "user", "action": "modify", **filled, "max_jobs": "5"}, "more")
     assert rows(account)["alice"]["MaxJobs"] == "5"
-    page = carol.get("/admin/accounts").text
-    change = re.search(r'action="/admin/accounts/changes/(\d+)/revert"', page)
+    listed = carol.get("/admin/accounts").text
+    change = re.search(r'action="/admin/accounts/changes/(\d+)/revert"', listed)
     assert change, "the applied change offers a revert"
-    revert_expect = hidden(page[page.index(change[0]) :], "expect")
+    revert_expect = hidden(listed[listed.index(change[0]) :], "expect")
     undone = carol.post(
         f"/admin/accounts/changes/{change[1]}/revert",
         data={
