@@ -32,6 +32,7 @@ from hpcportal.errors import PortalError, SlurmRateLimited, SlurmUnreachable
 from hpcportal.lifecycle import cancel_task
 from hpcportal.services.load_guard import LoadGuard
 from hpcportal.services.refresh_soon import RefreshSoon
+from hpcportal.services.snapshot_metrics import SLURM_GAUGES
 from hpcportal.slurm.adapter import SlurmAdapter, job_matches
 from hpcportal.slurm.models import Job, Node, Partition, PrivateData, SlurmRoles
 
@@ -200,6 +201,7 @@ class SnapshotService:
         #: Told of each failed refresh (the leader tells the followers).
         self.on_failure: Callable[[str, str | None], None] | None = None
         SNAPSHOT_AGE.set_function(self._age_for_metrics)
+        SLURM_GAUGES.follow(self.latest)
 
     def add_listener(self, listener: SnapshotListener) -> None:
         """Call ``listener(previous, current)`` after each successful refresh.
@@ -421,6 +423,10 @@ class SnapshotService:
         if self._current is None:
             reason = self._last_error or "the first read of the cluster has not finished"
             raise SlurmUnreachable(f"No cluster data yet: {reason}")
+        return self._current
+
+    def latest(self) -> ClusterSnapshot | None:
+        """The latest snapshot without waiting; None before the first (``/metrics``)."""
         return self._current
 
     def health(self) -> SnapshotHealth:
