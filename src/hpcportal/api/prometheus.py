@@ -32,7 +32,7 @@ from hpcportal.dependencies import (
     SnapshotDep,
     strict_query,
 )
-from hpcportal.errors import InvalidInput, NotFound
+from hpcportal.errors import Forbidden, InvalidInput, NotFound
 from hpcportal.prometheus.client import Success
 from hpcportal.prometheus.models import (
     Alerts,
@@ -46,6 +46,7 @@ from hpcportal.prometheus.models import (
 )
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
+from hpcportal.services.identity import Principal
 from hpcportal.services.monitoring.service import JobWindow, PanelData, PanelList
 from hpcportal.services.visibility import for_snapshot
 from hpcportal.slurm.states import JobStatus
@@ -295,17 +296,20 @@ async def job_panel(
     step: Annotated[str | None, Query(max_length=20)] = None,
 ) -> PanelData:
     """One panel of one job: its nodes over its lifetime, its own GPUs. A job you may
-    not see is a 404, as on ``/jobs/{id}``."""
+    not see is a 404, as on ``/jobs/{id}``; another user's job you may see is a 403:
+    its figures, like its script and files, are for its owner and admins."""
     job_service.validate_job_id(job_id)
     snap = await snapshot.current()
     meta = SnapshotMeta.of(snapshot.health())
     detail = await run_in_threadpool(job_service.find_job, snap, adapter, job_id, who, meta)
-    return await monitoring.job_panel(_window(detail), panel, _step(step) if step else None)
+    return await monitoring.job_panel(_window(detail, who), panel, _step(step) if step else None)
 
 
-def _window(detail: job_service.JobDetail) -> JobWindow:
+def _window(detail: job_service.JobDetail, who: Principal) -> JobWindow:
     found = detail.job or detail.accounting
     if found is None:  # a job only the portal remembers: no nodes, no times
         raise NotFound("Slurm no longer knows this job, so it has no figures to show.")
+    if not job_service.can_see_private(found, who):
+        raise Forbidden(f"The figures of job {found.job_id} are for its owner and admins.")
     end = None if found.status in _LIVE else found.end_time
     return JobWindow(found.job_id, list(found.node_names), found.start_time, end)
