@@ -39,6 +39,7 @@ SLURM_FACING = frozenset(
         "test_admin_nodes.py",
         "test_admin_reservations.py",
         "test_admin_scheduler.py",
+        "test_devcluster_monitoring.py",
         "test_idempotency.py",
         "test_input_validation.py",
         "test_live.py",

@@ -1,0 +1,122 @@
+"""The dev cluster's own monitoring, live: its Prometheus (found through
+``dev-cluster status``'s ``prometheus_url``) scrapes a node exporter per Slurm node name
+and the DCGM exporter stand-in of gpu001, whose ``hpc_job`` label follows a real GPU
+job of alice from the cluster's PrologSlurmctld to its EpilogSlurmctld.
+
+Runs on every release (``SLURM_FACING``): the mapping is written by Slurm's own
+prolog, which each release runs its own way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from tests.integration import slurm_cli
+
+T = TypeVar("T")
+SCRAPE_WAIT = 60.0  # a few scrape intervals, and Prometheus' start after `up`
+
+
+def _query(url: str, promql: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=10)
+    answer.raise_for_status()
+    body = answer.json()
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def _eventually(probe: Callable[[], T | None], what: str, timeout: float = SCRAPE_WAIT) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def prometheus(devcluster: dict[str, Any]) -> str:
+    url = devcluster["prometheus_url"]
+    assert url == devcluster["monitoring"]["prometheus_url"]
+    assert url.startswith("http://127.0.0.1:")
+    return str(url)
+
+
+def test_every_exporter_is_an_up_target(prometheus: str, devcluster: dict[str, Any]) -> None:
+    nodes = set(devcluster["expected_nodes"])
+    assert set(devcluster["monitoring"]["node_exporters"]) == nodes
+
+    def targets() -> dict[tuple[str, str], str] | None:
+        answer = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()
+        found = {
+            (t["labels"]["job"], t["labels"].get("node", "")): t["health"]
+            for t in answer["data"]["activeTargets"]
+        }
+        wanted = {("node", n) for n in nodes} | {("dcgm", "gpu001")}
+        return found if all(found.get(w) == "up" for w in wanted) else None
+
+    found = _eventually(targets, "every node exporter and the GPU stand-in up")
+    assert ("hpcportal", "") in found  # the portal's /metrics is scraped (up or not)
+
+
+def test_node_load_answers_per_node(prometheus: str) -> None:
+    def series() -> list[dict[str, Any]] | None:
+        return _query(prometheus, 'node_load1{node="node001"}') or None
+
+    result = _eventually(series, "node_load1 of node001")
+    assert len(result) == 1
+    assert result[0]["metric"]["instance"] == "node001"
+    assert float(result[0]["value"][1]) >= 0
+    # Every node name is its own series (all report this host).
+    names = {s["metric"]["node"] for s in _query(prometheus, "node_load1")}
+    assert {"node001", "gpu001", "viz-node001"} <= names
+
+
+def test_gpu_util_carries_the_job_while_it_runs(
+    prometheus: str, devcluster: dict[str, Any], conf: str
+) -> None:
+    load_dir = Path(devcluster["monitoring"]["gpu_load_dir"])
+    job_dir = Path(devcluster["monitoring"]["gpu_job_dir"])
+    script = f"echo 87 > {load_dir}/$SLURM_JOB_ID; sleep 600"
+    job = slurm_cli.sbatch(
+        conf, "alice", "-p", "gpu", "--gres=gpu:1", "-t", "15", "-J", "mon-dc", "--wrap", script
+    )
+    labelled = f'DCGM_FI_DEV_GPU_UTIL{{hpc_job="{job}"}}'
+    try:
+        slurm_cli.wait_running(conf, job, timeout=180)
+        mapped = [p for p in job_dir.iterdir() if p.read_text().strip() == str(job)]
+        assert len(mapped) == 1, "the prolog maps the job's one GPU"
+
+        def busy() -> list[dict[str, Any]] | None:
+            result = _query(prometheus, labelled)
+            return result if result and float(result[0]["value"][1]) == 87 else None
+
+        result = _eventually(busy, f"GPU utilisation of job {job} at 87 %")
+        assert len(result) == 1
+        metric = result[0]["metric"]
+        assert metric["gpu"] == mapped[0].name
+        assert metric["Hostname"] == "gpu001" and metric["node"] == "gpu001"
+        assert metric["UUID"].startswith("GPU-") and metric["modelName"]
+        used = _query(prometheus, f'DCGM_FI_DEV_FB_USED{{hpc_job="{job}"}}')
+        assert float(used[0]["value"][1]) > 0
+    finally:
+        slurm_cli.scancel(conf, job, missing_ok=True)
+
+    def ended() -> bool | None:
+        return True if slurm_cli.job_state(conf, job) in ("", "COMPLETED", "CANCELLED") else None
+
+    _eventually(ended, f"job {job} ends", timeout=120)
+
+    def unlabelled() -> bool | None:
+        return True if not _query(prometheus, labelled) else None
+
+    _eventually(unlabelled, f"job {job}'s hpc_job label gone after it ended")
+    assert not [p for p in job_dir.iterdir() if p.read_text().strip() == str(job)]
+    assert not (load_dir / str(job)).exists()
