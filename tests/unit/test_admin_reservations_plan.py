@@ -215,3 +215,11 @@ def test_the_calendar_marks_maintenance_per_node_and_day() -> None:
         "rec_resv_maint": True,
         "rec_resv_users": False,
     }
+
+
+def test_far_times_are_refused_before_any_arithmetic(listed: list[Reservation]) -> None:
+    with pytest.raises(ValueError, match="year"):  # the request itself: a 422
+        plan({"action": "update", "name": "rec_resv_maint",
+              "values": {"start": "9999-12-31T23:00:00Z", "duration_minutes": 600}})  # fmt: skip
+    with pytest.raises(InvalidInput, match="year"):
+        calendar(snapshot(), LISTED, start=datetime(9999, 12, 31, tzinfo=UTC))

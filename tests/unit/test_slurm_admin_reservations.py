@@ -204,6 +204,12 @@ def test_updates_clear_lists_and_flags_explicitly() -> None:
         {"users": ["carol Flags=X"], "duration_minutes": 60, "nodes": "node001"},
         {"users": ["carol"], "duration_minutes": 60, "nodes": "node001", "flags": ["NOSUCH"]},
         {"users": ["carol"], "duration_minutes": 0, "nodes": "node001"},
+        {
+            "users": ["carol"],
+            "duration_minutes": 5,
+            "nodes": "node001",
+            "start": "9999-12-31T23:00:00",
+        },
     ],
 )
 def test_bad_specs_are_refused(values: dict[str, object]) -> None:

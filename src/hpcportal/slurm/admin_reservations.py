@@ -109,10 +109,18 @@ def _flags(value: Any) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+#: The last year a reservation may start or end in (well inside what Python and
+#: Slurm's clocks hold once a duration is added).
+LAST_YEAR = 9000
+
+
 def _utc(value: datetime) -> datetime:
     """A moment in UTC, to the second (what Slurm keeps)."""
     aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).replace(microsecond=0)
+    moment = aware.astimezone(UTC).replace(microsecond=0)
+    if not 1970 <= moment.year <= LAST_YEAR:
+        raise ValueError(f"give a time between the years 1970 and {LAST_YEAR}")
+    return moment
 
 
 def slurm_time(value: datetime) -> str:

@@ -37,7 +37,7 @@ from hpcportal.services.admin import reservations as admin_resv
 from hpcportal.services.admin.plan import PlanView
 from hpcportal.services.admin.reservations import ReservationRequest
 from hpcportal.slurm.admin_actions import AdminCommand
-from hpcportal.slurm.admin_reservations import RESERVATION_FLAGS, Reservation
+from hpcportal.slurm.admin_reservations import LAST_YEAR, RESERVATION_FLAGS, Reservation
 from hpcportal.web.common import Page, PageDep, PageError, basic_page, current_snapshot
 from hpcportal.web.i18n import N_
 
@@ -114,8 +114,8 @@ def _week_start(text: str) -> datetime | None:
         day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC) if text else None
     except ValueError:
         raise InvalidInput("start: give a day as YYYY-MM-DD.") from None
-    if day is not None and not 1970 <= day.year <= 9998:
-        raise InvalidInput("start: give a day between 1970 and 9998.")
+    if day is not None and not 1970 <= day.year <= LAST_YEAR:
+        raise InvalidInput(f"start: give a day between 1970 and {LAST_YEAR}.")
     return day
 
 

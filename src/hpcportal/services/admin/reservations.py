@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from hpcportal.errors import Conflict, InvalidInput, NotFound
 from hpcportal.limits import Moment
@@ -61,6 +61,13 @@ class ReservationValuesIn(BaseModel):
     accounts: list[str] | str | None = None
     partition: str | None = None
     flags: list[str] | str | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _within(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.year > admin_reservations.LAST_YEAR:
+            raise ValueError(f"give a time before the year {admin_reservations.LAST_YEAR + 1}")
+        return value
 
 
 class ReservationRequest(BaseModel):
@@ -377,6 +384,8 @@ def calendar(
 ) -> Calendar:
     """The week grid: one row per node, one cell per day."""
     now = datetime.now(UTC)
+    if start is not None and start.year > admin_reservations.LAST_YEAR:
+        raise InvalidInput(f"start: give a day before the year {admin_reservations.LAST_YEAR + 1}.")
     first = (start or now).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     day_starts = [first + timedelta(days=i) for i in range(days)]
     rows = []
