@@ -49,6 +49,7 @@ from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.identity import Principal
 from hpcportal.services.monitoring.service import JobWindow, PanelData, PanelList
 from hpcportal.services.visibility import for_snapshot
+from hpcportal.slurm.models import AccountingRecord, Job
 from hpcportal.slurm.states import JobStatus
 
 router = APIRouter()
@@ -300,13 +301,16 @@ async def job_panel(
     its figures, like its script and files, are for its owner and admins."""
     job_service.validate_job_id(job_id)
     snap = await snapshot.current()
-    meta = SnapshotMeta.of(snapshot.health())
-    detail = await run_in_threadpool(job_service.find_job, snap, adapter, job_id, who, meta)
-    return await monitoring.job_panel(_window(detail, who), panel, _step(step) if step else None)
+    found: Job | AccountingRecord | None = snap.jobs_by_id.get(job_id)
+    if found is None or not for_snapshot(who, snap).sees_job(found):
+        # Not in the snapshot (or hidden there): slurmctld, then accounting, decide.
+        meta = SnapshotMeta.of(snapshot.health())
+        detail = await run_in_threadpool(job_service.find_job, snap, adapter, job_id, who, meta)
+        found = detail.job or detail.accounting
+    return await monitoring.job_panel(_window(found, who), panel, _step(step) if step else None)
 
 
-def _window(detail: job_service.JobDetail, who: Principal) -> JobWindow:
-    found = detail.job or detail.accounting
+def _window(found: Job | AccountingRecord | None, who: Principal) -> JobWindow:
     if found is None:  # a job only the portal remembers: no nodes, no times
         raise NotFound("Slurm no longer knows this job, so it has no figures to show.")
     if not job_service.can_see_private(found, who):
