@@ -24,7 +24,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from hpcportal.cli.main import app as cli
 from tests.integration.portal_server import RunningPortal
 
 COLUMNS = (
@@ -317,3 +319,40 @@ def test_bad_input_and_stale_plans_run_nothing(
         assert r.status_code == 409 and "Fairshare=3" in r.json()["detail"]
     assert not [x for x in list(ran) if x.as_user is not None]
     assert rows(account) == {}
+
+
+def test_the_cli_plans_and_applies_as_carol(
+    portal: RunningPortal, carol: dict[str, str], account: str
+) -> None:
+    with portal.client(headers=carol) as c:
+        created = c.post(
+            "/api/v1/auth/api-tokens", json={"name": "cli-accounts", "scopes": ["read", "write"]}
+        )
+        assert created.status_code == 201, created.text
+    env = {"HPCPORTAL_URL": portal.url, "HPCPORTAL_TOKEN": created.json()["token"]}
+    runner = CliRunner()
+    create = ["admin", "account", "create", account, "--why", "cli test", "--fairshare", "3"]
+    dry = runner.invoke(cli, [*create, "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert f"$ sacctmgr -i add account Name={account} Parent=root" in dry.output
+    assert rows(account) == {}
+    done = runner.invoke(cli, [*create, "--yes"], env=env)
+    assert done.exit_code == 0, done.output
+    assert rows(account)[""]["Share"] == "3"
+
+    add = ["admin", "user", "add", "alice", account, "--why", "cli", "--max-wall", "30"]
+    done = runner.invoke(cli, [*add, "--max-tres", "cpu=2", "--yes"], env=env)
+    assert done.exit_code == 0, done.output
+    has(rows(account)["alice"], {"MaxWall": "00:30:00", "MaxTRES": "cpu=2"})
+    modify = ["admin", "user", "modify", "alice", account, "--why", "cli", "--clear", "max-wall"]
+    done = runner.invoke(cli, [*modify, "--yes"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "Note: MaxWall: 30 -> none" in done.output
+    has(rows(account)["alice"], {"MaxWall": "", "MaxTRES": "cpu=2"})
+    listed = runner.invoke(cli, ["admin", "account", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert f"{account}  pending=0 running=0 fairshare=3" in listed.output
+    assert "  - alice max-tres=cpu=2" in listed.output
+
+    bad = runner.invoke(cli, [*modify[:-2], "--clear", "nope"], env=env)
+    assert bad.exit_code == 1 and "--clear takes one of" in bad.output
