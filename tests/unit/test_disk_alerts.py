@@ -228,8 +228,8 @@ def test_prometheus_percent_expression_and_unknown_nodes() -> None:
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
-        ({"status": 400, "error": "parse error at char 3"}, "bad_data: parse error at char 3"),
-        ({"status": 502, "raw": b"<html>bad gateway</html>"}, "HTTP 502 without its JSON"),
+        ({"status": 400, "error": "parse error at char 3"}, "(bad_data): parse error at char 3"),
+        ({"status": 502, "raw": b"<html>bad gateway</html>"}, "HTTP 502 without its API's"),
         ({"raw": b'{"status": "success", "data": {"resultType": "matrix", "result": []}}'},
          "matrix result"),
         ({"delay": 3.0}, "Prometheus query failed"),

@@ -38,6 +38,7 @@ from hpcportal.prometheus.models import (
     QueryResult,
     RuleGroups,
     Targets,
+    Vector,
     Wire,
 )
 
@@ -203,17 +204,46 @@ class PrometheusClient:
 
     async def _api(self, endpoint: str, path: str, params: Params, shape: type[T]) -> T:
         response = await self._get(endpoint, path, params)
-        body = response.content
-        if response.status_code >= 400 or b'"status":"error"' in body[:40]:
-            raise _failure(self.where, response)
-        try:
-            return TypeAdapter(shape).validate_json(body)
-        except ValidationError as exc:
-            log.warning("Unreadable answer from Prometheus %s: %s", path, exc)
-            raise PrometheusUnreadable(
-                f"Prometheus at {self.where} answered {path} in a form the portal cannot "
-                f"read ({_first_error(exc)})."
-            ) from exc
+        return _decode(self.where, path, response, shape)
+
+
+def instant_vector(url: str, promql: str, timeout: float) -> Vector:
+    """One instant query whose answer must be a vector, blocking: for code that runs on
+    a worker thread (the disk watcher's node scratch). Errors as ``PrometheusClient``'s."""
+    where, path = masked_url(url), "/api/v1/query"
+    try:
+        with httpx.Client(timeout=timeout) as http, SECONDS.labels("query").time():
+            response = http.get(url.rstrip("/") + path, params={"query": promql})
+    except httpx.TimeoutException as exc:
+        REQUESTS.labels("query", "timeout").inc()
+        raise PrometheusUnavailable(
+            f"Prometheus at {where} did not answer within {timeout:g} s."
+        ) from exc
+    except httpx.HTTPError as exc:
+        REQUESTS.labels("query", "unreachable").inc()
+        reason = str(exc) or type(exc).__name__
+        raise PrometheusUnavailable(f"Prometheus at {where} cannot be reached: {reason}.") from exc
+    REQUESTS.labels("query", "ok" if response.status_code < 400 else "refused").inc()
+    data = _decode(where, path, response, Success[QueryResult]).data
+    if not isinstance(data, Vector):
+        raise PrometheusUnreadable(
+            f"Prometheus answered a {data.result_type} result, not a vector."
+        )
+    return data
+
+
+def _decode(where: str, path: str, response: httpx.Response, shape: type[T]) -> T:
+    body = response.content
+    if response.status_code >= 400 or b'"status":"error"' in body[:40]:
+        raise _failure(where, response)
+    try:
+        return TypeAdapter(shape).validate_json(body)
+    except ValidationError as exc:
+        log.warning("Unreadable answer from Prometheus %s: %s", path, exc)
+        raise PrometheusUnreadable(
+            f"Prometheus at {where} answered {path} in a form the portal cannot "
+            f"read ({_first_error(exc)})."
+        ) from exc
 
 
 def _failure(where: str, response: httpx.Response) -> Exception:

@@ -12,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
-
 from hpcportal.config import Settings
 from hpcportal.errors import PortalError
+from hpcportal.errors import PrometheusError as PortalPrometheusError
+from hpcportal.prometheus.client import instant_vector
 from hpcportal.runas import RunAs
 from hpcportal.services.disk_alerts.model import MAX_WORKERS, PROMETHEUS_TARGET, Reading, UserMode
 from hpcportal.services.files import FileService, UsageReport
@@ -107,34 +107,13 @@ class PrometheusError(Exception):
 
 
 def query_prometheus(url: str, query: str, timeout: float) -> list[dict[str, Any]]:
-    """One instant query (``GET /api/v1/query``); the ``vector`` result's series."""
-    endpoint = url.rstrip("/") + "/api/v1/query"
+    """One instant query (``GET /api/v1/query``) through the Prometheus boundary; the
+    ``vector`` result's series as ``{"metric": {...}, "value": [time, "text"]}``."""
     try:
-        with httpx.Client(timeout=timeout) as client:
-            response = client.get(endpoint, params={"query": query})
-    except httpx.HTTPError as exc:
-        raise PrometheusError(f"Prometheus query failed: {exc or type(exc).__name__}") from exc
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise PrometheusError(
-            f"Prometheus answered HTTP {response.status_code} without its JSON format"
-        )
-    if answer.get("status") != "success":
-        reason = answer.get("error") or f"HTTP {response.status_code}"
-        kind = answer.get("errorType")
-        raise PrometheusError(f"Prometheus refused the query: {kind + ': ' if kind else ''}"
-                              f"{str(reason)[:300]}")  # fmt: skip
-    data = answer.get("data")
-    if not isinstance(data, dict) or data.get("resultType") != "vector":
-        found = data.get("resultType") if isinstance(data, dict) else None
-        raise PrometheusError(f"Prometheus answered a {found or 'malformed'} result, not a vector")
-    result = data.get("result")
-    if not isinstance(result, list):
-        raise PrometheusError("Prometheus answered a malformed vector")
-    return [series for series in result if isinstance(series, dict)]
+        vector = instant_vector(url, query, timeout)
+    except PortalPrometheusError as exc:
+        raise PrometheusError(f"Prometheus query failed: {exc.message}") from exc
+    return [{"metric": dict(s.metric), "value": list(s.value)} for s in vector.result]
 
 
 def _node_of(label: str, known: set[str]) -> str:
