@@ -33,7 +33,7 @@ from hpcportal.web.i18n import N_
 
 router = APIRouter(include_in_schema=False)
 HOURS = (1, 6, 24, 72, 168)
-OUTCOMES = (("ok", N_("ok")), ("refused", N_("refused")), ("error", N_("error")))
+OUTCOMES = (("ok", N_("Done")), ("refused", N_("Refused")), ("error", N_("Failed")))
 PER_PAGE = 50
 WIDTH, HEIGHT = 600, 160
 
@@ -173,6 +173,7 @@ async def admin_audit_page(
         "rows": rows,
         "form": form,
         "outcomes": OUTCOMES,
+        "outcome_label": dict(OUTCOMES),
         "error": error,
         "shown": lambda argv: AdminCommand(argv[0], tuple(argv[1:])).shown(),
     }
