@@ -131,7 +131,7 @@ class RealPrometheus:
                 data = self.query(promql).get("data")
                 if isinstance(data, dict) and data.get("result"):
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # not up yet, or "Service Unavailable"
                 pass
             time.sleep(0.5)
         raise TimeoutError(f"Prometheus has no {promql} after {timeout} s")

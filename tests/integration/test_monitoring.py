@@ -20,10 +20,12 @@ import pytest
 
 from tests import real_prometheus
 from tests.integration import slurm_cli
+from tests.integration.browser import axe_violations, describe, login
 from tests.integration.portal_server import RunningPortal
 from tests.integration.portals import PortalFactory
 from tests.integration.test_web_pages import browser as page_client
 from tests.real_prometheus import GpuStandIn, RealPrometheus
+from tests.webcheck import untranslated
 
 pytestmark = pytest.mark.skipif(
     not real_prometheus.available(), reason="prometheus and prometheus-node-exporter missing"
@@ -189,6 +191,37 @@ def test_an_admin_may_let_users_send_promql(
         assert r.status_code == 200, r.text
         assert r.json()["data"]["result"][0]["value"][1] == str(len(NODES))
         assert get(open_portal, bob, "/prometheus/targets").status_code == 403  # still admins'
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_the_node_page_draws_its_graphs(browser: Any, portal: RunningPortal, lang: str) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  locale="ko-KR" if lang == "ko" else "en-US")  # fmt: skip
+    try:
+        page = context.new_page()
+        login(page, portal.url, "alice")
+        if lang == "ko":
+            page.select_option("#lang-switch", "ko")
+            page.wait_for_load_state("networkidle")
+        page.goto(f"{portal.url}/nodes/gpu001")
+        section = page.locator('[data-testid="node-graphs"]')
+        assert section.locator("h3").text_content() == ("그래프" if lang == "ko" else "Graphs")
+        # Every panel of the catalog is drawn (uPlot), GPU ones with both GPUs.
+        page.wait_for_function(
+            "document.querySelectorAll('[data-testid=node-graphs] .uplot').length === 11",
+            timeout=30000,
+        )
+        gpu = section.locator('figure[data-panel="gpu_util"]')
+        assert gpu.locator("figcaption").text_content() == (
+            "GPU 사용률" if lang == "ko" else "GPU utilisation")  # fmt: skip
+        legend = gpu.locator(".u-legend").text_content() or ""
+        assert "gpu001 GPU 0" in legend and "gpu001 GPU 1" in legend
+        problems = axe_violations(page)
+        assert not problems, describe(problems)
+        if lang == "ko":
+            assert untranslated(page.content()) == []
+    finally:
+        context.close()
 
 
 def test_prometheus_stopped_is_a_503_and_pages_still_render(

@@ -1,0 +1,111 @@
+// Graphs on the node detail (uPlot): the node's panels from /api/v1/monitoring, the last
+// hour. The server fills in every label; a panel no exporter provides says so instead
+// of an empty chart, and Prometheus being down leaves the page as it is, with a note.
+
+import { api, formatNumber, lang, t } from "./core.js";
+
+const uPlot = window.uPlot;
+const timeLabel = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" });
+const PALETTE = ["--accent", "--s-running", "--s-failed", "--s-completed", "--s-queued", "--s-timeout"];
+
+function css(name) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
+}
+
+function formatValue(value, unit) {
+  if (value === null || value === undefined) return "—";
+  if (unit === "bytes" || unit === "bytes/s") {
+    const steps = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let v = value;
+    let i = 0;
+    while (Math.abs(v) >= 1024 && i < steps.length - 1) {
+      v /= 1024;
+      i += 1;
+    }
+    return `${formatNumber(v, v < 10 && i ? 1 : 0)} ${steps[i]}${unit === "bytes/s" ? "/s" : ""}`;
+  }
+  if (unit === "percent") return `${formatNumber(value, 0)} %`;
+  if (unit === "celsius") return `${formatNumber(value, 0)} °C`;
+  if (unit === "watts") return `${formatNumber(value, 0)} W`;
+  return formatNumber(value, 2);
+}
+
+function title(panel) {
+  const key = `graphs.${panel.name}`;
+  const text = t(key);
+  return text === key ? panel.title : text;
+}
+
+function note(box, text) {
+  const p = document.createElement("p");
+  p.className = "muted";
+  p.textContent = text;
+  box.append(p);
+}
+
+function draw(box, data) {
+  const width = Math.max(260, box.clientWidth - 8);
+  const series = [
+    { label: t("graphs.time"), value: (u, v) => (v == null ? "" : timeLabel.format(new Date(v * 1000))) },
+  ];
+  data.series.forEach((s, i) => {
+    const colour = css(PALETTE[i % PALETTE.length]);
+    series.push({ label: s.name, stroke: colour, width: 2, value: (u, v) => formatValue(v, data.unit) });
+  });
+  const axes = [
+    { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 },
+      values: (u, ticks) => ticks.map((v) => timeLabel.format(new Date(v * 1000))) },
+    { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 }, size: 70,
+      values: (u, ticks) => ticks.map((v) => formatValue(v, data.unit)) },
+  ];
+  return new uPlot({ width, height: 180, axes, series, legend: { live: true } },
+    [data.timestamps, ...data.series.map((s) => s.values)], box);
+}
+
+async function render(section) {
+  const node = section.dataset.nodeGraphs;
+  const grid = section.querySelector("[data-graphs]");
+  const status = section.querySelector("[data-graphs-status]");
+  if (!node || !grid || section.dataset.drawn) return;
+  section.dataset.drawn = "1";
+  let list;
+  try {
+    list = await api("/api/v1/monitoring/panels");
+  } catch (error) {
+    status.textContent = t("graphs.unavailable", { reason: error.message });
+    return;
+  }
+  for (const panel of list.items) {
+    const figure = document.createElement("figure");
+    figure.className = "card chart graph";
+    figure.dataset.panel = panel.name;
+    const caption = document.createElement("figcaption");
+    caption.textContent = title(panel);
+    figure.append(caption);
+    const box = document.createElement("div");
+    box.className = "graph-box";
+    box.setAttribute("role", "img");
+    box.setAttribute("aria-label", title(panel));
+    figure.append(box);
+    grid.append(figure);
+    if (!panel.available) {
+      note(box, t("graphs.no_exporter"));
+      continue;
+    }
+    try {
+      const data = await api(`/api/v1/monitoring/nodes/${encodeURIComponent(node)}/panels/${encodeURIComponent(panel.name)}?range=3600`);
+      if (!data.available) note(box, t("graphs.no_exporter"));
+      else if (!data.series.length) note(box, t("graphs.no_data"));
+      else if (uPlot) draw(box, data);
+    } catch (error) {
+      note(box, t("graphs.unavailable", { reason: error.message }));
+    }
+  }
+}
+
+function renderAll() {
+  document.querySelectorAll("[data-node-graphs]").forEach((section) => render(section));
+}
+
+document.body.addEventListener("htmx:afterSwap", renderAll);
+renderAll();
