@@ -163,3 +163,17 @@ def test_pending_reasons_by_partition_come_from_the_snapshot() -> None:
     rows = scheduler.pending_by_partition(snap)
     assert [(r.partition, r.pending) for r in rows] == [("normal", 2)]
     assert {c.reason: c.jobs for c in rows[0].reasons} == expected["normal"]
+
+
+def test_a_long_history_is_thinned_evenly_keeping_the_newest(
+    database: Database, db_settings: Settings
+) -> None:
+    clock = Clock(START)
+    sampler = SdiagSampler(db_settings, database, Recorded(), Leadership.single(), clock=clock)
+    for _ in range(11):
+        asyncio.run(sampler.tick())
+        clock.now += timedelta(minutes=1)
+    every = [START + timedelta(minutes=n) for n in range(11)]
+    assert [p.at for p in scheduler.history(database, START)] == every
+    thinned = [p.at for p in scheduler.history(database, START, points=4)]
+    assert thinned == [every[0], every[3], every[6], every[10]]

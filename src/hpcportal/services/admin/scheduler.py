@@ -183,21 +183,38 @@ def latest(database: Database) -> tuple[datetime, SchedulerStats] | None:
         return row.at, SchedulerStats.model_validate(row.stats)
 
 
-def history(database: Database, since: datetime, *, limit: int = 2000) -> list[HistoryPoint]:
-    """Samples taken since ``since``, oldest first (blocking)."""
-    query = (
-        select(SdiagSample)
-        .where(SdiagSample.at >= since)
-        .order_by(SdiagSample.at.desc(), SdiagSample.id.desc())
-        .limit(limit)
-    )
+def history(database: Database, since: datetime, *, points: int = 500) -> list[HistoryPoint]:
+    """Samples taken since ``since``, oldest first, at most ``points`` of them spread
+    evenly over the time (a week of one-minute samples is 10,080; a chart is 600 px
+    wide), always with the newest (blocking)."""
     with database.session() as session:
-        rows = list(session.scalars(query))
-    points = []
-    for row in reversed(rows):
+        ids = list(
+            session.scalars(
+                select(SdiagSample.id)
+                .where(SdiagSample.at >= since)
+                .order_by(SdiagSample.at, SdiagSample.id)
+            )
+        )
+        step = max(1, -(-len(ids) // points))
+        chosen = ids[::step]
+        if ids and chosen[-1] != ids[-1]:
+            chosen[-1] = ids[-1]
+        rows = (
+            list(
+                session.scalars(
+                    select(SdiagSample)
+                    .where(SdiagSample.id.in_(chosen))
+                    .order_by(SdiagSample.at, SdiagSample.id)
+                )
+            )
+            if chosen
+            else []
+        )
+    result = []
+    for row in rows:
         stats = SchedulerStats.model_validate(row.stats)
-        points.append(HistoryPoint(at=row.at, **stats.model_dump(include=_POINT_FIELDS)))
-    return points
+        result.append(HistoryPoint(at=row.at, **stats.model_dump(include=_POINT_FIELDS)))
+    return result
 
 
 _POINT_FIELDS = set(HistoryPoint.model_fields) - {"at"}
