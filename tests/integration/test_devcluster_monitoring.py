@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import slurm_cli
+from tests.integration.portal_server import RunningPortal
 
 T = TypeVar("T")
 SCRAPE_WAIT = 60.0  # a few scrape intervals, and Prometheus' start after `up`
@@ -120,3 +122,32 @@ def test_gpu_util_carries_the_job_while_it_runs(
     _eventually(unlabelled, f"job {job}'s hpc_job label gone after it ended")
     assert not [p for p in job_dir.iterdir() if p.read_text().strip() == str(job)]
     assert not (load_dir / str(job)).exists()
+
+
+def test_portal_metrics_hold_slurm_gauges_equal_to_slurm(portal: RunningPortal, conf: str) -> None:
+    """The portal's /metrics (loopback may read it) counts the cluster from its snapshot:
+    every node once, and each partition's CPUs and GPUs as Slurm lists its nodes."""
+    with portal.client() as client:
+        text = client.get("/metrics").text
+    families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+    nodes = slurm_cli.all_nodes(conf)
+    assert sum(s.value for s in families["hpcportal_slurm_nodes"]) == len(nodes)
+    cpus = {
+        s.labels["partition"]: s.value
+        for s in families["hpcportal_slurm_partition_cpus"]
+        if s.labels["kind"] == "total"
+    }
+    expected: dict[str, float] = {}
+    for node in nodes:
+        for partition in node["partitions"]:
+            expected[partition] = expected.get(partition, 0) + node["cpus"]
+    assert cpus == expected
+    gpus = {
+        s.labels["partition"]: s.value
+        for s in families["hpcportal_slurm_partition_gpus"]
+        if s.labels["kind"] == "total"
+    }
+    assert gpus["gpu"] == 2 and gpus["normal"] == 0
+    states = {s.labels["state"] for s in families["hpcportal_slurm_jobs"]}
+    assert states <= {"queued", "queued_held", "running", "suspended", "completing",
+                      "completed", "failed", "cancelled", "timeout", "undetermined"}  # fmt: skip
