@@ -144,6 +144,10 @@ class HistoryPoint(BaseModel):
     backfill_cycle_last: int
     backfill_cycle_mean: int | None
     backfill_last_depth: int
+    backfill_depth_mean: int | None
+    jobs_submitted: int
+    jobs_started: int
+    jobs_completed: int
     jobs_pending: int
     jobs_running: int
 
