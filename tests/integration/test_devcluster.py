@@ -172,7 +172,9 @@ def test_associations_exist(slurm_env: dict[str, str]) -> None:
 
 def test_second_up_changes_nothing(devcluster: dict[str, Any], devcluster_dir: Path) -> None:
     cluster = DevCluster(devcluster_dir)
-    configs = [cluster.slurm_conf, cluster.layout.slurmdbd_conf, cluster.layout.gres_conf]
+    layout = cluster.layout
+    configs = [cluster.slurm_conf, layout.slurmdbd_conf, layout.gres_conf, layout.prometheus_yml]
+    configs += [layout.prolog, layout.epilog]
     before = [p.stat().st_mtime_ns for p in configs]
     started = time.monotonic()
     status = cluster.up()
