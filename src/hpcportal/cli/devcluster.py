@@ -151,7 +151,7 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Install, configure and start the cluster and its monitoring; wait until every node is idle."""
+    """Install, configure and start the cluster and its monitoring; wait for idle nodes."""
     _enable_progress_log()
     try:
         cluster = DevCluster(
