@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection
 from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.db.session import Database
-from hpcportal.errors import Forbidden, InvalidInput, NotAuthenticated, PrometheusUnavailable
+from hpcportal.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
 from hpcportal.runas import RunAs
 from hpcportal.services import api_tokens, auth
 from hpcportal.services.apptainer import ApptainerCatalog
@@ -205,7 +205,7 @@ AdapterDep = Annotated[SlurmAdapter, Depends(get_adapter)]
 async def get_monitoring(request: Request) -> MonitoringService:
     monitoring = services_of(request).monitoring
     if monitoring is None:
-        raise PrometheusUnavailable("Monitoring is not set up in this portal process.")
+        raise NotFound("Monitoring is not set up in this portal process.")
     return monitoring
 
 

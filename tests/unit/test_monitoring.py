@@ -226,7 +226,7 @@ def test_limits_and_permissions() -> None:
     assert asyncio.run(allowed.query(ALICE, "node_load1", None)).status == "success"
 
 
-def test_no_prometheus_configured_is_a_503() -> None:
+def test_no_prometheus_configured_is_a_404() -> None:
     monitoring = MonitoringService(Settings(), None)
-    with pytest.raises(PrometheusUnavailable, match="prometheus_url is unset"):
+    with pytest.raises(NotFound, match="prometheus_url is unset"):
         asyncio.run(monitoring.panels())

@@ -54,7 +54,7 @@ from hpcportal.slurm.states import JobStatus
 
 router = APIRouter()
 
-PromQL = Annotated[str, Query(min_length=1, max_length=20000, description="PromQL")]
+PromQL = Annotated[str, Query(min_length=1, max_length=2000, description="PromQL")]
 Moment = Annotated[
     str | None,
     Query(max_length=40, description="Unix seconds or RFC 3339 (Prometheus' forms)"),

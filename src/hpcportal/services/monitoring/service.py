@@ -24,7 +24,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from hpcportal.config import Settings
-from hpcportal.errors import Forbidden, InvalidInput, NotFound, PrometheusUnavailable
+from hpcportal.errors import Forbidden, InvalidInput, NotFound
 from hpcportal.prometheus.client import PrometheusClient, Success
 from hpcportal.prometheus.models import Matrix, QueryResult, Vector
 from hpcportal.services.identity import Principal
@@ -119,8 +119,8 @@ class MonitoringService:
     # --- access ---------------------------------------------------------------------
 
     def prometheus(self) -> PrometheusClient:
-        if self.client is None:
-            raise PrometheusUnavailable(
+        if self.client is None:  # not a failure: this portal has no monitoring
+            raise NotFound(
                 "Monitoring is off: no Prometheus is configured (prometheus_url is unset)."
             )
         return self.client
