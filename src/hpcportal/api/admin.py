@@ -24,6 +24,7 @@ from hpcportal.dependencies import (
     strict_query,
 )
 from hpcportal.services.admin import plan as admin_plan
+from hpcportal.services.admin.flow import apply_checked, runner
 from hpcportal.services.admin.nodes import (
     REASON_TEMPLATES,
     NodeChange,
@@ -83,10 +84,10 @@ async def apply_node_change(
 ) -> Applied:
     """Apply a node change as you, with a reason (recorded in the audit log)."""
     plan = await _plan(body.change, snapshot, adapter)
-    admin_plan.check_expected(plan, body.expect)
-    applied = await run_in_threadpool(
-        admin_plan.apply, adapter.admin, database, plan, who, body.reason, address
+    run = runner(
+        admin_plan.apply, adapter.admin, database, who=who, why=body.reason, address=address
     )
+    applied = await apply_checked(plan, body.expect, run)
     await snapshot.refresh()  # the page shows the node's new state at once
     return applied
 
@@ -121,9 +122,9 @@ async def revert(
 ) -> Applied:
     """Undo an applied change as you, with a reason; a change is reverted once."""
     plan = await run_in_threadpool(admin_plan.revert_plan, database, change_id)
-    admin_plan.check_expected(plan, body.expect)
-    applied = await run_in_threadpool(
-        admin_plan.apply, adapter.admin, database, plan, who, body.reason, address
+    run = runner(
+        admin_plan.apply, adapter.admin, database, who=who, why=body.reason, address=address
     )
+    applied = await apply_checked(plan, body.expect, run)
     await snapshot.refresh()
     return applied

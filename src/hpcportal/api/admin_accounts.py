@@ -15,6 +15,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
+from hpcportal.db.session import Database
 from hpcportal.dependencies import (
     AdapterDep,
     ClientAddress,
@@ -23,9 +24,11 @@ from hpcportal.dependencies import (
     SnapshotDep,
 )
 from hpcportal.services.admin import accounts as admin_accounts
-from hpcportal.services.admin import plan as admin_plan
 from hpcportal.services.admin.accounts import AccountRequest, AccountsView, UserRequest
+from hpcportal.services.admin.flow import Run, apply_checked, plan_of, runner
 from hpcportal.services.admin.plan import Applied, ApplyBody, PlanView
+from hpcportal.services.identity import Principal
+from hpcportal.slurm.adapter import SlurmAdapter
 
 router = APIRouter(prefix="/admin/accounts", tags=["admin"])
 
@@ -42,6 +45,21 @@ class UserApply(ApplyBody):
 
     change: UserRequest
     expect: list[list[str]]
+
+
+def _runner(
+    adapter: SlurmAdapter, database: Database, who: Principal, body: ApplyBody, address: str | None
+) -> Run:
+    """``admin_accounts.apply`` (slurmdbd's silent no-op read as its refusal) as you."""
+    return runner(
+        admin_accounts.apply,
+        adapter.admin,
+        adapter,
+        database,
+        who=who,
+        why=body.reason,
+        address=address,
+    )
 
 
 @router.get("", response_model=AccountsView)
@@ -62,9 +80,7 @@ async def plan_account_change(
     """The sacctmgr commands an account create, modify or delete would run, the
     values before and after, the jobs it touches, and the revert."""
     await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
-    snap = await snapshot.current()
-    plan = await run_in_threadpool(admin_accounts.plan_account, adapter, snap, change)
-    return PlanView.of(plan)
+    return PlanView.of(await plan_of(admin_accounts.plan_account, adapter, snapshot, change))
 
 
 @router.post("/apply", response_model=Applied)
@@ -78,12 +94,8 @@ async def apply_account_change(
 ) -> Applied:
     """Apply an account change as you, with a reason (audited; revertible once)."""
     await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
-    snap = await snapshot.current()
-    plan = await run_in_threadpool(admin_accounts.plan_account, adapter, snap, body.change)
-    admin_plan.check_expected(plan, body.expect)
-    applied = await run_in_threadpool(
-        admin_accounts.apply, adapter.admin, adapter, database, plan, who, body.reason, address
-    )
+    plan = await plan_of(admin_accounts.plan_account, adapter, snapshot, body.change)
+    applied = await apply_checked(plan, body.expect, _runner(adapter, database, who, body, address))
     adapter.cache.clear()  # /accounts reads sacctmgr through the short cache
     return applied
 
@@ -95,8 +107,7 @@ async def plan_user_change(
     """The sacctmgr command that adds a user to an account (with limits), changes
     their limits or removes them, the jobs it touches, and the revert."""
     await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
-    snap = await snapshot.current()
-    return PlanView.of(await run_in_threadpool(admin_accounts.plan_user, adapter, snap, change))
+    return PlanView.of(await plan_of(admin_accounts.plan_user, adapter, snapshot, change))
 
 
 @router.post("/users/apply", response_model=Applied)
@@ -110,11 +121,7 @@ async def apply_user_change(
 ) -> Applied:
     """Apply a change of a user's association as you, with a reason (audited)."""
     await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
-    snap = await snapshot.current()
-    plan = await run_in_threadpool(admin_accounts.plan_user, adapter, snap, body.change)
-    admin_plan.check_expected(plan, body.expect)
-    applied = await run_in_threadpool(
-        admin_accounts.apply, adapter.admin, adapter, database, plan, who, body.reason, address
-    )
+    plan = await plan_of(admin_accounts.plan_user, adapter, snapshot, body.change)
+    applied = await apply_checked(plan, body.expect, _runner(adapter, database, who, body, address))
     adapter.cache.clear()
     return applied

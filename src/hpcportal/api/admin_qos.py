@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from hpcportal.dependencies import AdapterDep, AdminUser, ClientAddress, DatabaseDep, SnapshotDep
 from hpcportal.services.admin import plan as admin_plan
 from hpcportal.services.admin import qos as admin_qos
+from hpcportal.services.admin.flow import apply_checked, plan_of, runner
 from hpcportal.services.admin.plan import Applied, ApplyBody, PlanView
 from hpcportal.services.admin.qos import QosRequest, QosRow
 
@@ -44,8 +45,7 @@ async def plan_qos_change(
 ) -> PlanView:
     """The sacctmgr command a create, modify or delete would run, the values before
     and after, the jobs under the QoS and the pending ones it would release or hold."""
-    snap = await snapshot.current()
-    return PlanView.of(await run_in_threadpool(admin_qos.plan_request, adapter, snap, change))
+    return PlanView.of(await plan_of(admin_qos.plan_request, adapter, snapshot, change))
 
 
 @router.post("/apply", response_model=Applied)
@@ -59,11 +59,10 @@ async def apply_qos_change(
 ) -> Applied:
     """Apply a QoS change as you, with a reason (audited; revertible once through
     ``POST /admin/changes/{id}/revert``)."""
-    snap = await snapshot.current()
-    plan = await run_in_threadpool(admin_qos.plan_request, adapter, snap, body.change)
-    admin_plan.check_expected(plan, body.expect)
-    applied = await run_in_threadpool(
-        admin_plan.apply, adapter.admin, database, plan, who, body.reason, address
+    plan = await plan_of(admin_qos.plan_request, adapter, snapshot, body.change)
+    run = runner(
+        admin_plan.apply, adapter.admin, database, who=who, why=body.reason, address=address
     )
+    applied = await apply_checked(plan, body.expect, run)
     adapter.cache.clear()  # /qos reads sacctmgr through the short cache
     return applied

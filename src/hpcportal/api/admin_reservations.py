@@ -25,6 +25,7 @@ from hpcportal.dependencies import (
 )
 from hpcportal.services.admin import plan as admin_plan
 from hpcportal.services.admin import reservations as admin_resv
+from hpcportal.services.admin.flow import apply_checked, plan_of, runner
 from hpcportal.services.admin.plan import Applied, ApplyBody, PlanView
 from hpcportal.services.admin.reservations import Calendar, ReservationRequest
 
@@ -60,8 +61,7 @@ async def plan_reservation_change(
 ) -> PlanView:
     """The scontrol command a create, update or delete would run, the running and
     pending jobs it conflicts with (and why), and the command that undoes it."""
-    snap = await snapshot.current()
-    return PlanView.of(await run_in_threadpool(admin_resv.plan_request, adapter, snap, change))
+    return PlanView.of(await plan_of(admin_resv.plan_request, adapter, snapshot, change))
 
 
 @router.post("/apply", response_model=Applied)
@@ -75,9 +75,8 @@ async def apply_reservation_change(
 ) -> Applied:
     """Apply a reservation change as you, with a reason (audited; revertible once
     through ``POST /admin/changes/{id}/revert``)."""
-    snap = await snapshot.current()
-    plan = await run_in_threadpool(admin_resv.plan_request, adapter, snap, body.change)
-    admin_plan.check_expected(plan, body.expect)
-    return await run_in_threadpool(
-        admin_plan.apply, adapter.admin, database, plan, who, body.reason, address
+    plan = await plan_of(admin_resv.plan_request, adapter, snapshot, body.change)
+    run = runner(
+        admin_plan.apply, adapter.admin, database, who=who, why=body.reason, address=address
     )
+    return await apply_checked(plan, body.expect, run)
