@@ -14,12 +14,12 @@ refusal is shown with its status (403 with Slurm's reason). An empty limit field
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from hpcportal.dependencies import (
     AdapterDep,
@@ -34,9 +34,18 @@ from hpcportal.limits import DbId
 from hpcportal.services.admin import accounts as admin_accounts
 from hpcportal.services.admin import plan as admin_plan
 from hpcportal.services.admin.accounts import AccountRequest, AccountsView, UserRequest
-from hpcportal.services.admin.plan import Plan, PlanView
+from hpcportal.services.admin.flow import runner
+from hpcportal.services.admin.plan import Plan
 from hpcportal.slurm.admin_accounts import AssocLimits
-from hpcportal.slurm.admin_actions import AdminCommand
+from hpcportal.web.admin_forms import (
+    apply_form,
+    form_text,
+    plan_context,
+    require_admin,
+    revert_plan,
+    said,
+    shown,
+)
 from hpcportal.web.common import Page, PageDep, PageError, basic_page, current_snapshot
 from hpcportal.web.i18n import N_
 
@@ -65,17 +74,7 @@ NEEDS_ROLE = N_("This needs the administrator role or a Slurm coordinator of an 
 
 def form_of(limits: AssocLimits) -> dict[str, str]:
     """An association's values as the form shows them (empty: no limit)."""
-    form: dict[str, str] = {}
-    for name, value in limits.model_dump().items():
-        if isinstance(value, dict):
-            form[name] = ",".join(
-                f"{k}={v}M" if k == "mem" else f"{k}={v}" for k, v in value.items()
-            )
-        elif isinstance(value, (list, tuple)):
-            form[name] = ",".join(value)
-        else:
-            form[name] = "" if value is None else str(value)
-    return form
+    return {name: form_text(value) for name, value in limits.model_dump().items()}
 
 
 def chips(limits: AssocLimits) -> list[tuple[str, str]]:
@@ -157,7 +156,7 @@ class _Renderer:
             limits=LIMITS,
             chips=chips,
             changes=history,
-            shown=lambda argv: AdminCommand(argv[0], tuple(argv[1:])).shown(),
+            shown=shown,
             **{
                 "error": None,
                 "applied": None,
@@ -170,9 +169,19 @@ class _Renderer:
         )
 
 
-def _plan_context(plan: Plan) -> dict[str, Any]:
-    view = PlanView.of(plan)
-    return {"plan": view, "expect": json.dumps([c.argv for c in view.commands])}
+async def _plan(
+    kind: str, values: dict[str, str], snapshot: SnapshotDep, adapter: AdapterDep
+) -> Plan:
+    """The plan of the account form (``kind`` "account") or the user form ("user")."""
+    snap = await snapshot.current()
+    if kind == "account":
+        change = account_request(values)
+        return await run_in_threadpool(admin_accounts.plan_account, adapter, snap, change)
+    if kind == "user":
+        return await run_in_threadpool(
+            admin_accounts.plan_user, adapter, snap, user_request(values)
+        )
+    raise InvalidInput("Unknown form.")
 
 
 @router.get("/admin/accounts", response_class=HTMLResponse)
@@ -215,30 +224,13 @@ async def admin_accounts_page(
     values = {name: query.get(name, "") for name in (*fields, *LIMIT_NAMES)}
     key = "form" if form == "account" else "user_form"
     try:
-        snap = await snapshot.current()
-        if form == "account":
-            plan = await run_in_threadpool(
-                admin_accounts.plan_account, adapter, snap, account_request(values)
-            )
-        else:
-            plan = await run_in_threadpool(
-                admin_accounts.plan_user, adapter, snap, user_request(values)
-            )
+        plan = await _plan(form, values, snapshot, adapter)
     except PortalError as exc:
         return await render(status=exc.status, error=exc.message, **{key: values})
     except ValueError as exc:
-        return await render(status=422, error=_said(page, exc), **{key: values})
-    context: dict[str, Any] = {key: values, "plan_form": form, **_plan_context(plan)}
+        return await render(status=422, error=said(page, exc), **{key: values})
+    context: dict[str, Any] = {key: values, "plan_form": form, **plan_context(plan)}
     return await render(**context)
-
-
-def _said(page: Page, exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        return "; ".join(str(e.get("msg", "")) for e in errors()) or page.gettext(
-            N_("Check the form.")
-        )
-    return page.gettext(N_("Check the form."))
 
 
 @router.post("/admin/accounts/apply", response_model=None)
@@ -260,30 +252,20 @@ async def admin_accounts_apply(
     fields = ACCOUNT_FIELDS if kind == "account" else USER_FIELDS
     values = {name: str(posted.get(name, "")) for name in (*fields, *LIMIT_NAMES)}
     key = "form" if kind == "account" else "user_form"
-    try:
-        snap = await snapshot.current()
-        if kind == "account":
-            plan = await run_in_threadpool(
-                admin_accounts.plan_account, adapter, snap, account_request(values)
-            )
-        elif kind == "user":
-            plan = await run_in_threadpool(
-                admin_accounts.plan_user, adapter, snap, user_request(values)
-            )
-        else:
-            raise InvalidInput("Unknown form.")
-        expect = str(posted.get("expect", ""))
-        admin_plan.check_expected(plan, json.loads(expect) if expect else None)
-        why = str(posted.get("why", ""))
-        done = await run_in_threadpool(
-            admin_accounts.apply, adapter.admin, adapter, database, plan, who, why, address
-        )
-    except PortalError as exc:
-        return await render(status=exc.status, error=exc.message, **{key: values})
-    except ValueError as exc:
-        return await render(status=422, error=_said(page, exc), **{key: values})
-    adapter.cache.clear()
-    return RedirectResponse(f"/admin/accounts?applied={done.change_id}", status_code=303)
+    why = str(posted.get("why", ""))
+    run = runner(
+        admin_accounts.apply, adapter.admin, adapter, database, who=who, why=why, address=address
+    )
+    return await apply_form(
+        page,
+        render,
+        partial(_plan, kind, values, snapshot, adapter),
+        run,
+        str(posted.get("expect", "")),
+        "/admin/accounts",
+        context={key: values},
+        after=adapter.cache.clear,
+    )
 
 
 @router.post("/admin/accounts/changes/{change_id}/revert", response_model=None)
@@ -301,20 +283,13 @@ async def admin_accounts_revert(
 ) -> Response:
     """Undo an account or association change from the page's list (portal admins)."""
     page = basic_page(request, settings, who)
-    if not who.is_admin:
-        raise PageError(403, page.gettext(N_("This needs the administrator role.")))
-    render = _Renderer(page, snapshot, adapter, database)
-    try:
-        plan = await run_in_threadpool(admin_plan.revert_plan, database, change_id)
-        if not plan.kind.startswith(("account.", "user.")):
-            raise InvalidInput(f"Change {change_id} is not an account change.")
-        admin_plan.check_expected(plan, json.loads(expect) if expect else None)
-        done = await run_in_threadpool(
-            admin_plan.apply, adapter.admin, database, plan, who, why, address
-        )
-    except PortalError as exc:
-        return await render(status=exc.status, error=exc.message)
-    except ValueError as exc:
-        return await render(status=422, error=_said(page, exc))
-    adapter.cache.clear()
-    return RedirectResponse(f"/admin/accounts?applied={done.change_id}", status_code=303)
+    require_admin(page)
+    return await apply_form(
+        page,
+        _Renderer(page, snapshot, adapter, database),
+        revert_plan(database, change_id, ("account.", "user."), "an account change"),
+        runner(admin_plan.apply, adapter.admin, database, who=who, why=why, address=address),
+        expect,
+        "/admin/accounts",
+        after=adapter.cache.clear,
+    )

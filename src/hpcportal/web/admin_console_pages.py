@@ -27,8 +27,8 @@ from hpcportal.services.admin import audit as admin_audit
 from hpcportal.services.admin import scheduler
 from hpcportal.services.admin.audit import AuditFilter
 from hpcportal.services.admin.scheduler import HistoryPoint
-from hpcportal.slurm.admin_actions import AdminCommand
-from hpcportal.web.common import Page, PageDep, PageError, current_snapshot
+from hpcportal.web.admin_forms import require_admin, shown
+from hpcportal.web.common import PageDep, current_snapshot
 from hpcportal.web.i18n import N_
 
 router = APIRouter(include_in_schema=False)
@@ -36,11 +36,6 @@ HOURS = (1, 6, 24, 72, 168)
 OUTCOMES = (("ok", N_("Done")), ("refused", N_("Refused")), ("error", N_("Failed")))
 PER_PAGE = 50
 WIDTH, HEIGHT = 600, 160
-
-
-def _admin(page: Page) -> None:
-    if page.user is None or not page.user.is_admin:
-        raise PageError(403, page.gettext(N_("This needs the administrator role.")))
 
 
 @dataclass(frozen=True)
@@ -92,7 +87,7 @@ async def admin_scheduler_page(
     settings: SettingsDep,
     hours: int = 6,
 ) -> HTMLResponse:
-    _admin(page)
+    require_admin(page)
     if hours not in HOURS:
         hours = 6
     snap = await current_snapshot(page, snapshot)
@@ -149,7 +144,7 @@ async def admin_audit_page(
     since: str = "",
     page_number: Annotated[int, Query(alias="page")] = 1,
 ) -> HTMLResponse:
-    _admin(page)
+    require_admin(page)
     form = {"user": user, "kind": kind, "target": target, "outcome": outcome, "since": since}
     error = None
     try:
@@ -175,7 +170,7 @@ async def admin_audit_page(
         "outcomes": OUTCOMES,
         "outcome_label": dict(OUTCOMES),
         "error": error,
-        "shown": lambda argv: AdminCommand(argv[0], tuple(argv[1:])).shown(),
+        "shown": shown,
     }
     return page.render(
         "admin_audit.html", status=422 if error else 200, page_key="admin", **context

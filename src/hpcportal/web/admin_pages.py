@@ -11,11 +11,12 @@ of the portal's admin group see the page; Slurm still decides what happens.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from hpcportal.dependencies import (
     AdapterDep,
@@ -28,10 +29,11 @@ from hpcportal.dependencies import (
 from hpcportal.errors import PortalError
 from hpcportal.limits import DbId
 from hpcportal.services.admin import plan as admin_plan
+from hpcportal.services.admin.flow import runner
 from hpcportal.services.admin.nodes import REASON_TEMPLATES, NodeChange, node_rows, plan_nodes
 from hpcportal.services.admin.plan import Plan, PlanView
-from hpcportal.slurm.admin_actions import AdminCommand
-from hpcportal.web.common import Page, PageDep, PageError, basic_page, current_snapshot
+from hpcportal.web.admin_forms import apply_form, require_admin, revert_plan, shown
+from hpcportal.web.common import Page, PageDep, basic_page, current_snapshot
 from hpcportal.web.i18n import N_
 
 router = APIRouter(include_in_schema=False)
@@ -44,9 +46,8 @@ ACTIONS = (
 Field = Annotated[str, Form()]
 
 
-def _admin(page: Page) -> None:
-    if page.user is None or not page.user.is_admin:
-        raise PageError(403, page.gettext(N_("This needs the administrator role.")))
+def _check_the_form(page: Page, _: ValueError) -> str:
+    return page.gettext(N_("Check the form."))
 
 
 async def _plan(change: NodeChange, snapshot: SnapshotDep, adapter: AdapterDep) -> Plan:
@@ -79,7 +80,7 @@ async def _render(
         templates=REASON_TEMPLATES,
         actions=ACTIONS,
         changes=history[:20],
-        shown=lambda argv: AdminCommand(argv[0], tuple(argv[1:])).shown(),
+        shown=shown,
         **{"error": None, "applied": None, "plan": None, "form": None, "expect": "", **context},
     )
 
@@ -96,7 +97,7 @@ async def admin_nodes_page(
     next_state: str = "resume",
     applied: int | None = None,
 ) -> HTMLResponse:
-    _admin(page)
+    require_admin(page)
     if not (action and nodes):
         return await _render(page, snapshot, database, applied=applied)
     form = {"action": action, "nodes": nodes, "reason": reason, "next_state": next_state}
@@ -130,24 +131,23 @@ async def admin_nodes_apply(
     expect: Field = "",
 ) -> Response:
     page = basic_page(request, settings, who)
-    _admin(page)
+    require_admin(page)
     form = {"action": action, "nodes": nodes, "reason": reason, "next_state": next_state}
-    try:
-        change = _change(action, nodes, reason, next_state)
-        plan = await _plan(change, snapshot, adapter)
-        admin_plan.check_expected(plan, json.loads(expect) if expect else None)
-        done = await run_in_threadpool(
-            admin_plan.apply, adapter.admin, database, plan, who, why, address
-        )
-    except PortalError as exc:
-        return await _render(
-            page, snapshot, database, status=exc.status, error=exc.message, form=form
-        )
-    except ValueError:
-        error = page.gettext(N_("Check the form."))
-        return await _render(page, snapshot, database, status=422, error=error, form=form)
-    await snapshot.refresh()
-    return RedirectResponse(f"/admin/nodes?applied={done.change_id}", status_code=303)
+
+    async def plan() -> Plan:
+        return await _plan(_change(action, nodes, reason, next_state), snapshot, adapter)
+
+    return await apply_form(
+        page,
+        partial(_render, page, snapshot, database),
+        plan,
+        runner(admin_plan.apply, adapter.admin, database, who=who, why=why, address=address),
+        expect,
+        "/admin/nodes",
+        context={"form": form},
+        after=snapshot.refresh,
+        words=_check_the_form,
+    )
 
 
 @router.post("/admin/changes/{change_id}/revert", response_model=None)
@@ -164,17 +164,14 @@ async def admin_change_revert(
     expect: Field = "",
 ) -> Response:
     page = basic_page(request, settings, who)
-    _admin(page)
-    try:
-        plan = await run_in_threadpool(admin_plan.revert_plan, database, change_id)
-        admin_plan.check_expected(plan, json.loads(expect) if expect else None)
-        done = await run_in_threadpool(
-            admin_plan.apply, adapter.admin, database, plan, who, why, address
-        )
-    except PortalError as exc:
-        return await _render(page, snapshot, database, status=exc.status, error=exc.message)
-    except ValueError:
-        error = page.gettext(N_("Check the form."))
-        return await _render(page, snapshot, database, status=422, error=error)
-    await snapshot.refresh()
-    return RedirectResponse(f"/admin/nodes?applied={done.change_id}", status_code=303)
+    require_admin(page)
+    return await apply_form(
+        page,
+        partial(_render, page, snapshot, database),
+        revert_plan(database, change_id, (), "a change"),
+        runner(admin_plan.apply, adapter.admin, database, who=who, why=why, address=address),
+        expect,
+        "/admin/nodes",
+        after=snapshot.refresh,
+        words=_check_the_form,
+    )

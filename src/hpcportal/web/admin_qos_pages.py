@@ -12,12 +12,12 @@ limit field is "no limit".
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from hpcportal.dependencies import (
     AdapterDep,
@@ -31,11 +31,20 @@ from hpcportal.errors import InvalidInput, PortalError
 from hpcportal.limits import DbId
 from hpcportal.services.admin import plan as admin_plan
 from hpcportal.services.admin import qos as admin_qos
-from hpcportal.services.admin.plan import PlanView
+from hpcportal.services.admin.flow import runner
+from hpcportal.services.admin.plan import Plan
 from hpcportal.services.admin.qos import QosRequest
-from hpcportal.slurm.admin_actions import AdminCommand
 from hpcportal.slurm.admin_qos import QosSpec
-from hpcportal.web.common import Page, PageDep, PageError, basic_page, current_snapshot
+from hpcportal.web.admin_forms import (
+    apply_form,
+    form_text,
+    plan_context,
+    require_admin,
+    revert_plan,
+    said,
+    shown,
+)
+from hpcportal.web.common import Page, PageDep, basic_page, current_snapshot
 from hpcportal.web.i18n import N_
 
 router = APIRouter(include_in_schema=False)
@@ -60,26 +69,11 @@ LIMITS = (
 FIELDS = ("action", "name", "preempt_mode", *(name for name, _, _ in LIMITS))
 
 
-def _admin(page: Page) -> None:
-    if page.user is None or not page.user.is_admin:
-        raise PageError(403, page.gettext(N_("This needs the administrator role.")))
-
-
 def form_of(spec: QosSpec) -> dict[str, str]:
     """A QoS's values as the form shows them (empty: no limit)."""
     values = spec.model_dump()
     form = {"action": "modify", "name": spec.name, "preempt_mode": spec.preempt_mode}
-    for name, _, _ in LIMITS:
-        value = values[name]
-        if isinstance(value, dict):
-            form[name] = ",".join(
-                f"{k}={v}M" if k == "mem" else f"{k}={v}" for k, v in value.items()
-            )
-        elif isinstance(value, (list, tuple)):
-            form[name] = ",".join(value)
-        else:
-            form[name] = "" if value is None else str(value)
-    return form
+    return form | {name: form_text(values[name]) for name, _, _ in LIMITS}
 
 
 def chips(spec: QosSpec) -> list[tuple[str, str]]:
@@ -126,21 +120,9 @@ async def _render(
         preempt_modes=PREEMPT_MODES,
         chips=chips,
         changes=history[:20],
-        shown=lambda argv: AdminCommand(argv[0], tuple(argv[1:])).shown(),
+        shown=shown,
         **{"error": None, "applied": None, "plan": None, "form": None, "expect": "", **context},
     )
-
-
-class _Renderer:
-    """``_render`` with the request's parts bound (each route renders on error)."""
-
-    def __init__(
-        self, page: Page, snapshot: SnapshotDep, adapter: AdapterDep, database: DatabaseDep
-    ) -> None:
-        self.parts = (page, snapshot, adapter, database)
-
-    async def __call__(self, *, status: int = 200, **context: Any) -> HTMLResponse:
-        return await _render(*self.parts, status=status, **context)
 
 
 @router.get("/admin/qos", response_class=HTMLResponse)
@@ -152,9 +134,9 @@ async def admin_qos_page(
     applied: int | None = None,
     edit: str = "",
 ) -> HTMLResponse:
-    _admin(page)
+    require_admin(page)
     query = page.request.query_params
-    render = _Renderer(page, snapshot, adapter, database)
+    render = partial(_render, page, snapshot, adapter, database)
     if edit:  # the form filled with a QoS's current values
         try:
             rows = await run_in_threadpool(admin_qos.qos_rows, adapter, await snapshot.current())
@@ -169,22 +151,12 @@ async def admin_qos_page(
     try:
         change = request_of(form)
         snap = await snapshot.current()
-        plan = PlanView.of(await run_in_threadpool(admin_qos.plan_request, adapter, snap, change))
+        plan = await run_in_threadpool(admin_qos.plan_request, adapter, snap, change)
     except PortalError as exc:
         return await render(status=exc.status, error=exc.message, form=form)
     except ValueError as exc:
-        return await render(status=422, error=_said(page, exc), form=form)
-    expect = json.dumps([c.argv for c in plan.commands])
-    return await render(plan=plan, form=form, expect=expect)
-
-
-def _said(page: Page, exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        return "; ".join(str(e.get("msg", "")) for e in errors()) or page.gettext(
-            N_("Check the form.")
-        )
-    return page.gettext(N_("Check the form."))
+        return await render(status=422, error=said(page, exc), form=form)
+    return await render(form=form, **plan_context(plan))
 
 
 @router.post("/admin/qos/apply", response_model=None)
@@ -199,27 +171,26 @@ async def admin_qos_apply(
 ) -> Response:
     """Apply the plan the form shows (``FormUser`` checked the form's CSRF value)."""
     page = basic_page(request, settings, who)
-    _admin(page)
+    require_admin(page)
     posted = await request.form()
     form = {name: str(posted.get(name, "")) for name in FIELDS}
-    render = _Renderer(page, snapshot, adapter, database)
-    try:
+    why = str(posted.get("why", ""))
+
+    async def plan() -> Plan:
         change = request_of(form)
-        plan = await run_in_threadpool(
-            admin_qos.plan_request, adapter, await snapshot.current(), change
-        )
-        expect = str(posted.get("expect", ""))
-        admin_plan.check_expected(plan, json.loads(expect) if expect else None)
-        why = str(posted.get("why", ""))
-        done = await run_in_threadpool(
-            admin_plan.apply, adapter.admin, database, plan, who, why, address
-        )
-    except PortalError as exc:
-        return await render(status=exc.status, error=exc.message, form=form)
-    except ValueError as exc:
-        return await render(status=422, error=_said(page, exc), form=form)
-    adapter.cache.clear()
-    return RedirectResponse(f"/admin/qos?applied={done.change_id}", status_code=303)
+        snap = await snapshot.current()
+        return await run_in_threadpool(admin_qos.plan_request, adapter, snap, change)
+
+    return await apply_form(
+        page,
+        partial(_render, page, snapshot, adapter, database),
+        plan,
+        runner(admin_plan.apply, adapter.admin, database, who=who, why=why, address=address),
+        str(posted.get("expect", "")),
+        "/admin/qos",
+        context={"form": form},
+        after=adapter.cache.clear,
+    )
 
 
 @router.post("/admin/qos/changes/{change_id}/revert", response_model=None)
@@ -237,19 +208,13 @@ async def admin_qos_revert(
 ) -> Response:
     """Undo a QoS change from the page's list (``/admin/changes`` reverts any kind)."""
     page = basic_page(request, settings, who)
-    _admin(page)
-    render = _Renderer(page, snapshot, adapter, database)
-    try:
-        plan = await run_in_threadpool(admin_plan.revert_plan, database, change_id)
-        if not plan.kind.startswith("qos."):
-            raise InvalidInput(f"Change {change_id} is not a QoS change.")
-        admin_plan.check_expected(plan, json.loads(expect) if expect else None)
-        done = await run_in_threadpool(
-            admin_plan.apply, adapter.admin, database, plan, who, why, address
-        )
-    except PortalError as exc:
-        return await render(status=exc.status, error=exc.message)
-    except ValueError as exc:
-        return await render(status=422, error=_said(page, exc))
-    adapter.cache.clear()
-    return RedirectResponse(f"/admin/qos?applied={done.change_id}", status_code=303)
+    require_admin(page)
+    return await apply_form(
+        page,
+        partial(_render, page, snapshot, adapter, database),
+        revert_plan(database, change_id, ("qos.",), "a QoS change"),
+        runner(admin_plan.apply, adapter.admin, database, who=who, why=why, address=address),
+        expect,
+        "/admin/qos",
+        after=adapter.cache.clear,
+    )

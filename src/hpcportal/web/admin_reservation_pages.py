@@ -14,13 +14,13 @@ reason).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from hpcportal.dependencies import (
     AdapterDep,
@@ -34,11 +34,19 @@ from hpcportal.errors import InvalidInput, PortalError
 from hpcportal.limits import DbId
 from hpcportal.services.admin import plan as admin_plan
 from hpcportal.services.admin import reservations as admin_resv
-from hpcportal.services.admin.plan import PlanView
+from hpcportal.services.admin.flow import runner
+from hpcportal.services.admin.plan import Plan
 from hpcportal.services.admin.reservations import ReservationRequest
-from hpcportal.slurm.admin_actions import AdminCommand
 from hpcportal.slurm.admin_reservations import LAST_YEAR, RESERVATION_FLAGS, Reservation
-from hpcportal.web.common import Page, PageDep, PageError, basic_page, current_snapshot
+from hpcportal.web.admin_forms import (
+    apply_form,
+    plan_context,
+    require_admin,
+    revert_plan,
+    said,
+    shown,
+)
+from hpcportal.web.common import Page, PageDep, basic_page, current_snapshot
 from hpcportal.web.i18n import N_
 
 router = APIRouter(include_in_schema=False)
@@ -58,11 +66,6 @@ TEXT_FIELDS = (
 )
 FIELDS = ("action", "name", *(name for name, _ in TEXT_FIELDS))
 _MINUTE = "%Y-%m-%dT%H:%M"
-
-
-def _admin(page: Page) -> None:
-    if page.user is None or not page.user.is_admin:
-        raise PageError(403, page.gettext(N_("This needs the administrator role.")))
 
 
 def form_of(resv: Reservation) -> dict[str, Any]:
@@ -146,21 +149,9 @@ async def _render(
         text_fields=TEXT_FIELDS,
         flags=FLAGS,
         changes=history[:20],
-        shown=lambda argv: AdminCommand(argv[0], tuple(argv[1:])).shown(),
+        shown=shown,
         **{"error": None, "applied": None, "plan": None, "form": None, "expect": "", **context},
     )
-
-
-class _Renderer:
-    """``_render`` with the request's parts bound (each route renders on error)."""
-
-    def __init__(
-        self, page: Page, snapshot: SnapshotDep, adapter: AdapterDep, database: DatabaseDep
-    ) -> None:
-        self.parts = (page, snapshot, adapter, database)
-
-    async def __call__(self, *, status: int = 200, **context: Any) -> HTMLResponse:
-        return await _render(*self.parts, status=status, **context)
 
 
 def _posted(source: Any) -> dict[str, Any]:
@@ -179,8 +170,8 @@ async def admin_reservations_page(
     edit: str = "",
     week: str = "",
 ) -> HTMLResponse:
-    _admin(page)
-    render = _Renderer(page, snapshot, adapter, database)
+    require_admin(page)
+    render = partial(_render, page, snapshot, adapter, database)
     try:
         start = _week_start(week)
     except PortalError as exc:
@@ -199,22 +190,12 @@ async def admin_reservations_page(
     try:
         change = request_of(form)
         snap = await snapshot.current()
-        plan = PlanView.of(await run_in_threadpool(admin_resv.plan_request, adapter, snap, change))
+        plan = await run_in_threadpool(admin_resv.plan_request, adapter, snap, change)
     except PortalError as exc:
         return await render(status=exc.status, error=exc.message, form=form, week=start)
     except ValueError as exc:
-        return await render(status=422, error=_said(page, exc), form=form, week=start)
-    expect = json.dumps([c.argv for c in plan.commands])
-    return await render(plan=plan, form=form, expect=expect, week=start)
-
-
-def _said(page: Page, exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        return "; ".join(str(e.get("msg", "")) for e in errors()) or page.gettext(
-            N_("Check the form.")
-        )
-    return page.gettext(N_("Check the form."))
+        return await render(status=422, error=said(page, exc), form=form, week=start)
+    return await render(form=form, week=start, **plan_context(plan))
 
 
 @router.post("/admin/reservations/apply", response_model=None)
@@ -229,26 +210,26 @@ async def admin_reservations_apply(
 ) -> Response:
     """Apply the plan the form shows (``FormUser`` checked the form's CSRF value)."""
     page = basic_page(request, settings, who)
-    _admin(page)
+    require_admin(page)
     posted = await request.form()
     form = _posted(posted)
-    render = _Renderer(page, snapshot, adapter, database)
-    try:
+    why = str(posted.get("why", ""))
+
+    async def plan() -> Plan:
         change = request_of(form)
-        plan = await run_in_threadpool(
-            admin_resv.plan_request, adapter, await snapshot.current(), change
-        )
-        expect = str(posted.get("expect", ""))
-        admin_plan.check_expected(plan, json.loads(expect) if expect else [])
-        why = str(posted.get("why", ""))
-        done = await run_in_threadpool(
-            admin_plan.apply, adapter.admin, database, plan, who, why, address
-        )
-    except PortalError as exc:
-        return await render(status=exc.status, error=exc.message, form=form)
-    except ValueError as exc:
-        return await render(status=422, error=_said(page, exc), form=form)
-    return RedirectResponse(f"/admin/reservations?applied={done.change_id}", status_code=303)
+        snap = await snapshot.current()
+        return await run_in_threadpool(admin_resv.plan_request, adapter, snap, change)
+
+    return await apply_form(
+        page,
+        partial(_render, page, snapshot, adapter, database),
+        plan,
+        runner(admin_plan.apply, adapter.admin, database, who=who, why=why, address=address),
+        str(posted.get("expect", "")),
+        "/admin/reservations",
+        context={"form": form},
+        empty_expect=[],
+    )
 
 
 @router.post("/admin/reservations/changes/{change_id}/revert", response_model=None)
@@ -266,18 +247,13 @@ async def admin_reservations_revert(
 ) -> Response:
     """Undo a reservation change from the page's list (``/admin/changes`` reverts any)."""
     page = basic_page(request, settings, who)
-    _admin(page)
-    render = _Renderer(page, snapshot, adapter, database)
-    try:
-        plan = await run_in_threadpool(admin_plan.revert_plan, database, change_id)
-        if not plan.kind.startswith("reservation."):
-            raise InvalidInput(f"Change {change_id} is not a reservation change.")
-        admin_plan.check_expected(plan, json.loads(expect) if expect else [])
-        done = await run_in_threadpool(
-            admin_plan.apply, adapter.admin, database, plan, who, why, address
-        )
-    except PortalError as exc:
-        return await render(status=exc.status, error=exc.message)
-    except ValueError as exc:
-        return await render(status=422, error=_said(page, exc))
-    return RedirectResponse(f"/admin/reservations?applied={done.change_id}", status_code=303)
+    require_admin(page)
+    return await apply_form(
+        page,
+        partial(_render, page, snapshot, adapter, database),
+        revert_plan(database, change_id, ("reservation.",), "a reservation change"),
+        runner(admin_plan.apply, adapter.admin, database, who=who, why=why, address=address),
+        expect,
+        "/admin/reservations",
+        empty_expect=[],
+    )
