@@ -18,7 +18,7 @@ from sqlalchemy import select
 from hpcportal.db.models import AdminChange, AuditEntry
 from hpcportal.db.session import Database
 from hpcportal.errors import SlurmInvalidRequest, SlurmPermissionDenied
-from hpcportal.services.admin import accounts
+from hpcportal.services.admin import account_access
 from hpcportal.services.admin.accounts import AccountRequest, AssocChange, limit_effects
 from hpcportal.services.admin.plan import Plan
 from hpcportal.services.identity import Principal
@@ -114,7 +114,7 @@ def test_a_coordinator_outside_their_accounts_gets_a_403(database: Database, rel
     )
     admin = SlurmAdmin(Recorded(release, "sacctmgr_acct_coord_user_remove_other"))
     with pytest.raises(SlurmPermissionDenied, match="coordinator of account research"):
-        accounts.apply(admin, _adapter(release), database, plan, DAVE, "try")
+        account_access.apply(admin, _adapter(release), database, plan, DAVE, "try")
     with database.session() as session:
         assert session.scalars(select(AdminChange)).all() == []
         entries = session.scalars(select(AuditEntry)).all()
@@ -137,4 +137,4 @@ def test_nothing_done_in_a_coordinated_account_stays_what_it_is(
     recording: Any = Recorded(release, "sacctmgr_acct_user_delete_unknown")
     recording.user = "dave"  # the same answer, asked by dave
     with pytest.raises(SlurmInvalidRequest):
-        accounts.apply(SlurmAdmin(recording), _adapter(release), database, plan, DAVE, "try")
+        account_access.apply(SlurmAdmin(recording), _adapter(release), database, plan, DAVE, "try")

@@ -23,8 +23,10 @@ from hpcportal.dependencies import (
     DatabaseDep,
     SnapshotDep,
 )
+from hpcportal.services.admin import account_access
 from hpcportal.services.admin import accounts as admin_accounts
-from hpcportal.services.admin.accounts import AccountRequest, AccountsView, UserRequest
+from hpcportal.services.admin.account_access import AccountsView
+from hpcportal.services.admin.accounts import AccountRequest, UserRequest
 from hpcportal.services.admin.flow import Run, apply_checked, plan_of, runner
 from hpcportal.services.admin.plan import Applied, ApplyBody, PlanView
 from hpcportal.services.identity import Principal
@@ -50,9 +52,9 @@ class UserApply(ApplyBody):
 def _runner(
     adapter: SlurmAdapter, database: Database, who: Principal, body: ApplyBody, address: str | None
 ) -> Run:
-    """``admin_accounts.apply`` (slurmdbd's silent no-op read as its refusal) as you."""
+    """``account_access.apply`` (slurmdbd's silent no-op read as its refusal) as you."""
     return runner(
-        admin_accounts.apply,
+        account_access.apply,
         adapter.admin,
         adapter,
         database,
@@ -70,7 +72,7 @@ async def accounts_tree(
     limits, coordinators and active jobs: every account for a portal admin, those
     coordinated for a Slurm coordinator."""
     snap = await snapshot.current()
-    return await run_in_threadpool(admin_accounts.view, adapter, snap, who)
+    return await run_in_threadpool(account_access.view, adapter, snap, who)
 
 
 @router.post("/plan", response_model=PlanView)
@@ -79,7 +81,7 @@ async def plan_account_change(
 ) -> PlanView:
     """The sacctmgr commands an account create, modify or delete would run, the
     values before and after, the jobs it touches, and the revert."""
-    await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
+    await run_in_threadpool(account_access.check_may_manage, adapter, who)
     return PlanView.of(await plan_of(admin_accounts.plan_account, adapter, snapshot, change))
 
 
@@ -93,7 +95,7 @@ async def apply_account_change(
     address: ClientAddress,
 ) -> Applied:
     """Apply an account change as you, with a reason (audited; revertible once)."""
-    await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
+    await run_in_threadpool(account_access.check_may_manage, adapter, who)
     plan = await plan_of(admin_accounts.plan_account, adapter, snapshot, body.change)
     applied = await apply_checked(plan, body.expect, _runner(adapter, database, who, body, address))
     adapter.cache.clear()  # /accounts reads sacctmgr through the short cache
@@ -106,7 +108,7 @@ async def plan_user_change(
 ) -> PlanView:
     """The sacctmgr command that adds a user to an account (with limits), changes
     their limits or removes them, the jobs it touches, and the revert."""
-    await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
+    await run_in_threadpool(account_access.check_may_manage, adapter, who)
     return PlanView.of(await plan_of(admin_accounts.plan_user, adapter, snapshot, change))
 
 
@@ -120,7 +122,7 @@ async def apply_user_change(
     address: ClientAddress,
 ) -> Applied:
     """Apply a change of a user's association as you, with a reason (audited)."""
-    await run_in_threadpool(admin_accounts.check_may_manage, adapter, who)
+    await run_in_threadpool(account_access.check_may_manage, adapter, who)
     plan = await plan_of(admin_accounts.plan_user, adapter, snapshot, body.change)
     applied = await apply_checked(plan, body.expect, _runner(adapter, database, who, body, address))
     adapter.cache.clear()

@@ -31,9 +31,11 @@ from hpcportal.dependencies import (
 )
 from hpcportal.errors import InvalidInput, PortalError
 from hpcportal.limits import DbId
+from hpcportal.services.admin import account_access
 from hpcportal.services.admin import accounts as admin_accounts
 from hpcportal.services.admin import plan as admin_plan
-from hpcportal.services.admin.accounts import AccountRequest, AccountsView, UserRequest
+from hpcportal.services.admin.account_access import AccountsView
+from hpcportal.services.admin.accounts import AccountRequest, UserRequest
 from hpcportal.services.admin.flow import runner
 from hpcportal.services.admin.plan import Plan
 from hpcportal.slurm.admin_accounts import AssocLimits
@@ -128,7 +130,7 @@ class _Renderer:
             raise PageError(401, self.page.gettext(N_("Log in first.")))
         snap = await current_snapshot(self.page, self.snapshot)
         try:
-            return await run_in_threadpool(admin_accounts.view, self.adapter, snap, self.page.user)
+            return await run_in_threadpool(account_access.view, self.adapter, snap, self.page.user)
         except PortalError as exc:
             if exc.status == 403:
                 raise PageError(403, self.page.gettext(NEEDS_ROLE)) from exc
@@ -254,7 +256,7 @@ async def admin_accounts_apply(
     key = "form" if kind == "account" else "user_form"
     why = str(posted.get("why", ""))
     run = runner(
-        admin_accounts.apply, adapter.admin, adapter, database, who=who, why=why, address=address
+        account_access.apply, adapter.admin, adapter, database, who=who, why=why, address=address
     )
     return await apply_form(
         page,

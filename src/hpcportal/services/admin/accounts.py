@@ -10,14 +10,8 @@ user already runs as many as). The revert is built at plan time from the values
 read: a modify is undone by the modify back to them, a create or an add by the
 delete, a delete by the create (or add) with every recorded value.
 
-Who: the portal's admin role, or a Slurm coordinator (``sacctmgr show user
-withcoord``) — the portal shows a coordinator the accounts they coordinate; Slurm
-decides every change, since ``plan.apply`` runs it as the person. Someone who is
-neither is refused by the portal (403) before anything runs. When a coordinator
-modifies or removes an association of an account they do not coordinate, slurmdbd
-matches nothing and says only "Nothing modified/deleted" (``admin_accounts``' notes);
-the plan has just read that the association exists, so ``apply`` answers that as
-the refusal it is (403, with what Slurm printed).
+Who may manage accounts, what they see and how apply answers slurmdbd's silent
+refusal is ``account_access``.
 """
 
 from __future__ import annotations
@@ -27,26 +21,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hpcportal.db.session import Database
 from hpcportal.errors import (
     Conflict,
-    Forbidden,
     InvalidInput,
     NotFound,
-    SlurmInvalidRequest,
-    SlurmPermissionDenied,
 )
-from hpcportal.services.admin import plan as admin_plan
-from hpcportal.services.admin.plan import AffectedJob, Applied, Plan
-from hpcportal.services.identity import Principal
+from hpcportal.services.admin.account_access import ACTIVE
+from hpcportal.services.admin.plan import AffectedJob, Plan
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.slurm import admin_accounts
 from hpcportal.slurm.adapter import SlurmAdapter
-from hpcportal.slurm.admin_accounts import AccountInfo, Association, AssocLimits, SlurmRoles
-from hpcportal.slurm.admin_actions import SlurmAdmin
+from hpcportal.slurm.admin_accounts import AccountInfo, Association, AssocLimits
 from hpcportal.slurm.models import Job
 
-_ACTIVE = ("PENDING", "RUNNING", "SUSPENDED", "CONFIGURING", "COMPLETING")
 #: Pending reasons (``AssocMaxJobsLimit`` ...) -> the limit they wait on (first match).
 _REASON_FIELDS = (
     ("AssocMaxJobsLimit", "max_jobs"),
@@ -58,7 +45,6 @@ _REASON_FIELDS = (
     ("AssocMax", "max_tres_per_job"),
 )
 #: Kinds whose "Nothing modified/deleted" on an association just read means refusal.
-_EXISTING = ("account.modify", "account.delete", "user.modify", "user.remove")
 
 
 class AssocChange(BaseModel):
@@ -118,27 +104,6 @@ class UserRequest(BaseModel):
     values: AssocChange = AssocChange()
 
 
-class AccountNode(BaseModel):
-    """An account as the admin page lists it: its values, its own association, its
-    users' associations, its jobs now and its depth in the tree."""
-
-    info: AccountInfo
-    association: Association
-    users: list[Association]
-    depth: int
-    pending: int
-    running: int
-
-
-class AccountsView(BaseModel):
-    """What the accounts page and ``GET /admin/accounts`` show to ``who``: every
-    account for a portal admin, the accounts they coordinate for a coordinator."""
-
-    admin: bool
-    coordinates: list[str]
-    accounts: list[AccountNode]
-
-
 def _check(exc: ValueError) -> InvalidInput:
     if isinstance(exc, ValidationError):
         said = "; ".join(
@@ -162,27 +127,11 @@ def _user(name: str) -> str:
         raise _check(exc) from exc
 
 
-def roles(adapter: SlurmAdapter, who: Principal) -> SlurmRoles:
-    """``who``'s Slurm AdminLevel and coordinated accounts (blocking)."""
-    return admin_accounts.read_roles(adapter.executor, who.username)
-
-
-def check_may_manage(adapter: SlurmAdapter, who: Principal) -> SlurmRoles:
-    """A portal admin or a Slurm coordinator of some account; else 403 (blocking)."""
-    found = roles(adapter, who)
-    if not who.is_admin and not found.coordinates:
-        raise Forbidden(
-            "Accounts are managed by portal administrators and Slurm coordinators; "
-            f"{who.username} is neither."
-        )
-    return found
-
-
 def _jobs(snapshot: ClusterSnapshot, account: str, user: str | None = None) -> list[Job]:
     return [
         j
         for j in snapshot.jobs
-        if j.account == account and j.state in _ACTIVE and (user is None or j.user == user)
+        if j.account == account and j.state in ACTIVE and (user is None or j.user == user)
     ]
 
 
@@ -482,66 +431,3 @@ def plan_user(adapter: SlurmAdapter, snapshot: ClusterSnapshot, request: UserReq
         revert=(undo,),
         notes=tuple(notes),
     )
-
-
-def apply(
-    admin: SlurmAdmin,
-    adapter: SlurmAdapter,
-    database: Database,
-    plan: Plan,
-    who: Principal,
-    reason: str,
-    address: str | None = None,
-) -> Applied:
-    """``plan.apply``, answering slurmdbd's silent "Nothing modified/deleted" on an
-    association the plan just read as the refusal it is (403)."""
-    try:
-        return admin_plan.apply(admin, database, plan, who, reason, address)
-    except SlurmInvalidRequest as exc:
-        kind = plan.kind.removesuffix(".revert")
-        if kind not in _EXISTING:
-            raise
-        found = roles(adapter, who)
-        account = plan.target.split(":", 1)[1].rpartition("@")[2]
-        if found.slurm_admin or account in found.coordinates:
-            raise
-        raise SlurmPermissionDenied(
-            f"Slurm refused: {who.username} is neither a Slurm administrator nor a "
-            f"coordinator of account {account}, so slurmdbd changed nothing ({exc.message})"
-        ) from exc
-
-
-def view(adapter: SlurmAdapter, snapshot: ClusterSnapshot, who: Principal) -> AccountsView:
-    """The account tree ``who`` may see (blocking: three sacctmgr reads)."""
-    found = check_may_manage(adapter, who)
-    infos = {a.name: a for a in admin_accounts.read_accounts(adapter.executor)}
-    rows = admin_accounts.read_associations(adapter.executor)
-    own = {a.account: a for a in rows if a.user is None}
-    children: dict[str | None, list[str]] = {}
-    for assoc in own.values():
-        children.setdefault(assoc.parent, []).append(assoc.account)
-    shown = set(infos) if who.is_admin else set(found.coordinates)
-    jobs = Counter((j.account, j.state == "PENDING") for j in snapshot.jobs if j.state in _ACTIVE)
-    nodes: list[AccountNode] = []
-
-    def walk(name: str, depth: int) -> None:
-        if name in shown and name in infos:
-            nodes.append(
-                AccountNode(
-                    info=infos[name],
-                    association=own[name],
-                    users=sorted(
-                        (a for a in rows if a.account == name and a.user),
-                        key=lambda a: a.user or "",
-                    ),
-                    depth=depth,
-                    pending=jobs[(name, True)],
-                    running=jobs[(name, False)],
-                )
-            )
-        for child in sorted(children.get(name, [])):
-            walk(child, depth + 1)
-
-    for top in sorted(children.get(None, [])):
-        walk(top, 0)
-    return AccountsView(admin=who.is_admin, coordinates=list(found.coordinates), accounts=nodes)
