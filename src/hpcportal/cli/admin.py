@@ -61,6 +61,47 @@ def print_plan(plan: dict[str, Any]) -> None:
         typer.echo("This change cannot be reverted from the portal.")
 
 
+def confirmed(plan: dict[str, Any], *, yes: bool, dry_run: bool) -> list[list[str]] | None:
+    """Print ``plan`` and ask; the argv to send as ``expect``, or None after --dry-run."""
+    print_plan(plan)
+    if dry_run:
+        return None
+    if not yes and not typer.confirm("Apply?", default=False):
+        raise CliError("Not applied.")
+    return [command["argv"] for command in plan.get("commands") or []]
+
+
+def change_with(
+    url: str, token: str | None, area: str, change: dict[str, Any], why: str, **how: bool
+) -> None:
+    """``plan_then_apply`` of ``change`` at ``{area}/plan`` and ``{area}/apply`` on the
+    portal at ``url`` (``how``: ``yes`` and ``dry_run``), errors reported as ``Error:``."""
+    with reporting(), PortalClient(url, token) as client:
+        plan_then_apply(
+            client,
+            f"{area}/plan",
+            f"{area}/apply",
+            change,
+            why,
+            yes=how["yes"],
+            dry_run=how["dry_run"],
+        )
+
+
+def with_cleared(
+    values: dict[str, Any], fields: dict[str, str], clear: list[str] | None
+) -> dict[str, Any]:
+    """``values`` with each ``--clear NAME`` (an option name of ``fields``) set to None."""
+    for name in clear or []:
+        field = fields.get(name.removeprefix("--"))
+        if field is None:
+            raise CliError(f"--clear takes one of: {', '.join(fields)}.")
+        if field in values:
+            raise CliError(f"--{name} is both given and cleared.")
+        values[field] = None
+    return values
+
+
 def plan_then_apply(
     client: PortalClient,
     plan_path: str,
@@ -73,12 +114,9 @@ def plan_then_apply(
 ) -> dict[str, Any] | None:
     """Show the plan, confirm, apply with ``expect``; the applied change, or None."""
     plan = as_dict(client.json("POST", plan_path, body=change), "the plan")
-    print_plan(plan)
-    if dry_run:
+    expect = confirmed(plan, yes=yes, dry_run=dry_run)
+    if expect is None:
         return None
-    if not yes and not typer.confirm("Apply?", default=False):
-        raise CliError("Not applied.")
-    expect = [command["argv"] for command in plan.get("commands") or []]
     body = {"change": change, "reason": why, "expect": expect}
     applied = as_dict(client.json("POST", apply_path, body=body), "the change")
     typer.echo(f"Applied as change {applied.get('change_id')}.")
@@ -97,16 +135,8 @@ def _node_change(
     **extra: Any,
 ) -> None:
     change = {"action": action, "nodes": nodes, "reason": reason, **extra}
-    with reporting(), PortalClient(url, token) as client:
-        plan_then_apply(
-            client,
-            "/api/v1/admin/nodes/plan",
-            "/api/v1/admin/nodes/apply",
-            change,
-            why or reason or "",
-            yes=yes,
-            dry_run=dry_run,
-        )
+    why = why or reason or ""
+    change_with(url, token, "/api/v1/admin/nodes", change, why, yes=yes, dry_run=dry_run)
 
 
 @nodes_app.command("list")
@@ -221,12 +251,9 @@ def revert(
     path = f"/api/v1/admin/changes/{change_id}/revert"
     with reporting(), PortalClient(url, token) as client:
         plan = as_dict(client.get(path), "the revert plan")
-        print_plan(plan)
-        if dry_run:
+        expect = confirmed(plan, yes=yes, dry_run=dry_run)
+        if expect is None:
             return
-        if not yes and not typer.confirm("Apply?", default=False):
-            raise CliError("Not applied.")
-        expect = [command["argv"] for command in plan.get("commands") or []]
         answer = client.json("POST", path, body={"reason": why, "expect": expect})
     typer.echo(f"Reverted as change {as_dict(answer, 'the revert').get('change_id')}.")
 

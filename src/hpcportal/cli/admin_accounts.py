@@ -17,7 +17,13 @@ from typing import Annotated, Any
 
 import typer
 
-from hpcportal.cli.admin import DryRunOption, JsonOption, YesOption, plan_then_apply
+from hpcportal.cli.admin import (
+    DryRunOption,
+    JsonOption,
+    YesOption,
+    change_with,
+    with_cleared,
+)
 from hpcportal.cli.portal_client import (
     DEFAULT_URL,
     CliError,
@@ -83,27 +89,12 @@ def _values(given: dict[str, Any], clear: list[str] | None) -> dict[str, Any]:
     }
     if isinstance(values.get("fairshare"), str) and values["fairshare"].isdigit():
         values["fairshare"] = int(values["fairshare"])
-    for name in clear or []:
-        field = FIELDS.get(name.removeprefix("--"))
-        if field is None:
-            raise CliError(f"--clear takes one of: {', '.join(FIELDS)}.")
-        if field in values:
-            raise CliError(f"--{name} is both given and cleared.")
-        values[field] = None
-    return values
+    return with_cleared(values, FIELDS, clear)
 
 
 def _run(path: str, change: dict[str, Any], why: str, how: dict[str, Any]) -> None:
-    with reporting(), PortalClient(how["url"], how["token"]) as client:
-        plan_then_apply(
-            client,
-            f"{ACCOUNTS}{path}/plan",
-            f"{ACCOUNTS}{path}/apply",
-            change,
-            why,
-            yes=how["yes"],
-            dry_run=how["dry_run"],
-        )
+    url, token, area = how["url"], how["token"], f"{ACCOUNTS}{path}"
+    change_with(url, token, area, change, why, yes=how["yes"], dry_run=how["dry_run"])
 
 
 def _limits(limits: dict[str, Any]) -> str:

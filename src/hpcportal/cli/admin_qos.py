@@ -15,7 +15,13 @@ from typing import Annotated, Any
 
 import typer
 
-from hpcportal.cli.admin import DryRunOption, JsonOption, YesOption, plan_then_apply
+from hpcportal.cli.admin import (
+    DryRunOption,
+    JsonOption,
+    YesOption,
+    change_with,
+    with_cleared,
+)
 from hpcportal.cli.portal_client import (
     DEFAULT_URL,
     CliError,
@@ -47,8 +53,7 @@ FIELDS = {
     "max-submit-per-user": "max_submit_jobs_per_user",
     "max-jobs-per-account": "max_jobs_per_account",
 }
-PLAN = "/api/v1/admin/qos/plan"
-APPLY = "/api/v1/admin/qos/apply"
+AREA = "/api/v1/admin/qos"
 
 NameArgument = Annotated[str, typer.Argument(help="The QoS name (a-z 0-9 _ . -).")]
 WhyOption = Annotated[str, typer.Option("--why", help="Why, for the audit log.")]
@@ -71,14 +76,7 @@ Clear = Annotated[
 
 def _values(given: dict[str, Any], clear: list[str] | None) -> dict[str, Any]:
     values = {FIELDS[name.replace("_", "-")]: v for name, v in given.items() if v is not None}
-    for name in clear or []:
-        field = FIELDS.get(name.removeprefix("--"))
-        if field is None:
-            raise CliError(f"--clear takes one of: {', '.join(FIELDS)}.")
-        if field in values:
-            raise CliError(f"--{name} is both given and cleared.")
-        values[field] = None
-    return values
+    return with_cleared(values, FIELDS, clear)
 
 
 def _change(action: str, name: str, given: dict[str, Any], why: str, **how: Any) -> None:
@@ -91,8 +89,7 @@ def _change(action: str, name: str, given: dict[str, Any], why: str, **how: Any)
         if action == "modify" and not values:
             raise CliError("Give a value to change or a --clear.")
         change = {"action": action, "name": name, "values": values}
-        with PortalClient(url, token) as client:
-            plan_then_apply(client, PLAN, APPLY, change, why, **how)
+    change_with(url, token, AREA, change, why, **how)
 
 
 @qos_app.command("list")

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hpcportal.cli.admin import DryRunOption, JsonOption, YesOption, plan_then_apply
+from hpcportal.cli.admin import DryRunOption, JsonOption, YesOption, change_with
 from hpcportal.cli.portal_client import (
     DEFAULT_URL,
     CliError,
@@ -34,8 +34,7 @@ reservation_app = typer.Typer(
     help="Reservations: list, create, update, delete (maintenance windows, users, nodes).",
     no_args_is_help=True,
 )
-PLAN = "/api/v1/admin/reservations/plan"
-APPLY = "/api/v1/admin/reservations/apply"
+AREA = "/api/v1/admin/reservations"
 
 NameArgument = Annotated[str, typer.Argument(help="The reservation name (A-Z a-z 0-9 _ . -).")]
 WhyOption = Annotated[str, typer.Option("--why", help="Why, for the audit log.")]
@@ -70,8 +69,7 @@ def _change(action: str, name: str, values: dict[str, Any], why: str, **how: Any
         if action == "update" and not given:
             raise CliError("Give a value to change.")
         change = {"action": action, "name": name, "values": given}
-        with PortalClient(url, token) as client:
-            plan_then_apply(client, PLAN, APPLY, change, why, **how)
+    change_with(url, token, AREA, change, why, **how)
 
 
 @reservation_app.command("list")
