@@ -32,6 +32,43 @@ async def cancel_task(task: asyncio.Task[Any] | None) -> None:
         await task
 
 
+class Periodic:
+    """A part's background loop: ``tick`` every ``seconds()`` from ``start`` to ``stop``.
+
+    A failing round is logged to ``logger`` as ``failed`` (with its traceback) and the
+    loop goes on; a second ``start`` does nothing. Leader-only work (the sdiag sampler,
+    scheduled backups) checks leadership in its ``tick``, so every replica runs the loop.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tick: Step,
+        seconds: Callable[[], float],
+        logger: logging.Logger,
+        failed: str,
+    ) -> None:
+        self.name, self.tick, self.seconds = name, tick, seconds
+        self.logger, self.failed = logger, failed
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        await cancel_task(task)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                self.logger.exception(self.failed)
+            await asyncio.sleep(self.seconds())
+
+
 @dataclass(frozen=True)
 class Part:
     """One registered part: how to start it (None: nothing to start) and stop it."""

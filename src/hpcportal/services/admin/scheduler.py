@@ -16,7 +16,6 @@ sampler logs it and counts it, and the page says why it has no figures.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from hpcportal.config import Settings
 from hpcportal.db.models import SdiagSample
 from hpcportal.db.session import Database
 from hpcportal.ha import LeadershipLost
-from hpcportal.lifecycle import cancel_task
+from hpcportal.lifecycle import Periodic
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.slurm.sdiag import RpcByUser, SchedulerStats
 from hpcportal.slurm.states import JobStatus
@@ -79,27 +78,24 @@ class SdiagSampler:
         self.clock = clock
         #: The last failure to read or store (this replica), shown on the page.
         self.last_error: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(
+            "sdiag-sampler",
+            self.tick,
+            lambda: self.settings.sdiag_sample_seconds,
+            log,
+            "scheduler statistics round failed",
+        )
 
     @property
     def enabled(self) -> bool:
         return self.settings.sdiag_sample_seconds > 0
 
     async def start(self) -> None:
-        if self.enabled and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="sdiag-sampler")
+        if self.enabled:
+            await self._loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_task(task)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("scheduler statistics round failed")
-            await asyncio.sleep(self.settings.sdiag_sample_seconds)
+        await self._loop.stop()
 
     async def tick(self) -> SchedulerStats | None:
         """One reading if this replica leads; the reading stored, or None."""

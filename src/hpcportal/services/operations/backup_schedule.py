@@ -15,7 +15,6 @@ server that is always leader and its fence checks nothing (token 0 here).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from hpcportal.config import Settings
 from hpcportal.db.models import BackupRun
 from hpcportal.db.session import Database
 from hpcportal.ha import LeadershipLost
-from hpcportal.lifecycle import cancel_task
+from hpcportal.lifecycle import Periodic
 from hpcportal.services.operations.backup import BackupInfo, create_backup, sources_of
 from hpcportal.services.operations.retention import Policy, apply_retention
 
@@ -106,7 +105,13 @@ class BackupScheduler:
         self.leader = leader
         self.clock = clock
         self.poll_seconds = poll_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(
+            "scheduled-backups",
+            self.tick,
+            lambda: self.poll_seconds,
+            log,
+            "scheduled backup round failed",
+        )
 
     @property
     def enabled(self) -> bool:
@@ -117,20 +122,11 @@ class BackupScheduler:
         return timedelta(hours=self.settings.backup_every_hours)
 
     async def start(self) -> None:
-        if self.enabled and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="scheduled-backups")
+        if self.enabled:
+            await self._loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_task(task)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("scheduled backup round failed")
-            await asyncio.sleep(self.poll_seconds)
+        await self._loop.stop()
 
     async def tick(self) -> BackupInfo | None:
         """Back up if we lead and this period has no backup yet; the backup made, or None."""
