@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hpcportal.errors import SlurmOutputUnreadable
 from hpcportal.slurm.admin_actions import AdminCommand
-from hpcportal.slurm.admin_qos import check_qos_name, tres_count
+from hpcportal.slurm.admin_qos import check_qos_name, tres_count, tres_map
 from hpcportal.slurm.executor import SlurmExecutor
 from hpcportal.slurm.parse.tables import parse_table
 from hpcportal.slurm.parse.values import time_minutes
@@ -60,7 +60,6 @@ ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 #: Description and organisation: one line of plain words (never ``=`` or quotes).
 _TEXT = re.compile(r"^[A-Za-z0-9 _.,@/()-]{1,100}$")
-_TRES_NAME = re.compile(r"^[a-z]{1,16}(?:/[A-Za-z0-9_.:-]{1,64})?$")
 _MAX_COUNT = 2**31 - 2
 _MAX_SHARES = 2**31 - 2
 Count = Annotated[int, Field(ge=0, le=_MAX_COUNT)]
@@ -138,22 +137,6 @@ def check_text(what: str, text: str) -> str:
     return value
 
 
-def _tres_map(value: Any) -> dict[str, int]:
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        value = dict(item.partition("=")[::2] for item in value.split(",") if item.strip())
-    if not isinstance(value, dict):
-        raise ValueError("TRES: give name=count pairs (cpu=4,mem=8G)")
-    out: dict[str, int] = {}
-    for key, count in value.items():
-        name = str(key).strip()
-        if not _TRES_NAME.fullmatch(name):
-            raise ValueError(f"{name!r} is not a TRES name (cpu, mem, node, gres/gpu, ...)")
-        out[name] = tres_count(name, count)
-    return dict(sorted(out.items()))
-
-
 class AssocLimits(BaseModel):
     """An association's fairshare, limits and QoS. A None limit is "no limit of its
     own"; an empty QoS list is "the parent's"."""
@@ -182,7 +165,7 @@ class AssocLimits(BaseModel):
     @field_validator(*_TRES_FIELDS, mode="before")
     @classmethod
     def _tres(cls, value: Any) -> dict[str, int]:
-        return _tres_map(value)
+        return tres_map(value)
 
     @field_validator("qos", mode="before")
     @classmethod

@@ -133,7 +133,8 @@ def tres_count(name: str, value: int | str) -> int:
     return count
 
 
-def _tres_map(value: Any) -> dict[str, int]:
+def tres_map(value: Any) -> dict[str, int]:
+    """TRES counts from ``cpu=4,mem=8G`` or a mapping, checked and sorted by name."""
     if value is None:
         return {}
     if isinstance(value, str):
@@ -195,7 +196,7 @@ class QosLimits(BaseModel):
     @field_validator(*_TRES_FIELDS, mode="before")
     @classmethod
     def _tres(cls, value: Any) -> dict[str, int]:
-        return _tres_map(value)
+        return tres_map(value)
 
 
 class QosSpec(QosLimits):

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from hpcportal.db.models import AdminChange, AuditEntry
 from hpcportal.db.session import Database
-from hpcportal.services.admin.plan import ChangeView
+from hpcportal.services.admin.plan import ChangeView, change_view
 
 Outcome = Literal["ok", "refused", "error"]
 #: ``plan.apply``'s detail of an applied change starts so.
@@ -61,23 +61,6 @@ class AuditRows(BaseModel):
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.limit))
-
-
-def change_view(row: AdminChange) -> ChangeView:
-    return ChangeView(
-        id=row.id,
-        at=row.at,
-        username=row.username,
-        kind=row.kind,
-        target=row.target,
-        reason=row.reason,
-        commands=row.commands,
-        previous=row.previous,
-        revertible=bool(row.revert) and row.reverted_by is None,
-        revert=row.revert,
-        reverts=row.reverts,
-        reverted_by=row.reverted_by,
-    )
 
 
 def _like_prefix(value: str) -> str:

@@ -277,20 +277,22 @@ def changes(database: Database, *, kind_prefix: str = "", limit: int = 50) -> li
         query = select(AdminChange).order_by(AdminChange.id.desc()).limit(limit)
         if kind_prefix:
             query = query.where(AdminChange.kind.startswith(kind_prefix))
-        return [
-            ChangeView(
-                id=row.id,
-                at=row.at,
-                username=row.username,
-                kind=row.kind,
-                target=row.target,
-                reason=row.reason,
-                commands=row.commands,
-                previous=row.previous,
-                revertible=bool(row.revert) and row.reverted_by is None,
-                revert=row.revert,
-                reverts=row.reverts,
-                reverted_by=row.reverted_by,
-            )
-            for row in session.scalars(query)
-        ]
+        return [change_view(row) for row in session.scalars(query)]
+
+
+def change_view(row: AdminChange) -> ChangeView:
+    """A stored change as the API, the pages and the audit log show it."""
+    return ChangeView(
+        id=row.id,
+        at=row.at,
+        username=row.username,
+        kind=row.kind,
+        target=row.target,
+        reason=row.reason,
+        commands=row.commands,
+        previous=row.previous,
+        revertible=bool(row.revert) and row.reverted_by is None,
+        revert=row.revert,
+        reverts=row.reverts,
+        reverted_by=row.reverted_by,
+    )
