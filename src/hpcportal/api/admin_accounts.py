@@ -12,6 +12,9 @@ slurmdbd decides (a coordinator is refused for an account they do not coordinate
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
@@ -27,10 +30,13 @@ from hpcportal.services.admin import account_access
 from hpcportal.services.admin import accounts as admin_accounts
 from hpcportal.services.admin.account_access import AccountsView
 from hpcportal.services.admin.accounts import AccountRequest, UserRequest
-from hpcportal.services.admin.flow import Run, apply_checked, plan_of, runner
-from hpcportal.services.admin.plan import Applied, ApplyBody, PlanView
+from hpcportal.services.admin.flow import apply_checked, plan_of, runner
+from hpcportal.services.admin.plan import Applied, ApplyBody, Plan, PlanView
 from hpcportal.services.identity import Principal
+from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
 from hpcportal.slurm.adapter import SlurmAdapter
+
+Change = TypeVar("Change", AccountRequest, UserRequest)
 
 router = APIRouter(prefix="/admin/accounts", tags=["admin"])
 
@@ -49,11 +55,19 @@ class UserApply(ApplyBody):
     expect: list[list[str]]
 
 
-def _runner(
-    adapter: SlurmAdapter, database: Database, who: Principal, body: ApplyBody, address: str | None
-) -> Run:
-    """``account_access.apply`` (slurmdbd's silent no-op read as its refusal) as you."""
-    return runner(
+async def _apply(
+    planner: Callable[[SlurmAdapter, ClusterSnapshot, Change], Plan],
+    change: Change,
+    body: ApplyBody,
+    who: Principal,
+    parts: tuple[SlurmAdapter, SnapshotService, Database, str | None],
+) -> Applied:
+    """Plan ``change`` for a manager, check ``body.expect``, apply it as ``who`` with
+    ``account_access.apply`` (slurmdbd's silent no-op read as its refusal)."""
+    adapter, snapshot, database, address = parts
+    await run_in_threadpool(account_access.check_may_manage, adapter, who)
+    plan = await plan_of(planner, adapter, snapshot, change)
+    run = runner(
         account_access.apply,
         adapter.admin,
         adapter,
@@ -62,6 +76,9 @@ def _runner(
         why=body.reason,
         address=address,
     )
+    applied = await apply_checked(plan, body.expect, run)
+    adapter.cache.clear()  # /accounts reads sacctmgr through the short cache
+    return applied
 
 
 @router.get("", response_model=AccountsView)
@@ -95,11 +112,8 @@ async def apply_account_change(
     address: ClientAddress,
 ) -> Applied:
     """Apply an account change as you, with a reason (audited; revertible once)."""
-    await run_in_threadpool(account_access.check_may_manage, adapter, who)
-    plan = await plan_of(admin_accounts.plan_account, adapter, snapshot, body.change)
-    applied = await apply_checked(plan, body.expect, _runner(adapter, database, who, body, address))
-    adapter.cache.clear()  # /accounts reads sacctmgr through the short cache
-    return applied
+    parts = (adapter, snapshot, database, address)
+    return await _apply(admin_accounts.plan_account, body.change, body, who, parts)
 
 
 @router.post("/users/plan", response_model=PlanView)
@@ -122,8 +136,5 @@ async def apply_user_change(
     address: ClientAddress,
 ) -> Applied:
     """Apply a change of a user's association as you, with a reason (audited)."""
-    await run_in_threadpool(account_access.check_may_manage, adapter, who)
-    plan = await plan_of(admin_accounts.plan_user, adapter, snapshot, body.change)
-    applied = await apply_checked(plan, body.expect, _runner(adapter, database, who, body, address))
-    adapter.cache.clear()
-    return applied
+    parts = (adapter, snapshot, database, address)
+    return await _apply(admin_accounts.plan_user, body.change, body, who, parts)
