@@ -10,6 +10,7 @@ Other areas (QoS, ...) add their group to ``admin_app`` and reuse ``plan_then_ap
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import typer
@@ -102,6 +103,27 @@ def with_cleared(
     return values
 
 
+def read(
+    url: str,
+    token: str | None,
+    path: str,
+    *,
+    json: bool,
+    what: str | None = None,
+    params: Mapping[str, str | int] | None = None,
+) -> Any:
+    """GET ``path`` as you (``what``: it must be an object, so named in the error); with
+    ``json`` (``--json``) the answer is printed as JSON and None returned."""
+    with reporting(), PortalClient(url, token) as client:
+        answer = client.get(path, params=params)
+        if what is not None:
+            answer = as_dict(answer, what)
+    if json:
+        print_json(answer)
+        return None
+    return answer
+
+
 def plan_then_apply(
     client: PortalClient,
     plan_path: str,
@@ -144,10 +166,8 @@ def list_nodes(
     url: UrlOption = DEFAULT_URL, token: TokenOption = None, json: JsonOption = False
 ) -> None:
     """Every node's state and reason, who set it and when, and its jobs."""
-    with reporting(), PortalClient(url, token) as client:
-        answer = as_dict(client.get("/api/v1/admin/nodes"), "the nodes")
-    if json:
-        print_json(answer)
+    answer = read(url, token, "/api/v1/admin/nodes", json=json, what="the nodes")
+    if answer is None:
         return
     for node in answer.get("nodes") or []:
         reason = node.get("reason") or ""
@@ -225,10 +245,8 @@ def changes(
     json: JsonOption = False,
 ) -> None:
     """Applied changes, newest first, and whether each can still be reverted."""
-    with reporting(), PortalClient(url, token) as client:
-        answer = client.get("/api/v1/admin/changes", params={"kind": kind})
-    if json:
-        print_json(answer)
+    answer = read(url, token, "/api/v1/admin/changes", json=json, params={"kind": kind})
+    if answer is None:
         return
     for change in answer or []:
         mark = "revertible" if change.get("revertible") else ""
@@ -344,10 +362,9 @@ def audit(
     filters = {"user": user, "kind": kind, "target": target, "outcome": outcome, "since": since}
     params: dict[str, Any] = {k: v for k, v in filters.items() if v}
     params.update(page=page, limit=limit)
-    with reporting(), PortalClient(url, token) as client:
-        answer = as_dict(client.get("/api/v1/admin/audit", params=params), "the audit log")
-    if json:
-        print_json(answer)
+    path, what = "/api/v1/admin/audit", "the audit log"
+    answer = read(url, token, path, json=json, what=what, params=params)
+    if answer is None:
         return
     typer.echo(f"{answer.get('total', 0)} entries (page {answer.get('page')})")
     for item in answer.get("items") or []:

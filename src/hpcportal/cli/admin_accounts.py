@@ -22,16 +22,14 @@ from hpcportal.cli.admin import (
     JsonOption,
     YesOption,
     change_with,
+    read,
     with_cleared,
 )
 from hpcportal.cli.portal_client import (
     DEFAULT_URL,
     CliError,
-    PortalClient,
     TokenOption,
     UrlOption,
-    as_dict,
-    print_json,
     reporting,
 )
 
@@ -116,10 +114,8 @@ def list_accounts(
     url: UrlOption = DEFAULT_URL, token: TokenOption = None, json: JsonOption = False
 ) -> None:
     """The account tree you may see, with each association's limits and jobs."""
-    with reporting(), PortalClient(url, token) as client:
-        view = as_dict(client.get(ACCOUNTS), "the accounts")
-    if json:
-        print_json(view)
+    view = read(url, token, ACCOUNTS, json=json, what="the accounts")
+    if view is None:
         return
     if not view.get("admin"):
         typer.echo(f"Accounts you coordinate: {', '.join(view.get('coordinates') or [])}")

@@ -20,15 +20,14 @@ from hpcportal.cli.admin import (
     JsonOption,
     YesOption,
     change_with,
+    read,
     with_cleared,
 )
 from hpcportal.cli.portal_client import (
     DEFAULT_URL,
     CliError,
-    PortalClient,
     TokenOption,
     UrlOption,
-    print_json,
     reporting,
 )
 
@@ -97,10 +96,8 @@ def list_qos(
     url: UrlOption = DEFAULT_URL, token: TokenOption = None, json: JsonOption = False
 ) -> None:
     """Every QoS's values as slurmdbd has them now, and its pending/running jobs."""
-    with reporting(), PortalClient(url, token) as client:
-        rows = client.get("/api/v1/admin/qos")
-    if json:
-        print_json(rows)
+    rows = read(url, token, AREA, json=json)
+    if rows is None:
         return
     for row in rows or []:
         qos = row["qos"]

@@ -18,15 +18,12 @@ from typing import Annotated, Any
 
 import typer
 
-from hpcportal.cli.admin import DryRunOption, JsonOption, YesOption, change_with
+from hpcportal.cli.admin import DryRunOption, JsonOption, YesOption, change_with, read
 from hpcportal.cli.portal_client import (
     DEFAULT_URL,
     CliError,
-    PortalClient,
     TokenOption,
     UrlOption,
-    as_dict,
-    print_json,
     reporting,
 )
 
@@ -77,10 +74,8 @@ def list_reservations(
     url: UrlOption = DEFAULT_URL, token: TokenOption = None, json: JsonOption = False
 ) -> None:
     """Every reservation slurmctld has now, and the jobs each one conflicts with."""
-    with reporting(), PortalClient(url, token) as client:
-        answer = as_dict(client.get("/api/v1/admin/reservations"), "the reservations")
-    if json:
-        print_json(answer)
+    answer = read(url, token, AREA, json=json, what="the reservations")
+    if answer is None:
         return
     for row in answer.get("reservations") or []:
         r = row["reservation"]
