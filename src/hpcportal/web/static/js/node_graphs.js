@@ -1,5 +1,7 @@
 // Graphs on the node detail (uPlot): the node's panels from /api/v1/monitoring, the last
-// hour. The server fills in every label; a panel no exporter provides says so instead
+// hour; on the job detail (data-job-graphs) the job's panels: its nodes over its
+// lifetime, GPU panels for its own GPUs (none for a job without GPUs). The server fills
+// in every label; a panel no exporter provides says so instead
 // of an empty chart, and Prometheus being down leaves the page as it is, with a note.
 
 import { api, formatNumber, lang, t } from "./core.js";
@@ -62,11 +64,18 @@ function draw(box, data) {
     [data.timestamps, ...data.series.map((s) => s.values)], box);
 }
 
+function panelUrl(section, panel) {
+  const name = encodeURIComponent(panel.name);
+  const job = section.dataset.jobGraphs;
+  if (job) return `/api/v1/monitoring/jobs/${encodeURIComponent(job)}/panels/${name}`;
+  return `/api/v1/monitoring/nodes/${encodeURIComponent(section.dataset.nodeGraphs)}/panels/${name}?range=3600`;
+}
+
 async function render(section) {
-  const node = section.dataset.nodeGraphs;
   const grid = section.querySelector("[data-graphs]");
   const status = section.querySelector("[data-graphs-status]");
-  if (!node || !grid || section.dataset.drawn) return;
+  const job = section.dataset.jobGraphs;
+  if (!(section.dataset.nodeGraphs || job) || !grid || section.dataset.drawn) return;
   section.dataset.drawn = "1";
   let list;
   try {
@@ -76,6 +85,7 @@ async function render(section) {
     return;
   }
   for (const panel of list.items) {
+    if (job && panel.scope === "gpu" && section.dataset.gpus === "0") continue;
     const figure = document.createElement("figure");
     figure.className = "card chart graph";
     figure.dataset.panel = panel.name;
@@ -93,7 +103,7 @@ async function render(section) {
       continue;
     }
     try {
-      const data = await api(`/api/v1/monitoring/nodes/${encodeURIComponent(node)}/panels/${encodeURIComponent(panel.name)}?range=3600`);
+      const data = await api(panelUrl(section, panel));
       if (!data.available) note(box, t("graphs.no_exporter"));
       else if (!data.series.length) note(box, t("graphs.no_data"));
       else if (uPlot) draw(box, data);
@@ -104,7 +114,7 @@ async function render(section) {
 }
 
 function renderAll() {
-  document.querySelectorAll("[data-node-graphs]").forEach((section) => render(section));
+  document.querySelectorAll("[data-node-graphs], [data-job-graphs]").forEach((section) => render(section));
 }
 
 document.body.addEventListener("htmx:afterSwap", renderAll);
