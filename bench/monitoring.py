@@ -18,8 +18,11 @@ baseline, in the same run):
 2. counts the range queries Prometheus served meanwhile (its own
    ``prometheus_http_requests_total{handler="/api/v1/query_range"}``) and those the
    portal sent (``hpcportal_prometheus_requests_total`` in its ``/metrics``);
-3. prints both, per refresh period and per client, the p50 and p95 of one refresh
-   (all panels answered), and the ratios of the last count to the first.
+3. prints both, per refresh period and per page refresh, what they would be without
+   sharing (one query per panel asked), the p50 and p95 of one refresh (all panels
+   answered), and the ratios of the last count to the first. A single client may cost
+   less than one query per panel and period: when two of its refreshes fall within
+   one step, the second is answered from the shared answer.
 
 Target: the queries Prometheus serves do not grow with the clients (ratio ~1); p95 at
 50 clients within a few hundred ms. Everything is on 127.0.0.1; the job is cancelled
@@ -135,7 +138,8 @@ def report(p: Phase, refresh: float) -> str:
         f"in {p.seconds:.1f} s ({p.prometheus_queries / periods:.1f} per refresh period "
         f"of {refresh:g} s for {len(PANELS)} panels, "
         f"{p.prometheus_queries / max(p.refreshes, 1):.2f} per page refresh); "
-        f"sent by the portal: {p.portal_queries:.0f}\n"
+        f"sent by the portal: {p.portal_queries:.0f} (one per panel asked: "
+        f"{p.refreshes * len(PANELS)})\n"
         f"      page data: p50 {percentile(p.latencies, 0.5) * 1000:.0f} ms, "
         f"p95 {percentile(p.latencies, 0.95) * 1000:.0f} ms, "
         f"max {max(p.latencies, default=float('nan')) * 1000:.0f} ms"
