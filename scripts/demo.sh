@@ -17,5 +17,11 @@ install -d -m 0700 "$STATE"
 chmod 0700 "$STATE"
 export HPCPORTAL_DATABASE_URL="${HPCPORTAL_DATABASE_URL:-sqlite:///$STATE/hpcportal.db}"
 "$VENV/bin/hpcportal" db upgrade
+# Graphs come from the dev cluster's own Prometheus (node exporters, the GPU stand-in).
+if [ -z "${HPCPORTAL_PROMETHEUS_URL:-}" ]; then
+  HPCPORTAL_PROMETHEUS_URL=$("$VENV/bin/hpcportal" dev-cluster status --json |
+    "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin).get("prometheus_url") or "")')
+  export HPCPORTAL_PROMETHEUS_URL
+fi
 log "portal on http://127.0.0.1:8080 (API docs at /api/v1/docs); log in as a demo user above"
 exec "$VENV/bin/hpcportal" serve --host 127.0.0.1 --port 8080
