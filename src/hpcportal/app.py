@@ -60,6 +60,7 @@ from hpcportal.services.apps import AppCatalog
 from hpcportal.services.auth import RevocationList
 from hpcportal.services.disk_alerts import DiskWatcher
 from hpcportal.services.live import LiveHub
+from hpcportal.services.monitoring.idle_gpu import IdleGpuChecker
 from hpcportal.services.monitoring.service import MonitoringService
 from hpcportal.services.notifications import NotificationDetector
 from hpcportal.services.operations.backup_schedule import BackupScheduler
@@ -229,6 +230,9 @@ def _compose(
     # sdiag once per sdiag_sample_seconds per cluster: on the leader only, fenced writes.
     sdiag_sampler = SdiagSampler(settings, database, adapter, group.leadership)
     monitoring = MonitoringService.from_settings(settings)  # Prometheus (prometheus_url)
+    # Idle GPUs told to their jobs' owners once: on the leader only, fenced writes.
+    idle_gpus = IdleGpuChecker(settings, database, snapshot, monitoring, group.leadership,
+                               deliver=hub.deliver)  # fmt: skip
     install(
         app,
         AppServices(
@@ -255,6 +259,7 @@ def _compose(
             replicator=group.replicator,
             sdiag_sampler=sdiag_sampler,
             monitoring=monitoring,
+            idle_gpus=idle_gpus,
         ),
     )
 
@@ -281,6 +286,9 @@ def _compose(
         "scheduler statistics",
         start=sdiag_sampler.start if start_refresher else None,
         stop=sdiag_sampler.stop,
+    )
+    tasks.add(
+        "idle-GPU checks", start=idle_gpus.start if start_refresher else None, stop=idle_gpus.stop
     )
     tasks.add("node proxy clients", stop=proxy_clients.aclose)
     tasks.add("terminals", stop=terminals.stop)  # hang up every shell first

@@ -32,6 +32,7 @@ from hpcportal.services.apptainer import ApptainerCatalog
 from hpcportal.services.auth import RevocationList
 from hpcportal.services.disk_alerts import DiskWatcher
 from hpcportal.services.live import LiveHub
+from hpcportal.services.monitoring.idle_gpu import IdleGpuChecker
 from hpcportal.services.monitoring.service import MonitoringService
 from hpcportal.services.notifications import NotificationDetector
 from hpcportal.services.sessions import SessionContext
@@ -84,6 +85,8 @@ class AppServices:
     sdiag_sampler: SdiagSampler | None = None
     #: Prometheus behind the portal (panels, the catalog, raw PromQL for admins).
     monitoring: MonitoringService | None = None
+    #: Tells owners of running jobs whose GPUs stay idle, once (leader only).
+    idle_gpus: IdleGpuChecker | None = None
 
 
 def install(app: Starlette, services: AppServices) -> None:

@@ -363,6 +363,20 @@ class Settings(BaseSettings):
         description="Label by which the GPU exporter names the Slurm job using a GPU "
         "(DCGM exporter's HPC job mapping writes hpc_job).",
     )
+    gpu_idle_check_seconds: float = Field(
+        default=300.0, ge=0, le=86400,
+        description="The leader checks running GPU jobs for idle GPUs this often "
+        "(0: never; needs prometheus_url and a GPU exporter naming the job).",
+    )  # fmt: skip
+    gpu_idle_threshold_percent: float = Field(
+        default=5.0, gt=0, le=100,
+        description="A job's GPUs are idle while their utilisation stays below this.",
+    )  # fmt: skip
+    gpu_idle_minutes: float = Field(
+        default=30.0, gt=0, le=10080,
+        description="How long a running job's GPUs must stay idle before its owner is "
+        "told, once per job.",
+    )  # fmt: skip
     prometheus_metric_sources: list[MetricSource] = Field(
         default_factory=list,
         description="Site additions to the metric catalog, tried before the built-in "

@@ -28,6 +28,7 @@ from hpcportal.dependencies import (
     AdapterDep,
     AdminUser,
     CurrentUser,
+    DatabaseDep,
     MonitoringDep,
     SnapshotDep,
     strict_query,
@@ -47,6 +48,7 @@ from hpcportal.prometheus.models import (
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.identity import Principal
+from hpcportal.services.monitoring import idle_gpu
 from hpcportal.services.monitoring.service import JobWindow, PanelData, PanelList
 from hpcportal.services.visibility import for_snapshot
 from hpcportal.slurm.models import AccountingRecord, Job
@@ -308,6 +310,18 @@ async def job_panel(
         detail = await run_in_threadpool(job_service.find_job, snap, adapter, job_id, who, meta)
         found = detail.job or detail.accounting
     return await monitoring.job_panel(_window(found, who), panel, _step(step) if step else None)
+
+
+@router.get(
+    "/monitoring/idle-gpus",
+    response_model=idle_gpu.IdleGpuList,
+    tags=["monitoring"],
+    dependencies=[strict_query()],
+)
+async def idle_gpus(_: AdminUser, database: DatabaseDep) -> idle_gpu.IdleGpuList:
+    """Running jobs whose GPUs stayed below ``gpu_idle_threshold_percent`` for
+    ``gpu_idle_minutes`` and whose owners were told (once each), newest first."""
+    return await run_in_threadpool(idle_gpu.listing, database)
 
 
 def _window(found: Job | AccountingRecord | None, who: Principal) -> JobWindow:

@@ -495,3 +495,23 @@ class SdiagSample(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class GpuIdleNudge(Base):
+    """A running job whose GPUs stayed below ``gpu_idle_threshold_percent`` for
+    ``gpu_idle_minutes``, and whose owner was told so once
+    (``services/monitoring/idle_gpu.py``): written by the leader in a fenced
+    transaction with the notification, so a restart or a new leader never tells twice.
+    ``peak_percent`` is the highest utilisation of the job's GPUs over that window."""
+
+    __tablename__ = "gpu_idle_nudges"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    job_name: Mapped[str] = mapped_column(String(200))
+    nodes: Mapped[str] = mapped_column(Text)
+    gpus: Mapped[int] = mapped_column(Integer)
+    peak_percent: Mapped[float] = mapped_column(Float)
+    threshold_percent: Mapped[float] = mapped_column(Float)
+    minutes: Mapped[float] = mapped_column(Float)
+    nudged_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

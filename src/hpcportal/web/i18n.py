@@ -359,6 +359,12 @@ JS_MESSAGES: Final = {
     "notify.time_limit.body": N_(
         "Job %(job_id)s (%(job_name)s) has about %(minutes_left)s minutes left."
     ),
+    "notify.gpu_idle.title": N_("GPUs idle"),
+    "notify.gpu_idle.body": N_(
+        "Job %(job_id)s (%(job_name)s) has kept its GPUs below %(threshold)s for "
+        "%(minutes)s minutes (at most %(peak)s). See its graphs; if it does not need "
+        "GPUs, resubmit it without them so others can use them."
+    ),
     "notify.disk_warning.title": N_("Disk usage warning"),
     "notify.disk_critical.title": N_("Disk usage critical"),
     "notify.disk_cleared.title": N_("Disk usage back below threshold"),
