@@ -187,8 +187,11 @@ class IdleGpuChecker:
     async def idle_jobs(self) -> list[tuple[Job, float]]:
         """Each candidate whose GPUs' peak over the window is below the threshold."""
         snap = await self.snapshot.current()
-        told = await run_in_threadpool(self.told, [str(j.job_id) for j in snap.jobs])
-        jobs = self.candidates(snap.jobs, told, self.clock())
+        running = self.candidates(snap.jobs, set(), self.clock())
+        if not running:
+            return []
+        told = await run_in_threadpool(self.told, [str(j.job_id) for j in running])
+        jobs = self.candidates(running, told, self.clock())
         if not jobs:
             return []
         found = (await self.monitoring.resolved()).get("gpu_util")
