@@ -101,8 +101,6 @@ def test_the_idle_query_asks_for_the_peak_over_a_covered_window() -> None:
                  f"(min(count_over_time(({inner})[1800s:15s])) >= 108)")  # fmt: skip
 
 
-def test_off_without_prometheus(
-    database: Database, db_settings: Settings
-) -> None:
+def test_off_without_prometheus(database: Database, db_settings: Settings) -> None:
     assert not checker(db_settings, database, Leadership.single()).enabled  # no client
     assert asyncio.run(checker(db_settings, database, Leadership.single()).tick()) == []
