@@ -14,6 +14,7 @@ by the test (``GpuStandIn.jobs``), and Prometheus scrapes it as it would the rea
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -117,6 +118,15 @@ class RealPrometheus:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=30)
 
+    def scrape_portal(self, url: str) -> None:
+        """Scrape a portal's ``/metrics`` (``http://127.0.0.1:PORT``) from now on, as
+        job ``portal`` (file-based discovery: Prometheus sees the file change)."""
+        address = url.split("://", 1)[-1].rstrip("/")
+        targets = self.folder / "portal_targets.json"
+        written = targets.with_suffix(".tmp")
+        written.write_text(json.dumps([{"targets": [address]}]))
+        written.replace(targets)
+
     def query(self, promql: str, **params: str) -> dict[str, object]:
         """Prometheus' own answer, straight from its API."""
         r = httpx.get(f"{self.url}/api/v1/query", params={"query": promql, **params}, timeout=10)
@@ -138,7 +148,11 @@ class RealPrometheus:
 
 
 def _config(
-    nodes: list[str], exporter_port: int, gpu: GpuStandIn | None, rules: Path | None
+    nodes: list[str],
+    exporter_port: int,
+    gpu: GpuStandIn | None,
+    rules: Path | None,
+    folder: Path,
 ) -> str:
     lines = ["global:", "  scrape_interval: 1s", "  evaluation_interval: 1s"]
     if rules is not None:
@@ -147,6 +161,9 @@ def _config(
     for node in nodes:
         lines += [f"      - targets: ['127.0.0.1:{exporter_port}']",
                   f"        labels: {{instance: '{node}:9100'}}"]  # fmt: skip
+    lines += ["  - job_name: portal", "    file_sd_configs:",
+              f"      - files: ['{folder / 'portal_targets.json'}']",
+              "        refresh_interval: 1s"]  # fmt: skip
     if gpu is not None:
         lines += ["  - job_name: dcgm", "    static_configs:",
                   f"      - targets: ['127.0.0.1:{gpu.port}']",
@@ -174,7 +191,9 @@ def real_prometheus(
              "--collector.filesystem"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        (folder / "prometheus.yml").write_text(_config(nodes, exporter_port, running_gpu, rules))
+        (folder / "portal_targets.json").write_text("[]")
+        config = _config(nodes, exporter_port, running_gpu, rules, folder)
+        (folder / "prometheus.yml").write_text(config)
         process = subprocess.Popen(
             [PROMETHEUS, f"--config.file={folder / 'prometheus.yml'}",
              f"--storage.tsdb.path={folder / 'data'}",

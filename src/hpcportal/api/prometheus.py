@@ -48,6 +48,7 @@ from hpcportal.prometheus.models import (
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.identity import Principal
+from hpcportal.services.monitoring import history as cluster_history
 from hpcportal.services.monitoring import idle_gpu
 from hpcportal.services.monitoring.service import JobWindow, PanelData, PanelList
 from hpcportal.services.visibility import for_snapshot
@@ -310,6 +311,34 @@ async def job_panel(
         detail = await run_in_threadpool(job_service.find_job, snap, adapter, job_id, who, meta)
         found = detail.job or detail.accounting
     return await monitoring.job_panel(_window(found, who), panel, _step(step) if step else None)
+
+
+@router.get(
+    "/monitoring/history/{panel}",
+    response_model=PanelData,
+    tags=["monitoring"],
+    dependencies=[strict_query("range")],
+)
+async def history_panel(
+    panel: str,
+    who: CurrentUser,
+    snapshot: SnapshotDep,
+    monitoring: MonitoringDep,
+    range: cluster_history.HistoryRange = "day",
+) -> PanelData:
+    """Cluster history from the portal's own Slurm gauges as Prometheus kept them
+    (so it costs Slurm nothing): ``cpus`` and ``gpus`` (allocated and total per
+    partition) and ``jobs`` (jobs in the queue by state), over the last hour, day, week
+    or month. Named queries only; the window is aligned to its step and shared."""
+    found = cluster_history.panel_named(panel)
+    vis = for_snapshot(who, await snapshot.current())
+    vis.require("partitions")
+    if found.needs == "jobs" and vis.hides("jobs"):
+        raise Forbidden(
+            "This cluster keeps jobs private (PrivateData=jobs in Slurm), so the counts "
+            "of everyone's jobs are not shown."
+        )
+    return await cluster_history.history(monitoring, found, range)
 
 
 @router.get(

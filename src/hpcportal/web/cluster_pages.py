@@ -12,6 +12,7 @@ from hpcportal.dependencies import SnapshotDep
 from hpcportal.errors import PortalError
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import partition_loads
+from hpcportal.services.monitoring import history as cluster_history
 from hpcportal.services.snapshot import ClusterSnapshot, SnapshotService
 from hpcportal.services.visibility import Visibility, for_snapshot, visible_jobs
 from hpcportal.slurm import hostlist
@@ -118,3 +119,20 @@ async def node_partial(name: str, page: PageDep, snapshot: SnapshotDep) -> HTMLR
 async def partitions_page(page: PageDep, snapshot: SnapshotDep) -> HTMLResponse:
     snap, vis = await _allowed(page, snapshot, "partitions")
     return page.render("partitions.html", page_key="partitions", loads=partition_loads(snap, vis))
+
+
+@router.get("/cluster/history", response_class=HTMLResponse)
+async def history_page(page: PageDep, snapshot: SnapshotDep, range: str = "day") -> HTMLResponse:
+    """Utilisation by partition and jobs by state over an hour, day, week or month,
+    drawn in the browser from ``/api/v1/monitoring/history`` (the portal's gauges as
+    Prometheus kept them)."""
+    _, vis = await _allowed(page, snapshot, "partitions")
+    if range not in cluster_history.RANGES:
+        range = "day"
+    return page.render(
+        "cluster_history.html",
+        page_key="partitions",
+        ranges=cluster_history.RANGES,
+        range=range,
+        panels=[p for p in cluster_history.PANELS if not vis.hides(p.needs)],
+    )

@@ -328,6 +328,8 @@ JS_MESSAGES: Final = {
     "graphs.gpu_memory": N_("GPU memory used"),
     "graphs.gpu_temp": N_("GPU temperature"),
     "graphs.gpu_power": N_("GPU power"),
+    "history.allocated": N_("allocated"),
+    "history.total": N_("total"),
     "output.waiting": N_("Waiting for output…"),
     "theme.dark": N_("Dark mode"),
     "theme.light": N_("Light mode"),

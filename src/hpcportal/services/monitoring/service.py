@@ -266,7 +266,7 @@ class MonitoringService:
             node_m = catalog.node_matcher(settings.prometheus_node_label, node_names)
             promql = catalog.render(source.node_query, node=node_m, window=window)
         answer = await self.shared_range(promql, first, last, step)
-        timestamps, series = _grid(answer.data, first, last, step, settings.prometheus_node_label)
+        timestamps, series = grid(answer.data, first, last, step, settings.prometheus_node_label)
         return PanelData(
             panel=metric.name, title=metric.title, unit=metric.unit, available=True,
             exporter=source.exporter, query=promql, start=first, end=last, step=step,
@@ -296,7 +296,7 @@ def _empty(found: catalog.Resolved, at: float, reason: str | None) -> PanelData:
     )  # fmt: skip
 
 
-def _grid(
+def grid(
     matrix: Matrix, start: float, end: float, step: float, node_label: str
 ) -> tuple[list[float], list[PanelSeries]]:
     """The answer on the panel's time grid (one timestamp per step), one value list per

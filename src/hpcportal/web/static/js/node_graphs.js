@@ -28,6 +28,7 @@ function formatValue(value, unit) {
   }
   if (unit === "percent") return `${formatNumber(value, 0)} %`;
   if (unit === "celsius") return `${formatNumber(value, 0)} °C`;
+  if (unit === "count") return formatNumber(value, 0);
   if (unit === "watts") return `${formatNumber(value, 0)} W`;
   return formatNumber(value, 2);
 }
@@ -113,8 +114,40 @@ async function render(section) {
   }
 }
 
+// Cluster history (/cluster/history): the portal's own Slurm gauges from Prometheus,
+// one figure per named panel already in the page (cpus, gpus, jobs).
+function historyName(data, s) {
+  if (data.panel === "jobs") {
+    const key = `job_status.${s.labels.state}`;
+    const text = t(key);
+    return text === key ? s.name : text;
+  }
+  const kind = t(`history.${s.labels.kind}`);
+  return `${s.labels.partition} ${kind.startsWith("history.") ? s.labels.kind : kind}`;
+}
+
+async function renderHistory(section) {
+  if (section.dataset.drawn) return;
+  section.dataset.drawn = "1";
+  const range = encodeURIComponent(section.dataset.historyGraphs);
+  for (const figure of section.querySelectorAll("[data-history-panel]")) {
+    const box = figure.querySelector(".graph-box");
+    const name = encodeURIComponent(figure.dataset.historyPanel);
+    try {
+      const data = await api(`/api/v1/monitoring/history/${name}?range=${range}`);
+      figure.dataset.available = data.available ? "1" : "0";
+      if (!data.available) note(box, data.reason || t("graphs.no_exporter"));
+      else if (!data.series.length) note(box, t("graphs.no_data"));
+      else if (uPlot) draw(box, { ...data, unit: "count", series: data.series.map((s) => ({ ...s, name: historyName(data, s) })) });
+    } catch (error) {
+      note(box, t("graphs.unavailable", { reason: error.message }));
+    }
+  }
+}
+
 function renderAll() {
   document.querySelectorAll("[data-node-graphs], [data-job-graphs]").forEach((section) => render(section));
+  document.querySelectorAll("[data-history-graphs]").forEach((section) => renderHistory(section));
 }
 
 document.body.addEventListener("htmx:afterSwap", renderAll);
