@@ -76,6 +76,7 @@ from hpcportal.web import (
     accounting_pages,
     admin_accounts_pages,
     admin_console_pages,
+    admin_monitoring_pages,
     admin_pages,
     admin_qos_pages,
     admin_reservation_pages,
@@ -185,6 +186,7 @@ def create_app(
     app.include_router(admin_accounts_pages.router)
     app.include_router(admin_reservation_pages.router)
     app.include_router(admin_console_pages.router)
+    app.include_router(admin_monitoring_pages.router)
     app.include_router(session_pages.router)
     return app
 

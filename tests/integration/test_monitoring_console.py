@@ -6,11 +6,16 @@ and a real portal's own ``/metrics``; the same portal answers the pages and the 
   exactly what Prometheus answers for the same query and step-aligned window, and the
   latest figures are Slurm's own (the partitions' CPUs as Slurm lists its nodes); the
   answers are shared; PromQL is never taken from the caller.
+- the admin monitoring page and ``/monitoring/overview``: every target Prometheus scrapes
+  (the portal too) with its health, the alerts firing (a rule file whose alert fires per
+  node), the idle-GPU list; for admins only; Prometheus unreachable: the page renders
+  and says why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +33,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 API = "/api/v1"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "prometheus"
 NODES = ["node001", "node002", "node003", "node004", "gpu001", "viz-node001"]
 CPUS_QUERY = "max by (partition, kind) (hpcportal_slurm_partition_cpus)"
 JOBS_QUERY = "sum by (state) (max by (partition, account, state) (hpcportal_slurm_jobs))"
@@ -40,7 +46,7 @@ def gpu() -> GpuStandIn:
 
 @pytest.fixture(scope="module")
 def prom(gpu: GpuStandIn) -> Iterator[RealPrometheus]:
-    with real_prometheus.real_prometheus(NODES, gpu) as running:
+    with real_prometheus.real_prometheus(NODES, gpu, rules=FIXTURES / "rules.yml") as running:
         yield running
 
 
@@ -185,3 +191,58 @@ def test_history_page_links_and_renders(portal: RunningPortal) -> None:
             ko.close()
     finally:
         pages.close()
+
+
+def test_the_admin_overview_holds_prometheus_targets_and_alerts(
+    portal: RunningPortal, prom: RealPrometheus, carol: dict[str, str], alice: dict[str, str]
+) -> None:
+    prom.wait_for('ALERTS{alertname="NodeUp",alertstate="firing"}')
+    r = get(portal, carol, "/monitoring/overview")
+    assert r.status_code == 200, r.text
+    view = r.json()
+    assert view["error"] is None and view["health"]["ready"]
+    own = httpx.get(f"{prom.url}/api/v1/targets", params={"state": "active"}).json()
+    theirs = {(t["scrapePool"], t["labels"]["instance"], t["health"])
+              for t in own["data"]["activeTargets"]}  # fmt: skip
+    mine = {(t["pool"], t["instance"], t["health"]) for t in view["targets"]}
+    assert mine == theirs
+    portal_address = portal.url.split("//")[1]
+    assert ("portal", portal_address, "up") in mine and len(mine) == len(NODES) + 2
+    firing = {(a["name"], a["labels"]["instance"]) for a in view["firing"]}
+    assert {("NodeUp", f"{n}:9100") for n in NODES} <= firing
+    assert get(portal, alice, "/monitoring/overview").status_code == 403
+    pages = page_client(portal, "carol")
+    try:
+        html = pages.get("/admin/monitoring").text
+        assert 'href="/admin/monitoring" aria-current="page"' in html
+        assert f'data-target="{portal_address}" data-health="up"' in html
+        assert 'data-alert="NodeUp"' in html and 'data-testid="no-idle-gpus"' in html
+        assert 'data-testid="prometheus-error"' not in html
+        assert 'href="/admin/monitoring"' in pages.get("/admin/scheduler").text
+    finally:
+        pages.close()
+    denied = page_client(portal, "alice")
+    try:
+        assert denied.get("/admin/monitoring").status_code == 403
+    finally:
+        denied.close()
+
+
+def test_the_admin_page_renders_and_says_why_when_prometheus_is_down(
+    make_portal: PortalFactory,
+) -> None:
+    dead = f"http://127.0.0.1:{real_prometheus.free_port()}"
+    with make_portal.run(prometheus_url=dead, prometheus_timeout=2.0) as down:
+        carol = down.login("carol")
+        r = get(down, carol, "/monitoring/overview")
+        assert r.status_code == 200 and "cannot be reached" in r.json()["error"]
+        for lang, words in (("en", "Prometheus cannot be read"),
+                            ("ko", "Prometheus를 읽을 수 없습니다")):  # fmt: skip
+            pages = page_client(down, "carol", lang)
+            try:
+                page = pages.get("/admin/monitoring")
+                assert page.status_code == 200
+                assert words in page.text and dead.split("//")[1] in page.text
+                assert 'data-testid="no-targets"' in page.text
+            finally:
+                pages.close()

@@ -50,6 +50,7 @@ from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.identity import Principal
 from hpcportal.services.monitoring import history as cluster_history
 from hpcportal.services.monitoring import idle_gpu
+from hpcportal.services.monitoring.overview import Overview, overview
 from hpcportal.services.monitoring.service import JobWindow, PanelData, PanelList
 from hpcportal.services.visibility import for_snapshot
 from hpcportal.slurm.models import AccountingRecord, Job
@@ -351,6 +352,22 @@ async def idle_gpus(_: AdminUser, database: DatabaseDep) -> idle_gpu.IdleGpuList
     """Running jobs whose GPUs stayed below ``gpu_idle_threshold_percent`` for
     ``gpu_idle_minutes`` and whose owners were told (once each), newest first."""
     return await run_in_threadpool(idle_gpu.listing, database)
+
+
+@router.get(
+    "/monitoring/overview",
+    response_model=Overview,
+    tags=["monitoring"],
+    dependencies=[strict_query()],
+)
+async def monitoring_overview(
+    _: AdminUser, database: DatabaseDep, monitoring: MonitoringDep
+) -> Overview:
+    """For admins: Prometheus' health, its targets and how each scrape went, the alerts
+    firing, and the idle-GPU list. Prometheus down is not an error here: ``error`` says
+    why its parts are empty (the idle-GPU list is the portal's own)."""
+    idle = await run_in_threadpool(idle_gpu.listing, database)
+    return await overview(monitoring, idle.items)
 
 
 def _window(found: Job | AccountingRecord | None, who: Principal) -> JobWindow:
