@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route
 
 from tests.integration import slurm_cli
 from tests.integration.browser import login
@@ -149,3 +149,48 @@ def test_a_line_the_job_writes_shows_within_a_second(
     print(f"{lang}: written to shown, ms: {delays}")
     assert len(delays) >= 2, seen
     assert max(delays) < WITHIN_MS, delays
+
+
+def test_a_refresh_while_the_page_loads_is_not_missed(
+    browser: Browser, make_portal: PortalFactory, conf: str
+) -> None:
+    """The page is drawn from snapshot N; a refresh N+1 happens before its live socket
+    subscribes (here: its script held back until then). The socket resumes from N, so
+    the job drawn as pending turns running without another refresh (with the script
+    starting from nothing, the page would keep "Pending" until the next change)."""
+    portal = make_portal(refresh_interval=1.0, stale_after=60.0)
+    job_id = slurm_cli.sbatch(conf, "alice", "--hold", "--wrap", "sleep 300")
+    page = alice_page(browser, portal, "en")
+    held: list[Route] = []
+    try:
+        with portal.client(headers=portal.login("alice")) as c:
+            deadline = time.monotonic() + 30
+            while (answer := c.get(f"/api/v1/jobs/{job_id}").json())["job"][
+                "status"
+            ] != "queued_held":
+                assert time.monotonic() < deadline, f"the portal never listed it held: {answer}"
+                time.sleep(0.2)
+        page.route("**/js/live.js*", lambda route: held.append(route))
+        page.goto(f"{portal.url}/jobs/{job_id}", wait_until="commit")
+        badge = "[data-testid=job-detail] .page-head [data-testid=job-state]"
+        page.wait_for_selector(f"{badge}[data-status=queued_held]")
+        deadline = time.monotonic() + 30
+        while not held:
+            assert time.monotonic() < deadline, "live.js was never asked for"
+            page.wait_for_timeout(50)
+        drawn = int(page.evaluate("() => document.body.dataset.generation"))
+
+        slurm_cli.run(conf, ["scontrol", "release", str(job_id)])
+        slurm_cli.wait_running(conf, job_id)
+        generation = portal.wait_for_generation(drawn)
+        with portal.client(headers=portal.login("alice")) as c:
+            while c.get(f"/api/v1/jobs/{job_id}").json()["job"]["status"] != "running":
+                generation = portal.wait_for_generation(generation)
+        assert page.get_attribute(badge, "data-status") == "queued_held"  # still as drawn
+
+        for route in held:
+            route.continue_()
+        page.wait_for_selector(f"{badge}[data-status=running]", timeout=15_000)
+    finally:
+        slurm_cli.scancel(conf, job_id, missing_ok=True)
+        page.context.close()

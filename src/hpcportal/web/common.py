@@ -168,6 +168,9 @@ class Page:
     fmt: i18n.Formatter
     theme: str
     stale: SnapshotMeta | None = None
+    #: The snapshot generation the page was drawn from: the live socket resumes from it,
+    #: so a refresh between drawing the page and subscribing is not missed.
+    generation: int | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
 
     def gettext(self, message: str) -> str:
@@ -280,6 +283,7 @@ async def current_snapshot(page: Page, snapshot: SnapshotService) -> ClusterSnap
     meta = SnapshotMeta.of(snapshot.health())
     if meta.stale:
         page.stale = meta
+    page.generation = snap.generation
     return snap
 
 

@@ -28,9 +28,19 @@ let reconnectTimer = 0;
 let pollTimer = 0;
 let pingTimer = 0;
 let lastJobsGeneration = -1;
-/** The newest snapshot generation any message carried (one sequence across replicas). */
-let lastGeneration = -1;
+/**
+ * The newest snapshot generation any message carried (one sequence across replicas).
+ * It starts at the generation the page was drawn from (body data-generation), so the
+ * first connection resumes from there: a refresh between drawing the page and
+ * subscribing reaches the page instead of being missed.
+ */
+let lastGeneration = drawnGeneration();
 let started = false;
+
+function drawnGeneration() {
+  const value = Number(document.body?.dataset.generation);
+  return Number.isInteger(value) && value >= 0 ? value : -1;
+}
 
 /** Call fn(message) for every message of this type. */
 export function on(type, fn) {
