@@ -10,17 +10,23 @@ and a real portal's own ``/metrics``; the same portal answers the pages and the 
   (the portal too) with its health, the alerts firing (a rule file whose alert fires per
   node), the idle-GPU list; for admins only; Prometheus unreachable: the page renders
   and says why.
+- events on the graphs' time axis: alice's job's start (as the job's page has it), no
+  end while it runs, bob refused; a node's drain applied through the portal (a row of
+  ``admin_changes``) with who and why for admins only.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from hpcportal.db.models import AdminChange
 from tests import real_prometheus
 from tests.integration import slurm_cli
 from tests.integration.portal_server import RunningPortal
@@ -246,3 +252,39 @@ def test_the_admin_page_renders_and_says_why_when_prometheus_is_down(
                 assert 'data-testid="no-targets"' in page.text
             finally:
                 pages.close()
+
+
+def test_graph_events_of_a_job_and_a_node(
+    portal: RunningPortal, alice: dict[str, str], bob: dict[str, str], carol: dict[str, str],
+    job: int,
+) -> None:  # fmt: skip
+    r = get(portal, alice, f"/monitoring/jobs/{job}/events")
+    assert r.status_code == 200, r.text
+    started = get(portal, alice, f"/jobs/{job}").json()["job"]["start_time"]
+    start = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+    assert r.json()["items"] == [{"at": start, "kind": "job_start", "detail": None}]
+    assert time.time() - 600 < start <= time.time()
+    assert get(portal, bob, f"/monitoring/jobs/{job}/events").status_code == 403
+    # A drain of node[003-004] the portal applied ten minutes ago (its own record).
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    with portal.services.database.session() as session:
+        session.add(AdminChange(at=at, username="carol", kind="node.drain",
+                                target="node:node[003-004]", reason="console-test",
+                                commands=[], previous={}, revert=[]))  # fmt: skip
+        session.commit()
+    try:
+        mine = get(portal, carol, "/monitoring/nodes/node004/events").json()["items"]
+        assert {"at": at.timestamp(), "kind": "node_drain",
+                "detail": "carol: console-test"} in mine  # fmt: skip
+        theirs = get(portal, alice, "/monitoring/nodes/node004/events").json()["items"]
+        assert {"at": at.timestamp(), "kind": "node_drain", "detail": None} in theirs
+        short = get(portal, carol, "/monitoring/nodes/node004/events", range=300).json()
+        assert all(e["kind"] != "node_drain" for e in short["items"])
+        other = get(portal, carol, "/monitoring/nodes/node001/events").json()["items"]
+        assert all(e["kind"] != "node_drain" for e in other)  # not in node[003-004]
+        assert get(portal, carol, "/monitoring/nodes/nope/events").status_code == 404
+    finally:
+        with portal.services.database.session() as session:
+            row = session.query(AdminChange).filter_by(reason="console-test").one()
+            session.delete(row)
+            session.commit()

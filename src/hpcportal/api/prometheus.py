@@ -18,7 +18,7 @@ error: 422 with Prometheus' message.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -48,11 +48,13 @@ from hpcportal.prometheus.models import (
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
 from hpcportal.services.identity import Principal
+from hpcportal.services.monitoring import events, idle_gpu
 from hpcportal.services.monitoring import history as cluster_history
-from hpcportal.services.monitoring import idle_gpu
 from hpcportal.services.monitoring.overview import Overview, overview
 from hpcportal.services.monitoring.service import JobWindow, PanelData, PanelList
+from hpcportal.services.snapshot import SnapshotService
 from hpcportal.services.visibility import for_snapshot
+from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.models import AccountingRecord, Job
 from hpcportal.slurm.states import JobStatus
 
@@ -303,6 +305,53 @@ async def job_panel(
     """One panel of one job: its nodes over its lifetime, its own GPUs. A job you may
     not see is a 404, as on ``/jobs/{id}``; another user's job you may see is a 403:
     its figures, like its script and files, are for its owner and admins."""
+    window = await _job_window(job_id, who, snapshot, adapter)
+    return await monitoring.job_panel(window, panel, _step(step) if step else None)
+
+
+@router.get(
+    "/monitoring/jobs/{job_id}/events",
+    response_model=events.GraphEvents,
+    tags=["monitoring"],
+    dependencies=[strict_query()],
+)
+async def job_events(
+    job_id: str, who: CurrentUser, snapshot: SnapshotDep, adapter: AdapterDep
+) -> events.GraphEvents:
+    """The job's start and end, to mark on its graphs (same rights as its panels)."""
+    window = await _job_window(job_id, who, snapshot, adapter)
+    return events.job_events(window.start, window.end)
+
+
+@router.get(
+    "/monitoring/nodes/{name}/events",
+    response_model=events.GraphEvents,
+    tags=["monitoring"],
+    dependencies=[strict_query("range")],
+)
+async def node_events(
+    name: str,
+    who: CurrentUser,
+    snapshot: SnapshotDep,
+    database: DatabaseDep,
+    range: Annotated[float, Query(ge=60, le=31 * 86400)] = 3600,
+) -> events.GraphEvents:
+    """The node's drains, downs, resumes and reboots applied through the portal, and
+    when Slurm set its current drain or down reason, over the last ``range`` seconds
+    (who and why: admins only)."""
+    snap = await snapshot.current()
+    for_snapshot(who, snap).require("nodes")
+    node = snap.nodes_by_name.get(name)
+    if node is None:
+        raise NotFound(f"No node named {name!r}.")
+    since = datetime.now(UTC) - timedelta(seconds=range)
+    return await run_in_threadpool(events.node_events, database, node, since,
+                                   admin=who.is_admin)  # fmt: skip
+
+
+async def _job_window(
+    job_id: str, who: Principal, snapshot: SnapshotService, adapter: SlurmAdapter
+) -> JobWindow:
     job_service.validate_job_id(job_id)
     snap = await snapshot.current()
     found: Job | AccountingRecord | None = snap.jobs_by_id.get(job_id)
@@ -311,7 +360,7 @@ async def job_panel(
         meta = SnapshotMeta.of(snapshot.health())
         detail = await run_in_threadpool(job_service.find_job, snap, adapter, job_id, who, meta)
         found = detail.job or detail.accounting
-    return await monitoring.job_panel(_window(found, who), panel, _step(step) if step else None)
+    return _window(found, who)
 
 
 @router.get(

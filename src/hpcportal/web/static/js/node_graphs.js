@@ -46,7 +46,79 @@ function note(box, text) {
   box.append(p);
 }
 
-function draw(box, data) {
+// Slurm events (job start and end; node drained, down, resumed) as dashed vertical
+// marks across the plot, drawn after the series.
+function markColour(kind) {
+  if (kind === "job_end" || kind === "node_resume") return css("--s-completed");
+  if (kind.startsWith("job")) return css("--s-running");
+  return css("--s-failed");
+}
+
+function marks(events) {
+  return {
+    hooks: {
+      draw: [
+        (u) => {
+          const { ctx, bbox } = u;
+          ctx.save();
+          ctx.setLineDash([5, 4]);
+          ctx.lineWidth = 2;
+          for (const e of events) {
+            const x = u.valToPos(e.at, "x", true);
+            if (x < bbox.left || x > bbox.left + bbox.width) continue;
+            ctx.strokeStyle = markColour(e.kind);
+            ctx.beginPath();
+            ctx.moveTo(x, bbox.top);
+            ctx.lineTo(x, bbox.top + bbox.height);
+            ctx.stroke();
+          }
+          ctx.restore();
+        },
+      ],
+    },
+  };
+}
+
+function eventLabel(e) {
+  const key = `events.${e.kind}`;
+  const text = t(key);
+  return text === key ? e.kind : text;
+}
+
+// The same events as text, for everyone (and screen readers).
+function listEvents(section, events) {
+  if (!events.length) return;
+  const list = document.createElement("ul");
+  list.className = "legend graph-events";
+  list.dataset.graphEvents = String(events.length);
+  list.setAttribute("aria-label", t("events.title"));
+  const when = new Intl.DateTimeFormat(lang, { dateStyle: "short", timeStyle: "short" });
+  for (const e of events) {
+    const item = document.createElement("li");
+    item.dataset.kind = e.kind;
+    const dot = document.createElement("span");
+    dot.className = "dot";
+    dot.setAttribute("aria-hidden", "true");
+    dot.style.background = markColour(e.kind);
+    item.append(dot, `${when.format(new Date(e.at * 1000))} ${eventLabel(e)}${e.detail ? ` (${e.detail})` : ""}`);
+    list.append(item);
+  }
+  section.querySelector("[data-graphs]").before(list);
+}
+
+async function loadEvents(section) {
+  const job = section.dataset.jobGraphs;
+  const url = job
+    ? `/api/v1/monitoring/jobs/${encodeURIComponent(job)}/events`
+    : `/api/v1/monitoring/nodes/${encodeURIComponent(section.dataset.nodeGraphs)}/events?range=3600`;
+  try {
+    return (await api(url)).items;
+  } catch (error) {
+    return [];
+  }
+}
+
+function draw(box, data, events = []) {
   const width = Math.max(260, box.clientWidth - 8);
   const series = [
     { label: t("graphs.time"), value: (u, v) => (v == null ? "" : timeLabel.format(new Date(v * 1000))) },
@@ -61,7 +133,9 @@ function draw(box, data) {
     { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 }, size: 70,
       values: (u, ticks) => ticks.map((v) => formatValue(v, data.unit)) },
   ];
-  return new uPlot({ width, height: 180, axes, series, legend: { live: true } },
+  const inside = events.filter((e) => e.at >= data.start && e.at <= data.end);
+  box.dataset.marks = String(inside.length);
+  return new uPlot({ width, height: 180, axes, series, legend: { live: true }, plugins: [marks(inside)] },
     [data.timestamps, ...data.series.map((s) => s.values)], box);
 }
 
@@ -85,6 +159,8 @@ async function render(section) {
     status.textContent = t("graphs.unavailable", { reason: error.message });
     return;
   }
+  const events = await loadEvents(section);
+  listEvents(section, events);
   for (const panel of list.items) {
     if (job && panel.scope === "gpu" && section.dataset.gpus === "0") continue;
     const figure = document.createElement("figure");
@@ -107,7 +183,7 @@ async function render(section) {
       const data = await api(panelUrl(section, panel));
       if (!data.available) note(box, t("graphs.no_exporter"));
       else if (!data.series.length) note(box, t("graphs.no_data"));
-      else if (uPlot) draw(box, data);
+      else if (uPlot) draw(box, data, events);
     } catch (error) {
       note(box, t("graphs.unavailable", { reason: error.message }));
     }
