@@ -29,10 +29,12 @@ import pytest
 from hpcportal.db.models import AdminChange
 from tests import real_prometheus
 from tests.integration import slurm_cli
+from tests.integration.browser import axe_violations, describe, login
 from tests.integration.portal_server import RunningPortal
 from tests.integration.portals import PortalFactory
 from tests.integration.test_web_pages import browser as page_client
 from tests.real_prometheus import GpuStandIn, RealPrometheus
+from tests.webcheck import untranslated
 
 pytestmark = pytest.mark.skipif(
     not real_prometheus.available(), reason="prometheus and prometheus-node-exporter missing"
@@ -288,3 +290,42 @@ def test_graph_events_of_a_job_and_a_node(
             row = session.query(AdminChange).filter_by(reason="console-test").one()
             session.delete(row)
             session.commit()
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_history_and_event_marks_in_the_browser(
+    browser: Any, portal: RunningPortal, job: int, lang: str
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  locale="ko-KR" if lang == "ko" else "en-US")  # fmt: skip
+    try:
+        page = context.new_page()
+        login(page, portal.url, "alice")
+        if lang == "ko":
+            page.select_option("#lang-switch", "ko")
+            page.wait_for_load_state("networkidle")
+        page.goto(f"{portal.url}/cluster/history?range=hour")
+        page.wait_for_function(
+            "document.querySelectorAll('[data-testid=history-graphs] .uplot').length === 3",
+            timeout=30000,
+        )
+        cpus = page.locator('figure[data-history-panel="cpus"]')
+        assert cpus.locator("figcaption").text_content() == (
+            "파티션별 CPU" if lang == "ko" else "CPUs by partition")  # fmt: skip
+        legend = cpus.locator(".u-legend").text_content() or ""
+        assert ("normal 전체" if lang == "ko" else "normal total") in legend
+        problems = axe_violations(page)
+        assert not problems, describe(problems)
+        if lang == "ko":
+            assert untranslated(page.content()) == []
+        page.goto(f"{portal.url}/jobs/{job}")
+        page.wait_for_selector("[data-graph-events] li[data-kind=job_start]", timeout=30000)
+        page.wait_for_function(
+            "[...document.querySelectorAll('[data-job-graphs] .graph-box')]"
+            ".some((b) => b.dataset.marks === '1')",
+            timeout=30000,
+        )
+        text = page.locator("[data-graph-events]").text_content() or ""
+        assert ("작업 시작" if lang == "ko" else "Job started") in text
+    finally:
+        context.close()
