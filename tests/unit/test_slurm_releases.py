@@ -384,3 +384,10 @@ def test_output_patterns_name_the_first_node_of_a_host_list() -> None:
     meta = SnapshotMeta(taken_at=None, age_seconds=None, stale=False)
     detail = JobDetail(job=job, source="snapshot", snapshot=meta)
     assert output_path(detail, "stdout") == f"/tmp/rack1-node01-{job.job_id}.out"
+
+
+def test_sacct_none_assigned_is_no_node() -> None:
+    """sacct names the nodes of a job that never ran "None assigned": no node."""
+    from hpcportal.slurm.parse.values import text
+
+    assert text("None assigned") is None and text("node001") == "node001"

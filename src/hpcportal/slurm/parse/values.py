@@ -31,8 +31,10 @@ def timestamp(value: Number) -> datetime | None:
 
 
 def text(value: str | None) -> str | None:
-    """Slurm writes "None", "(null)" or "" for nothing; make that None."""
-    if value is None or value.strip().lower() in ("", "none", "(null)", "n/a"):
+    """Slurm writes "None", "None assigned" (sacct's nodes of a job that never ran),
+    "(null)" or "" for nothing; make that None."""
+    nothing = ("", "none", "none assigned", "(null)", "n/a")
+    if value is None or value.strip().lower() in nothing:
         return None
     return value
 
