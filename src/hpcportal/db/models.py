@@ -515,3 +515,8 @@ class GpuIdleNudge(Base):
     threshold_percent: Mapped[float] = mapped_column(Float)
     minutes: Mapped[float] = mapped_column(Float)
     nudged_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+# Later areas keep their tables in modules of their own; importing them here registers
+# them wherever the models are (Alembic's env, create_all in tests).
+from hpcportal.db import delivery_tables, report_tables  # noqa: E402, F401

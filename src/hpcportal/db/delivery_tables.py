@@ -1,0 +1,9 @@
+"""Tables of the delivery area: channels, subscriptions, the outbox and received alerts.
+
+Kept apart so ``models.py`` stays short; ``models.py`` imports this module, which
+registers the tables on the shared metadata.
+"""
+
+from __future__ import annotations
+
+from hpcportal.db.base import Base, UtcDateTime  # noqa: F401

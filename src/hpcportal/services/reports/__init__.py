@@ -1,0 +1,1 @@
+"""Usage reports: the usage store, report kinds, renderers, generation and schedules."""
