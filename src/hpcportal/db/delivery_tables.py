@@ -6,4 +6,101 @@ registers the tables on the shared metadata.
 
 from __future__ import annotations
 
-from hpcportal.db.base import Base, UtcDateTime  # noqa: F401
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hpcportal.db.base import Base, UtcDateTime
+
+#: POSIX user names are at most 32 characters (as ``models.USERNAME_MAX_LENGTH``).
+_USERNAME = 32
+#: Long enough for any key a caller builds (event, subject, channel, episode ...),
+#: short enough for a unique index on MariaDB's utf8mb4.
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+CHANNEL_KINDS = ("email", "slack", "webhook")
+OUTBOX_STATES = ("pending", "sending", "sent", "dead")
+
+
+# --- Delivery channels (services/delivery) ---------------------------------------------
+class DeliveryChannel(Base):
+    """Where a message can go: an email address, a Slack incoming webhook or a webhook.
+
+    ``owner`` NULL is a site channel (admins configure it; verified on creation); a
+    user's own channel is usable only once ``verified_at`` is set (the confirmation code
+    or link, whose SHA-256 is ``verify_code_hash``). ``secret`` is the webhook's HMAC
+    key sealed with ``services.secret_box`` (context ``delivery_channel:<id>:secret``):
+    the database alone does not let anybody forge the portal's signatures.
+    """
+
+    __tablename__ = "delivery_channels"
+    __table_args__ = (
+        CheckConstraint("kind IN ('email', 'slack', 'webhook')", name="kind"),
+        Index("ix_delivery_channels_owner_kind", "owner", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(_USERNAME))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(2048))  # email address or URL
+    secret: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
+    verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    verify_code_hash: Mapped[str | None] = mapped_column(String(64))
+    verify_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- The outbox: every message, written once with its event (services/delivery) -----
+class OutboxMessage(Base):
+    """One message to one channel, written in the same transaction as its event.
+
+    ``idempotency_key`` is unique: enqueueing the same event twice (two replicas, a
+    retried request) stores it once. It is also the message's identity outside: the
+    email's Message-ID and the webhook's delivery id derive from it, so a receiver can
+    drop the one message a leader change may send twice.
+
+    ``state``: ``pending`` (due at ``next_attempt_at``) -> ``sending`` (claimed by the
+    leader whose fencing token is ``claimed_token``) -> ``sent``, or back to
+    ``pending`` with a later ``next_attempt_at`` after a failure, or ``dead`` after the
+    last attempt (admins resend it). The channel's deletion deletes its messages.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'sending', 'sent', 'dead')", name="state"),
+        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_outbox_recipient_created_at", "recipient", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX_LENGTH), unique=True)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("delivery_channels.id", ondelete="CASCADE"), index=True
+    )
+    recipient: Mapped[str | None] = mapped_column(String(_USERNAME))
+    event: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(300))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_token: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
