@@ -385,6 +385,31 @@ class Settings(BaseSettings):
         "rate window).",
     )
 
+    # Reports: generation, storage and schedules (issue 14.4; services/reports/generation)
+    report_retention_days: float = Field(
+        default=30.0, gt=0, le=3650,
+        description="Generated reports are deleted by the leader this long after they "
+        "were asked for.",
+    )  # fmt: skip
+    report_worker_seconds: float = Field(
+        default=2.0, gt=0, le=3600,
+        description="Every replica looks for queued reports to generate this often.",
+    )  # fmt: skip
+    report_schedule_check_seconds: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="The leader runs due report schedules and deletes expired reports "
+        "this often.",
+    )  # fmt: skip
+    report_stale_minutes: float = Field(
+        default=30.0, gt=0, le=1440,
+        description="A report still running this long after a replica claimed it (the "
+        "replica died) is taken again by another.",
+    )  # fmt: skip
+    report_max_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0,
+        description="Largest rendered report stored; a larger one fails with a message.",
+    )  # fmt: skip
+
     # Identity
     pam_service: str = Field(
         default="hpcportal", description="PAM service used to check passwords."
