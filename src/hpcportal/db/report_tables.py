@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -125,3 +126,134 @@ class GeneratedReport(Base):
     )
     period_key: Mapped[str | None] = mapped_column(String(32))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- The usage store (services/reports/ingest.py writes, services/reports/usage.py reads) ---
+#: Slurm names (accounts, partitions, QoS) are short; sacct cuts nothing, so give room.
+_SLURM_NAME = 64
+#: Job-size buckets by allocated CPUs (``services.reports.buckets``), e.g. "2-4".
+_BUCKET = 16
+#: Job states as sacct writes them ("CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL").
+_STATE = 32
+
+
+class UsageJob(Base):
+    """One finished job as the ingester read it from ``sacct``: the dedupe key of the
+    usage store. (cluster, job_id) is unique, so a window read twice, or re-read after a
+    crash, inserts nothing it already has; the rollups are only ever added to with the
+    rows this insert really added. Missing account/partition/QoS are stored as ''
+    (as in the rollups, whose unique key must not hold NULLs)."""
+
+    __tablename__ = "usage_jobs"
+    __table_args__ = (
+        UniqueConstraint("cluster", "job_id", name="uq_usage_jobs_cluster_job"),
+        Index("ix_usage_jobs_end_time", "end_time"),
+        Index("ix_usage_jobs_user_end_time", "user", "end_time"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cluster: Mapped[str] = mapped_column(String(_SLURM_NAME))
+    #: Slurm's numeric job id (an array task has its own); ``display_id`` is "12_3".
+    job_id: Mapped[int] = mapped_column(BigInteger)
+    display_id: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(_REPORT_OWNER))
+    account: Mapped[str] = mapped_column(String(_SLURM_NAME))
+    partition: Mapped[str] = mapped_column(String(_SLURM_NAME))
+    qos: Mapped[str] = mapped_column(String(_SLURM_NAME))
+    state: Mapped[str] = mapped_column(String(_STATE))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    submit_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    eligible_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    start_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    cpus: Mapped[int] = mapped_column(Integer)
+    gpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(BigInteger)
+    node_count: Mapped[int] = mapped_column(Integer)
+    elapsed_seconds: Mapped[int] = mapped_column(BigInteger)
+    time_limit_minutes: Mapped[int | None] = mapped_column(Integer)
+    cpu_time_seconds: Mapped[float] = mapped_column(Float)
+    size_bucket: Mapped[str] = mapped_column(String(_BUCKET))
+    ingested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class _UsageRollup:
+    """The columns of an hourly or daily rollup: one row per (period start, user,
+    account, partition, QoS, size bucket) holding the sums of the jobs that *ended* in
+    that period. Resources are exact integers (CPU-seconds, GPU-seconds, MB-seconds);
+    hours are computed when read. Wait and requested time count started jobs only
+    (``started``), so their means are per started job."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    user: Mapped[str] = mapped_column(String(_REPORT_OWNER))
+    account: Mapped[str] = mapped_column(String(_SLURM_NAME))
+    partition: Mapped[str] = mapped_column(String(_SLURM_NAME))
+    qos: Mapped[str] = mapped_column(String(_SLURM_NAME))
+    size_bucket: Mapped[str] = mapped_column(String(_BUCKET))
+    jobs: Mapped[int] = mapped_column(Integer)
+    started: Mapped[int] = mapped_column(Integer)
+    cpu_seconds: Mapped[int] = mapped_column(BigInteger)
+    gpu_seconds: Mapped[int] = mapped_column(BigInteger)
+    memory_mb_seconds: Mapped[int] = mapped_column(BigInteger)
+    wait_seconds: Mapped[int] = mapped_column(BigInteger)
+    wall_seconds: Mapped[int] = mapped_column(BigInteger)
+    requested_seconds: Mapped[int] = mapped_column(BigInteger)
+    cpu_time_seconds: Mapped[float] = mapped_column(Float)
+    completed: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    timed_out: Mapped[int] = mapped_column(Integer)
+    cancelled: Mapped[int] = mapped_column(Integer)
+    other: Mapped[int] = mapped_column(Integer)
+
+
+#: The rollup key, in the order of the unique constraint.
+USAGE_KEY = ("period_start", "user", "account", "partition", "qos", "size_bucket")
+#: The summed columns of a rollup row.
+USAGE_SUMS = (
+    "jobs",
+    "started",
+    "cpu_seconds",
+    "gpu_seconds",
+    "memory_mb_seconds",
+    "wait_seconds",
+    "wall_seconds",
+    "requested_seconds",
+    "cpu_time_seconds",
+    "completed",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "other",
+)
+
+
+class UsageHourly(_UsageRollup, Base):
+    """Per-hour rollup: answers periods that do not start and end on UTC midnights
+    (a week in Asia/Seoul) and hourly charts."""
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (UniqueConstraint(*USAGE_KEY, name="uq_usage_hourly_key"),)
+
+
+class UsageDaily(_UsageRollup, Base):
+    """Per-day (UTC) rollup: answers a year in 365 rows per key."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (UniqueConstraint(*USAGE_KEY, name="uq_usage_daily_key"),)
+
+
+class UsageIngestCursor(Base):
+    """How far the usage store is complete, per cluster: every job that ended before
+    ``ingested_until`` is in ``usage_jobs``. Moved in the same transaction as the
+    window's rows. ``slurm_release`` is the release the last window was read from
+    (reports print it as their source)."""
+
+    __tablename__ = "usage_ingest_cursors"
+
+    cluster: Mapped[str] = mapped_column(String(_SLURM_NAME), primary_key=True)
+    ingested_until: Mapped[datetime] = mapped_column(UtcDateTime)
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    slurm_release: Mapped[str | None] = mapped_column(String(32))
+    last_jobs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
