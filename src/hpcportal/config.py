@@ -686,6 +686,70 @@ class Settings(BaseSettings):
         description="Scheduler statistics samples older than this are deleted.",
     )
 
+    # Delivery core (issue 15): site SMTP, webhook safety, the leader's sender
+    # (services/delivery/)
+    delivery_smtp_host: str | None = Field(
+        default=None,
+        description="The SMTP server email channels send through. Unset: email messages "
+        "wait in the outbox (and die after the last attempt).",
+    )
+    delivery_smtp_port: int = Field(default=587, gt=0, lt=65536)
+    delivery_smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls: plain connection upgraded with STARTTLS (port 587); tls: "
+        "TLS from the first byte (port 465); none: no encryption (a relay on localhost).",
+    )
+    delivery_smtp_username: str | None = Field(
+        default=None, description="SMTP login; unset: no authentication."
+    )
+    delivery_smtp_password: SecretStr | None = None
+    delivery_smtp_password_file: Path | None = Field(
+        default=None, description="A file whose first line is the SMTP password."
+    )
+    delivery_smtp_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) the SMTP server's certificate is checked "
+        "against; unset: the system's.",
+    )
+    delivery_from: str = Field(
+        default="hpcportal@localhost",
+        description="From address of the portal's mail; its domain ends each Message-ID.",
+    )
+    delivery_allowed_schemes: list[Literal["http", "https"]] = Field(
+        default_factory=lambda: ["https"],
+        description="URL schemes a Slack or webhook channel may use.",
+    )
+    delivery_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names Slack and webhook channels may point to (exact, or "
+        "*.example.org for its subdomains). Empty: any host whose addresses are public.",
+    )
+    delivery_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) a webhook host may resolve to although private, "
+        "loopback or link-local (refused otherwise, at save and again at each send).",
+    )
+    delivery_send_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Longest wait for one SMTP or HTTP send."
+    )
+    delivery_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="Attempts before a message becomes a dead letter."
+    )
+    delivery_base_delay_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=86400,
+        description="Wait after the first failure; doubled after each further one "
+        "(half of it random), at most delivery_max_delay_seconds.",
+    )
+    delivery_max_delay_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    delivery_poll_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="The leader looks for due messages this often; 0: no sender here.",
+    )
+
     # Metrics (api/http_metrics.py)
     metrics_allowed_networks: list[str] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
@@ -719,7 +783,7 @@ class Settings(BaseSettings):
         default=Path(".devcluster"), description="Where `hpcportal dev-cluster` keeps everything."
     )
 
-    @field_validator("metrics_allowed_networks")
+    @field_validator("metrics_allowed_networks", "delivery_allowed_networks")
     @classmethod
     def _metrics_networks(cls, value: list[str]) -> list[str]:
         """Each entry a network (a bare address is one host), written out normalised."""
