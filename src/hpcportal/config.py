@@ -686,6 +686,36 @@ class Settings(BaseSettings):
         description="Scheduler statistics samples older than this are deleted.",
     )
 
+    # Usage reports: the usage store's ingester (services/reports/ingest.py)
+    reports_ingest_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="The leader reads finished jobs from sacct into the usage store this "
+        "often (one reader per cluster whatever the number of replicas); 0: never.",
+    )
+    reports_ingest_window_minutes: int = Field(
+        default=360,
+        ge=1,
+        le=10080,
+        description="Each sacct read covers at most this much time (jobs that ended in it), "
+        "stored in one transaction, so a large backlog is read in bounded steps.",
+    )
+    reports_ingest_lookback_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=3660,
+        description="On the first ingest, jobs that ended this long ago are read too.",
+    )
+    reports_ingest_settle_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=86400,
+        description="The store is complete only up to this long ago, and each read starts "
+        "this much before it: slurmdbd may record a job's end after it happened. Jobs "
+        "already stored are not counted again.",
+    )
+
     # Delivery core (issue 15): site SMTP, webhook safety, the leader's sender
     # (services/delivery/)
     delivery_smtp_host: str | None = Field(
