@@ -410,6 +410,14 @@ class Settings(BaseSettings):
         description="Largest rendered report stored; a larger one fails with a message.",
     )  # fmt: skip
 
+    # Reports: rendering (issue 14.3; services/reports/render)
+    reports_font_path: Path = Field(
+        default=Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf"),
+        description="TrueType font of PDF reports, embedded as a subset; it must cover "
+        "Korean (Debian's fonts-nanum). A NanumGothicBold.ttf beside it is used for "
+        "headings when present.",
+    )
+
     # Identity
     pam_service: str = Field(
         default="hpcportal", description="PAM service used to check passwords."
