@@ -48,6 +48,22 @@ from hpcportal.slurm.models import (
 T = TypeVar("T")
 
 _SACCT_TIME = "%Y-%m-%dT%H:%M:%S"
+#: Job states that are final: the job will not run again (REQUEUED and the pending or
+#: running states are not; a requeued job is read again when its last run ends).
+ENDED_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "TIMEOUT",
+        "CANCELLED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "REVOKED",
+    }
+)
 #: Clocks of the portal and slurmctld may differ by this much.
 _CLOCK_SKEW = timedelta(minutes=1)
 
@@ -371,6 +387,26 @@ class SlurmAdapter:
         return self.cache.get_or_compute(
             key, lambda: self._read_json("sacct", [], args, parse.parse_sacct)
         )
+
+    def ended_jobs(self, start: datetime, end: datetime) -> list[AccountingRecord]:
+        """Every user's jobs that *ended* in [start, end), uncached (the usage store's
+        read). ``sacct -S/-E`` selects jobs active at some time in the window, so running
+        jobs and jobs that ended after ``end`` come back too; they are dropped here by
+        their end time and state, and read again by the window they end in."""
+        args = [
+            "-X",
+            "--allusers",
+            "-S",
+            start.strftime(_SACCT_TIME),
+            "-E",
+            end.strftime(_SACCT_TIME),
+        ]
+        records = self._read_json("sacct", [], args, parse.parse_sacct)
+        return [
+            r
+            for r in records
+            if r.end_time is not None and start <= r.end_time < end and r.state in ENDED_STATES
+        ]
 
     def qos(self) -> list[QOS]:
         fields = "name,priority,maxwall,maxtrespu,maxjobspu,maxsubmitpu,grptres,preempt,flags"
