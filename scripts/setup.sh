@@ -36,10 +36,12 @@ system_packages() {
   # Slurm, munge and MariaDB for the dev cluster; sudo and runuser for the privileged
   # boundary; python venv tooling; wrk for the benchmarks; Debian's Chromium (driven by
   # Playwright, which downloads no browser) and a CJK font for the browser tests; the
-  # sqlite3 shell, with which a test reads the portal's database as another user.
+  # sqlite3 shell, with which a test reads the portal's database as another user;
+  # NanumGothic, the font PDF reports embed (reports_font_path), and poppler-utils
+  # (pdftotext, pdffonts, pdftoppm), with which the report tests read the PDFs back.
   install_missing slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo \
     python3 python3-venv python3-dev gcc libpam0g wrk procps chromium fonts-noto-cjk \
-    sqlite3
+    sqlite3 fonts-nanum poppler-utils
   monitoring_packages
   app_packages
 }
