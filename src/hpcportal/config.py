@@ -801,6 +801,21 @@ class Settings(BaseSettings):
         "it can be replaced in place. Unset: no token is accepted.",
     )
 
+    # Delivery (issue 15.4, 15.5): Slurm's mail through hpcportal-mailprog, and the
+    # Alertmanager receiver. Each endpoint answers only while its secret file is set.
+    slurm_mail_secret_file: Path | None = Field(
+        default=None,
+        description="A file (e.g. /etc/hpcportal/slurm-mail.secret, readable by SlurmUser "
+        "on the slurmctld hosts) whose first line is the secret hpcportal-mailprog sends to "
+        "POST /api/v1/slurm-mail; read at each request. Unset: the endpoint refuses all.",
+    )
+    alertmanager_token_file: Path | None = Field(
+        default=None,
+        description="A file whose first line is the bearer token Alertmanager sends to "
+        "POST /api/v1/alerts/alertmanager (its http_config credentials_file holds the "
+        "same); read at each request. Unset: the receiver refuses all.",
+    )
+
     # Serving
     trusted_proxies: list[str] = Field(
         default_factory=list,
