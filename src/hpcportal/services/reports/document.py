@@ -18,6 +18,9 @@ Language = Literal["en", "ko"]
 ReportKind = Literal["job_usage", "efficiency", "system", "user_activity", "custom"]
 ReportFormat = Literal["pdf", "xlsx", "csv", "json"]
 #: How a column's values are typed: renderers keep numbers numeric and dates dates.
+#: ``percent`` is a fraction (0.25 is 25 %, as spreadsheets store it); ``hours`` a
+#: number of hours; ``seconds`` a duration in seconds (shown as h:mm:ss); ``date`` a
+#: ``date`` and ``datetime`` an aware UTC ``datetime``. None is an empty cell.
 ColumnType = Literal["text", "integer", "number", "percent", "hours", "seconds", "date", "datetime"]
 Cell = str | int | float | date | datetime | None
 
