@@ -38,6 +38,7 @@ from hpcportal.api import (
     notifications,
     openapi,
     prometheus,
+    reports,
     sessions,
     templates,
     terminal,
@@ -52,6 +53,7 @@ from hpcportal.composition import AppServices, install
 from hpcportal.config import Settings, get_settings
 from hpcportal.db.session import Database
 from hpcportal.errors import install_error_handlers
+from hpcportal.ha.leadership import default_replica_id
 from hpcportal.ha.wiring import coordinate
 from hpcportal.lifecycle import TaskRunner
 from hpcportal.services.admin.scheduler import SdiagSampler
@@ -64,6 +66,9 @@ from hpcportal.services.monitoring.idle_gpu import IdleGpuChecker
 from hpcportal.services.monitoring.service import MonitoringService
 from hpcportal.services.notifications import NotificationDetector
 from hpcportal.services.operations.backup_schedule import BackupScheduler
+from hpcportal.services.reports import service as report_service
+from hpcportal.services.reports.generation import ReportWorker
+from hpcportal.services.reports.schedules import ReportScheduler
 from hpcportal.services.sessions import SessionContext
 from hpcportal.services.sessions.tracker import SessionTracker
 from hpcportal.services.snapshot import SnapshotService
@@ -165,6 +170,7 @@ def create_app(
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(terminal.router, prefix=API_PREFIX)
     app.include_router(prometheus.router, prefix=API_PREFIX)
+    app.include_router(reports.router, prefix=API_PREFIX)
     app.include_router(node_proxy.router)
     app.include_router(api_docs.docs_router(API_PREFIX, app.title))
     openapi.install(app)  # each route's errors as ErrorResponse, in the spec
@@ -292,5 +298,16 @@ def _compose(
     tasks.add(
         "idle-GPU checks", start=idle_gpus.start if start_refresher else None, stop=idle_gpus.stop
     )
+    # Reports: every replica generates queued ones; the leader runs schedules, retention.
+    report_worker = ReportWorker(settings, database,
+                                 report_service.builder(settings, database, adapter),
+                                 report_service.render, default_replica_id(settings),
+                                 deliver=hub.deliver)  # fmt: skip
+    report_scheduler = ReportScheduler(settings, database, group.leadership,
+                                       report_service.with_period)  # fmt: skip
+    tasks.add("report worker", start=report_worker.start if start_refresher else None,
+              stop=report_worker.stop)  # fmt: skip
+    tasks.add("report schedules", start=report_scheduler.start if start_refresher else None,
+              stop=report_scheduler.stop)  # fmt: skip
     tasks.add("node proxy clients", stop=proxy_clients.aclose)
     tasks.add("terminals", stop=terminals.stop)  # hang up every shell first

@@ -122,8 +122,10 @@ def standin_render(document: ReportDocument, fmt: str) -> bytes:
     return f"{fmt}:{document.title}".encode()
 
 
-def with_period(spec: dict[str, Any], period: SchedulePeriod) -> dict[str, Any]:
-    return {**spec, "start": period.start.isoformat(), "end": period.end.isoformat()}
+def with_period(
+    spec: dict[str, Any], period: SchedulePeriod, previous: SchedulePeriod
+) -> dict[str, Any]:
+    return {**spec, "start": period.start.isoformat(), "previous": previous.key}
 
 
 def _settings(database: Database) -> Settings:
@@ -188,6 +190,7 @@ def test_a_weekly_schedule_runs_once_per_period_across_a_leader_change(database:
             ("2026-W50", "csv"),
         ]
         assert reports[0].spec["start"] == "2026-11-29T15:00:00+00:00"
+        assert reports[0].spec["previous"] == "2026-W48"
         assert all(r.owner == "alice" and r.schedule_id == made.id for r in reports)
 
 

@@ -47,8 +47,8 @@ class Leader(Protocol):
     def current_token(self) -> int | None: ...
 
 
-#: Puts a period into a stored spec (the spec module knows how a spec holds one).
-WithPeriod = Callable[[dict[str, Any], SchedulePeriod], dict[str, Any]]
+#: Puts a run's period, and the calendar period before it, into a stored spec.
+WithPeriod = Callable[[dict[str, Any], SchedulePeriod, SchedulePeriod], dict[str, Any]]
 
 
 class ScheduleIn(BaseModel):
@@ -177,7 +177,8 @@ def run_one(
         inserted = list(session.scalars(stmt.returning(ReportScheduleRun.id)))
         ids: list[int] = []
         if inserted:
-            spec = with_period(dict(row.spec), period)
+            previous = periods.period_of_run(frequency, row.time_zone, period.start)
+            spec = with_period(dict(row.spec), period, previous)
             kind = str(spec.get("kind", "job_usage"))
             reports = generation.new_rows(
                 row.owner, spec, kind, row.formats, row.language, settings, now,
