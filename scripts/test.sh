@@ -69,7 +69,8 @@ run_pass() {
   fi
   log "pytest (Slurm $rel, $what)"
   local status=0
-  "$VENV/bin/pytest" -p no:cacheprovider "${selection[@]}" "$@" || status=$?
+  # --durations: the slowest tests in the log, to keep a CI run under an hour.
+  "$VENV/bin/pytest" -p no:cacheprovider --durations=25 "${selection[@]}" "$@" || status=$?
   if [ "$status" = 5 ]; then
     echo "pytest collected no tests: that is a failure here" >&2
     return 1
