@@ -39,6 +39,7 @@ from hpcportal.slurm.models import (
     FairshareEntry,
     Job,
     Node,
+    NodeEvent,
     Partition,
     PrivateData,
     RecordedSubmission,
@@ -423,6 +424,21 @@ class SlurmAdapter:
         args = ["--parsable2", "show", "associations", f"format={fields}"]
         return self.cache.get_or_compute(
             ("assoc",), lambda: self._read("sacctmgr", args, parse.parse_associations)
+        )
+
+    def node_events(self, start: datetime, end: datetime) -> list[NodeEvent]:
+        """The times nodes were down or drained that overlap [start, end), from
+        slurmdbd (``sacctmgr show event``): what the system report counts as node
+        downtime, drains set outside the portal included. Cached briefly like the
+        other accounting reads."""
+        args = [
+            "--parsable2", "show", "event", "event=node",
+            f"start={start.astimezone(UTC).strftime(_SACCT_TIME)}",
+            f"end={end.astimezone(UTC).strftime(_SACCT_TIME)}",
+            f"format={parse.EVENT_FIELDS}",
+        ]  # fmt: skip
+        return self.cache.get_or_compute(
+            ("events", *args), lambda: self._read("sacctmgr", args, parse.parse_node_events)
         )
 
     def fairshare(self) -> list[FairshareEntry]:

@@ -249,3 +249,19 @@ class SlurmRoles(_Model):
 
     def coordinates(self, user: str) -> frozenset[str]:
         return self.coordinators.get(user, frozenset())
+
+
+class NodeEvent(_Model):
+    """A time a node was down or drained, as slurmdbd recorded it (``sacctmgr show
+    event``): from ``start`` until ``end`` (None while it still is). ``state`` is
+    Slurm's word (DOWN, DRAIN, FAIL, ...), ``drained`` whether it was a drain (the
+    node finished its jobs but took no new ones) rather than down; ``user`` who set it
+    (None when slurmctld did, e.g. a node that stopped responding)."""
+
+    node: str
+    start: datetime
+    end: datetime | None
+    state: str
+    drained: bool
+    reason: str | None = None
+    user: str | None = None

@@ -17,6 +17,7 @@ roles). This package re-exports their public names, so callers say ``parse.X``.
 
 from hpcportal.slurm.parse.accounting import parse_sacct, record_from_wire
 from hpcportal.slurm.parse.decoding import WireAcctJob, WireJob, WireNode, decode
+from hpcportal.slurm.parse.events import EVENT_FIELDS, parse_node_events
 from hpcportal.slurm.parse.jobs import JobParser, job_from_wire, parse_squeue
 from hpcportal.slurm.parse.nodes import node_from_wire, parse_nodes, parse_sinfo
 from hpcportal.slurm.parse.partitions import (
@@ -51,6 +52,7 @@ from hpcportal.slurm.parse.values import (
 )
 
 __all__ = [
+    "EVENT_FIELDS",
     "JobParser",
     "Number",
     "WireAcctJob",
@@ -70,6 +72,7 @@ __all__ = [
     "parse_config",
     "parse_controller_private_data",
     "parse_database_private_data",
+    "parse_node_events",
     "parse_nodes",
     "parse_oneliner",
     "parse_partitions",
