@@ -22,6 +22,7 @@ from hpcportal.api import (
     admin_qos,
     admin_reservations,
     admin_scheduler,
+    alert_receiver,
     alerts,
     apps,
     apptainer,
@@ -40,6 +41,7 @@ from hpcportal.api import (
     prometheus,
     reports,
     sessions,
+    slurm_mail,
     templates,
     terminal,
     tokens,
@@ -163,6 +165,8 @@ def create_app(
     app.include_router(files.router, prefix=API_PREFIX)
     app.include_router(tus.router, prefix=API_PREFIX)
     app.include_router(alerts.router, prefix=API_PREFIX)
+    app.include_router(alert_receiver.router, prefix=API_PREFIX)  # Alertmanager (issue 15.5)
+    app.include_router(slurm_mail.router, prefix=API_PREFIX)  # hpcportal-mailprog (15.4)
     app.include_router(live.router, prefix=API_PREFIX)
     app.include_router(notifications.router, prefix=API_PREFIX)
     app.include_router(dashboards.router, prefix=API_PREFIX)
