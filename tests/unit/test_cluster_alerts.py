@@ -34,7 +34,7 @@ def webhook(status: str, starts: str = "2026-12-03T09:59:00Z", fp: str = "012345
             "node": node,
             "instance": node,
             "job": "node",
-        },  # fmt: skip
+        },
         "annotations": {"summary": f"Node {node} is down"},
         "startsAt": starts,
         "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-12-03T10:01:00Z",
