@@ -31,7 +31,6 @@ from hpcportal.dependencies import (
 from hpcportal.services import audit
 from hpcportal.services import jobs as job_service
 from hpcportal.services.cluster import SnapshotMeta
-from hpcportal.services.efficiency import Efficiency, efficiency
 from hpcportal.services.identity import Principal
 from hpcportal.services.job_control import ControlResult, control
 from hpcportal.services.job_output import (
@@ -40,10 +39,11 @@ from hpcportal.services.job_output import (
     check_may_read,
     read_chunk,
 )
+from hpcportal.services.monitoring import job_efficiency as job_efficiency_service
+from hpcportal.services.monitoring.job_efficiency import JobEfficiency
 from hpcportal.services.output_stream import HEADERS, OutputStream, resume_offset
 from hpcportal.services.submit import submit_job
 from hpcportal.services.submit_models import JobRequest, SubmitPreview, SubmitResult
-from hpcportal.services.visibility import for_accounting
 
 router = APIRouter(tags=["jobs"])
 
@@ -224,12 +224,28 @@ async def follow_output(
     return StreamingResponse(follow.events(), media_type="text/event-stream", headers=HEADERS)
 
 
-@router.get("/jobs/{job_id}/efficiency", response_model=Efficiency)
-async def job_efficiency(job_id: str, who: CurrentUser, adapter: AdapterDep) -> Efficiency:
-    """CPU and memory used against requested, for a finished job (from ``sacct``), if
-    ``sacct`` run as you would list it (``PrivateData=jobs``)."""
-
-    def compute() -> Efficiency:
-        return efficiency(adapter.actions, job_id, for_accounting(who, adapter))
-
-    return await run_in_threadpool(compute)
+@router.get(
+    "/jobs/{job_id}/efficiency",
+    response_model=JobEfficiency,
+    responses={
+        403: {"description": "Another user's job: its figures are for its owner and admins"},
+        404: {"description": "No such job in accounting, or accounting hides it from you"},
+    },
+)
+async def job_efficiency(
+    job_id: str, who: CurrentUser, adapter: AdapterDep, snapshot: SnapshotDep, request: Request
+) -> JobEfficiency:
+    """CPU, memory and GPU efficiency of a running or finished job, each figure with
+    its source: Prometheus where a per-job exporter measures the job (DCGM exporter's
+    ``hpc_job`` for GPUs, cgroup_exporter's ``jobid`` for CPU and memory), else
+    ``sacct`` (finished jobs), else null with a reason. The accounting fields
+    (``cpu_efficiency``, ``memory_efficiency``, ...) are as before. A job ``sacct`` run
+    as you would not list (``PrivateData=jobs``) is a 404; another user's job you may
+    see is a 403, as for its graphs. Prometheus down is a reason, not an error."""
+    snap = await snapshot.current()
+    meta = SnapshotMeta.of(snapshot.health())
+    base, window, gpus = await run_in_threadpool(
+        job_efficiency_service.read, adapter, snap, meta, job_id, who
+    )
+    monitoring = services_of(request).monitoring
+    return await job_efficiency_service.measure(monitoring, base, window, gpus)

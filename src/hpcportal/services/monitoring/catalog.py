@@ -111,6 +111,35 @@ BUILTIN: tuple[Metric, ...] = (
 )  # fmt: skip
 
 
+#: The label naming a job in cgroup_exporter's series.
+CGROUP_JOB_LABEL = "jobid"
+_CGROUP = "cgroup_exporter"
+_JOB_LEVEL = 'step="",task=""'
+
+#: Per-job figures for job efficiency (``services.monitoring.job_efficiency``), not
+#: panels. CPU and memory per job only come from an exporter that reads each job's
+#: cgroup: Princeton jobstats' cgroup_exporter (treydock/cgroup_exporter with
+#: ``--collect.fullslurm``) names it by ``jobid``, the job's own cgroup (not its steps')
+#: having ``step=""`` and ``task=""``. node_exporter's node-wide figures are never used
+#: for a job: on a shared node they count everyone's work. ``$job`` is the exporter's
+#: job matcher (``jobid="123"`` here, DCGM's ``hpc_job="123"`` for GPUs).
+JOB_FIGURES: tuple[Metric, ...] = (
+    Metric("job_cpu_seconds", "CPU time used", "seconds", "node", (
+        Source(_CGROUP, "cgroup_cpu_total_seconds", "",
+               f"max by (instance) (cgroup_cpu_total_seconds{{$job,{_JOB_LEVEL}}})"),
+    )),
+    Metric("job_memory_rss", "Memory used (RSS)", "bytes", "node", (
+        Source(_CGROUP, "cgroup_memory_rss_bytes", "",
+               f"max by (instance) (cgroup_memory_rss_bytes{{$job,{_JOB_LEVEL}}})"),
+    )),
+    Metric("gpu_memory_share", "GPU memory used, share", "ratio", "gpu", (
+        Source(_DCGM, "DCGM_FI_DEV_FB_USED", "",
+               f"max by ({_GPU_BY}) (DCGM_FI_DEV_FB_USED{{$job}} / "
+               "(DCGM_FI_DEV_FB_USED{$job} + DCGM_FI_DEV_FB_FREE{$job}))"),
+    )),
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Resolved:
     """A metric as this Prometheus can answer it: ``source`` None when no exporter
