@@ -70,6 +70,7 @@ from hpcportal.services.notifications import NotificationDetector
 from hpcportal.services.operations.backup_schedule import BackupScheduler
 from hpcportal.services.reports import service as report_service
 from hpcportal.services.reports.generation import ReportWorker
+from hpcportal.services.reports.ingest import UsageIngester
 from hpcportal.services.reports.schedules import ReportScheduler
 from hpcportal.services.sessions import SessionContext
 from hpcportal.services.sessions.tracker import SessionTracker
@@ -241,6 +242,8 @@ def _compose(
     group = coordinate(settings, database, snapshot, hub, detector, watcher)
     # sdiag once per sdiag_sample_seconds per cluster: on the leader only, fenced writes.
     sdiag_sampler = SdiagSampler(settings, database, adapter, group.leadership)
+    # Finished jobs into the reports' usage store: on the leader only, fenced windows.
+    usage_ingester = UsageIngester(settings, database, adapter, group.leadership)
     monitoring = MonitoringService.from_settings(settings)  # Prometheus (prometheus_url)
     # Idle GPUs told to their jobs' owners once: on the leader only, fenced writes.
     idle_gpus = IdleGpuChecker(settings, database, snapshot, monitoring, group.leadership,
@@ -270,6 +273,7 @@ def _compose(
             leadership=group.leadership,
             replicator=group.replicator,
             sdiag_sampler=sdiag_sampler,
+            usage_ingester=usage_ingester,
             monitoring=monitoring,
             idle_gpus=idle_gpus,
         ),
@@ -302,6 +306,8 @@ def _compose(
     tasks.add(
         "idle-GPU checks", start=idle_gpus.start if start_refresher else None, stop=idle_gpus.stop
     )
+    tasks.add("usage store ingest", start=usage_ingester.start if start_refresher else None,
+              stop=usage_ingester.stop)  # fmt: skip
     # Reports: every replica generates queued ones; the leader runs schedules, retention.
     report_worker = ReportWorker(settings, database,
                                  report_service.builder(settings, database, adapter),

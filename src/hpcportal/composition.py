@@ -35,6 +35,7 @@ from hpcportal.services.live import LiveHub
 from hpcportal.services.monitoring.idle_gpu import IdleGpuChecker
 from hpcportal.services.monitoring.service import MonitoringService
 from hpcportal.services.notifications import NotificationDetector
+from hpcportal.services.reports.ingest import UsageIngester
 from hpcportal.services.sessions import SessionContext
 from hpcportal.services.sessions.tracker import SessionTracker
 from hpcportal.services.snapshot import SnapshotService
@@ -87,6 +88,8 @@ class AppServices:
     monitoring: MonitoringService | None = None
     #: Tells owners of running jobs whose GPUs stay idle, once (leader only).
     idle_gpus: IdleGpuChecker | None = None
+    #: Reads finished jobs into the reports' usage store (leader only).
+    usage_ingester: UsageIngester | None = None
 
 
 def install(app: Starlette, services: AppServices) -> None:
