@@ -1,0 +1,324 @@
+"""The usage store's ingester: finished jobs from ``sacct`` into the portal's database.
+
+Reports are answered from the usage store (``usage.py``), never by asking slurmdbd
+again; this is what fills it. On the leader only (``lifecycle.Periodic`` + ``Leader``),
+every ``reports_ingest_seconds``:
+
+1. The cursor (``usage_ingest_cursors``, per cluster) says up to when the store is
+   complete; the first time it is ``reports_ingest_lookback_days`` ago.
+2. From there, in windows of at most ``reports_ingest_window_minutes``, up to
+   ``reports_ingest_settle_seconds`` ago (slurmdbd may record an end late), it reads the
+   jobs that *ended* in the window (``SlurmAdapter.ended_jobs``; running jobs are read
+   by the window they end in) starting ``settle`` seconds before the window, so a job
+   whose end reached slurmdbd late is still found.
+3. Each window is ONE fenced transaction: insert the jobs unless (cluster, job_id) is
+   already there, add to the hourly and daily rollups exactly the rows that insert
+   added (``INSERT ... RETURNING``), move the cursor. A crash, a lost lease or a second
+   ingester leaves either all of it or none of it, and re-reading a window counts
+   nothing twice.
+
+A job counts in the hour (and UTC day) it ended: its jobs, hours and state together,
+as XDMoD's "jobs" realm does. CPU-seconds are allocated CPUs x elapsed (sacct's
+``CPUTimeRAW``), GPU-seconds allocated ``gres/gpu`` x elapsed, MB-seconds allocated
+memory x elapsed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from prometheus_client import Counter as PromCounter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from hpcportal.config import Settings
+from hpcportal.db.report_tables import (
+    USAGE_KEY,
+    USAGE_SUMS,
+    UsageDaily,
+    UsageHourly,
+    UsageIngestCursor,
+    UsageJob,
+)
+from hpcportal.db.session import Database
+from hpcportal.db.upsert import insert_if_absent, upsert
+from hpcportal.ha import LeadershipLost
+from hpcportal.lifecycle import Periodic
+from hpcportal.services.reports.buckets import size_bucket
+from hpcportal.slurm.cluster import SlurmCluster
+from hpcportal.slurm.models import AccountingRecord
+
+log = logging.getLogger(__name__)
+
+INGESTED = PromCounter(
+    "hpcportal_usage_ingested_jobs", "Finished jobs added to the usage store", ["cluster"]
+)
+WINDOWS = PromCounter(
+    "hpcportal_usage_ingest_windows", "Usage store ingest windows by outcome", ["outcome"]
+)
+#: Rows per INSERT: well under MariaDB's and PostgreSQL's 65,535 bound parameters.
+_CHUNK = 500
+#: Windows read in one round; the rest of a backlog waits for the next round.
+MAX_WINDOWS_PER_ROUND = 48
+
+
+class Leader(Protocol):
+    """What the ingester asks of ``ha.leadership.Leadership``."""
+
+    def is_leader(self) -> bool: ...
+
+    def fence(self, session: Session) -> None: ...
+
+
+class EndedJobs(Protocol):
+    """Where finished jobs come from: ``SlurmAdapter`` (blocking)."""
+
+    def cluster(self) -> SlurmCluster: ...
+
+    def ended_jobs(self, start: datetime, end: datetime) -> list[AccountingRecord]: ...
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One stored window: its bounds, the jobs sacct gave that ended in it (with the
+    settle overlap) and how many of them were new to the store."""
+
+    start: datetime
+    end: datetime
+    read: int
+    added: int
+
+
+def gpus_of(tres: dict[str, int]) -> int:
+    """Allocated GPUs: ``gres/gpu``, or the sum of the typed ``gres/gpu:a100`` entries."""
+    if "gres/gpu" in tres:
+        return tres["gres/gpu"]
+    return sum(v for k, v in tres.items() if k.startswith("gres/gpu:"))
+
+
+def state_column(state: str) -> str:
+    """Which state count a final state adds to."""
+    if state == "COMPLETED":
+        return "completed"
+    if state in ("FAILED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL"):
+        return "failed"
+    if state in ("TIMEOUT", "DEADLINE"):
+        return "timed_out"
+    if state == "CANCELLED":
+        return "cancelled"
+    return "other"
+
+
+def job_row(cluster: str, r: AccountingRecord, now: datetime) -> dict[str, Any]:
+    """The ``usage_jobs`` row of one finished job."""
+    assert r.end_time is not None
+    started = bool(r.node_names) and r.start_time is not None
+    cpus = r.tres_allocated.get("cpu", r.cpus_requested if started else 0)
+    return {
+        "cluster": cluster,
+        "job_id": r.job_id,
+        "display_id": r.id[:64],
+        "user": r.user[:32],
+        "account": (r.account or "")[:64],
+        "partition": (r.partition or "")[:64],
+        "qos": (r.qos or "")[:64],
+        "state": r.state[:32],
+        "exit_code": r.exit_code,
+        "submit_time": r.submit_time,
+        "eligible_time": r.eligible_time,
+        "start_time": r.start_time if started else None,
+        "end_time": r.end_time,
+        "cpus": cpus if started else 0,
+        "gpus": gpus_of(r.tres_allocated) if started else 0,
+        "memory_mb": r.tres_allocated.get("mem", 0) if started else 0,
+        "node_count": r.node_count if started else 0,
+        "elapsed_seconds": max(r.elapsed_seconds, 0),
+        "time_limit_minutes": r.time_limit_minutes,
+        "cpu_time_seconds": float(r.cpu_time_seconds or 0.0),
+        "size_bucket": size_bucket(max(cpus, r.cpus_requested)),
+        "ingested_at": now,
+    }
+
+
+def _zero() -> dict[str, int | float]:
+    return dict.fromkeys(USAGE_SUMS, 0)
+
+
+def rollup(
+    rows: Iterable[dict[str, Any]], period: Callable[[datetime], datetime]
+) -> list[dict[str, Any]]:
+    """Sum job rows into rollup rows keyed by (``period(end)``, user, account,
+    partition, QoS, size bucket)."""
+    sums: dict[tuple[Any, ...], dict[str, int | float]] = {}
+    for row in rows:
+        key = (period(row["end_time"]), row["user"], row["account"], row["partition"],
+               row["qos"], row["size_bucket"])  # fmt: skip
+        s = sums.setdefault(key, _zero())
+        elapsed = int(row["elapsed_seconds"])
+        s["jobs"] += 1
+        s["cpu_seconds"] += int(row["cpus"]) * elapsed
+        s["gpu_seconds"] += int(row["gpus"]) * elapsed
+        s["memory_mb_seconds"] += int(row["memory_mb"]) * elapsed
+        s["wall_seconds"] += elapsed
+        s["cpu_time_seconds"] += float(row["cpu_time_seconds"])
+        s[state_column(row["state"])] += 1
+        start = row["start_time"]
+        if start is not None:
+            s["started"] += 1
+            queued_from = row["eligible_time"] or row["submit_time"] or start
+            s["wait_seconds"] += max(0, int((start - queued_from).total_seconds()))
+            limit = row["time_limit_minutes"]
+            s["requested_seconds"] += int(limit) * 60 if limit is not None else elapsed
+    return [dict(zip(USAGE_KEY, key, strict=True)) | s for key, s in sums.items()]
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
+    for i in range(0, len(rows), _CHUNK):
+        yield rows[i : i + _CHUNK]
+
+
+def add_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Insert ``rows`` into ``usage_jobs`` unless present; add to the rollups the ones
+    this insert really added, and return them. In the caller's transaction."""
+    added: list[dict[str, Any]] = []
+    for chunk in _chunks(rows):
+        statement = insert_if_absent(session, UsageJob, chunk, ["cluster", "job_id"])
+        new_ids = set(session.scalars(statement.returning(UsageJob.job_id)))
+        added += [row for row in chunk if row["job_id"] in new_ids]
+    for model, period in ((UsageHourly, hour_of), (UsageDaily, day_of)):
+        for part in _chunks(rollup(added, period)):
+            session.execute(upsert(session, model, part, USAGE_KEY, _adder(model.__table__)))
+    return added
+
+
+def _adder(table: Any) -> Callable[[Any], dict[str, Any]]:
+    """The SET of a rollup upsert: each sum plus the proposed row's."""
+
+    def add(proposed: Any) -> dict[str, Any]:
+        return {c: table.c[c] + proposed[c] for c in USAGE_SUMS}
+
+    return add
+
+
+class UsageIngester:
+    """The background part: on the leader, bring the usage store up to (almost) now."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        source: EndedJobs,
+        leader: Leader,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.source = source
+        self.leader = leader
+        self.clock = clock
+        #: The last failure of this replica's ingest (for the admin's view and logs).
+        self.last_error: str | None = None
+        self._loop = Periodic(
+            "usage-ingester",
+            self.tick,
+            lambda: self.settings.reports_ingest_seconds,
+            log,
+            "usage store ingest round failed",
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.reports_ingest_seconds > 0
+
+    async def start(self) -> None:
+        if self.enabled:
+            await self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+    async def tick(self) -> list[WindowResult] | None:
+        """One round if this replica leads: the windows stored, or None."""
+        if not self.enabled or not self.leader.is_leader():
+            return None
+        try:
+            return await run_in_threadpool(self.run)
+        except LeadershipLost:
+            WINDOWS.labels("not_leader").inc()
+            return None
+        except Exception as exc:
+            WINDOWS.labels("failed").inc()
+            self.last_error = str(exc)[:500]
+            log.warning("usage store ingest failed: %s", self.last_error)
+            return None
+
+    def run(self, *, max_windows: int = MAX_WINDOWS_PER_ROUND) -> list[WindowResult]:
+        """Store windows from the cursor up to ``settle`` ago (blocking)."""
+        cluster = self.source.cluster()
+        now = self.clock().replace(microsecond=0)
+        settle = timedelta(seconds=int(self.settings.reports_ingest_settle_seconds))
+        window = timedelta(minutes=self.settings.reports_ingest_window_minutes)
+        until = now - settle
+        cursor = self.cursor(cluster.name)
+        if cursor is None:
+            cursor = now - timedelta(days=self.settings.reports_ingest_lookback_days)
+        done: list[WindowResult] = []
+        while cursor < until and len(done) < max_windows:
+            end = min(cursor + window, until)
+            done.append(self.ingest_window(cursor, end, overlap=settle))
+            cursor = end
+        self.last_error = None
+        return done
+
+    def cursor(self, cluster: str) -> datetime | None:
+        """Up to when the store holds every ended job of ``cluster`` (blocking)."""
+        with self.database.session() as session:
+            row = session.get(UsageIngestCursor, cluster)
+            return row.ingested_until if row is not None else None
+
+    def ingest_window(self, start: datetime, end: datetime, *, overlap: timedelta) -> WindowResult:
+        """Read the jobs that ended in [start - overlap, end) and store them with the
+        cursor at ``end``, in one fenced transaction (blocking)."""
+        records = self.source.ended_jobs(start - overlap, end)
+        cluster = self.source.cluster()
+        now = self.clock()
+        rows = list({r.job_id: job_row(cluster.name, r, now) for r in records}.values())
+        with self.database.session() as session:
+            self.leader.fence(session)
+            added = add_jobs(session, rows)
+            cursor = session.get(UsageIngestCursor, cluster.name, with_for_update=True)
+            if cursor is None:
+                cursor = UsageIngestCursor(cluster=cluster.name)
+                session.add(cursor)
+            elif cursor.ingested_until > end:
+                end = cursor.ingested_until  # another ingester got further: never go back
+            cursor.ingested_until = end
+            cursor.window_seconds = int((end - start).total_seconds())
+            cursor.slurm_release = str(cluster.release) if cluster.release else None
+            cursor.last_jobs = len(added)
+            cursor.updated_at = now
+        INGESTED.labels(cluster.name).inc(len(added))
+        WINDOWS.labels("stored").inc()
+        return WindowResult(start=start, end=end, read=len(rows), added=len(added))
+
+
+def ingest_status(database: Database) -> list[UsageIngestCursor]:
+    """Every cluster's cursor (blocking): how current the usage store is."""
+    with database.session() as session:
+        rows = list(session.scalars(select(UsageIngestCursor).order_by(UsageIngestCursor.cluster)))
+        session.expunge_all()
+        return rows
