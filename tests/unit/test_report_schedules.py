@@ -295,3 +295,33 @@ def test_expired_reports_are_deleted_by_the_leader(database: Database) -> None:
     assert generation.get(database, ALICE, kept).id == kept
     with pytest.raises(NotFound):
         generation.get(database, CAROL, gone)
+
+
+# --- presets and the CLI's spec -------------------------------------------------------------
+
+
+def test_presets_are_local_calendar_periods() -> None:
+    now = utc(2026, 12, 3, 10)
+    assert periods.preset("last_month", "Asia/Seoul", now).start == utc(2026, 10, 31, 15)
+    assert periods.preset("this_month", "UTC", now) == SchedulePeriod(
+        "2026-12", utc(2026, 12, 1), now
+    )
+    assert periods.preset("last_year", "UTC", now).key == "2025"
+    assert periods.preset("last_30_days", "UTC", now).start == utc(2026, 11, 3, 10)
+    with pytest.raises(InvalidInput):
+        periods.preset("someday", "UTC", now)
+
+
+def test_the_cli_builds_a_spec_the_portal_accepts() -> None:
+    from hpcportal.cli.reports import build_spec
+    from hpcportal.services.reports.spec import ReportSpec
+
+    spec = build_spec("custom", None, "2026-11-01", "2026-12-01", "ko", "Asia/Seoul", ["alice"],
+                      None, ["user", "time"], ["cpu_hours"], utc(2026, 12, 3))  # fmt: skip
+    parsed = ReportSpec.model_validate(spec)
+    assert parsed.period.start == utc(2026, 10, 31, 15) and parsed.language == "ko"
+    assert parsed.scope.users == ["alice"] and parsed.dimensions == ["user", "time"]
+    asked = build_spec("job_usage", "last_month", None, None, "en", "UTC", None, None, None,
+                       None, utc(2026, 12, 3))  # fmt: skip
+    monthly = ReportSpec.model_validate(asked)
+    assert monthly.period.start == utc(2026, 11, 1) and monthly.period.end == utc(2026, 12, 1)

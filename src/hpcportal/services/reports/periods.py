@@ -110,3 +110,29 @@ def period_of_run(frequency: Frequency, time_zone: str, scheduled: datetime) -> 
     first = (this_first - timedelta(days=1)).replace(day=1)
     key = f"{first.year}-{first.month:02d}"
     return SchedulePeriod(key, _midnight(first, tz), _midnight(this_first, tz))
+
+
+#: The form's and the CLI's ready-made periods (besides custom dates).
+PRESETS = ("yesterday", "last_week", "last_month", "this_month", "last_30_days", "last_year")
+
+
+def preset(name: str, time_zone: str, now: datetime) -> SchedulePeriod:
+    """A named period as of ``now`` in ``time_zone`` (calendar periods end at local
+    midnight; ``this_month`` and ``last_30_days`` end now)."""
+    tz = zone(time_zone)
+    if name == "yesterday":
+        return period_of_run("daily", time_zone, now)
+    if name == "last_week":
+        return period_of_run("weekly", time_zone, now)
+    if name == "last_month":
+        return period_of_run("monthly", time_zone, now)
+    if name == "this_month":
+        first = now.astimezone(tz).date().replace(day=1)
+        return SchedulePeriod(f"{first.year}-{first.month:02d}", _midnight(first, tz), now)
+    if name == "last_30_days":
+        return SchedulePeriod("last-30-days", now - timedelta(days=30), now)
+    if name == "last_year":
+        this_year = now.astimezone(tz).date().replace(month=1, day=1)
+        first = this_year.replace(year=this_year.year - 1)
+        return SchedulePeriod(str(first.year), _midnight(first, tz), _midnight(this_year, tz))
+    raise InvalidInput(f"Unknown period {name[:32]!r}; one of {', '.join(PRESETS)}.")
