@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -104,3 +105,86 @@ class OutboxMessage(Base):
     claimed_token: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# --- A person's own choices: subscriptions, channel options, held messages -------------
+# (services/delivery/subscriptions.py, routing.py, digest.py; issue 15.2)
+SUBSCRIPTION_MODES = ("immediate", "hourly", "daily")
+HELD_REASONS = ("digest", "quiet", "rate")
+
+
+class DeliverySubscription(Base):
+    """One rule: this event goes to this channel of its owner.
+
+    ``mode`` immediate sends each event on its own; hourly/daily hold it for the
+    digest of the period. ``quiet_start``/``quiet_end`` ("HH:MM" in ``time_zone``,
+    either both or neither; start after end spans midnight) hold messages until the
+    quiet hours end. No row, no message: nothing reaches a channel unless asked.
+    """
+
+    __tablename__ = "delivery_subscriptions"
+    __table_args__ = (
+        CheckConstraint("mode IN ('immediate', 'hourly', 'daily')", name="mode"),
+        UniqueConstraint("channel_id", "event", name="uq_delivery_subscriptions_channel_event"),
+        Index("ix_delivery_subscriptions_owner_event", "owner", "event"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(_USERNAME))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("delivery_channels.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(16), default="immediate")
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeliveryChannelOption(Base):
+    """What a person set on their own channel beyond the core's columns.
+
+    ``rate_limit_per_hour``: at most this many messages through the channel in any
+    hour; more fold into the next hourly digest (NULL: no limit). ``verify_failures``
+    counts wrong confirmation codes since the last one was sent.
+    """
+
+    __tablename__ = "delivery_channel_options"
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("delivery_channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    rate_limit_per_hour: Mapped[int | None] = mapped_column(Integer)
+    verify_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class DeliveryHeld(Base):
+    """A message waiting for a digest, the end of quiet hours, or the rate limit.
+
+    ``idempotency_key`` is the key the message would have had in the outbox, so an
+    event routed twice is held once. The leader's digest builder folds the items of one
+    (channel, ``period_key``) whose ``release_at`` has come into one outbox message
+    (key ``digest:<channel>:<period_key>``) and stamps ``folded_at`` in the same
+    transaction.
+    """
+
+    __tablename__ = "delivery_held"
+    __table_args__ = (
+        CheckConstraint("reason IN ('digest', 'quiet', 'rate')", name="reason"),
+        Index("ix_delivery_held_folded_at_release_at", "folded_at", "release_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX_LENGTH), unique=True)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("delivery_channels.id", ondelete="CASCADE"), index=True
+    )
+    recipient: Mapped[str | None] = mapped_column(String(_USERNAME))
+    event: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(16))
+    period_key: Mapped[str] = mapped_column(String(64))
+    release_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    subject: Mapped[str] = mapped_column(String(300))
+    body_text: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    folded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
