@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -32,6 +33,10 @@ from hpcportal.services.operations.cluster_config import (
 
 #: Where a Redis host's ``requirepass``/``masterauth`` lines go (readable by redis only).
 REDIS_AUTH_INCLUDE = "/etc/redis/hpcportal-auth.conf"
+#: Alertmanager's copy of the portal receiver's bearer token (alertmanager_token_file).
+ALERTMANAGER_TOKEN_FILE = "/etc/prometheus/hpcportal-alertmanager.token"  # noqa: S105 (a path)
+#: The portal's Alertmanager receiver (api/alert_receiver.py).
+ALERT_RECEIVER_PATH = "/api/v1/alerts/alertmanager"
 
 
 @cache
@@ -245,6 +250,42 @@ def render_portal_env(config: ClusterConfig) -> str:
     )
 
 
+def alert_rules() -> str:
+    """The Prometheus alert rules the portal ships (``templates/alert_rules.yml``)."""
+    package = resources.files("hpcportal.services.operations")
+    return (package / "templates" / "alert_rules.yml").read_text(encoding="utf-8")
+
+
+def render_alertmanager(
+    urls: list[str],
+    credentials_file: str = ALERTMANAGER_TOKEN_FILE,
+    *,
+    group_wait: str = "30s",
+    group_interval: str = "5m",
+    repeat_interval: str = "4h",
+) -> str:
+    """``alertmanager.yml``: one route, every alert to the portal's receiver at each of
+    ``urls`` with the bearer token of ``credentials_file``, resolutions included. Several
+    URLs (one per replica, without a front end) deliver each alert to every replica;
+    the receiver stores it once."""
+    return _render(
+        "alertmanager.yml.j2",
+        urls=urls,
+        credentials_file=credentials_file,
+        group_wait=group_wait,
+        group_interval=group_interval,
+        repeat_interval=repeat_interval,
+    )
+
+
+def alert_receiver_urls(config: ClusterConfig) -> list[str]:
+    """The front end's virtual IP when there is one, else every portal server."""
+    if config.front_end is not None:
+        front = config.front_end
+        return [f"http://{_host(front.virtual_ip)}:{front.port}{ALERT_RECEIVER_PATH}"]
+    return [f"http://{_host(s.address)}:{s.port}{ALERT_RECEIVER_PATH}" for s in config.servers]
+
+
 @dataclass(frozen=True)
 class Rendered:
     """The files (path relative to the output directory → text) and what to do with them."""
@@ -276,6 +317,16 @@ def render_all(config: ClusterConfig) -> Rendered:
     )
     _render_database(config, files, steps)
     _render_redis(config, files, steps)
+    files["alertmanager/alertmanager.yml"] = render_alertmanager(alert_receiver_urls(config))
+    files["prometheus/hpcportal-alert-rules.yml"] = alert_rules()
+    steps.append(
+        "On the Prometheus host: add prometheus/hpcportal-alert-rules.yml to rule_files and "
+        "the Alertmanager to alerting.alertmanagers in prometheus.yml; install "
+        "alertmanager/alertmanager.yml as /etc/prometheus/alertmanager.yml; write one "
+        f"random token in {ALERTMANAGER_TOKEN_FILE} (owner prometheus, mode 0600) and the "
+        "same in the portal's alertmanager_token_file on every server (amtool check-config "
+        "and promtool check rules verify them)."
+    )
     if config.slurm is not None:
         files["slurm/slurm.conf.ha"] = render_slurm(config.slurm)
         steps.append(
