@@ -19,6 +19,7 @@ from hpcportal import __version__, log_redaction
 from hpcportal.api import (
     admin,
     admin_accounts,
+    admin_delivery,
     admin_qos,
     admin_reservations,
     admin_scheduler,
@@ -62,6 +63,7 @@ from hpcportal.services.admin.scheduler import SdiagSampler
 from hpcportal.services.api_tokens import ApiTokenCache
 from hpcportal.services.apps import AppCatalog
 from hpcportal.services.auth import RevocationList
+from hpcportal.services.delivery.sender import DeliverySender
 from hpcportal.services.disk_alerts import DiskWatcher
 from hpcportal.services.live import LiveHub
 from hpcportal.services.monitoring.idle_gpu import IdleGpuChecker
@@ -84,6 +86,7 @@ from hpcportal.web import (
     accounting_pages,
     admin_accounts_pages,
     admin_console_pages,
+    admin_delivery_pages,
     admin_monitoring_pages,
     admin_pages,
     admin_qos_pages,
@@ -158,6 +161,7 @@ def create_app(
     app.include_router(admin.router, prefix=API_PREFIX)
     app.include_router(admin_qos.router, prefix=API_PREFIX)
     app.include_router(admin_scheduler.router, prefix=API_PREFIX)
+    app.include_router(admin_delivery.router, prefix=API_PREFIX)  # outbox, site channels
     app.include_router(admin_accounts.router, prefix=API_PREFIX)
     app.include_router(admin_reservations.router, prefix=API_PREFIX)
     app.include_router(templates.router, prefix=API_PREFIX)
@@ -198,6 +202,7 @@ def create_app(
     app.include_router(admin_reservation_pages.router)
     app.include_router(admin_console_pages.router)
     app.include_router(admin_monitoring_pages.router)
+    app.include_router(admin_delivery_pages.router)
     app.include_router(session_pages.router)
     return app
 
@@ -248,6 +253,8 @@ def _compose(
     # Idle GPUs told to their jobs' owners once: on the leader only, fenced writes.
     idle_gpus = IdleGpuChecker(settings, database, snapshot, monitoring, group.leadership,
                                deliver=hub.deliver)  # fmt: skip
+    # The outbox's messages sent by the leader only, one in flight, fenced claims and marks.
+    delivery_sender = DeliverySender(settings, database, group.leadership)
     install(
         app,
         AppServices(
@@ -276,6 +283,7 @@ def _compose(
             usage_ingester=usage_ingester,
             monitoring=monitoring,
             idle_gpus=idle_gpus,
+            delivery_sender=delivery_sender,
         ),
     )
 
@@ -319,5 +327,7 @@ def _compose(
               stop=report_worker.stop)  # fmt: skip
     tasks.add("report schedules", start=report_scheduler.start if start_refresher else None,
               stop=report_scheduler.stop)  # fmt: skip
+    tasks.add("delivery sender", start=delivery_sender.start if start_refresher else None,
+              stop=delivery_sender.stop)  # fmt: skip
     tasks.add("node proxy clients", stop=proxy_clients.aclose)
     tasks.add("terminals", stop=terminals.stop)  # hang up every shell first

@@ -30,6 +30,7 @@ from hpcportal.services.api_tokens import ApiTokenCache
 from hpcportal.services.apps import AppCatalog
 from hpcportal.services.apptainer import ApptainerCatalog
 from hpcportal.services.auth import RevocationList
+from hpcportal.services.delivery.sender import DeliverySender
 from hpcportal.services.disk_alerts import DiskWatcher
 from hpcportal.services.live import LiveHub
 from hpcportal.services.monitoring.idle_gpu import IdleGpuChecker
@@ -90,6 +91,8 @@ class AppServices:
     idle_gpus: IdleGpuChecker | None = None
     #: Reads finished jobs into the reports' usage store (leader only).
     usage_ingester: UsageIngester | None = None
+    #: Sends the outbox's messages (email, Slack, webhooks) on the leader only.
+    delivery_sender: DeliverySender | None = None
 
 
 def install(app: Starlette, services: AppServices) -> None:
