@@ -418,6 +418,20 @@ class Settings(BaseSettings):
         "headings when present.",
     )
 
+    # Reports: efficiency, system and user-activity kinds (issue 14.2;
+    # services/reports/kinds/efficiency.py, system.py, user_activity.py)
+    report_short_job_minutes: float = Field(
+        default=10.0, gt=0, le=1440,
+        description="The efficiency report counts a started job that ran less than this "
+        "as a short job.",
+    )  # fmt: skip
+    report_gpu_prometheus_jobs: int = Field(
+        default=200, ge=0, le=10000,
+        description="With Prometheus configured, the efficiency report asks it for the "
+        "mean GPU utilisation of at most this many of the period's newest GPU jobs (one "
+        "query each) to find idle GPUs the idle-GPU check did not flag.",
+    )  # fmt: skip
+
     # Identity
     pam_service: str = Field(
         default="hpcportal", description="PAM service used to check passwords."
