@@ -99,6 +99,7 @@ from hpcportal.web import (
     file_pages,
     job_pages,
     notification_settings,
+    report_pages,
     session_pages,
     submit_pages,
     template_pages,
@@ -204,6 +205,7 @@ def create_app(
     app.include_router(admin_monitoring_pages.router)
     app.include_router(admin_delivery_pages.router)
     app.include_router(session_pages.router)
+    app.include_router(report_pages.router)
     return app
 
 

@@ -59,6 +59,7 @@ NAV: Final = (
     ("/nodes", N_("Nodes"), "nodes"),
     ("/partitions", N_("Partitions"), "partitions"),
     ("/accounting", N_("Accounting"), "accounting"),
+    ("/reports", N_("Reports"), "reports"),
 )
 SORTS: Final = (
     ("-submit_time", N_("Newest first")),

@@ -375,6 +375,12 @@ JS_MESSAGES: Final = {
         "%(minutes)s minutes (at most %(peak)s). See its graphs; if it does not need "
         "GPUs, resubmit it without them so others can use them."
     ),
+    "notify.report_ready.title": N_("Report ready"),
+    "notify.report_ready.body": N_("Your report %(title)s (%(format)s) is ready."),
+    "notify.report_failed.title": N_("Report failed"),
+    "notify.report_failed.body": N_(
+        "Your report %(title)s (%(format)s) could not be generated: %(error)s"
+    ),
     "notify.disk_warning.title": N_("Disk usage warning"),
     "notify.disk_critical.title": N_("Disk usage critical"),
     "notify.disk_cleared.title": N_("Disk usage back below threshold"),

@@ -183,6 +183,7 @@ export function notificationLink(n) {
     if (area === "scratch" && n.params.name) return `/nodes/${encodeURIComponent(n.params.name)}`;
     return "#";
   }
+  if (n.kind === "report") return `/reports#report-${encodeURIComponent((n.params || {}).report_id || "")}`;
   if (n.job_id && n.event === "gpu_idle") return `/jobs/${encodeURIComponent(n.job_id)}#graphs-title`;
   return n.job_id ? `/jobs/${encodeURIComponent(n.job_id)}` : "#";
 }
