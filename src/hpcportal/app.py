@@ -321,7 +321,7 @@ def _compose(
     # Reports: every replica generates queued ones; the leader runs schedules, retention.
     report_worker = ReportWorker(settings, database,
                                  report_service.builder(settings, database, adapter),
-                                 report_service.render, default_replica_id(settings),
+                                 report_service.renderer(settings), default_replica_id(settings),
                                  deliver=hub.deliver)  # fmt: skip
     report_scheduler = ReportScheduler(settings, database, group.leadership,
                                        report_service.with_period)  # fmt: skip

@@ -98,12 +98,12 @@ def get_report(report_id: ReportId, who: CurrentUser, database: DatabaseDep) -> 
             responses={200: {"content": {t: {} for t in generation.MEDIA_TYPES.values()},
                              "description": "The report's file."}})  # fmt: skip
 def download_report(
-    report_id: ReportId, who: CurrentUser, database: DatabaseDep,
+    report_id: ReportId, who: CurrentUser, database: DatabaseDep, settings: SettingsDep,
     format: Literal["pdf", "xlsx", "csv", "json"] | None = None,
 ) -> Response:  # fmt: skip
     """The file; ``format`` renders a finished report in another format from the
     document it was built from."""
-    found = generation.download(database, who, report_id, format, service.render)
+    found = generation.download(database, who, report_id, format, service.renderer(settings))
     headers = {
         "Content-Disposition": content_disposition(found.filename, inline=False),
         "X-Content-Type-Options": "nosniff",

@@ -115,12 +115,15 @@ def _kinds() -> Callable[..., ReportDocument]:
     return cast(Callable[..., ReportDocument], kinds.build_report)
 
 
-def render(document: ReportDocument, fmt: str) -> bytes:
-    """The renderers' ``render``; JSON is the document itself."""
-    if fmt == "json":
-        return document.model_dump_json(indent=1).encode()
-    renderers = importlib.import_module("hpcportal.services.reports.render")
-    return cast(bytes, renderers.render(document, fmt))
+def renderer(settings: Settings) -> generation.Renderer:
+    """The renderers' ``render`` with the site's PDF font (``reports_font_path``),
+    imported at the first report rendered."""
+
+    def render(document: ReportDocument, fmt: str) -> bytes:
+        renderers = importlib.import_module("hpcportal.services.reports.render")
+        return cast(bytes, renderers.renderer(settings)(document, fmt))
+
+    return render
 
 
 def build(
@@ -130,7 +133,9 @@ def build(
     """The kinds' ``build_report`` for ``viewer`` (blocking)."""
     build_report = _kinds()
     with database.session() as session:
-        return build_report(spec, viewer, session, settings=settings, adapter=adapter)
+        return build_report(
+            spec, viewer, session, settings=settings, adapter=adapter, progress=progress
+        )
 
 
 def builder(settings: Settings, database: Database, adapter: SlurmAdapter) -> generation.Builder:
