@@ -42,6 +42,7 @@ SLURM_FACING = frozenset(
         "test_devcluster_monitoring.py",
         "test_idempotency.py",
         "test_input_validation.py",
+        "test_job_efficiency.py",
         "test_live.py",
         "test_private_data.py",
         "test_read_api.py",
