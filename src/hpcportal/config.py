@@ -802,6 +802,15 @@ class Settings(BaseSettings):
         description="The leader looks for due messages this often; 0: no sender here.",
     )
 
+    # A person's channels, subscriptions and digests (issue 15.2; services/delivery/)
+    delivery_digest_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="The leader folds digests, quiet-hours and rate-limited messages "
+        "whose time has come into the outbox this often; 0: not on this replica.",
+    )
+
     # Metrics (api/http_metrics.py)
     metrics_allowed_networks: list[str] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
