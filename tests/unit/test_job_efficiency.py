@@ -112,7 +112,7 @@ def test_a_running_job_without_cgroup_figures_waits_for_accounting() -> None:
     result = run(monitoring, RUNNING)
     assert result.running and result.window is not None and result.window.running
     for figure in (result.figures.cpu, result.figures.memory):
-        assert figure.value is None and figure.source is None
+        assert figure.value is None and figure.source is None and figure.why == "job_running"
         assert figure.reason is not None and figure.reason.startswith("Available when the job")
     assert result.figures.gpu_utilisation.source == "prometheus"
 
@@ -122,7 +122,7 @@ def test_prometheus_down_leaves_accounting_and_says_why() -> None:
     result = run(monitoring, FINISHED)
     assert seen  # it was asked
     for figure in (result.figures.gpu_utilisation, result.figures.gpu_memory):
-        assert figure.value is None
+        assert figure.value is None and figure.why == "prometheus_error"
         assert figure.reason is not None
         assert figure.reason.startswith("Prometheus could not be asked")
         assert "cannot be reached" in figure.reason
@@ -132,10 +132,12 @@ def test_prometheus_down_leaves_accounting_and_says_why() -> None:
 def test_monitoring_off_and_a_job_without_gpus() -> None:
     off = run(None, FINISHED)
     assert off.figures.gpu_utilisation.reason == "Monitoring is off: no Prometheus is configured."
+    assert off.figures.gpu_utilisation.why == "monitoring_off"
     assert off.figures.memory.source == "sacct" and off.window is None
     monitoring, seen = service(names_without_cgroups())
     no_gpus = run(monitoring, FINISHED, gpus=0)
     assert no_gpus.figures.gpu_utilisation.reason == "The job holds no GPUs."
+    assert no_gpus.figures.gpu_memory.why == "no_gpus"
     assert not any(r.url.path.endswith("query_range") for r in seen)
 
 
@@ -145,7 +147,7 @@ def test_nvidia_gpu_exporter_cannot_name_the_job() -> None:
     result = run(monitoring, FINISHED)
     reason = result.figures.gpu_utilisation.reason
     assert reason is not None and reason.startswith("nvidia_gpu_exporter does not say")
-    assert result.figures.gpu_memory.value is None
+    assert result.figures.gpu_memory.why == "not_per_job"
     assert not any(r.url.path.endswith("query_range") for r in seen)
 
 

@@ -46,6 +46,19 @@ from hpcportal.slurm.states import JobStatus
 _LIVE = {JobStatus.RUNNING, JobStatus.SUSPENDED, JobStatus.COMPLETING}
 
 
+Why = Literal[
+    "job_running",  # CPU/memory: accounting fills them when the job ends
+    "not_recorded",  # accounting has no such figure for the job
+    "no_gpus",
+    "monitoring_off",
+    "not_started",
+    "prometheus_error",
+    "no_exporter",  # no exporter for this in Prometheus
+    "not_per_job",  # the GPU exporter cannot say which job holds a GPU
+    "no_figures",  # no series of this job in its window
+]
+
+
 class Figure(BaseModel):
     #: A ratio (0.5 is half); None when no source has it (``reason`` says why).
     value: float | None = None
@@ -56,6 +69,8 @@ class Figure(BaseModel):
     metric: str | None = None
     query: str | None = None
     reason: str | None = None
+    #: Why there is no value, for pages to translate (``reason`` says it in English).
+    why: Why | None = None
 
 
 class EfficiencyFigures(BaseModel):
@@ -118,15 +133,15 @@ async def measure(
     figures = EfficiencyFigures(
         cpu=_sacct_cpu(base, running),
         memory=_sacct_memory(base, running),
-        gpu_utilisation=Figure(reason="The job holds no GPUs."),
-        gpu_memory=Figure(reason="The job holds no GPUs."),
+        gpu_utilisation=_none("no_gpus", "The job holds no GPUs."),
+        gpu_memory=_none("no_gpus", "The job holds no GPUs."),
     )
     result = JobEfficiency(**base.model_dump(), running=running, gpus=gpus, window=None,
                            figures=figures)  # fmt: skip
     off = _unavailable(monitoring, job)
     if off is not None:
         if gpus:
-            figures.gpu_utilisation = figures.gpu_memory = Figure(reason=off)
+            figures.gpu_utilisation = figures.gpu_memory = _none(*off)
         return result
     assert monitoring is not None
     try:
@@ -134,15 +149,15 @@ async def measure(
     except PortalError as exc:  # down, too slow, unreadable: accounting still answers
         if gpus:
             reason = f"Prometheus could not be asked: {exc}"
-            figures.gpu_utilisation = figures.gpu_memory = Figure(reason=reason)
+            figures.gpu_utilisation = figures.gpu_memory = _none("prometheus_error", reason)
     return result
 
 
-def _unavailable(monitoring: MonitoringService | None, job: JobWindow) -> str | None:
+def _unavailable(monitoring: MonitoringService | None, job: JobWindow) -> tuple[Why, str] | None:
     if monitoring is None or monitoring.client is None:
-        return "Monitoring is off: no Prometheus is configured."
+        return "monitoring_off", "Monitoring is off: no Prometheus is configured."
     if job.start is None or not job.nodes:
-        return "The job has not started."
+        return "not_started", "The job has not started."
     return None
 
 
@@ -200,12 +215,12 @@ async def _gpus(
     label = monitoring.settings.prometheus_gpu_job_label
     util = (await monitoring.resolved())["gpu_util"]
     if util.source is None:
-        figures.gpu_utilisation = figures.gpu_memory = Figure(reason=util.reason)
+        figures.gpu_utilisation = figures.gpu_memory = _none("no_exporter", util.reason)
         return
     if util.source.job_query is None:
         reason = (f"{util.source.exporter} does not say which job uses a GPU, so GPU "
                   "figures are not shown per job.")  # fmt: skip
-        figures.gpu_utilisation = figures.gpu_memory = Figure(reason=reason)
+        figures.gpu_utilisation = figures.gpu_memory = _none("not_per_job", reason)
         return
     no_figures = (f"Prometheus has no figures for this job's GPUs ({util.source.series} "
                   f"with {label}).")  # fmt: skip
@@ -213,14 +228,14 @@ async def _gpus(
     samples = [v for values in series for v in values]
     figures.gpu_utilisation = (
         _measured(util.source, promql, sum(samples) / len(samples) / 100)
-        if samples else Figure(reason=no_figures))  # fmt: skip
+        if samples else _none("no_figures", no_figures))  # fmt: skip
     if share.source is None:
-        figures.gpu_memory = Figure(reason=share.reason)
+        figures.gpu_memory = _none("no_exporter", share.reason)
         return
     promql, series = await ask(share.source, label)
     figures.gpu_memory = (
         _measured(share.source, promql, max(max(values) for values in series))
-        if series else Figure(reason=no_figures))  # fmt: skip
+        if series else _none("no_figures", no_figures))  # fmt: skip
 
 
 def _window(monitoring: MonitoringService, job: JobWindow) -> EfficiencyWindow:
@@ -247,6 +262,10 @@ def _values(data: Matrix) -> list[list[float]]:
     return out
 
 
+def _none(why: Why, reason: str | None) -> Figure:
+    return Figure(why=why, reason=reason)
+
+
 def _measured(source: catalog.Source, promql: str, ratio: float) -> Figure:
     return Figure(value=round(ratio, 4), source="prometheus", exporter=source.exporter,
                   metric=source.series, query=promql)  # fmt: skip
@@ -258,15 +277,15 @@ _ENDS = ("Available when the job ends: Slurm's accounting fills it as steps end,
 
 def _sacct_cpu(base: Efficiency, running: bool) -> Figure:
     if running:
-        return Figure(reason=_ENDS)
+        return _none("job_running", _ENDS)
     if base.cpu_efficiency is None:
-        return Figure(reason="Accounting has no CPU time or no elapsed time for this job.")
+        return _none("not_recorded", "Accounting has no CPU time or elapsed time for this job.")
     return Figure(value=base.cpu_efficiency, source="sacct", metric="TotalCPU/(Elapsed*AllocCPUS)")
 
 
 def _sacct_memory(base: Efficiency, running: bool) -> Figure:
     if running:
-        return Figure(reason=_ENDS)
+        return _none("job_running", _ENDS)
     if base.memory_efficiency is None:
-        return Figure(reason="Accounting has no peak memory (MaxRSS) or request for this job.")
+        return _none("not_recorded", "Accounting has no peak memory (MaxRSS) or request.")
     return Figure(value=base.memory_efficiency, source="sacct", metric="MaxRSS/ReqMem")
