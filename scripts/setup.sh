@@ -46,7 +46,7 @@ system_packages() {
   app_packages
 }
 
-# The dev cluster's monitoring: Prometheus and the node exporter, which `dev-cluster up`
+# The dev cluster's monitoring: Prometheus, the node exporter and Alertmanager, which `dev-cluster up`
 # runs on its own ports under the cluster's directory. Their packages would start
 # system-wide daemons on 9090/9100; a policy-rc.d saying no (unless the host has one)
 # keeps the install from starting anything.
@@ -57,7 +57,7 @@ monitoring_packages() {
     chmod 755 "$policy"
     ours=1
   fi
-  install_missing prometheus prometheus-node-exporter || { [ -n "$ours" ] && rm -f "$policy"; return 1; }
+  install_missing prometheus prometheus-node-exporter prometheus-alertmanager || { [ -n "$ours" ] && rm -f "$policy"; return 1; }
   if [ -n "$ours" ]; then rm -f "$policy"; fi
 }
 

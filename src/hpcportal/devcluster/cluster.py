@@ -16,6 +16,7 @@ from typing import Any
 
 from hpcportal.devcluster import daemons
 from hpcportal.devcluster.accounts import ensure_accounting
+from hpcportal.devcluster.alerting import alertmanager_token, alertmanager_url
 from hpcportal.devcluster.commands import run, tails, try_run, wait_until
 from hpcportal.devcluster.database import (
     db_password,
@@ -25,6 +26,7 @@ from hpcportal.devcluster.database import (
 )
 from hpcportal.devcluster.errors import DaemonStartError, DevClusterError
 from hpcportal.devcluster.files import ensure_dir, touch, write_if_changed
+from hpcportal.devcluster.mail import mail_config, mail_secret, write_mailprog
 from hpcportal.devcluster.monitoring import (
     check_target,
     monitoring_daemons,
@@ -129,7 +131,9 @@ def read_private_data(layout: Layout) -> str:
 
 
 #: slurm.conf keys whose change ``scontrol reconfigure`` applies without a restart.
-RECONFIGURABLE_KEYS = frozenset({"Prolog", "Epilog", "PrologSlurmctld", "EpilogSlurmctld"})
+RECONFIGURABLE_KEYS = frozenset(
+    {"Prolog", "Epilog", "PrologSlurmctld", "EpilogSlurmctld", "MailProg"}
+)
 
 
 def only_reconfigurable_changes(before: str, after: str) -> bool:
@@ -333,6 +337,10 @@ class DevCluster:
             "gpu_exporter": {n.name: f"127.0.0.1:{slot.dcgm_port}" for n in self.nodes if n.gpus},
             "gpu_job_dir": str(self.layout.gpu_job_dir),
             "gpu_load_dir": str(self.layout.gpu_load_dir),
+            "alertmanager_url": alertmanager_url(slot),
+            "alertmanager_token_file": str(alertmanager_token(self.layout)),
+            "slurm_mail_config": str(mail_config(self.layout)),
+            "slurm_mail_secret_file": str(mail_secret(self.layout)),
         }
 
     def slurm_version(self) -> str | None:
@@ -379,9 +387,11 @@ class DevCluster:
             self.layout, self.slot, self.nodes, self.scrape_interval, self.portal_target
         )
         daemons_ = self._monitoring()
-        prometheus = daemons_[-1]
+        prometheus, alertmanager = daemons_[-1], daemons_[-2]
         if changed and reload_prometheus(prometheus):
             log.info("prometheus re-reads %s", self.layout.prometheus_yml)
+        if changed and reload_prometheus(alertmanager):  # the same SIGHUP
+            log.info("alertmanager re-reads its configuration")
         start_all(daemons_)
 
     def _record_backup_controller(self) -> None:
@@ -455,6 +465,7 @@ class DevCluster:
         in a way only a restart applies, changed in lines ``scontrol reconfigure`` applies)."""
         layout, nodes = self.layout, self.nodes
         prolog = write_prolog_scripts(layout, nodes)
+        mail_prog = write_mailprog(layout, self.portal_target, in_root=self.release.from_root)
         try:
             before = layout.slurm_conf.read_text()
         except FileNotFoundError:
@@ -477,6 +488,7 @@ class DevCluster:
                 self.private_data,
                 self.backup_controller,
                 prolog,
+                mail_prog,
             ),
         )
         gres_changed = write_if_changed(layout.gres_conf, render_gres_conf(layout, nodes))

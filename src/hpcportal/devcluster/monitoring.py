@@ -31,6 +31,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hpcportal.devcluster.alerting import (
+    alert_rules_file,
+    alertmanager_data,
+    alertmanager_pid,
+    alertmanager_yml,
+    write_alerting_config,
+)
 from hpcportal.devcluster.files import ensure_dir, write_if_changed
 from hpcportal.devcluster.paths import Layout
 from hpcportal.devcluster.processes import Daemon
@@ -38,6 +45,7 @@ from hpcportal.devcluster.templates import HEADER, NodeSpec, Slot
 
 PROMETHEUS_BINARY = "/usr/bin/prometheus"
 NODE_EXPORTER_BINARY = "/usr/bin/prometheus-node-exporter"
+ALERTMANAGER_BINARY = "/usr/bin/prometheus-alertmanager"
 DEFAULT_SCRAPE_SECONDS = 5
 #: Enough history for a day of tests and a demo; the cluster's disk is not a site's.
 RETENTION = "7d"
@@ -85,9 +93,15 @@ def gpu_nodes(nodes: Sequence[NodeSpec]) -> list[NodeSpec]:
 
 
 def render_prometheus_yml(
-    nodes: Sequence[NodeSpec], slot: Slot, scrape_seconds: int, portal_target: str
+    nodes: Sequence[NodeSpec],
+    slot: Slot,
+    scrape_seconds: int,
+    portal_target: str,
+    rules_file: Path | None = None,
 ) -> str:
-    """prometheus.yml: the node exporters as their nodes, the GPU stand-in, the portal."""
+    """prometheus.yml: the node exporters as their nodes, the GPU stand-in, the portal;
+    with ``rules_file``, the portal's alert rules and this cluster's Alertmanager
+    (``alerting.py``)."""
 
     def target(address: str, node: str) -> list[str]:
         return [
@@ -105,6 +119,17 @@ def render_prometheus_yml(
         f"  evaluation_interval: {scrape_seconds}s",
         "  external_labels:",
         f"    devcluster_slot: '{slot.index}'",
+    ]
+    if rules_file is not None:
+        lines += [
+            "rule_files:",
+            f"  - '{rules_file}'",
+            "alerting:",
+            "  alertmanagers:",
+            "    - static_configs:",
+            f"        - targets: ['127.0.0.1:{slot.alertmanager_port}']",
+        ]
+    lines += [
         "scrape_configs:",
         "  - job_name: prometheus",
         "    static_configs:",
@@ -234,6 +259,28 @@ def prometheus(layout: Layout, slot: Slot) -> Daemon:
     )
 
 
+def alertmanager(layout: Layout, slot: Slot) -> Daemon:
+    """Debian's Alertmanager on the slot's port, its own clustering off."""
+    config = f"--config.file={alertmanager_yml(layout)}"
+    output = layout.daemon_output("alertmanager")
+    args = (
+        config,
+        f"--storage.path={alertmanager_data(layout)}",
+        f"--web.listen-address=127.0.0.1:{slot.alertmanager_port}",
+        "--cluster.listen-address=",
+    )
+    return Daemon(
+        name="alertmanager",
+        argv=_background(alertmanager_pid(layout), output, ALERTMANAGER_BINARY, args),
+        pid_file=alertmanager_pid(layout),
+        program=os.path.basename(ALERTMANAGER_BINARY),
+        log_files=(output,),
+        output_file=output,
+        match_args=(config,),
+        ports=(slot.alertmanager_port,),
+    )
+
+
 def node_exporter(layout: Layout, slot: Slot, node: NodeSpec) -> Daemon:
     port = slot.node_exporter_port(node_index(node, slot))
     listen = f"--web.listen-address=127.0.0.1:{port}"
@@ -284,10 +331,12 @@ def dcgm_standin(layout: Layout, slot: Slot, node: NodeSpec) -> Daemon:
 
 
 def monitoring_daemons(layout: Layout, slot: Slot, nodes: Sequence[NodeSpec]) -> list[Daemon]:
-    """Prometheus, a node exporter per node and the stand-in per GPU node, in start order."""
+    """A node exporter per node, the stand-in per GPU node, Alertmanager, then
+    Prometheus (last), in start order."""
     return [
         *(node_exporter(layout, slot, n) for n in nodes),
         *(dcgm_standin(layout, slot, n) for n in gpu_nodes(nodes)),
+        alertmanager(layout, slot),
         prometheus(layout, slot),
     ]
 
@@ -295,11 +344,15 @@ def monitoring_daemons(layout: Layout, slot: Slot, nodes: Sequence[NodeSpec]) ->
 def write_prometheus_config(
     layout: Layout, slot: Slot, nodes: Sequence[NodeSpec], scrape_seconds: int, portal_target: str
 ) -> bool:
-    """Directories and prometheus.yml; True if the config changed."""
+    """Directories, the alert rules and alertmanager.yml, and prometheus.yml; True if
+    what Prometheus reads changed (Alertmanager re-reads its own on ``reload``)."""
     for directory in (layout.monitoring, layout.prometheus_data, layout.monitoring / "textfile"):
         ensure_dir(directory)
-    text = render_prometheus_yml(nodes, slot, scrape_seconds, portal_target)
-    return write_if_changed(layout.prometheus_yml, text)
+    rules_changed = write_alerting_config(layout, portal_target)
+    text = render_prometheus_yml(
+        nodes, slot, scrape_seconds, portal_target, alert_rules_file(layout)
+    )
+    return write_if_changed(layout.prometheus_yml, text) or rules_changed
 
 
 def reload_prometheus(daemon: Daemon) -> bool:

@@ -37,6 +37,7 @@ REQUIRED_BINARIES: dict[str, str] = {
 MONITORING_BINARIES: dict[str, str] = {
     "prometheus": "prometheus",
     "prometheus-node-exporter": "prometheus-node-exporter",
+    "prometheus-alertmanager": "prometheus-alertmanager",
 }
 APT_TIMEOUT = 1800.0
 #: Debian's hook that tells maintainer scripts whether they may start services;

@@ -72,13 +72,18 @@ class Slot:
         """The GPU exporter stand-in of the GPU node (DCGM exporter's default is 9400)."""
         return self._offset(19400)
 
+    @property
+    def alertmanager_port(self) -> int:
+        """The dev cluster's Alertmanager (``alerting.py``); its gossip port is off."""
+        return self._offset(19600)
+
     def node_exporter_port(self, index: int) -> int:
         """The node exporter labelled as the ``index``-th node of ``NODE_LAYOUT``."""
         return self._offset(19200) + index
 
     def monitoring_ports(self) -> tuple[int, ...]:
         exporters = (self.node_exporter_port(i) for i in range(len(NODE_LAYOUT)))
-        return (self.prometheus_port, self.dcgm_port, *exporters)
+        return (self.prometheus_port, self.alertmanager_port, self.dcgm_port, *exporters)
 
     @property
     def portal_port(self) -> int:
@@ -179,6 +184,7 @@ def render_slurm_conf(
     private_data: str = "",
     backup_controller: bool = False,
     prolog: tuple[Path, Path] | None = None,
+    mail_prog: Path | None = None,
 ) -> str:
     """slurm.conf for ``nodes``, all hosted on ``hostname``, with every path under ``layout``.
 
@@ -194,6 +200,8 @@ def render_slurm_conf(
     ``PrivateData=``: what slurmctld hides from regular users.
     ``prolog`` is the (PrologSlurmctld, EpilogSlurmctld) pair that keeps the GPU job
     mapping of the monitoring (``monitoring.py``); ``scontrol reconfigure`` applies them.
+    ``mail_prog`` is the ``MailProg`` that hands job mail to the portal (``mail.py``);
+    without it, mail goes nowhere (``/bin/true``).
     """
     socket = layout.munge_socket
     plugin_dir = [f"PluginDir={root_plugin_dir}"] if root_plugin_dir is not None else []
@@ -250,7 +258,7 @@ def render_slurm_conf(
         "MaxArraySize=20001",
         "ReturnToService=2",
         "MpiDefault=none",
-        "MailProg=/bin/true",
+        f"MailProg={mail_prog or '/bin/true'}",
         f"SlurmctldTimeout={BACKUP_SLURMCTLD_TIMEOUT if backup_controller else 30}",
         "SlurmdTimeout=60",
         "InactiveLimit=0",
