@@ -1,0 +1,222 @@
+"""Reports on a real portal (issue 14.4): asked for through the API, generated in the
+background by the portal's own worker from its usage store, downloaded in every format;
+nobody else's reports are visible; scopes are checked for users, coordinators and
+admins; the bell tells the owner; the CLI does the same through an API token."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from hpcportal.cli.main import app as cli
+from hpcportal.services.reports.document import ReportDocument
+from tests.integration.portal_server import RunningPortal
+from tests.integration.portals import PortalFactory
+
+FORMATS = ("pdf", "xlsx", "csv", "json")
+
+
+@pytest.fixture(scope="module")
+def portal(make_portal: PortalFactory) -> RunningPortal:
+    return make_portal(report_worker_seconds=0.5, report_schedule_check_seconds=1.0)
+
+
+@pytest.fixture(scope="module")
+def dave(portal: RunningPortal) -> dict[str, str]:
+    return dict(portal.login("dave"))
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    end = datetime.now(UTC).replace(microsecond=0)
+    body: dict[str, Any] = {
+        "kind": "job_usage",
+        "period": {"start": (end - timedelta(days=7)).isoformat(), "end": end.isoformat()},
+        "language": "en",
+    }
+    body.update(changes)
+    return body
+
+
+def wait_done(portal: RunningPortal, headers: dict[str, str], report_id: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    with portal.client(headers=headers) as c:
+        while time.monotonic() < deadline:
+            found = c.get(f"/api/v1/reports/{report_id}")
+            assert found.status_code == 200, found.text
+            body: dict[str, Any] = found.json()
+            if body["state"] in ("done", "failed"):
+                return body
+            assert body["state"] in ("queued", "running") and 0 <= body["progress"] < 100
+            time.sleep(0.3)
+    raise AssertionError(f"report {report_id} not done in 120 s")
+
+
+@pytest.fixture(scope="module")
+def alices(portal: RunningPortal, alice: dict[str, str]) -> dict[str, int]:
+    """alice's report in every format: format -> id, each generated."""
+    with portal.client(headers=alice) as c:
+        created = c.post("/api/v1/reports", json={"spec": spec(), "formats": list(FORMATS)})
+    assert created.status_code == 202, created.text
+    ids = created.json()["ids"]
+    assert created.json()["id"] == ids[0] and len(ids) == 4
+    for report_id in ids:
+        done = wait_done(portal, alice, report_id)
+        assert done["state"] == "done", done
+        assert done["progress"] == 100 and done["size"] > 0 and done["owner"] == "alice"
+    return dict(zip(FORMATS, ids, strict=True))
+
+
+def test_alice_downloads_each_format(
+    portal: RunningPortal, alice: dict[str, str], alices: dict[str, int]
+) -> None:
+    with portal.client(headers=alice) as c:
+        files = {f: c.get(f"/api/v1/reports/{i}/download") for f, i in alices.items()}
+        other = c.get(f"/api/v1/reports/{alices['pdf']}/download", params={"format": "csv"})
+    for fmt, response in files.items():
+        assert response.status_code == 200, response.text
+        disposition = response.headers["content-disposition"]
+        assert disposition.startswith("attachment;") and f'-{alices[fmt]}.{fmt}"' in disposition
+    assert files["pdf"].headers["content-type"] == "application/pdf"
+    assert files["pdf"].content.startswith(b"%PDF-")
+    assert files["xlsx"].headers["content-type"].startswith(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")  # fmt: skip
+    assert "xl/workbook.xml" in zipfile.ZipFile(io.BytesIO(files["xlsx"].content)).namelist()
+    assert files["csv"].headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(files["csv"].content.decode("utf-8-sig"))))
+    assert rows
+    document = ReportDocument.model_validate(json.loads(files["json"].content))
+    assert document.kind == "job_usage" and "alice" in document.scope
+    # The PDF report, downloaded as CSV, is rendered from the same stored document.
+    assert other.status_code == 200 and other.headers["content-type"].startswith("text/csv")
+    assert list(csv.reader(io.StringIO(other.content.decode("utf-8-sig"))))
+    assert f'-{alices["pdf"]}.csv"' in other.headers["content-disposition"]
+
+
+def test_bob_cannot_list_read_download_or_delete_alices(
+    portal: RunningPortal, alice: dict[str, str], bob: dict[str, str], alices: dict[str, int]
+) -> None:
+    report_id = alices["pdf"]
+    with portal.client(headers=bob) as c:
+        listed = c.get("/api/v1/reports").json()["items"]
+        everyone = c.get("/api/v1/reports", params={"all": "true"}).json()["items"]
+        status = c.get(f"/api/v1/reports/{report_id}")
+        download = c.get(f"/api/v1/reports/{report_id}/download")
+        delete = c.delete(f"/api/v1/reports/{report_id}")
+    assert [r for r in listed + everyone if r["owner"] == "alice"] == []
+    for answer in (status, download, delete):
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["code"] == "not_found"
+    with portal.client(headers=alice) as c:
+        assert c.get(f"/api/v1/reports/{report_id}").json()["state"] == "done"
+
+
+def test_carol_sees_everyones(
+    portal: RunningPortal, carol: dict[str, str], alices: dict[str, int]
+) -> None:
+    with portal.client(headers=carol) as c:
+        mine = c.get("/api/v1/reports").json()["items"]
+        everyone = c.get("/api/v1/reports", params={"all": "true"}).json()["items"]
+        status = c.get(f"/api/v1/reports/{alices['csv']}")
+    assert all(r["owner"] == "carol" for r in mine)
+    assert set(alices.values()) <= {r["id"] for r in everyone}
+    assert status.status_code == 200
+
+
+def test_scopes_are_checked_before_anything_is_queued(
+    portal: RunningPortal, bob: dict[str, str], dave: dict[str, str], carol: dict[str, str]
+) -> None:
+    def ask(headers: dict[str, str], scope: dict[str, list[str]]) -> int:
+        with portal.client(headers=headers) as c:
+            r = c.post("/api/v1/reports", json={"spec": spec(scope=scope), "formats": ["csv"]})
+        return r.status_code
+
+    assert ask(bob, {"users": ["alice"]}) == 403
+    assert ask(bob, {"accounts": ["research"]}) == 403
+    assert ask(bob, {"users": ["bob"]}) == 202
+    assert ask(dave, {"accounts": ["research"]}) == 403
+    assert ask(dave, {"accounts": ["physics"]}) == 202
+    assert ask(carol, {"accounts": ["research"], "users": ["alice"]}) == 202
+    with portal.client(headers=bob) as c:
+        assert all(r["owner"] == "bob" for r in c.get("/api/v1/reports").json()["items"])
+
+
+def test_the_bell_tells_alice_once_per_report(
+    portal: RunningPortal, alice: dict[str, str], alices: dict[str, int]
+) -> None:
+    with portal.client(headers=alice) as c:
+        items = c.get("/api/v1/notifications", params={"limit": 200}).json()["items"]
+    told = [n for n in items if n["kind"] == "report"]
+    assert sorted(n["params"]["report_id"] for n in told) == sorted(alices.values())
+    assert {n["event"] for n in told} == {"report_ready"}
+    assert all(n["target"] == f"report:{n['params']['report_id']}" for n in told)
+
+
+def test_preview_returns_the_document(portal: RunningPortal, alice: dict[str, str]) -> None:
+    with portal.client(headers=alice) as c:
+        found = c.post("/api/v1/reports/preview", json=spec(kind="custom",
+                       dimensions=["user"], measures=["jobs", "cpu_hours"]))  # fmt: skip
+        refused = c.post("/api/v1/reports/preview", json=spec(scope={"users": ["bob"]}))
+    assert found.status_code == 200, found.text
+    assert ReportDocument.model_validate(found.json()).kind == "custom"
+    assert refused.status_code == 403
+
+
+def test_schedules_are_owned(
+    portal: RunningPortal, alice: dict[str, str], bob: dict[str, str]
+) -> None:
+    body = {"name": "Weekly usage", "spec": spec(), "formats": ["pdf", "csv"],
+            "frequency": "weekly", "time_of_day": "06:00", "time_zone": "Asia/Seoul"}  # fmt: skip
+    with portal.client(headers=alice) as c:
+        made = c.post("/api/v1/reports/schedules", json=body)
+        assert made.status_code == 201, made.text
+        bad = c.post("/api/v1/reports/schedules", json={**body, "time_zone": "/etc/passwd"})
+        assert bad.status_code == 422
+    schedule = made.json()
+    next_run = datetime.fromisoformat(schedule["next_run_at"])
+    assert next_run.astimezone(UTC).hour == 21 and next_run.weekday() == 6  # Mon 06:00 KST
+    with portal.client(headers=bob) as c:
+        assert c.get("/api/v1/reports/schedules").json()["items"] == []
+        assert c.delete(f"/api/v1/reports/schedules/{schedule['id']}").status_code == 404
+    with portal.client(headers=alice) as c:
+        assert c.delete(f"/api/v1/reports/schedules/{schedule['id']}").status_code == 204
+        assert c.get("/api/v1/reports/schedules").json()["items"] == []
+
+
+def test_the_cli_creates_waits_downloads_and_deletes(
+    portal: RunningPortal, alice: dict[str, str], tmp_path: Path
+) -> None:
+    with portal.client(headers=alice) as c:
+        created = c.post("/api/v1/auth/api-tokens", json={"name": "cli-reports",
+                                                          "scopes": ["read", "write"]})  # fmt: skip
+        assert created.status_code == 201, created.text
+    env = {"HPCPORTAL_URL": portal.url, "HPCPORTAL_TOKEN": created.json()["token"]}
+    runner = CliRunner()
+    create = ["reports", "create", "--period", "last_30_days", "--format", "csv", "--format",
+              "xlsx", "--wait", "--output", str(tmp_path)]  # fmt: skip
+    made = runner.invoke(cli, create, env=env)
+    assert made.exit_code == 0, made.output
+    saved = sorted(p.name for p in tmp_path.iterdir())
+    assert len(saved) == 2 and saved[0].endswith(".csv") and saved[1].endswith(".xlsx")
+    listed = runner.invoke(cli, ["reports", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    newest = json.loads(listed.output)["items"][0]
+    assert newest["state"] == "done" and newest["owner"] == "alice"
+    status = runner.invoke(cli, ["reports", "status", str(newest["id"])], env=env)
+    assert status.exit_code == 0 and "done" in status.output
+    again = runner.invoke(cli, ["reports", "download", str(newest["id"]), "--format", "json",
+                                "-o", str(tmp_path / "r.json")], env=env)  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert ReportDocument.model_validate_json((tmp_path / "r.json").read_bytes())
+    gone = runner.invoke(cli, ["reports", "delete", str(newest["id"])], env=env)
+    assert gone.exit_code == 0, gone.output
+    missing = runner.invoke(cli, ["reports", "status", str(newest["id"])], env=env)
+    assert missing.exit_code == 1 and "No report" in missing.output
