@@ -1,6 +1,7 @@
 // A job's page, apart from its actions and output (job.js): keeps what depends on the
 // job's state right as it changes (live.js sends "hpcportal:job" events), ticks the
-// elapsed-versus-limit bar of a running job, and shows a finished job's efficiency
+// elapsed-versus-limit bar of a running job, and shows a job's efficiency (running: the
+// GPUs' from Prometheus; finished: all of it)
 // (GET /api/v1/jobs/{id}/efficiency). Every translated label comes from the page's
 // data-label-* attributes; data from the server is only ever set as text.
 
@@ -102,12 +103,14 @@ function applyStatus(job) {
     }
     tick();
   }
-  if (finished) showEfficiency();
+  if (finished) showEfficiency("finished");
+  else if (status === "running" && job.start_time) showEfficiency("running");
 }
 
-// --- efficiency of a finished job ----------------------------------------------------------
+// --- efficiency: a running job's (GPUs from Prometheus), a finished job's ---------------------
 
-let efficiencyShown = false;
+// "running" once a running job's figures were fetched, "finished" once a finished job's.
+let efficiencyShown = null;
 
 function fact(label, value, note) {
   const row = document.createElement("div");
@@ -124,38 +127,60 @@ function fact(label, value, note) {
   return row;
 }
 
+/** The translated label of a figure's "why" code (job_running -> data-label-why-job-running). */
+function whyLabel(why) {
+  const key = why.replace(/(^|_)(\w)/g, (match, sep, letter) => letter.toUpperCase());
+  return efficiency.dataset[`labelWhy${key}`];
+}
+
+/** One figure: its percentage and where it came from, or why there is none. */
+function figureFact(name, label, figure, detail) {
+  let row;
+  if (!figure || figure.value === null || figure.value === undefined) {
+    row = fact(label, (figure && figure.why && whyLabel(figure.why)) || efficiency.dataset.labelNone);
+  } else {
+    const source =
+      figure.source === "prometheus"
+        ? fill(efficiency.dataset.labelSourcePrometheus, { exporter: figure.exporter || "" })
+        : efficiency.dataset.labelSourceSacct;
+    // The API gives ratios (0.5 is half); formatPercent takes percentages.
+    row = fact(label, formatPercent(100 * figure.value), [detail, source].filter(Boolean).join("; "));
+  }
+  row.dataset.figure = name;
+  row.dataset.source = (figure && figure.source) || "";
+  return row;
+}
+
 function renderEfficiency(e) {
   const facts = efficiency.querySelector("[data-efficiency-facts]");
-  const none = efficiency.dataset.labelNone;
-  // The API gives ratios (0.5 is half); formatPercent takes percentages.
-  const percent = (ratio) => (ratio === null || ratio === undefined ? none : formatPercent(100 * ratio));
-  const cpu = percent(e.cpu_efficiency);
+  const figures = e.figures || {};
   const available = e.cpus * e.elapsed_seconds;
   const cpuNote =
-    available > 0
-      ? fill(efficiency.dataset.labelCpuDetail, {
-          used: clock(e.cpu_time_seconds),
-          available: clock(available),
-        })
+    figures.cpu && figures.cpu.source === "sacct" && available > 0
+      ? fill(efficiency.dataset.labelCpuDetail, { used: clock(e.cpu_time_seconds), available: clock(available) })
       : "";
-  const memory = percent(e.memory_efficiency);
   const memoryNote =
-    e.memory_max_used_mb == null || e.memory_requested_mb == null
-      ? ""
-      : fill(efficiency.dataset.labelMemoryDetail, {
+    figures.memory && figures.memory.source === "sacct" && e.memory_max_used_mb != null && e.memory_requested_mb != null
+      ? fill(efficiency.dataset.labelMemoryDetail, {
           used: formatNumber(e.memory_max_used_mb),
           requested: formatNumber(e.memory_requested_mb),
-        });
-  facts.replaceChildren(
-    fact(efficiency.dataset.labelCpu, cpu, cpuNote),
-    fact(efficiency.dataset.labelMemory, memory, memoryNote),
-  );
+        })
+      : "";
+  const rows = [
+    figureFact("cpu", efficiency.dataset.labelCpu, figures.cpu, cpuNote),
+    figureFact("memory", efficiency.dataset.labelMemory, figures.memory, memoryNote),
+  ];
+  if (e.gpus > 0) {
+    rows.push(figureFact("gpu_utilisation", efficiency.dataset.labelGpu, figures.gpu_utilisation, ""));
+    rows.push(figureFact("gpu_memory", efficiency.dataset.labelGpuMemory, figures.gpu_memory, ""));
+  }
+  facts.replaceChildren(...rows);
   efficiency.dataset.loaded = "true";
 }
 
-async function showEfficiency() {
-  if (!efficiency || efficiencyShown) return;
-  efficiencyShown = true;
+async function showEfficiency(stage) {
+  if (!efficiency || efficiencyShown === stage || efficiencyShown === "finished") return;
+  efficiencyShown = stage;
   efficiency.hidden = false;
   const id = efficiency.dataset.jobIdEfficiency;
   // Accounting records a job's end a moment after slurmctld: try a few times.
@@ -179,6 +204,7 @@ if (detail) {
   document.addEventListener("hpcportal:job", (event) => {
     if (event.detail && event.detail.id === detail.dataset.jobId) applyStatus(event.detail);
   });
-  if (FINISHED.includes(detail.dataset.status)) showEfficiency();
+  if (FINISHED.includes(detail.dataset.status)) showEfficiency("finished");
+  else if (detail.dataset.status === "running" && efficiency && !efficiency.hidden) showEfficiency("running");
   if (progress) setInterval(tick, 1000);
 }
