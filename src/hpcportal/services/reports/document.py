@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 Language = Literal["en", "ko"]
 ReportKind = Literal["job_usage", "efficiency", "system", "user_activity", "custom"]
@@ -60,6 +60,22 @@ class Table(BaseModel):
     previous: list[list[Cell]] | None = None
     source: Source | None = None
     note: str | None = None
+
+    @model_validator(mode="after")
+    def _dates_from_json(self) -> Table:
+        """JSON has no dates: a stored document read back (``model_validate_json``)
+        has ISO strings in its date and datetime columns. They become dates again, so
+        a format rendered later from the stored document types them as the first did."""
+        kinds = [c.type for c in self.columns]
+        for row in [*self.rows, *(self.previous or [])]:
+            for i, value in enumerate(row[: len(kinds)]):
+                if isinstance(value, str) and kinds[i] in ("date", "datetime"):
+                    try:
+                        parse = date.fromisoformat if kinds[i] == "date" else datetime.fromisoformat
+                        row[i] = parse(value)
+                    except ValueError:
+                        pass  # text in a date column stays text
+        return self
 
 
 class Series(BaseModel):
