@@ -209,7 +209,8 @@ class _Book:
         heads = ["sheet", "name", "start", "end", "slurm", "detail", "note"]
         for c, key in enumerate(heads):
             sheet.write_string(top, c, label(lang, key), self.header)
-        entries = [("", doc.title, s, None) for s in doc.sources] + self.provenance
+        entries = [(label(lang, "report"), doc.title, s, None) for s in doc.sources]
+        entries += self.provenance
         stamp = self.fmt(NUMBER_FORMATS["datetime"])
         for r, (where, _title, source, note) in enumerate(entries, start=top + 1):
             sheet.write_string(r, 0, where)
@@ -217,8 +218,10 @@ class _Book:
                 sheet.write_string(r, 1, source.name)
                 sheet.write_datetime(r, 2, excel_value(source.window.start), stamp)
                 sheet.write_datetime(r, 3, excel_value(source.window.end), stamp)
-                sheet.write_string(r, 4, source.slurm_release or "")
-                sheet.write_string(r, 5, source.detail or "")
+                if source.slurm_release:
+                    sheet.write_string(r, 4, source.slurm_release)
+                if source.detail:
+                    sheet.write_string(r, 5, source.detail)
             if note:
                 sheet.write_string(r, 6, note)
         widths = [24, 24, 17, 17, 14, 40, 40]
