@@ -63,7 +63,7 @@ async def _render(
         states=STATES,
         error=error,
         secret=secret,
-        form=form or {},
+        form={"kind": "webhook", "name": "", "target": "", "language": "en", **(form or {})},
         done=query.get("done"),
         **data,
     )

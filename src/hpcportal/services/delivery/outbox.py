@@ -169,11 +169,8 @@ def listing(
 
 def counts(session: Session) -> dict[str, int]:
     """Messages per state (the admin page's summary)."""
-    found = dict(
-        session.execute(
-            select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
-        ).tuples()
-    )
+    query = select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
+    found = {state: int(count) for state, count in session.execute(query).tuples()}
     return {state: int(found.get(state, 0)) for state in STATES}
 
 

@@ -35,12 +35,12 @@ def build(settings: Settings, to: Destination, message: Outgoing) -> EmailMessag
     mail["Subject"] = message.subject
     mail["Message-ID"] = message_id(settings, message.delivery_id)
     mail["Date"] = format_datetime(message.created_at) if message.created_at else formatdate()
-    mail["Content-Language"] = to.language
     mail["Auto-Submitted"] = "auto-generated"
     mail[signature.DELIVERY_HEADER] = message.delivery_id
     mail.set_content(message.body_text)
     if message.body_html:
         mail.add_alternative(message.body_html, subtype="html")
+    mail["Content-Language"] = to.language  # after the body: set_content drops Content-*
     return mail
 
 
