@@ -11,16 +11,17 @@ between asking and building).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
+from contextlib import suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, or_, select, true
 from sqlalchemy.orm import Session
 
 from hpcportal.config import Settings
-from hpcportal.db.report_tables import UsageDaily, UsageHourly, UsageIngestCursor
-from hpcportal.errors import Forbidden
+from hpcportal.db.report_tables import UsageDaily, UsageHourly, UsageIngestCursor, UsageJob
+from hpcportal.errors import Forbidden, SlurmError
 from hpcportal.services.reports import usage
 from hpcportal.services.reports.document import Language, Period, Source
 from hpcportal.services.reports.spec import ReportSpec, Viewer
@@ -62,21 +63,40 @@ def row_scope(table: Any, viewer: Viewer, spec: ReportSpec) -> ColumnElement[boo
     return and_(true(), *clauses)
 
 
-def user_scope(
-    column: Any, viewer: Viewer, spec: ReportSpec, account_users: Sequence[str] = ()
-) -> ColumnElement[bool]:
-    """The condition on a ``username`` column (audit log, sessions) for a viewer:
-    an admin everyone, a coordinator the users of their accounts (``account_users``)
-    and themselves, anyone else themselves; narrowed by the spec's users."""
-    clauses: list[ColumnElement[bool]] = []
-    if not viewer.is_admin:
-        clauses.append(column.in_(sorted({viewer.username, *account_users})))
-    named = set(spec.scope.users) | set(spec.filters.get("user", []))
-    if named:
-        clauses.append(column.in_(sorted(named)))
-    if spec.scope.accounts and not account_users:
-        clauses.append(false())  # accounts named, but none of their users known
-    return and_(true(), *clauses)
+def users_of(session: Session, adapter: Any, accounts: Iterable[str]) -> set[str]:
+    """The users of ``accounts``: Slurm's associations (``sacctmgr``, when an adapter is
+    given and answers) and anyone with jobs of them in the usage store."""
+    wanted = sorted(set(accounts))
+    if not wanted:
+        return set()
+    found = set(session.scalars(
+        select(UsageJob.user).where(UsageJob.account.in_(wanted)).distinct()
+    ).all())  # fmt: skip
+    if adapter is not None:
+        with suppress(SlurmError):  # the store's users still hold; Slurm may be away
+            found |= {a.user for a in adapter.associations() if a.user and a.account in wanted}
+    return found
+
+
+def visible_users(
+    session: Session, viewer: Viewer, spec: ReportSpec, adapter: Any
+) -> set[str] | None:
+    """The users whose audit entries and sessions ``viewer`` may see of what ``spec``
+    asks (None: everyone). Same rule as the job figures (``usage.resolve_scope``): an
+    admin everyone, a coordinator the users of their accounts and themselves, anyone
+    else themselves; the spec's users and accounts narrow it."""
+    scope = usage.resolve_scope(viewer, spec.scope, spec.filters)
+    allowed: set[str] | None = None
+    if not scope.everyone:
+        allowed = {scope.own or viewer.username} | users_of(session, adapter, scope.accounts)
+    for names in (set(scope.only_users), set(spec.filters.get("user", []))):
+        if names:
+            allowed = names if allowed is None else allowed & names
+    accounts = set(scope.only_accounts) | set(spec.filters.get("account", []))
+    if accounts:
+        members = users_of(session, adapter, accounts)
+        allowed = members if allowed is None else allowed & members
+    return allowed
 
 
 def scope_text(viewer: Viewer, spec: ReportSpec, language: Language) -> str:
