@@ -49,6 +49,7 @@ from hpcportal.api import (
     tus,
     uploads,
 )
+from hpcportal.api import delivery as user_delivery  # your channels (issue 15.2)
 from hpcportal.api.http_metrics import HttpMetrics
 from hpcportal.api.node_proxy import SessionClients
 from hpcportal.api.params import RefuseControlInPath, check_request
@@ -63,6 +64,7 @@ from hpcportal.services.admin.scheduler import SdiagSampler
 from hpcportal.services.api_tokens import ApiTokenCache
 from hpcportal.services.apps import AppCatalog
 from hpcportal.services.auth import RevocationList
+from hpcportal.services.delivery.digest import DigestBuilder
 from hpcportal.services.delivery.sender import DeliverySender
 from hpcportal.services.disk_alerts import DiskWatcher
 from hpcportal.services.live import LiveHub
@@ -174,6 +176,7 @@ def create_app(
     app.include_router(alert_receiver.router, prefix=API_PREFIX)  # Alertmanager (issue 15.5)
     app.include_router(slurm_mail.router, prefix=API_PREFIX)  # hpcportal-mailprog (15.4)
     app.include_router(live.router, prefix=API_PREFIX)
+    app.include_router(user_delivery.router, prefix=API_PREFIX)  # before /notifications/{id}
     app.include_router(notifications.router, prefix=API_PREFIX)
     app.include_router(dashboards.router, prefix=API_PREFIX)
     app.include_router(apps.router, prefix=API_PREFIX)
@@ -331,5 +334,9 @@ def _compose(
               stop=report_scheduler.stop)  # fmt: skip
     tasks.add("delivery sender", start=delivery_sender.start if start_refresher else None,
               stop=delivery_sender.stop)  # fmt: skip
+    # Digests, quiet hours and rate-limited messages folded into the outbox (leader only).
+    digests = DigestBuilder(settings, database, group.leadership)
+    tasks.add("delivery digests", start=digests.start if start_refresher else None,
+              stop=digests.stop)  # fmt: skip
     tasks.add("node proxy clients", stop=proxy_clients.aclose)
     tasks.add("terminals", stop=terminals.stop)  # hang up every shell first

@@ -18,6 +18,7 @@ from hpcportal.db.session import Database
 from hpcportal.db.upsert import insert_if_absent, upsert
 from hpcportal.errors import PortalError
 from hpcportal.services.auth import utcnow
+from hpcportal.services.delivery.routing import route_notifications
 from hpcportal.services.notification_settings import wanted_events
 from hpcportal.services.notifications.model import (
     CHUNK,
@@ -316,7 +317,11 @@ def insert_new(
 ) -> list[Notification]:
     """INSERT ... ON CONFLICT (unique_key) DO NOTHING (``db.upsert``), in the rows' (key)
     order so that replicas inserting the same rows cannot deadlock; return the rows
-    this call added."""
+    this call added.
+
+    The rows added are routed to their owners' subscribed channels here, in the same
+    transaction (``delivery.routing``): every producer of bell notifications gets
+    email, Slack and webhook delivery without a second call."""
     inserted: list[Notification] = []
     for chunk in _chunks(rows):
         stmt = insert_if_absent(session, Notification, chunk, unique_key).returning(Notification.id)
@@ -325,6 +330,7 @@ def insert_new(
             inserted += session.scalars(
                 select(Notification).where(Notification.id.in_(ids)).order_by(Notification.id)
             ).all()
+    route_notifications(session, inserted)
     return inserted
 
 
