@@ -91,6 +91,12 @@ TAGS: list[dict[str, Any]] = [
         "description": "Prometheus' HTTP API behind the portal: PromQL for admins (or "
         "everyone, when allowed), targets, rules, alerts, configuration, health.",
     },
+    {
+        "name": "reports",
+        "description": "Usage reports: generated in the background (202, then poll), "
+        "downloaded as PDF, XLSX, CSV or JSON, previewed, and scheduled daily, weekly or "
+        "monthly in a time zone. Others' reports are 404 (admins see all).",
+    },
     {"name": "health", "description": "Liveness and readiness, for load balancers."},
 ]
 
