@@ -25,6 +25,7 @@ import pytest
 
 from tests import real_prometheus
 from tests.integration import slurm_cli
+from tests.integration.browser import login
 from tests.integration.portal_server import RunningPortal
 from tests.integration.portals import PortalFactory
 from tests.real_prometheus import GpuStandIn, RealPrometheus
@@ -191,6 +192,30 @@ def test_a_finished_jobs_gpu_equals_prometheus_and_cpu_memory_equal_sacct(
         assert memory["value"] == pytest.approx(round(max(peaks) / requested, 4), abs=1e-4)
     else:
         assert memory["value"] is None and memory["reason"]
+
+
+def test_the_page_draws_each_figure_with_its_source(
+    browser: Any, portal: RunningPortal, job: tuple[int, dict[str, Any]],
+    finished: dict[str, Any],
+) -> None:  # fmt: skip
+    context = browser.new_context(locale="en-US")
+    try:
+        page = context.new_page()
+        login(page, portal.url, "alice")
+        page.goto(f"{portal.url}/jobs/{job[0]}")
+        page.wait_for_selector('[data-testid="job-efficiency"][data-loaded="true"]',
+                               timeout=30000)  # fmt: skip
+        rows = page.locator("[data-efficiency-facts] [data-figure]")
+        drawn = {rows.nth(i).get_attribute("data-figure"): (
+            rows.nth(i).get_attribute("data-source"), rows.nth(i).locator("dd").text_content())
+            for i in range(rows.count())}  # fmt: skip
+        assert set(drawn) == {"cpu", "memory", "gpu_utilisation", "gpu_memory"}
+        assert drawn["gpu_utilisation"][0] == "prometheus"
+        assert "from Prometheus (dcgm_exporter)" in (drawn["gpu_utilisation"][1] or "")
+        assert drawn["cpu"][0] == "sacct" and "from accounting (sacct)" in (drawn["cpu"][1] or "")
+        assert drawn["gpu_memory"][1] is not None and drawn["gpu_memory"][1].startswith("12.5")
+    finally:
+        context.close()
 
 
 def test_bob_is_refused_alices_figures(

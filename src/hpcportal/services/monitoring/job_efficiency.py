@@ -59,7 +59,7 @@ Why = Literal[
 ]
 
 
-class Figure(BaseModel):
+class EfficiencyFigure(BaseModel):
     #: A ratio (0.5 is half); None when no source has it (``reason`` says why).
     value: float | None = None
     #: ``prometheus``, ``sacct``, or None.
@@ -74,10 +74,10 @@ class Figure(BaseModel):
 
 
 class EfficiencyFigures(BaseModel):
-    cpu: Figure
-    memory: Figure
-    gpu_utilisation: Figure
-    gpu_memory: Figure
+    cpu: EfficiencyFigure
+    memory: EfficiencyFigure
+    gpu_utilisation: EfficiencyFigure
+    gpu_memory: EfficiencyFigure
 
 
 class EfficiencyWindow(BaseModel):
@@ -262,12 +262,12 @@ def _values(data: Matrix) -> list[list[float]]:
     return out
 
 
-def _none(why: Why, reason: str | None) -> Figure:
-    return Figure(why=why, reason=reason)
+def _none(why: Why, reason: str | None) -> EfficiencyFigure:
+    return EfficiencyFigure(why=why, reason=reason)
 
 
-def _measured(source: catalog.Source, promql: str, ratio: float) -> Figure:
-    return Figure(value=round(ratio, 4), source="prometheus", exporter=source.exporter,
+def _measured(source: catalog.Source, promql: str, ratio: float) -> EfficiencyFigure:
+    return EfficiencyFigure(value=round(ratio, 4), source="prometheus", exporter=source.exporter,
                   metric=source.series, query=promql)  # fmt: skip
 
 
@@ -275,17 +275,19 @@ _ENDS = ("Available when the job ends: Slurm's accounting fills it as steps end,
          "no per-job exporter (cgroup_exporter) is in Prometheus here.")  # fmt: skip
 
 
-def _sacct_cpu(base: Efficiency, running: bool) -> Figure:
+def _sacct_cpu(base: Efficiency, running: bool) -> EfficiencyFigure:
     if running:
         return _none("job_running", _ENDS)
     if base.cpu_efficiency is None:
         return _none("not_recorded", "Accounting has no CPU time or elapsed time for this job.")
-    return Figure(value=base.cpu_efficiency, source="sacct", metric="TotalCPU/(Elapsed*AllocCPUS)")
+    return EfficiencyFigure(
+        value=base.cpu_efficiency, source="sacct", metric="TotalCPU/(Elapsed*AllocCPUS)"
+    )
 
 
-def _sacct_memory(base: Efficiency, running: bool) -> Figure:
+def _sacct_memory(base: Efficiency, running: bool) -> EfficiencyFigure:
     if running:
         return _none("job_running", _ENDS)
     if base.memory_efficiency is None:
         return _none("not_recorded", "Accounting has no peak memory (MaxRSS) or request.")
-    return Figure(value=base.memory_efficiency, source="sacct", metric="MaxRSS/ReqMem")
+    return EfficiencyFigure(value=base.memory_efficiency, source="sacct", metric="MaxRSS/ReqMem")
