@@ -225,6 +225,18 @@ def test_pdf_repeats_table_headers_on_every_page(tmp_path: Path) -> None:
         assert day_title in header and jobs_title in header, (page, header)
 
 
+def test_pdf_line_chart_with_gaps(tmp_path: Path) -> None:
+    """A line chart whose series miss a value (a day without figures) still draws."""
+    doc = document("ko")
+    doc.sections[1].charts.append(
+        Chart(title="일별 GPU 시간", kind="line", labels=["11-01", "11-02", "11-03"],
+              series=[Series(name="gpu 파티션", values=[1.0, None, 3.0]),
+                      Series(name="viz 파티션", values=[None, None, None])])
+    )  # fmt: skip
+    text = pdf_text(render(doc, "pdf"), tmp_path)
+    assert "일별 GPU 시간" in text and "gpu 파티션" in text and "viz 파티션" in text
+
+
 def test_a_missing_font_says_what_to_install(tmp_path: Path) -> None:
     with pytest.raises(Misconfigured, match="fonts-nanum"):
         render(document("ko"), "pdf", font_path=tmp_path / "NoSuchFont.ttf")
