@@ -4,9 +4,9 @@ alice submits with plain ``sbatch --mail-type=END`` as herself, outside the port
 slurmctld runs the cluster's ``MailProg`` (``hpcportal-mailprog`` on 22.05, its bash
 twin inside the Debian root of 24.11 and 26.05), which posts the mail to the portal,
 and alice's ``completed`` notification appears marked ``source: slurm_mail``. The
-portal here refreshes once an hour, so its own detector cannot have told it first
-(its first look only records what it sees). The cluster's MailProg settings
-(``etc/slurm-mail.conf``) point at this test's portal during the test and back after.
+cluster's MailProg posts to the cluster's portal target, where this test runs its
+portal; it refreshes once an hour, so its own detector cannot have told it first
+(its first look only records what it sees).
 """
 
 from __future__ import annotations
@@ -21,33 +21,22 @@ import pytest
 from tests.integration.portal_server import RunningPortal
 from tests.integration.portals import PortalFactory
 from tests.integration.slurm_cli import sbatch
+from tests.integration.target_portal import portal_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm_facing]
 
 
 @pytest.fixture(scope="module")
-def mail_portal(devcluster: dict[str, Any], make_portal: PortalFactory) -> RunningPortal:
-    secret = devcluster["monitoring"]["slurm_mail_secret_file"]
-    portal = make_portal(slurm_mail_secret_file=Path(secret), refresh_interval=3600.0,
-                         stale_after=7200.0)  # fmt: skip
-    portal.wait_for_generation(0)
-    return portal
-
-
-@pytest.fixture
-def mail_to(devcluster: dict[str, Any], mail_portal: RunningPortal) -> Iterator[Path]:
-    """The cluster's MailProg settings pointed at ``mail_portal``, restored after."""
-    config = Path(devcluster["monitoring"]["slurm_mail_config"])
-    before = config.read_text()
-    lines = [
-        f"url = {mail_portal.url}/api/v1/slurm-mail" if line.startswith("url =") else line
-        for line in before.splitlines()
-    ]
-    config.write_text("\n".join(lines) + "\n")
-    try:
-        yield config
-    finally:
-        config.write_text(before)
+def mail_portal(devcluster: dict[str, Any], make_portal: PortalFactory) -> Iterator[RunningPortal]:
+    """A portal at the cluster's portal target, where its MailProg posts; one refresh
+    an hour, so its detector cannot tell the job's end first."""
+    monitoring = devcluster["monitoring"]
+    secret = Path(monitoring["slurm_mail_secret_file"])
+    settings = make_portal.settings(slurm_mail_secret_file=secret, refresh_interval=3600.0,
+                                    stale_after=7200.0)  # fmt: skip
+    with portal_at(settings, monitoring["portal_target"]) as portal:
+        portal.wait_for_generation(0)
+        yield portal
 
 
 def notifications(portal: RunningPortal, who: dict[str, str]) -> list[dict[str, Any]]:
@@ -59,7 +48,7 @@ def notifications(portal: RunningPortal, who: dict[str, str]) -> list[dict[str, 
 
 
 def test_plain_sbatch_mail_end_reaches_alice_through_the_mailprog(
-    conf: str, mail_portal: RunningPortal, mail_to: Path
+    conf: str, mail_portal: RunningPortal
 ) -> None:
     alice = mail_portal.login("alice")
     job_id = str(sbatch(conf, "alice", "--mail-type=END", "--job-name=mailprog", "--wrap", "true"))
