@@ -68,6 +68,12 @@ class Leader(Protocol):
     def fence(self, session: Session) -> None: ...
 
 
+class Sends(Protocol):
+    """What the sender asks of ``channels.Channels``: deliver or raise ``DeliveryFailed``."""
+
+    async def send(self, to: Destination, message: Outgoing) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A message this sender holds: where to, what, or why it cannot go at all."""
@@ -87,7 +93,7 @@ class DeliverySender:
         settings: Settings,
         database: Database,
         leader: Leader,
-        channels: Channels | None = None,
+        channels: Sends | None = None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
@@ -95,7 +101,7 @@ class DeliverySender:
         self.settings = settings
         self.database = database
         self.leader = leader
-        self.channels = channels or Channels(settings)
+        self.channels: Sends = channels or Channels(settings)
         self.clock = clock
         self.rand = rand
         #: The message being sent now (at most one), for the admin page.
