@@ -17,6 +17,7 @@ from hpcportal.cli.cluster import cluster_app
 from hpcportal.cli.config import config_app
 from hpcportal.cli.devcluster import app as devcluster_app
 from hpcportal.cli.jobs import app as jobs_app
+from hpcportal.cli.notifications import app as notifications_app
 from hpcportal.cli.reports import app as reports_app
 from hpcportal.cli.runas import app as runas_app
 from hpcportal.config import Settings, get_settings
@@ -25,6 +26,7 @@ app = typer.Typer(help="hpcportal: a web portal for Slurm clusters.", no_args_is
 app.add_typer(devcluster_app, name="dev-cluster")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(reports_app, name="reports")
+app.add_typer(notifications_app, name="notifications")
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(qos_app, name="qos")
 admin_app.add_typer(account_app, name="account")
