@@ -13,6 +13,7 @@ import io
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from hpcportal.services.reports.document import (
     Source,
     Table,
 )
-from hpcportal.services.reports.render import FORMATS, render, renderer, timed
+from hpcportal.services.reports.render import FORMATS, render, renderer, timed, xlsx
 from hpcportal.services.reports.render.common import changes, format_change
 from hpcportal.services.reports.render.pdf import DEFAULT_FONT_PATH
 from hpcportal.services.reports.render.xlsx import sheet_name
@@ -293,6 +294,26 @@ def test_xlsx_text_is_never_a_formula() -> None:
     book = openpyxl.load_workbook(io.BytesIO(render(doc, "xlsx")))
     cell = book[doc.sections[0].tables[0].title]["A2"]
     assert cell.value == '=HYPERLINK("http://x","y")' and cell.data_type == "s"
+
+
+def test_xlsx_refuses_a_table_larger_than_a_sheet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rather than XlsxWriter silently leaving rows out."""
+    monkeypatch.setattr(xlsx, "MAX_ROWS", 100)
+    with pytest.raises(ValueError, match="more than an Excel sheet holds"):
+        render(document("en"), "xlsx")  # 120 daily rows
+    assert render(document("en", days=20), "xlsx")  # 80 rows fit
+
+
+def test_pdfs_rendered_at_once_in_threads_are_each_right(tmp_path: Path) -> None:
+    """Report workers render in threads; each PDF keeps its own text and font subset."""
+    docs = {lang: document(lang) for lang in ("ko", "en")}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        out = dict(zip(docs, pool.map(lambda d: render(d, "pdf"), docs.values()), strict=True))
+    for lang, pdf in out.items():
+        text = pdf_text(pdf, tmp_path)
+        assert docs[lang].title in text
+        names = KOREAN_NAMES if lang == "ko" else ENGLISH_NAMES
+        assert all(name in text for name in names)
 
 
 def test_sheet_names_are_valid_and_unique() -> None:

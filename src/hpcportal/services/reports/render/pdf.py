@@ -94,6 +94,9 @@ class Fonts:
 
 _registered: dict[Path, Fonts] = {}
 _lock = threading.Lock()
+#: One PDF at a time per process: ReportLab keeps each font's subsets in the font
+#: object, shared by every document, and rendering is CPU work under the GIL anyway.
+_building = threading.Lock()
 
 
 def fonts(path: Path) -> Fonts:
@@ -197,7 +200,8 @@ def render_pdf(document: ReportDocument, font_path: Path = DEFAULT_FONT_PATH) ->
         canvas.drawRightString(PAGE_WIDTH - MARGIN, MARGIN - 2 * mm, number)
         canvas.restoreState()
 
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    with _building:
+        doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return out.getvalue()
 
 

@@ -53,6 +53,8 @@ CHANGE_FORMAT = "+0.0%;-0.0%;0.0%"
 #: Rows measured to size a column; the rest take the same width.
 MEASURED_ROWS = 500
 MAX_WIDTH = 60
+#: Rows and columns of one Excel sheet (XlsxWriter silently drops cells past them).
+MAX_ROWS, MAX_COLUMNS = 1_048_576, 16_384
 _INVALID = re.compile(r"[\[\]:*?/\\]")
 
 
@@ -126,6 +128,12 @@ class _Book:
     def table_sheet(
         self, title: str, columns: list[Column], rows: list[list[Cell]], changes: frozenset[int]
     ) -> tuple[str, Worksheet]:
+        if len(rows) + 1 > MAX_ROWS or len(columns) > MAX_COLUMNS:
+            raise ValueError(
+                f"The table {title!r} has {len(rows):,} rows and {len(columns)} columns, more "
+                f"than an Excel sheet holds ({MAX_ROWS - 1:,} rows); choose a shorter period, "
+                "a coarser time step or fewer dimensions."
+            )
         name = sheet_name(title, self.taken)
         sheet = self.book.add_worksheet(name)
         numeric = {"integer", "number", "percent", "hours", "seconds"}
@@ -209,7 +217,9 @@ class _Book:
         heads = ["sheet", "name", "start", "end", "slurm", "detail", "note"]
         for c, key in enumerate(heads):
             sheet.write_string(top, c, label(lang, key), self.header)
-        entries = [(label(lang, "report"), doc.title, s, None) for s in doc.sources]
+        entries: list[tuple[str, str, Source | None, str | None]] = [
+            (label(lang, "report"), doc.title, s, None) for s in doc.sources
+        ]
         entries += self.provenance
         stamp = self.fmt(NUMBER_FORMATS["datetime"])
         for r, (where, _title, source, note) in enumerate(entries, start=top + 1):
