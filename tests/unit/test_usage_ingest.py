@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import func, select
 
 from hpcportal.config import Settings
-from hpcportal.db import upsert as upsert_module
 from hpcportal.db.report_tables import UsageDaily, UsageHourly, UsageIngestCursor, UsageJob
 from hpcportal.db.session import Database
 from hpcportal.services.reports import ingest
@@ -279,7 +278,7 @@ def test_a_crash_in_the_middle_of_a_window_stores_none_of_it(
     source = History(sample())
     settings = settings_for(db_settings, reports_ingest_window_minutes=24 * 60)
     ingester = UsageIngester(settings, database, source, Leader(), clock=Clock(NOW))
-    real_upsert = upsert_module.upsert
+    real_upsert = ingest.rollup_upsert
     calls = 0
 
     def crash_after_the_hourly_rollup(*args: Any, **kwargs: Any) -> Any:
@@ -289,7 +288,7 @@ def test_a_crash_in_the_middle_of_a_window_stores_none_of_it(
             raise RuntimeError("the replica died here")
         return real_upsert(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "upsert", crash_after_the_hourly_rollup)
+    monkeypatch.setattr(ingest, "rollup_upsert", crash_after_the_hourly_rollup)
     with pytest.raises(RuntimeError, match="died"):
         ingester.run()
     assert calls == 2
@@ -297,7 +296,7 @@ def test_a_crash_in_the_middle_of_a_window_stores_none_of_it(
     assert totals(database, UsageHourly)["jobs"] == 0
     assert ingester.cursor("dev") is None
 
-    monkeypatch.setattr(ingest, "upsert", real_upsert)
+    monkeypatch.setattr(ingest, "rollup_upsert", real_upsert)
     ingester.run()
     ingester.ingest_window(NOW - timedelta(days=1), NOW, overlap=timedelta(0))
     assert totals(database, UsageHourly) == EXPECTED

@@ -11,11 +11,10 @@ every ``reports_ingest_seconds``:
    jobs that *ended* in the window (``SlurmAdapter.ended_jobs``; running jobs are read
    by the window they end in) starting ``settle`` seconds before the window, so a job
    whose end reached slurmdbd late is still found.
-3. Each window is ONE fenced transaction: insert the jobs unless (cluster, job_id) is
-   already there, add to the hourly and daily rollups exactly the rows that insert
-   added (``INSERT ... RETURNING``), move the cursor. A crash, a lost lease or a second
-   ingester leaves either all of it or none of it, and re-reading a window counts
-   nothing twice.
+3. Each window is ONE fenced transaction: insert the jobs whose (cluster, job_id) is
+   not there yet, add exactly those to the hourly and daily rollups, move the cursor.
+   A crash, a lost lease or a second ingester leaves either all of it or none of it,
+   and re-reading a window counts nothing twice.
 
 A job counts in the hour (and UTC day) it ended: its jobs, hours and state together,
 as XDMoD's "jobs" realm does. CPU-seconds are allocated CPUs x elapsed (sacct's
@@ -32,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from prometheus_client import Counter as PromCounter
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -46,7 +46,7 @@ from hpcportal.db.report_tables import (
     UsageJob,
 )
 from hpcportal.db.session import Database
-from hpcportal.db.upsert import insert_if_absent, upsert
+from hpcportal.db.upsert import dialect_of
 from hpcportal.ha import LeadershipLost
 from hpcportal.lifecycle import Periodic
 from hpcportal.services.reports.buckets import size_bucket
@@ -61,7 +61,7 @@ INGESTED = PromCounter(
 WINDOWS = PromCounter(
     "hpcportal_usage_ingest_windows", "Usage store ingest windows by outcome", ["outcome"]
 )
-#: Rows per INSERT: well under MariaDB's and PostgreSQL's 65,535 bound parameters.
+#: Job ids per existence check (an IN list) and rows per executemany batch.
 _CHUNK = 500
 #: Windows read in one round; the rest of a backlog waits for the next round.
 MAX_WINDOWS_PER_ROUND = 48
@@ -191,26 +191,50 @@ def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]
 
 
 def add_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Insert ``rows`` into ``usage_jobs`` unless present; add to the rollups the ones
-    this insert really added, and return them. In the caller's transaction."""
+    """Insert the ``rows`` not yet in ``usage_jobs``; add to the rollups exactly those,
+    and return them. In the caller's transaction.
+
+    Which rows are new is read first (by (cluster, job_id), in chunks) and the rest
+    inserted in one executemany: a statement compiled once, unlike one multi-row
+    VALUES per window. Another ingester inserting the same job meanwhile (only a
+    deposed leader could) makes the unique key refuse it, and the whole window rolls
+    back: it is read again next round, nothing counted twice."""
     added: list[dict[str, Any]] = []
     for chunk in _chunks(rows):
-        statement = insert_if_absent(session, UsageJob, chunk, ["cluster", "job_id"])
-        new_ids = set(session.scalars(statement.returning(UsageJob.job_id)))
-        added += [row for row in chunk if row["job_id"] in new_ids]
+        cluster = chunk[0]["cluster"]
+        ids = [row["job_id"] for row in chunk]
+        present = set(
+            session.scalars(
+                select(UsageJob.job_id).where(UsageJob.cluster == cluster, UsageJob.job_id.in_(ids))
+            )
+        )
+        new = [row for row in chunk if row["job_id"] not in present]
+        if new:
+            session.execute(insert(UsageJob), new)
+        added += new
     for model, period in ((UsageHourly, hour_of), (UsageDaily, day_of)):
-        for part in _chunks(rollup(added, period)):
-            session.execute(upsert(session, model, part, USAGE_KEY, _adder(model.__table__)))
+        sums = rollup(added, period)
+        if sums:
+            session.execute(rollup_upsert(session, model), sums)
     return added
 
 
-def _adder(table: Any) -> Callable[[Any], dict[str, Any]]:
-    """The SET of a rollup upsert: each sum plus the proposed row's."""
+def rollup_upsert(session: Session, model: Any) -> Any:
+    """INSERT a rollup row, or add its sums to the row of the same key (executemany).
 
-    def add(proposed: Any) -> dict[str, Any]:
-        return {c: table.c[c] + proposed[c] for c in USAGE_SUMS}
-
-    return add
+    ``db.upsert`` spells this for rows given as VALUES; here the rows come as
+    executemany parameters, so the statement has no VALUES and is compiled once."""
+    table = model.__table__
+    if dialect_of(session) == "mysql":
+        my = mysql.insert(table)
+        return my.on_duplicate_key_update({c: table.c[c] + my.inserted[c] for c in USAGE_SUMS})
+    lite_or_pg = (
+        postgresql.insert(table) if dialect_of(session) == "postgresql" else sqlite.insert(table)
+    )
+    return lite_or_pg.on_conflict_do_update(
+        index_elements=list(USAGE_KEY),
+        set_={c: table.c[c] + lite_or_pg.excluded[c] for c in USAGE_SUMS},
+    )
 
 
 class UsageIngester:
