@@ -408,6 +408,14 @@ JS_MESSAGES: Final = {
     "notify.disk.area.cleared": N_(
         "The disk holding your file area %(name)s is back below the threshold: %(percent)s used."
     ),
+    # Slurm's mail (issue 15.4) and Alertmanager's alerts (15.5)
+    "notify.time_limit.body_percent": N_(
+        "Job %(job_id)s (%(job_name)s) has used %(percent_used)s percent of its time limit."
+    ),
+    "notify.requeued.title": N_("Job requeued"),
+    "notify.requeued.body": N_("Job %(job_id)s (%(job_name)s) was requeued."),
+    "notify.alert_firing.title": N_("Alert: %(alertname)s"),
+    "notify.alert_resolved.title": N_("Resolved: %(alertname)s"),
     "common.remove": N_("Remove"),
     "common.close": N_("Close"),
     "files.new_folder": N_("New folder"),

@@ -184,6 +184,7 @@ export function notificationLink(n) {
     return "#";
   }
   if (n.kind === "report") return `/reports#report-${encodeURIComponent((n.params || {}).report_id || "")}`;
+  if (n.kind === "alert") return "/admin/monitoring";
   if (n.job_id && n.event === "gpu_idle") return `/jobs/${encodeURIComponent(n.job_id)}#graphs-title`;
   return n.job_id ? `/jobs/${encodeURIComponent(n.job_id)}` : "#";
 }
@@ -199,7 +200,9 @@ export function describeNotification(n) {
   let bodyKey = `notify.${event}.body`;
   if (event === "started" && !params.nodes) bodyKey = "notify.started.body_plain";
   if (event === "failed" && !params.exit_code) bodyKey = "notify.failed.body_plain";
-  const title = t(titleKey) === titleKey ? n.title : t(titleKey);
+  if (event === "time_limit" && params.percent_used) bodyKey = "notify.time_limit.body_percent";
+  if (n.kind === "alert") bodyKey = ""; // Prometheus' own summary, as the rule wrote it
+  const title = t(titleKey) === titleKey ? n.title : t(titleKey, params);
   const text = t(bodyKey) === bodyKey ? n.body : t(bodyKey, params);
   return { title: title || "", body: text || "" };
 }
