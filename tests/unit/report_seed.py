@@ -3,7 +3,7 @@ writes them, with every summed column set (zero unless a test names it)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -34,7 +34,8 @@ def job(session: Session, job_id: int, user: str, account: str, partition: str,
     session.add(UsageJob(
         cluster="hpcdev", job_id=job_id, display_id=str(job_id), user=user, account=account,
         partition=partition, qos="normal", state="COMPLETED" if started else "CANCELLED",
-        start_time=end if started else None, end_time=end, cpus=cpus, gpus=gpus,
+        start_time=end - timedelta(seconds=elapsed) if started else None, end_time=end,
+        cpus=cpus, gpus=gpus,
         memory_mb=1000, node_count=1, elapsed_seconds=elapsed, time_limit_minutes=60,
         cpu_time_seconds=0.0, size_bucket="1", ingested_at=end,
     ))  # fmt: skip

@@ -191,7 +191,12 @@ def _group(groups: Groups, key: tuple[str, str, str]) -> Figures:
 
 
 def measure(
-    session: Session, spec: ReportSpec, viewer: Viewer, period: Period, settings: Settings
+    session: Session,
+    spec: ReportSpec,
+    viewer: Viewer,
+    period: Period,
+    settings: Settings,
+    factory: prometheus.Factory | None = None,
 ) -> Measured:
     """Every figure of one period, grouped by (user, account, partition)."""
     out = Measured()
@@ -251,9 +256,14 @@ def measure(
     unchecked = [j for j in gpu_jobs if str(j.job_id) not in idle and j.start_time is not None]
     if settings.prometheus_url and unchecked:
         batch = unchecked[: settings.report_gpu_prometheus_jobs]
-        windows = [prometheus.JobRun(j.job_id, j.start_time, j.end_time) for j in batch]
+        windows = [
+            prometheus.JobRun(
+                j.job_id, j.end_time - timedelta(seconds=j.elapsed_seconds), j.end_time
+            )
+            for j in batch
+        ]
         try:
-            means = prometheus.gpu_means(settings, windows)
+            means = prometheus.gpu_means(settings, windows, factory or prometheus.factory_of({}))
         except prometheus.NotAnswered as exc:
             out.prometheus_problem = str(exc)
         else:
@@ -311,8 +321,9 @@ def build(
     lang = spec.language
     t = TEXT[lang]
     previous = support.previous_of(spec)
-    now = measure(session, spec, viewer, spec.period, settings)
-    before = measure(session, spec, viewer, previous, settings) if previous else None
+    factory = prometheus.factory_of(context.parts)
+    now = measure(session, spec, viewer, spec.period, settings, factory)
+    before = measure(session, spec, viewer, previous, settings, factory) if previous else None
     store = support.store_source(session, spec.period, lang)
     sources = [store]
     if previous is not None:

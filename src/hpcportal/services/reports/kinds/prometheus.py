@@ -30,6 +30,9 @@ from hpcportal.services.monitoring.service import MonitoringService, grid
 from hpcportal.services.reports.document import Language, Period, Source
 
 T = TypeVar("T")
+#: How a read gets its monitoring service: from the settings, or a test's stand-in
+#: Prometheus (``BuildContext.parts["monitoring_factory"]``).
+Factory = Callable[[Settings], MonitoringService]
 #: Queries in flight at once for the per-job GPU means.
 _PARALLEL = 8
 
@@ -73,12 +76,18 @@ def _blocking(make: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
+def factory_of(parts: dict[str, object]) -> Factory:
+    """The context's monitoring factory, or ``MonitoringService.from_settings``."""
+    found = parts.get("monitoring_factory")
+    return found if callable(found) else MonitoringService.from_settings
+
+
 async def _with_monitoring(
-    settings: Settings, ask: Callable[[MonitoringService], Awaitable[T]]
+    settings: Settings, factory: Factory, ask: Callable[[MonitoringService], Awaitable[T]]
 ) -> T:
     if not settings.prometheus_url:
         raise NotAnswered("Prometheus is not configured (prometheus_url is unset)")
-    monitoring = MonitoringService.from_settings(settings)
+    monitoring = factory(settings)
     try:
         return await ask(monitoring)
     except PortalError as exc:
@@ -87,7 +96,9 @@ async def _with_monitoring(
         await monitoring.aclose()
 
 
-def gpu_means(settings: Settings, runs: list[JobRun]) -> dict[int, float]:
+def gpu_means(
+    settings: Settings, runs: list[JobRun], factory: Factory = MonitoringService.from_settings
+) -> dict[int, float]:
     """Each job's mean GPU utilisation (percent) over its run, for the jobs Prometheus
     has figures of; jobs it has none of are left out (not known to be idle)."""
 
@@ -117,10 +128,12 @@ def gpu_means(settings: Settings, runs: list[JobRun]) -> dict[int, float]:
         pairs = await asyncio.gather(*(mean(r) for r in runs))
         return {job: value for job, value in pairs if value is not None}
 
-    return _blocking(lambda: _with_monitoring(settings, ask))
+    return _blocking(lambda: _with_monitoring(settings, factory, ask))
 
 
-def partition_use(settings: Settings, period: Period) -> dict[str, PartitionUse]:
+def partition_use(
+    settings: Settings, period: Period, factory: Factory = MonitoringService.from_settings
+) -> dict[str, PartitionUse]:
     """CPUs and GPUs allocated / total per partition over ``period``, from the portal's
     own gauges (``hpcportal_slurm_partition_cpus``/``_gpus``) as Prometheus kept them."""
 
@@ -150,7 +163,7 @@ def partition_use(settings: Settings, period: Period) -> dict[str, PartitionUse]
             for part, by_panel in sorted(out.items())
         }  # fmt: skip
 
-    return _blocking(lambda: _with_monitoring(settings, ask))
+    return _blocking(lambda: _with_monitoring(settings, factory, ask))
 
 
 def _share(kinds: dict[str, list[float | None]], count: int) -> list[float | None]:

@@ -157,8 +157,9 @@ def _utilisation(t: dict[str, str], spec: ReportSpec, context: BuildContext,
         section.text = t["no_history"].format(reason=t["not_configured"])
         return section
     try:
-        now = prometheus.partition_use(settings, spec.period)
-        before = prometheus.partition_use(settings, previous) if previous else None
+        factory = prometheus.factory_of(context.parts)
+        now = prometheus.partition_use(settings, spec.period, factory)
+        before = prometheus.partition_use(settings, previous, factory) if previous else None
     except prometheus.NotAnswered as exc:
         section.text = t["no_history"].format(reason=str(exc))
         return section
