@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 STORE = {"en": "usage store (sacct, ingested)", "ko": "사용량 저장소 (sacct 수집)"}
 
 
+#: Kinds only admins (and Slurm operators) may ask for: the API can refuse them (403)
+#: before queueing, as the kind refuses them when it builds.
+ADMIN_ONLY_KINDS: frozenset[str] = frozenset({"system"})
+
+
 def admins_only(viewer: Viewer, what: str) -> None:
     """403 (``Forbidden``) for anyone but an admin or Slurm operator."""
     if not viewer.is_admin:
