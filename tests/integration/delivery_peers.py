@@ -84,9 +84,11 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 
 @dataclass
 class SmtpTestPeer:
-    """aiosmtpd on loopback: STARTTLS required, then AUTH (``user``/``password``)."""
+    """aiosmtpd on loopback: STARTTLS required (or, ``implicit``, TLS from the first
+    byte as on port 465), then AUTH (``user``/``password``)."""
 
     folder: Path
+    implicit: bool = False
     user: str = "portal"
     password: str = "smtp-peer-password"
     messages: list[EmailMessage] = field(default_factory=list)
@@ -125,15 +127,20 @@ class SmtpTestPeer:
                 peer.logins.append(data.login.decode())
             return AuthResult(success=ok)
 
+        # aiosmtpd counts only STARTTLS as TLS for AUTH; with implicit TLS the whole
+        # connection is already encrypted, so its auth_require_tls is turned off.
+        tls: dict[str, Any] = (
+            {"ssl_context": context, "auth_require_tls": False}
+            if self.implicit
+            else {"tls_context": context, "require_starttls": True}
+        )
         self._controller = Controller(
             Handler(),
             hostname="127.0.0.1",
             port=self.port,
-            tls_context=context,
-            require_starttls=True,
             authenticator=authenticate,
             auth_required=True,
-            auth_require_tls=True,
+            **({"auth_require_tls": True} | tls),
         )
         self._controller.start()
         return self
@@ -147,7 +154,7 @@ class SmtpTestPeer:
         return {
             "delivery_smtp_host": "127.0.0.1",
             "delivery_smtp_port": self.port,
-            "delivery_smtp_security": "starttls",
+            "delivery_smtp_security": "tls" if self.implicit else "starttls",
             "delivery_smtp_username": self.user,
             "delivery_smtp_password": self.password,
             "delivery_smtp_ca_file": self.ca_file,

@@ -14,6 +14,7 @@ their own transaction); site channels are made by carol through the API.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import time
@@ -26,9 +27,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from hpcportal.config import Settings
 from hpcportal.db.delivery_tables import DeliveryChannel, OutboxMessage
 from hpcportal.db.session import Database
 from hpcportal.services.delivery import outbox
+from hpcportal.services.delivery.channels import Destination, Outgoing
+from hpcportal.services.delivery.channels.mail import EmailSender
 from hpcportal.services.delivery.signature import delivery_id
 from tests.integration.delivery_peers import SmtpTestPeer, WebhookTestPeer
 from tests.integration.portal_server import RunningPortal
@@ -312,3 +316,19 @@ def test_resend_form_on_the_page(
         assert r.status_code == 303, r.text
     wait_state(portal, key, "sent")
     assert hook.counts() == {delivery_id(key): 1}
+
+
+def test_implicit_tls_smtp(tmp_path: Path) -> None:
+    """Port-465 style TLS from the first byte, through the email sender alone."""
+    peer = SmtpTestPeer(tmp_path, implicit=True).start()
+    try:
+        settings = Settings(**peer.settings())  # type: ignore[arg-type]
+        to = Destination(1, "email", "bob@hpc.example.org", "en")
+        message = Outgoing(delivery_id("implicit"), "job.failed", "bob", "Subject", "Body",
+                           None, datetime.now(UTC))  # fmt: skip
+        asyncio.run(EmailSender(settings).send(to, message))
+        assert [str(m["To"]) for m in peer.messages] == ["bob@hpc.example.org"]
+        assert peer.messages[0].get_content_type() == "text/plain"
+        assert peer.logins == ["portal"]
+    finally:
+        peer.stop()
