@@ -91,7 +91,8 @@ def add_schedule(
     now: datetime | None = None,
 ) -> schedules.ScheduleOut:  # fmt: skip
     """Store a schedule whose spec ``who`` may ask for (blocking)."""
-    spec = parse_spec(body.spec)
+    # The runs' days, weeks and months are the schedule's: its zone is the spec's too.
+    spec = parse_spec({**body.spec, "time_zone": body.time_zone})
     check_scope(spec, viewer_of(adapter, who))
     stored = body.model_copy(update={"language": spec.language})
     return schedules.create(database, who, stored, spec.model_dump(mode="json"),
