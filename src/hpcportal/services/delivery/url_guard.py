@@ -39,7 +39,7 @@ class UrlRefused(Exception):
 def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+    except (OSError, UnicodeError, ValueError) as exc:  # UnicodeError: a bad IDNA label
         raise UrlRefused(f"{host} does not resolve ({exc})") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
