@@ -323,3 +323,44 @@ def test_size_buckets_and_states() -> None:
     assert ingest.state_column("PREEMPTED") == "other"
     assert ingest.gpus_of({"gres/gpu:a100": 2, "gres/gpu:v100": 1}) == 3
     assert ingest.gpus_of({"gres/gpu": 2, "gres/gpu:a100": 2}) == 2
+
+
+def test_two_replicas_only_the_leader_ingests_and_a_deposed_one_writes_nothing(
+    database: Database, db_settings: Settings
+) -> None:
+    """Real ``Leadership`` of two replicas on one database: the follower never asks
+    sacct; the leader, once deposed, has its window refused by the fence (no rows)."""
+    from hpcportal.ha import Leadership, LeadershipLost
+
+    settings = settings_for(db_settings)
+    one_source, two_source = History(sample()), History(sample())
+    clock = Clock(NOW - timedelta(hours=6))
+
+    async def scenario() -> None:
+        first = Leadership(database, replica_id="r1", lease_seconds=30)
+        second = Leadership(database, replica_id="r2", lease_seconds=30)
+        one = UsageIngester(settings, database, one_source, first, clock=clock)
+        two = UsageIngester(settings, database, two_source, second, clock=clock)
+        try:
+            await first.start()
+            await second.start()
+            assert first.is_leader() and not second.is_leader()
+            assert await two.tick() is None and two_source.reads == []
+            assert await one.tick()  # the first 18 hours of the lookback
+            await first.stop()  # the leader leaves
+            with pytest.raises(LeadershipLost):
+                one.ingest_window(NOW - timedelta(hours=6), NOW, overlap=timedelta(0))
+            assert jobs_stored(database) == 0  # nothing had ended before NOW - 6 h
+            await second.tick()
+            assert second.is_leader()
+            clock.now = NOW
+            assert await two.tick()  # from the cursor the first leader left
+        finally:
+            await first.stop()
+            await second.stop()
+
+    asyncio.run(scenario())
+    assert jobs_stored(database) == 5
+    assert totals(database, UsageDaily) == EXPECTED
+    # It went on from the cursor (NOW - 6 h - settle), re-reading only the settle overlap.
+    assert min(start for start, _ in two_source.reads) == NOW - timedelta(hours=6, minutes=4)
