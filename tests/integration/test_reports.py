@@ -142,6 +142,9 @@ def test_scopes_are_checked_before_anything_is_queued(
     assert ask(bob, {"users": ["alice"]}) == 403
     assert ask(bob, {"accounts": ["research"]}) == 403
     assert ask(bob, {"users": ["bob"]}) == 202
+    with portal.client(headers=bob) as c:
+        system = c.post("/api/v1/reports", json={"spec": spec(kind="system")})
+    assert system.status_code == 403, system.text
     assert ask(dave, {"accounts": ["research"]}) == 403
     assert ask(dave, {"accounts": ["physics"]}) == 202
     assert ask(carol, {"accounts": ["research"], "users": ["alice"]}) == 202

@@ -10,16 +10,15 @@ same rule again when they build (``Viewer``), so a right lost since asking is lo
 for the report too. ``preview`` builds the document of a short period in the request
 itself, for the form's chart.
 
-The builder and renderer come from the report kinds and renderers, imported when
-first used so the generation side does not depend on their modules at import time.
+The builder is the kinds' ``build_report``; the renderers (ReportLab, XlsxWriter) are
+imported at the first report rendered, so a portal starts without loading them.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -29,6 +28,8 @@ from hpcportal.errors import Forbidden, InvalidInput, NotFound
 from hpcportal.services.identity import Principal, lookup_principal
 from hpcportal.services.reports import generation, schedules
 from hpcportal.services.reports.document import Period, ReportDocument, ReportFormat
+from hpcportal.services.reports.kinds import build_report
+from hpcportal.services.reports.kinds.support import ADMIN_ONLY_KINDS
 from hpcportal.services.reports.periods import SchedulePeriod
 from hpcportal.services.reports.spec import ReportSpec, Viewer
 from hpcportal.slurm.adapter import SlurmAdapter
@@ -53,6 +54,8 @@ def check_scope(spec: ReportSpec, viewer: Viewer) -> None:
     """403 for a spec naming users or accounts ``viewer`` may not ask about."""
     if viewer.is_admin:
         return
+    if spec.kind in ADMIN_ONLY_KINDS:
+        raise Forbidden(f"The {spec.kind} report is for admins only: it shows the whole cluster.")
     named_accounts = set(spec.scope.accounts) | set(spec.filters.get("account", []))
     other_accounts = sorted(named_accounts - viewer.coordinates)
     if other_accounts:
@@ -111,18 +114,14 @@ def with_period(
     return {**spec, "period": window(period), "previous": window(previous)}
 
 
-def _kinds() -> Callable[..., ReportDocument]:
-    kinds = importlib.import_module("hpcportal.services.reports.kinds")
-    return cast(Callable[..., ReportDocument], kinds.build_report)
-
-
 def renderer(settings: Settings) -> generation.Renderer:
     """The renderers' ``render`` with the site's PDF font (``reports_font_path``),
     imported at the first report rendered."""
 
     def render(document: ReportDocument, fmt: str) -> bytes:
-        renderers = importlib.import_module("hpcportal.services.reports.render")
-        return cast(bytes, renderers.renderer(settings)(document, fmt))
+        from hpcportal.services.reports.render import renderer as site_renderer
+
+        return site_renderer(settings)(document, fmt)
 
     return render
 
@@ -132,7 +131,6 @@ def build(
     viewer: Viewer, progress: Callable[[int], None] | None = None,
 ) -> ReportDocument:  # fmt: skip
     """The kinds' ``build_report`` for ``viewer`` (blocking)."""
-    build_report = _kinds()
     with database.session() as session:
         return build_report(
             spec, viewer, session, settings=settings, adapter=adapter, progress=progress
