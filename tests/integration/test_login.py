@@ -27,7 +27,7 @@ from hpcportal.app import create_app
 from hpcportal.composition import services_of
 from hpcportal.config import Settings
 from hpcportal.db.migrate import upgrade
-from hpcportal.db.models import LoginFailure
+from hpcportal.db.models import AuditEntry, LoginFailure
 from hpcportal.db.session import Database
 from hpcportal.dependencies import AdminUser, CurrentUser
 from hpcportal.services import auth
@@ -310,6 +310,25 @@ def test_success_clears_the_users_failures(
             assert left.all() == []
     finally:
         db.dispose()
+
+
+def test_a_login_is_in_the_audit_log_and_a_refusal_is_not(
+    client: TestClient, settings: Settings, pam_calls: list[str]
+) -> None:
+    """The user-activity report counts logins from audit entries ``auth.login``."""
+    assert log_in(client, "dave", "wrong").status_code == 401
+    assert log_in(client, "dave").status_code == 200
+    db = Database(settings)
+    try:
+        with db.session() as session:
+            rows = session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.username == "dave", AuditEntry.action == "auth.login"
+                )
+            ).all()
+    finally:
+        db.dispose()
+    assert [(row.result, row.target) for row in rows] == [("ok", None)]
 
 
 # --- Logging out --------------------------------------------------------------------

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from hpcportal.composition import services_of
 from hpcportal.config import Settings
-from hpcportal.services import auth
+from hpcportal.services import audit, auth
 from hpcportal.services.identity import Principal
 
 
@@ -68,7 +68,11 @@ def log_in(
 
     Blocks for seconds on a wrong password: call it from a worker thread.
     """
-    principal = auth.login(db, settings, username, password, client_address(request))
+    address = client_address(request)
+    principal = auth.login(db, settings, username, password, address)
+    # The user-activity report counts logins from the audit log; the request's
+    # transaction commits the entry with the answer.
+    audit.add(db, audit.Event.of(principal, "auth.login", None, address))
     issued = auth.issue_token(settings, principal)
     set_session_cookies(response, settings, issued)
     response.headers["Cache-Control"] = "no-store"
