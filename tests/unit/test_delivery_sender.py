@@ -66,9 +66,9 @@ def channel(database: Database, *, owner: str | None = None, enabled: bool = Tru
         return row.id
 
 
-def enqueue(database: Database, channel_id: int, key: str) -> None:
+def enqueue(database: Database, channel_id: int, key: str, event: str = "e") -> None:
     with database.session() as session:
-        outbox.enqueue(session, channel_id=channel_id, recipient=None, event="e",
+        outbox.enqueue(session, channel_id=channel_id, recipient=None, event=event,
                        idempotency_key=key, subject="s", body_text="b", now=START)  # fmt: skip
 
 
@@ -201,17 +201,19 @@ def test_a_permanent_failure_dies_at_once(database: Database, db_settings: Setti
     assert row.state == "dead" and row.attempts == 1
 
 
-def test_disabled_or_unverified_channels_are_not_sent_to(
+def test_disabled_or_unverified_channels_get_nothing_but_the_code(
     database: Database, db_settings: Settings
 ) -> None:
     disabled = channel(database, enabled=False)
     unverified = channel(database, owner="alice", verified=False)
     enqueue(database, disabled, "d")
     enqueue(database, unverified, "u")
+    enqueue(database, unverified, "code", event="channel_verification")
     peer = RecordingPeer()
     sender = DeliverySender(db_settings, database, Leadership.single(), peer)
-    assert asyncio.run(sender.tick()) == 2
-    assert peer.received == []
+    assert asyncio.run(sender.tick()) == 3
+    assert peer.received == [delivery_id("code")]  # only the confirmation code goes
+    assert state(database, "code").state == "sent"
     assert state(database, "d").last_error == "the channel is disabled"
     assert state(database, "u").last_error == "the channel is not verified"
     assert state(database, "d").state == state(database, "u").state == "dead"

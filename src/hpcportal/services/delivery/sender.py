@@ -51,6 +51,10 @@ from hpcportal.services.secret_box import SecretUnreadable
 
 log = logging.getLogger(__name__)
 
+#: The one event an unverified user channel receives: its confirmation code
+#: (``user_channels.VERIFY_EVENT``); everything else waits for the confirmation.
+VERIFICATION_EVENT = "channel_verification"
+
 MESSAGES = Counter(
     "hpcportal_delivery_messages",
     "Outbox send attempts by outcome (sent, retry, dead, lost_lease)",
@@ -183,7 +187,7 @@ class DeliverySender:
                 return None
             message = Outgoing.of(row)
             channel = session.get(DeliveryChannel, row.channel_id)
-            refused = _unusable(channel)
+            refused = _unusable(channel, row.event)
             to = None
             if refused is None and channel is not None:
                 try:
@@ -218,12 +222,13 @@ class DeliverySender:
         return now + timedelta(seconds=delay)
 
 
-def _unusable(channel: DeliveryChannel | None) -> str | None:
-    """Why a message cannot go through ``channel`` at all (None: it can)."""
+def _unusable(channel: DeliveryChannel | None, event: str) -> str | None:
+    """Why a message cannot go through ``channel`` at all (None: it can). An unverified
+    user channel gets its confirmation code and nothing else."""
     if channel is None:
         return "the channel was deleted"
     if not channel.enabled:
         return "the channel is disabled"
-    if channel.owner is not None and channel.verified_at is None:
+    if channel.owner is not None and channel.verified_at is None and event != VERIFICATION_EVENT:
         return "the channel is not verified"
     return None
