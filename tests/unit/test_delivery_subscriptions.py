@@ -27,7 +27,12 @@ from hpcportal.services.delivery.subscriptions import (
 from hpcportal.services.delivery.url_guard import UrlGuard
 from hpcportal.services.delivery.user_channels import UserChannelIn
 from hpcportal.services.identity import Principal
+from hpcportal.services.notifications import NotificationDetector
 from hpcportal.services.notifications.detector import insert_new, new_row
+from hpcportal.services.snapshot import ClusterSnapshot
+from hpcportal.slurm import parse
+from hpcportal.slurm.states import JobStatus
+from tests.unit.slurm_fixtures import recorded
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 SETTINGS = Settings(jwt_secret=SecretStr("x" * 40))
@@ -371,3 +376,46 @@ def test_quiet_hours_hold_and_release_a_lone_message_as_itself(database: Databas
         assert digest.fold(session, _at("2026-12-03T11:00+00:00")) == 1
     [released] = _messages(database, channel, "job_failed")
     assert "Job failed" in released.subject
+
+
+def test_the_detector_routes_job_events_even_when_the_bell_is_off_for_them(
+    database: Database,
+) -> None:
+    """dave's "started" is off for the bell (the default) but subscribed by email: the
+    detector stores no bell row and still routes the event, once across two replicas."""
+    channel = _verified_channel(database, Principal("dave", 1004, 1004, ("physics",), "user"))
+    with database.session() as session:
+        subscriptions.add_subscription(
+            session,
+            Principal("dave", 1004, 1004, ("physics",), "user"),
+            SubscriptionIn(event="job_started", channel_id=channel),
+        )
+    replicas = [_detector(database), _detector(database)]
+    for replica in replicas:
+        replica.process(_snap(1, {}))
+    running = _snap(2, {"state": "RUNNING", "status": JobStatus.RUNNING, "batch_host": "node002"})
+    assert [r.process(running) for r in replicas] == [[], []]  # no bell notification
+    [started] = _messages(database, channel, "job_started")
+    assert started.idempotency_key == f"job:dave:3:started:ch{channel}"
+
+
+def _snap(generation: int, job_3: dict[str, Any]) -> ClusterSnapshot:
+    """The recorded queue (``slurm_fixtures``) with dave's job 3 changed."""
+    jobs = [
+        j.model_copy(update=job_3) if j.id == "3" and job_3 else j
+        for j in parse.parse_squeue(recorded("squeue.json"))
+    ]
+    nodes = parse.parse_sinfo(recorded("sinfo.json"))
+    partitions = parse.parse_partitions(recorded("scontrol_partitions.txt"))
+    return ClusterSnapshot.build(generation, 0.0, jobs, nodes, partitions)
+
+
+class _NoAccounting:
+    def accounting(self, *_: Any, **__: Any) -> list[Any]:
+        return []
+
+
+def _detector(database: Database) -> NotificationDetector:
+    url = database.engine.url.render_as_string(hide_password=False)
+    settings = Settings(database_url=url, jwt_secret=SecretStr("x" * 40))
+    return NotificationDetector(database, _NoAccounting(), settings, clock=lambda: NOW)

@@ -18,7 +18,12 @@ from hpcportal.db.session import Database
 from hpcportal.db.upsert import insert_if_absent, upsert
 from hpcportal.errors import PortalError
 from hpcportal.services.auth import utcnow
-from hpcportal.services.delivery.routing import route_notifications
+from hpcportal.services.delivery.routing import (
+    Routable,
+    route_all,
+    route_notifications,
+    subscription_event,
+)
 from hpcportal.services.notification_settings import wanted_events
 from hpcportal.services.notifications.model import (
     CHUNK,
@@ -239,7 +244,9 @@ class NotificationDetector:
         with self.database.session() as session:
             if self.fence is not None:
                 self.fence(session)
-            inserted = _insert_if_absent(session, _wanted(session, events), now)
+            wanted = _wanted(session, events)
+            inserted = _insert_if_absent(session, wanted, now)  # routed as inserted
+            _route_unshown(session, events, wanted, now)
             _upsert_seen(session, changed)
             for chunk in _chunks(sorted(dropped)):
                 session.execute(delete(JobSeen).where(JobSeen.job_id.in_(chunk)))
@@ -252,6 +259,25 @@ def _wanted(session: Session, events: list[JobEvent]) -> list[JobEvent]:
     the rest are dropped here, before they exist."""
     wanted = wanted_events(session, {e.username for e in events})
     return [e for e in events if e.event in wanted[e.username]]
+
+
+def _route_unshown(
+    session: Session, events: list[JobEvent], wanted: list[JobEvent], now: datetime
+) -> None:
+    """Events switched off for the bell may still be subscribed on a channel (e.g. job
+    started by email): routed here with the key their bell row would have had
+    (``routing.notification_key``), so no replica sends one twice."""
+    shown = {e.key for e in wanted}
+    route_all(
+        session,
+        [
+            Routable(e.username, event, f"job:{e.username}:{e.job_id}:{e.event}", e.body,
+                     dict(e.params))
+            for e in events
+            if e.key not in shown and (event := subscription_event("job", e.event)) is not None
+        ],
+        now,
+    )  # fmt: skip
 
 
 def deliveries_for(session: Session, inserted: Sequence[Notification]) -> list[Delivery]:
