@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from hpcportal.config import Settings
 from hpcportal.db.delivery_tables import DeliveryHeld, DeliverySubscription, OutboxMessage
 from hpcportal.db.session import Database
-from hpcportal.errors import Conflict, InvalidInput, NotFound
+from hpcportal.errors import Conflict, InvalidInput, NotFound, RateLimited
 from hpcportal.services.delivery import digest, routing, subscriptions, user_channels
 from hpcportal.services.delivery.subscriptions import (
     SubscriptionIn,
@@ -419,3 +419,19 @@ def _detector(database: Database) -> NotificationDetector:
     url = database.engine.url.render_as_string(hide_password=False)
     settings = Settings(database_url=url, jwt_secret=SecretStr("x" * 40))
     return NotificationDetector(database, _NoAccounting(), settings, clock=lambda: NOW)
+
+
+def test_confirmation_codes_are_limited_per_person_and_hour(database: Database) -> None:
+    with database.session() as session:
+        guard = UrlGuard.from_settings(SETTINGS)
+        for n in range(user_channels.CODES_PER_HOUR):
+            user_channels.add_channel(session, SETTINGS, guard, "alice",
+                                      UserChannelIn(kind="email", name=f"m{n}",
+                                                    target=f"x{n}@example.org"))  # fmt: skip
+        with pytest.raises(RateLimited):
+            user_channels.add_channel(session, SETTINGS, guard, "alice",
+                                      UserChannelIn(kind="email", name="one more",
+                                                    target="y@example.org"))  # fmt: skip
+        # Somebody else is not affected.
+        bob = UserChannelIn(kind="email", name="b", target="b@example.org")
+        user_channels.add_channel(session, SETTINGS, guard, "bob", bob)

@@ -20,7 +20,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from hpcportal.config import Settings
@@ -52,6 +52,9 @@ VERIFY_ATTEMPTS = 5
 #: A new code no sooner than this after the last (no mail bombing through the portal).
 RESEND_AFTER = timedelta(seconds=60)
 MAX_CHANNELS = 20
+#: Codes a person may have sent in an hour, over all their channels: adding and
+#: removing channels must not turn the portal into a way to mail strangers.
+CODES_PER_HOUR = 10
 
 
 class UserChannelIn(BaseModel):
@@ -163,6 +166,15 @@ def send_code(
     at = now or utcnow()
     if row.verify_sent_at is not None and at - row.verify_sent_at < RESEND_AFTER:
         raise RateLimited("a code was sent less than a minute ago; wait for it")
+    recent = session.scalar(
+        select(func.count(OutboxMessage.id)).where(
+            OutboxMessage.recipient == owner,
+            OutboxMessage.event == VERIFY_EVENT,
+            OutboxMessage.created_at > at - timedelta(hours=1),
+        )
+    )
+    if int(recent or 0) >= CODES_PER_HOUR:
+        raise RateLimited(f"at most {CODES_PER_HOUR} confirmation codes an hour; try later")
     code = f"{secrets.randbelow(10**6):06d}"
     row.verify_code_hash, row.verify_sent_at = code_hash(code), at
     _option(session, row.id).verify_failures = 0
