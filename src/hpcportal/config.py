@@ -67,6 +67,15 @@ class MetricSource(BaseModel):
     unit: str | None = None
 
 
+#: The URL schemes a delivery channel may use.
+UrlScheme = Literal["http", "https"]
+
+
+def _https_only() -> list[UrlScheme]:
+    """Channels reach the network over TLS unless an admin allows plain HTTP."""
+    return ["https"]
+
+
 class Settings(BaseSettings):
     """Portal configuration; one instance per process, shared through ``get_settings``."""
 
@@ -767,8 +776,8 @@ class Settings(BaseSettings):
         default="hpcportal@localhost",
         description="From address of the portal's mail; its domain ends each Message-ID.",
     )
-    delivery_allowed_schemes: list[Literal["http", "https"]] = Field(
-        default_factory=lambda: ["https"],
+    delivery_allowed_schemes: list[UrlScheme] = Field(
+        default_factory=_https_only,
         description="URL schemes a Slack or webhook channel may use.",
     )
     delivery_allowed_hosts: list[str] = Field(
