@@ -27,7 +27,15 @@ FORMATS = ("pdf", "xlsx", "csv", "json")
 
 @pytest.fixture(scope="module")
 def portal(make_portal: PortalFactory) -> RunningPortal:
-    return make_portal(report_worker_seconds=0.5, report_schedule_check_seconds=1.0)
+    # The leader ingests the last 9 days in day-long windows every 2 s, so the usage
+    # store covers the week the reports below ask for (_wait_for_the_store).
+    return make_portal(
+        report_worker_seconds=0.5,
+        report_schedule_check_seconds=1.0,
+        reports_ingest_seconds=2.0,
+        reports_ingest_lookback_days=9.0,
+        reports_ingest_window_minutes=1440,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +231,124 @@ def test_the_cli_creates_waits_downloads_and_deletes(
     assert gone.exit_code == 0, gone.output
     missing = runner.invoke(cli, ["reports", "status", str(newest["id"])], env=env)
     assert missing.exit_code == 1 and "No report" in missing.output
+
+
+def _generated(
+    portal: RunningPortal, headers: dict[str, str], body: dict[str, Any], formats: list[str]
+) -> dict[str, bytes]:
+    """Ask for a report in ``formats``, wait for each, and download them: format -> bytes."""
+    with portal.client(headers=headers) as c:
+        created = c.post("/api/v1/reports", json={"spec": body, "formats": formats})
+    assert created.status_code == 202, created.text
+    files: dict[str, bytes] = {}
+    for fmt, report_id in zip(formats, created.json()["ids"], strict=True):
+        assert wait_done(portal, headers, report_id)["state"] == "done"
+        with portal.client(headers=headers) as c:
+            got = c.get(f"/api/v1/reports/{report_id}/download")
+        assert got.status_code == 200, got.text
+        files[fmt] = got.content
+    return files
+
+
+def _wait_for_the_store(portal: RunningPortal, admin: dict[str, str], body: dict[str, Any]) -> None:
+    """Until the usage store holds all of ``body``'s period (no table notes it incomplete)."""
+    deadline = time.monotonic() + 180
+    with portal.client(headers=admin) as c:
+        while True:
+            found = c.post("/api/v1/reports/preview", json={**body, "scope": {}})
+            assert found.status_code == 200, found.text
+            doc = ReportDocument.model_validate(found.json())
+            if all(t.note is None for s in doc.sections for t in s.tables):
+                return
+            assert time.monotonic() < deadline, "the portal never ingested the week"
+            time.sleep(1)
+
+
+def _settled_week(**changes: Any) -> dict[str, Any]:
+    """A week ending an hour ago: the ingester adds nothing to it while the test runs."""
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    period = {"start": (end - timedelta(days=7)).isoformat(), "end": end.isoformat()}
+    return spec(period=period, compare_previous=False, **changes)
+
+
+def test_a_korean_report_reads_back_in_every_format(
+    portal: RunningPortal, carol: dict[str, str], tmp_path: Path
+) -> None:
+    """The generated report, not a synthetic document: pdftotext gives back its Korean
+    title and every user name of its by-user table, the CJK font is an embedded subset,
+    the XLSX holds numbers as numbers and the CSV holds the JSON document's figures."""
+    import shutil
+    import subprocess
+
+    import openpyxl  # type: ignore[import-untyped]
+
+    body = _settled_week(language="ko")
+    _wait_for_the_store(portal, carol, body)
+    files = _generated(portal, carol, body, ["json", "pdf", "xlsx", "csv"])
+    doc = ReportDocument.model_validate(json.loads(files["json"]))
+    assert doc.title == "작업 사용량"
+    by_user = next(s for s in doc.sections if s.title == "사용자별").tables[0]
+    users = [str(r[0]) for r in by_user.rows]
+    assert users, "the dev cluster ran jobs in the week before the last hour"
+    at = [c.key for c in by_user.columns].index("cpu_hours")
+
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(files["pdf"])
+    for tool in ("pdftotext", "pdffonts"):
+        assert shutil.which(tool), f"{tool} missing: apt-get install poppler-utils"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True, timeout=60).stdout  # fmt: skip
+    assert "작업 사용량" in text and "사용자별" in text
+    words = set(text.split())
+    assert [u for u in users if u not in words] == []
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True,
+                           check=True, timeout=60).stdout.splitlines()[2:]  # fmt: skip
+    cjk = [f.split() for f in fonts if "Nanum" in f]
+    assert cjk and all(f[0][6:7] == "+" and f[-5] == "yes" and f[-4] == "yes" for f in cjk), fonts
+
+    sheet = openpyxl.load_workbook(io.BytesIO(files["xlsx"]))[by_user.title]
+    grid = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
+    assert [str(r[0]) for r in grid] == users
+    assert all(isinstance(r[at], int | float) for r in grid)
+    assert [r[at] for r in grid] == pytest.approx([r[at] for r in by_user.rows])
+
+    rows = list(csv.reader(io.StringIO(files["csv"].decode("utf-8-sig"))))
+    start = rows.index([by_user.title])
+    block = rows[start + 2 : start + 2 + len(users)]
+    assert [r[0] for r in block] == users
+    assert [float(r[at]) for r in block] == pytest.approx([r[at] for r in by_user.rows])
+
+
+def test_dave_sees_physics_and_nothing_else(
+    portal: RunningPortal,
+    alice: dict[str, str],
+    carol: dict[str, str],
+    dave: dict[str, str],
+) -> None:
+    """dave coordinates physics (sacctmgr): his report scoped to physics has physics
+    rows only, with the figures an admin sees for physics; other accounts, and alice
+    asking for bob's figures, are refused."""
+    body = _settled_week(scope={"accounts": ["physics"]})
+    _wait_for_the_store(portal, carol, body)
+    mine = ReportDocument.model_validate(
+        json.loads(_generated(portal, dave, body, ["json"])["json"])
+    )
+    everyone = ReportDocument.model_validate(
+        json.loads(_generated(portal, carol, {**body, "scope": {}}, ["json"])["json"])
+    )
+
+    def by_account(doc: ReportDocument) -> dict[str, list[Any]]:
+        table = next(s for s in doc.sections if s.title == "By account").tables[0]
+        return {str(r[0]): list(r[1:]) for r in table.rows}
+
+    assert "physics" in by_account(everyone), "dave ran physics jobs in the week"
+    assert set(by_account(everyone)) - {"physics"}, "other accounts ran jobs too"
+    assert by_account(mine) == {"physics": by_account(everyone)["physics"]}
+    with portal.client(headers=dave) as c:
+        other = c.post(
+            "/api/v1/reports", json={"spec": {**body, "scope": {"accounts": ["research"]}}}
+        )
+    with portal.client(headers=alice) as c:
+        bobs = c.post("/api/v1/reports", json={"spec": {**body, "scope": {"users": ["bob"]}}})
+    assert other.status_code == 403, other.text
+    assert bobs.status_code == 403, bobs.text

@@ -228,3 +228,36 @@ def test_job_usage_report_of_the_window(
     by_user = next(s for s in doc.sections if s.title == "사용자별").tables[0]
     assert {r[0] for r in by_user.rows} == {"dave"}  # physics is dave's alone on the dev cluster
     assert doc.sources[0].slurm_release == str(adapter.cluster().release)
+
+
+def test_the_job_usage_report_shows_the_sacct_figures(
+    conf: str, ended: Ended, adapter: SlurmAdapter, database: tuple[Settings, Database]
+) -> None:
+    """The report an admin gets for the window (``build_report``, not the store's
+    query) carries sacct's CPU hours per user and per account and its jobs by state."""
+    settings, db = database
+    ingester_for(settings, db, adapter, ended).run()  # a no-op when the first test ran
+    expected = from_sacct(conf, ended)
+    spec = ReportSpec(
+        kind="job_usage",
+        period=Period(start=ended.start, end=ended.end),
+        language="en",
+        compare_previous=False,
+    )
+    with db.session() as session:
+        doc = build_report(spec, ADMIN, session)
+    tables = {s.title: s.tables[0] for s in doc.sections if s.tables}
+
+    def cpu_seconds(title: str) -> dict[str, int]:
+        table = tables[title]
+        at = [c.key for c in table.columns].index("cpu_hours")
+        cells = {str(r[0]): r[at] or 0 for r in table.rows}
+        assert all(isinstance(v, int | float) for v in cells.values())
+        return {k: round(float(v) * 3600) for k, v in cells.items() if isinstance(v, int | float)}
+
+    assert cpu_seconds("By user") == expected["cpu_user"]
+    assert cpu_seconds("By account") == expected["cpu_account"]
+    labels = {"Completed": "completed", "Failed": "failed", "Timed out": "timed_out",
+              "Cancelled": "cancelled", "Other": "other"}  # fmt: skip
+    by_state = {labels[str(r[0])]: r[1] or 0 for r in tables["Jobs by state"].rows}
+    assert {k: v for k, v in by_state.items() if v} == expected["states"]
