@@ -10,6 +10,7 @@ import typer
 from hpcportal import __version__
 from hpcportal.cli.admin import admin_app
 from hpcportal.cli.admin_accounts import account_app, user_app
+from hpcportal.cli.admin_delivery import delivery_app
 from hpcportal.cli.admin_qos import qos_app
 from hpcportal.cli.admin_reservations import reservation_app
 from hpcportal.cli.check import check
@@ -32,6 +33,7 @@ admin_app.add_typer(qos_app, name="qos")
 admin_app.add_typer(account_app, name="account")
 admin_app.add_typer(user_app, name="user")
 admin_app.add_typer(reservation_app, name="reservation")
+admin_app.add_typer(delivery_app, name="delivery")
 app.add_typer(runas_app, name="runas")
 app.add_typer(config_app, name="config")
 app.add_typer(cluster_app, name="cluster")
