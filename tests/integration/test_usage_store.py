@@ -261,3 +261,43 @@ def test_the_job_usage_report_shows_the_sacct_figures(
               "Cancelled": "cancelled", "Other": "other"}  # fmt: skip
     by_state = {labels[str(r[0])]: r[1] or 0 for r in tables["Jobs by state"].rows}
     assert {k: v for k, v in by_state.items() if v} == expected["states"]
+
+
+def test_a_crash_mid_window_then_a_rerun_counts_each_job_once(
+    conf: str,
+    ended: Ended,
+    adapter: SlurmAdapter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Into a fresh store: the replica dies between a window's hourly and daily rollups
+    (the jobs already inserted); the next run's figures still equal sacct's."""
+    from hpcportal.services.reports import ingest
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'crash.db'}",
+                        jwt_secret=SecretStr("x" * 40))  # fmt: skip
+    upgrade(settings)
+    db = Database(settings)
+    try:
+        real_upsert = ingest.rollup_upsert
+        calls = 0
+
+        def crash_after_the_hourly_rollup(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise RuntimeError("the replica died here")
+            return real_upsert(*args, **kwargs)
+
+        monkeypatch.setattr(ingest, "rollup_upsert", crash_after_the_hourly_rollup)
+        with pytest.raises(RuntimeError, match="died"):
+            ingester_for(settings, db, adapter, ended).run()
+        monkeypatch.setattr(ingest, "rollup_upsert", real_upsert)
+        ingester_for(settings, db, adapter, ended).run()
+        expected = from_sacct(conf, ended)
+        got = from_store(db, ended)
+        assert got["cpu_user"] == expected["cpu_user"]
+        assert got["cpu_account"] == expected["cpu_account"]
+        assert got["states"] == expected["states"]
+    finally:
+        db.dispose()
