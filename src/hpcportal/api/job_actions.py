@@ -238,14 +238,15 @@ async def job_efficiency(
     """CPU, memory and GPU efficiency of a running or finished job, each figure with
     its source: Prometheus where a per-job exporter measures the job (DCGM exporter's
     ``hpc_job`` for GPUs, cgroup_exporter's ``jobid`` for CPU and memory), else
-    ``sacct`` (finished jobs), else null with a reason. The accounting fields
+    ``sstat`` (running jobs' live steps) or ``sacct`` (finished jobs), else null
+    with a reason. The accounting fields
     (``cpu_efficiency``, ``memory_efficiency``, ...) are as before. A job ``sacct`` run
     as you would not list (``PrivateData=jobs``) is a 404; another user's job you may
     see is a 403, as for its graphs. Prometheus down is a reason, not an error."""
     snap = await snapshot.current()
     meta = SnapshotMeta.of(snapshot.health())
-    base, window, gpus = await run_in_threadpool(
+    base, window, gpus, usage = await run_in_threadpool(
         job_efficiency_service.read, adapter, snap, meta, job_id, who
     )
     monitoring = services_of(request).monitoring
-    return await job_efficiency_service.measure(monitoring, base, window, gpus)
+    return await job_efficiency_service.measure(monitoring, base, window, gpus, usage)

@@ -168,3 +168,49 @@ def efficiency_table(stdout: str, job_id: str) -> JobEfficiencyRecord | None:
         )
     except (KeyError, ValueError) as exc:
         raise unreadable("sacct --parsable2", f"a row ({exc})", stdout) from exc
+
+
+#: The columns ``sstat_usage`` reads. sstat has no TotalCPU (22.05, 24.11 and 26.05's
+#: man pages list AveCPU, MinCPU, NTasks): a step's CPU time so far is AveCPU x NTasks.
+SSTAT_FIELDS = ("JobID", "AveCPU", "NTasks", "MaxRSS")
+
+
+@dataclass(frozen=True, slots=True)
+class RunningUsage:
+    """What a running job's live steps used so far (``sstat --allsteps``): CPU time
+    summed over steps (AveCPU x NTasks each) and the highest step MaxRSS; ``steps``
+    is how many steps reported (0: none yet, e.g. the job just started)."""
+
+    job_id: str
+    steps: int
+    cpu_time_seconds: float
+    max_rss_mb: float | None
+
+
+def sstat_usage(stdout: str, job_id: str) -> RunningUsage:
+    """``sstat -j JOB --allsteps --parsable2 --format=SSTAT_FIELDS``: the job's steps
+    summed. A header alone (or nothing) is a job with no live step yet."""
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    if not lines:
+        return RunningUsage(job_id, 0, 0.0, None)
+    header = lines[0].split("|")
+    if any(name not in header for name in SSTAT_FIELDS):
+        raise unreadable("sstat --parsable2", "a table", stdout)
+    rows = [r for r in parse.parse_table(stdout.encode())
+            if r.get("JobID", "").startswith(f"{job_id}.")]  # fmt: skip
+    try:
+        cpu = sum(clock_seconds(r["AveCPU"]) * int(r["NTasks"] or 1) for r in rows)
+        rss = [m for m in (size_mb(r["MaxRSS"]) for r in rows) if m is not None]
+    except (KeyError, ValueError) as exc:
+        raise unreadable("sstat --parsable2", f"a row ({exc})", stdout) from exc
+    return RunningUsage(job_id, len(rows), cpu, max(rss) if rss else None)
+
+
+#: sstat's words for a job without a live step: just started (its batch step not yet
+#: launched) or already ended; 22.05 and 24.11 "for job N", 26.05 "for JobId=N".
+_NO_STEPS = re.compile(r"no steps running|couldn't get steps", re.IGNORECASE)
+
+
+def no_steps(message: str) -> bool:
+    """Does sstat's error say the job has no live step (rather than a real failure)?"""
+    return _NO_STEPS.search(message) is not None

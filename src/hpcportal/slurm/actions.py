@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from hpcportal.errors import SlurmInvalidRequest
 from hpcportal.slurm import action_output
-from hpcportal.slurm.action_output import JobEfficiencyRecord, TestOnlyVerdict
+from hpcportal.slurm.action_output import JobEfficiencyRecord, RunningUsage, TestOnlyVerdict
 from hpcportal.slurm.cluster import SlurmCluster
 from hpcportal.slurm.executor import CommandResult, SlurmExecutor, classify_failure
 
@@ -28,6 +29,7 @@ __all__ = [
     "ControlAction",
     "ControlOutcome",
     "JobEfficiencyRecord",
+    "RunningUsage",
     "SlurmActions",
     "SubmittedJob",
     "TestOnlyVerdict",
@@ -160,3 +162,18 @@ class SlurmActions:
         args = ["-j", job_id, "--parsable2", f"--format={fields}"]
         done = self._executor.run("sacct", args, as_user=as_user)
         return action_output.efficiency_table(done.stdout.decode("utf-8", "replace"), job_id)
+
+    def running_usage(self, job_id: str, *, as_user: str | None = None) -> RunningUsage:
+        """``sstat -j JOB --allsteps --parsable2``: a running job's CPU time and peak RSS
+        so far, which sacct only fills when steps end. Read as the portal unless
+        ``as_user``, like ``efficiency_record``. A job with no live step (just started,
+        or already ended) has ``steps == 0``; sstat's "no steps running" is not an error."""
+        fields = ",".join(action_output.SSTAT_FIELDS)
+        args = ["-j", job_id, "--allsteps", "--parsable2", f"--format={fields}"]
+        try:
+            done = self._executor.run("sstat", args, as_user=as_user)
+        except SlurmInvalidRequest as exc:  # "No steps running", "couldn't get steps"
+            if action_output.no_steps(str(exc)):
+                return RunningUsage(job_id, 0, 0.0, None)
+            raise
+        return action_output.sstat_usage(done.stdout.decode("utf-8", "replace"), job_id)

@@ -42,7 +42,18 @@ from hpcportal.slurm.cluster import SlurmCluster
 log = logging.getLogger(__name__)
 
 ALLOWED_COMMANDS = frozenset(
-    {"squeue", "sinfo", "sacct", "scontrol", "sshare", "sacctmgr", "sbatch", "scancel", "sdiag"}
+    {
+        "squeue",
+        "sinfo",
+        "sacct",
+        "scontrol",
+        "sshare",
+        "sacctmgr",
+        "sbatch",
+        "scancel",
+        "sdiag",
+        "sstat",
+    }
 )
 
 SLURM_CALLS = PromCounter(

@@ -11,8 +11,11 @@ Each figure says where it came from, because the sources are not equally true:
 - **CPU and memory**: Prometheus only through a per-job cgroup exporter (the catalog's
   ``JOB_FIGURES``: CPU seconds over allocated CPUs x lifetime, peak RSS over the
   memory asked for); never node_exporter's node-wide figures, which count every job
-  on a shared node. Otherwise ``sacct``'s (``TotalCPU``, ``MaxRSS``), which Slurm
-  only fills when steps end: for a running job "available when the job ends".
+  on a shared node. Otherwise, for a running job, ``sstat``'s reading of its live
+  steps (AveCPU x NTasks summed: CPU time so far over allocated CPUs x elapsed so far;
+  peak MaxRSS over the memory asked for); for a finished job ``sacct``'s
+  (``TotalCPU``, ``MaxRSS``), which Slurm only fills when steps end. slurmstepd
+  samples at JobAcctGatherFrequency, so sstat lags by up to one sampling period.
 
 Every query goes through ``MonitoringService.shared_range`` on the job panels' window
 (aligned to its step), so any number of viewers cost Prometheus one query per figure
@@ -23,6 +26,7 @@ the accounting figures still answer.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,6 +43,7 @@ from hpcportal.services.monitoring.cache import align, panel_step
 from hpcportal.services.monitoring.service import MAX_PANEL_SECONDS, JobWindow, MonitoringService
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.services.visibility import for_accounting
+from hpcportal.slurm.action_output import RunningUsage
 from hpcportal.slurm.adapter import SlurmAdapter
 from hpcportal.slurm.models import AccountingRecord, Job
 from hpcportal.slurm.states import JobStatus
@@ -48,6 +53,7 @@ _LIVE = {JobStatus.RUNNING, JobStatus.SUSPENDED, JobStatus.COMPLETING}
 
 Why = Literal[
     "job_running",  # CPU/memory: accounting fills them when the job ends
+    "no_steps",  # running, but sstat has no live step yet (just started)
     "not_recorded",  # accounting has no such figure for the job
     "no_gpus",
     "monitoring_off",
@@ -62,8 +68,8 @@ Why = Literal[
 class EfficiencyFigure(BaseModel):
     #: A ratio (0.5 is half); None when no source has it (``reason`` says why).
     value: float | None = None
-    #: ``prometheus``, ``sacct``, or None.
-    source: Literal["prometheus", "sacct"] | None = None
+    #: ``prometheus``, ``sacct``, ``sstat`` (a running job's live steps), or None.
+    source: Literal["prometheus", "sacct", "sstat"] | None = None
     #: Prometheus: the exporter and series used, and the query; sacct: its fields.
     exporter: str | None = None
     metric: str | None = None
@@ -105,8 +111,10 @@ def read(
     meta: SnapshotMeta,
     job_id: str,
     who: Principal,
-) -> tuple[Efficiency, JobWindow, int]:
-    """Accounting's figures and the job's nodes and lifetime (blocking).
+) -> tuple[Efficiency, JobWindow, int, RunningUsage | None]:
+    """Accounting's figures, the job's nodes and lifetime, and for a running job
+    ``sstat``'s reading of its live steps (blocking).
+
 
     A job accounting hides from ``who`` is not found, as before; a job they may see
     but do not own is refused like its graphs: its figures are for its owner and admins.
@@ -122,17 +130,31 @@ def read(
         raise Forbidden(f"The figures of job {found.job_id} are for its owner and admins.")
     end = None if found.status in _LIVE else found.end_time
     gpus = found.gpus if isinstance(found, Job) else found.tres_allocated.get("gres/gpu", 0)
-    return base, JobWindow(found.job_id, list(found.node_names), found.start_time, end), gpus
+    usage = None
+    if end is None and found.start_time is not None:  # read as the portal, like sacct
+        usage = adapter.actions.running_usage(str(found.job_id))
+    window = JobWindow(found.job_id, list(found.node_names), found.start_time, end)
+    return base, window, gpus, usage
 
 
 async def measure(
-    monitoring: MonitoringService | None, base: Efficiency, job: JobWindow, gpus: int
+    monitoring: MonitoringService | None,
+    base: Efficiency,
+    job: JobWindow,
+    gpus: int,
+    usage: RunningUsage | None = None,
+    now: float | None = None,
 ) -> JobEfficiency:
-    """Every figure of ``job`` from its best source."""
+    """Every figure of ``job`` from its best source. ``usage`` is sstat's reading of a
+    running job, taken at ``now`` (epoch seconds; default the current time)."""
     running = job.end is None
+    cpu, memory = _sacct_cpu(base, running), _sacct_memory(base, running)
+    if running and usage is not None:
+        at = now if now is not None else time.time()
+        cpu, memory = _sstat_cpu(base, job, usage, at), _sstat_memory(base, usage)
     figures = EfficiencyFigures(
-        cpu=_sacct_cpu(base, running),
-        memory=_sacct_memory(base, running),
+        cpu=cpu,
+        memory=memory,
         gpu_utilisation=_none("no_gpus", "The job holds no GPUs."),
         gpu_memory=_none("no_gpus", "The job holds no GPUs."),
     )
@@ -291,3 +313,31 @@ def _sacct_memory(base: Efficiency, running: bool) -> EfficiencyFigure:
     if base.memory_efficiency is None:
         return _none("not_recorded", "Accounting has no peak memory (MaxRSS) or request.")
     return EfficiencyFigure(value=base.memory_efficiency, source="sacct", metric="MaxRSS/ReqMem")
+
+
+_NO_STEPS = ("No reading yet: the job has no running step that Slurm's sstat can measure "
+             "(it has just started), and no per-job exporter is in Prometheus here.")  # fmt: skip
+
+
+def _sstat_cpu(
+    base: Efficiency, job: JobWindow, usage: RunningUsage, now: float
+) -> EfficiencyFigure:
+    """CPU time so far over allocated CPUs x elapsed so far."""
+    if not usage.steps:
+        return _none("no_steps", _NO_STEPS)
+    elapsed = now - job.start.timestamp() if job.start is not None else 0.0
+    if elapsed <= 0 or not base.cpus:
+        return _none("not_recorded", "Slurm has no allocated CPUs or start time for this job.")
+    ratio = usage.cpu_time_seconds / (elapsed * base.cpus)
+    return EfficiencyFigure(value=round(ratio, 4), source="sstat",
+                            metric="sum(AveCPU*NTasks)/(elapsed*AllocCPUS)")  # fmt: skip
+
+
+def _sstat_memory(base: Efficiency, usage: RunningUsage) -> EfficiencyFigure:
+    """Peak step RSS so far over the memory asked for."""
+    if not usage.steps:
+        return _none("no_steps", _NO_STEPS)
+    if usage.max_rss_mb is None or not base.memory_requested_mb:
+        return _none("not_recorded", "Slurm has no peak memory (MaxRSS) or request yet.")
+    ratio = usage.max_rss_mb / base.memory_requested_mb
+    return EfficiencyFigure(value=round(ratio, 4), source="sstat", metric="MaxRSS/ReqMem")
