@@ -142,7 +142,9 @@ function figureFact(name, label, figure, detail) {
     const source =
       figure.source === "prometheus"
         ? fill(efficiency.dataset.labelSourcePrometheus, { exporter: figure.exporter || "" })
-        : efficiency.dataset.labelSourceSacct;
+        : figure.source === "sstat"
+          ? efficiency.dataset.labelSourceSstat
+          : efficiency.dataset.labelSourceSacct;
     // The API gives ratios (0.5 is half); formatPercent takes percentages.
     row = fact(label, formatPercent(100 * figure.value), [detail, source].filter(Boolean).join("; "));
   }
