@@ -2,8 +2,9 @@
 the DCGM stand-in for gpu001's GPUs), a real portal, alice's real GPU job on gpu001
 whose GPU the test steers from 25 % to 85 %.
 
-- while it runs: the GPU figure comes from Prometheus, CPU and memory wait for the
-  job's end (no per-job cgroup exporter here, and node-wide figures are no job's);
+- while it runs: the GPU figure comes from Prometheus, CPU and memory from sstat's
+  reading of its live steps (no per-job cgroup exporter here, and node-wide figures
+  are no job's); a CPU-busy job's CPU figure equals the test's own sstat reading;
 - once it ended: the GPU efficiency equals Prometheus' own mean over the same window
   (its ``avg_over_time`` of the job's series), CPU and memory come from ``sacct`` and
   equal what ``sacct`` itself prints; the accounting fields are as before;
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -110,9 +112,8 @@ def test_a_running_jobs_gpu_from_prometheus_cpu_and_memory_at_its_end(
     gpu = figures["gpu_utilisation"]
     assert gpu["source"] == "prometheus" and gpu["exporter"] == "dcgm_exporter"
     assert 0.25 <= gpu["value"] <= 0.85
-    for name in ("cpu", "memory"):
-        assert figures[name]["value"] is None, figures[name]
-        assert figures[name]["reason"].startswith("Available when the job ends")
+    for name in ("cpu", "memory"):  # no cgroup exporter: sstat, or no step yet
+        assert figures[name]["source"] == "sstat" or figures[name]["why"] == "no_steps"
 
 
 def test_the_job_page_shows_the_efficiency_section(
@@ -129,10 +130,63 @@ def test_the_job_page_shows_the_efficiency_section(
         "data-label-gpu=",
         "data-label-source-prometheus=",
         "data-label-why-job-running=",
+        "data-label-source-sstat=",
+        "data-label-why-no-steps=",
         "data-label-why-prometheus-error=",
     ):
         assert label in section  # fmt: skip
     client.close()
+
+
+def sstat_reading(conf: str, job_id: int) -> tuple[int, float, float]:
+    """The test's own sstat reading as alice: (live steps, CPU seconds as AveCPU x
+    NTasks summed over them, when it was taken)."""
+    argv = ["sstat", "-j", str(job_id), "--allsteps", "--parsable2", "--noheader",
+            "--format=JobID,AveCPU,NTasks"]  # fmt: skip
+    out = slurm_cli.run(conf, argv, user="alice")
+    taken = time.time()
+    rows = [line.split("|") for line in out.splitlines() if line.strip()]
+    return len(rows), sum(seconds(r[1]) * int(r[2] or 1) for r in rows), taken
+
+
+def test_a_running_cpu_busy_jobs_cpu_comes_from_sstat(
+    conf: str, portal: RunningPortal, alice: dict[str, str]
+) -> None:
+    """alice's 1-CPU busy loop: the portal's CPU figure equals what sstat says, within
+    what the job can do between the test's two sstat reads around the portal's."""
+    job_id = slurm_cli.sbatch(conf, "alice", "-c", "1", "-t", "3", "-J", "eff-sstat",
+                              "--wrap", "timeout 150 sh -c 'while :; do :; done'")  # fmt: skip
+    try:
+        slurm_cli.wait_running(conf, job_id, timeout=90)
+        started = slurm_cli.run(conf, ["squeue", "-h", "-j", str(job_id), "-o", "%S"]).strip()
+        start = datetime.fromisoformat(started).replace(tzinfo=UTC).timestamp()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # slurmstepd samples the step every so often
+            steps, cpu, _ = sstat_reading(conf, job_id)
+            if steps and cpu > 0:
+                break
+            time.sleep(2)
+        else:
+            raise AssertionError(f"sstat never measured job {job_id}")
+        portal.wait_for_generation(portal.services.snapshot.health().generation)
+        _, before, t_before = sstat_reading(conf, job_id)
+        r = efficiency(portal, alice, job_id)
+        _, after, t_after = sstat_reading(conf, job_id)
+        assert r.status_code == 200, r.text
+        figures = r.json()["figures"]
+        cpu = figures["cpu"]
+        assert cpu["source"] == "sstat", cpu
+        # The portal read sstat and the clock between the test's two reads: its CPU
+        # time is between ``before`` and ``after`` and its elapsed time between the two
+        # reads' (less start's one-second resolution); rounded to 4 places.
+        low = before / (t_after + 1 - start)
+        high = after / max(t_before - 1 - start, 1e-9)
+        assert low - 1e-4 <= cpu["value"] <= high + 1e-4, (low, cpu["value"], high)
+        assert 0 < cpu["value"] <= 1.05
+        memory = figures["memory"]
+        assert memory["source"] == "sstat" and 0 < memory["value"] < 1, memory
+    finally:
+        slurm_cli.scancel(conf, job_id, missing_ok=True)
 
 
 def seconds(text: str) -> float:
