@@ -29,6 +29,7 @@ from hpcportal.devcluster.files import ensure_dir, touch, write_if_changed
 from hpcportal.devcluster.mail import mail_config, mail_secret, write_mailprog
 from hpcportal.devcluster.monitoring import (
     check_target,
+    has_openmetrics,
     monitoring_daemons,
     prometheus_url,
     read_portal_target,
@@ -383,8 +384,14 @@ class DevCluster:
     def _start_monitoring(self) -> None:
         """prometheus.yml, then the exporters and Prometheus; a running Prometheus whose
         config changed re-reads it (SIGHUP), keeping its data."""
+        root = self.slurm_root
         changed = write_prometheus_config(
-            self.layout, self.slot, self.nodes, self.scrape_interval, self.portal_target
+            self.layout,
+            self.slot,
+            self.nodes,
+            self.scrape_interval,
+            self.portal_target,
+            slurmctld_metrics=has_openmetrics(root.plugin_dir if root is not None else None),
         )
         daemons_ = self._monitoring()
         prometheus, alertmanager = daemons_[-1], daemons_[-2]
@@ -489,6 +496,7 @@ class DevCluster:
                 self.backup_controller,
                 prolog,
                 mail_prog,
+                has_openmetrics(plugin_dir),
             ),
         )
         gres_changed = write_if_changed(layout.gres_conf, render_gres_conf(layout, nodes))

@@ -15,6 +15,8 @@ directory, so the 22.05, 24.11 and 26.05 clusters each have their own:
   start scripts (26.05 runs them through ``slurm_script_launcher``, which it finds as
   its own executable: the loader). slurmctld gives them ``SLURM_JOB_GPUS`` (the GPU
   indices Slurm allocated, also for the fake GPUs, which slurmd's environment lacks);
+- on a release whose Slurm has the OpenMetrics plugin (25.11 and later: our 26.05),
+  a scrape of slurmctld's own ``/metrics/...`` paths on its port (job ``slurmctld``);
 - a scrape of the portal's own ``/metrics`` at ``portal_target`` (a portal that is not
   running there is a target that is down, nothing more).
 
@@ -88,6 +90,23 @@ def node_index(node: NodeSpec, slot: Slot) -> int:
     return node.port - slot.first_node_port
 
 
+#: slurmctld's OpenMetrics paths (Slurm 25.11 ``metrics/openmetrics``), one scrape job each.
+SLURMCTLD_METRICS_PATHS = (
+    "/metrics/nodes",
+    "/metrics/partitions",
+    "/metrics/jobs",
+    "/metrics/scheduler",
+)
+
+
+def has_openmetrics(plugin_dir: Path | None) -> bool:
+    """True when the release's Slurm ships ``metrics/openmetrics`` (Slurm 25.11+).
+
+    Only a release from a Debian root has a plugin directory we can look in; the host's
+    22.05 and trixie's 24.11 predate the plugin."""
+    return plugin_dir is not None and (plugin_dir / "metrics_openmetrics.so").is_file()
+
+
 def gpu_nodes(nodes: Sequence[NodeSpec]) -> list[NodeSpec]:
     return [n for n in nodes if n.gpus]
 
@@ -98,10 +117,12 @@ def render_prometheus_yml(
     scrape_seconds: int,
     portal_target: str,
     rules_file: Path | None = None,
+    slurmctld_metrics: bool = False,
 ) -> str:
     """prometheus.yml: the node exporters as their nodes, the GPU stand-in, the portal;
     with ``rules_file``, the portal's alert rules and this cluster's Alertmanager
-    (``alerting.py``)."""
+    (``alerting.py``); with ``slurmctld_metrics``, slurmctld's own OpenMetrics paths
+    (``SLURMCTLD_METRICS_PATHS``), one job each since a job has one ``metrics_path``."""
 
     def target(address: str, node: str) -> list[str]:
         return [
@@ -145,6 +166,16 @@ def render_prometheus_yml(
         lines += ["  - job_name: dcgm", "    static_configs:"]
         for node in gpus:
             lines += target(f"127.0.0.1:{slot.dcgm_port}", node.name)
+    if slurmctld_metrics:
+        for path in SLURMCTLD_METRICS_PATHS:
+            lines += [
+                f"  - job_name: 'slurmctld_{path.rsplit('/', 1)[-1]}'",
+                f"    metrics_path: '{path}'",
+                "    static_configs:",
+                f"      - targets: ['127.0.0.1:{slot.slurmctld_port}']",
+                "        labels:",
+                "          source: 'slurmctld'",
+            ]
     lines += [
         "  - job_name: hpcportal",
         "    metrics_path: /metrics",
@@ -342,7 +373,12 @@ def monitoring_daemons(layout: Layout, slot: Slot, nodes: Sequence[NodeSpec]) ->
 
 
 def write_prometheus_config(
-    layout: Layout, slot: Slot, nodes: Sequence[NodeSpec], scrape_seconds: int, portal_target: str
+    layout: Layout,
+    slot: Slot,
+    nodes: Sequence[NodeSpec],
+    scrape_seconds: int,
+    portal_target: str,
+    slurmctld_metrics: bool = False,
 ) -> bool:
     """Directories, the alert rules and alertmanager.yml, and prometheus.yml; True if
     what Prometheus reads changed (Alertmanager re-reads its own on ``reload``)."""
@@ -350,7 +386,7 @@ def write_prometheus_config(
         ensure_dir(directory)
     rules_changed = write_alerting_config(layout, portal_target)
     text = render_prometheus_yml(
-        nodes, slot, scrape_seconds, portal_target, alert_rules_file(layout)
+        nodes, slot, scrape_seconds, portal_target, alert_rules_file(layout), slurmctld_metrics
     )
     return write_if_changed(layout.prometheus_yml, text) or rules_changed
 

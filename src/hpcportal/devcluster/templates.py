@@ -185,6 +185,7 @@ def render_slurm_conf(
     backup_controller: bool = False,
     prolog: tuple[Path, Path] | None = None,
     mail_prog: Path | None = None,
+    openmetrics: bool = False,
 ) -> str:
     """slurm.conf for ``nodes``, all hosted on ``hostname``, with every path under ``layout``.
 
@@ -202,6 +203,10 @@ def render_slurm_conf(
     mapping of the monitoring (``monitoring.py``); ``scontrol reconfigure`` applies them.
     ``mail_prog`` is the ``MailProg`` that hands job mail to the portal (``mail.py``);
     without it, mail goes nowhere (``/bin/true``).
+    ``openmetrics`` turns on Slurm's own OpenMetrics (``MetricsType=metrics/openmetrics``,
+    Slurm 25.11 and later): slurmctld then answers ``GET /metrics/...`` on its own port,
+    which the dev cluster's Prometheus scrapes (``monitoring.py``). Only for a release
+    whose plugin directory holds ``metrics_openmetrics.so``; 22.05 and 24.11 have none.
     """
     socket = layout.munge_socket
     plugin_dir = [f"PluginDir={root_plugin_dir}"] if root_plugin_dir is not None else []
@@ -264,6 +269,8 @@ def render_slurm_conf(
         "InactiveLimit=0",
         "KillWait=10",
     ]
+    if openmetrics:
+        lines.append("MetricsType=metrics/openmetrics")
     if private_data:
         lines.append(f"PrivateData={private_data}")
     if prolog is not None:
