@@ -175,6 +175,12 @@ def render_prometheus_yml(
                 f"      - targets: ['127.0.0.1:{slot.slurmctld_port}']",
                 "        labels:",
                 "          source: 'slurmctld'",
+                # Per-node series name their node in ``node``; as ``instance`` they
+                # line up with the node exporters' (the catalog's node matcher).
+                "    metric_relabel_configs:",
+                "      - source_labels: [node]",
+                "        regex: '(.+)'",
+                "        target_label: instance",
             ]
     lines += [
         "  - job_name: hpcportal",
