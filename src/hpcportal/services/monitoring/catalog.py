@@ -2,8 +2,9 @@
 series that give them.
 
 A metric has sources tried in order: the site's own (``prometheus_metric_sources``),
-then node_exporter, NVIDIA's DCGM exporter (``DCGM_FI_DEV_*``) and
-utkuozdemir/nvidia_gpu_exporter (``nvidia_smi_*``). The first source whose ``series``
+then node_exporter, NVIDIA's DCGM exporter (``DCGM_FI_DEV_*``),
+utkuozdemir/nvidia_gpu_exporter (``nvidia_smi_*``) and Slurm's own OpenMetrics
+(``slurm_node_*``, see ``_SLURM``). The first source whose ``series``
 Prometheus has is used; a metric none provides is reported as "no exporter for this"
 (never an empty chart). Which series exist comes from one ``label/__name__/values``
 request, reused for ``prometheus_catalog_seconds``.
@@ -52,6 +53,25 @@ _DCGM = "dcgm_exporter"
 _NVSMI = "nvidia_gpu_exporter"
 _GPU_BY = "instance, gpu"
 
+#: Slurm's own OpenMetrics (Slurm 25.11+, ``MetricsType=metrics/openmetrics``):
+#: slurmctld answers ``/metrics/nodes``, ``/metrics/partitions``, ``/metrics/jobs``,
+#: ``/metrics/scheduler`` and ``/metrics/jobs-users-accts`` on its own port. Only the
+#: per-node figures fit this catalog (every metric here is one series per node); their
+#: ``node`` label must reach Prometheus as the node label (the dev cluster copies it
+#: into ``instance`` with ``metric_relabel_configs``, as a site would). What Slurm
+#: allocated on a node is Slurm's to say, so it is the first and only source of the
+#: ``*_alloc`` metrics; before 25.11 they are "no exporter for this".
+#:
+#: The cluster-wide figures (nodes by state, each partition's CPUs and GPUs, jobs by
+#: state: ``slurm_nodes_*``, ``slurm_partition_*``, ``slurm_jobs_*``) are also what the
+#: portal's own gauges give (``services.snapshot_metrics``: ``hpcportal_slurm_nodes``,
+#: ``hpcportal_slurm_partition_cpus``/``_gpus``, ``hpcportal_slurm_jobs``). Those stay
+#: preferred: they exist on every release (22.05 up), cost slurmctld nothing per scrape
+#: (read from the snapshot the portal already has), carry the portal's states and
+#: accounts, and agree with what the portal's pages show at the same moment. Slurm's are
+#: the check of them, not a catalog metric.
+_SLURM = "slurm_openmetrics"
+
 
 def _gpu(series: str, node: str, scale: str = "", *, by_job: bool) -> Source:
     exporter = _DCGM if series.startswith("DCGM_") else _NVSMI
@@ -91,6 +111,18 @@ BUILTIN: tuple[Metric, ...] = (
     Metric("disk_write", "Disk written", "bytes/s", "node", (
         Source(_NODE, "node_disk_written_bytes_total",
                "sum by (instance) (rate(node_disk_written_bytes_total{$node}[$window]))"),
+    )),
+    Metric("cpus_alloc", "CPUs allocated", "cpus", "node", (
+        Source(_SLURM, "slurm_node_cpus_alloc",
+               "max by (instance) (slurm_node_cpus_alloc{$node})"),
+    )),
+    Metric("memory_alloc", "Memory allocated", "bytes", "node", (
+        Source(_SLURM, "slurm_node_memory_alloc_bytes",
+               "max by (instance) (slurm_node_memory_alloc_bytes{$node})"),
+    )),
+    Metric("gpus_alloc", "GPUs allocated", "gpus", "node", (
+        Source(_SLURM, "slurm_node_gpus_alloc",
+               "max by (instance) (slurm_node_gpus_alloc{$node})"),
     )),
     Metric("gpu_util", "GPU utilisation", "percent", "gpu", (
         _gpu("DCGM_FI_DEV_GPU_UTIL", "$node", by_job=True),
