@@ -1,7 +1,9 @@
 """The dev cluster's own monitoring, live: its Prometheus (found through
 ``dev-cluster status``'s ``prometheus_url``) scrapes a node exporter per Slurm node name
 and the DCGM exporter stand-in of gpu001, whose ``hpc_job`` label follows a real GPU
-job of alice from the cluster's PrologSlurmctld to its EpilogSlurmctld.
+job of alice from the cluster's PrologSlurmctld to its EpilogSlurmctld. On a release
+with Slurm's own OpenMetrics (26.05), it scrapes slurmctld too, and the metric
+catalog's CPUs-allocated panel says what ``scontrol`` says.
 
 Runs on every release (``SLURM_FACING``): the mapping is written by Slurm's own
 prolog, which each release runs its own way.
@@ -18,6 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from hpcportal.services.monitoring import catalog
 from tests.integration import slurm_cli
 from tests.integration.portal_server import RunningPortal
 
@@ -151,3 +154,59 @@ def test_portal_metrics_hold_slurm_gauges_equal_to_slurm(portal: RunningPortal, 
     states = {s.labels["state"] for s in families["hpcportal_slurm_jobs"]}
     assert states <= {"queued", "queued_held", "running", "suspended", "completing",
                       "completed", "failed", "cancelled", "timeout", "undetermined"}  # fmt: skip
+
+
+def _cpu_alloc_by_scontrol(conf: str) -> dict[str, float]:
+    """``CPUAlloc`` of every node, from ``scontrol show nodes -o`` (the same on every release)."""
+    found: dict[str, float] = {}
+    for line in slurm_cli.run(conf, ["scontrol", "show", "nodes", "-o"]).splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "NodeName" in fields:
+            found[fields["NodeName"]] = float(fields["CPUAlloc"])
+    return found
+
+
+def test_catalog_cpus_allocated_follows_slurms_own_openmetrics(
+    prometheus: str, devcluster: dict[str, Any], conf: str
+) -> None:
+    """Where slurm.conf turns on ``metrics/openmetrics`` (the dev cluster does when the
+    release ships it: 26.05), the catalog picks Slurm's series for ``cpus_alloc`` and
+    its query answers, per node, the ``CPUAlloc`` scontrol gives while alice's 2-CPU
+    job runs on node001. Without the plugin (22.05, 24.11) the catalog must say that no
+    exporter gives the figure, rather than chart something else."""
+    has_plugin = "MetricsType=metrics/openmetrics" in Path(conf).read_text()
+    names_url = f"{prometheus}/api/v1/label/__name__/values"
+
+    def series_names() -> set[str] | None:
+        names = set(httpx.get(names_url, timeout=10).json()["data"])
+        return names if not has_plugin or "slurm_node_cpus_alloc" in names else None
+
+    names = _eventually(series_names, "slurmctld's OpenMetrics series in Prometheus")
+    resolved = catalog.resolve(catalog.build(), names)["cpus_alloc"]
+    if not has_plugin:
+        assert resolved.source is None
+        assert resolved.reason is not None and "slurm_node_cpus_alloc" in resolved.reason
+        return
+    source = resolved.source
+    assert source is not None and source.exporter == "slurm_openmetrics"
+    nodes = sorted(_cpu_alloc_by_scontrol(conf))
+    promql = catalog.render(source.node_query, node=catalog.node_matcher("instance", nodes))
+    job = slurm_cli.sbatch(
+        conf, "alice", "-w", "node001", "-n", "2", "-t", "5", "-J", "mon-om", "--wrap", "sleep 300"
+    )
+    try:
+        slurm_cli.wait_running(conf, job, timeout=120)
+
+        def same_as_scontrol() -> dict[str, float] | None:
+            before = _cpu_alloc_by_scontrol(conf)
+            panel = {
+                r["metric"]["instance"]: float(r["value"][1]) for r in _query(prometheus, promql)
+            }
+            after = _cpu_alloc_by_scontrol(conf)
+            # The same moment: Slurm did not change between the two scontrol readings.
+            return panel if before == after == panel else None
+
+        panel = _eventually(same_as_scontrol, "the catalog's CPUs allocated equal scontrol's")
+        assert panel["node001"] >= 2
+    finally:
+        slurm_cli.scancel(conf, job, missing_ok=True)
