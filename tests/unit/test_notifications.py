@@ -30,6 +30,7 @@ from hpcportal.services.notifications import (
     LOOKUP_BACKOFF,
     Delivery,
     NotificationDetector,
+    slurm_mail,
     transition_events,
 )
 from hpcportal.services.snapshot import ClusterSnapshot
@@ -513,3 +514,58 @@ def test_a_changed_switch_is_stored_once_and_can_be_turned_back(database: Databa
         assert read_settings(session, "alice").started is False
         rows = session.scalar(select(func.count()).select_from(NotificationPreference))
     assert rows == 1
+
+
+# --- Held and requeued, from the portal's own snapshot (issue 15.2) ------------------------
+
+
+def test_hold_and_requeue_rules() -> None:
+    Q, H, R = JobStatus.QUEUED, JobStatus.QUEUED_HELD, JobStatus.RUNNING
+    assert transition_events(Q, H, ran=False) == ["held"]
+    assert transition_events(None, H, ran=False) == []  # submitted held: no news
+    assert transition_events(H, H, ran=False) == []
+    assert transition_events(H, Q, ran=False) == []  # released
+    assert transition_events(R, Q, ran=True) == ["requeued"]
+    assert transition_events(R, H, ran=True) == ["requeued", "held"]  # requeue-hold
+    assert transition_events(JobStatus.COMPLETED, Q, ran=False) == []
+
+
+def test_held_and_requeued_once_per_job_even_switched_off_by_default(
+    database: Database,
+) -> None:
+    d = detector(database, every_event=False)
+    d.process(snap(1))
+    # In the recording job 6 (alice) runs and job 3 (dave) is held.
+    requeued: dict[str, Any] = {"state": "PENDING", "batch_host": None, "nodes": None}
+    released: dict[str, Any] = {"state": "PENDING"}
+    held: dict[str, Any] = {"state": "PENDING", "status": JobStatus.QUEUED_HELD}
+    assert events(d.process(snap(2, drop=(), **{"3": released, "6": requeued}))) == [
+        ("alice", "6", "requeued")
+    ]
+    assert events(d.process(snap(3, drop=(), **{"3": held, "6": requeued}))) == [
+        ("dave", "3", "held")
+    ]
+    # Released and running again, then held and requeued again: still once per job.
+    assert d.process(snap(4, drop=(), **{"3": released, "6": {"state": "RUNNING"}})) == []
+    assert d.process(snap(5, drop=(), **{"3": held, "6": requeued})) == []
+    assert sorted(e for e in stored(database) if e[2] in ("held", "requeued")) == [
+        ("alice", "6", "requeued"),
+        ("dave", "3", "held"),
+    ]
+
+
+def test_requeued_from_the_snapshot_and_from_slurm_mail_is_one_row(database: Database) -> None:
+    d = detector(database, every_event=False)
+    d.process(snap(1))
+    d.process(snap(2, drop=(), **{"6": {"state": "PENDING", "batch_host": None, "nodes": None}}))
+    mail = slurm_mail.SlurmMailIn(
+        subject="Slurm Job_id=6 Name=x Requeued, Run time 00:00:02", recipient="alice"
+    )
+    with database.session() as session:
+        got = slurm_mail.receive(session, mail, T0)
+    assert got.answer.accepted and got.deliveries == []  # already stored by the detector
+    with database.session() as session:
+        rows = session.scalars(
+            select(Notification).where(Notification.job_id == "6", Notification.event == "requeued")
+        ).all()
+    assert len(rows) == 1 and rows[0].title == "Job requeued"

@@ -26,6 +26,7 @@ from hpcportal.services.delivery.routing import (
 )
 from hpcportal.services.notification_settings import wanted_events
 from hpcportal.services.notifications.model import (
+    ALWAYS_SHOWN,
     CHUNK,
     ENDED,
     GIVE_UP_AFTER,
@@ -256,9 +257,10 @@ class NotificationDetector:
 
 def _wanted(session: Session, events: list[JobEvent]) -> list[JobEvent]:
     """The events their owners want as notifications (``notification_settings``);
-    the rest are dropped here, before they exist."""
+    the rest are dropped here, before they exist. ``held`` and ``requeued`` have no
+    switch (``model.ALWAYS_SHOWN``)."""
     wanted = wanted_events(session, {e.username for e in events})
-    return [e for e in events if e.event in wanted[e.username]]
+    return [e for e in events if e.event in wanted[e.username] or e.event in ALWAYS_SHOWN]
 
 
 def _route_unshown(

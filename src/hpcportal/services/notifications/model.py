@@ -10,10 +10,18 @@ from pydantic import BaseModel
 from hpcportal.db.models import Notification
 from hpcportal.slurm.states import JobStatus
 
-Event = Literal["started", "completed", "failed", "timed_out", "cancelled", "time_limit"]
+Event = Literal[
+    "started", "completed", "failed", "timed_out", "cancelled", "time_limit", "held", "requeued"
+]
 EVENTS: tuple[Event, ...] = (
     "started", "completed", "failed", "timed_out", "cancelled", "time_limit",
 )  # fmt: skip
+
+#: Events without a per-user bell switch (``notification_settings``): a hold or a requeue
+#: stops work the owner is waiting for, so the bell always shows it; channels still
+#: follow subscriptions (``delivery.routing``). Once per job: the bell row's key is
+#: (username, job_id, event), so a job held, released and held again tells once.
+ALWAYS_SHOWN: frozenset[str] = frozenset({"held", "requeued"})
 
 END_EVENTS: dict[JobStatus, Event] = {
     JobStatus.COMPLETED: "completed",

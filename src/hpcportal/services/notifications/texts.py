@@ -58,6 +58,10 @@ def make_event(
         title, body = "Job timed out", f"{what} was stopped at its time limit."
     elif event == "cancelled":
         title, body = "Job cancelled", f"{what} was cancelled."
+    elif event == "held":
+        title, body = "Job held", f"{what} is held and will not start until released."
+    elif event == "requeued":
+        title, body = "Job requeued", f"{what} was requeued and waits in the queue again."
     else:
         params["minutes_left"] = minutes_left
         title = "Job nearing its time limit"
@@ -73,6 +77,14 @@ def transition_events(previous: JobStatus | None, current: JobStatus, *, ran: bo
     if previous in ENDED:
         return []  # already announced (a requeued job starts over quietly)
     events: list[Event] = []
+    if previous in ACTIVE and current in WAITING:
+        # Seen running, queued again: Slurm requeued it (``scontrol requeue``, node
+        # failure, preemption). Same key as Slurm's REQUEUE mail, so one row either way.
+        events.append("requeued")
+    if current is JobStatus.QUEUED_HELD and previous is not None and previous is not current:
+        # A hold seen happening (user, admin, or requeue-hold); a job first seen held was
+        # submitted so (``--hold``) and is no news.
+        events.append("held")
     waiting = previous is None or previous in WAITING
     if waiting and (current in ACTIVE or (current in ENDED and ran)):
         events.append("started")
