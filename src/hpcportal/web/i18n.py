@@ -414,6 +414,11 @@ JS_MESSAGES: Final = {
     ),
     "notify.requeued.title": N_("Job requeued"),
     "notify.requeued.body": N_("Job %(job_id)s (%(job_name)s) was requeued."),
+    # Held, from the portal's own snapshot (issue 15.2)
+    "notify.held.title": N_("Job held"),
+    "notify.held.body": N_(
+        "Job %(job_id)s (%(job_name)s) is held and will not start until released."
+    ),
     "notify.alert_firing.title": N_("Alert: %(alertname)s"),
     "notify.alert_resolved.title": N_("Resolved: %(alertname)s"),
     "common.remove": N_("Remove"),
