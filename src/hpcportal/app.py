@@ -245,6 +245,7 @@ def _compose(
         detector=detector,
         tracker=tracker,
     )
+    tracker.deliver = hub.deliver  # sessions ready / ending soon, to the bell
     watcher = DiskWatcher(settings, database, snapshot, runas=runas, deliver=hub.deliver)
     terminals = TerminalService(settings, runas, database)
     proxy_clients = SessionClients(settings)

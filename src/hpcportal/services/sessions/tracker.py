@@ -30,6 +30,7 @@ from hpcportal.errors import PortalError, SlurmError
 from hpcportal.runas import AsUser
 from hpcportal.services import job_control, rfb
 from hpcportal.services.node_tls import server_cert_pem
+from hpcportal.services.notifications.detector import Delivery
 from hpcportal.services.sessions.confirm import cancel_strays, confirm_launches
 from hpcportal.services.sessions.context import SessionContext
 from hpcportal.services.sessions.contract import (
@@ -39,6 +40,7 @@ from hpcportal.services.sessions.contract import (
     State,
     end_row,
 )
+from hpcportal.services.sessions.notices import ending_soon, notices
 from hpcportal.services.sessions.sealing import in_folder, seal_secrets
 from hpcportal.services.sessions.views import SessionView, log_tail, view
 from hpcportal.services.snapshot import ClusterSnapshot
@@ -70,6 +72,9 @@ class SessionTracker:
         #: last in each pass's transaction (the row lock it takes is then held only
         #: for the commit), so a replaced leader's pass changes nothing.
         self.fence: Callable[[Session], None] | None = None
+        #: Pushes the bell rows a pass stored (ready, ending soon) to their owners'
+        #: sockets (``LiveHub.deliver``), once the pass's transaction has committed.
+        self.deliver: Callable[[list[Delivery]], None] | None = None
 
     def reconcile(self, snap: ClusterSnapshot) -> list[tuple[str, SessionView]]:
         """``poll``, as ``(owner, view)`` of each session that changed (for its pages)."""
@@ -92,14 +97,23 @@ class SessionTracker:
                 r for r in rows if r.job_id is not None and str(r.job_id) not in snap.jobs_by_id
             ]
             finished = self._accounting(missing, snap)
+            ready: list[InteractiveSession] = []
             for row in rows:
                 before = (row.state, row.port, row.ends_at, row.error)
                 self._step(row, snap, finished)
                 if (row.state, row.port, row.ends_at, row.error) != before:
                     row.updated_at = datetime.now(UTC)
                     changed.append(SessionState.of(row))
+                    if before[1] is None and row.port is not None and row.state == "running":
+                        ready.append(row)  # its connection just became reachable
+            now = datetime.now(UTC)
+            minutes = self.ctx.submit.settings.notify_time_left_minutes
+            ending = [r for r in rows if r.port is not None and ending_soon(r, now, minutes)]
+            deliveries = notices(session, ready, ending, now)
             if self.fence is not None:
                 self.fence(session)
+        if deliveries and self.deliver is not None:
+            self.deliver(deliveries)
         return changed
 
     def _accounting(
