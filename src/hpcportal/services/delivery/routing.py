@@ -79,13 +79,16 @@ def notification_key(row: Notification) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Routable:
-    """One event to route: whose, which subscription event, its unique key and texts."""
+    """One event to route: whose, which subscription event, its unique key and texts,
+    and when it happened (quiet hours and digest periods are decided at that time, not
+    at whatever moment the routing runs)."""
 
     username: str
     event: str
     key: str
     english_body: str
     params: dict[str, Any]
+    at: datetime | None = None
 
 
 def route_notifications(
@@ -98,7 +101,7 @@ def route_notifications(
         if event is not None:
             items.append(
                 Routable(row.username, event, notification_key(row), row.body,
-                         dict(row.params or {}))
+                         dict(row.params or {}), row.created_at)
             )  # fmt: skip
     return route_all(session, items, now)
 
@@ -122,7 +125,7 @@ def route_all(session: Session, items: Sequence[Routable], now: datetime | None 
         if (item.username, item.event) in wanted:
             done += route(session, username=item.username, event=item.event,
                           params=item.params, key=item.key, english_body=item.english_body,
-                          now=now)  # fmt: skip
+                          now=now or item.at)  # fmt: skip
     return done
 
 
