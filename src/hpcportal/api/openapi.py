@@ -176,6 +176,9 @@ BODY = frozenset({400})
 BY_OPERATION: dict[str, frozenset[int]] = {
     # Wrong password (401), a user the portal does not serve (403), too many failures.
     "auth_log_in": frozenset({401, 403, 429}),
+    # Outside systems with a file-held bearer secret (no login): 401 without it.
+    "alert_receiver_receive_alerts": frozenset({401}),
+    "slurm_mail_receive": frozenset({401}),
 }
 
 DESCRIPTIONS = {
