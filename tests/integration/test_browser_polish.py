@@ -74,6 +74,11 @@ def test_api_docs_render_with_the_network_cut_off(
     page = context.new_page()
     page.goto(f"{portal.url}/api/v1/docs")
     page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    # Swagger UI draws the operations in batches; a large spec takes a moment to finish.
+    page.wait_for_function(
+        "document.querySelectorAll('.swagger-ui .opblock-summary-path').length >= 30",
+        timeout=30_000,
+    )
     operations = page.eval_on_selector_all(".swagger-ui .opblock-summary-path", "els => els.length")
     paths = page.eval_on_selector_all(
         ".swagger-ui .opblock-summary-path", "els => els.map(e => e.textContent)"
