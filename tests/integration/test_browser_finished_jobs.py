@@ -2,12 +2,12 @@
 
 A job whose script says ``#SBATCH --output=python-%j.out`` runs to completion; the
 module then waits until slurmctld has forgotten it (``MinJobAge``, read from the
-cluster's configuration: the wait is bounded by it, about five minutes on the dev
-cluster, spent once for the module). From then on only accounting knows the job, and
-its page must still show its state and times, its output from ``python-<id>.out``
-(not ``slurm-<id>.out``), its script, and "Resubmit with changes" must pre-fill that
-script. The jobs list shows it under "Ended in the last day"; the jump box and the
-``/`` shortcut lead to it.
+cluster's configuration: about five minutes on the dev cluster, mostly spent while the
+tests before it run, since the job is submitted when the session starts). From then
+on only accounting knows the job, and its page must still show its state and times,
+its output from ``python-<id>.out`` (not ``slurm-<id>.out``), its script, and
+"Resubmit with changes" must pre-fill that script. The jobs list shows it under "Ended
+in the last day"; the jump box and the ``/`` shortcut lead to it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,15 +23,10 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.integration import slurm_cli
 from tests.integration.browser import login, page_problems, screenshot
+from tests.integration.forgotten_job import ForgettableJob, submit_forgettable
 from tests.integration.portal_server import RunningPortal
 from tests.webcheck import english_messages, page_assets
 
-SCRIPT = """#!/bin/bash
-#SBATCH --job-name=forgotten-py
-#SBATCH --output=python-%j.out
-#SBATCH --time=00:02:00
-echo "answer: $((6 * 7)) from $SLURM_JOB_ID"
-"""
 DESKTOP: Any = {"width": 1280, "height": 900}
 
 
@@ -59,26 +53,20 @@ def held_by_slurmctld(conf: str, job_id: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def forgotten(conf: str) -> Iterator[int]:
-    """alice's finished job that slurmctld has forgotten; its output file is removed after."""
-    path = f"/home/alice/forgotten-{uuid.uuid4().hex[:8]}.sh"
-    subprocess.run(
-        ["runuser", "-u", "alice", "--", "sh", "-c", 'cat > "$1"', "sh", path],
-        input=SCRIPT,
-        text=True,
-        check=True,
-    )
-    out = slurm_cli.run(conf, ["sbatch", "--parsable", "--chdir=/home/alice", path], user="alice")
-    job_id = int(out.strip().split(";")[0])
+def forgotten(conf: str, forgotten_job_head_start: list[ForgettableJob]) -> Iterator[int]:
+    """alice's finished job that slurmctld has forgotten, submitted when the session
+    started (``conftest.forgotten_job_head_start``); its files are removed after."""
+    job = forgotten_job_head_start.pop() if forgotten_job_head_start else None
+    job = job or submit_forgettable(conf)
     # slurmctld purges a finished job on a periodic pass once MinJobAge has passed.
     deadline = time.monotonic() + min_job_age(conf) + 240
-    while held_by_slurmctld(conf, job_id):
-        assert time.monotonic() < deadline, f"slurmctld still holds job {job_id}"
+    while held_by_slurmctld(conf, job.job_id):
+        assert time.monotonic() < deadline, f"slurmctld still holds job {job.job_id}"
         time.sleep(5)
     try:
-        yield job_id
+        yield job.job_id
     finally:
-        subprocess.run(["rm", "-f", path, f"/home/alice/python-{job_id}.out"], check=False)
+        job.remove_files()
 
 
 def session(browser: Browser, portal: RunningPortal, lang: str) -> BrowserContext:
