@@ -422,6 +422,14 @@ JS_MESSAGES: Final = {
     "notify.held.body": N_(
         "Job %(job_id)s (%(job_name)s) is held and will not start until released."
     ),
+    # Interactive sessions ready / ending soon (bell events "ready", "ending" of kind session)
+    "notify.ready.title": N_("Interactive session ready"),
+    "notify.ready.body": N_("Your %(app)s session %(session_id)s is ready to connect."),
+    "notify.ending.title": N_("Interactive session ending soon"),
+    "notify.ending.body": N_(
+        "Your %(app)s session %(session_id)s ends in about %(minutes_left)s minutes, "
+        "when its job reaches its time limit."
+    ),
     "notify.alert_firing.title": N_("Alert: %(alertname)s"),
     "notify.alert_resolved.title": N_("Resolved: %(alertname)s"),
     "common.remove": N_("Remove"),
