@@ -69,8 +69,26 @@ run_pass() {
   fi
   log "pytest (Slurm $rel, $what)"
   local status=0
-  # --durations: the slowest tests in the log, to keep a CI run under an hour.
-  "$VENV/bin/pytest" -p no:cacheprovider --durations=25 "${selection[@]}" "$@" || status=$?
+  if [ "$whole" = 1 ] && [ $# -eq 0 ]; then
+    # The whole suite in two runs: the integration tests one at a time (they share one
+    # dev cluster), then the unit tests on two workers (pytest-xdist; each test has its
+    # own temporary folder and database), which halves their part of a CI run.
+    pytest_run --durations=25 tests/integration || status=$?
+    log "pytest (unit tests, two workers)"
+    local units=0
+    pytest_run --durations=10 -n 2 tests/unit || units=$?
+    [ "$status" != 0 ] || status=$units  # the first failure's status
+    return "$status"
+  fi
+  pytest_run --durations=25 "${selection[@]}" "$@" || status=$?
+  return "$status"
+}
+
+# pytest with the suite's options; "collected no tests" (exit 5) is a failure here.
+# --durations prints the slowest tests, to keep a CI run under an hour.
+pytest_run() {
+  local status=0
+  "$VENV/bin/pytest" -p no:cacheprovider "$@" || status=$?
   if [ "$status" = 5 ]; then
     echo "pytest collected no tests: that is a failure here" >&2
     return 1
