@@ -117,7 +117,7 @@ def events_of(mail: SlurmMail, username: str) -> list[JobEvent]:
     elif mail.mail_type == "requeued":
         what = f'Job "{mail.name}" ({mail.job_id})'
         params = {"job_id": mail.job_id, "job_name": mail.name, "state": "REQUEUED"}
-        found.append(JobEvent(username, mail.job_id, "requeued", "Job requeued",  # type: ignore[arg-type]
+        found.append(JobEvent(username, mail.job_id, "requeued", "Job requeued",
                               f"{what} was requeued.", params))  # fmt: skip
     for event in found:
         event.params["source"] = SOURCE
