@@ -10,6 +10,7 @@ import io
 import json
 import time
 import zipfile
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from typer.testing import CliRunner
 
 from hpcportal.cli.main import app as cli
 from hpcportal.services.reports.document import ReportDocument
+from hpcportal.services.reports.ingest import ingest_status
+from tests.integration import slurm_cli
 from tests.integration.portal_server import RunningPortal
 from tests.integration.portals import PortalFactory
 
@@ -27,14 +30,15 @@ FORMATS = ("pdf", "xlsx", "csv", "json")
 
 @pytest.fixture(scope="module")
 def portal(make_portal: PortalFactory) -> RunningPortal:
-    # The leader ingests the last 9 days in day-long windows every 2 s, so the usage
-    # store covers the week the reports below ask for (_wait_for_the_store).
+    # The leader ingests the last 9 days in day-long windows every 2 s, up to 3 s ago,
+    # so the usage store soon holds the jobs own_jobs ran (_wait_for_the_store).
     return make_portal(
         report_worker_seconds=0.5,
         report_schedule_check_seconds=1.0,
         reports_ingest_seconds=2.0,
         reports_ingest_lookback_days=9.0,
         reports_ingest_window_minutes=1440,
+        reports_ingest_settle_seconds=3.0,
     )
 
 
@@ -235,61 +239,86 @@ def test_the_cli_creates_waits_downloads_and_deletes(
 
 def _generated(
     portal: RunningPortal, headers: dict[str, str], body: dict[str, Any], formats: list[str]
-) -> dict[str, bytes]:
-    """Ask for a report in ``formats``, wait for each, and download them: format -> bytes."""
+) -> int:
+    """Ask for a report generated as ``formats[0]`` and wait for it: its id."""
     with portal.client(headers=headers) as c:
-        created = c.post("/api/v1/reports", json={"spec": body, "formats": formats})
+        created = c.post("/api/v1/reports", json={"spec": body, "formats": formats[:1]})
     assert created.status_code == 202, created.text
-    files: dict[str, bytes] = {}
-    for fmt, report_id in zip(formats, created.json()["ids"], strict=True):
-        assert wait_done(portal, headers, report_id)["state"] == "done"
-        with portal.client(headers=headers) as c:
-            got = c.get(f"/api/v1/reports/{report_id}/download")
-        assert got.status_code == 200, got.text
-        files[fmt] = got.content
-    return files
+    report_id = int(created.json()["id"])
+    assert wait_done(portal, headers, report_id)["state"] == "done"
+    return report_id
 
 
-def _wait_for_the_store(portal: RunningPortal, admin: dict[str, str], body: dict[str, Any]) -> None:
-    """Until the usage store holds all of ``body``'s period (no table notes it incomplete)."""
-    deadline = time.monotonic() + 180
-    with portal.client(headers=admin) as c:
-        while True:
-            found = c.post("/api/v1/reports/preview", json={**body, "scope": {}})
-            assert found.status_code == 200, found.text
-            doc = ReportDocument.model_validate(found.json())
-            if all(t.note is None for s in doc.sections for t in s.tables):
-                return
-            assert time.monotonic() < deadline, "the portal never ingested the week"
-            time.sleep(1)
+def _download(portal: RunningPortal, headers: dict[str, str], report_id: int, fmt: str) -> bytes:
+    with portal.client(headers=headers) as c:
+        got = c.get(f"/api/v1/reports/{report_id}/download", params={"format": fmt})
+    assert got.status_code == 200, got.text
+    return got.content
 
 
-def _settled_week(**changes: Any) -> dict[str, Any]:
-    """A week ending an hour ago: the ingester adds nothing to it while the test runs."""
-    end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+@dataclass(frozen=True)
+class OwnJobs:
+    """This module's finished jobs: who ran them, and when the last of them had ended."""
+
+    users: frozenset[str]
+    ended: datetime
+
+
+@pytest.fixture(scope="module")
+def own_jobs(conf: str) -> OwnJobs:
+    """alice (research), bob and dave (physics) each run a job to its end, so the store
+    has rows whatever ran on the cluster before; physics runs nothing else while the
+    tests compare (no physics job is left pending or running first)."""
+    deadline = time.monotonic() + 120
+    while slurm_cli.run(conf, ["squeue", "-h", "-A", "physics", "-o", "%i"]).strip():
+        assert time.monotonic() < deadline, "physics jobs of earlier tests still queued"
+        time.sleep(1)
+    users = ("alice", "bob", "dave")
+    for user in users:
+        slurm_cli.sbatch(conf, user, "--wait", "-J", f"report-{user}", "--wrap", "sleep 1")
+    return OwnJobs(frozenset(users), datetime.now(UTC).replace(microsecond=0))
+
+
+def _wait_for_the_store(portal: RunningPortal, jobs: OwnJobs) -> None:
+    """Until the leader's usage store holds everything that ended by ``jobs.ended``."""
+    deadline = time.monotonic() + 120
+    while True:
+        cursors = ingest_status(portal.services.database)
+        if cursors and min(c.ingested_until for c in cursors) > jobs.ended:
+            return
+        assert time.monotonic() < deadline, f"the store never reached {jobs.ended}"
+        time.sleep(0.5)
+
+
+def _week_to_now(**changes: Any) -> dict[str, Any]:
+    """The week up to now: the store holds it up to the moment the test waited for
+    (the report says so in a note), and the rollups answer it in whole hours."""
+    end = datetime.now(UTC).replace(microsecond=0)
     period = {"start": (end - timedelta(days=7)).isoformat(), "end": end.isoformat()}
     return spec(period=period, compare_previous=False, **changes)
 
 
 def test_a_korean_report_reads_back_in_every_format(
-    portal: RunningPortal, carol: dict[str, str], tmp_path: Path
+    portal: RunningPortal, carol: dict[str, str], own_jobs: OwnJobs, tmp_path: Path
 ) -> None:
     """The generated report, not a synthetic document: pdftotext gives back its Korean
     title and every user name of its by-user table, the CJK font is an embedded subset,
-    the XLSX holds numbers as numbers and the CSV holds the JSON document's figures."""
+    the XLSX holds numbers as numbers and the CSV holds the JSON document's figures.
+    One report, generated as PDF; the other formats are downloaded from its stored
+    document, so jobs ending meanwhile cannot make the formats disagree."""
     import shutil
     import subprocess
 
     import openpyxl  # type: ignore[import-untyped]
 
-    body = _settled_week(language="ko")
-    _wait_for_the_store(portal, carol, body)
-    files = _generated(portal, carol, body, ["json", "pdf", "xlsx", "csv"])
+    _wait_for_the_store(portal, own_jobs)
+    report_id = _generated(portal, carol, _week_to_now(language="ko"), ["pdf"])
+    files = {f: _download(portal, carol, report_id, f) for f in ("json", "pdf", "xlsx", "csv")}
     doc = ReportDocument.model_validate(json.loads(files["json"]))
     assert doc.title == "작업 사용량"
     by_user = next(s for s in doc.sections if s.title == "사용자별").tables[0]
     users = [str(r[0]) for r in by_user.rows]
-    assert users, "the dev cluster ran jobs in the week before the last hour"
+    assert own_jobs.users <= set(users), users
     at = [c.key for c in by_user.columns].index("cpu_hours")
 
     pdf = tmp_path / "report.pdf"
@@ -324,25 +353,29 @@ def test_dave_sees_physics_and_nothing_else(
     alice: dict[str, str],
     carol: dict[str, str],
     dave: dict[str, str],
+    own_jobs: OwnJobs,
 ) -> None:
     """dave coordinates physics (sacctmgr): his report scoped to physics has physics
     rows only, with the figures an admin sees for physics; other accounts, and alice
     asking for bob's figures, are refused."""
-    body = _settled_week(scope={"accounts": ["physics"]})
-    _wait_for_the_store(portal, carol, body)
-    mine = ReportDocument.model_validate(
-        json.loads(_generated(portal, dave, body, ["json"])["json"])
-    )
-    everyone = ReportDocument.model_validate(
-        json.loads(_generated(portal, carol, {**body, "scope": {}}, ["json"])["json"])
-    )
+    _wait_for_the_store(portal, own_jobs)
+    body = _week_to_now(scope={"accounts": ["physics"]})
+
+    def document(headers: dict[str, str], spec_body: dict[str, Any]) -> ReportDocument:
+        report_id = _generated(portal, headers, spec_body, ["json"])
+        return ReportDocument.model_validate(
+            json.loads(_download(portal, headers, report_id, "json"))
+        )
+
+    mine = document(dave, body)
+    everyone = document(carol, {**body, "scope": {}})
 
     def by_account(doc: ReportDocument) -> dict[str, list[Any]]:
         table = next(s for s in doc.sections if s.title == "By account").tables[0]
         return {str(r[0]): list(r[1:]) for r in table.rows}
 
-    assert "physics" in by_account(everyone), "dave ran physics jobs in the week"
-    assert set(by_account(everyone)) - {"physics"}, "other accounts ran jobs too"
+    assert "physics" in by_account(everyone), "dave ran a physics job (own_jobs)"
+    assert set(by_account(everyone)) - {"physics"}, "alice ran a research job (own_jobs)"
     assert by_account(mine) == {"physics": by_account(everyone)["physics"]}
     with portal.client(headers=dave) as c:
         other = c.post(
