@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,47 @@ class Periodic:
             except Exception:
                 self.logger.exception(self.failed)
             await asyncio.sleep(self.seconds())
+
+
+class PeriodicPart(ABC):
+    """A background part that is one ``Periodic`` loop, started only when ``enabled``.
+
+    It exists so the parts that are nothing but a loop (the sdiag sampler, the usage
+    ingester, delivery's sender and digests, the idle-GPU checker, scheduled backups, the
+    report worker and scheduler) declare only what differs: the loop's ``loop_name``, the
+    ``failed`` text logged to ``logger`` when a round raises, ``interval()`` (read again
+    after every round, so a changed setting applies from the next one) and ``tick``. The
+    base gives ``enabled`` (``interval() > 0``; a part may ask for more), ``start`` (does
+    nothing when not enabled) and ``stop`` (safe without ``start``). The loop is made on
+    first use, so subclasses need not call ``super().__init__()``.
+    """
+
+    loop_name: ClassVar[str]
+    failed: ClassVar[str]
+    logger: ClassVar[logging.Logger]
+
+    @abstractmethod
+    def interval(self) -> float:
+        """Seconds between the end of one round and the start of the next."""
+
+    @abstractmethod
+    async def tick(self) -> object:
+        """One round; what it returns is for tests and callers, the loop ignores it."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval() > 0
+
+    @functools.cached_property
+    def _loop(self) -> Periodic:
+        return Periodic(self.loop_name, self.tick, self.interval, self.logger, self.failed)
+
+    async def start(self) -> None:
+        if self.enabled:
+            await self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
 
 
 @dataclass(frozen=True)

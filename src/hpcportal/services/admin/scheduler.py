@@ -32,7 +32,7 @@ from hpcportal.config import Settings
 from hpcportal.db.models import SdiagSample
 from hpcportal.db.session import Database
 from hpcportal.ha import LeadershipLost
-from hpcportal.lifecycle import Periodic
+from hpcportal.lifecycle import PeriodicPart
 from hpcportal.services.snapshot import ClusterSnapshot
 from hpcportal.slurm.sdiag import RpcByUser, SchedulerStats
 from hpcportal.slurm.states import JobStatus
@@ -59,8 +59,12 @@ class StatsSource(Protocol):
     def scheduler_stats(self) -> SchedulerStats: ...
 
 
-class SdiagSampler:
+class SdiagSampler(PeriodicPart):
     """The background part: read ``sdiag`` every interval while leading, store it."""
+
+    loop_name = "sdiag-sampler"
+    failed = "scheduler statistics round failed"
+    logger = log
 
     def __init__(
         self,
@@ -78,24 +82,9 @@ class SdiagSampler:
         self.clock = clock
         #: The last failure to read or store (this replica), shown on the page.
         self.last_error: str | None = None
-        self._loop = Periodic(
-            "sdiag-sampler",
-            self.tick,
-            lambda: self.settings.sdiag_sample_seconds,
-            log,
-            "scheduler statistics round failed",
-        )
 
-    @property
-    def enabled(self) -> bool:
-        return self.settings.sdiag_sample_seconds > 0
-
-    async def start(self) -> None:
-        if self.enabled:
-            await self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
+    def interval(self) -> float:
+        return self.settings.sdiag_sample_seconds
 
     async def tick(self) -> SchedulerStats | None:
         """One reading if this replica leads; the reading stored, or None."""

@@ -25,7 +25,7 @@ from hpcportal.config import Settings
 from hpcportal.db.delivery_tables import IDEMPOTENCY_KEY_MAX_LENGTH, DeliveryChannel, DeliveryHeld
 from hpcportal.db.session import Database
 from hpcportal.ha import LeadershipLost
-from hpcportal.lifecycle import Periodic
+from hpcportal.lifecycle import PeriodicPart
 from hpcportal.services.delivery import outbox, texts
 from hpcportal.services.delivery.sender import Leader
 
@@ -97,8 +97,12 @@ def fold(session: Session, now: datetime) -> int:
     return made
 
 
-class DigestBuilder:
+class DigestBuilder(PeriodicPart):
     """The background part: fold due held items while this replica leads."""
+
+    loop_name = "delivery-digests"
+    failed = "digest round failed"
+    logger = log
 
     def __init__(
         self,
@@ -109,20 +113,9 @@ class DigestBuilder:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings, self.database, self.leader, self.clock = settings, database, leader, clock
-        self._loop = Periodic(
-            "delivery-digests",
-            self.tick,
-            lambda: float(self.settings.delivery_digest_seconds),
-            log,
-            "digest round failed",
-        )
 
-    async def start(self) -> None:
-        if self.settings.delivery_digest_seconds > 0:
-            await self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
+    def interval(self) -> float:
+        return float(self.settings.delivery_digest_seconds)
 
     async def tick(self) -> int:
         if not self.leader.is_leader():

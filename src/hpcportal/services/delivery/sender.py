@@ -38,7 +38,7 @@ from hpcportal.config import Settings
 from hpcportal.db.delivery_tables import DeliveryChannel
 from hpcportal.db.session import Database
 from hpcportal.ha import LeadershipLost
-from hpcportal.lifecycle import Periodic
+from hpcportal.lifecycle import PeriodicPart
 from hpcportal.services.delivery import outbox
 from hpcportal.services.delivery.channels import (
     Channels,
@@ -89,8 +89,12 @@ class Claimed:
     refused: str | None = None
 
 
-class DeliverySender:
+class DeliverySender(PeriodicPart):
     """The background part: send due outbox messages while this replica leads."""
+
+    loop_name = "delivery-sender"
+    failed = "delivery round failed"
+    logger = log
 
     def __init__(
         self,
@@ -110,29 +114,14 @@ class DeliverySender:
         self.rand = rand
         #: The message being sent now (at most one), for the admin page.
         self.in_flight: int | None = None
-        self._loop = Periodic(
-            "delivery-sender",
-            self.tick,
-            lambda: self.settings.delivery_poll_seconds,
-            log,
-            "delivery round failed",
-        )
 
-    @property
-    def enabled(self) -> bool:
-        return self.settings.delivery_poll_seconds > 0
+    def interval(self) -> float:
+        return self.settings.delivery_poll_seconds
 
     @property
     def claim_hold(self) -> timedelta:
         """How long a claim stands: connect, TLS, login and send, each with the timeout."""
         return timedelta(seconds=6 * self.settings.delivery_send_timeout_seconds)
-
-    async def start(self) -> None:
-        if self.enabled:
-            await self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
 
     async def tick(self) -> int:
         """Send every due message, one after the other, while leading; how many."""

@@ -34,7 +34,7 @@ from hpcportal.db.session import Database
 from hpcportal.db.upsert import insert_if_absent
 from hpcportal.errors import PortalError
 from hpcportal.ha.lease import LeadershipLost
-from hpcportal.lifecycle import Periodic
+from hpcportal.lifecycle import PeriodicPart
 from hpcportal.prometheus.models import Vector
 from hpcportal.services.monitoring import catalog
 from hpcportal.services.monitoring.service import MonitoringService
@@ -112,8 +112,12 @@ def _text(job: Job, peak: float, settings: Settings) -> tuple[str, str, dict[str
     return "GPUs idle", body, params
 
 
-class IdleGpuChecker:
+class IdleGpuChecker(PeriodicPart):
     """The background part: check running GPU jobs every interval while leading."""
+
+    loop_name = "gpu-idle-checker"
+    failed = "idle-GPU check failed"
+    logger = log
 
     def __init__(
         self,
@@ -134,24 +138,13 @@ class IdleGpuChecker:
         self.deliver = deliver
         self.clock = clock
         self.last_error: str | None = None
-        self._loop = Periodic(
-            "gpu-idle-checker",
-            self.tick,
-            lambda: self.settings.gpu_idle_check_seconds,
-            log,
-            "idle-GPU check failed",
-        )
+
+    def interval(self) -> float:
+        return self.settings.gpu_idle_check_seconds
 
     @property
     def enabled(self) -> bool:
-        return self.settings.gpu_idle_check_seconds > 0 and self.monitoring.client is not None
-
-    async def start(self) -> None:
-        if self.enabled:
-            await self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
+        return super().enabled and self.monitoring.client is not None
 
     async def tick(self) -> list[Delivery]:
         """One round if this replica leads: what it stored (and pushed)."""

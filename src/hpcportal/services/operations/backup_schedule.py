@@ -31,7 +31,7 @@ from hpcportal.config import Settings
 from hpcportal.db.models import BackupRun
 from hpcportal.db.session import Database
 from hpcportal.ha import LeadershipLost
-from hpcportal.lifecycle import Periodic
+from hpcportal.lifecycle import PeriodicPart
 from hpcportal.services.operations.backup import BackupInfo, create_backup, sources_of
 from hpcportal.services.operations.retention import Policy, apply_retention
 
@@ -88,8 +88,12 @@ class Claim:
     token: int
 
 
-class BackupScheduler:
+class BackupScheduler(PeriodicPart):
     """The background part: a loop that backs up when a period is due and we lead."""
+
+    loop_name = "scheduled-backups"
+    failed = "scheduled backup round failed"
+    logger = log
 
     def __init__(
         self,
@@ -105,13 +109,9 @@ class BackupScheduler:
         self.leader = leader
         self.clock = clock
         self.poll_seconds = poll_seconds
-        self._loop = Periodic(
-            "scheduled-backups",
-            self.tick,
-            lambda: self.poll_seconds,
-            log,
-            "scheduled backup round failed",
-        )
+
+    def interval(self) -> float:
+        return self.poll_seconds
 
     @property
     def enabled(self) -> bool:
@@ -120,13 +120,6 @@ class BackupScheduler:
     @property
     def every(self) -> timedelta:
         return timedelta(hours=self.settings.backup_every_hours)
-
-    async def start(self) -> None:
-        if self.enabled:
-            await self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
 
     async def tick(self) -> BackupInfo | None:
         """Back up if we lead and this period has no backup yet; the backup made, or None."""

@@ -38,7 +38,7 @@ from hpcportal.config import Settings
 from hpcportal.db.report_tables import GeneratedReport
 from hpcportal.db.session import Database
 from hpcportal.errors import NotFound
-from hpcportal.lifecycle import Periodic
+from hpcportal.lifecycle import PeriodicPart
 from hpcportal.services.identity import Principal
 from hpcportal.services.notifications import Delivery
 from hpcportal.services.notifications.detector import deliveries_for, insert_new, new_row
@@ -341,8 +341,12 @@ def expire(database: Database, fence: Callable[[Session], None], now: datetime) 
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-class ReportWorker:
+class ReportWorker(PeriodicPart):
     """The background part on every replica: generate queued reports one at a time."""
+
+    loop_name = "report-worker"
+    failed = "report generation failed"
+    logger = log
 
     def __init__(
         self,
@@ -358,15 +362,9 @@ class ReportWorker:
         self.settings, self.database = settings, database
         self.build, self.render, self.replica = build, render, replica
         self.deliver, self.clock = deliver, clock
-        self._loop = Periodic("report-worker", self.tick,
-                              lambda: settings.report_worker_seconds, log,
-                              "report generation failed")  # fmt: skip
 
-    async def start(self) -> None:
-        await self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
+    def interval(self) -> float:
+        return self.settings.report_worker_seconds
 
     async def tick(self) -> int:
         """Generate queued reports until none is left; how many this round did."""

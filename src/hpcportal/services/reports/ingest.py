@@ -1,7 +1,7 @@
 """The usage store's ingester: finished jobs from ``sacct`` into the portal's database.
 
 Reports are answered from the usage store (``usage.py``), never by asking slurmdbd
-again; this is what fills it. On the leader only (``lifecycle.Periodic`` + ``Leader``),
+again; this is what fills it. On the leader only (``lifecycle.PeriodicPart`` + ``Leader``),
 every ``reports_ingest_seconds``:
 
 1. The cursor (``usage_ingest_cursors``, per cluster) says up to when the store is
@@ -48,7 +48,7 @@ from hpcportal.db.report_tables import (
 from hpcportal.db.session import Database
 from hpcportal.db.upsert import dialect_of
 from hpcportal.ha import LeadershipLost
-from hpcportal.lifecycle import Periodic
+from hpcportal.lifecycle import PeriodicPart
 from hpcportal.services.reports.buckets import size_bucket
 from hpcportal.slurm.cluster import SlurmCluster
 from hpcportal.slurm.models import AccountingRecord
@@ -237,8 +237,12 @@ def rollup_upsert(session: Session, model: Any) -> Any:
     )
 
 
-class UsageIngester:
+class UsageIngester(PeriodicPart):
     """The background part: on the leader, bring the usage store up to (almost) now."""
+
+    loop_name = "usage-ingester"
+    failed = "usage store ingest round failed"
+    logger = log
 
     def __init__(
         self,
@@ -256,24 +260,9 @@ class UsageIngester:
         self.clock = clock
         #: The last failure of this replica's ingest (for the admin's view and logs).
         self.last_error: str | None = None
-        self._loop = Periodic(
-            "usage-ingester",
-            self.tick,
-            lambda: self.settings.reports_ingest_seconds,
-            log,
-            "usage store ingest round failed",
-        )
 
-    @property
-    def enabled(self) -> bool:
-        return self.settings.reports_ingest_seconds > 0
-
-    async def start(self) -> None:
-        if self.enabled:
-            await self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
+    def interval(self) -> float:
+        return self.settings.reports_ingest_seconds
 
     async def tick(self) -> list[WindowResult] | None:
         """One round if this replica leads: the windows stored, or None."""

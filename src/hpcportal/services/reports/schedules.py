@@ -32,7 +32,7 @@ from hpcportal.db.session import Database
 from hpcportal.db.upsert import insert_if_absent
 from hpcportal.errors import NotFound
 from hpcportal.ha.lease import LeadershipLost
-from hpcportal.lifecycle import Periodic
+from hpcportal.lifecycle import PeriodicPart
 from hpcportal.services.identity import Principal
 from hpcportal.services.reports import generation, periods
 from hpcportal.services.reports.document import Language, ReportFormat
@@ -194,8 +194,12 @@ def run_one(
         return ids
 
 
-class ReportScheduler:
+class ReportScheduler(PeriodicPart):
     """The leader's part: run due schedules and delete expired reports."""
+
+    loop_name = "report-scheduler"
+    failed = "report schedules failed"
+    logger = log
 
     def __init__(
         self,
@@ -208,15 +212,9 @@ class ReportScheduler:
     ) -> None:
         self.settings, self.database, self.leader = settings, database, leader
         self.with_period, self.clock = with_period, clock
-        self._loop = Periodic("report-scheduler", self.tick,
-                              lambda: settings.report_schedule_check_seconds, log,
-                              "report schedules failed")  # fmt: skip
 
-    async def start(self) -> None:
-        await self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
+    def interval(self) -> float:
+        return self.settings.report_schedule_check_seconds
 
     async def tick(self) -> list[int]:
         """One round if leading: the ids of the reports queued."""
