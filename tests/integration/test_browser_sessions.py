@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.integration import slurm_cli
 from tests.integration.apps_fixture import write_broken_app
@@ -419,7 +420,7 @@ def test_launch_errors_show_next_to_the_form(alice: BrowserContext, portal: Runn
 
 
 def test_a_failed_session_shows_its_error_and_log(
-    alice: BrowserContext, portal: RunningPortal
+    alice: BrowserContext, portal: RunningPortal, conf: str
 ) -> None:
     """A site app whose job fails at once: the page says so, with the end of its log."""
     page = alice.new_page()
@@ -427,7 +428,16 @@ def test_a_failed_session_shows_its_error_and_log(
     page.click("[data-testid=launch-broken]")
     page.wait_for_url(re.compile(r"/sessions/[0-9a-f]{16}$"), timeout=60_000)
     sid = page.url.rsplit("/", 1)[1]
-    page.wait_for_selector("[data-testid=session-ended]:visible", timeout=90_000)
+    try:
+        page.wait_for_selector("[data-testid=session-ended]:visible", timeout=90_000)
+    except PlaywrightTimeout:
+        # Say what Slurm was doing, so a failure here can be told from a queue that
+        # never started the job.
+        with portal.client(headers=portal.login("alice")) as c:
+            session = c.get(f"/api/v1/sessions/{sid}").json()
+        queue = slurm_cli.run(conf, ["squeue", "-a", "-p", "viz", "-o", "%i %u %T %r %C %m"])
+        nodes = slurm_cli.run(conf, ["sinfo", "-p", "viz", "-N", "-o", "%N %T %C %e"])
+        raise AssertionError(f"session {session}\nviz queue:\n{queue}\nviz:\n{nodes}") from None
     assert page.get_attribute("[data-testid=session-state]", "data-state") == "failed"
     assert "cannot find its licence" in (page.text_content("[data-testid=session-error]") or "")
     page.wait_for_function(
