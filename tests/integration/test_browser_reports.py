@@ -7,16 +7,12 @@ no untranslated text. Screenshots for docs/screenshots.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from hpcportal.web import i18n
 from tests.integration.browser import login, page_problems, screenshot
 from tests.integration.portal_server import RunningPortal
 from tests.integration.portals import PortalFactory
@@ -26,29 +22,7 @@ DESKTOP: Any = {"width": 1280, "height": 900}
 
 
 @pytest.fixture(scope="module")
-def compiled_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The Korean catalog as it is in the tree, compiled for this module only (the
-    committed .mo is compiled by the release process; this module's texts are new)."""
-    target = tmp_path_factory.mktemp("locale") / "ko" / "LC_MESSAGES"
-    target.mkdir(parents=True)
-    with (i18n.LOCALE_DIR / "ko" / "LC_MESSAGES" / "messages.po").open("rb") as f:
-        catalog = read_po(f, locale="ko")
-    with (target / "messages.mo").open("wb") as f:
-        write_mo(f, catalog)
-    saved = i18n.LOCALE_DIR
-    i18n.LOCALE_DIR = target.parent.parent  # type: ignore[misc]
-    for cached in (i18n.translations, i18n.environment):
-        cached.cache_clear()
-    try:
-        yield
-    finally:
-        i18n.LOCALE_DIR = saved  # type: ignore[misc]
-        for cached in (i18n.translations, i18n.environment):
-            cached.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def portal(make_portal: PortalFactory, compiled_catalog: None) -> RunningPortal:
+def portal(make_portal: PortalFactory) -> RunningPortal:
     return make_portal(report_worker_seconds=0.5)
 
 
