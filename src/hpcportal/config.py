@@ -772,6 +772,14 @@ class Settings(BaseSettings):
         description="CA certificates (PEM) the SMTP server's certificate is checked "
         "against; unset: the system's.",
     )
+    delivery_https_ca_file: Path | None = Field(
+        default=None,
+        description="Extra CA certificates (PEM) trusted for HTTPS webhook and Slack "
+        "deliveries, in addition to the default ones (httpx's default, certifi): for "
+        "internal receivers whose certificates a site CA issued. Unset: the default ones "
+        "only. Read again when the file changes; while it is missing or unreadable, each "
+        "webhook and Slack send fails saying so.",
+    )
     delivery_from: str = Field(
         default="hpcportal@localhost",
         description="From address of the portal's mail; its domain ends each Message-ID.",

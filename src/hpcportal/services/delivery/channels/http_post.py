@@ -5,10 +5,20 @@ the address that check resolved, with the original name in ``Host`` and in TLS (
 and certificate check): a DNS answer that changed since the channel was saved cannot
 redirect the request. Redirects are not followed (they could lead anywhere), and every
 step has the send timeout.
+
+Certificates are checked against httpx's default store (certifi) and, when
+``delivery_https_ca_file`` is set, the site's own CAs as well (``tls_context``): internal
+receivers (a chat server, an automation hook) often have certificates of a private CA,
+and the default store stays so that Slack and other public receivers keep working.
 """
 
 from __future__ import annotations
 
+import functools
+import ssl
+from pathlib import Path
+
+import certifi
 import httpx
 
 from hpcportal.services.delivery.channels import DeliveryFailed
@@ -18,6 +28,32 @@ from hpcportal.services.delivery.url_guard import UrlGuard, UrlRefused
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
 
 
+def tls_context(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """The certificate check for HTTPS sends: True (httpx's default: certifi) without
+    ``ca_file``, else a context trusting certifi's CAs and those in ``ca_file`` (PEM).
+
+    Built once per file version (path, size, modification time): a replaced file is
+    read again. A missing or unusable file is a ``DeliveryFailed`` naming it (not
+    permanent: the admin can fix the file and the message goes on its next attempt)."""
+    if ca_file is None:
+        return True
+    try:
+        stat = ca_file.stat()
+        return _context(str(ca_file), stat.st_size, stat.st_mtime_ns)
+    except (OSError, ssl.SSLError) as exc:  # SSLError: not PEM certificates
+        raise DeliveryFailed(
+            f"delivery_https_ca_file {ca_file}: {type(exc).__name__}: {exc}"[:500]
+        ) from exc
+
+
+@functools.lru_cache(maxsize=8)
+def _context(ca_file: str, size: int, mtime_ns: int) -> ssl.SSLContext:
+    """``size`` and ``mtime_ns`` only key the cache (a new version, a new context)."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 async def post(
     guard: UrlGuard,
     url: str,
@@ -25,8 +61,11 @@ async def post(
     headers: dict[str, str],
     *,
     timeout: float,
+    verify: ssl.SSLContext | bool,
 ) -> None:
-    """POST ``body`` to ``url``; returns on a 2xx answer, else ``DeliveryFailed``."""
+    """POST ``body`` to ``url``; returns on a 2xx answer, else ``DeliveryFailed``.
+
+    ``verify``: how an HTTPS server's certificate is checked (``tls_context``)."""
     try:
         target = guard.check(url)
     except UrlRefused as exc:
@@ -41,7 +80,7 @@ async def post(
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     try:
         async with httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=False
+            timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
         ) as client:
             response = await client.post(
                 target.pinned_url, content=body, headers=sent_headers, extensions=extensions
