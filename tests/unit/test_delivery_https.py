@@ -213,7 +213,7 @@ def post(url: str, ca_file: Path | None, data: bytes = BODY) -> None:
             data,
             {"X-Test": "1"},
             timeout=s.delivery_send_timeout_seconds,
-            verify=http_post.tls_context(ca_file),
+            ca_file=ca_file,
         )
     )
 
@@ -320,3 +320,28 @@ def test_a_missing_ca_file_fails_a_slack_send_with_its_name(tmp_path: Path) -> N
     to = Destination(2, "slack", f"https://{HOST}/services/T/B/X", "en")
     with pytest.raises(DeliveryFailed, match=r"gone\.pem"):
         asyncio.run(SlackSender(s, guard(s)).send(to, message))
+
+
+def test_a_broken_ca_file_stops_no_plain_http_receiver(tmp_path: Path) -> None:
+    """The CA file is read for https URLs only: a plain-HTTP send (where a site allows
+    http) with a missing CA file fails on the connection, not on the file."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    s = settings(tmp_path / "gone.pem").model_copy(
+        update={"delivery_allowed_schemes": ["https", "http"]}
+    )
+    with pytest.raises(DeliveryFailed) as failed:
+        asyncio.run(
+            http_post.post(
+                guard(s),
+                f"http://{HOST}:{port}/hook",
+                BODY,
+                {},
+                timeout=5.0,
+                ca_file=s.delivery_https_ca_file,
+            )
+        )
+    assert "ConnectError" in str(failed.value) and "gone.pem" not in str(failed.value)

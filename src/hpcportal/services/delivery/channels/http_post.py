@@ -61,11 +61,12 @@ async def post(
     headers: dict[str, str],
     *,
     timeout: float,
-    verify: ssl.SSLContext | bool,
+    ca_file: Path | None,
 ) -> None:
     """POST ``body`` to ``url``; returns on a 2xx answer, else ``DeliveryFailed``.
 
-    ``verify``: how an HTTPS server's certificate is checked (``tls_context``)."""
+    ``ca_file``: the site's CAs for an HTTPS server's certificate (``tls_context``),
+    read only for an https URL, so a broken CA file stops no plain-HTTP receiver."""
     try:
         target = guard.check(url)
     except UrlRefused as exc:
@@ -77,7 +78,9 @@ async def post(
             f"[{target.host}]" if target.port == default_port else f"[{target.host}]:{target.port}"
         )
     sent_headers = {"Host": host, "Content-Type": "application/json", **headers}
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    https = target.scheme == "https"
+    extensions = {"sni_hostname": target.host} if https else {}
+    verify = tls_context(ca_file) if https else True
     try:
         async with httpx.AsyncClient(
             timeout=timeout, follow_redirects=False, trust_env=False, verify=verify

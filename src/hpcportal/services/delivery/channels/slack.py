@@ -54,5 +54,5 @@ class SlackSender:
             body(message),
             {signature.DELIVERY_HEADER: message.delivery_id},
             timeout=self.settings.delivery_send_timeout_seconds,
-            verify=http_post.tls_context(self.settings.delivery_https_ca_file),
+            ca_file=self.settings.delivery_https_ca_file,
         )

@@ -48,5 +48,5 @@ class WebhookSender:
             data,
             headers,
             timeout=self.settings.delivery_send_timeout_seconds,
-            verify=http_post.tls_context(self.settings.delivery_https_ca_file),
+            ca_file=self.settings.delivery_https_ca_file,
         )
