@@ -24,6 +24,7 @@ from hpcportal.services.reports.ingest import ingest_status
 from tests.integration import slurm_cli
 from tests.integration.portal_server import RunningPortal
 from tests.integration.portals import PortalFactory
+from tests.integration.test_web_pages import browser
 
 FORMATS = ("pdf", "xlsx", "csv", "json")
 
@@ -385,3 +386,37 @@ def test_dave_sees_physics_and_nothing_else(
         bobs = c.post("/api/v1/reports", json={"spec": {**body, "scope": {"users": ["bob"]}}})
     assert other.status_code == 403, other.text
     assert bobs.status_code == 403, bobs.text
+
+
+def test_everyone_can_see_how_current_the_store_is(
+    portal: RunningPortal, alice: dict[str, str], conf: str, own_jobs: OwnJobs
+) -> None:
+    """The usage store's state equals its cursor, and the cluster's Slurm release, in
+    the API, the CLI and on the reports page; the leader's gauge says the same."""
+    _wait_for_the_store(portal, own_jobs)
+    with portal.client(headers=alice) as c:
+        body = c.get("/api/v1/reports/store").json()
+        token = c.post("/api/v1/auth/api-tokens", json={"name": "cli-store", "scopes": ["read"]})
+        metrics = c.get("/metrics").text
+    [cursor] = ingest_status(portal.services.database)
+    [item] = body["items"]
+    assert datetime.fromisoformat(item["complete_until"]) == cursor.ingested_until
+    assert cursor.ingested_until > own_jobs.ended
+    release = slurm_cli.run(conf, ["sinfo", "-V"]).split()[1]  # "slurm 22.05.8"
+    assert (item["cluster"], item["slurm_release"]) == (cursor.cluster, release)
+    assert 0 <= item["behind_seconds"] < 600
+    assert body["settle_seconds"] == portal.settings.reports_ingest_settle_seconds
+    gauge = f'hpcportal_usage_store_complete_until_seconds{{cluster="{cursor.cluster}"}}'
+    assert any(line.startswith(gauge + " ") for line in metrics.splitlines()), gauge
+
+    env = {"HPCPORTAL_URL": portal.url, "HPCPORTAL_TOKEN": token.json()["token"]}
+    shown = CliRunner().invoke(cli, ["reports", "store"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith(f"{cursor.cluster}: complete up to ") and release in shown.output
+
+    page = browser(portal, "alice")
+    try:
+        html = page.get("/reports").text
+    finally:
+        page.close()
+    assert 'data-testid="report-store"' in html and "Reports hold the jobs that ended" in html

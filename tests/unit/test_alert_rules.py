@@ -102,3 +102,46 @@ def test_several_receivers_and_short_intervals_pass_amtool(tmp_path: Path) -> No
     check([tool("amtool"), "check-config", str(tmp_path / "alertmanager.yml")])
     hooks = yaml.safe_load(text)["receivers"][0]["webhook_configs"]
     assert [h["url"] for h in hooks] == urls
+
+
+def test_usage_store_behind_fires_for_the_cluster_no_replica_keeps_current(
+    tmp_path: Path,
+) -> None:
+    """The gauge of the replica that leads now counts (max over replicas): a deposed
+    leader's frozen value raises nothing; a cluster whose every value froze raises the
+    alert once it is six hours behind for 15 minutes."""
+    (tmp_path / "rules.yml").write_text(alert_rules())
+    gauge = "hpcportal_usage_store_complete_until_seconds"
+    test = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "5m",
+        "tests": [
+            {
+                "interval": "5m",
+                "input_series": [
+                    # "dev": nothing stored since time 0.
+                    {"series": f'{gauge}{{job="hpcportal", instance="a", cluster="dev"}}',
+                     "values": "0x120"},
+                    # "other": replica a stopped at 0, replica b (the leader now) keeps up.
+                    {"series": f'{gauge}{{job="hpcportal", instance="a", cluster="other"}}',
+                     "values": "0x120"},
+                    {"series": f'{gauge}{{job="hpcportal", instance="b", cluster="other"}}',
+                     "values": "0+300x120"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "6h", "alertname": "UsageStoreBehind", "exp_alerts": []},
+                    {"eval_time": "6h10m", "alertname": "UsageStoreBehind", "exp_alerts": []},
+                    {"eval_time": "6h20m", "alertname": "UsageStoreBehind", "exp_alerts": [{
+                        "exp_labels": {"severity": "warning", "cluster": "dev"},
+                        "exp_annotations": {"summary": (
+                            "Usage reports of dev are 6h 20m 0s behind: the leader has not "
+                            "read finished jobs from sacct since (see "
+                            'hpcportal_usage_ingest_windows_total{outcome="failed"} and '
+                            "hpcportal reports store)")},
+                    }]},
+                ],
+            }
+        ],
+    }  # fmt: skip
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(test))
+    check([tool("promtool"), "test", "rules", str(tmp_path / "test.yml")])

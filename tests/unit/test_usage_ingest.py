@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from hpcportal.config import Settings
@@ -364,3 +365,27 @@ def test_two_replicas_only_the_leader_ingests_and_a_deposed_one_writes_nothing(
     assert totals(database, UsageDaily) == EXPECTED
     # It went on from the cursor (NOW - 6 h - settle), re-reading only the settle overlap.
     assert min(start for start, _ in two_source.reads) == NOW - timedelta(hours=6, minutes=4)
+
+
+def test_the_store_status_says_up_to_when_reports_are_complete(
+    database: Database, db_settings: Settings
+) -> None:
+    """What ``GET /reports/store`` and the reports page show: the cursor, how far it is
+    behind now, the last window; and the leader's gauge for the shipped alert rule."""
+    settings = settings_for(db_settings)
+    assert ingest.store_status(database, settings, NOW).items == []
+    UsageIngester(settings, database, History(sample()), Leader(), clock=Clock(NOW)).run()
+    later = NOW + timedelta(minutes=10)
+    status = ingest.store_status(database, settings, later)
+    [dev] = status.items
+    assert dev.complete_until == NOW - timedelta(seconds=120)
+    assert dev.behind_seconds == 600 + 120
+    # The last of the hour-long windows ends at the settle time: 58 minutes long.
+    assert (dev.last_window_seconds, dev.last_window_jobs) == (3600 - 120, 0)
+    assert (dev.cluster, dev.slurm_release) == ("dev", "22.05.11")
+    assert status.settle_seconds == 120
+    assert status.ingest_every_seconds == settings.reports_ingest_seconds
+    gauge = REGISTRY.get_sample_value(
+        "hpcportal_usage_store_complete_until_seconds", {"cluster": "dev"}
+    )
+    assert gauge == (NOW - timedelta(seconds=120)).timestamp()

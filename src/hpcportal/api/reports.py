@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
@@ -18,6 +19,7 @@ from hpcportal.services.files.headers import content_disposition
 from hpcportal.services.reports import generation, schedules, service
 from hpcportal.services.reports.document import ReportDocument
 from hpcportal.services.reports.generation import Created, ReportList, ReportOut
+from hpcportal.services.reports.ingest import StoreStatusList, store_status
 from hpcportal.services.reports.schedules import ScheduleIn, ScheduleList, ScheduleOut
 from hpcportal.services.reports.service import ReportAsk
 from hpcportal.services.reports.spec import ReportSpec
@@ -60,6 +62,14 @@ def delete_schedule(schedule_id: ScheduleId, who: CurrentUser, database: Databas
 
 
 # --- reports ----------------------------------------------------------------------------
+
+
+@router.get("/store", response_model=StoreStatusList, dependencies=[strict_query()])
+def usage_store(who: CurrentUser, database: DatabaseDep, settings: SettingsDep) -> StoreStatusList:
+    """Up to when the usage store behind every report holds all ended jobs: figures of
+    later hours are not in reports yet (the leader reads sacct every
+    ``ingest_every_seconds``, up to ``settle_seconds`` ago)."""
+    return store_status(database, settings, datetime.now(UTC))
 
 
 @router.post("/preview", response_model=ReportDocument, dependencies=[strict_query()])

@@ -238,6 +238,30 @@ def create(
                 raise CliError("Some reports failed.")
 
 
+@app.command("store")
+def store(
+    as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, token: TokenOption = None
+) -> None:
+    """Up to when reports are complete: the usage store of each cluster, how far behind
+    now it is, and its last sacct window."""
+    with reporting(), PortalClient(url, token) as client:
+        body = as_dict(client.get(f"{API}/store"), "the usage store")
+    if as_json:
+        print_json(body)
+        return
+    items = body.get("items", [])
+    if not items:
+        typer.echo("The usage store is empty: the leader has not read sacct yet.")
+    for c in items:
+        behind = int(c["behind_seconds"])
+        typer.echo(
+            f"{c['cluster']}: complete up to {c['complete_until']} "
+            f"({behind // 3600} h {behind % 3600 // 60} min behind); last window "
+            f"{c['last_window_seconds'] // 60} min, {c['last_window_jobs']} jobs added; "
+            f"Slurm {c['slurm_release'] or 'unknown'}"
+        )
+
+
 @app.command("status")
 def status(
     report_id: ReportId,

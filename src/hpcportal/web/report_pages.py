@@ -18,9 +18,10 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from hpcportal.dependencies import DatabaseDep
+from hpcportal.dependencies import DatabaseDep, SettingsDep
 from hpcportal.services.reports import generation, periods, schedules
 from hpcportal.services.reports.document import ReportKind
+from hpcportal.services.reports.ingest import store_status
 from hpcportal.services.reports.spec import Dimension, Measure
 from hpcportal.web.common import Page, PageDep
 from hpcportal.web.i18n import N_
@@ -91,9 +92,12 @@ async def _listing(page: Page, database: Any, everyone: bool) -> generation.Repo
 
 
 @router.get("/reports", response_class=HTMLResponse)
-async def reports_page(page: PageDep, database: DatabaseDep, all: bool = False) -> HTMLResponse:
+async def reports_page(
+    page: PageDep, database: DatabaseDep, settings: SettingsDep, all: bool = False
+) -> HTMLResponse:
     reports = await _listing(page, database, all)
-    return page.render("reports.html", page_key="reports",
+    store = await run_in_threadpool(store_status, database, settings, datetime.now(UTC))
+    return page.render("reports.html", page_key="reports", store=store.items,
                        **_list_context(page, reports, all))  # fmt: skip
 
 

@@ -31,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge
+from pydantic import BaseModel
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -60,6 +62,13 @@ INGESTED = PromCounter(
 )
 WINDOWS = PromCounter(
     "hpcportal_usage_ingest_windows", "Usage store ingest windows by outcome", ["outcome"]
+)
+#: Set by the leader as it stores each window; the shipped rule ``UsageStoreBehind``
+#: fires when the newest value of any replica falls hours behind ``time()``.
+COMPLETE_UNTIL = Gauge(
+    "hpcportal_usage_store_complete_until_seconds",
+    "Up to when (Unix time) the usage store holds every ended job of the cluster",
+    ["cluster"],
 )
 #: Job ids per existence check (an IN list) and rows per executemany batch.
 _CHUNK = 500
@@ -326,6 +335,7 @@ class UsageIngester(PeriodicPart):
             cursor.updated_at = now
         INGESTED.labels(cluster.name).inc(len(added))
         WINDOWS.labels("stored").inc()
+        COMPLETE_UNTIL.labels(cluster.name).set(end.timestamp())
         return WindowResult(start=start, end=end, read=len(rows), added=len(added))
 
 
@@ -335,3 +345,45 @@ def ingest_status(database: Database) -> list[UsageIngestCursor]:
         rows = list(session.scalars(select(UsageIngestCursor).order_by(UsageIngestCursor.cluster)))
         session.expunge_all()
         return rows
+
+
+class StoreStatus(BaseModel):
+    """One cluster's usage store: up to when reports are complete, and its last window."""
+
+    cluster: str
+    complete_until: datetime
+    #: Seconds from ``complete_until`` to now: the ingest interval plus the settle
+    #: time when all is well, growing when sacct cannot be read.
+    behind_seconds: int
+    last_window_seconds: int
+    last_window_jobs: int
+    slurm_release: str | None
+    updated_at: datetime
+
+
+class StoreStatusList(BaseModel):
+    """``GET /reports/store``: every cluster's store, and how often the leader reads."""
+
+    items: list[StoreStatus]
+    ingest_every_seconds: float
+    settle_seconds: float
+
+
+def store_status(database: Database, settings: Settings, now: datetime) -> StoreStatusList:
+    """How current the usage store is, for people (blocking): the cursors as they are."""
+    return StoreStatusList(
+        items=[
+            StoreStatus(
+                cluster=c.cluster,
+                complete_until=c.ingested_until,
+                behind_seconds=max(0, int((now - c.ingested_until).total_seconds())),
+                last_window_seconds=c.window_seconds,
+                last_window_jobs=c.last_jobs,
+                slurm_release=c.slurm_release,
+                updated_at=c.updated_at,
+            )
+            for c in ingest_status(database)
+        ],
+        ingest_every_seconds=settings.reports_ingest_seconds,
+        settle_seconds=settings.reports_ingest_settle_seconds,
+    )
