@@ -226,6 +226,36 @@ def test_pdf_repeats_table_headers_on_every_page(tmp_path: Path) -> None:
         assert day_title in header and jobs_title in header, (page, header)
 
 
+def page_sizes(pdf: bytes, tmp_path: Path) -> set[str]:
+    """pdfinfo's size of every page, e.g. ``595.276 x 841.89``."""
+    path = tmp_path / "sizes.pdf"
+    path.write_bytes(pdf)
+    args = [tool("pdfinfo"), "-f", "1", "-l", "999", str(path)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
+    return set(re.findall(r"Page +\d+ size: +([\d.]+ x [\d.]+) pts", out))
+
+
+def test_a_table_too_wide_for_portrait_turns_the_whole_pdf_to_landscape(tmp_path: Path) -> None:
+    """A custom report of many measures: A4 landscape on every page, every header and
+    figure of the wide table readable; the usual report stays portrait."""
+    assert page_sizes(render(document("en"), "pdf"), tmp_path) == {"595.276 x 841.89"}
+    measures = [f"Measure number {i}" for i in range(12)]
+    wide = Table(
+        title="Custom",
+        columns=[Column(key="user", title="User")]
+        + [Column(key=f"m{i}", title=t, type="hours") for i, t in enumerate(measures)],
+        rows=[[name] + [12345.25 * (i + 1) for i in range(12)] for name in ENGLISH_NAMES],
+    )
+    doc = document("en").model_copy(
+        update={"sections": [*document("en").sections, Section(title="Custom", tables=[wide])]}
+    )
+    pdf = render(doc, "pdf")
+    assert page_sizes(pdf, tmp_path) == {"841.89 x 595.276"}
+    text = pdf_text(pdf, tmp_path)
+    assert "148,143" in text  # 12345.25 x 12, not cut to fit
+    assert all(w in text for w in ("Measure", "number", "11"))
+
+
 def test_pdf_line_chart_with_gaps(tmp_path: Path) -> None:
     """A line chart whose series miss a value (a day without figures) still draws."""
     doc = document("ko")

@@ -28,7 +28,7 @@ from reportlab.graphics.shapes import Drawing
 from reportlab.graphics.widgets.markers import makeMarker
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_RIGHT
-from reportlab.lib.pagesizes import A4
+from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
@@ -71,9 +71,10 @@ from hpcportal.services.reports.render.common import (
 )
 
 DEFAULT_FONT_PATH = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
-PAGE_WIDTH, PAGE_HEIGHT = A4
 MARGIN = 18 * mm
-WIDTH = PAGE_WIDTH - 2 * MARGIN
+#: The portrait page's text width; a document whose widest table needs more is turned
+#: to landscape (``page_for``).
+WIDTH = A4[0] - 2 * MARGIN
 #: Rows whose widths are measured to size a table's columns (the rest wrap or fit).
 MEASURED_ROWS = 300
 BODY, SMALL, TABLE, NOTE = 10.0, 7.5, 8.0, 6.5
@@ -170,10 +171,12 @@ def render_pdf(document: ReportDocument, font_path: Path = DEFAULT_FONT_PATH) ->
     f = fonts(font_path)
     s = styles(f)
     lang = document.language
+    pagesize = page_for(document, s)
+    width = pagesize[0] - 2 * MARGIN
     out = io.BytesIO()
     doc = SimpleDocTemplate(
         out,
-        pagesize=A4,
+        pagesize=pagesize,
         leftMargin=MARGIN,
         rightMargin=MARGIN,
         topMargin=MARGIN,
@@ -186,9 +189,9 @@ def render_pdf(document: ReportDocument, font_path: Path = DEFAULT_FONT_PATH) ->
         # Every page starts in the report's own font, so no unembedded Helvetica.
         initialFontName=f.regular,
     )
-    story: list[Flowable] = title_page(document, s)
+    story: list[Flowable] = title_page(document, s, width)
     for section in document.sections:
-        story += section_flowables(section, lang, s, f)
+        story += section_flowables(section, lang, s, f, width)
 
     def footer(canvas: Canvas, _doc: SimpleDocTemplate) -> None:
         canvas.saveState()
@@ -197,7 +200,7 @@ def render_pdf(document: ReportDocument, font_path: Path = DEFAULT_FONT_PATH) ->
         page = canvas.getPageNumber()
         number = f"{page}{label(lang, 'page')}" if lang == "ko" else f"{label(lang, 'page')} {page}"
         canvas.drawString(MARGIN, MARGIN - 2 * mm, document.title[:90])
-        canvas.drawRightString(PAGE_WIDTH - MARGIN, MARGIN - 2 * mm, number)
+        canvas.drawRightString(pagesize[0] - MARGIN, MARGIN - 2 * mm, number)
         canvas.restoreState()
 
     with _building:
@@ -205,7 +208,20 @@ def render_pdf(document: ReportDocument, font_path: Path = DEFAULT_FONT_PATH) ->
     return out.getvalue()
 
 
-def title_page(document: ReportDocument, s: Styles) -> list[Flowable]:
+def page_for(document: ReportDocument, s: Styles) -> tuple[float, float]:
+    """A4 portrait, or landscape when a table's columns at their natural widths (a
+    custom report with many measures) would be squeezed on a portrait page: one
+    orientation for the whole document, so its pages print and read alike."""
+    for section in document.sections:
+        for table in section.tables:
+            texts, notes = cell_texts(table, document.language, MEASURED_ROWS)
+            natural, _ = natural_widths(table, texts, notes, s, WIDTH)
+            if sum(natural) > WIDTH:
+                return landscape(A4)
+    return A4
+
+
+def title_page(document: ReportDocument, s: Styles, width: float) -> list[Flowable]:
     lang = document.language
     rows = [
         (label(lang, "scope"), document.scope),
@@ -216,7 +232,7 @@ def title_page(document: ReportDocument, s: Styles) -> list[Flowable]:
     rows.append((label(lang, "generated"), format_when(document.generated_at, lang)))
     facts = Table(
         [[Paragraph(escape(k), s.header), Paragraph(escape(v), s.body)] for k, v in rows],
-        colWidths=[40 * mm, WIDTH - 40 * mm],
+        colWidths=[40 * mm, width - 40 * mm],
         hAlign="LEFT",
     )
     facts.setStyle(
@@ -243,31 +259,42 @@ def source_text(source: Source, lang: Language) -> str:
     return source_line(source, lang).split(": ", 1)[1]
 
 
-def section_flowables(section: Section, lang: Language, s: Styles, f: Fonts) -> list[Flowable]:
+def section_flowables(
+    section: Section, lang: Language, s: Styles, f: Fonts, width: float
+) -> list[Flowable]:
     story: list[Flowable] = [CondPageBreak(60 * mm), Paragraph(escape(section.title), s.heading)]
     if section.text:
         story += [Paragraph(escape(part), s.body) for part in section.text.split("\n\n")]
     for table in section.tables:
-        story += table_flowables(table, lang, s)
+        story += table_flowables(table, lang, s, width)
     for chart in section.charts:
-        story.append(KeepTogether(chart_flowables(chart, lang, s, f)))
+        story.append(KeepTogether(chart_flowables(chart, lang, s, f, width)))
     return story
 
 
-def table_flowables(table: DocTable, lang: Language, s: Styles) -> list[Flowable]:
+def cell_texts(
+    table: DocTable, lang: Language, limit: int | None = None
+) -> tuple[list[list[str]], list[list[str]]]:
+    """The cells of the first ``limit`` rows (all by default) as printed, and each
+    cell's change note ("" for none; no rows when there is no previous period)."""
+    texts = [
+        [format_cell(v, c.type, lang) for v, c in zip(row, table.columns, strict=True)]
+        for row in table.rows[:limit]
+    ]
+    notes = [[("" if c is None else format_change(c, lang)) for c in row]
+             for row in (changes(table) or [])[:limit]]  # fmt: skip
+    return texts, notes
+
+
+def table_flowables(table: DocTable, lang: Language, s: Styles, width: float) -> list[Flowable]:
     title = Paragraph(escape(table.title), s.subheading)
     numeric = [c.type in NUMERIC for c in table.columns]
-    found = changes(table)
     header = [
         Paragraph(escape(c.title), s.header_right if n else s.header)
         for c, n in zip(table.columns, numeric, strict=True)
     ]
-    texts = [
-        [format_cell(v, c.type, lang) for v, c in zip(row, table.columns, strict=True)]
-        for row in table.rows
-    ]
-    notes = [[("" if c is None else format_change(c, lang)) for c in row] for row in found or []]
-    widths = column_widths(table, texts, notes, s)
+    texts, notes = cell_texts(table, lang)
+    widths = column_widths(table, texts, notes, s, width)
     body: list[list[str | Flowable]] = []
     for r, row in enumerate(texts):
         cells: list[str | Flowable] = []
@@ -339,12 +366,12 @@ def _width(text: str, font: str, size: float) -> float:
     return float(pdfmetrics.stringWidth(text, font, size))
 
 
-def column_widths(
-    table: DocTable, texts: list[list[str]], notes: list[list[str]], s: Styles
-) -> list[float]:
-    """Widths from the header (whole if all fit, else its widest word), the widest
-    cell and change note (of the first rows), shrunk to the page: text columns give
-    way first, numbers keep what they need if they can."""
+def natural_widths(
+    table: DocTable, texts: list[list[str]], notes: list[list[str]], s: Styles, width: float
+) -> tuple[list[float], list[float]]:
+    """Each column's width with its header broken at spaces, and whole: the widest
+    word (or the whole header) and the widest cell and change note of the first rows,
+    no cell wider than 45 % of ``width``."""
     natural: list[float] = []
     whole: list[float] = []
     for i, column in enumerate(table.columns):
@@ -357,41 +384,54 @@ def column_widths(
         )
         for row in notes[:MEASURED_ROWS]:
             cells = max(cells, _width(row[i], s.cell.fontName, s.cell.fontSize) * NOTE / TABLE)
-        natural.append(max(head, min(cells, WIDTH * 0.45)) + PADDING + 1)
-        whole.append(max(full, min(cells, WIDTH * 0.45)) + PADDING + 1)
-    if sum(whole) <= WIDTH:
+        natural.append(max(head, min(cells, width * 0.45)) + PADDING + 1)
+        whole.append(max(full, min(cells, width * 0.45)) + PADDING + 1)
+    return natural, whole
+
+
+def column_widths(
+    table: DocTable, texts: list[list[str]], notes: list[list[str]], s: Styles, width: float
+) -> list[float]:
+    """The natural widths (whole headers if all fit), shrunk to ``width``: text
+    columns give way first, numbers keep what they need if they can."""
+    natural, whole = natural_widths(table, texts, notes, s, width)
+    if sum(whole) <= width:
         return whole
     total = sum(natural)
-    if total <= WIDTH:
+    if total <= width:
         return natural
     numeric = [c.type in NUMERIC for c in table.columns]
     fixed = sum(w for w, n in zip(natural, numeric, strict=True) if n)
     flexible = total - fixed
-    if fixed < WIDTH * 0.7 and flexible > 0:
-        scale = (WIDTH - fixed) / flexible
+    if fixed < width * 0.7 and flexible > 0:
+        scale = (width - fixed) / flexible
         return [w if n else w * scale for w, n in zip(natural, numeric, strict=True)]
-    return [w * WIDTH / total for w in natural]
+    return [w * width / total for w in natural]
 
 
-def chart_flowables(chart: Chart, lang: Language, s: Styles, f: Fonts) -> list[Flowable]:
+def chart_flowables(
+    chart: Chart, lang: Language, s: Styles, f: Fonts, width: float
+) -> list[Flowable]:
     title = chart.title + (f" ({chart.unit})" if chart.unit else "")
     story: list[Flowable] = [Paragraph(escape(title), s.subheading)]
     values = [v for series in chart.series for v in series.values if v is not None]
     if not chart.labels or not values:
         story.append(Paragraph("—", s.body))
     else:
-        story.append(chart_drawing(chart, lang, f, min(values), max(values)))
+        story.append(chart_drawing(chart, lang, f, min(values), max(values), width))
     if chart.source is not None:
         story.append(Paragraph(escape(source_line(chart.source, lang)), s.small))
     story.append(Spacer(1, 4 * mm))
     return story
 
 
-def chart_drawing(chart: Chart, lang: Language, f: Fonts, low: float, high: float) -> Drawing:
+def chart_drawing(
+    chart: Chart, lang: Language, f: Fonts, low: float, high: float, width: float
+) -> Drawing:
     """A bar or line chart over the page's width: thinned category labels, value axis
     labels grouped in the document's language, a legend naming each series."""
     height, legend_rows = 190.0, math.ceil(len(chart.series) / 3)
-    drawing = Drawing(WIDTH, height + 14 * legend_rows, initialFontName=f.regular)
+    drawing = Drawing(width, height + 14 * legend_rows, initialFontName=f.regular)
     plot: VerticalBarChart | HorizontalLineChart
     if chart.kind == "bar":
         bars = VerticalBarChart()
@@ -412,7 +452,7 @@ def chart_drawing(chart: Chart, lang: Language, f: Fonts, low: float, high: floa
                 lines.lines[i].symbol = makeMarker("FilledCircle", size=4)  # type: ignore[no-untyped-call]
         plot = lines
     plot.x, plot.y = 48, 40 + 14 * legend_rows
-    plot.width, plot.height = int(WIDTH - 60), int(height - 55)
+    plot.width, plot.height = int(width - 60), int(height - 55)
     plot.data = [tuple(series.values) for series in chart.series]
     step = max(1, math.ceil(len(chart.labels) / max(1, plot.width // 34)))
     plot.categoryAxis.categoryNames = [
@@ -439,7 +479,7 @@ def chart_drawing(chart: Chart, lang: Language, f: Fonts, low: float, high: floa
     legend.fontName, legend.fontSize = f.regular, 7.5
     legend.alignment = "right"
     legend.columnMaximum = legend_rows
-    legend.deltax = int((WIDTH - 60) / 3)
+    legend.deltax = int((width - 60) / 3)
     legend.boxAnchor = "nw"
     legend.colorNamePairs = [
         (PALETTE[i % len(PALETTE)], series.name) for i, series in enumerate(chart.series)
