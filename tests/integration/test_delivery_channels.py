@@ -15,6 +15,7 @@ the aiosmtpd SMTP test peer (``delivery_peers.py``: STARTTLS and a login).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -160,6 +161,21 @@ def test_job_failed_mail_in_english_and_korean_owners_apart(
     assert sent.exit_code == 0 and f"({jobs[0]})" in sent.output, sent.output
     other = runner.invoke(cli, ["notifications", "channels", "test", "999999"], env=env)
     assert other.exit_code != 0
+    # A subscription changed from the CLI: quiet hours set, then removed; nothing else moves.
+    sub = str(subs[0]["id"])
+    quiet = runner.invoke(cli, ["notifications", "subscriptions", "change", sub, "--quiet",
+                                "22:00-07:00", "--time-zone", "Asia/Seoul"], env=env)  # fmt: skip
+    assert quiet.exit_code == 0 and "quiet 22:00-07:00 Asia/Seoul" in quiet.output, quiet.output
+    loud = runner.invoke(
+        cli, ["notifications", "subscriptions", "change", sub, "--no-quiet", "--json"], env=env
+    )
+    assert loud.exit_code == 0, loud.output
+    after = json.loads(loud.output)
+    assert (after["quiet_start"], after["quiet_end"], after["time_zone"]) == (
+        None, None, "Asia/Seoul")  # fmt: skip
+    assert (after["event"], after["mode"]) == (subs[0]["event"], subs[0]["mode"])
+    nothing = runner.invoke(cli, ["notifications", "subscriptions", "change", sub], env=env)
+    assert nothing.exit_code == 2 and "Nothing to change" in nothing.output
 
 
 def test_webhooks_outside_the_allow_list_are_refused(portal: RunningPortal) -> None:

@@ -19,6 +19,7 @@ from hpcportal.cli.portal_client import (
     UrlOption,
     print_json,
     reporting,
+    usage_error,
 )
 
 API = "/api/v1/notifications"
@@ -191,6 +192,42 @@ def subscriptions_add(
     with reporting(), PortalClient(url, token) as client:
         created = client.json("POST", f"{API}/subscriptions", body=body)
     _show(created, as_json, [_subscription_row(created)])
+
+
+@subscriptions_app.command("change")
+def subscriptions_change(
+    subscription_id: SubscriptionId,
+    mode: Annotated[str | None, typer.Option("--mode", help="immediate, hourly or daily.")] = None,
+    quiet: Annotated[
+        str | None, typer.Option("--quiet", help="Quiet hours like 22:00-07:00.")
+    ] = None,
+    no_quiet: Annotated[bool, typer.Option("--no-quiet", help="No quiet hours.")] = False,
+    time_zone: Annotated[
+        str | None, typer.Option("--time-zone", help="IANA zone of quiet hours.")
+    ] = None,
+    as_json: JsonOption = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Change how a subscription is sent; what is not given stays as it is."""
+    body: dict[str, Any] = {}
+    if mode:
+        body["mode"] = mode
+    if time_zone:
+        body["time_zone"] = time_zone
+    if quiet:
+        start, _, end = quiet.partition("-")
+        body["quiet_start"], body["quiet_end"] = start.strip(), end.strip()
+    elif no_quiet:
+        body["quiet_start"] = body["quiet_end"] = None
+    with reporting():
+        if quiet and no_quiet:
+            usage_error("Give --quiet or --no-quiet, not both.")
+        if not body:
+            usage_error("Nothing to change: give --mode, --quiet, --no-quiet or --time-zone.")
+        with PortalClient(url, token) as client:
+            changed = client.json("PATCH", f"{API}/subscriptions/{subscription_id}", body=body)
+    _show(changed, as_json, [_subscription_row(changed)])
 
 
 @subscriptions_app.command("remove")
