@@ -137,6 +137,15 @@ def channels_remove(
     typer.echo(f"Channel {channel_id} removed.")
 
 
+QuietOption = Annotated[str | None, typer.Option("--quiet", help="Quiet hours like 22:00-07:00.")]
+
+
+def quiet_hours(text: str) -> dict[str, str]:
+    """``22:00-07:00`` as the API's ``quiet_start`` and ``quiet_end`` (it checks them)."""
+    start, _, end = text.partition("-")
+    return {"quiet_start": start.strip(), "quiet_end": end.strip()}
+
+
 def _subscription_row(s: dict[str, Any]) -> str:
     quiet = (
         f"quiet {s['quiet_start']}-{s['quiet_end']} {s['time_zone']}"
@@ -169,9 +178,7 @@ def subscriptions_add(
     event: Annotated[str, typer.Argument(help="e.g. job_failed (see `subscriptions events`).")],
     channel_id: ChannelId,
     mode: Annotated[str, typer.Option("--mode", help="immediate, hourly or daily.")] = "immediate",
-    quiet: Annotated[
-        str | None, typer.Option("--quiet", help="Quiet hours like 22:00-07:00.")
-    ] = None,
+    quiet: QuietOption = None,
     time_zone: Annotated[
         str, typer.Option("--time-zone", help="IANA zone of quiet hours.")
     ] = "UTC",
@@ -187,8 +194,7 @@ def subscriptions_add(
         "time_zone": time_zone,
     }
     if quiet:
-        start, _, end = quiet.partition("-")
-        body["quiet_start"], body["quiet_end"] = start.strip(), end.strip()
+        body |= quiet_hours(quiet)
     with reporting(), PortalClient(url, token) as client:
         created = client.json("POST", f"{API}/subscriptions", body=body)
     _show(created, as_json, [_subscription_row(created)])
@@ -198,9 +204,7 @@ def subscriptions_add(
 def subscriptions_change(
     subscription_id: SubscriptionId,
     mode: Annotated[str | None, typer.Option("--mode", help="immediate, hourly or daily.")] = None,
-    quiet: Annotated[
-        str | None, typer.Option("--quiet", help="Quiet hours like 22:00-07:00.")
-    ] = None,
+    quiet: QuietOption = None,
     no_quiet: Annotated[bool, typer.Option("--no-quiet", help="No quiet hours.")] = False,
     time_zone: Annotated[
         str | None, typer.Option("--time-zone", help="IANA zone of quiet hours.")
@@ -216,8 +220,7 @@ def subscriptions_change(
     if time_zone:
         body["time_zone"] = time_zone
     if quiet:
-        start, _, end = quiet.partition("-")
-        body["quiet_start"], body["quiet_end"] = start.strip(), end.strip()
+        body |= quiet_hours(quiet)
     elif no_quiet:
         body["quiet_start"] = body["quiet_end"] = None
     with reporting():
