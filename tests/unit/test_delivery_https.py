@@ -21,10 +21,6 @@ from pathlib import Path
 
 import certifi
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from hpcportal.config import Settings
 from hpcportal.services.delivery import signature
@@ -32,91 +28,15 @@ from hpcportal.services.delivery.channels import DeliveryFailed, Destination, Ou
 from hpcportal.services.delivery.channels.slack import SlackSender
 from hpcportal.services.delivery.channels.webhook import WebhookSender, body
 from hpcportal.services.delivery.url_guard import UrlGuard
+from tests.pki import TestCa
 
 HOST = "hooks.example.test"
 BODY = b'{"id":"abc","event":"job.failed","text":"\xec\x9e\x91\xec\x97\x85"}'
 
 
-@dataclass
-class Pki:
-    ca_file: Path
-    ca_cert: x509.Certificate
-    ca_key: ec.EllipticCurvePrivateKey
-    folder: Path
-
-    def leaf(self, name: str) -> tuple[Path, Path]:
-        """A server certificate for ``name`` signed by the CA: (cert file, key file)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(self.ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-            .sign(self.ca_key, hashes.SHA256())
-        )
-        cert_file, key_file = self.folder / f"{name}.pem", self.folder / f"{name}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return cert_file, key_file
-
-
-def make_ca(
-    folder: Path, name: str = "hpcportal test CA"
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    folder = tmp_path_factory.mktemp("pki")
-    cert, key = make_ca(folder)
-    ca_file = folder / "site-ca.pem"
-    ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return Pki(ca_file, cert, key, folder)
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestCa:
+    return TestCa(tmp_path_factory.mktemp("pki"))
 
 
 @dataclass
@@ -181,8 +101,8 @@ class TlsServer:
 
 
 @pytest.fixture
-def server(pki: Pki) -> Iterator[TlsServer]:
-    with TlsServer(*pki.leaf(HOST)) as running:
+def server(pki: TestCa) -> Iterator[TlsServer]:
+    with TlsServer(*pki.issue(HOST)) as running:
         yield running
 
 
@@ -219,7 +139,7 @@ def post(url: str, ca_file: Path | None, data: bytes = BODY) -> None:
 
 
 def test_with_the_site_ca_the_post_reaches_the_address_checked_under_its_name(
-    server: TlsServer, pki: Pki
+    server: TlsServer, pki: TestCa
 ) -> None:
     post(server.url, pki.ca_file)
     [request] = server.seen.requests
@@ -243,9 +163,9 @@ def test_without_the_site_ca_the_certificate_is_refused(server: TlsServer) -> No
 
 
 def test_a_certificate_for_another_name_is_refused_although_the_connection_goes_to_an_ip(
-    pki: Pki,
+    pki: TestCa,
 ) -> None:
-    with TlsServer(*pki.leaf("other.example.test")) as other:
+    with TlsServer(*pki.issue("other.example.test")) as other:
         with pytest.raises(DeliveryFailed, match=r"(?i)certificate verify failed") as failed:
             post(other.url, pki.ca_file)
         assert other.seen.requests == []
@@ -253,7 +173,7 @@ def test_a_certificate_for_another_name_is_refused_although_the_connection_goes_
     assert "mismatch" in str(failed.value).lower() or HOST in str(failed.value)
 
 
-def test_a_redirect_is_not_followed(server: TlsServer, pki: Pki) -> None:
+def test_a_redirect_is_not_followed(server: TlsServer, pki: TestCa) -> None:
     server.seen.answer = 302
     server.seen.location = f"https://{HOST}:{server.port}/elsewhere"
     with pytest.raises(DeliveryFailed, match="HTTP 302"):
@@ -261,7 +181,9 @@ def test_a_redirect_is_not_followed(server: TlsServer, pki: Pki) -> None:
     assert [r["path"] for r in server.seen.requests] == ["/hook"]
 
 
-def test_the_webhook_channel_sends_its_signed_json_over_https(server: TlsServer, pki: Pki) -> None:
+def test_the_webhook_channel_sends_its_signed_json_over_https(
+    server: TlsServer, pki: TestCa
+) -> None:
     s = settings(pki.ca_file)
     message = Outgoing(
         delivery_id="0123456789abcdef0123456789abcdef",
@@ -286,7 +208,7 @@ def test_the_webhook_channel_sends_its_signed_json_over_https(server: TlsServer,
     )
 
 
-def test_tls_context_default_cache_and_broken_files(tmp_path: Path, pki: Pki) -> None:
+def test_tls_context_default_cache_and_broken_files(tmp_path: Path, pki: TestCa) -> None:
     assert http_post.tls_context(None) is True
     ca_file = tmp_path / "ca.pem"
     ca_file.write_bytes(pki.ca_file.read_bytes())
@@ -299,8 +221,7 @@ def test_tls_context_default_cache_and_broken_files(tmp_path: Path, pki: Pki) ->
     trusted = first.get_ca_certs()
     assert len(trusted) == len(certifi_only) + 1 > 50
     assert any("hpcportal test CA" in str(c["subject"]) for c in trusted)
-    replaced, _ = make_ca(tmp_path, "replacement CA")
-    ca_file.write_bytes(replaced.public_bytes(serialization.Encoding.PEM))
+    ca_file.write_bytes(TestCa(tmp_path, "replacement CA").ca_file.read_bytes())
     os.utime(ca_file, ns=(time.time_ns(), time.time_ns() + 10**9))
     second = http_post.tls_context(ca_file)
     assert second is not first, "a replaced file is read again"
